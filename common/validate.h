@@ -1,0 +1,51 @@
+/* Checks run after every protobuf unpack (protobuf-c accepts missing fields,
+ * silently shortens strings at an embedded NUL and checks no bounds). Each
+ * returns 0 or -EBADMSG with *why set to a static string naming the field. */
+#ifndef TSCNI_COMMON_VALIDATE_H
+#define TSCNI_COMMON_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cni.pb-c.h"
+#include "state.pb-c.h"
+#include "worker.pb-c.h"
+
+enum validate_limits {
+	NAME_MAX_LEN = 253,          /* network name */
+	CONTAINER_ID_MAX_LEN = 4096, /* cni-contract 2.1 */
+	IFNAME_MAX_LEN = 15,
+	PATH_MAX_LEN = 4095,
+	POD_FIELD_MAX_LEN = 253,     /* namespace, name, uid */
+	ANNOTATION_MAX = 64,
+	ANNOTATION_KEY_MAX_LEN = 317,
+	ANNOTATION_VALUE_MAX_LEN = 4096,
+	GC_MAX_ATTACHMENTS = 65536,
+	PREFIX_MAX = 16,             /* addresses or routes in one message */
+	STATUS_MAX_PODS = 16384,
+	MSG_MAX_LEN = 1024,          /* error messages, reasons, details */
+	HOST_MAX_LEN = 253,
+	AUTHKEY_MAX_LEN = 512,
+	URL_MAX_LEN = 2048,
+	CA_BUNDLE_MAX_LEN = 48 * 1024,
+};
+
+/* ^[A-Za-z0-9][A-Za-z0-9_.-]*$, bounded by max. */
+bool valid_name(const char *s, size_t max);
+/* 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
+bool valid_ifname(const char *s);
+/* Absolute, no NUL, bounded by PATH_MAX_LEN. */
+bool valid_abs_path(const char *s);
+
+int validate_ip_prefix(const Tscni__IpPrefix *m, const char **why);
+int validate_attachment_key(const Tscni__AttachmentKey *m, const char **why);
+int validate_cni_request(const Tscni__CniRequest *m, const char **why);
+int validate_cni_reply(const Tscni__CniReply *m, const char **why);
+int validate_identity(const Tscni__Identity *m, const char **why);
+int validate_attachment(const Tscni__Attachment *m, const char **why);
+int validate_tombstone(const Tscni__Tombstone *m, const char **why);
+int validate_job(const Tscni__Job *m, const char **why);
+int validate_supervisor_msg(const Tscni__SupervisorMsg *m, const char **why);
+int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why);
+
+#endif

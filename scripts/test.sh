@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The test command of the README, and what CI runs (.ci/run):
+#   1. install the Debian packages (scripts/install-deps.sh)
+#   2. build with -Werror and run the unit, netns, e2e and drill suites
+#   3. run the netns suite again with every kernel-feature fallback forced
+#   4. build with ASan+UBSan and run the unit and netns suites
+#   5. build the libFuzzer targets with clang and run each briefly
+# Needs root (TUN, network namespaces). Build trees go under $TSCNI_OUT
+# (default ./out). Exits non-zero if any step fails; later steps still run.
+set -uo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+out=${TSCNI_OUT:-$src/out}
+jobs=${TSCNI_JOBS:-2}
+fuzz_seconds=${TSCNI_FUZZ_SECONDS:-20}
+failed=()
+
+step() { printf '\n=== %s ===\n' "$*"; }
+run() {
+	local name=$1
+	shift
+	"$@" || failed+=("$name")
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "test.sh: run as root (TUN devices, network namespaces)" >&2
+	exit 1
+fi
+
+step "dependencies"
+"$src/scripts/install-deps.sh" || exit 1
+
+step "build (-Werror)"
+cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSCNI_WERROR=ON >/dev/null &&
+	cmake --build "$out/build" -j"$jobs" || exit 1
+
+step "unit, netns, e2e, drill"
+run tests ctest --test-dir "$out/build" -L 'unit|netns|e2e|drill' -j"$jobs" \
+	--output-on-failure --timeout 600
+
+step "netns with every kernel-feature fallback forced"
+run fallbacks env TSCNI_FORCE_FALLBACK=all ctest --test-dir "$out/build" -L netns \
+	-j"$jobs" --output-on-failure
+
+step "ASan+UBSan build: unit and netns"
+cmake -S "$src" -B "$out/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTSCNI_WERROR=ON \
+	-DTSCNI_SANITIZE=address,undefined >/dev/null &&
+	cmake --build "$out/build-asan" -j"$jobs" || failed+=(asan-build)
+run asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ctest --test-dir "$out/build-asan" -L 'unit|netns' -j"$jobs" --output-on-failure
+
+step "libFuzzer targets (${fuzz_seconds}s each)"
+CC=clang cmake -S "$src" -B "$out/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTSCNI_FUZZ=ON \
+	-DBUILD_TESTING=ON -DFUZZ_SECONDS="$fuzz_seconds" >/dev/null &&
+	cmake --build "$out/build-fuzz" -j"$jobs" || failed+=(fuzz-build)
+run fuzz ctest --test-dir "$out/build-fuzz" -L fuzz -j"$jobs" --output-on-failure
+
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "all test steps passed"

@@ -1,0 +1,55 @@
+/* Every privileged network operation of the supervisor, through libnl-route-3,
+ * and the validation of workers' requests for them (DESIGN.md section 1).
+ * Functions are synchronous and thread-safe (each opens its own netlink
+ * socket); pods.c runs them on the libuv threadpool. All return 0 or a
+ * negative errno and, where given, set *why to a static string. */
+#ifndef TSCNI_SUPERVISOR_NETOPS_H
+#define TSCNI_SUPERVISOR_NETOPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ip.h"
+
+enum netops_defaults { NETOPS_MTU = 1280 };
+
+/* Creates a TUN device in the host namespace under a temporary name, moves it
+ * into the namespace nsfd, renames it to ifname there, sets MTU, IPv6 on with
+ * addr_gen_mode none, rp_filter loose (2), and brings it up. On success
+ * *tun_fd (O_CLOEXEC|O_NONBLOCK, owned by the caller: fd custody) and
+ * *ifindex (inside the pod's namespace) are set. -EEXIST when ifname already
+ * exists in nsfd (left alone). On any failure nothing is left behind. */
+int netops_tun_create(int nsfd, const char *ifname, unsigned int mtu, int *tun_fd, int *ifindex,
+		      const char **why);
+
+/* Deletes ifname in nsfd: 1 deleted, 0 absent, < 0 error. */
+int netops_link_delete(int nsfd, const char *ifname);
+
+/* CHECK: ifname exists in nsfd, is up, has mtu (when mtu != 0) and carries
+ * each of addrs. Returns 0, or -ENOENT/-ENETDOWN/-EADDRNOTAVAIL/... with a
+ * human sentence naming the missing item written to detail. */
+int netops_link_check(int nsfd, const char *ifname, unsigned int mtu,
+		      const struct ip_prefix *addrs, size_t naddrs, char *detail, size_t dlen);
+
+/* Addresses (/32, /128 with IFA_F_NODAD) and routes on ifindex inside nsfd.
+ * Adding what exists and deleting what is absent succeed. */
+int netops_addr_add(int nsfd, int ifindex, const struct ip_prefix *p);
+int netops_addr_del(int nsfd, int ifindex, const struct ip_prefix *p);
+int netops_route_add(int nsfd, int ifindex, const struct ip_prefix *dst);
+int netops_route_del(int nsfd, int ifindex, const struct ip_prefix *dst);
+
+/* What the operator allows workers to route beyond the Tailscale ranges. */
+struct netops_policy {
+	const struct ip_prefix *extra_routes;
+	size_t n_extra_routes;
+};
+
+/* Worker requests (DESIGN.md section 1): an address must be exactly a /32 in
+ * 100.64.0.0/10 or a /128 in fd7a:115c:a1e0::/48; a route must lie inside
+ * those ranges, or be quad-100, or inside one of policy's extra prefixes.
+ * 0 or -EPERM with *why. */
+int netops_validate_addr(const struct ip_prefix *p, const char **why);
+int netops_validate_route(const struct ip_prefix *p, const struct netops_policy *policy,
+			  const char **why);
+
+#endif

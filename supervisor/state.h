@@ -1,0 +1,76 @@
+/* The state directory (DESIGN.md section 3), default /var/lib/tailscale-cni:
+ *
+ *   supervisor.lock                          flock: one supervisor per node
+ *   pods/<pod-uid>/identity.pb               keys, hostname, addresses
+ *   pods/<pod-uid>/attachments/<key>.pb      one per (network, cid, ifname)
+ *   tombstones/<key>                         DELs written by the plugin
+ *   jobs/<id>.pb                             persisted API work
+ *   damaged/  quarantine/                    records moved aside, never acted on
+ *
+ * Files 0600, directories 0700; every write is atomic (common/record.h).
+ * Functions are synchronous (they fsync): pods.c calls them on the threadpool.
+ * They return 0 or a negative errno. */
+#ifndef TSCNI_SUPERVISOR_STATE_H
+#define TSCNI_SUPERVISOR_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "state.pb-c.h"
+
+struct state;
+
+/* What identifies this node; records from elsewhere are quarantined. */
+struct state_origin {
+	char machine_id[64]; /* /etc/machine-id */
+	char node_name[256]; /* --node-name, $NODE_NAME, or the host name */
+	char boot_id[64];    /* /proc/sys/kernel/random/boot_id */
+};
+
+/* Fills origin from the system; node_name may be preset (non-empty) by the
+ * caller and is then kept. */
+int state_origin_detect(struct state_origin *origin);
+
+/* Creates the layout under dir (0700), takes the flock on supervisor.lock
+ * without blocking (-EWOULDBLOCK: another supervisor runs). */
+int state_open(const char *dir, const struct state_origin *origin, struct state **out);
+void state_close(struct state *st);
+const char *state_dir(const struct state *st);
+const struct state_origin *state_get_origin(const struct state *st);
+
+/* Called once per record found by state_load. Records that fail to parse are
+ * moved to damaged/ and records of another machine or node name to
+ * quarantine/, each with a log line naming the file; neither reaches the
+ * callbacks. The callbacks do not own the messages. */
+struct state_load_cb {
+	void (*identity)(void *arg, const Tscni__Identity *id);
+	void (*attachment)(void *arg, const Tscni__Attachment *att);
+	void (*tombstone)(void *arg, const Tscni__Tombstone *tomb, const char *filename);
+	void (*job)(void *arg, const Tscni__Job *job);
+	void *arg;
+};
+/* Walks the whole directory once. Returns 0 (damaged records are not an
+ * error) and counts what was moved aside in *n_damaged / *n_quarantined. */
+int state_load(struct state *st, const struct state_load_cb *cb, unsigned int *n_damaged,
+	       unsigned int *n_quarantined);
+
+/* Identity of a pod: read (NULL with -ENOENT when none), or write. */
+Tscni__Identity *state_identity_get(struct state *st, const char *pod_uid, int *err);
+int state_identity_put(struct state *st, const Tscni__Identity *id);
+/* Removes pods/<uid> entirely (identity included). Only when no attachment
+ * of the pod remains. */
+int state_pod_remove(struct state *st, const char *pod_uid);
+
+int state_attachment_put(struct state *st, const Tscni__Attachment *att);
+int state_attachment_remove(struct state *st, const char *pod_uid, const Tscni__AttachmentKey *key);
+/* Lists the attachment keys recorded for a pod (to know if it has any left). */
+int state_attachment_count(struct state *st, const char *pod_uid);
+
+/* Tombstones are written by the CNI plugin (cni/), removed by the supervisor
+ * once the DEL they stand for is done. */
+int state_tombstone_remove(struct state *st, const char *filename);
+
+int state_job_put(struct state *st, const Tscni__Job *job);
+int state_job_remove(struct state *st, const char *id);
+
+#endif
