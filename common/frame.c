@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,7 +52,7 @@ void frame_put_header(uint8_t hdr[static FRAME_HDR_LEN], size_t body_len)
 static int wait_fd(int fd, short events, unsigned long long deadline_ms)
 {
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
+		struct pollfd pfd = {.fd = fd, .events = events};
 		unsigned long long now = now_ms();
 		int r;
 
@@ -172,9 +173,10 @@ ssize_t seqpacket_recv(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds,
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int) * WMSG_MAX_FDS)];
 	} cbuf;
-	struct iovec iov = { .iov_base = buf, .iov_len = cap };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {.iov_base = buf, .iov_len = cap};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	size_t got = 0;
+	bool extra = false;
 	ssize_t n;
 
 	if (nfds)
@@ -201,16 +203,20 @@ ssize_t seqpacket_recv(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds,
 			int f;
 
 			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (got < max_fds)
+			if (got < max_fds) {
 				fds[got++] = f;
-			else
+			} else {
 				close(f);
+				extra = true;
+			}
 		}
 	}
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || extra) {
 		for (size_t i = 0; i < got; i++)
 			close(fds[i]);
-		*why = (msg.msg_flags & MSG_TRUNC) ? "message truncated" : "control data truncated";
+		*why = (msg.msg_flags & MSG_TRUNC)    ? "message truncated"
+		       : (msg.msg_flags & MSG_CTRUNC) ? "control data truncated"
+						      : "too many descriptors";
 		return -EMSGSIZE;
 	}
 	if (nfds)
@@ -227,8 +233,8 @@ int seqpacket_send(int fd, const uint8_t *buf, size_t len, const int *fds, size_
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int) * WMSG_MAX_FDS)];
 	} cbuf;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n;
 
 	if (len == 0 || len > WMSG_MAX_LEN || nfds > WMSG_MAX_FDS)

@@ -10,21 +10,21 @@
 
 #include "cni.pb-c.h"
 
-const struct ip_prefix ip_tailscale_v4 = { .family = AF_INET, .len = 10, .addr = { 100, 64 } };
+const struct ip_prefix ip_tailscale_v4 = {.family = AF_INET, .len = 10, .addr = {100, 64}};
 const struct ip_prefix ip_tailscale_v6 = {
 	.family = AF_INET6,
 	.len = 48,
-	.addr = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 },
+	.addr = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0},
 };
 const struct ip_prefix ip_quad100_v4 = {
 	.family = AF_INET,
 	.len = 32,
-	.addr = { 100, 100, 100, 100 },
+	.addr = {100, 100, 100, 100},
 };
 const struct ip_prefix ip_quad100_v6 = {
 	.family = AF_INET6,
 	.len = 128,
-	.addr = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0, [15] = 0x53 },
+	.addr = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0, [15] = 0x53},
 };
 
 static size_t addr_len(int family)

@@ -10,7 +10,7 @@
 
 enum { LOG_LINE_MAX = 2048 };
 
-static const char level_chars[] = { 'E', 'W', 'I', 'D' };
+static const char level_chars[] = {'E', 'W', 'I', 'D'};
 
 /* Process-wide logging configuration: set once in main() before any thread
  * starts, read-only afterwards. */
@@ -19,7 +19,7 @@ static struct {
 	enum log_level level;
 	log_sink_fn *sink;
 	void *sink_arg;
-} log_cfg = { .ident = NULL, .level = LOG_INFO };
+} log_cfg = {.ident = NULL, .level = LOG_INFO};
 
 void log_init(const char *ident, enum log_level level)
 {
@@ -45,7 +45,7 @@ void log_set_sink(log_sink_fn *fn, void *arg)
 
 int log_level_parse(const char *s, enum log_level *out)
 {
-	static const char *const names[] = { "err", "warn", "info", "debug" };
+	static const char *const names[] = {"err", "warn", "info", "debug"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcmp(s, names[i]) == 0) {
