@@ -17,8 +17,14 @@ enum netops_defaults { NETOPS_MTU = 1280 };
  * into the namespace nsfd, renames it to ifname there, sets MTU, IPv6 on with
  * addr_gen_mode none, rp_filter loose (2), and brings it up. On success
  * *tun_fd (O_CLOEXEC|O_NONBLOCK, owned by the caller: fd custody) and
- * *ifindex (inside the pod's namespace) are set. -EEXIST when ifname already
- * exists in nsfd (left alone). On any failure nothing is left behind. */
+ * *ifindex (inside the pod's namespace) are set. The device is not
+ * persistent: it disappears when the last copy of *tun_fd is closed, or with
+ * the namespace (the fd then polls POLLERR and reads fail with EBADFD).
+ * -EEXIST when ifname already exists in nsfd (left alone); -EINVAL for an
+ * ifname the kernel would refuse or rewrite ('/', ':', '%', spaces, > 15
+ * bytes) or an MTU outside 1280..65535. On any failure nothing is left
+ * behind, *tun_fd is -1 and *why says which step failed. On a kernel booted
+ * without IPv6 the device is configured for IPv4 only. */
 int netops_tun_create(int nsfd, const char *ifname, unsigned int mtu, int *tun_fd, int *ifindex,
 		      const char **why);
 
@@ -26,13 +32,19 @@ int netops_tun_create(int nsfd, const char *ifname, unsigned int mtu, int *tun_f
 int netops_link_delete(int nsfd, const char *ifname);
 
 /* CHECK: ifname exists in nsfd, is up, has mtu (when mtu != 0) and carries
- * each of addrs. Returns 0, or -ENOENT/-ENETDOWN/-EADDRNOTAVAIL/... with a
- * human sentence naming the missing item written to detail. */
+ * each of addrs. Returns 0 (detail "") or, with a sentence naming the first
+ * missing item written to detail (cut to dlen): -ENOENT "ts0 not found in
+ * network namespace /run/netns/x", -ENETDOWN "ts0 is down", -EMSGSIZE "ts0
+ * has MTU 1500, expected 1280", -EADDRNOTAVAIL "address 100.64.0.5/32
+ * missing on ts0", or another negative errno when netlink itself failed. */
 int netops_link_check(int nsfd, const char *ifname, unsigned int mtu,
 		      const struct ip_prefix *addrs, size_t naddrs, char *detail, size_t dlen);
 
 /* Addresses (/32, /128 with IFA_F_NODAD) and routes on ifindex inside nsfd.
- * Adding what exists and deleting what is absent succeed. */
+ * Adding what exists and deleting what is absent succeed; an ifindex that does
+ * not exist is an error. Routes are unicast, scope link, no gateway, in the
+ * main table; host bits of dst are cleared; adding replaces a route to the
+ * same prefix (and metric) on another device. */
 int netops_addr_add(int nsfd, int ifindex, const struct ip_prefix *p);
 int netops_addr_del(int nsfd, int ifindex, const struct ip_prefix *p);
 int netops_route_add(int nsfd, int ifindex, const struct ip_prefix *dst);
