@@ -10,6 +10,8 @@ packages=(
 	libuv1-dev libnl-3-dev libnl-route-3-dev libsodium-dev libb2-dev
 	libcurl4-openssl-dev libnghttp2-dev libjansson-dev libzstd-dev libprotobuf-c-dev
 	libseccomp-dev libcap-ng-dev libcmocka-dev
+	# tests/testcontrol only: its TLS server (libcurl already depends on it)
+	libssl-dev
 	# tests: sanitizer and fuzzer runtimes, real peers, runtimes, tools
 	libclang-rt-14-dev valgrind
 	iproute2 util-linux procps jq
