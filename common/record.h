@@ -67,7 +67,9 @@ Tscni__Tombstone *record_parse_tombstone(const uint8_t *buf, size_t len, const c
 Tscni__Job *record_parse_job(const uint8_t *buf, size_t len, const char **why);
 
 /* The file name for an attachment or tombstone key: "<network>_<cid>_<ifname>"
- * when that fits in 200 bytes, otherwise "h_" + 64 hex of its SHA-256.
+ * when neither network nor container id contains '_' and the result fits in
+ * 200 bytes; otherwise "h_" + 64 hex of SHA-256(network NUL cid NUL ifname
+ * NUL), so that ("a_b", "c") and ("a", "b_c") never share a file.
  * buf needs RECORD_KEYNAME_LEN bytes. */
 enum { RECORD_KEYNAME_LEN = 256 };
 char *record_key_filename(const char *network, const char *container_id, const char *ifname,

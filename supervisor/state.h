@@ -54,22 +54,33 @@ struct state_load_cb {
 int state_load(struct state *st, const struct state_load_cb *cb, unsigned int *n_damaged,
 	       unsigned int *n_quarantined);
 
-/* Identity of a pod: read (NULL with -ENOENT when none), or write. */
+/* Identity of a pod: read (NULL with -ENOENT when none), or write. A damaged
+ * identity, or one of another machine or node name, is moved aside (logged)
+ * and reads as -ENOENT; -EINVAL for a pod UID that is not a valid_name().
+ * Free the result with tscni__identity__free_unpacked(id, NULL) after wiping
+ * its keys. Puts (here and below) return -EINVAL for a record that does not
+ * validate or whose machine_id/node_name differ from the origin. */
 Tscni__Identity *state_identity_get(struct state *st, const char *pod_uid, int *err);
 int state_identity_put(struct state *st, const Tscni__Identity *id);
-/* Removes pods/<uid> entirely (identity included). Only when no attachment
- * of the pod remains. */
+/* Removes pods/<uid> entirely (identity, worker.sock, leftover temp files).
+ * -ENOTEMPTY while an attachment of the pod remains, or when the directory
+ * holds files that are not ours (they are left alone). 0 when already gone. */
 int state_pod_remove(struct state *st, const char *pod_uid);
 
+/* The file is pods/<pod_uid>/attachments/<record_key_filename(key)>.pb.
+ * Removing what is not there returns 0. */
 int state_attachment_put(struct state *st, const Tscni__Attachment *att);
 int state_attachment_remove(struct state *st, const char *pod_uid, const Tscni__AttachmentKey *key);
-/* Lists the attachment keys recorded for a pod (to know if it has any left). */
+/* Counts the attachment records of a pod (to know if it has any left): >= 0,
+ * 0 when the pod has no directory. */
 int state_attachment_count(struct state *st, const char *pod_uid);
 
 /* Tombstones are written by the CNI plugin (cni/), removed by the supervisor
- * once the DEL they stand for is done. */
+ * once the DEL they stand for is done. filename is the one state_load passed
+ * to the callback; 0 when already gone. */
 int state_tombstone_remove(struct state *st, const char *filename);
 
+/* jobs/<id>.pb; id is a valid_name() of at most 200 bytes. */
 int state_job_put(struct state *st, const Tscni__Job *job);
 int state_job_remove(struct state *st, const char *id);
 

@@ -1,0 +1,76 @@
+/* Fuzz target for the CNI socket: a byte stream cut into frames by
+ * frame_decode(), each body unpacked and validated as the supervisor does
+ * (CniRequest) and as the plugin does with the answer (CniReply). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "cni.pb-c.h"
+#include "frame.h"
+#include "validate.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A message that validated must validate again after pack and unpack. */
+static void repack(const ProtobufCMessage *m, int (*validate)(const void *, const char **))
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	ProtobufCMessage *again;
+	const char *why;
+
+	if (!buf)
+		abort();
+	protobuf_c_message_pack(m, buf);
+	/* protobuf-c keeps unknown fields, field number 0 included, and
+	 * packs them back in a form it may not unpack: that is its business.
+	 * What does unpack again must still validate. */
+	again = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+	if (again && validate(again, &why) < 0)
+		abort();
+	if (again)
+		protobuf_c_message_free_unpacked(again, NULL);
+	free(buf);
+}
+
+static int check_request(const void *m, const char **why)
+{
+	return validate_cni_request(m, why);
+}
+
+static int check_reply(const void *m, const char **why)
+{
+	return validate_cni_reply(m, why);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t off = 0;
+
+	while (off < size) {
+		const uint8_t *body;
+		size_t body_len;
+		const char *why = NULL;
+		ssize_t n = frame_decode(data + off, size - off, &body, &body_len, &why);
+		Tscni__CniRequest *req;
+		Tscni__CniReply *rep;
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+		req = tscni__cni_request__unpack(NULL, body_len, body);
+		if (req) {
+			if (validate_cni_request(req, &why) == 0)
+				repack(&req->base, check_request);
+			tscni__cni_request__free_unpacked(req, NULL);
+		}
+		rep = tscni__cni_reply__unpack(NULL, body_len, body);
+		if (rep) {
+			if (validate_cni_reply(rep, &why) == 0)
+				repack(&rep->base, check_reply);
+			tscni__cni_reply__free_unpacked(rep, NULL);
+		}
+	}
+	return 0;
+}

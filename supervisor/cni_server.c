@@ -1,0 +1,466 @@
+/* The CNI socket: accept, peer check, framing, dispatch, replies. */
+#include "cni_server.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "frame.h"
+#include "log.h"
+#include "mem.h"
+#include "pods.h"
+#include "supervisor.h"
+#include "validate.h"
+
+enum cni_server_limits {
+	/* A connection's buffer never holds more than one whole frame plus a
+	 * read's worth: frame_decode refuses longer frames from the header. */
+	CONN_BUF_MAX = FRAME_HDR_LEN + FRAME_MAX_BODY + 65536,
+	CONN_READ_CHUNK = 65536,
+	BACKLOG = 128,
+	/* Refused peers are logged at most this often (remote input, STYLE 5). */
+	REFUSE_LOG_INTERVAL_MS = 10000,
+};
+
+enum { CNI_ERR_CONFIG = 7, CNI_ERR_PROTOCOL = 101, CNI_ERR_INTERNAL = 999 };
+
+struct cni_server {
+	struct supervisor *sup;
+	uv_pipe_t listener;
+	char *path;
+	struct conn *conns;
+	unsigned int handles_open;
+	unsigned long long last_refuse_log_ms;
+};
+
+struct conn {
+	struct conn *next;
+	struct cni_server *srv;
+	uv_pipe_t pipe;
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	struct pods_request *req; /* the request pods.c is working on */
+	uv_shutdown_t shutdown;
+	bool reading;
+	bool closing;
+	bool in_process;
+};
+
+struct write_req {
+	uv_write_t w;
+	uint8_t *data; /* header + body, freed in the write callback */
+};
+
+static void server_put(struct cni_server *srv)
+{
+	if (--srv->handles_open > 0)
+		return;
+	free(srv->path);
+	free(srv);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct cni_server *srv = c->srv;
+
+	free(c->buf);
+	free(c);
+	server_put(srv);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	for (struct conn **pp = &c->srv->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->req) {
+		pods_request_detach(c->req);
+		c->req = NULL;
+	}
+	uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void write_done(uv_write_t *w, int status)
+{
+	struct write_req *wr = (struct write_req *)w;
+
+	if (status < 0 && status != UV_ECANCELED)
+		log_debug("reply write: %s", uv_strerror(status));
+	free(wr->data);
+	free(wr);
+}
+
+/* Packs and sends one reply frame. A reply that cannot be sent closes the
+ * connection: the client then sees EOF, never half a reply. */
+static void conn_send(struct conn *c, const Tscni__CniReply *rep)
+{
+	size_t len = tscni__cni_reply__get_packed_size(rep);
+	struct write_req *wr;
+	uv_buf_t b;
+	int ret;
+
+	if (c->closing)
+		return;
+	if (len == 0 || len > FRAME_MAX_BODY) {
+		log_err("reply of %zu bytes does not fit a frame", len);
+		conn_close(c);
+		return;
+	}
+	wr = xmalloc(sizeof(*wr));
+	wr->data = xmalloc(FRAME_HDR_LEN + len);
+	frame_put_header(wr->data, len);
+	tscni__cni_reply__pack(rep, wr->data + FRAME_HDR_LEN);
+	b = uv_buf_init((char *)wr->data, (unsigned int)(FRAME_HDR_LEN + len));
+	ret = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done);
+	if (ret < 0) {
+		log_debug("reply write: %s", uv_strerror(ret));
+		free(wr->data);
+		free(wr);
+		conn_close(c);
+	}
+}
+
+static void conn_send_error(struct conn *c, uint32_t code, const char *msg, const char *details)
+{
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__Error e = TSCNI__ERROR__INIT;
+
+	e.cni_code = code;
+	e.msg = (char *)msg;
+	e.details = (char *)(details ? details : "");
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	rep.body_case = TSCNI__CNI_REPLY__BODY_ERROR;
+	rep.error = &e;
+	conn_send(c, &rep);
+}
+
+static void send_status(struct conn *c, bool verbose)
+{
+	struct supervisor *sup = c->srv->sup;
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	uint64_t now = (uint64_t)time(NULL);
+
+	st.health = sup->health;
+	st.reason = (char *)(sup->health_reason ? sup->health_reason : "");
+	st.uptime_s = now > sup->started_unix ? now - sup->started_unix : 0;
+	st.version = (char *)TSCNI_VERSION;
+	pods_status_fill(sup->pods, &st, verbose);
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	rep.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	rep.status = &st;
+	/* A table too large for one frame is cut; st.pods keeps the count. */
+	while (st.n_pod > 0 && tscni__cni_reply__get_packed_size(&rep) > FRAME_MAX_BODY)
+		st.n_pod /= 2;
+	conn_send(c, &rep);
+	pods_status_clear(&st);
+}
+
+static void conn_process(struct conn *c);
+
+static void on_reply(void *arg, const Tscni__CniReply *rep)
+{
+	struct conn *c = arg;
+
+	c->req = NULL;
+	conn_send(c, rep);
+	if (c->in_process)
+		return; /* conn_process carries on with the next frame itself */
+	conn_process(c);
+}
+
+static void handle_frame(struct conn *c, const uint8_t *body, size_t len)
+{
+	struct supervisor *sup = c->srv->sup;
+	Tscni__CniRequest *req;
+	const char *why = NULL;
+	char detail[96];
+	int ret;
+
+	req = tscni__cni_request__unpack(NULL, len, body);
+	if (!req) {
+		conn_send_error(c, CNI_ERR_PROTOCOL, "malformed request",
+				"the frame is not a CniRequest");
+		return;
+	}
+	if (req->protocol_version != CNI_PROTOCOL_VERSION) {
+		snprintf(detail, sizeof(detail), "the supervisor speaks version %d, the request %u",
+			 CNI_PROTOCOL_VERSION, req->protocol_version);
+		conn_send_error(c, CNI_ERR_PROTOCOL, "protocol version mismatch", detail);
+		goto out;
+	}
+	ret = validate_cni_request(req, &why);
+	if (ret < 0) {
+		conn_send_error(c, CNI_ERR_PROTOCOL, "invalid request", why);
+		goto out;
+	}
+	if (req->body_case == TSCNI__CNI_REQUEST__BODY_STATUS) {
+		send_status(c, req->status->verbose);
+		goto out;
+	}
+	ret = pods_submit(sup->pods, req, on_reply, c, &c->req);
+	if (ret < 0)
+		conn_send_error(c, CNI_ERR_CONFIG, "invalid request",
+				"interfaceName is not a valid interface name");
+out:
+	tscni__cni_request__free_unpacked(req, NULL);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	if (c->cap - c->len < CONN_READ_CHUNK && c->cap < CONN_BUF_MAX) {
+		size_t want = c->cap ? c->cap * 2 : CONN_READ_CHUNK;
+
+		if (want < c->len + CONN_READ_CHUNK)
+			want = c->len + CONN_READ_CHUNK;
+		if (want > CONN_BUF_MAX)
+			want = CONN_BUF_MAX;
+		c->buf = xrealloc(c->buf, want);
+		c->cap = want;
+	}
+	/* A full buffer yields UV_ENOBUFS in read_cb, which closes. */
+	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned int)(c->cap - c->len));
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+	conn_close(req->data);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+
+	if (nread == UV_EOF && !c->req) {
+		/* The client is done sending: let the replies already queued
+		 * go out (uv_shutdown waits for them), then close. */
+		uv_read_stop(s);
+		c->reading = false;
+		c->shutdown.data = c;
+		if (uv_shutdown(&c->shutdown, s, shutdown_done) < 0)
+			conn_close(c);
+		return;
+	}
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			log_debug("CNI connection: %s", uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+	conn_process(c);
+}
+
+/* Handles every whole frame in the buffer, one request at a time: while
+ * pods.c works on one, reading stops (a client waits for its reply anyway,
+ * and a pipelining client cannot make us buffer without bound). */
+static void conn_process(struct conn *c)
+{
+	const uint8_t *body;
+	size_t body_len;
+	const char *why = NULL;
+	ssize_t n;
+
+	c->in_process = true;
+	while (!c->closing && !c->req) {
+		n = frame_decode(c->buf, c->len, &body, &body_len, &why);
+		if (n < 0) {
+			log_warn("CNI connection: %s, closing it", why);
+			conn_close(c);
+			break;
+		}
+		if (n == 0)
+			break;
+		handle_frame(c, body, body_len);
+		memmove(c->buf, c->buf + n, c->len - (size_t)n);
+		c->len -= (size_t)n;
+	}
+	c->in_process = false;
+	if (c->closing)
+		return;
+	if (c->req && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	} else if (!c->req && !c->reading) {
+		if (uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb) == 0)
+			c->reading = true;
+		else
+			conn_close(c);
+	}
+}
+
+/* Only root and the supervisor's own uid may talk to it. */
+static bool peer_allowed(struct cni_server *srv, struct conn *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
+		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred))
+		return false;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	unsigned long long now = now_ms();
+
+	if (now - srv->last_refuse_log_ms >= REFUSE_LOG_INTERVAL_MS) {
+		srv->last_refuse_log_ms = now;
+		log_warn("CNI connection from uid %u pid %d refused", (unsigned int)cred.uid,
+			 (int)cred.pid);
+	}
+	return false;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct cni_server *srv = listener->data;
+	struct conn *c;
+	int ret;
+
+	if (status < 0) {
+		log_warn("accept on the CNI socket: %s", uv_strerror(status));
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	ret = uv_pipe_init(listener->loop, &c->pipe, 0);
+	if (ret < 0) {
+		free(c);
+		return;
+	}
+	c->pipe.data = c;
+	srv->handles_open++;
+	c->next = srv->conns;
+	srv->conns = c;
+	ret = uv_accept(listener, (uv_stream_t *)&c->pipe);
+	if (ret < 0 || !peer_allowed(srv, c)) {
+		conn_close(c);
+		return;
+	}
+	conn_process(c); /* starts reading */
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	server_put(h->data);
+}
+
+/* Makes the socket's directory (0700) when it is missing, and removes a
+ * stale socket left by a supervisor that died. */
+static int prepare_path(const char *path)
+{
+	char *copy = xstrdup(path);
+	const char *dir = dirname(copy);
+	struct stat sb;
+	int ret = 0;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		log_err_r(ret, "create the socket directory %s", dir);
+		goto out;
+	}
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			ret = -EEXIST;
+			log_err("%s exists and is not a socket; not touching it", path);
+			goto out;
+		}
+		if (unlink(path) < 0 && errno != ENOENT) {
+			ret = -errno;
+			log_err_r(ret, "remove the stale socket %s", path);
+			goto out;
+		}
+		log_info("removed the stale socket %s", path);
+	}
+out:
+	free(copy);
+	return ret;
+}
+
+int cni_server_open(struct supervisor *sup, const char *path, struct cni_server **out)
+{
+	struct cni_server *srv;
+	char *copy, *tmp;
+	int ret;
+
+	*out = NULL;
+	ret = prepare_path(path);
+	if (ret < 0)
+		return ret;
+	copy = xstrdup(path);
+	tmp = xasprintf("%s/.cni.sock.tmp.%d", dirname(copy), (int)getpid());
+	free(copy);
+	unlink(tmp);
+
+	srv = xcalloc(1, sizeof(*srv));
+	srv->sup = sup;
+	srv->path = xstrdup(path);
+	ret = uv_pipe_init(&sup->loop, &srv->listener, 0);
+	if (ret < 0) {
+		log_err("CNI socket: %s", uv_strerror(ret));
+		free(srv->path);
+		free(srv);
+		free(tmp);
+		return ret;
+	}
+	srv->listener.data = srv;
+	srv->handles_open = 1;
+	ret = uv_pipe_bind(&srv->listener, tmp);
+	if (ret < 0) {
+		log_err("bind %s: %s", tmp, uv_strerror(ret));
+		goto err_close;
+	}
+	if (chmod(tmp, 0600) < 0) {
+		ret = -errno;
+		log_err_r(ret, "chmod %s", tmp);
+		goto err_unlink;
+	}
+	ret = uv_listen((uv_stream_t *)&srv->listener, BACKLOG, on_connection);
+	if (ret < 0) {
+		log_err("listen on %s: %s", tmp, uv_strerror(ret));
+		goto err_unlink;
+	}
+	if (rename(tmp, path) < 0) {
+		ret = -errno;
+		log_err_r(ret, "rename %s to %s", tmp, path);
+		goto err_unlink;
+	}
+	free(tmp);
+	*out = srv;
+	return 0;
+
+err_unlink:
+	unlink(tmp);
+err_close:
+	free(tmp);
+	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+	return ret;
+}
+
+void cni_server_close(struct cni_server *srv)
+{
+	if (!srv)
+		return;
+	unlink(srv->path);
+	while (srv->conns)
+		conn_close(srv->conns);
+	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+}

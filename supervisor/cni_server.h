@@ -1,0 +1,25 @@
+/* The CNI socket (docs/cni-contract.md section 10): a unix stream socket,
+ * 0600 in a 0700 directory, peers checked with SO_PEERCRED, one CniRequest
+ * frame in and one CniReply frame out per request, several requests per
+ * connection one after another. STATUS is answered at once from the
+ * supervisor's precomputed health; the other verbs go to pods.c. */
+#ifndef TSCNI_SUPERVISOR_CNI_SERVER_H
+#define TSCNI_SUPERVISOR_CNI_SERVER_H
+
+struct supervisor;
+struct cni_server;
+
+/* Creates the socket at path on sup->loop and starts accepting: the parent
+ * directory is created 0700 when missing, a stale socket file is removed,
+ * the socket is bound at a temporary name in the same directory, made 0600,
+ * put to listen and only then renamed to path, so a socket that exists is
+ * ready. Returns 0 or a negative errno (with a log line naming the step);
+ * *out is NULL on failure. */
+int cni_server_open(struct supervisor *sup, const char *path, struct cni_server **out);
+
+/* Stops accepting, closes every connection (their pending requests still
+ * complete in pods.c, without a reply), unlinks the socket. The server frees
+ * itself once its handles are closed. cni_server_close(NULL) does nothing. */
+void cni_server_close(struct cni_server *srv);
+
+#endif

@@ -1,0 +1,1786 @@
+/* The pod table and the CNI verbs (DESIGN.md sections 3 and 4,
+ * docs/cni-contract.md sections 4 and 10).
+ *
+ * Threads. The table (struct pods and every struct attachment in it) belongs
+ * to the loop thread. Each operation (struct op) reads the attachment of its
+ * key as it was when the operation started (op->cur) from a threadpool
+ * thread, does its netlink and fsync work there, and leaves its outcome in
+ * the op; the after-work callback applies that outcome to the table on the
+ * loop. This is safe because operations on one key are serialised (op_schedule
+ * starts an op only when no earlier op of the same key is still active), the
+ * loop itself never changes an attachment outside those callbacks, and the
+ * loop only ever reads the fields an op's thread may write (tun_fd) after the
+ * op is over.
+ *
+ * fd custody. A TUN device that is not persistent lives as long as some
+ * process holds an fd to it. In this issue there are no workers yet, so the
+ * supervisor is the only holder: each attachment keeps its TUN fd here, and
+ * when the supervisor exits (cleanly or by kill -9) every ts0 disappears with
+ * it. The records stay: after a restart an attachment whose netns still exists
+ * is kept even though its ts0 is gone. CHECK then reports code 103 (ts0
+ * missing) and a retried ADD for the key rebuilds ts0 in the same netns; DEL
+ * removes the record. Once workers exist (issue 3) they hold a dup of the fd,
+ * ts0 survives a supervisor restart, and re-adoption takes custody back.
+ *
+ * Identities. A pod's identity (pods/<uid>/identity.pb: keys, addresses) is
+ * kept after its last attachment is deleted, because a sandbox recreated for
+ * the same pod must keep its keys and addresses (DESIGN.md section 3). Whether
+ * a pod is gone for good is not decidable from CNI calls alone (it needs the
+ * Kubernetes API or a retention policy), so this issue never removes
+ * identities; state_pod_remove exists for the code that will. */
+#include "pods.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "frame.h"
+#include "ip.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
+#include "netns.h"
+#include "netops.h"
+#include "record.h"
+#include "state.h"
+#include "supervisor.h"
+#include "validate.h"
+
+enum pods_limits {
+	SYNC_TIMEOUT_DEFAULT_MS = 3000,
+	SYNC_TIMEOUT_MAX_MS = 60000,
+	TAG_LEN = 192,
+	DETAIL_LEN = 512,
+	GC_FAILED_MAX = 64,
+	TOMBSTONE_SCAN_MAX = 4096,
+};
+
+/* CNI error codes the supervisor puts into its replies (cni-contract 6.2). */
+enum cni_code {
+	CNI_ERR_NETNS = 3,
+	CNI_ERR_BAD_NETNS = 8,
+	CNI_ERR_TRY_AGAIN = 11,
+	CNI_ERR_IF_EXISTS = 100,
+	CNI_ERR_CHECK = 103,
+	CNI_ERR_INTERNAL = 999,
+};
+
+struct pod_meta {
+	char *namespace_;
+	char *name;
+	char *uid;
+	char *infra_container_id;
+};
+
+struct attachment {
+	struct attachment *next; /* pods->atts */
+	char keyname[RECORD_KEYNAME_LEN];
+	char tag[TAG_LEN]; /* "pod <uid> <keyname>", escaped, for log lines */
+	char *network;
+	char *container_id;
+	char ifname[IFNAME_MAX_LEN + 1]; /* the runtime's CNI_IFNAME */
+	char *pod_uid;
+	struct pod_meta meta;
+	char *netns_path;
+	uint64_t netns_dev;
+	uint64_t netns_ino;
+	char interface_name[IFNAME_MAX_LEN + 1]; /* ts0 */
+	uint32_t ifindex;
+	Tscni__AttachmentState state;
+	char *cni_version;
+	uint64_t created_unix;
+	struct ip_prefix addrs[PREFIX_MAX];
+	size_t naddrs;
+	/* The TUN fd in custody (O_CLOEXEC), -1 when none: after a restart,
+	 * and for records that never reached READY. */
+	int tun_fd;
+	/* The ADD waiting for this attachment's worker to report Ready. */
+	struct op *sync_op;
+};
+
+struct pods_request {
+	pods_reply_fn *fn; /* NULL once detached */
+	void *arg;
+};
+
+enum op_kind {
+	OP_ADD,
+	OP_DEL,
+	OP_CHECK,
+	OP_RELEASE, /* GC's release of one attachment */
+	OP_PROBE,   /* the reconciler's netns check of one attachment */
+};
+
+struct gc_run;
+
+struct op {
+	struct op *next; /* pods->ops, in arrival order */
+	struct pods *pods;
+	enum op_kind kind;
+	bool running;
+	char keyname[RECORD_KEYNAME_LEN];
+	char tag[TAG_LEN];
+	struct pods_request *req; /* NULL for internal operations */
+	struct gc_run *gc;	  /* OP_RELEASE: the GC it belongs to */
+	char *tombstone;	  /* OP_DEL from a tombstone: its file name */
+	uv_work_t work;
+	uv_timer_t sync_timer;
+	bool sync_timer_open;
+
+	/* The request, copied. */
+	char *network;
+	char *container_id;
+	char ifname[IFNAME_MAX_LEN + 1];
+	char *netns_path; /* may be NULL (DEL) */
+	uint64_t netns_dev;
+	uint64_t netns_ino;
+	char interface_name[IFNAME_MAX_LEN + 1];
+	struct pod_meta meta;
+	char *cni_version;
+	uint32_t sync_timeout_ms;
+	struct ip_prefix expected[PREFIX_MAX];
+	size_t nexpected;
+
+	/* The table's attachment for the key when the op started. */
+	struct attachment *cur;
+
+	/* Outcome, written by the threadpool, applied on the loop. */
+	bool replace;		     /* cur leaves the table; next_att (if any) enters */
+	struct attachment *next_att; /* owned by the op until applied */
+	bool existed;
+	bool released;
+	uint32_t cni_code; /* 0: success */
+	const char *msg;   /* static */
+	char detail[DETAIL_LEN];
+	struct ip_prefix addrs[PREFIX_MAX];
+	size_t naddrs;
+	bool addresses_pending;
+};
+
+struct gc_run {
+	struct pods_request *req;
+	unsigned int pending;
+	unsigned int released;
+	char *failed[GC_FAILED_MAX];
+	size_t nfailed;
+	unsigned int nfailed_total;
+};
+
+struct tomb_entry {
+	char *filename;
+	char *network;
+	char *container_id;
+	char ifname[IFNAME_MAX_LEN + 1];
+	char *netns_path;
+	char interface_name[IFNAME_MAX_LEN + 1];
+};
+
+struct tomb_scan {
+	struct pods *pods;
+	uv_work_t work;
+	struct tomb_entry *ents;
+	size_t n;
+};
+
+struct pods {
+	struct supervisor *sup;
+	struct state *st;
+	struct attachment *atts;
+	size_t natts;
+	struct op *ops;
+	uv_timer_t reconcile_timer;
+	bool timer_open;
+	bool stopping;
+	bool tomb_scan_running;
+	/* Two ADDs of one pod (two attachments) may race to create its
+	 * identity; this makes the check-then-create atomic. */
+	uv_mutex_t identity_lock;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void meta_free(struct pod_meta *m)
+{
+	free(m->namespace_);
+	free(m->name);
+	free(m->uid);
+	free(m->infra_container_id);
+	memset(m, 0, sizeof(*m));
+}
+
+static char *dup_or_empty(const char *s)
+{
+	return xstrdup(s ? s : "");
+}
+
+static void meta_from_pb(struct pod_meta *m, const Tscni__PodMeta *pb)
+{
+	m->namespace_ = dup_or_empty(pb ? pb->namespace_ : NULL);
+	m->name = dup_or_empty(pb ? pb->name : NULL);
+	m->uid = dup_or_empty(pb ? pb->uid : NULL);
+	m->infra_container_id = dup_or_empty(pb ? pb->infra_container_id : NULL);
+}
+
+static void meta_to_pb(const struct pod_meta *m, Tscni__PodMeta *pb)
+{
+	tscni__pod_meta__init(pb);
+	pb->namespace_ = m->namespace_;
+	pb->name = m->name;
+	pb->uid = m->uid;
+	pb->infra_container_id = m->infra_container_id;
+}
+
+/* Storage for a repeated IpPrefix field built from struct ip_prefix. */
+struct pb_prefixes {
+	Tscni__IpPrefix m[PREFIX_MAX];
+	Tscni__IpPrefix *p[PREFIX_MAX];
+};
+
+static size_t prefixes_to_pb(const struct ip_prefix *src, size_t n, struct pb_prefixes *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		tscni__ip_prefix__init(&out->m[i]);
+		ip_prefix_to_pb(&src[i], &out->m[i]);
+		out->p[i] = &out->m[i];
+	}
+	return n;
+}
+
+static size_t prefixes_from_pb(Tscni__IpPrefix *const *src, size_t n, struct ip_prefix *out)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < PREFIX_MAX; i++)
+		if (ip_prefix_from_pb(src[i], &out[k]) == 0)
+			k++;
+	return k;
+}
+
+static void make_tag(char *tag, const char *pod_uid, const char *keyname)
+{
+	char uid[80], key[96];
+
+	log_escape(uid, sizeof(uid), pod_uid, strlen(pod_uid));
+	log_escape(key, sizeof(key), keyname, strlen(keyname));
+	snprintf(tag, TAG_LEN, "pod %s %s", uid, key);
+}
+
+static const char *state_name(Tscni__AttachmentState s)
+{
+	switch (s) {
+	case TSCNI__ATTACHMENT_STATE__ATTACHMENT_INTENT:
+		return "intent";
+	case TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY:
+		return "ready";
+	case TSCNI__ATTACHMENT_STATE__ATTACHMENT_RELEASING:
+		return "releasing";
+	default:
+		return "unknown";
+	}
+}
+
+/* A CNI code for an errno from netlink, the state directory or the system:
+ * the transient ones invite the runtime to retry (11), the rest are ours. */
+static uint32_t errno_cni_code(int ret)
+{
+	switch (-ret) {
+	case EAGAIN:
+	case EBUSY:
+	case EINTR:
+	case ENOBUFS:
+	case ENOMEM:
+	case ETIMEDOUT:
+	case EMFILE:
+	case ENFILE:
+		return CNI_ERR_TRY_AGAIN;
+	default:
+		return CNI_ERR_INTERNAL;
+	}
+}
+
+static void op_fail(struct op *op, uint32_t code, const char *msg, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* Records a failure: msg is fixed per cause, detail the variable part. */
+static void op_fail(struct op *op, uint32_t code, const char *msg, int ret, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	op->cni_code = code;
+	op->msg = msg;
+	va_start(ap, fmt);
+	n = vsnprintf(op->detail, sizeof(op->detail), fmt, ap);
+	va_end(ap);
+	if (ret < 0 && n >= 0 && (size_t)n < sizeof(op->detail))
+		snprintf(op->detail + n, sizeof(op->detail) - n, ": %s", strerror(-ret));
+}
+
+/* ------------------------------------------------------------ attachments */
+
+static void attachment_free(struct attachment *a)
+{
+	if (!a)
+		return;
+	if (a->tun_fd >= 0)
+		close(a->tun_fd);
+	free(a->network);
+	free(a->container_id);
+	free(a->pod_uid);
+	meta_free(&a->meta);
+	free(a->netns_path);
+	free(a->cni_version);
+	free(a);
+}
+
+static struct attachment *attachment_from_pb(const Tscni__Attachment *m)
+{
+	struct attachment *a = xcalloc(1, sizeof(*a));
+
+	a->tun_fd = -1;
+	a->network = xstrdup(m->key->network);
+	a->container_id = xstrdup(m->key->container_id);
+	strscpy(a->ifname, m->key->ifname, sizeof(a->ifname));
+	record_key_filename(a->network, a->container_id, a->ifname, a->keyname, sizeof(a->keyname));
+	a->pod_uid = xstrdup(m->pod_uid);
+	meta_from_pb(&a->meta, m->pod);
+	a->netns_path = xstrdup(m->netns_path);
+	a->netns_dev = m->netns_dev;
+	a->netns_ino = m->netns_ino;
+	strscpy(a->interface_name, m->interface_name, sizeof(a->interface_name));
+	a->ifindex = m->ifindex;
+	a->state = m->state;
+	a->cni_version = xstrdup(m->cni_version);
+	a->created_unix = m->created_unix;
+	a->naddrs = prefixes_from_pb(m->addresses, m->n_addresses, a->addrs);
+	make_tag(a->tag, a->pod_uid, a->keyname);
+	return a;
+}
+
+/* A new attachment for an ADD: pod_uid is the pod's identity key. */
+static struct attachment *attachment_from_op(const struct op *op, const char *pod_uid)
+{
+	struct attachment *a = xcalloc(1, sizeof(*a));
+
+	a->tun_fd = -1;
+	memcpy(a->keyname, op->keyname, sizeof(a->keyname));
+	memcpy(a->tag, op->tag, sizeof(a->tag));
+	a->network = xstrdup(op->network);
+	a->container_id = xstrdup(op->container_id);
+	memcpy(a->ifname, op->ifname, sizeof(a->ifname));
+	a->pod_uid = xstrdup(pod_uid);
+	a->meta.namespace_ = xstrdup(op->meta.namespace_);
+	a->meta.name = xstrdup(op->meta.name);
+	a->meta.uid = xstrdup(op->meta.uid);
+	a->meta.infra_container_id = xstrdup(op->meta.infra_container_id);
+	a->netns_path = xstrdup(op->netns_path);
+	a->netns_dev = op->netns_dev;
+	a->netns_ino = op->netns_ino;
+	memcpy(a->interface_name, op->interface_name, sizeof(a->interface_name));
+	a->state = TSCNI__ATTACHMENT_STATE__ATTACHMENT_INTENT;
+	a->cni_version = xstrdup(op->cni_version);
+	a->created_unix = (uint64_t)time(NULL);
+	memcpy(a->addrs, op->addrs, sizeof(a->addrs));
+	a->naddrs = op->naddrs;
+	return a;
+}
+
+struct att_pb {
+	Tscni__Attachment m;
+	Tscni__AttachmentKey key;
+	Tscni__PodMeta meta;
+	struct pb_prefixes addrs;
+};
+
+/* Builds the record for a; every pointer in out points into a, out or the
+ * state's origin. */
+static void attachment_to_pb(struct pods *p, const struct attachment *a, struct att_pb *out)
+{
+	const struct state_origin *o = state_get_origin(p->st);
+
+	tscni__attachment__init(&out->m);
+	tscni__attachment_key__init(&out->key);
+	out->key.network = a->network;
+	out->key.container_id = a->container_id;
+	out->key.ifname = (char *)a->ifname;
+	meta_to_pb(&a->meta, &out->meta);
+	out->m.key = &out->key;
+	out->m.pod_uid = a->pod_uid;
+	out->m.pod = &out->meta;
+	out->m.netns_path = a->netns_path;
+	out->m.netns_dev = a->netns_dev;
+	out->m.netns_ino = a->netns_ino;
+	out->m.interface_name = (char *)a->interface_name;
+	out->m.ifindex = a->ifindex;
+	out->m.state = a->state;
+	out->m.boot_id = (char *)o->boot_id;
+	out->m.machine_id = (char *)o->machine_id;
+	out->m.node_name = (char *)o->node_name;
+	out->m.cni_version = a->cni_version;
+	out->m.created_unix = a->created_unix;
+	out->m.n_addresses = prefixes_to_pb(a->addrs, a->naddrs, &out->addrs);
+	out->m.addresses = out->addrs.p;
+}
+
+static int attachment_save(struct pods *p, const struct attachment *a)
+{
+	struct att_pb pb;
+
+	attachment_to_pb(p, a, &pb);
+	return state_attachment_put(p->st, &pb.m);
+}
+
+static int attachment_unrecord(struct pods *p, const struct attachment *a)
+{
+	Tscni__AttachmentKey key = TSCNI__ATTACHMENT_KEY__INIT;
+	int ret;
+
+	key.network = a->network;
+	key.container_id = a->container_id;
+	key.ifname = (char *)a->ifname;
+	ret = state_attachment_remove(p->st, a->pod_uid, &key);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static struct attachment *table_find(struct pods *p, const char *keyname)
+{
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (strcmp(a->keyname, keyname) == 0)
+			return a;
+	return NULL;
+}
+
+static void table_insert(struct pods *p, struct attachment *a)
+{
+	a->next = p->atts;
+	p->atts = a;
+	p->natts++;
+}
+
+/* Unlinks a from the table; the caller frees it. */
+static void table_remove(struct pods *p, struct attachment *a)
+{
+	for (struct attachment **pp = &p->atts; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			a->next = NULL;
+			p->natts--;
+			return;
+		}
+	}
+}
+
+/* Opens the attachment's netns by path and checks it is still the one it
+ * was created in. 1: *nsfd open (the caller closes it); 0: gone (missing,
+ * not a namespace any more, or replaced by another one); < 0: error. */
+static int netns_reopen(const char *path, uint64_t dev, uint64_t ino, int *nsfd)
+{
+	dev_t d;
+	ino_t i;
+	int ret;
+
+	*nsfd = -1;
+	if (!path || !*path)
+		return 0;
+	ret = netns_open(path, nsfd, &d, &i);
+	if (ret == -ENOENT || ret == -ENOTNAM)
+		return 0;
+	if (ret < 0)
+		return ret;
+	if ((uint64_t)d != dev || (uint64_t)i != ino) {
+		close(*nsfd);
+		*nsfd = -1;
+		return 0;
+	}
+	return 1;
+}
+
+struct ifindex_query {
+	const char *name;
+};
+
+/* Runs inside the pod's namespace (netns_run): the interface's index, 0
+ * when absent, or a negative errno. */
+static int ifindex_in_ns(void *arg)
+{
+	const struct ifindex_query *q = arg;
+	unsigned int idx = if_nametoindex(q->name);
+
+	if (idx)
+		return idx > INT_MAX ? -EOVERFLOW : (int)idx;
+	return errno == ENODEV || errno == ENXIO ? 0 : -errno;
+}
+
+/* Releases a: the TUN fd out of custody, ts0 deleted if its netns is still
+ * the same one, the record removed. Runs on the threadpool (or at startup).
+ * Returns 0, or a negative errno with nothing removed from disk (a later
+ * DEL or reconcile round retries); *why names the failing step. */
+static int release(struct pods *p, struct attachment *a, const char **why)
+{
+	struct ifindex_query q = {.name = a->interface_name};
+	int nsfd, ret;
+
+	/* With no other holder, closing the fd deletes the device. */
+	if (a->tun_fd >= 0) {
+		close(a->tun_fd);
+		a->tun_fd = -1;
+	}
+	ret = netns_reopen(a->netns_path, a->netns_dev, a->netns_ino, &nsfd);
+	if (ret < 0) {
+		/* The namespace cannot be reached (it is not ours to wait
+		 * for): its device went with the fd, or goes with the netns. */
+		log_warn_r(ret, "%s: open netns to delete %s, releasing anyway", a->tag,
+			   a->interface_name);
+	} else if (ret == 1) {
+		/* Delete by name only the device this attachment made (same
+		 * ifindex): a ts0 of that name may belong to another attachment
+		 * or to someone else, and must be left alone. An attachment
+		 * that never reached READY has no ifindex and made nothing that
+		 * outlived the fd. */
+		ret = 0;
+		if (a->ifindex)
+			ret = netns_run(nsfd, ifindex_in_ns, &q);
+		if (ret > 0 && (uint32_t)ret == a->ifindex)
+			ret = netops_link_delete(nsfd, a->interface_name);
+		close(nsfd);
+		if (ret < 0) {
+			*why = "delete the interface in the pod's network namespace";
+			return ret;
+		}
+	}
+	ret = attachment_unrecord(p, a);
+	if (ret < 0) {
+		*why = "remove the attachment record";
+		return ret;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- identity */
+
+/* Reads the pod's identity or creates one (fresh machine and node keys),
+ * and copies its addresses into op->addrs. Keys never leave this function
+ * except into the 0600 record. */
+static int identity_ensure(struct op *op, const char *pod_uid)
+{
+	struct pods *p = op->pods;
+	Tscni__Identity *id;
+	int err = 0, ret = 0;
+
+	uv_mutex_lock(&p->identity_lock);
+	id = state_identity_get(p->st, pod_uid, &err);
+	if (id) {
+		op->naddrs = prefixes_from_pb(id->addresses, id->n_addresses, op->addrs);
+		if (id->machine_private.data)
+			sodium_memzero(id->machine_private.data, id->machine_private.len);
+		if (id->node_private.data)
+			sodium_memzero(id->node_private.data, id->node_private.len);
+		tscni__identity__free_unpacked(id, NULL);
+		goto out;
+	}
+	if (err != -ENOENT) {
+		ret = err < 0 ? err : -EIO;
+		goto out;
+	}
+
+	const struct state_origin *o = state_get_origin(p->st);
+	uint8_t machine[KEY_LEN], node[KEY_LEN];
+	Tscni__Identity m = TSCNI__IDENTITY__INIT;
+	Tscni__PodMeta meta;
+
+	keys_generate(machine);
+	keys_generate(node);
+	meta_to_pb(&op->meta, &meta);
+	m.pod_uid = (char *)pod_uid;
+	m.machine_private.data = machine;
+	m.machine_private.len = KEY_LEN;
+	m.node_private.data = node;
+	m.node_private.len = KEY_LEN;
+	m.hostname = *op->meta.name ? op->meta.name : (char *)pod_uid;
+	m.machine_id = (char *)o->machine_id;
+	m.node_name = (char *)o->node_name;
+	m.created_unix = (uint64_t)time(NULL);
+	m.pod = &meta;
+	ret = state_identity_put(p->st, &m);
+	sodium_memzero(machine, sizeof(machine));
+	sodium_memzero(node, sizeof(node));
+	if (ret == 0)
+		log_info("%s: new identity", op->tag);
+	op->naddrs = 0; /* addresses come from the control plane (issue 4) */
+out:
+	uv_mutex_unlock(&p->identity_lock);
+	return ret;
+}
+
+/* ------------------------------------------------------------- operations */
+
+static void op_schedule(struct pods *p);
+static void op_finish(struct op *op);
+static void op_reply(struct op *op);
+static void gc_account(struct gc_run *gc, const struct op *op);
+static void gc_put(struct gc_run *gc);
+
+static struct op *op_new(struct pods *p, enum op_kind kind, const char *network,
+			 const char *container_id, const char *ifname)
+{
+	struct op *op = xcalloc(1, sizeof(*op));
+
+	op->pods = p;
+	op->kind = kind;
+	op->network = xstrdup(network);
+	op->container_id = xstrdup(container_id);
+	strscpy(op->ifname, ifname, sizeof(op->ifname));
+	record_key_filename(op->network, op->container_id, op->ifname, op->keyname,
+			    sizeof(op->keyname));
+	make_tag(op->tag, "-", op->keyname);
+	op->meta.namespace_ = xstrdup("");
+	op->meta.name = xstrdup("");
+	op->meta.uid = xstrdup("");
+	op->meta.infra_container_id = xstrdup("");
+	op->cni_version = xstrdup("");
+	return op;
+}
+
+static void op_free(struct op *op)
+{
+	free(op->network);
+	free(op->container_id);
+	free(op->netns_path);
+	meta_free(&op->meta);
+	free(op->cni_version);
+	free(op->tombstone);
+	attachment_free(op->next_att);
+	free(op);
+}
+
+/* Appends op to the active list and starts what can start. */
+static void op_enqueue(struct op *op)
+{
+	struct op **pp = &op->pods->ops;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = op;
+	op_schedule(op->pods);
+}
+
+static bool key_active(struct pods *p, const char *keyname)
+{
+	for (struct op *o = p->ops; o; o = o->next)
+		if (strcmp(o->keyname, keyname) == 0)
+			return true;
+	return false;
+}
+
+static void op_work(uv_work_t *w);
+static void op_after_work(uv_work_t *w, int status);
+
+/* Starts every waiting op whose key has no earlier active op. */
+static void op_schedule(struct pods *p)
+{
+	for (struct op *op = p->ops; op; op = op->next) {
+		bool blocked = false;
+
+		if (op->running)
+			continue;
+		for (struct op *e = p->ops; e != op; e = e->next) {
+			if (strcmp(e->keyname, op->keyname) == 0) {
+				blocked = true;
+				break;
+			}
+		}
+		if (blocked)
+			continue;
+		op->running = true;
+		op->cur = table_find(p, op->keyname);
+		op->work.data = op;
+		int ret = uv_queue_work(&p->sup->loop, &op->work, op_work, op_after_work);
+		if (ret < 0) {
+			op_fail(op, CNI_ERR_INTERNAL, "supervisor internal error", ret,
+				"queue work");
+			if (op->kind == OP_RELEASE) {
+				gc_account(op->gc, op);
+				gc_put(op->gc);
+			}
+			op_reply(op);
+			op_finish(op);
+			return; /* op_finish rescheduled */
+		}
+	}
+}
+
+static void add_work(struct op *op)
+{
+	struct pods *p = op->pods;
+	struct attachment *cur = op->cur, *a = NULL;
+	const char *pod_uid = *op->meta.uid ? op->meta.uid : op->container_id;
+	const char *why = NULL;
+	int nsfd = -1, tun_fd = -1, ifindex = 0, ret;
+	dev_t dev;
+	ino_t ino;
+
+	ret = identity_ensure(op, pod_uid);
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot read or write the pod's identity", ret,
+			"identity of pod %s", op->tag);
+		return;
+	}
+
+	if (cur && cur->netns_dev == op->netns_dev && cur->netns_ino == op->netns_ino &&
+	    cur->state == TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY) {
+		/* A retried ADD. When ts0 is still there, it gets the same
+		 * answer as the first; otherwise (the supervisor restarted
+		 * and its fd custody went with it) ts0 is rebuilt below. */
+		char detail[DETAIL_LEN];
+
+		ret = netns_reopen(op->netns_path, op->netns_dev, op->netns_ino, &nsfd);
+		if (ret == 1) {
+			ret = netops_link_check(nsfd, cur->interface_name, 0, NULL, 0, detail,
+						sizeof(detail));
+			close(nsfd);
+			nsfd = -1;
+			if (ret != -ENOENT) {
+				memcpy(op->addrs, cur->addrs, sizeof(op->addrs));
+				op->naddrs = cur->naddrs;
+				op->addresses_pending = cur->naddrs == 0;
+				log_info("%s: retried ADD, same result", op->tag);
+				return;
+			}
+			log_info("%s: retried ADD, %s is missing: rebuilding it", op->tag,
+				 cur->interface_name);
+		}
+	}
+	if (cur) {
+		/* Another netns (a lost DEL), or a half-made or vanished ts0:
+		 * release the old attachment before building the new one. */
+		log_info("%s: releasing the previous attachment of this key (%s)", op->tag,
+			 cur->netns_ino != op->netns_ino ? "netns replaced" : "rebuild");
+		ret = release(p, cur, &why);
+		if (ret < 0) {
+			op_fail(op, errno_cni_code(ret), "cannot release the previous attachment",
+				ret, "%s", why);
+			return;
+		}
+		op->replace = true;
+	}
+
+	ret = netns_open(op->netns_path, &nsfd, &dev, &ino);
+	if (ret == -ENOENT || ret == -ENOTNAM) {
+		op_fail(op, CNI_ERR_NETNS, "the pod's network namespace does not exist", ret, "%s",
+			op->netns_path);
+		return;
+	}
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot open the pod's network namespace", ret,
+			"%s", op->netns_path);
+		return;
+	}
+	if (netns_is_self(dev, ino)) {
+		op_fail(op, CNI_ERR_BAD_NETNS,
+			"the network namespace is the supervisor's own (the host's)", 0,
+			"%s: refusing to create %s there", op->netns_path, op->interface_name);
+		goto out;
+	}
+	if ((uint64_t)dev != op->netns_dev || (uint64_t)ino != op->netns_ino) {
+		op_fail(op, CNI_ERR_NETNS, "the pod's network namespace changed", 0,
+			"%s is now dev %ju inode %ju, the plugin saw dev %" PRIu64
+			" inode %" PRIu64,
+			op->netns_path, (uintmax_t)dev, (uintmax_t)ino, op->netns_dev,
+			op->netns_ino);
+		goto out;
+	}
+
+	/* Intent before any network change: a supervisor killed from here on
+	 * leaves a record that startup, a DEL or the reconciler undoes. */
+	a = attachment_from_op(op, pod_uid);
+	ret = attachment_save(p, a);
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot write the attachment record", ret,
+			"intent");
+		attachment_free(a);
+		goto out;
+	}
+	ret = netops_tun_create(nsfd, op->interface_name, NETOPS_MTU, &tun_fd, &ifindex, &why);
+	if (ret == -EEXIST) {
+		op_fail(op, CNI_ERR_IF_EXISTS, "ts0 already exists in the pod's network namespace",
+			0, "%s exists in %s and was left alone", op->interface_name,
+			op->netns_path);
+		goto rollback;
+	}
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot create the pod's interface", ret, "%s",
+			why ? why : "create the TUN device");
+		goto rollback;
+	}
+	a->tun_fd = tun_fd;
+	a->ifindex = (uint32_t)ifindex;
+	a->state = TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY;
+	ret = attachment_save(p, a);
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot write the attachment record", ret,
+			"ready");
+		goto rollback;
+	}
+	log_info("%s: %s created in %s (ifindex %d)", op->tag, op->interface_name, op->netns_path,
+		 ifindex);
+	op->next_att = a;
+	op->replace = true;
+	op->addresses_pending = true; /* until the worker reports Ready */
+	goto out;
+
+rollback:
+	if (a->tun_fd >= 0) {
+		close(a->tun_fd);
+		a->tun_fd = -1;
+		netops_link_delete(nsfd, op->interface_name);
+	}
+	ret = attachment_unrecord(p, a);
+	if (ret < 0)
+		log_err_r(ret, "%s: roll back: remove the intent record", op->tag);
+	attachment_free(a);
+out:
+	if (nsfd >= 0)
+		close(nsfd);
+}
+
+static void del_work(struct op *op)
+{
+	const char *why = NULL;
+	int ret;
+
+	if (!op->cur) {
+		op->existed = false;
+	} else {
+		op->existed = true;
+		ret = release(op->pods, op->cur, &why);
+		if (ret < 0) {
+			op_fail(op, errno_cni_code(ret), "cannot release the attachment", ret, "%s",
+				why);
+			return;
+		}
+		op->replace = true;
+		op->released = true;
+		log_info("%s: released", op->tag);
+	}
+	if (op->tombstone) {
+		ret = state_tombstone_remove(op->pods->st, op->tombstone);
+		if (ret < 0 && ret != -ENOENT)
+			log_warn_r(ret, "%s: remove tombstone", op->tag);
+	}
+}
+
+static void check_work(struct op *op)
+{
+	struct attachment *cur = op->cur;
+	const char *path = op->netns_path && *op->netns_path ? op->netns_path : NULL;
+	int nsfd, ret;
+
+	if (!cur) {
+		op_fail(op, CNI_ERR_CHECK, "no record of this attachment", 0,
+			"the supervisor holds no attachment for %s", op->keyname);
+		return;
+	}
+	if (path && strcmp(path, cur->netns_path) != 0) {
+		op_fail(op, CNI_ERR_CHECK, "the pod's network namespace changed", 0,
+			"the attachment was made in %s, CHECK names %s", cur->netns_path, path);
+		return;
+	}
+	ret = netns_reopen(cur->netns_path, cur->netns_dev, cur->netns_ino, &nsfd);
+	if (ret == 0) {
+		op_fail(op, CNI_ERR_CHECK, "the pod's network namespace is gone", 0,
+			"%s no longer exists or is another namespace", cur->netns_path);
+		return;
+	}
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot open the pod's network namespace", ret,
+			"%s", cur->netns_path);
+		return;
+	}
+	ret = netops_link_check(nsfd, cur->interface_name, NETOPS_MTU, op->expected, op->nexpected,
+				op->detail, sizeof(op->detail));
+	close(nsfd);
+	if (ret < 0) {
+		op->cni_code = CNI_ERR_CHECK;
+		op->msg = "the pod's interface does not match what ADD made";
+		if (!op->detail[0])
+			snprintf(op->detail, sizeof(op->detail), "%s: %s", cur->interface_name,
+				 strerror(-ret));
+		return;
+	}
+	memcpy(op->addrs, cur->addrs, sizeof(op->addrs));
+	op->naddrs = cur->naddrs;
+}
+
+static void release_work(struct op *op)
+{
+	const char *why = NULL;
+	int ret;
+
+	if (!op->cur)
+		return; /* released by a DEL in the meantime */
+	ret = release(op->pods, op->cur, &why);
+	if (ret < 0) {
+		op_fail(op, errno_cni_code(ret), "cannot release the attachment", ret, "%s", why);
+		return;
+	}
+	op->replace = true;
+	op->released = true;
+	log_info("%s: released by GC", op->tag);
+}
+
+static void probe_work(struct op *op)
+{
+	struct attachment *cur = op->cur;
+	const char *why = NULL;
+	int nsfd, ret;
+
+	if (!cur)
+		return;
+	ret = netns_reopen(cur->netns_path, cur->netns_dev, cur->netns_ino, &nsfd);
+	if (ret == 1) {
+		close(nsfd);
+		return;
+	}
+	if (ret < 0) {
+		log_warn_r(ret, "%s: reconcile: open %s", cur->tag, cur->netns_path);
+		return;
+	}
+	ret = release(op->pods, cur, &why);
+	if (ret < 0) {
+		log_warn_r(ret, "%s: reconcile: netns gone, %s", cur->tag, why);
+		return;
+	}
+	op->replace = true;
+	op->released = true;
+	log_info("%s: netns %s gone without DEL: released", cur->tag, cur->netns_path);
+}
+
+static void op_work(uv_work_t *w)
+{
+	struct op *op = w->data;
+
+	switch (op->kind) {
+	case OP_ADD:
+		add_work(op);
+		break;
+	case OP_DEL:
+		del_work(op);
+		break;
+	case OP_CHECK:
+		check_work(op);
+		break;
+	case OP_RELEASE:
+		release_work(op);
+		break;
+	case OP_PROBE:
+		probe_work(op);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ replies */
+
+static void request_reply(struct pods_request *r, const Tscni__CniReply *rep)
+{
+	if (!r)
+		return;
+	if (r->fn)
+		r->fn(r->arg, rep);
+	free(r);
+}
+
+static void reply_error(struct pods_request *r, uint32_t code, const char *msg, const char *detail)
+{
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__Error e = TSCNI__ERROR__INIT;
+
+	e.cni_code = code;
+	e.msg = (char *)msg;
+	e.details = (char *)detail;
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	rep.body_case = TSCNI__CNI_REPLY__BODY_ERROR;
+	rep.error = &e;
+	request_reply(r, &rep);
+}
+
+static void op_reply(struct op *op)
+{
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__AddReply add = TSCNI__ADD_REPLY__INIT;
+	Tscni__DelReply del = TSCNI__DEL_REPLY__INIT;
+	Tscni__CheckReply check = TSCNI__CHECK_REPLY__INIT;
+	struct pb_prefixes addrs;
+
+	if (!op->req)
+		return;
+	if (op->cni_code) {
+		reply_error(op->req, op->cni_code, op->msg, op->detail);
+		op->req = NULL;
+		return;
+	}
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	switch (op->kind) {
+	case OP_ADD:
+		add.interface_name = op->interface_name;
+		add.mtu = NETOPS_MTU;
+		add.n_addresses = prefixes_to_pb(op->addrs, op->naddrs, &addrs);
+		add.addresses = addrs.p;
+		add.addresses_pending = op->addresses_pending;
+		rep.body_case = TSCNI__CNI_REPLY__BODY_ADD;
+		rep.add = &add;
+		break;
+	case OP_DEL:
+		del.existed = op->existed;
+		rep.body_case = TSCNI__CNI_REPLY__BODY_DEL;
+		rep.del = &del;
+		break;
+	case OP_CHECK:
+		check.n_addresses = prefixes_to_pb(op->addrs, op->naddrs, &addrs);
+		check.addresses = addrs.p;
+		rep.body_case = TSCNI__CNI_REPLY__BODY_CHECK;
+		rep.check = &check;
+		break;
+	default:
+		return;
+	}
+	request_reply(op->req, &rep);
+	op->req = NULL;
+}
+
+/* Counts one finished release of a GC. */
+static void gc_account(struct gc_run *gc, const struct op *op)
+{
+	if (op->cni_code) {
+		gc->nfailed_total++;
+		if (gc->nfailed < GC_FAILED_MAX)
+			gc->failed[gc->nfailed++] =
+				xasprintf("%s: %s: %s", op->keyname, op->msg, op->detail);
+	} else if (op->released) {
+		gc->released++;
+	}
+}
+
+/* Drops one pending release (or the submitter's hold); the last one
+ * replies and frees the run. */
+static void gc_put(struct gc_run *gc)
+{
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__GcReply g = TSCNI__GC_REPLY__INIT;
+
+	if (--gc->pending > 0)
+		return;
+	if (gc->nfailed_total > gc->nfailed) {
+		/* The last slot says how many more failed, instead of one. */
+		free(gc->failed[gc->nfailed - 1]);
+		gc->failed[gc->nfailed - 1] = xasprintf(
+			"... and %u more", (unsigned int)(gc->nfailed_total - gc->nfailed + 1));
+	}
+	g.released = gc->released;
+	g.n_failed = gc->nfailed;
+	g.failed = gc->failed;
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	rep.body_case = TSCNI__CNI_REPLY__BODY_GC;
+	rep.gc = &g;
+	log_info("gc: released %u, %u failed", gc->released, gc->nfailed_total);
+	request_reply(gc->req, &rep);
+	for (size_t i = 0; i < gc->nfailed; i++)
+		free(gc->failed[i]);
+	free(gc);
+}
+
+/* The ADD's wait for its worker ends: Ready, timeout or shutdown. */
+static void sync_end(struct op *op, bool timed_out)
+{
+	struct attachment *a = table_find(op->pods, op->keyname);
+
+	if (a && a->sync_op == op) {
+		a->sync_op = NULL;
+		memcpy(op->addrs, a->addrs, sizeof(op->addrs));
+		op->naddrs = a->naddrs;
+	}
+	op->addresses_pending = timed_out || op->naddrs == 0;
+	if (timed_out)
+		log_info("%s: syncTimeout reached, replying with addresses to follow", op->tag);
+	uv_timer_stop(&op->sync_timer);
+	op_reply(op);
+	op_finish(op);
+}
+
+static void sync_timer_cb(uv_timer_t *t)
+{
+	sync_end(t->data, true);
+}
+
+/* ADD has made ts0: wait for the control plane, at most syncTimeout. */
+static void sync_begin(struct op *op, struct attachment *a)
+{
+	uint32_t ms = op->sync_timeout_ms ? op->sync_timeout_ms : SYNC_TIMEOUT_DEFAULT_MS;
+	int ret;
+
+	if (ms > SYNC_TIMEOUT_MAX_MS)
+		ms = SYNC_TIMEOUT_MAX_MS;
+	ret = uv_timer_init(&op->pods->sup->loop, &op->sync_timer);
+	if (ret < 0) {
+		log_warn_r(ret, "%s: sync timer", op->tag);
+		op_reply(op);
+		op_finish(op);
+		return;
+	}
+	op->sync_timer_open = true;
+	op->sync_timer.data = op;
+	a->sync_op = op;
+	uv_timer_start(&op->sync_timer, sync_timer_cb, ms, 0);
+	/* Issue 3 spawns the pod's worker here, handing it the TUN fd and the
+	 * pod's keys; the worker registers with the control plane and reports
+	 * Ready through pods_attachment_ready(), which ends this wait before the
+	 * timer does. There is no worker and no control plane yet, so nothing
+	 * can become more ready than ts0 already is: report Ready now. */
+	pods_attachment_ready(op->pods, a);
+}
+
+void pods_attachment_ready(struct pods *p, struct attachment *att)
+{
+	if (att->sync_op)
+		sync_end(att->sync_op, false);
+}
+
+static void op_after_work(uv_work_t *w, int status)
+{
+	struct op *op = w->data;
+	struct pods *p = op->pods;
+
+	if (op->replace) {
+		if (op->cur) {
+			table_remove(p, op->cur);
+			attachment_free(op->cur);
+			op->cur = NULL;
+		}
+		if (op->next_att) {
+			table_insert(p, op->next_att);
+			op->next_att = NULL;
+		}
+	}
+	if (op->kind == OP_RELEASE) {
+		gc_account(op->gc, op);
+		gc_put(op->gc);
+		op_finish(op);
+		return;
+	}
+	if (op->kind == OP_ADD && op->cni_code == 0 && op->replace && !p->stopping) {
+		struct attachment *a = table_find(p, op->keyname);
+
+		if (a) {
+			sync_begin(op, a);
+			return;
+		}
+	}
+	if (op->kind == OP_ADD && op->cni_code)
+		log_warn("%s: ADD failed (code %u): %s: %s", op->tag, op->cni_code, op->msg,
+			 op->detail);
+	op_reply(op);
+	op_finish(op);
+}
+
+static void op_closed(uv_handle_t *h)
+{
+	op_free(h->data);
+}
+
+/* Takes op off the active list, frees it, and starts what it held up. */
+static void op_finish(struct op *op)
+{
+	struct pods *p = op->pods;
+
+	for (struct op **pp = &p->ops; *pp; pp = &(*pp)->next) {
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	}
+	/* Every request gets exactly one reply, even from a path that forgot. */
+	if (op->req) {
+		reply_error(op->req, CNI_ERR_INTERNAL, "supervisor internal error",
+			    "the operation ended without a reply");
+		op->req = NULL;
+	}
+	if (op->sync_timer_open)
+		uv_close((uv_handle_t *)&op->sync_timer, op_closed);
+	else
+		op_free(op);
+	op_schedule(p);
+}
+
+/* ------------------------------------------------------------------- submit */
+
+static struct pods_request *request_new(pods_reply_fn *fn, void *arg)
+{
+	struct pods_request *r = xcalloc(1, sizeof(*r));
+
+	r->fn = fn;
+	r->arg = arg;
+	return r;
+}
+
+void pods_request_detach(struct pods_request *r)
+{
+	if (r)
+		r->fn = NULL;
+}
+
+static int submit_add(struct pods *p, const Tscni__AddRequest *m, struct pods_request *r)
+{
+	struct op *op;
+
+	if (!valid_ifname(m->interface_name))
+		return -EINVAL;
+	op = op_new(p, OP_ADD, m->key->network, m->key->container_id, m->key->ifname);
+	op->req = r;
+	op->netns_path = xstrdup(m->netns_path);
+	op->netns_dev = m->netns_dev;
+	op->netns_ino = m->netns_ino;
+	strscpy(op->interface_name, m->interface_name, sizeof(op->interface_name));
+	meta_free(&op->meta);
+	meta_from_pb(&op->meta, m->pod);
+	free(op->cni_version);
+	op->cni_version = dup_or_empty(m->cni_version);
+	op->sync_timeout_ms = m->sync_timeout_ms;
+	make_tag(op->tag, *op->meta.uid ? op->meta.uid : op->container_id, op->keyname);
+	op_enqueue(op);
+	return 0;
+}
+
+static void submit_del(struct pods *p, const Tscni__DelRequest *m, struct pods_request *r)
+{
+	struct op *op = op_new(p, OP_DEL, m->key->network, m->key->container_id, m->key->ifname);
+	struct attachment *a = table_find(p, op->keyname);
+
+	if (a)
+		memcpy(op->tag, a->tag, sizeof(op->tag));
+	op->req = r;
+	op_enqueue(op);
+}
+
+static void submit_check(struct pods *p, const Tscni__CheckRequest *m, struct pods_request *r)
+{
+	struct op *op = op_new(p, OP_CHECK, m->key->network, m->key->container_id, m->key->ifname);
+	struct attachment *a = table_find(p, op->keyname);
+
+	if (a)
+		memcpy(op->tag, a->tag, sizeof(op->tag));
+	op->req = r;
+	op->netns_path = dup_or_empty(m->netns_path);
+	strscpy(op->interface_name, m->interface_name ? m->interface_name : "",
+		sizeof(op->interface_name));
+	op->nexpected =
+		prefixes_from_pb(m->expected_addresses, m->n_expected_addresses, op->expected);
+	op_enqueue(op);
+}
+
+struct gc_pair {
+	const char *container_id;
+	const char *ifname;
+};
+
+static int gc_pair_cmp(const void *a, const void *b)
+{
+	const struct gc_pair *x = a, *y = b;
+	int c = strcmp(x->container_id, y->container_id);
+
+	return c ? c : strcmp(x->ifname, y->ifname);
+}
+
+static void submit_gc(struct pods *p, const Tscni__GcRequest *m, struct pods_request *r)
+{
+	struct gc_run *gc = xcalloc(1, sizeof(*gc));
+	struct gc_pair *valid = NULL;
+	struct op *first = NULL, **tail = &first;
+	size_t n = m->n_valid;
+
+	gc->req = r;
+	if (n) {
+		valid = xcalloc(n, sizeof(*valid));
+		for (size_t i = 0; i < n; i++) {
+			valid[i].container_id = m->valid[i]->container_id;
+			valid[i].ifname = m->valid[i]->ifname;
+		}
+		qsort(valid, n, sizeof(*valid), gc_pair_cmp);
+	} else {
+		log_warn("gc: network %s: empty valid list, releasing all its attachments",
+			 m->network);
+	}
+	/* Count first, then enqueue: a release that completes at once must
+	 * not see pending reach zero while others are still to come. */
+	for (struct attachment *a = p->atts; a; a = a->next) {
+		struct gc_pair key = {a->container_id, a->ifname};
+
+		if (strcmp(a->network, m->network) != 0)
+			continue;
+		if (n && bsearch(&key, valid, n, sizeof(*valid), gc_pair_cmp))
+			continue;
+		struct op *op = op_new(p, OP_RELEASE, a->network, a->container_id, a->ifname);
+
+		memcpy(op->tag, a->tag, sizeof(op->tag));
+		op->gc = gc;
+		*tail = op;
+		tail = &op->next;
+		gc->pending++;
+	}
+	free(valid);
+	gc->pending++; /* held until every op is queued */
+	while (first) {
+		struct op *op = first;
+
+		first = op->next;
+		op->next = NULL;
+		op_enqueue(op);
+	}
+	/* Drop the hold: replies now, or when the last release completes. */
+	gc_put(gc);
+}
+
+int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn, void *arg,
+		struct pods_request **out)
+{
+	struct pods_request *r;
+	int ret = 0;
+
+	*out = NULL;
+	switch (req->body_case) {
+	case TSCNI__CNI_REQUEST__BODY_ADD:
+	case TSCNI__CNI_REQUEST__BODY_DEL:
+	case TSCNI__CNI_REQUEST__BODY_CHECK:
+	case TSCNI__CNI_REQUEST__BODY_GC:
+		break;
+	default:
+		return -EINVAL;
+	}
+	r = request_new(fn, arg);
+	/* The reply must come later than this call (see pods.h); the pointer
+	 * is handed out first so that a GC with nothing to release, which
+	 * replies at once below, does not find a caller unprepared. */
+	*out = r;
+	switch (req->body_case) {
+	case TSCNI__CNI_REQUEST__BODY_ADD:
+		ret = submit_add(p, req->add, r);
+		break;
+	case TSCNI__CNI_REQUEST__BODY_DEL:
+		submit_del(p, req->del, r);
+		break;
+	case TSCNI__CNI_REQUEST__BODY_CHECK:
+		submit_check(p, req->check, r);
+		break;
+	default:
+		submit_gc(p, req->gc, r);
+		break;
+	}
+	if (ret < 0) {
+		*out = NULL;
+		free(r);
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------------ startup */
+
+struct load_ctx {
+	struct pods *p;
+	struct tomb_entry *tombs;
+	size_t ntombs;
+	size_t cap;
+	unsigned int identities;
+	unsigned int jobs;
+};
+
+static void load_identity(void *arg, const Tscni__Identity *id)
+{
+	struct load_ctx *ctx = arg;
+
+	ctx->identities++;
+}
+
+static void load_attachment(void *arg, const Tscni__Attachment *m)
+{
+	struct load_ctx *ctx = arg;
+	struct attachment *a = attachment_from_pb(m);
+
+	if (table_find(ctx->p, a->keyname)) {
+		log_warn("%s: second record for one key, ignored", a->tag);
+		attachment_free(a);
+		return;
+	}
+	table_insert(ctx->p, a);
+}
+
+static void tomb_entry_clear(struct tomb_entry *t)
+{
+	free(t->filename);
+	free(t->network);
+	free(t->container_id);
+	free(t->netns_path);
+}
+
+static void tombs_add(struct tomb_entry **v, size_t *n, size_t *cap, const Tscni__Tombstone *t,
+		      const char *filename)
+{
+	struct tomb_entry *e;
+
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	e = &(*v)[(*n)++];
+	e->filename = xstrdup(filename);
+	e->network = xstrdup(t->key->network);
+	e->container_id = xstrdup(t->key->container_id);
+	strscpy(e->ifname, t->key->ifname, sizeof(e->ifname));
+	e->netns_path = dup_or_empty(t->netns_path);
+	strscpy(e->interface_name, t->interface_name ? t->interface_name : "",
+		sizeof(e->interface_name));
+}
+
+static void load_tombstone(void *arg, const Tscni__Tombstone *t, const char *filename)
+{
+	struct load_ctx *ctx = arg;
+
+	tombs_add(&ctx->tombs, &ctx->ntombs, &ctx->cap, t, filename);
+}
+
+static void load_job(void *arg, const Tscni__Job *job)
+{
+	struct load_ctx *ctx = arg;
+
+	ctx->jobs++;
+}
+
+/* Startup's release of one attachment (the loop is not running yet). */
+static void startup_release(struct pods *p, struct attachment *a, const char *reason)
+{
+	const char *why = NULL;
+	int ret = release(p, a, &why);
+
+	if (ret < 0) {
+		log_warn_r(ret, "%s: %s, but %s failed; the reconciler retries", a->tag, reason,
+			   why);
+		return;
+	}
+	log_info("%s: %s: released", a->tag, reason);
+	table_remove(p, a);
+	attachment_free(a);
+}
+
+int pods_startup(struct pods *p)
+{
+	struct state_load_cb cb = {
+		.identity = load_identity,
+		.attachment = load_attachment,
+		.tombstone = load_tombstone,
+		.job = load_job,
+	};
+	struct load_ctx ctx = {.p = p};
+	unsigned int damaged = 0, quarantined = 0;
+	struct attachment *a, *next;
+	int ret;
+
+	cb.arg = &ctx;
+	ret = state_load(p->st, &cb, &damaged, &quarantined);
+	if (ret < 0) {
+		log_err_r(ret, "load the state directory %s", state_dir(p->st));
+		goto out;
+	}
+	log_info("state: %zu attachments, %u identities, %zu tombstones, %u jobs, %u damaged and "
+		 "%u foreign records moved aside",
+		 p->natts, ctx.identities, ctx.ntombs, ctx.jobs, damaged, quarantined);
+
+	/* Each tombstone is a DEL the plugin could not deliver. */
+	for (size_t i = 0; i < ctx.ntombs; i++) {
+		struct tomb_entry *t = &ctx.tombs[i];
+		char keyname[RECORD_KEYNAME_LEN];
+
+		record_key_filename(t->network, t->container_id, t->ifname, keyname,
+				    sizeof(keyname));
+		a = table_find(p, keyname);
+		if (a) {
+			const char *why = NULL;
+
+			ret = release(p, a, &why);
+			if (ret < 0) {
+				log_warn_r(ret, "%s: tombstone: %s; kept for the next round",
+					   a->tag, why);
+				continue;
+			}
+			log_info("%s: released by tombstone", a->tag);
+			table_remove(p, a);
+			attachment_free(a);
+		}
+		ret = state_tombstone_remove(p->st, t->filename);
+		if (ret < 0 && ret != -ENOENT)
+			log_warn_r(ret, "remove tombstone %s", t->filename);
+	}
+
+	/* Reconcile once: a netns that vanished or was replaced while we were
+	 * away, and ADDs a killed supervisor left half-made. */
+	for (a = p->atts; a; a = next) {
+		int nsfd;
+
+		next = a->next;
+		if (a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY) {
+			startup_release(p, a, "left half-made by a previous supervisor");
+			continue;
+		}
+		ret = netns_reopen(a->netns_path, a->netns_dev, a->netns_ino, &nsfd);
+		if (ret == 0) {
+			startup_release(p, a, "netns gone");
+			continue;
+		}
+		if (ret < 0) {
+			log_warn_r(ret, "%s: open netns %s; kept", a->tag, a->netns_path);
+			continue;
+		}
+		char detail[DETAIL_LEN];
+
+		ret = netops_link_check(nsfd, a->interface_name, 0, NULL, 0, detail,
+					sizeof(detail));
+		close(nsfd);
+		/* The TUN fd died with the previous supervisor (see fd custody
+		 * at the top): the record stays, CHECK reports the missing
+		 * interface and a retried ADD rebuilds it. */
+		if (ret == -ENOENT)
+			log_info("%s: %s went with the previous supervisor's fd; kept for a "
+				 "retried ADD or DEL",
+				 a->tag, a->interface_name);
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < ctx.ntombs; i++)
+		tomb_entry_clear(&ctx.tombs[i]);
+	free(ctx.tombs);
+	return ret;
+}
+
+/* --------------------------------------------------------------- reconciler */
+
+/* Lists tombstones/ on the threadpool: the plugin may write one while the
+ * supervisor runs but was briefly unreachable. */
+static void tomb_scan_work(uv_work_t *w)
+{
+	struct tomb_scan *s = w->data;
+	size_t cap = 0;
+	char *path = xasprintf("%s/tombstones", state_dir(s->pods->st));
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+
+	free(path);
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d)) && s->n < TOMBSTONE_SCAN_MAX) {
+		Tscni__Tombstone *t;
+		const char *why = NULL;
+		int err = 0;
+
+		if (de->d_name[0] == '.' || (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+			continue;
+		t = record_read_tombstone(dirfd(d), de->d_name, &err, &why);
+		if (!t) {
+			/* state_load moves it aside at the next start. */
+			log_debug("tombstone %s unreadable: %s", de->d_name, why ? why : "");
+			continue;
+		}
+		tombs_add(&s->ents, &s->n, &cap, t, de->d_name);
+		tscni__tombstone__free_unpacked(t, NULL);
+	}
+	closedir(d);
+}
+
+static bool tombstone_active(struct pods *p, const char *filename)
+{
+	for (struct op *o = p->ops; o; o = o->next)
+		if (o->tombstone && strcmp(o->tombstone, filename) == 0)
+			return true;
+	return false;
+}
+
+static void tomb_scan_after(uv_work_t *w, int status)
+{
+	struct tomb_scan *s = w->data;
+	struct pods *p = s->pods;
+
+	p->tomb_scan_running = false;
+	for (size_t i = 0; i < s->n; i++) {
+		struct tomb_entry *t = &s->ents[i];
+
+		if (!p->stopping && !tombstone_active(p, t->filename)) {
+			struct op *op = op_new(p, OP_DEL, t->network, t->container_id, t->ifname);
+			struct attachment *a = table_find(p, op->keyname);
+
+			if (a)
+				memcpy(op->tag, a->tag, sizeof(op->tag));
+			op->tombstone = xstrdup(t->filename);
+			log_info("%s: tombstone found, performing its DEL", op->tag);
+			op_enqueue(op);
+		}
+		tomb_entry_clear(t);
+	}
+	free(s->ents);
+	free(s);
+}
+
+static void reconcile_cb(uv_timer_t *t)
+{
+	struct pods *p = t->data;
+
+	if (p->stopping)
+		return;
+	for (struct attachment *a = p->atts; a; a = a->next) {
+		if (key_active(p, a->keyname))
+			continue; /* whatever runs there will settle it */
+		struct op *op = op_new(p, OP_PROBE, a->network, a->container_id, a->ifname);
+
+		memcpy(op->tag, a->tag, sizeof(op->tag));
+		op_enqueue(op);
+	}
+	if (!p->tomb_scan_running) {
+		struct tomb_scan *s = xcalloc(1, sizeof(*s));
+		int ret;
+
+		s->pods = p;
+		s->work.data = s;
+		ret = uv_queue_work(&p->sup->loop, &s->work, tomb_scan_work, tomb_scan_after);
+		if (ret < 0) {
+			log_warn_r(ret, "queue the tombstone scan");
+			free(s);
+			return;
+		}
+		p->tomb_scan_running = true;
+	}
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+int pods_new(struct supervisor *sup, struct pods **out)
+{
+	struct pods *p = xcalloc(1, sizeof(*p));
+	int ret;
+
+	*out = NULL;
+	ret = uv_mutex_init(&p->identity_lock);
+	if (ret < 0) {
+		free(p);
+		return ret;
+	}
+	p->sup = sup;
+	p->st = sup->st;
+	*out = p;
+	return 0;
+}
+
+int pods_start(struct pods *p)
+{
+	uint64_t ms = (uint64_t)p->sup->cfg.reconcile_interval_s * 1000;
+	int ret;
+
+	ret = uv_timer_init(&p->sup->loop, &p->reconcile_timer);
+	if (ret < 0)
+		return ret;
+	p->timer_open = true;
+	p->reconcile_timer.data = p;
+	return uv_timer_start(&p->reconcile_timer, reconcile_cb, ms, ms);
+}
+
+void pods_stop(struct pods *p)
+{
+	p->stopping = true;
+	if (p->timer_open) {
+		uv_close((uv_handle_t *)&p->reconcile_timer, NULL);
+		p->timer_open = false;
+	}
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (a->sync_op)
+			sync_end(a->sync_op, true);
+}
+
+void pods_free(struct pods *p)
+{
+	struct attachment *a, *next;
+
+	if (!p)
+		return;
+	for (a = p->atts; a; a = next) {
+		next = a->next;
+		attachment_free(a);
+	}
+	uv_mutex_destroy(&p->identity_lock);
+	free(p);
+}
+
+size_t pods_count(const struct pods *p)
+{
+	return p->natts;
+}
+
+/* ------------------------------------------------------------------- status */
+
+struct status_buf {
+	Tscni__PodStatus s; /* first: rep->pod[i] points at the whole buffer */
+	Tscni__AttachmentKey key;
+	Tscni__PodMeta meta;
+	struct pb_prefixes addrs;
+};
+
+void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
+{
+	size_t i = 0;
+
+	rep->pods = (uint32_t)p->natts;
+	rep->n_pod = 0;
+	rep->pod = NULL;
+	if (!verbose || !p->natts)
+		return;
+	rep->pod = xcalloc(p->natts, sizeof(*rep->pod));
+	for (struct attachment *a = p->atts; a && i < STATUS_MAX_PODS; a = a->next, i++) {
+		struct status_buf *b = xmalloc(sizeof(*b));
+
+		tscni__pod_status__init(&b->s);
+		tscni__attachment_key__init(&b->key);
+		b->key.network = a->network;
+		b->key.container_id = a->container_id;
+		b->key.ifname = a->ifname;
+		meta_to_pb(&a->meta, &b->meta);
+		b->s.key = &b->key;
+		b->s.pod = &b->meta;
+		b->s.netns_path = a->netns_path;
+		b->s.interface_name = a->interface_name;
+		b->s.ifindex = a->ifindex;
+		b->s.state = (char *)state_name(a->state);
+		b->s.n_addresses = prefixes_to_pb(a->addrs, a->naddrs, &b->addrs);
+		b->s.addresses = b->addrs.p;
+		b->s.created_unix = a->created_unix;
+		b->s.worker_pid = 0; /* workers arrive with issue 3 */
+		rep->pod[i] = &b->s;
+	}
+	rep->n_pod = i;
+}
+
+void pods_status_clear(Tscni__StatusReply *rep)
+{
+	for (size_t i = 0; i < rep->n_pod; i++)
+		free(rep->pod[i]);
+	free(rep->pod);
+	rep->pod = NULL;
+	rep->n_pod = 0;
+}

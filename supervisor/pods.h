@@ -1,0 +1,79 @@
+/* The pod table: one entry per attachment, keyed as the CNI spec keys it
+ * (network, container id, ifname), and the CNI verbs that act on it.
+ *
+ * Everything here runs on the supervisor's loop thread, except the slow work
+ * (netlink through netops, fsync through state, netns_open), which each
+ * operation does on the libuv threadpool. Operations on one attachment key
+ * run one at a time in arrival order; different keys run concurrently. */
+#ifndef TSCNI_SUPERVISOR_PODS_H
+#define TSCNI_SUPERVISOR_PODS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cni.pb-c.h"
+
+struct supervisor;
+struct pods;
+struct pods_request;
+struct attachment;
+
+/* Receives the one reply to a request. The reply and everything it points
+ * to is valid only during the call: pack it, do not keep it. */
+typedef void pods_reply_fn(void *arg, const Tscni__CniReply *reply);
+
+/* Creates an empty table for sup (sup->st must be open). Returns 0. */
+int pods_new(struct supervisor *sup, struct pods **out);
+
+/* Frees the table. Closes every TUN fd still in custody, which deletes
+ * those ts0 devices: see the comment on fd custody in pods.c. The loop must
+ * have no operation in flight (pods_stop, then uv_run until it returns).
+ * pods_free(NULL) does nothing. */
+void pods_free(struct pods *p);
+
+/* Startup, before the loop runs and before the CNI socket exists, so it
+ * blocks: loads the state directory into the table, performs the DEL each
+ * tombstone stands for, and releases attachments whose netns is gone or was
+ * replaced and those a killed supervisor left half-made. Returns 0 or a
+ * negative errno when the state directory cannot be read. */
+int pods_startup(struct pods *p);
+
+/* Starts the periodic reconciler (every sup->cfg.reconcile_interval_s).
+ * Returns 0 or a negative errno from libuv. */
+int pods_start(struct pods *p);
+
+/* Stops the reconciler and ends every wait for a worker at once; operations
+ * on the threadpool finish and reply. Closes every handle pods owns, so
+ * uv_run returns once the last operation completes. */
+void pods_stop(struct pods *p);
+
+/* Starts ADD, DEL, CHECK or GC for a request already checked by
+ * validate_cni_request. fn runs exactly once on the loop, unless
+ * pods_request_detach is called first; usually later, but a GC with nothing
+ * to release replies before pods_submit returns. *out is set before fn can
+ * run and identifies the request until fn runs: pass the address where the
+ * caller keeps it and clear it in fn. pods_submit copies what it needs from
+ * req. Returns 0, or -EINVAL for a STATUS or empty request or a bad
+ * interface name (fn will not run, *out is NULL). */
+int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn, void *arg,
+		struct pods_request **out);
+
+/* The client went away: the operation still completes (and rolls back or
+ * records as it must) but fn will not run. r must not be used afterwards. */
+void pods_request_detach(struct pods_request *r);
+
+/* Number of attachments in the table. */
+size_t pods_count(const struct pods *p);
+
+/* Fills rep->pods and, when verbose, rep->pod with one PodStatus per
+ * attachment. Runs on the loop without waiting for anything. Free what it
+ * allocated with pods_status_clear. */
+void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose);
+void pods_status_clear(Tscni__StatusReply *rep);
+
+/* The attachment's worker reports Ready (workers.c, issue 3): an ADD waiting
+ * on it for at most its syncTimeout replies now. Does nothing when no ADD
+ * waits. */
+void pods_attachment_ready(struct pods *p, struct attachment *att);
+
+#endif

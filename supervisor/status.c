@@ -1,0 +1,278 @@
+/* `tailscale-cni-supervisor status [--json] [--socket PATH]`: one STATUS
+ * round trip on the CNI socket, printed for a person or for jq. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "frame.h"
+#include "ip.h"
+#include "log.h"
+#include "mem.h"
+#include "supervisor.h"
+#include "validate.h"
+
+enum status_limits { STATUS_TIMEOUT_MS = 5000, FIELD_LEN = 96 };
+
+static const char *health_name(Tscni__Health h)
+{
+	switch (h) {
+	case TSCNI__HEALTH__HEALTH_READY:
+		return "ready";
+	case TSCNI__HEALTH__HEALTH_NOT_READY:
+		return "not-ready";
+	case TSCNI__HEALTH__HEALTH_DEGRADED:
+		return "degraded";
+	default:
+		return "unknown";
+	}
+}
+
+/* The supervisor's strings come from pods' metadata: escape them before
+ * they reach a terminal. */
+static const char *esc(char buf[static FIELD_LEN], const char *s)
+{
+	return log_escape(buf, FIELD_LEN, s ? s : "", s ? strlen(s) : 0);
+}
+
+static int connect_socket(const char *path, int *fd_out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, ret;
+
+	*fd_out = -1;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static void addrs_text(Tscni__IpPrefix *const *v, size_t n, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		struct ip_prefix p;
+		char b[IP_PREFIX_STRLEN];
+
+		if (ip_prefix_from_pb(v[i], &p) < 0)
+			continue;
+		int w = snprintf(out + used, len - used, "%s%s", used ? "," : "",
+				 ip_prefix_format(&p, b, sizeof(b)));
+		if (w < 0 || (size_t)w >= len - used)
+			break;
+		used += (size_t)w;
+	}
+	if (!out[0])
+		snprintf(out, len, "-");
+}
+
+static void print_text(const Tscni__StatusReply *st)
+{
+	char a[FIELD_LEN], b[FIELD_LEN], c[FIELD_LEN], d[FIELD_LEN], e[FIELD_LEN];
+	char addrs[256];
+
+	printf("health: %s", health_name(st->health));
+	if (st->reason[0])
+		printf(" (%s)", esc(a, st->reason));
+	printf("  version: %s  uptime: %" PRIu64 "s  attachments: %u\n", esc(b, st->version),
+	       st->uptime_s, st->pods);
+	if (!st->n_pod)
+		return;
+	printf("%-16s %-14s %-6s %-32s %-6s %-7s %-9s %s\n", "NETWORK", "CONTAINER", "IFNAME",
+	       "POD (ns/name)", "IFACE", "IFINDEX", "STATE", "ADDRESSES  NETNS");
+	for (size_t i = 0; i < st->n_pod; i++) {
+		const Tscni__PodStatus *p = st->pod[i];
+		char pod[2 * FIELD_LEN + 2], cid[13];
+
+		snprintf(pod, sizeof(pod), "%s/%s", esc(a, p->pod ? p->pod->namespace_ : ""),
+			 esc(b, p->pod ? p->pod->name : ""));
+		snprintf(cid, sizeof(cid), "%s", esc(c, p->key->container_id));
+		addrs_text(p->addresses, p->n_addresses, addrs, sizeof(addrs));
+		printf("%-16s %-14s %-6s %-32s %-6s %-7u %-9s %s  %s\n", esc(d, p->key->network),
+		       cid, esc(e, p->key->ifname), pod, esc(c, p->interface_name), p->ifindex,
+		       esc(a, p->state), addrs, esc(b, p->netns_path));
+	}
+}
+
+/* jansson wants UTF-8; anything else is shown escaped. */
+static json_t *jstr(const char *s)
+{
+	char buf[FIELD_LEN];
+	json_t *j = json_string(s ? s : "");
+
+	return j ? j : json_string(esc(buf, s));
+}
+
+static json_t *jaddrs(Tscni__IpPrefix *const *v, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		struct ip_prefix p;
+		char b[IP_PREFIX_STRLEN];
+
+		if (ip_prefix_from_pb(v[i], &p) == 0)
+			json_array_append_new(arr, json_string(ip_prefix_format(&p, b, sizeof(b))));
+	}
+	return arr;
+}
+
+static int print_json(const Tscni__StatusReply *st)
+{
+	json_t *root = json_object(), *pods = json_array();
+	int ret;
+
+	json_object_set_new(root, "health", json_string(health_name(st->health)));
+	json_object_set_new(root, "reason", jstr(st->reason));
+	json_object_set_new(root, "version", jstr(st->version));
+	json_object_set_new(root, "uptime_s", json_integer((json_int_t)st->uptime_s));
+	json_object_set_new(root, "attachments", json_integer(st->pods));
+	for (size_t i = 0; i < st->n_pod; i++) {
+		const Tscni__PodStatus *p = st->pod[i];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "network", jstr(p->key->network));
+		json_object_set_new(o, "container_id", jstr(p->key->container_id));
+		json_object_set_new(o, "ifname", jstr(p->key->ifname));
+		json_object_set_new(o, "pod_namespace", jstr(p->pod ? p->pod->namespace_ : ""));
+		json_object_set_new(o, "pod_name", jstr(p->pod ? p->pod->name : ""));
+		json_object_set_new(o, "pod_uid", jstr(p->pod ? p->pod->uid : ""));
+		json_object_set_new(o, "netns", jstr(p->netns_path));
+		json_object_set_new(o, "interface", jstr(p->interface_name));
+		json_object_set_new(o, "ifindex", json_integer(p->ifindex));
+		json_object_set_new(o, "state", jstr(p->state));
+		json_object_set_new(o, "addresses", jaddrs(p->addresses, p->n_addresses));
+		json_object_set_new(o, "created_unix", json_integer((json_int_t)p->created_unix));
+		json_object_set_new(o, "worker_pid", json_integer(p->worker_pid));
+		json_array_append_new(pods, o);
+	}
+	json_object_set_new(root, "pods", pods);
+	ret = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	printf("\n");
+	json_decref(root);
+	return ret;
+}
+
+static void status_usage(FILE *f)
+{
+	fprintf(f, "usage: tailscale-cni-supervisor status [--json] [--socket PATH]\n"
+		   "  Prints the supervisor's health and every attachment it holds.\n"
+		   "  Exit status 0 when the supervisor answered, 1 otherwise.\n");
+}
+
+int status_command(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"socket", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *path = SUPERVISOR_SOCKET, *why = NULL;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__StatusRequest sreq = TSCNI__STATUS_REQUEST__INIT;
+	Tscni__CniReply *rep = NULL;
+	uint8_t *out = NULL, *in = NULL;
+	size_t out_len, in_len;
+	unsigned long long deadline;
+	bool json = false;
+	int fd = -1, c, ret, rc = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 's':
+			path = optarg;
+			break;
+		case 'h':
+			status_usage(stdout);
+			return 0;
+		default:
+			status_usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "status: unexpected argument '%s'\n", argv[optind]);
+		status_usage(stderr);
+		return 1;
+	}
+
+	deadline = now_ms() + STATUS_TIMEOUT_MS;
+	ret = connect_socket(path, &fd);
+	if (ret < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor is not reachable at %s: %s\n", path,
+			strerror(-ret));
+		goto out;
+	}
+	sreq.verbose = true;
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_STATUS;
+	req.status = &sreq;
+	out_len = tscni__cni_request__get_packed_size(&req);
+	out = xmalloc(out_len);
+	tscni__cni_request__pack(&req, out);
+	ret = frame_write_fd(fd, out, out_len, deadline);
+	if (ret == 0)
+		ret = frame_read_fd(fd, &in, &in_len, deadline, &why);
+	if (ret < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor at %s did not answer: %s%s%s\n", path,
+			strerror(-ret), why ? ": " : "", why ? why : "");
+		goto out;
+	}
+	rep = tscni__cni_reply__unpack(NULL, in_len, in);
+	if (!rep || validate_cni_reply(rep, &why) < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor at %s sent a malformed reply%s%s\n", path,
+			why ? ": " : "", why ? why : "");
+		goto out;
+	}
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR) {
+		char m[FIELD_LEN], d[FIELD_LEN];
+
+		fprintf(stderr, "tailscale-cni-supervisor refused STATUS (code %u): %s: %s\n",
+			rep->error->cni_code, esc(m, rep->error->msg), esc(d, rep->error->details));
+		goto out;
+	}
+	if (rep->body_case != TSCNI__CNI_REPLY__BODY_STATUS) {
+		fprintf(stderr,
+			"tailscale-cni-supervisor at %s answered STATUS with another reply\n",
+			path);
+		goto out;
+	}
+	if (json)
+		ret = print_json(rep->status);
+	else
+		print_text(rep->status);
+	rc = 0;
+out:
+	if (rep)
+		tscni__cni_reply__free_unpacked(rep, NULL);
+	free(in);
+	free(out);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}

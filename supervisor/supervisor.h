@@ -1,0 +1,52 @@
+/* The supervisor's top-level object, private to supervisor/. main.c owns the
+ * one struct supervisor and passes it down; nothing else in the folder keeps
+ * global state (STYLE.md section 11). */
+#ifndef TSCNI_SUPERVISOR_SUPERVISOR_H
+#define TSCNI_SUPERVISOR_SUPERVISOR_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "cni.pb-c.h"
+#include "log.h"
+
+struct state;
+struct pods;
+struct cni_server;
+
+enum supervisor_defaults {
+	SUPERVISOR_RECONCILE_S = 10,
+	SUPERVISOR_RECONCILE_MAX_S = 3600,
+};
+
+#define SUPERVISOR_STATE_DIR "/var/lib/tailscale-cni"
+#define SUPERVISOR_SOCKET    "/run/tailscale-cni/cni.sock"
+
+struct supervisor_config {
+	const char *state_dir;	 /* points into argv or a literal */
+	const char *socket_path; /* points into argv or a literal */
+	char node_name[256];	 /* empty: state_origin_detect fills it */
+	unsigned int reconcile_interval_s;
+	enum log_level log_level;
+};
+
+struct supervisor {
+	uv_loop_t loop;
+	struct supervisor_config cfg;
+	struct state *st;	/* owned; state_close at exit */
+	struct pods *pods;	/* owned; pods_free at exit */
+	struct cni_server *srv; /* owned; cni_server_close at exit */
+	/* Precomputed for STATUS, which is answered on the loop at once and
+	 * never waits behind other work. Written only on the loop thread. */
+	Tscni__Health health;
+	const char *health_reason; /* static string */
+	uint64_t started_unix;
+};
+
+/* The `status` subcommand (status.c): argv[0] is "status". Prints the
+ * supervisor's health and every attachment, as a table or with --json as
+ * JSON. Returns the process exit code: 0 when the supervisor answered, 1
+ * otherwise (with a message on stderr). */
+int status_command(int argc, char **argv);
+
+#endif

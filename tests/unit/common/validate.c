@@ -1,0 +1,796 @@
+/* Unit tests for common/validate.c: the name/ifname/path rules, every limit
+ * of enum validate_limits at and one over its bound, exact key lengths,
+ * prefixes, enum ranges, required submessages and unset oneofs. Messages
+ * also go through pack + unpack once, since protobuf-c's unpacked form
+ * (empty strings, not NULL) is what the validators really see. */
+#include "common/validate.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "mem.h"
+
+/* A string of n copies of c (caller frees). */
+static char *rep(char c, size_t n)
+{
+	char *s = xmalloc(n + 1);
+
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* ---- names ---- */
+
+static const struct {
+	const char *s;
+	bool name, ifname, path;
+} name_vectors[] = {
+	/* s               valid_name  valid_ifname  valid_abs_path */
+	{"a", true, true, false},
+	{"A0_.-", true, true, false},
+	{"eth0", true, true, false},
+	{"", false, false, false},
+	{".a", false, true, false},
+	{"-a", false, true, false},
+	{"_a", false, true, false},
+	{".", false, false, false},
+	{"..", false, false, false},
+	{"a/b", false, false, false},
+	{"a:b", false, false, false},
+	{"a b", false, false, false},
+	{"a\tb", false, false, false},
+	{"a\nb", false, false, false},
+	{"a\x7f", false, false, false},
+	{"a\x01", false, false, false},
+	{"caf\xc3\xa9", false, true, false},
+	{"/", false, false, true},
+	{"/var/run/netns/cni-1", false, false, true},
+	{"/proc/1/ns/net", false, false, true},
+	{"/a\nb", false, false, false},
+	{"/a\x1b[0m", false, false, false},
+	{"relative/path", false, false, false},
+};
+
+static void test_name_vectors(void **state)
+{
+	for (size_t i = 0; i < sizeof(name_vectors) / sizeof(name_vectors[0]); i++) {
+		const char *s = name_vectors[i].s;
+
+		if (valid_name(s, 64) != name_vectors[i].name)
+			fail_msg("vector %zu: valid_name(\"%s\")", i, s);
+		if (valid_ifname(s) != name_vectors[i].ifname)
+			fail_msg("vector %zu: valid_ifname(\"%s\")", i, s);
+		if (valid_abs_path(s) != name_vectors[i].path)
+			fail_msg("vector %zu: valid_abs_path(\"%s\")", i, s);
+	}
+	assert_false(valid_name(NULL, 10));
+	assert_false(valid_ifname(NULL));
+	assert_false(valid_abs_path(NULL));
+}
+
+static void test_name_bounds(void **state)
+{
+	char *s = rep('a', 254), *p;
+
+	assert_true(valid_name(s + 1, 253));
+	assert_false(valid_name(s, 253));
+	assert_true(valid_name("abc", 3));
+	assert_false(valid_name("abcd", 3));
+	assert_false(valid_name("a", 0));
+	assert_true(valid_ifname(s + 254 - 15));
+	assert_false(valid_ifname(s + 254 - 16));
+	free(s);
+	p = rep('a', PATH_MAX_LEN + 1);
+	p[0] = '/';
+	assert_false(valid_abs_path(p));
+	p[PATH_MAX_LEN] = '\0';
+	assert_true(valid_abs_path(p));
+	free(p);
+}
+
+/* ---- a valid CNI ADD request, mutated per case ---- */
+
+static uint8_t v4[4] = {100, 64, 0, 1};
+static uint8_t v6[16] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0};
+
+struct add {
+	Tscni__CniRequest req;
+	Tscni__AddRequest add;
+	Tscni__AttachmentKey key;
+	Tscni__PodMeta pod;
+};
+
+static void add_init(struct add *a)
+{
+	tscni__cni_request__init(&a->req);
+	tscni__add_request__init(&a->add);
+	tscni__attachment_key__init(&a->key);
+	tscni__pod_meta__init(&a->pod);
+	a->key.network = "tsnet";
+	a->key.container_id = "c0ffee";
+	a->key.ifname = "eth0";
+	a->pod.namespace_ = "default";
+	a->pod.name = "web-0";
+	a->pod.uid = "3f2a0c5e-1111";
+	a->add.key = &a->key;
+	a->add.pod = &a->pod;
+	a->add.netns_path = "/var/run/netns/x";
+	a->add.interface_name = "ts0";
+	a->add.cni_version = "1.1.0";
+	a->req.protocol_version = 1;
+	a->req.body_case = TSCNI__CNI_REQUEST__BODY_ADD;
+	a->req.add = &a->add;
+}
+
+/* Validates m as sent, and again after a pack/unpack round trip. */
+static int check_req(const Tscni__CniRequest *m)
+{
+	const char *why = NULL;
+	int ret = validate_cni_request(m, &why), ret2;
+	size_t len = tscni__cni_request__get_packed_size(m);
+	uint8_t *buf = xmalloc(len + 1);
+	Tscni__CniRequest *u;
+
+	if (ret < 0)
+		assert_non_null(why);
+	tscni__cni_request__pack(m, buf);
+	u = tscni__cni_request__unpack(NULL, len, buf);
+	assert_non_null(u);
+	why = NULL;
+	ret2 = validate_cni_request(u, &why);
+	if (ret2 < 0)
+		assert_non_null(why);
+	tscni__cni_request__free_unpacked(u, NULL);
+	free(buf);
+	assert_int_equal(ret, ret2);
+	return ret;
+}
+
+static void test_add_valid_and_required(void **state)
+{
+	struct add a;
+	const char *why = NULL;
+
+	add_init(&a);
+	assert_int_equal(check_req(&a.req), 0);
+
+	a.req.protocol_version = 0;
+	assert_int_equal(validate_cni_request(&a.req, &why), -EBADMSG);
+	assert_string_equal(why, "protocol_version missing");
+
+	add_init(&a);
+	a.add.key = NULL;
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	validate_cni_request(&a.req, &why);
+	assert_string_equal(why, "attachment key missing");
+
+	add_init(&a);
+	a.req.body_case = TSCNI__CNI_REQUEST__BODY__NOT_SET;
+	a.req.add = NULL;
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	validate_cni_request(&a.req, &why);
+	assert_string_equal(why, "request body not set");
+
+	/* A oneof case with no message behind it (only a buggy sender). */
+	add_init(&a);
+	a.req.add = NULL;
+	assert_int_equal(validate_cni_request(&a.req, &why), -EBADMSG);
+	assert_string_equal(why, "add body missing");
+
+	/* Pod metadata is optional, empty fields too. */
+	add_init(&a);
+	a.add.pod = NULL;
+	assert_int_equal(check_req(&a.req), 0);
+	add_init(&a);
+	a.pod.uid = "";
+	assert_int_equal(check_req(&a.req), 0);
+	a.pod.uid = "../../etc";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+
+	add_init(&a);
+	a.add.netns_path = "";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	add_init(&a);
+	a.add.netns_path = "relative";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	add_init(&a);
+	a.add.interface_name = "";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	add_init(&a);
+	a.add.cni_version = "";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+	add_init(&a);
+	a.key.container_id = "c0ffee\n";
+	assert_int_equal(check_req(&a.req), -EBADMSG);
+}
+
+/* Each case builds an ADD whose one field has length n and validates it. */
+typedef int limit_fn(size_t n);
+
+static int lim_network(size_t n)
+{
+	struct add a;
+	char *s = rep('n', n);
+	int ret;
+
+	add_init(&a);
+	a.key.network = s;
+	ret = check_req(&a.req);
+	free(s);
+	return ret;
+}
+
+static int lim_container_id(size_t n)
+{
+	struct add a;
+	char *s = rep('c', n);
+	int ret;
+
+	add_init(&a);
+	a.key.container_id = s;
+	ret = check_req(&a.req);
+	free(s);
+	return ret;
+}
+
+static int lim_ifname(size_t n)
+{
+	struct add a;
+	char *s = rep('e', n);
+	int ret;
+
+	add_init(&a);
+	a.key.ifname = s;
+	ret = check_req(&a.req);
+	free(s);
+	return ret;
+}
+
+static int lim_netns_path(size_t n)
+{
+	struct add a;
+	char *s = rep('p', n);
+	int ret;
+
+	s[0] = '/';
+	add_init(&a);
+	a.add.netns_path = s;
+	ret = check_req(&a.req);
+	free(s);
+	return ret;
+}
+
+static int lim_pod_name(size_t n)
+{
+	struct add a;
+	char *s = rep('p', n);
+	int ret;
+
+	add_init(&a);
+	a.pod.name = s;
+	ret = check_req(&a.req);
+	free(s);
+	return ret;
+}
+
+static int lim_annotations(size_t n)
+{
+	struct add a;
+	Tscni__Annotation an, **v = xcalloc(n + 1, sizeof(*v));
+	int ret;
+
+	tscni__annotation__init(&an);
+	an.key = "tailscale.com/tags";
+	an.value = "tag:k8s";
+	for (size_t i = 0; i < n; i++)
+		v[i] = &an;
+	add_init(&a);
+	a.add.n_annotations = n;
+	a.add.annotations = v;
+	ret = check_req(&a.req);
+	free(v);
+	return ret;
+}
+
+static int annotation(const char *key, const char *value)
+{
+	struct add a;
+	Tscni__Annotation an, *v[1] = {&an};
+
+	tscni__annotation__init(&an);
+	an.key = (char *)key;
+	an.value = (char *)value;
+	add_init(&a);
+	a.add.n_annotations = 1;
+	a.add.annotations = v;
+	return check_req(&a.req);
+}
+
+static int lim_annotation_key(size_t n)
+{
+	char *s = rep('k', n);
+	int ret = annotation(s, "v");
+
+	free(s);
+	return ret;
+}
+
+static int lim_annotation_value(size_t n)
+{
+	char *s = rep('v', n);
+	int ret = annotation("k", s);
+
+	free(s);
+	return ret;
+}
+
+static int lim_gc(size_t n)
+{
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__GcRequest gc = TSCNI__GC_REQUEST__INIT;
+	Tscni__GcAttachment ga = TSCNI__GC_ATTACHMENT__INIT, **v = xcalloc(n + 1, sizeof(*v));
+	const char *why;
+	int ret;
+
+	ga.container_id = "c0ffee";
+	ga.ifname = "eth0";
+	for (size_t i = 0; i < n; i++)
+		v[i] = &ga;
+	gc.network = "tsnet";
+	gc.n_valid = n;
+	gc.valid = v;
+	req.protocol_version = 1;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_GC;
+	req.gc = &gc;
+	ret = validate_cni_request(&req, &why);
+	free(v);
+	return ret;
+}
+
+static int lim_check_prefixes(size_t n)
+{
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__CheckRequest chk = TSCNI__CHECK_REQUEST__INIT;
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	Tscni__IpPrefix p = TSCNI__IP_PREFIX__INIT, **v = xcalloc(n + 1, sizeof(*v));
+	int ret;
+
+	p.addr.data = v4;
+	p.addr.len = 4;
+	p.prefix_len = 32;
+	for (size_t i = 0; i < n; i++)
+		v[i] = &p;
+	chk.key = &key;
+	chk.netns_path = "/proc/1/ns/net";
+	chk.interface_name = "ts0";
+	chk.n_expected_addresses = n;
+	chk.expected_addresses = v;
+	req.protocol_version = 1;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_CHECK;
+	req.check = &chk;
+	ret = check_req(&req);
+	free(v);
+	return ret;
+}
+
+static int status_reply_with(size_t pods, const char *reason)
+{
+	Tscni__CniReply rep_ = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	Tscni__PodStatus ps = TSCNI__POD_STATUS__INIT, **v = xcalloc(pods + 1, sizeof(*v));
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	const char *why;
+	int ret;
+
+	ps.key = &key;
+	ps.state = "ready";
+	for (size_t i = 0; i < pods; i++)
+		v[i] = &ps;
+	st.health = TSCNI__HEALTH__HEALTH_READY;
+	st.reason = (char *)reason;
+	st.n_pod = pods;
+	st.pod = v;
+	rep_.protocol_version = 1;
+	rep_.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	rep_.status = &st;
+	ret = validate_cni_reply(&rep_, &why);
+	free(v);
+	return ret;
+}
+
+static int lim_status_pods(size_t n)
+{
+	return status_reply_with(n, "");
+}
+
+static int lim_msg(size_t n)
+{
+	char *s = rep('m', n);
+	int ret = status_reply_with(0, s);
+
+	free(s);
+	return ret;
+}
+
+static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__Start s = TSCNI__START__INIT;
+	uint8_t *ca = xcalloc(ca_len + 1, 1), key[40] = {0};
+	const char *why;
+	int ret;
+
+	s.pod_uid = "3f2a";
+	s.hostname = (char *)hostname;
+	s.machine_private.data = key;
+	s.machine_private.len = key_len;
+	s.node_private.data = key;
+	s.node_private.len = 32;
+	s.auth_key = (char *)auth_key;
+	s.control_url = (char *)url;
+	s.ca_bundle.data = ca;
+	s.ca_bundle.len = ca_len;
+	s.fd_count = 2;
+	s.mtu = 1280;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
+	m.start = &s;
+	ret = validate_supervisor_msg(&m, &why);
+	free(ca);
+	return ret;
+}
+
+static int lim_host(size_t n)
+{
+	char *s = rep('h', n);
+	int ret = start_with(s, "", "", 0, 32);
+
+	free(s);
+	return ret;
+}
+
+static int lim_authkey(size_t n)
+{
+	char *s = rep('k', n);
+	int ret = start_with("h", s, "", 0, 32);
+
+	free(s);
+	return ret;
+}
+
+static int lim_url(size_t n)
+{
+	char *s = rep('u', n);
+	int ret = start_with("h", "", s, 0, 32);
+
+	free(s);
+	return ret;
+}
+
+static int lim_ca(size_t n)
+{
+	return start_with("h", "", "", n, 32);
+}
+
+static int lim_resolve_host(size_t n)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__ResolveRequest r = TSCNI__RESOLVE_REQUEST__INIT;
+	char *s = rep('h', n);
+	const char *why;
+	int ret;
+
+	r.host = s;
+	m.body_case = TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST;
+	m.resolve_request = &r;
+	ret = validate_worker_msg(&m, &why);
+	free(s);
+	return ret;
+}
+
+static const struct {
+	const char *name;
+	limit_fn *fn;
+	size_t max;
+} limits[] = {
+	{"network", lim_network, NAME_MAX_LEN},
+	{"container_id", lim_container_id, CONTAINER_ID_MAX_LEN},
+	{"ifname", lim_ifname, IFNAME_MAX_LEN},
+	{"netns_path", lim_netns_path, PATH_MAX_LEN},
+	{"pod.name", lim_pod_name, POD_FIELD_MAX_LEN},
+	{"annotations", lim_annotations, ANNOTATION_MAX},
+	{"annotation key", lim_annotation_key, ANNOTATION_KEY_MAX_LEN},
+	{"annotation value", lim_annotation_value, ANNOTATION_VALUE_MAX_LEN},
+	{"gc.valid", lim_gc, GC_MAX_ATTACHMENTS},
+	{"check prefixes", lim_check_prefixes, PREFIX_MAX},
+	{"status pods", lim_status_pods, STATUS_MAX_PODS},
+	{"status reason", lim_msg, MSG_MAX_LEN},
+	{"start hostname", lim_host, HOST_MAX_LEN},
+	{"start auth_key", lim_authkey, AUTHKEY_MAX_LEN},
+	{"start control_url", lim_url, URL_MAX_LEN},
+	{"start ca_bundle", lim_ca, CA_BUNDLE_MAX_LEN},
+	{"resolve host", lim_resolve_host, HOST_MAX_LEN},
+};
+
+static void test_limits(void **state)
+{
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (limits[i].fn(limits[i].max) != 0)
+			fail_msg("%s: %zu rejected", limits[i].name, limits[i].max);
+		if (limits[i].fn(limits[i].max + 1) != -EBADMSG)
+			fail_msg("%s: %zu accepted", limits[i].name, limits[i].max + 1);
+	}
+}
+
+static void test_keys_exact(void **state)
+{
+	assert_int_equal(start_with("h", "", "", 0, 31), -EBADMSG);
+	assert_int_equal(start_with("h", "", "", 0, 32), 0);
+	assert_int_equal(start_with("h", "", "", 0, 33), -EBADMSG);
+	assert_int_equal(start_with("h", "", "", 0, 0), -EBADMSG);
+	assert_int_equal(start_with("h", "tskey-\n", "", 0, 32), -EBADMSG);
+
+	uint8_t key[33] = {0};
+	Tscni__Identity id = TSCNI__IDENTITY__INIT;
+	const char *why;
+
+	id.pod_uid = "3f2a";
+	id.machine_id = "0123abcd";
+	id.node_name = "node-1";
+	id.node_private.data = key;
+	id.node_private.len = 32;
+	id.machine_private.data = key;
+	for (size_t len = 31; len <= 33; len++) {
+		id.machine_private.len = len;
+		assert_int_equal(validate_identity(&id, &why), len == 32 ? 0 : -EBADMSG);
+	}
+	id.machine_private.len = 32;
+	for (size_t len = 31; len <= 33; len++) {
+		id.node_private.len = len;
+		assert_int_equal(validate_identity(&id, &why), len == 32 ? 0 : -EBADMSG);
+	}
+	id.node_private.len = 32;
+	id.machine_id = "";
+	assert_int_equal(validate_identity(&id, &why), -EBADMSG);
+	assert_string_equal(why, "machine_id invalid");
+	id.machine_id = "0123abcd";
+	id.node_name = "";
+	assert_int_equal(validate_identity(&id, &why), -EBADMSG);
+	assert_string_equal(why, "node_name invalid");
+}
+
+static const struct {
+	size_t len;
+	uint32_t prefix_len;
+	int want;
+} prefix_vectors[] = {
+	{4, 0, 0},	  {4, 32, 0},	       {4, 33, -EBADMSG},
+	{16, 128, 0},	  {16, 129, -EBADMSG}, {0, 0, -EBADMSG},
+	{5, 8, -EBADMSG}, {15, 8, -EBADMSG},   {17, 8, -EBADMSG},
+};
+
+static void test_prefixes(void **state)
+{
+	uint8_t buf[17] = {0};
+
+	for (size_t i = 0; i < sizeof(prefix_vectors) / sizeof(prefix_vectors[0]); i++) {
+		Tscni__IpPrefix p = TSCNI__IP_PREFIX__INIT;
+		const char *why = NULL;
+
+		p.addr.data = prefix_vectors[i].len ? buf : NULL;
+		p.addr.len = prefix_vectors[i].len;
+		p.prefix_len = prefix_vectors[i].prefix_len;
+		if (validate_ip_prefix(&p, &why) != prefix_vectors[i].want)
+			fail_msg("prefix vector %zu", i);
+		if (prefix_vectors[i].want)
+			assert_non_null(why);
+	}
+}
+
+static void test_enums(void **state)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__Event ev = TSCNI__EVENT__INIT;
+	Tscni__NetopRequest nr = TSCNI__NETOP_REQUEST__INIT;
+	Tscni__IpPrefix p = TSCNI__IP_PREFIX__INIT;
+	Tscni__Log lg = TSCNI__LOG__INIT;
+	Tscni__Job job = TSCNI__JOB__INIT;
+	Tscni__Attachment att = TSCNI__ATTACHMENT__INIT;
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	const char *why;
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+	w.event = &ev;
+	for (int k = 0; k <= 6; k++) {
+		ev.kind = (Tscni__EventKind)k;
+		assert_int_equal(validate_worker_msg(&w, &why), k >= 1 && k <= 5 ? 0 : -EBADMSG);
+	}
+	ev.kind = (Tscni__EventKind)-1;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+
+	p.addr.data = v6;
+	p.addr.len = 16;
+	p.prefix_len = 64;
+	nr.prefix = &p;
+	w.body_case = TSCNI__WORKER_MSG__BODY_NETOP_REQUEST;
+	w.netop_request = &nr;
+	for (int k = 0; k <= 5; k++) {
+		nr.kind = (Tscni__NetopKind)k;
+		assert_int_equal(validate_worker_msg(&w, &why), k >= 1 && k <= 4 ? 0 : -EBADMSG);
+	}
+	nr.kind = TSCNI__NETOP_KIND__NETOP_ROUTE_ADD;
+	nr.prefix = NULL;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	assert_string_equal(why, "netop_request.prefix missing");
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_LOG;
+	w.log = &lg;
+	lg.msg = "hello";
+	lg.level = 3;
+	assert_int_equal(validate_worker_msg(&w, &why), 0);
+	lg.level = 4;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+
+	job.id = "j1";
+	job.pod_uid = "3f2a";
+	job.stable_node_id = "nX";
+	for (int k = 0; k <= 2; k++) {
+		job.kind = (Tscni__JobKind)k;
+		assert_int_equal(validate_job(&job, &why), k == 1 ? 0 : -EBADMSG);
+	}
+
+	att.key = &key;
+	att.pod_uid = "3f2a";
+	att.netns_path = "/proc/1/ns/net";
+	att.interface_name = "ts0";
+	att.boot_id = "003f0e07-03b8";
+	att.machine_id = "0123abcd";
+	att.node_name = "node-1";
+	for (int k = 0; k <= 4; k++) {
+		att.state = (Tscni__AttachmentState)k;
+		assert_int_equal(validate_attachment(&att, &why), k >= 1 && k <= 3 ? 0 : -EBADMSG);
+	}
+
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+
+	r.protocol_version = 1;
+	r.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	r.status = &st;
+	for (int k = 0; k <= 4; k++) {
+		st.health = (Tscni__Health)k;
+		assert_int_equal(validate_cni_reply(&r, &why), k >= 1 && k <= 3 ? 0 : -EBADMSG);
+	}
+}
+
+static void test_oneofs_unset(void **state)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__SupervisorMsg s = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	const char *why;
+
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	assert_string_equal(why, "message body not set");
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.protocol_version = 1;
+	assert_int_equal(validate_cni_reply(&r, &why), -EBADMSG);
+	assert_string_equal(why, "reply body not set");
+	/* A body number from a newer schema. */
+	w.body_case = (Tscni__WorkerMsg__BodyCase)99;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+}
+
+static void test_worker_messages(void **state)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__Hello h = TSCNI__HELLO__INIT;
+	Tscni__Ready rd = TSCNI__READY__INIT;
+	Tscni__TestReply tr = TSCNI__TEST_REPLY__INIT;
+	const char *why;
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_HELLO;
+	w.hello = &h;
+	h.min_version = 1;
+	h.max_version = 2;
+	h.pod_uid = "3f2a";
+	h.boot_id = "";
+	h.pid = 7;
+	assert_int_equal(validate_worker_msg(&w, &why), 0);
+	h.max_version = 0;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	h.max_version = 2;
+	h.min_version = 0;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	h.min_version = 1;
+	h.pid = -1;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	h.pid = 7;
+	h.pod_uid = "../x";
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_READY;
+	w.ready = &rd;
+	rd.stable_node_id = "nX1";
+	assert_int_equal(validate_worker_msg(&w, &why), 0);
+	rd.stable_node_id = "n X";
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_TEST_REPLY;
+	w.test_reply = &tr;
+	tr.detail = "";
+	tr.err = -EPERM;
+	assert_int_equal(validate_worker_msg(&w, &why), 0);
+	tr.err = 1;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	tr.err = -5000;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+
+	/* Supervisor side: a resolve reply with a 5-byte address. */
+	Tscni__SupervisorMsg s = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__ResolveReply rr = TSCNI__RESOLVE_REPLY__INIT;
+	ProtobufCBinaryData addrs[2] = {{4, v4}, {16, v6}};
+
+	s.body_case = TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY;
+	s.resolve_reply = &rr;
+	rr.n_addrs = 2;
+	rr.addrs = addrs;
+	rr.error = "";
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	addrs[1].len = 5;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+}
+
+static void test_del_tombstone_optional_fields(void **state)
+{
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__DelRequest del = TSCNI__DEL_REQUEST__INIT;
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	Tscni__Tombstone t = TSCNI__TOMBSTONE__INIT;
+	const char *why;
+
+	/* containerd's second DEL: no netns. */
+	del.key = &key;
+	req.protocol_version = 1;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_DEL;
+	req.del = &del;
+	assert_int_equal(check_req(&req), 0);
+	del.netns_path = "not/absolute";
+	assert_int_equal(check_req(&req), -EBADMSG);
+	del.netns_path = "";
+	del.key = NULL;
+	assert_int_equal(check_req(&req), -EBADMSG);
+
+	t.key = &key;
+	assert_int_equal(validate_tombstone(&t, &why), 0);
+	t.interface_name = "a:b";
+	assert_int_equal(validate_tombstone(&t, &why), -EBADMSG);
+	assert_string_equal(why, "tombstone.interface_name invalid");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_name_vectors),
+		cmocka_unit_test(test_name_bounds),
+		cmocka_unit_test(test_add_valid_and_required),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_keys_exact),
+		cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_enums),
+		cmocka_unit_test(test_oneofs_unset),
+		cmocka_unit_test(test_worker_messages),
+		cmocka_unit_test(test_del_tombstone_optional_fields),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

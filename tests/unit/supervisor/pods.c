@@ -1,0 +1,402 @@
+/* Unit tests for supervisor/pods.c, without root and without touching any
+ * network namespace: the operations whose netns is gone or never existed
+ * (DEL and CHECK of unknown keys, GC and the reconciler on attachments whose
+ * netns path does not exist, startup with half-made and stale records,
+ * tombstones), per-key serialisation, and the reply shapes. A real libuv
+ * loop and threadpool and a real state directory under /tmp. */
+#include "supervisor/pods.c"
+
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+struct fixture {
+	char dir[64];
+	struct supervisor sup;
+	/* Replies received, in order. */
+	unsigned int nreplies;
+	Tscni__CniReply__BodyCase body[8];
+	uint32_t code[8];
+	bool existed[8];
+	uint32_t released[8];
+	size_t nfailed[8];
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	struct state_origin origin = {.node_name = "unit-node"};
+
+	strcpy(f->dir, "/tmp/tscni-pods-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(state_origin_detect(&origin), 0);
+	assert_int_equal(state_open(f->dir, &origin, &f->sup.st), 0);
+	assert_int_equal(uv_loop_init(&f->sup.loop), 0);
+	f->sup.cfg.reconcile_interval_s = 1;
+	assert_int_equal(pods_new(&f->sup, &f->sup.pods), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	pods_stop(f->sup.pods);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	pods_free(f->sup.pods);
+	assert_int_equal(uv_loop_close(&f->sup.loop), 0);
+	state_close(f->sup.st);
+	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void on_reply(void *arg, const Tscni__CniReply *rep)
+{
+	struct fixture *f = arg;
+	unsigned int i = f->nreplies++;
+
+	assert_true(i < 8);
+	assert_int_equal(rep->protocol_version, CNI_PROTOCOL_VERSION);
+	f->body[i] = rep->body_case;
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR)
+		f->code[i] = rep->error->cni_code;
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_DEL)
+		f->existed[i] = rep->del->existed;
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_GC) {
+		f->released[i] = rep->gc->released;
+		f->nfailed[i] = rep->gc->n_failed;
+	}
+}
+
+/* Puts an attachment both on disk and (when in_table) in the table. */
+static struct attachment *add_attachment(struct fixture *f, const char *network, const char *cid,
+					 const char *netns, uint64_t dev, uint64_t ino,
+					 Tscni__AttachmentState st, bool in_table)
+{
+	struct attachment *a = xcalloc(1, sizeof(*a));
+
+	a->tun_fd = -1;
+	a->network = xstrdup(network);
+	a->container_id = xstrdup(cid);
+	strcpy(a->ifname, "eth0");
+	record_key_filename(network, cid, "eth0", a->keyname, sizeof(a->keyname));
+	a->pod_uid = xstrdup(cid);
+	a->meta.namespace_ = xstrdup("default");
+	a->meta.name = xstrdup("pod");
+	a->meta.uid = xstrdup(cid);
+	a->meta.infra_container_id = xstrdup("");
+	a->netns_path = xstrdup(netns);
+	a->netns_dev = dev;
+	a->netns_ino = ino;
+	strcpy(a->interface_name, "ts0");
+	/* Only READY attachments have made a device. */
+	a->ifindex = st == TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY ? 7 : 0;
+	a->state = st;
+	a->cni_version = xstrdup("1.1.0");
+	make_tag(a->tag, a->pod_uid, a->keyname);
+	assert_int_equal(attachment_save(f->sup.pods, a), 0);
+	if (in_table) {
+		table_insert(f->sup.pods, a);
+		return a;
+	}
+	attachment_free(a);
+	return NULL;
+}
+
+static bool record_exists(struct fixture *f, const char *cid, const char *network)
+{
+	char path[512];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/pods/%s/attachments/%s_%s_eth0.pb", f->dir, cid, network,
+		 cid);
+	return stat(path, &sb) == 0;
+}
+
+static void key_init(Tscni__AttachmentKey *k, const char *network, const char *cid)
+{
+	tscni__attachment_key__init(k);
+	k->network = (char *)network;
+	k->container_id = (char *)cid;
+	k->ifname = "eth0";
+}
+
+static void submit_del_req(struct fixture *f, const char *network, const char *cid,
+			   struct pods_request **r)
+{
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__DelRequest del = TSCNI__DEL_REQUEST__INIT;
+	Tscni__AttachmentKey k;
+
+	key_init(&k, network, cid);
+	del.key = &k;
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_DEL;
+	req.del = &del;
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, r), 0);
+}
+
+static void test_del_unknown_twice(void **state)
+{
+	struct fixture *f = *state;
+	struct pods_request *r1, *r2;
+
+	submit_del_req(f, "net", "never-added", &r1);
+	submit_del_req(f, "net", "never-added", &r2);
+	assert_int_equal(f->nreplies, 0); /* never before the loop runs */
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->body[i], TSCNI__CNI_REPLY__BODY_DEL);
+		assert_false(f->existed[i]);
+	}
+}
+
+static void test_del_known_gone_netns(void **state)
+{
+	struct fixture *f = *state;
+	struct pods_request *r;
+
+	add_attachment(f, "net", "c1", "/nonexistent/netns", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	assert_true(record_exists(f, "c1", "net"));
+	submit_del_req(f, "net", "c1", &r);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 1);
+	assert_true(f->existed[0]);
+	assert_false(record_exists(f, "c1", "net"));
+	assert_int_equal(pods_count(f->sup.pods), 0);
+	/* The identity directory is not touched by DEL. */
+}
+
+static void test_check_unknown(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__CheckRequest chk = TSCNI__CHECK_REQUEST__INIT;
+	Tscni__AttachmentKey k;
+	struct pods_request *r;
+
+	key_init(&k, "net", "nope");
+	chk.key = &k;
+	chk.netns_path = "/nonexistent";
+	chk.interface_name = "ts0";
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_CHECK;
+	req.check = &chk;
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, &r), 0);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 1);
+	assert_int_equal(f->body[0], TSCNI__CNI_REPLY__BODY_ERROR);
+	assert_int_equal(f->code[0], 103);
+}
+
+static void test_gc_scoped_to_network(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__GcRequest gc = TSCNI__GC_REQUEST__INIT;
+	Tscni__GcAttachment keep = TSCNI__GC_ATTACHMENT__INIT, *valid[1] = {&keep};
+	struct pods_request *r;
+
+	add_attachment(f, "n1", "keep", "/nonexistent/a", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	add_attachment(f, "n1", "drop", "/nonexistent/b", 1, 3,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	add_attachment(f, "n2", "other", "/nonexistent/c", 1, 4,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	keep.container_id = "keep";
+	keep.ifname = "eth0";
+	gc.network = "n1";
+	gc.n_valid = 1;
+	gc.valid = valid;
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_GC;
+	req.gc = &gc;
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, &r), 0);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 1);
+	assert_int_equal(f->body[0], TSCNI__CNI_REPLY__BODY_GC);
+	assert_int_equal(f->released[0], 1);
+	assert_int_equal(f->nfailed[0], 0);
+	assert_true(record_exists(f, "keep", "n1"));
+	assert_false(record_exists(f, "drop", "n1"));
+	assert_true(record_exists(f, "other", "n2"));
+	assert_int_equal(pods_count(f->sup.pods), 2);
+}
+
+static void test_gc_nothing_to_release(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__GcRequest gc = TSCNI__GC_REQUEST__INIT;
+	struct pods_request *r = (struct pods_request *)1;
+
+	add_attachment(f, "n2", "other", "/nonexistent/c", 1, 4,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	gc.network = "n1";
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_GC;
+	req.gc = &gc;
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, &r), 0);
+	/* Replied during the call; the handle it set was then spent. */
+	assert_int_equal(f->nreplies, 1);
+	assert_int_equal(f->released[0], 0);
+	assert_int_equal(pods_count(f->sup.pods), 1);
+}
+
+static void test_same_key_serialised(void **state)
+{
+	struct fixture *f = *state;
+	struct pods_request *r1, *r2, *r3;
+	struct op *o1, *o2, *o3;
+
+	submit_del_req(f, "net", "k1", &r1);
+	submit_del_req(f, "net", "k1", &r2);
+	submit_del_req(f, "net", "k2", &r3);
+	o1 = f->sup.pods->ops;
+	o2 = o1->next;
+	o3 = o2->next;
+	assert_true(o1->running);
+	assert_false(o2->running); /* waits behind k1's first op */
+	assert_true(o3->running);  /* another key runs at once */
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 3);
+	assert_null(f->sup.pods->ops);
+}
+
+static void test_detached_request_completes(void **state)
+{
+	struct fixture *f = *state;
+	struct pods_request *r;
+
+	add_attachment(f, "net", "c9", "/nonexistent/netns", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	submit_del_req(f, "net", "c9", &r);
+	pods_request_detach(r);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 0);
+	assert_false(record_exists(f, "c9", "net")); /* the work still happened */
+}
+
+static void test_startup_reconcile_and_tombstones(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__Tombstone t = TSCNI__TOMBSTONE__INIT;
+	Tscni__AttachmentKey k;
+	struct stat sb;
+	char tdir[128];
+	int tfd;
+
+	/* A live netns we may open without privileges: our own. */
+	assert_int_equal(stat("/proc/self/ns/net", &sb), 0);
+	add_attachment(f, "net", "live", "/proc/self/ns/net", sb.st_dev, sb.st_ino,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, false);
+	add_attachment(f, "net", "half", "/proc/self/ns/net", sb.st_dev, sb.st_ino,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_INTENT, false);
+	add_attachment(f, "net", "gone", "/nonexistent/netns", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, false);
+	add_attachment(f, "net", "replaced", "/proc/self/ns/net", sb.st_dev, sb.st_ino + 1,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, false);
+	add_attachment(f, "net", "tomb", "/nonexistent/t", 1, 5,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, false);
+	key_init(&k, "net", "tomb");
+	t.key = &k;
+	snprintf(tdir, sizeof(tdir), "%s/tombstones", f->dir);
+	tfd = open(tdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(tfd >= 0);
+	assert_int_equal(record_write_tombstone(tfd, "net_tomb_eth0", &t), 0);
+
+	assert_int_equal(pods_startup(f->sup.pods), 0);
+	assert_int_equal(pods_count(f->sup.pods), 1);
+	assert_non_null(table_find(f->sup.pods, "net_live_eth0"));
+	assert_true(record_exists(f, "live", "net"));
+	assert_false(record_exists(f, "half", "net"));
+	assert_false(record_exists(f, "gone", "net"));
+	assert_false(record_exists(f, "replaced", "net"));
+	assert_false(record_exists(f, "tomb", "net"));
+	assert_int_equal(faccessat(tfd, "net_tomb_eth0", F_OK, 0), -1);
+	close(tfd);
+}
+
+static void test_reconciler_releases_gone_netns(void **state)
+{
+	struct fixture *f = *state;
+
+	add_attachment(f, "net", "r1", "/nonexistent/netns", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	assert_int_equal(pods_start(f->sup.pods), 0);
+	/* One round (1 s), then stop so that uv_run returns. */
+	while (pods_count(f->sup.pods) > 0)
+		uv_run(&f->sup.loop, UV_RUN_ONCE);
+	assert_false(record_exists(f, "r1", "net"));
+}
+
+static void test_status_fill(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__StatusReply rep = TSCNI__STATUS_REPLY__INIT;
+
+	add_attachment(f, "n1", "s1", "/nonexistent/a", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	add_attachment(f, "n1", "s2", "/nonexistent/b", 1, 3,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_INTENT, true);
+	pods_status_fill(f->sup.pods, &rep, false);
+	assert_int_equal(rep.pods, 2);
+	assert_int_equal(rep.n_pod, 0);
+	pods_status_fill(f->sup.pods, &rep, true);
+	assert_int_equal(rep.n_pod, 2);
+	assert_string_equal(rep.pod[0]->key->container_id, "s2");
+	assert_string_equal(rep.pod[0]->state, "intent");
+	assert_string_equal(rep.pod[1]->state, "ready");
+	assert_string_equal(rep.pod[1]->interface_name, "ts0");
+	pods_status_clear(&rep);
+	assert_null(rep.pod);
+}
+
+static void test_errno_codes(void **state)
+{
+	static const struct {
+		int err;
+		uint32_t code;
+	} v[] = {
+		{-EAGAIN, 11}, {-ENOBUFS, 11}, {-ETIMEDOUT, 11},
+		{-EPERM, 999}, {-EINVAL, 999}, {-EIO, 999},
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_int_equal(errno_cni_code(v[i].err), v[i].code);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_del_unknown_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_del_known_gone_netns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gc_scoped_to_network, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gc_nothing_to_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_key_serialised, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detached_request_completes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_startup_reconcile_and_tombstones, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reconciler_releases_gone_netns, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_status_fill, setup, teardown),
+		cmocka_unit_test(test_errno_codes),
+	};
+
+	log_init("unit_supervisor_pods", LOG_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
