@@ -1,0 +1,213 @@
+/* testcontrol: a Tailscale control server for tests and the local demo.
+ *
+ *   testcontrol --state-dir DIR --http 127.0.0.1:PORT --https 127.0.0.1:PORT
+ *               --admin 127.0.0.1:PORT [--derp HOST:PORT] [--stun PORT]
+ *               [--policy FILE] [--min-capver N] [--keepalive-ms N]
+ *
+ * Port 0 picks a free port. Once every listener is up, one line
+ *   listening http=H:P https=H:P admin=H:P ca=PATH
+ * goes to stdout (tests parse it). Logs go to stderr. */
+#include "tc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+
+volatile int tc_signalled;
+
+static void on_signal(int sig)
+{
+	tc_signalled = sig;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: testcontrol --state-dir DIR --http ADDR:PORT --https ADDR:PORT "
+			"--admin ADDR:PORT [--derp HOST:PORT] [--stun PORT] [--policy FILE] "
+			"[--min-capver N] [--keepalive-ms N] [--log-level LEVEL]\n");
+}
+
+static int parse_int(const char *text, long min, long max, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
+static void server_free(struct tc_server *s)
+{
+	while (s->nodes) {
+		struct tc_node *n = s->nodes;
+
+		s->nodes = n->next;
+		control_node_free(n);
+	}
+	while (s->keys) {
+		struct tc_key *k = s->keys;
+
+		s->keys = k->next;
+		json_decref(k->tags);
+		sodium_memzero(k, sizeof(*k));
+		free(k);
+	}
+	json_decref(s->policy);
+	if (s->ssl_ctx)
+		SSL_CTX_free(s->ssl_ctx);
+	for (int k = 0; k < 3; k++)
+		if (s->lfd[k] >= 0)
+			close(s->lfd[k]);
+	sodium_memzero(s->noise_priv, sizeof(s->noise_priv));
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state-dir", required_argument, NULL, 's'},
+		{"http", required_argument, NULL, 'h'},
+		{"https", required_argument, NULL, 't'},
+		{"admin", required_argument, NULL, 'a'},
+		{"derp", required_argument, NULL, 'd'},
+		{"stun", required_argument, NULL, 'u'},
+		{"policy", required_argument, NULL, 'p'},
+		{"min-capver", required_argument, NULL, 'm'},
+		{"keepalive-ms", required_argument, NULL, 'k'},
+		{"log-level", required_argument, NULL, 'l'},
+		{NULL, 0, NULL, 0},
+	};
+	struct tc_server s = {.lfd = {-1, -1, -1}, .keepalive_ms = TC_KEEPALIVE_MS};
+	const char *listen_at[3] = {NULL, NULL, NULL}, *why = NULL;
+	struct sigaction sa = {.sa_handler = on_signal};
+	enum log_level level = LOG_INFO;
+	int opt, ret = 1;
+
+	log_init("testcontrol", LOG_INFO);
+	strscpy(s.domain, "fake-control.example.net", sizeof(s.domain));
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			s.state_dir = optarg;
+			break;
+		case 'h':
+			listen_at[TC_CONN_HTTP] = optarg;
+			break;
+		case 't':
+			listen_at[TC_CONN_HTTPS] = optarg;
+			break;
+		case 'a':
+			listen_at[TC_CONN_ADMIN] = optarg;
+			break;
+		case 'd': {
+			const char *colon = strrchr(optarg, ':');
+
+			if (!colon || (size_t)(colon - optarg) >= sizeof(s.derp_host) ||
+			    colon == optarg || parse_int(colon + 1, 1, 65535, &s.derp_port) < 0) {
+				fprintf(stderr, "testcontrol: --derp wants HOST:PORT, got %s\n",
+					optarg);
+				return 2;
+			}
+			memcpy(s.derp_host, optarg, (size_t)(colon - optarg));
+			break;
+		}
+		case 'u':
+			if (parse_int(optarg, 1, 65535, &s.stun_port) < 0) {
+				fprintf(stderr, "testcontrol: --stun wants a port\n");
+				return 2;
+			}
+			break;
+		case 'p':
+			s.policy_path = optarg;
+			break;
+		case 'm':
+			if (parse_int(optarg, 0, 65535, &s.min_capver) < 0) {
+				fprintf(stderr, "testcontrol: --min-capver wants 0..65535\n");
+				return 2;
+			}
+			break;
+		case 'k':
+			if (parse_int(optarg, 100, 3600 * 1000, &s.keepalive_ms) < 0) {
+				fprintf(stderr, "testcontrol: --keepalive-ms wants 100..3600000\n");
+				return 2;
+			}
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &level) < 0) {
+				fprintf(stderr, "testcontrol: bad --log-level %s\n", optarg);
+				return 2;
+			}
+			log_set_level(level);
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (!s.state_dir || !listen_at[0] || !listen_at[1] || !listen_at[2] || optind != argc) {
+		usage();
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		log_err("sodium_init failed");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (mkdir(s.state_dir, 0700) < 0 && errno != EEXIST) {
+		log_err_r(-errno, "mkdir %s", s.state_dir);
+		return 1;
+	}
+	if (store_noise_key(&s) < 0 || store_load(&s) < 0 || store_tls(&s) < 0)
+		goto out;
+	/* Nodes come back offline; endpoints stay until they send new ones. */
+	if (s.policy_path) {
+		json_error_t jerr;
+		json_t *policy = json_load_file(s.policy_path, 0, &jerr);
+
+		if (!policy) {
+			log_err("%s: line %d: %s", s.policy_path, jerr.line, jerr.text);
+			goto out;
+		}
+		ret = control_policy_load(&s, policy, &why);
+		json_decref(policy);
+		if (ret < 0) {
+			log_err("%s: %s", s.policy_path, why);
+			ret = 1;
+			goto out;
+		}
+		ret = 1;
+	}
+	for (int k = 0; k < 3; k++) {
+		int r = net_listen(&s, (enum tc_conn_kind)k, listen_at[k]);
+
+		if (r < 0) {
+			log_err_r(r, "listen on %s", listen_at[k]);
+			goto out;
+		}
+	}
+	printf("listening http=%s https=%s admin=%s ca=%s\n", s.addr[TC_CONN_HTTP],
+	       s.addr[TC_CONN_HTTPS], s.addr[TC_CONN_ADMIN], s.ca_path);
+	fflush(stdout);
+	log_info("listening http=%s https=%s admin=%s", s.addr[TC_CONN_HTTP], s.addr[TC_CONN_HTTPS],
+		 s.addr[TC_CONN_ADMIN]);
+	ret = net_run(&s) < 0 ? 1 : 0;
+	log_info("stopping (signal %d)", tc_signalled);
+out:
+	server_free(&s);
+	return ret;
+}

@@ -1,0 +1,215 @@
+/* testcontrol: a Tailscale control server for the tests and the local demo.
+ * Private to tests/testcontrol/. One thread, one poll(2) loop: every object
+ * below is owned by the one struct tc_server and touched only from the loop,
+ * so nothing here needs a lock.
+ *
+ *   net.c      listeners, connections, TLS, HTTP/1.1, the ts2021 upgrade,
+ *              Noise records and the nghttp2 server session inside them
+ *   control.c  nodes, pre-auth keys, /machine/register, /machine/map, the
+ *              map streams and their deltas, the packet filter policy
+ *   admin.c    the loopback JSON admin API
+ *   store.c    the state directory: Noise key, state file, test CA
+ */
+#ifndef TSCNI_TESTCONTROL_TC_H
+#define TSCNI_TESTCONTROL_TC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "common/ts2021.h"
+
+enum tc_limits {
+	TC_HTTP_HDR_MAX = 16 << 10, /* HTTP/1.1 request head */
+	TC_HTTP_BODY_MAX = 1 << 20, /* admin request body */
+	TC_H2_BODY_MAX = 1 << 20,   /* RegisterRequest / MapRequest body */
+	TC_OUT_MAX = 64 << 20,	    /* unsent bytes per connection before we drop it */
+	TC_MAX_CONNS = 1024,
+	TC_HOSTNAME_MAX = 64,
+	TC_DOMAIN_MAX = 64,
+	TC_KEEPALIVE_MS = 50 * 1000,
+	TC_DERP_REGION = 900,
+	TC_CAP_PATCH = 33,	 /* PeersChangedPatch understood */
+	TC_CAP_READONLY = 68,	 /* streaming requests are read-only */
+	TC_CAP_HOMEDERP = 111,	 /* HomeDERP instead of the legacy DERP string */
+	TC_CAP_ALLOWEDIPS = 112, /* absent AllowedIPs means Addresses */
+};
+
+/* A growable byte buffer. */
+struct tc_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+void tc_buf_add(struct tc_buf *b, const void *p, size_t n);
+void tc_buf_consume(struct tc_buf *b, size_t n);
+void tc_buf_free(struct tc_buf *b);
+
+/* A pre-auth key made through the admin API. */
+struct tc_key {
+	char key[80];
+	bool reusable, ephemeral, preauthorized, used;
+	long long expires; /* unix seconds, 0 = never */
+	json_t *tags;	   /* array of "tag:x" strings, owned */
+	struct tc_key *next;
+};
+
+/* A node's peer form for one capability class, valid during one push. */
+struct tc_node_cache {
+	json_t *full;  /* the Node object */
+	char *rest;    /* it without the patchable fields, compact sorted JSON */
+	json_t *patch; /* the patchable fields */
+};
+
+struct tc_node {
+	long long id;
+	uint8_t node_key[32];
+	uint8_t machine[32];
+	uint8_t disco[32];
+	bool has_disco, has_machine;
+	char hostname[TC_HOSTNAME_MAX];
+	uint32_t index;	   /* address index: 100.64.0.0 + index */
+	json_t *tags;	   /* array, owned */
+	json_t *endpoints; /* array of "ip:port", owned */
+	json_t *hostinfo;  /* object as the node sent it, owned, may be NULL */
+	json_t *addresses; /* external nodes may bring their own; NULL = from index */
+	int home_derp;
+	int cap;
+	bool ephemeral, authorized, logged_out, external, wg_only;
+	long long key_expiry; /* unix seconds, 0 = none */
+	long long created;
+	int online; /* open map streams */
+	struct tc_node_cache cache[3];
+	struct tc_node *next;
+};
+
+/* One HTTP/2 request inside a Noise connection. */
+struct tc_h2req {
+	int32_t id;
+	char path[64];
+	char method[8];
+	struct tc_buf body;
+	struct tc_buf resp; /* bytes not yet taken by nghttp2 */
+	bool resp_eof;
+	bool deferred;
+	struct tc_map *map; /* set for a map stream */
+	struct tc_conn *conn;
+	struct tc_h2req *next; /* the connection's open requests */
+};
+
+/* A streaming map poll. */
+struct tc_map {
+	struct tc_h2req *req; /* NULL once the HTTP/2 stream is gone */
+	long long node_id;
+	int version;
+	bool zstd;
+	json_t *sent;	   /* "<id>" -> {"rest": string, "patch": object} last sent per peer */
+	char *last_self;   /* last "Node" sent, compact sorted JSON */
+	char *last_filter; /* last "PacketFilter" sent */
+	unsigned long long last_send_ms;
+	struct tc_map *next;
+};
+
+enum tc_conn_kind { TC_CONN_HTTP, TC_CONN_HTTPS, TC_CONN_ADMIN };
+enum tc_conn_state { TC_ST_TLS, TC_ST_HTTP, TC_ST_NOISE, TC_ST_HANG, TC_ST_DEAD };
+
+struct tc_conn {
+	struct tc_server *srv;
+	int fd;
+	enum tc_conn_kind kind;
+	enum tc_conn_state state;
+	SSL *ssl;
+	bool ssl_want_write;
+	struct tc_buf in, out;
+	bool close_after_flush;
+	struct ts2021_conn noise;
+	struct ts2021_reader reader;
+	bool noise_up;
+	nghttp2_session *h2;
+	struct tc_h2req *reqs;
+	struct tc_conn *next;
+};
+
+/* Test switches set through the admin API. */
+struct tc_switches {
+	bool hang;	/* accept, read, never answer */
+	bool garbage;	/* 101, then junk where the Noise response belongs */
+	bool truncate;	/* the next map message is cut in half and its stream ended */
+	bool oversize;	/* the next map message declares a 2 GiB length */
+	bool wrong_key; /* /key names a key we do not hold */
+	bool no_early;	/* no early payload after the handshake */
+};
+
+struct tc_server {
+	char *state_dir;
+	char *policy_path;
+	uint8_t noise_priv[32], noise_pub[32], wrong_pub[32];
+	SSL_CTX *ssl_ctx;
+	char ca_path[4096];
+	int lfd[3]; /* indexed by enum tc_conn_kind */
+	char addr[3][64];
+	struct tc_conn *conns;
+	int nconns;
+	struct tc_node *nodes; /* sorted by id */
+	struct tc_key *keys;
+	struct tc_map *maps;
+	long long next_id;
+	uint32_t next_index;
+	json_t *policy; /* array of {src, dst}, or NULL = allow all */
+	char derp_host[64];
+	int derp_port, stun_port;
+	int min_capver;
+	int keepalive_ms;
+	bool dirty; /* some node changed: push deltas at the end of this loop turn */
+	bool stop;
+	struct tc_switches sw;
+	char domain[TC_DOMAIN_MAX];
+};
+
+/* net.c */
+int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport);
+int net_run(struct tc_server *s);
+/* Queues bytes for the peer of c; for Noise connections they are HTTP/2
+ * bytes produced by nghttp2 and sealed here. */
+void net_send(struct tc_conn *c, const void *p, size_t n);
+/* One HTTP/1.1 response, then the connection closes. */
+void net_http_reply(struct tc_conn *c, int status, const char *ctype, const char *body);
+/* Appends to a request's response body and wakes nghttp2 for it. */
+void net_h2_append(struct tc_h2req *r, const void *p, size_t n, bool eof);
+void net_h2_respond(struct tc_h2req *r, int status, const char *ctype, const void *body, size_t n,
+		    bool eof);
+/* Closes the HTTP/2 stream with RST_STREAM (no more bytes). */
+void net_h2_reset(struct tc_h2req *r);
+
+/* control.c */
+void control_handle(struct tc_conn *c, struct tc_h2req *r);
+void control_h2_closed(struct tc_h2req *r);
+void control_push(struct tc_server *s);
+/* Frees the map streams (at exit, after every connection is gone). */
+void control_destroy(struct tc_server *s);
+void control_keepalive(struct tc_server *s, unsigned long long now);
+struct tc_node *control_find_key(struct tc_server *s, const uint8_t key[static 32]);
+struct tc_node *control_find_id(struct tc_server *s, long long id);
+void control_node_free(struct tc_node *n);
+void control_node_remove(struct tc_server *s, struct tc_node *n);
+void control_node_insert(struct tc_server *s, struct tc_node *n);
+json_t *control_addresses(const struct tc_node *n);
+int control_policy_load(struct tc_server *s, json_t *policy, const char **why);
+
+/* admin.c */
+void admin_handle(struct tc_conn *c, const char *method, const char *path, const uint8_t *body,
+		  size_t n);
+
+/* store.c */
+int store_noise_key(struct tc_server *s);
+int store_load(struct tc_server *s);
+int store_save(struct tc_server *s);
+int store_tls(struct tc_server *s);
+long long tc_now(void);
+void tc_time_format(char out[static 40], long long t);
+
+#endif
