@@ -1,0 +1,89 @@
+/* The control-plane JSON parsers on arbitrary bytes.
+ *
+ * Byte 0 selects: 'R' parses the rest as a RegisterResponse; anything else
+ * parses it as a MapResponse and applies it both as the first message of a
+ * stream and as a delta onto a small fixed netmap, then checks the lookups
+ * and the invariants every snapshot must keep. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mapjson.h"
+#include "common/netmap.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+enum { FUZZ_NOW = 1800000000 };
+
+static const char base_map[] =
+	"{\"Node\":{\"ID\":1,\"Addresses\":[\"100.64.0.1/32\"]},"
+	"\"Peers\":[{\"ID\":2,\"Key\":\"nodekey:"
+	"0202020202020202020202020202020202020202020202020202020202020202\","
+	"\"Addresses\":[\"100.64.0.2/32\"],\"DERP\":\"127.3.3.40:1\"},"
+	"{\"ID\":3,\"Key\":\"nodekey:"
+	"0303030303030303030303030303030303030303030303030303030303030303\","
+	"\"Addresses\":[\"100.64.0.3/32\"],\"HomeDERP\":2}],"
+	"\"DERPMap\":{\"Regions\":{\"1\":{\"RegionID\":1,\"Nodes\":[{\"Name\":\"1a\"}]}}},"
+	"\"PacketFilters\":{\"base\":[{\"SrcIPs\":[\"*\"]}],\"extra\":[]}}";
+
+/* Checks what every snapshot promises its readers. */
+static void check(const struct netmap *nm)
+{
+	if (!nm)
+		return;
+	if (!nm->self || !nm->derpmap || !nm->dns || !nm->filters || !nm->domain ||
+	    !nm->filters->rules_json || nm->n_by_key > nm->n_peers)
+		abort();
+	for (size_t i = 0; i < nm->n_peers; i++) {
+		const struct netmap_node *p = nm->peers[i];
+
+		if (i && nm->peers[i - 1]->id >= p->id)
+			abort(); /* sorted, unique IDs */
+		if (netmap_peer_by_id(nm, p->id) != p)
+			abort();
+		if (p->has_key && !netmap_peer_by_key(nm, p->key))
+			abort();
+		if (!p->name || !p->stable_id || !p->hostname)
+			abort();
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *json = (const char *)data + 1, *why = NULL;
+	size_t len;
+
+	if (size < 1)
+		return 0;
+	len = size - 1;
+	if (data[0] == 'R') {
+		struct mapjson_register_response *rr = NULL;
+
+		if (mapjson_parse_register_response(json, len, &rr, &why) < 0 && !why)
+			abort();
+		mapjson_register_response_free(rr);
+	} else {
+		struct mapjson_map_response *r = NULL, *b = NULL;
+		struct netmap *first = NULL, *base = NULL, *delta = NULL;
+
+		if (mapjson_parse_map_response(json, len, &r, &why) < 0) {
+			if (!why || r)
+				abort();
+			return 0;
+		}
+		if (mapjson_parse_map_response(base_map, strlen(base_map), &b, &why) < 0 ||
+		    netmap_apply(NULL, b, FUZZ_NOW, &base, &why) < 0)
+			abort();
+		netmap_apply(NULL, r, FUZZ_NOW, &first, &why);
+		netmap_apply(base, r, FUZZ_NOW, &delta, &why);
+		check(first);
+		check(base);
+		check(delta);
+		netmap_put(first);
+		netmap_put(delta);
+		netmap_put(base);
+		mapjson_map_response_free(b);
+		mapjson_map_response_free(r);
+	}
+	return 0;
+}
