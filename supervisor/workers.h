@@ -1,0 +1,233 @@
+/* The supervisor's side of the workers: the zygote, spawning, pidfds, fd
+ * custody, the per-state dispatch table for worker messages, respawn.
+ *
+ * A worker is hostile (OpenSSH's monitor is the model): its messages are
+ * received without a control buffer (no fds), each must be allowed in the
+ * worker's current state by the dispatch table, Ready is accepted once, every
+ * field is validated (validate_worker_msg), strings are escaped before they
+ * reach a log line, and a per-worker token bucket bounds the message rate.
+ * Anything else ends that worker: worker_fail logs, SIGKILLs it through its
+ * pidfd and lets the respawn logic take over.
+ *
+ * How pods.c uses it (everything on the supervisor's loop thread):
+ *
+ *   struct workers_config wc = { .worker_path = "/usr/bin/tailscale-cni-worker",
+ *                                .netop = pods_on_netop, .netop_arg = pods };
+ *   workers_new(&sup->loop, &wc, &pods->workers);   // BEFORE reading secrets
+ *   ...
+ *   struct worker_spec spec = { .pod_uid = uid, .tun_fd = tun_fd, .slot = slot,
+ *                               .mtu = 1280, ... keys ... };
+ *   workers_spawn(pods->workers, &spec, pods_on_worker, pod, &pod->worker);
+ *     -> pods_on_worker(w, WORKER_EV_READY, &report, pod)     once per process
+ *     -> pods_on_worker(w, WORKER_EV_EXIT, ...)               it died; respawn follows
+ *     -> pods_on_worker(w, WORKER_EV_GONE, ...)               final; w is freed after
+ *   workers_request_stats(pod->worker);  -> WORKER_EV_STATS
+ *   workers_stop(pod->worker, true);     -> ... WORKER_EV_GONE
+ *   pods_on_netop(w, id, WORKER_NETOP_ROUTE_ADD, &prefix, pods) (already validated)
+ *     -> later workers_netop_reply(w, id, err, why);
+ *   workers_close(pods->workers);        // at exit: workers keep running
+ */
+#ifndef TSCNI_SUPERVISOR_WORKERS_H
+#define TSCNI_SUPERVISOR_WORKERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "ip.h"
+
+struct workers;
+struct worker;
+struct netops_policy;
+
+enum workers_defaults {
+	WORKERS_UID_BASE = 2000000000, /* worker uid = base + slot */
+	WORKERS_UID_COUNT = 65536,
+	WORKERS_ZYGOTE_MAX_FORKS = 1000,
+	WORKERS_RATE_PER_S = 200,  /* messages a worker may send per second ... */
+	WORKERS_RATE_BURST = 1000, /* ... after a burst of this many */
+	WORKERS_OUTQ_MAX = 32,	   /* queued messages to one worker */
+	WORKERS_READY_TIMEOUT_MS = 60000,
+	WORKERS_STOP_GRACE_MS = 2000,
+	WORKERS_RESPAWN_MIN_MS = 10, /* first respawn; doubles per quick death */
+	WORKERS_RESPAWN_MAX_MS = 30000,
+	WORKERS_STABLE_MS = 10000,	 /* a worker that lived this long resets the backoff */
+	WORKERS_EXTRA_FDS_MAX = 5,	 /* besides the socket, the TUN and the rendezvous */
+	WORKERS_ADOPT_TIMEOUT_MS = 1000, /* the whole handshake with one worker */
+	WORKERS_BOOT_ID_LEN = 36,	 /* /proc/sys/kernel/random/boot_id, a UUID */
+	WORKERS_KEY_LEN = 32,
+};
+
+enum worker_netop {
+	WORKER_NETOP_ADDR_ADD = 1,
+	WORKER_NETOP_ADDR_DEL = 2,
+	WORKER_NETOP_ROUTE_ADD = 3,
+	WORKER_NETOP_ROUTE_DEL = 4,
+};
+
+/* A NetopRequest that passed netops_validate_addr/route. The callee answers,
+ * now or later, with workers_netop_reply(w, id, ...), as long as w has not
+ * been reported GONE. */
+typedef void worker_netop_fn(struct worker *w, uint32_t id, enum worker_netop op,
+			     const struct ip_prefix *p, void *arg);
+
+struct workers_config {
+	const char *worker_path;       /* absolute path of tailscale-cni-worker; copied */
+	const char *cgroup_parent;     /* NULL: "tailscale-cni"; "": no placement; copied */
+	const char *sandbox;	       /* NULL: "seccomp"; "none" only for tests; copied */
+	unsigned int zygote_max_forks; /* 0: WORKERS_ZYGOTE_MAX_FORKS */
+	uint32_t uid_base;	       /* 0: WORKERS_UID_BASE */
+	uint32_t uid_count;	       /* 0: WORKERS_UID_COUNT */
+	/* NULL: no rendezvous sockets (no re-adoption). Else each worker gets a
+	 * listening socket <run_dir>/workers/<pod uid>.sock (directory 0700),
+	 * kept in custody like its TUN fd. Copied. */
+	const char *run_dir;
+	const struct netops_policy *policy; /* borrowed, lives as long as workers */
+	worker_netop_fn *netop;		    /* NULL: requests answered -EOPNOTSUPP */
+	bool force_fallbacks; /* tests: the zygote forks + pidfd_open, no close_range */
+	void *netop_arg;
+};
+
+struct worker_spec {
+	const char *pod_uid;			  /* valid_name(POD_FIELD_MAX_LEN); copied */
+	const char *hostname;			  /* NULL or a name; copied */
+	uint8_t machine_private[WORKERS_KEY_LEN]; /* copied, wiped when w is freed */
+	uint8_t node_private[WORKERS_KEY_LEN];
+	const char *auth_key;		   /* NULL or a one-use key; copied, wiped after Ready */
+	const char *control_url;	   /* NULL or a URL; copied */
+	const struct ip_prefix *addresses; /* copied, at most PREFIX_MAX */
+	size_t n_addresses;
+	/* Borrowed: workers_spawn keeps its own dup of each (custody) and hands
+	 * the same dups to every respawn of this worker. */
+	int tun_fd;
+	const int *extra_fds;
+	size_t n_extra_fds; /* <= WORKERS_EXTRA_FDS_MAX */
+	uint32_t slot;	    /* uid = uid_base + slot; slot < uid_count */
+	unsigned int mtu;
+	bool debug_seccomp; /* trap and report denied syscalls instead of killing */
+	bool test_requests; /* the worker honours TestRequest (tests only) */
+};
+
+enum worker_event {
+	WORKER_EV_READY = 1,  /* Ready: once per process; r->stable_node_id */
+	WORKER_EV_STATS,      /* a Stats reply: r->stats */
+	WORKER_EV_EVENT,      /* an Event: r->event_kind, r->detail (escaped) */
+	WORKER_EV_TEST_REPLY, /* r->test_id, r->err, r->detail (escaped) */
+	WORKER_EV_EXIT,	      /* the process died; r->status, r->respawn_ms */
+	WORKER_EV_GONE,	      /* final, no respawn: r->why. w is freed after the callback */
+};
+
+struct worker_stats {
+	uint64_t tun_rx_packets, tun_tx_packets, udp_rx_packets, udp_tx_packets, drops;
+};
+
+struct worker_report {
+	pid_t pid;
+	/* EXIT: a waitid si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
+	 * si_status, or code 0 when the status is unknown (not our child). */
+	int code, status;
+	unsigned int respawn_ms;
+	const char *why; /* GONE: a static sentence */
+	int event_kind;	 /* Tscni__EventKind */
+	uint32_t test_id;
+	int err;
+	const char *detail;	    /* escaped; valid during the callback only */
+	const char *stable_node_id; /* escaped */
+	struct worker_stats stats;
+};
+
+/* What pods.c records to find a worker again after a supervisor restart:
+ * never a bare pid. */
+struct worker_identity {
+	pid_t pid;
+	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks after boot */
+	char boot_id[WORKERS_BOOT_ID_LEN + 1];
+};
+
+typedef void worker_event_fn(struct worker *w, enum worker_event ev, const struct worker_report *r,
+			     void *arg);
+
+/* Workers must outlive the supervisor: a supervisor in a private pid
+ * namespace (no hostPID) would take them down with it. 0 when the caller is
+ * in the initial pid namespace, -EPERM with *why otherwise, or -errno. The
+ * supervisor's main() calls it before workers_new and refuses to start. */
+int workers_check_host_pidns(const char **why);
+
+/* Starts the zygote (fork + exec of cfg->worker_path --zygote): call before
+ * reading any secret. Returns 0 with *out set, or a negative errno. The
+ * zygote is restarted whenever it dies; running workers are not touched. */
+int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct workers **out);
+
+/* Closes every handle and lets the zygote go (EOF on its socket); workers
+ * keep running (they survive the supervisor). No callback runs afterwards.
+ * Memory is released by the loop's close callbacks: run the loop once more. */
+void workers_close(struct workers *ws);
+
+/* Spawns a worker for one pod. Returns 0 with *out set (owned by workers;
+ * valid until WORKER_EV_GONE returns), or -EINVAL (bad spec) / -errno, and
+ * then cb never runs. */
+int workers_spawn(struct workers *ws, const struct worker_spec *spec, worker_event_fn *cb,
+		  void *arg, struct worker **out);
+
+/* Re-adoption after a supervisor restart (call at start-up, before serving:
+ * it blocks up to WORKERS_ADOPT_TIMEOUT_MS). Connects to the worker's
+ * rendezvous socket and accepts it only when all of these hold: the record's
+ * boot id is this boot's (-ESTALE otherwise); the peer, identified by
+ * SO_PEERPIDFD (else SO_PEERCRED + pidfd_open), is the recorded pid with the
+ * recorded start time (-ESRCH); its Hello names spec->pod_uid and a version
+ * range that overlaps ours (-EPERM, -EPROTONOSUPPORT); and it hands back fd
+ * custody: its TUN fd, its rendezvous listener and spec->n_extra_fds more
+ * (-EBADMSG). spec gives the keys and settings for later respawns;
+ * spec->tun_fd and spec->extra_fds are ignored (custody comes from the
+ * worker). On success *out is set and cb runs as for workers_spawn (no
+ * WORKER_EV_READY: it is running already). Each refusal is logged. */
+int workers_adopt(struct workers *ws, const struct worker_spec *spec,
+		  const struct worker_identity *id, worker_event_fn *cb, void *arg,
+		  struct worker **out);
+/* The identity of the running process: 0, or -ENOTCONN without one. */
+int workers_identity(const struct worker *w, struct worker_identity *out);
+
+/* Asks the worker to stop (logout: log the node out first) and SIGKILLs it
+ * after WORKERS_STOP_GRACE_MS. WORKER_EV_GONE follows, never synchronously. */
+void workers_stop(struct worker *w, bool logout);
+
+/* Asks for Stats; the reply arrives as WORKER_EV_STATS. 0 or -errno
+ * (-ENOTCONN while no worker process is up). */
+int workers_request_stats(struct worker *w);
+/* Tests: asks the worker (spawned with test_requests) to try action. */
+int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg);
+/* Answers a NetopRequest: err 0 or a negative errno, why NULL or static. */
+int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why);
+
+/* The last Stats received (zeros before any). */
+void workers_get_stats(const struct worker *w, struct worker_stats *out);
+/* The running process: its pid and pidfd (owned by workers), or 0 / -1. */
+pid_t workers_pid(const struct worker *w);
+int workers_pidfd(const struct worker *w);
+const char *workers_pod_uid(const struct worker *w);
+/* How many times this worker was respawned. */
+unsigned int workers_respawns(const struct worker *w);
+/* The custody dup of the TUN fd (owned by workers). */
+int workers_tun_fd(const struct worker *w);
+/* The zygote's pid (0 while it is being restarted) and how often it was. */
+pid_t workers_zygote_pid(const struct workers *ws);
+unsigned int workers_zygote_restarts(const struct workers *ws);
+
+/* Unit tests and the fuzz target only: a worker with no process, zygote or
+ * loop behind it, in one state of the dispatch table; the dispatcher itself
+ * (0, or a negative errno with *why set: the caller then ends the worker). */
+enum workers_test_state {
+	WORKERS_TS_SPAWNING = 1U << 0,
+	WORKERS_TS_HELLO = 1U << 1,
+	WORKERS_TS_STARTING = 1U << 2,
+	WORKERS_TS_READY = 1U << 3,
+	WORKERS_TS_DEAD = 1U << 4,
+};
+struct worker *workers__test_new(unsigned int state, bool test_requests);
+unsigned int workers__test_state(const struct worker *w);
+void workers__test_free(struct worker *w);
+int workers__dispatch(struct worker *w, const uint8_t *buf, size_t len, const char **why);
+
+#endif

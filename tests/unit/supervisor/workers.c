@@ -1,0 +1,318 @@
+/* The supervisor's dispatcher for worker messages, without processes: a
+ * numbered table of (state, message) -> verdict, Ready accepted once, the
+ * rate limit and the bounded outgoing path. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "supervisor/workers.c"
+
+enum msg_kind {
+	M_HELLO,
+	M_HELLO_BADRANGE,
+	M_HELLO_FUTURE,
+	M_HELLO_OTHER_POD,
+	M_READY,
+	M_STATS,
+	M_LOG,
+	M_LOG_BADLEVEL,
+	M_EVENT_TUN_GONE,
+	M_EVENT_BADKIND,
+	M_NETOP_OUTSIDE,
+	M_NETOP_BADLEN,
+	M_RESOLVE,
+	M_TEST_REPLY,
+	M_EMPTY,
+	M_GARBAGE,
+	M_CUSTODY,
+};
+
+/* Packs one message of the given kind into buf; returns its length. */
+static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__Hello h = TSCNI__HELLO__INIT;
+	Tscni__Ready r = TSCNI__READY__INIT;
+	Tscni__Stats s = TSCNI__STATS__INIT;
+	Tscni__Log l = TSCNI__LOG__INIT;
+	Tscni__Event e = TSCNI__EVENT__INIT;
+	Tscni__NetopRequest n = TSCNI__NETOP_REQUEST__INIT;
+	Tscni__IpPrefix p = TSCNI__IP_PREFIX__INIT;
+	Tscni__ResolveRequest q = TSCNI__RESOLVE_REQUEST__INIT;
+	Tscni__TestReply t = TSCNI__TEST_REPLY__INIT;
+	static uint8_t outside[4] = {10, 0, 0, 0};
+
+	h.min_version = 1;
+	h.max_version = 1;
+	switch (k) {
+	case M_HELLO_BADRANGE:
+		h.min_version = 0;
+		/* fall through */
+	case M_HELLO:
+		m.body_case = TSCNI__WORKER_MSG__BODY_HELLO;
+		m.hello = &h;
+		break;
+	case M_HELLO_FUTURE:
+		h.min_version = 5;
+		h.max_version = 9;
+		m.body_case = TSCNI__WORKER_MSG__BODY_HELLO;
+		m.hello = &h;
+		break;
+	case M_HELLO_OTHER_POD:
+		h.pod_uid = (char *)"another-pod";
+		m.body_case = TSCNI__WORKER_MSG__BODY_HELLO;
+		m.hello = &h;
+		break;
+	case M_READY:
+		r.stable_node_id = (char *)"nStable1";
+		m.body_case = TSCNI__WORKER_MSG__BODY_READY;
+		m.ready = &r;
+		break;
+	case M_STATS:
+		s.tun_rx_packets = 42;
+		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+		m.stats = &s;
+		break;
+	case M_LOG_BADLEVEL:
+		l.level = 9;
+		/* fall through */
+	case M_LOG:
+		l.msg = (char *)"hello \x1b[31m terminal";
+		m.body_case = TSCNI__WORKER_MSG__BODY_LOG;
+		m.log = &l;
+		break;
+	case M_EVENT_BADKIND:
+		e.kind = 99;
+		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		m.event = &e;
+		break;
+	case M_EVENT_TUN_GONE:
+		e.kind = TSCNI__EVENT_KIND__EVENT_TUN_GONE;
+		e.detail = (char *)"EBADFD";
+		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		m.event = &e;
+		break;
+	case M_NETOP_BADLEN:
+	case M_NETOP_OUTSIDE:
+		p.addr.data = outside;
+		p.addr.len = k == M_NETOP_BADLEN ? 3 : 4;
+		p.prefix_len = 8;
+		n.kind = TSCNI__NETOP_KIND__NETOP_ROUTE_ADD;
+		n.prefix = &p;
+		m.body_case = TSCNI__WORKER_MSG__BODY_NETOP_REQUEST;
+		m.netop_request = &n;
+		break;
+	case M_RESOLVE:
+		q.host = (char *)"controlplane.tailscale.com";
+		m.body_case = TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST;
+		m.resolve_request = &q;
+		break;
+	case M_TEST_REPLY:
+		t.detail = (char *)"x";
+		m.body_case = TSCNI__WORKER_MSG__BODY_TEST_REPLY;
+		m.test_reply = &t;
+		break;
+	case M_EMPTY:
+		break;
+	case M_CUSTODY: {
+		static Tscni__Custody c = TSCNI__CUSTODY__INIT;
+
+		c.fd_count = 2;
+		m.body_case = TSCNI__WORKER_MSG__BODY_CUSTODY;
+		m.custody = &c;
+		break;
+	}
+	case M_GARBAGE:
+		memset(buf, 0xff, 8);
+		return 8;
+	}
+	assert_true(tscni__worker_msg__get_packed_size(&m) <= cap);
+	return tscni__worker_msg__pack(&m, buf);
+}
+
+struct vec {
+	unsigned int state;
+	enum msg_kind msg;
+	int want;		  /* 0 or the negative errno */
+	unsigned int state_after; /* 0: unchanged */
+};
+
+#define SP WORKERS_TS_SPAWNING
+#define HE WORKERS_TS_HELLO
+#define ST WORKERS_TS_STARTING
+#define RD WORKERS_TS_READY
+#define DD WORKERS_TS_DEAD
+
+static const struct vec vecs[] = {
+	/* 1 */ {HE, M_HELLO, 0, ST},
+	/* 2 */ {ST, M_HELLO, -EPROTO, 0},
+	/* 3 */ {RD, M_HELLO, -EPROTO, 0},
+	/* 4 */ {HE, M_HELLO_BADRANGE, -EBADMSG, 0},
+	/* 5 */ {HE, M_HELLO_FUTURE, -EPROTONOSUPPORT, 0},
+	/* 6 */ {HE, M_HELLO_OTHER_POD, -EPERM, 0},
+	/* 7 */ {ST, M_READY, 0, RD},
+	/* 8 */ {RD, M_READY, -EPROTO, 0}, /* Ready is accepted once */
+	/* 9 */ {HE, M_READY, -EPROTO, 0},
+	/* 10 */ {RD, M_STATS, 0, 0},
+	/* 11 */ {HE, M_STATS, -EPROTO, 0},
+	/* 12 */ {HE, M_LOG, 0, 0},
+	/* 13 */ {RD, M_LOG_BADLEVEL, -EBADMSG, 0},
+	/* 14 */ {RD, M_EVENT_TUN_GONE, 0, 0},
+	/* 15 */ {RD, M_EVENT_BADKIND, -EBADMSG, 0},
+	/* 16 */ {RD, M_NETOP_OUTSIDE, 0, 0}, /* refused with a reply, not fatal */
+	/* 17 */ {RD, M_NETOP_BADLEN, -EBADMSG, 0},
+	/* 18 */ {HE, M_NETOP_OUTSIDE, -EPROTO, 0},
+	/* 19 */ {RD, M_RESOLVE, 0, 0},
+	/* 20 */ {ST, M_RESOLVE, -EPROTO, 0},
+	/* 21 */ {RD, M_TEST_REPLY, -EPROTO, 0}, /* not in test mode */
+	/* 22 */ {RD, M_EMPTY, -EBADMSG, 0},
+	/* 23 */ {RD, M_GARBAGE, -EBADMSG, 0},
+	/* 24 */ {SP, M_LOG, -EPROTO, 0},
+	/* 25 */ {DD, M_LOG, -EPROTO, 0},
+	/* 26 */ {DD, M_STATS, -EPROTO, 0},
+	/* 27 */ {RD, M_CUSTODY, -EBADMSG, 0}, /* only on an adoption connection */
+};
+
+static void test_dispatch_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
+		const struct vec *v = &vecs[i];
+		struct worker *w = workers__test_new(v->state, false);
+		const char *why = "";
+		uint8_t buf[512];
+		size_t len = make(v->msg, buf, sizeof(buf));
+		int ret = workers__dispatch(w, buf, len, &why);
+
+		if (ret != v->want)
+			fail_msg("vector %zu: got %d (%s), want %d", i + 1, ret, why, v->want);
+		if (ret < 0 && (!why || !why[0]))
+			fail_msg("vector %zu: no reason given", i + 1);
+		if (workers__test_state(w) != (v->state_after ? v->state_after : v->state))
+			fail_msg("vector %zu: state %u", i + 1, workers__test_state(w));
+		workers__test_free(w);
+	}
+}
+
+static void test_ready_once_then_stats(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_HELLO, false);
+	const char *why = "";
+	uint8_t buf[256];
+	size_t len;
+
+	(void)state;
+	len = make(M_HELLO, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	len = make(M_READY, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), -EPROTO);
+	len = make(M_STATS, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(w->stats.tun_rx_packets, 42);
+	len = make(M_EVENT_TUN_GONE, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_true(w->tun_gone);
+	workers__test_free(w);
+}
+
+static void test_test_reply_in_test_mode(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, true);
+	const char *why = "";
+	uint8_t buf[256];
+	size_t len = make(M_TEST_REPLY, buf, sizeof(buf));
+
+	(void)state;
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers__test_free(w);
+}
+
+static void test_rate_limit(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, false);
+	int allowed = 0;
+
+	(void)state;
+	w->tokens = (unsigned long long)WORKERS_RATE_BURST * 1000;
+	w->tokens_ms = now_ms();
+	for (int i = 0; i < 3 * WORKERS_RATE_BURST; i++)
+		allowed += rate_ok(w);
+	/* The burst, plus what refilled during the loop (well under a second). */
+	assert_true(allowed >= WORKERS_RATE_BURST);
+	assert_true(allowed < WORKERS_RATE_BURST + WORKERS_RATE_PER_S);
+	workers__test_free(w);
+}
+
+static void test_no_process_no_send(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, true);
+
+	(void)state;
+	assert_int_equal(workers_request_stats(w), -ENOTCONN);
+	assert_int_equal(workers_test_request(w, 1, "open_read", "/x"), -ENOTCONN);
+	assert_int_equal(workers_netop_reply(w, 1, 5, NULL), -EINVAL);
+	assert_int_equal(workers_netop_reply(w, 1, 0, NULL), -ENOTCONN);
+	workers__test_free(w);
+}
+
+static void test_spawn_spec_checked(void **state)
+{
+	struct workers ws = {.uid_base = WORKERS_UID_BASE, .uid_count = 10};
+	struct worker_spec spec = {.pod_uid = "pod-1", .tun_fd = 0, .slot = 10};
+	struct worker *w = (struct worker *)&ws;
+
+	(void)state;
+	/* slot beyond the uid range, bad pod uid, no TUN: refused before
+	 * anything is allocated or any callback could run. */
+	assert_int_equal(workers_spawn(&ws, &spec, NULL, NULL, &w), -EINVAL);
+	assert_null(w);
+	spec.slot = 1;
+	spec.pod_uid = "../etc";
+	assert_int_equal(workers_spawn(&ws, &spec, NULL, NULL, &w), -EINVAL);
+	spec.pod_uid = "pod-1";
+	spec.tun_fd = -1;
+	assert_int_equal(workers_spawn(&ws, &spec, NULL, NULL, &w), -EINVAL);
+}
+
+static void test_new_checks_config(void **state)
+{
+	struct workers_config wc = {.worker_path = "relative/worker"};
+	struct workers *ws = (struct workers *)&wc;
+	uv_loop_t loop;
+
+	(void)state;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	assert_null(ws);
+	wc.worker_path = "/usr/bin/true";
+	wc.sandbox = "chroot";
+	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	wc.sandbox = NULL;
+	wc.cgroup_parent = "a/b";
+	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	wc.cgroup_parent = NULL;
+	wc.run_dir = "run/relative";
+	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dispatch_table),
+		cmocka_unit_test(test_ready_once_then_stats),
+		cmocka_unit_test(test_test_reply_in_test_mode),
+		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_no_process_no_send),
+		cmocka_unit_test(test_spawn_spec_checked),
+		cmocka_unit_test(test_new_checks_config),
+	};
+
+	log_init("unit", LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

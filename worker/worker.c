@@ -1,0 +1,195 @@
+/* The child side of a spawn, in the order DESIGN.md section 1 gives: fds,
+ * sandbox, Hello/Start, threads, seccomp, control loop. */
+#include "worker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "mem.h"
+#include "sandbox.h"
+
+/* Closes every fd >= first. close_range(2) since 5.9; before that (ENOSYS)
+ * walk /proc/self/fd. */
+static int close_from(int first, bool fallback)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (!fallback) {
+		if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0)
+			return 0;
+		if (errno != ENOSYS)
+			return -errno;
+	}
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+
+		if (*end || end == e->d_name || fd < first || fd == dirfd(d))
+			continue;
+		close((int)fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Moves the nfds received fds onto 3, 4, ... and closes everything else the
+ * zygote had open (its own link to the supervisor included). */
+static int arrange_fds(const int *fds, size_t nfds, bool fallback)
+{
+	int tmp[WORKER_FD_MAX];
+
+	/* First out of the way of the target range, then into place: a
+	 * received fd may itself sit on 3 or 4. */
+	for (size_t i = 0; i < nfds; i++) {
+		tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, WORKER_FD_CTL + WORKER_FD_MAX);
+		if (tmp[i] < 0)
+			return -errno;
+	}
+	for (size_t i = 0; i < nfds; i++)
+		if (dup2(tmp[i], WORKER_FD_CTL + (int)i) < 0)
+			return -errno;
+	return close_from(WORKER_FD_CTL + (int)nfds, fallback);
+}
+
+/* Before the log sink exists: one Log line straight onto fd 3. */
+static void early_log(const char *what, const char *why, int err)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__Log l = TSCNI__LOG__INIT;
+	char line[256];
+
+	snprintf(line, sizeof(line), "worker: %s: %s: %s", what, why, strerror(-err));
+	l.level = LOG_ERR;
+	l.msg = line;
+	m.body_case = TSCNI__WORKER_MSG__BODY_LOG;
+	m.log = &l;
+	ipc_send(WORKER_FD_CTL, &m);
+}
+
+/* Waits for the supervisor's Hello and Start. Keys in Start are wiped at
+ * once: this stage of the worker does not use them yet. */
+static int await_start(struct worker_ctx *ctx, const char **why)
+{
+	unsigned long long deadline = now_ms() + WORKER_START_TIMEOUT_MS;
+	bool hello = false;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = WORKER_FD_CTL, .events = POLLIN};
+		unsigned long long now = now_ms();
+		Tscni__SupervisorMsg *m;
+		int ret;
+
+		if (now >= deadline) {
+			*why = "no Start from the supervisor in time";
+			return -ETIMEDOUT;
+		}
+		ret = poll(&pfd, 1, (int)(deadline - now));
+		if (ret < 0 && errno != EINTR) {
+			*why = "poll fd 3";
+			return -errno;
+		}
+		if (ret <= 0)
+			continue;
+		ret = ipc_recv(WORKER_FD_CTL, &m, why);
+		if (ret == -EAGAIN)
+			continue;
+		if (ret == 0) {
+			*why = "supervisor gone before Start";
+			return -ECONNRESET;
+		}
+		if (ret < 0)
+			return ret;
+		if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_HELLO) {
+			if (m->hello->max_version < WORKER_PROTO_MIN ||
+			    m->hello->min_version > WORKER_PROTO_MAX) {
+				*why = "supervisor speaks no version we know";
+				ret = -EPROTONOSUPPORT;
+			}
+			hello = true;
+		} else if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_START && hello) {
+			Tscni__Start *s = m->start;
+
+			if (s->fd_count != ctx->nfds - 1) {
+				*why = "Start.fd_count does not match the fds spawned with";
+				ret = -EBADMSG;
+			}
+			strscpy(ctx->pod_uid, s->pod_uid, sizeof(ctx->pod_uid));
+			ctx->debug_seccomp = s->debug_seccomp;
+			if (s->rendezvous_fd && (s->rendezvous_fd <= WORKER_FD_TUN ||
+						 s->rendezvous_fd >= WORKER_FD_CTL + ctx->nfds)) {
+				*why = "Start.rendezvous_fd is not one of our fds";
+				ret = -EBADMSG;
+			}
+			ctx->rdv_fd = s->rendezvous_fd ? (int)s->rendezvous_fd : -1;
+			ctx->test_requests = s->test_requests;
+			explicit_bzero(s->machine_private.data, s->machine_private.len);
+			explicit_bzero(s->node_private.data, s->node_private.len);
+			if (s->auth_key)
+				explicit_bzero(s->auth_key, strlen(s->auth_key));
+			tscni__supervisor_msg__free_unpacked(m, NULL);
+			return ret < 0 ? ret : 0;
+		} else {
+			*why = "expected Hello then Start";
+			ret = -EPROTO;
+		}
+		tscni__supervisor_msg__free_unpacked(m, NULL);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+_Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,
+			    bool fallbacks)
+{
+	struct worker_ctx ctx = {
+		.sandbox = sb, .uid = uid, .nfds = nfds, .ctl_open = true, .rdv_fd = -1};
+	const char *why = "";
+	int ret;
+
+	ret = arrange_fds(fds, nfds, fallbacks);
+	if (ret < 0)
+		_exit(71);
+	ret = sb->enter(uid, &why);
+	if (ret < 0) {
+		early_log("sandbox", why, ret);
+		_exit(72);
+	}
+	log_init("worker", LOG_INFO);
+	log_set_sink(ipc_log_sink, &ctx);
+	ret = ipc_send_hello(WORKER_FD_CTL, "");
+	if (ret == 0)
+		ret = await_start(&ctx, &why);
+	if (ret < 0) {
+		early_log("start", why, ret);
+		_exit(73);
+	}
+	if (fcntl(WORKER_FD_CTL, F_SETFL, O_NONBLOCK | O_RDWR) < 0)
+		_exit(74);
+	/* Both threads and every fd the loop needs exist before the filter. */
+	ret = control_init(&ctx);
+	if (ret == 0)
+		ret = tun_rx_start(&ctx);
+	if (ret < 0) {
+		early_log("threads", "start", ret);
+		_exit(75);
+	}
+	ret = sb->load_filter(ctx.debug_seccomp, WORKER_FD_CTL, &why);
+	if (ret < 0) {
+		early_log("seccomp", why, ret);
+		_exit(76);
+	}
+	log_info("pod %s: worker running as uid %u, sandbox %s%s", ctx.pod_uid, uid, sb->name,
+		 ctx.debug_seccomp ? " (seccomp debug)" : "");
+	_exit(control_run(&ctx));
+}

@@ -1,0 +1,107 @@
+/* One pod's worker process, private to worker/. A worker is a child of the
+ * zygote (worker/zygote.c) that never exec's: worker_child() runs in the
+ * child right after clone, arranges its fds, enters the sandbox, starts the
+ * data-plane thread (tun_rx.c) and runs the control loop (control.c) on its
+ * main thread.
+ *
+ * fds of a worker: 0-2 /dev/null, 3 its SOCK_SEQPACKET link to the supervisor,
+ * 4 the pod's TUN fd, 5.. extra sockets handed over at spawn (none yet). */
+#ifndef TSCNI_WORKER_WORKER_H
+#define TSCNI_WORKER_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "log.h"
+#include "worker.pb-c.h"
+
+struct sandbox_ops;
+
+enum worker_fds {
+	WORKER_FD_CTL = 3,
+	WORKER_FD_TUN = 4,
+	WORKER_FD_MIN = 2, /* the control socket and the TUN fd */
+	WORKER_FD_MAX = 8, /* WMSG_MAX_FDS */
+};
+
+enum worker_proto {
+	/* The supervisor <-> worker protocol versions this binary speaks. */
+	WORKER_PROTO_MIN = 1,
+	WORKER_PROTO_MAX = 1,
+};
+
+enum worker_limits {
+	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
+	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
+	WORKER_DATA_STACK = 128 * 1024,	 /* the data thread's stack */
+};
+
+/* Shared by both threads. The data thread writes only the atomics. */
+struct worker_ctx {
+	const struct sandbox_ops *sandbox;
+	uint32_t uid;
+	size_t nfds; /* fds from WORKER_FD_CTL onwards */
+	char pod_uid[254];
+	bool debug_seccomp;
+	bool test_requests;
+	bool ctl_open; /* fd 3 not yet at EOF */
+	int rdv_fd;    /* the rendezvous listener, or -1 */
+	bool adopting; /* a new supervisor connected: Custody after its Hello */
+
+	/* Data plane (tun_rx.c). */
+	pthread_t data_thread;
+	atomic_uint_fast64_t tun_rx_packets;
+	atomic_uint_fast64_t tun_rx_bytes;
+	atomic_uint_fast64_t tun_tx_packets;
+	atomic_uint_fast64_t drops;
+	atomic_bool tun_gone;
+	atomic_int tun_errno;
+
+	/* Control plane (control.c): its own loop, created after fork. */
+	uv_loop_t loop;
+	/* fd 3's poll handle. A new supervisor's connection is dup3'd onto
+	 * fd 3 while the old handle closes, so there are two, alternating. */
+	uv_poll_t ctl_poll[2];
+	bool ctl_closing[2];
+	int ctl_idx;
+	uv_poll_t rdv_poll;
+	uv_timer_t timer;
+	bool tun_gone_sent;
+};
+
+/* The child side of a spawn: never returns. fds (nfds of them, received from
+ * the supervisor through the zygote) become fds 3.. of the child; uid is the
+ * worker's own uid (> 0). fallbacks: take the paths for kernels older than
+ * the one we run on (no close_range: walk /proc/self/fd), as tests force. */
+_Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,
+			    bool fallbacks);
+
+/* tun_rx.c: starts the data-plane thread on WORKER_FD_TUN. 0 or -errno. */
+int tun_rx_start(struct worker_ctx *ctx);
+
+/* control.c: runs the control loop on the calling thread until Stop or the
+ * TUN is gone. Returns the process exit status. */
+int control_run(struct worker_ctx *ctx);
+/* control.c: prepares the loop and handles before the seccomp filter loads,
+ * since creating them needs syscalls the filter forbids. 0 or -errno. */
+int control_init(struct worker_ctx *ctx);
+
+/* ipc.c: fd 3. */
+int ipc_send(int fd, const Tscni__WorkerMsg *m);
+/* Receives and unpacks one SupervisorMsg (validated). Returns 1 with *out
+ * set (free with tscni__supervisor_msg__free_unpacked(*out, NULL)), 0 on
+ * EOF, -EAGAIN, or -EBADMSG/-EMSGSIZE with *why set. */
+int ipc_recv(int fd, Tscni__SupervisorMsg **out, const char **why);
+/* Sends Hello with this binary's version range. */
+int ipc_send_hello(int fd, const char *pod_uid);
+int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail);
+/* Hands fds back to a re-adopting supervisor: one Custody message. */
+int ipc_send_custody(int fd, const int *fds, size_t nfds);
+/* A log sink (common/log.h) that turns each line into a Log message on fd 3. */
+void ipc_log_sink(void *arg, enum log_level level, const char *line);
+
+#endif
