@@ -81,7 +81,7 @@ static void run_vector(const json_t *v, struct totals *t)
 	const char *name = jstr(v, "protocol_name");
 	json_t *psks = json_object_get(v, "init_psks");
 	json_t *msgs = json_object_get(v, "messages"), *m;
-	enum noise_pattern pattern;
+	enum noise_pattern pattern = NOISE_IK;
 	uint8_t is[32], ie[32], irs[32], rsk[32], re[32], psk[32];
 	uint8_t ik1[32], ik2[32], rk1[32], rk2[32], ih[32], rh[32];
 	struct noise_handshake ini, res;
