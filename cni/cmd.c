@@ -112,6 +112,29 @@ static int reply_error(struct cmd *c, const Tscni__Error *e)
 			 e->details ? e->details : "");
 }
 
+/* A failed client_call(): our own request was invalid (-EINVAL), the
+ * supervisor broke the protocol (-EPROTO), or it could not be reached. */
+static int call_failed(struct cmd *c, int ret, const char *why)
+{
+	if (ret == -EINVAL)
+		return invalid_request(c, why);
+	if (ret == -EPROTO)
+		return protocol_error(c, why);
+	return unavailable(c, CNI_ERR_TRY_AGAIN, ret, why);
+}
+
+/* 0 when the reply carries the body this verb expects; otherwise the
+ * supervisor's error as it came, or a protocol error. */
+static int reply_expect(struct cmd *c, const Tscni__CniReply *reply, Tscni__CniReply__BodyCase want)
+{
+	if (reply->body_case == want)
+		return 0;
+	if (reply->body_case == TSCNI__CNI_REPLY__BODY_ERROR)
+		return reply_error(c, reply->error);
+	return error_set(&c->err, CNI_ERR_PROTOCOL, "tailscale-cni supervisor protocol error",
+			 "reply of the wrong type for %s", args_verb_name(c->env.verb));
+}
+
 /* Opens CNI_NETNS to validate it and learn its identity; the fd is closed
  * again at once (a netns fd must not be held longer than needed). */
 static int check_netns(struct cmd *c, dev_t *dev, ino_t *ino)
@@ -200,14 +223,13 @@ static const char *del_netns(const struct cmd *c)
 	return c->env.netns && valid_abs_path(c->env.netns) ? c->env.netns : "";
 }
 
-static void send_release(struct cmd *c, unsigned long long deadline_ms)
+/* Sends the DEL for our attachment (DEL proper, or the release of an ADD). */
+static int call_del(struct cmd *c, unsigned long long deadline_ms, Tscni__CniReply **reply,
+		    const char **why)
 {
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
 	Tscni__DelRequest del = TSCNI__DEL_REQUEST__INIT;
 	Tscni__AttachmentKey key = TSCNI__ATTACHMENT_KEY__INIT;
-	Tscni__CniReply *reply = NULL;
-	const char *why = NULL;
-	int ret;
 
 	set_key(c, &key);
 	del.key = &key;
@@ -216,7 +238,15 @@ static void send_release(struct cmd *c, unsigned long long deadline_ms)
 	req.protocol_version = CNI_PROTOCOL_VERSION;
 	req.body_case = TSCNI__CNI_REQUEST__BODY_DEL;
 	req.del = &del;
-	ret = client_call(c->conf.socket_path, &req, deadline_ms, &reply, &why);
+	return client_call(c->conf.socket_path, &req, deadline_ms, reply, why);
+}
+
+static void send_release(struct cmd *c, unsigned long long deadline_ms)
+{
+	Tscni__CniReply *reply = NULL;
+	const char *why = NULL;
+	int ret = call_del(c, deadline_ms, &reply, &why);
+
 	if (ret < 0)
 		log_warn_r(ret, "release after a failed ADD: %s", why);
 	if (reply)
@@ -349,13 +379,11 @@ static int cmd_add(struct cmd *c)
 	req.add = &add;
 
 	ret = client_call(c->conf.socket_path, &req, deadline(c), &reply, &why);
-	if (ret == -EINVAL)
-		return invalid_request(c, why);
-	if (ret == -EPROTO)
-		return protocol_error(c, why);
+	/* failurePolicy "ignore" covers an unreachable supervisor, never a
+	 * request or reply that is wrong. */
+	if (ret == -EINVAL || ret == -EPROTO || (ret < 0 && !c->conf.fail_open))
+		return call_failed(c, ret, why);
 	if (ret < 0) {
-		if (!c->conf.fail_open)
-			return unavailable(c, CNI_ERR_TRY_AGAIN, ret, why);
 		log_warn_r(ret,
 			   "supervisor unavailable (%s %s); failurePolicy \"ignore\": pod "
 			   "started without %s",
@@ -366,27 +394,20 @@ static int cmd_add(struct cmd *c)
 			send_release(c, now_ms() + 1000);
 		return pass_through(c);
 	}
-	switch (reply->body_case) {
-	case TSCNI__CNI_REPLY__BODY_ERROR:
-		if (reply->error->cni_code == CNI_ERR_TRY_AGAIN && c->conf.fail_open) {
-			log_warn("supervisor not ready (%s); failurePolicy \"ignore\": pod started "
-				 "without %s",
-				 reply->error->msg, c->conf.interface_name);
-			ret = pass_through(c);
-		} else {
-			ret = reply_error(c, reply->error);
+	if (reply->body_case == TSCNI__CNI_REPLY__BODY_ERROR &&
+	    reply->error->cni_code == CNI_ERR_TRY_AGAIN && c->conf.fail_open) {
+		log_warn("supervisor not ready (%s); failurePolicy \"ignore\": pod started "
+			 "without %s",
+			 reply->error->msg, c->conf.interface_name);
+		ret = pass_through(c);
+	} else {
+		ret = reply_expect(c, reply, TSCNI__CNI_REPLY__BODY_ADD);
+		if (ret == 0) {
+			c->added = true;
+			ret = add_result(c, reply->add);
+			if (ret < 0)
+				cmd_rollback(c);
 		}
-		break;
-	case TSCNI__CNI_REPLY__BODY_ADD:
-		c->added = true;
-		ret = add_result(c, reply->add);
-		if (ret < 0) {
-			cmd_rollback(c);
-		}
-		break;
-	default:
-		ret = protocol_error(c, "reply of the wrong type for ADD");
-		break;
 	}
 	tscni__cni_reply__free_unpacked(reply, NULL);
 	return ret;
@@ -418,22 +439,10 @@ static void delete_local(struct cmd *c)
 
 static int cmd_del(struct cmd *c)
 {
-	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
-	Tscni__DelRequest del = TSCNI__DEL_REQUEST__INIT;
-	Tscni__AttachmentKey key = TSCNI__ATTACHMENT_KEY__INIT;
 	Tscni__CniReply *reply = NULL;
 	const char *why = NULL;
-	int ret;
+	int ret = call_del(c, deadline(c), &reply, &why);
 
-	set_key(c, &key);
-	del.key = &key;
-	del.netns_path = (char *)del_netns(c);
-	del.interface_name = (char *)c->conf.interface_name;
-	req.protocol_version = CNI_PROTOCOL_VERSION;
-	req.body_case = TSCNI__CNI_REQUEST__BODY_DEL;
-	req.del = &del;
-
-	ret = client_call(c->conf.socket_path, &req, deadline(c), &reply, &why);
 	if (ret == -EINVAL)
 		return invalid_request(c, why);
 	if (ret < 0) {
@@ -456,17 +465,7 @@ static int cmd_del(struct cmd *c)
 		delete_local(c);
 		return 0;
 	}
-	switch (reply->body_case) {
-	case TSCNI__CNI_REPLY__BODY_DEL:
-		ret = 0;
-		break;
-	case TSCNI__CNI_REPLY__BODY_ERROR:
-		ret = reply_error(c, reply->error);
-		break;
-	default:
-		ret = protocol_error(c, "reply of the wrong type for DEL");
-		break;
-	}
+	ret = reply_expect(c, reply, TSCNI__CNI_REPLY__BODY_DEL);
 	tscni__cni_reply__free_unpacked(reply, NULL);
 	delete_local(c);
 	return ret;
@@ -527,23 +526,9 @@ static int cmd_check(struct cmd *c)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (ret == -EINVAL)
-		return invalid_request(c, why);
-	if (ret == -EPROTO)
-		return protocol_error(c, why);
 	if (ret < 0)
-		return unavailable(c, CNI_ERR_TRY_AGAIN, ret, why);
-	switch (reply->body_case) {
-	case TSCNI__CNI_REPLY__BODY_CHECK:
-		ret = 0;
-		break;
-	case TSCNI__CNI_REPLY__BODY_ERROR:
-		ret = reply_error(c, reply->error);
-		break;
-	default:
-		ret = protocol_error(c, "reply of the wrong type for CHECK");
-		break;
-	}
+		return call_failed(c, ret, why);
+	ret = reply_expect(c, reply, TSCNI__CNI_REPLY__BODY_CHECK);
 	tscni__cni_reply__free_unpacked(reply, NULL);
 	return ret;
 }
@@ -607,29 +592,13 @@ static int cmd_gc(struct cmd *c)
 	req.gc = &gc;
 
 	ret = client_call(c->conf.socket_path, &req, deadline(c), &reply, &why);
-	if (ret == -EINVAL) {
-		ret = invalid_request(c, why);
-		goto out;
-	}
-	if (ret == -EPROTO) {
-		ret = protocol_error(c, why);
-		goto out;
-	}
 	if (ret < 0) {
-		ret = unavailable(c, CNI_ERR_TRY_AGAIN, ret, why);
+		ret = call_failed(c, ret, why);
 		goto out;
 	}
-	switch (reply->body_case) {
-	case TSCNI__CNI_REPLY__BODY_GC:
+	ret = reply_expect(c, reply, TSCNI__CNI_REPLY__BODY_GC);
+	if (ret == 0)
 		ret = gc_result(c, reply->gc);
-		break;
-	case TSCNI__CNI_REPLY__BODY_ERROR:
-		ret = reply_error(c, reply->error);
-		break;
-	default:
-		ret = protocol_error(c, "reply of the wrong type for GC");
-		break;
-	}
 	tscni__cni_reply__free_unpacked(reply, NULL);
 out:
 	free(ptrs);

@@ -9,29 +9,9 @@
 #include "validate.h"
 #include "worker.pb-c.h"
 
+#include "repack.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* A message that validated must validate again after pack and unpack. */
-static void repack(const ProtobufCMessage *m, int (*validate)(const void *, const char **))
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
-	ProtobufCMessage *again;
-	const char *why;
-
-	if (!buf)
-		abort();
-	protobuf_c_message_pack(m, buf);
-	/* protobuf-c keeps unknown fields, field number 0 included, and
-	 * packs them back in a form it may not unpack: that is its business.
-	 * What does unpack again must still validate. */
-	again = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-	if (again && validate(again, &why) < 0)
-		abort();
-	if (again)
-		protobuf_c_message_free_unpacked(again, NULL);
-	free(buf);
-}
 
 static int check_worker(const void *m, const char **why)
 {
@@ -55,13 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w = tscni__worker_msg__unpack(NULL, size, data);
 	if (w) {
 		if (validate_worker_msg(w, &why) == 0)
-			repack(&w->base, check_worker);
+			repack_check(&w->base, check_worker);
 		tscni__worker_msg__free_unpacked(w, NULL);
 	}
 	s = tscni__supervisor_msg__unpack(NULL, size, data);
 	if (s) {
 		if (validate_supervisor_msg(s, &why) == 0)
-			repack(&s->base, check_supervisor);
+			repack_check(&s->base, check_supervisor);
 		tscni__supervisor_msg__free_unpacked(s, NULL);
 	}
 	return 0;

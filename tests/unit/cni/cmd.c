@@ -16,6 +16,8 @@
 #include <signal.h>
 
 #define NETNS "/proc/self/ns/net"
+/* A socket nobody listens on: contacting it fails at once. */
+#define NO_SOCKET "/nonexistent-tscni/cni.sock"
 
 static const char prev_53[] =
 	"{\"cniVersion\":\"1.1.0\",\"interfaces\":["
@@ -78,12 +80,45 @@ static bool key_is(const Tscni__AttachmentKey *k)
 	       strcmp(k->ifname, "eth0") == 0;
 }
 
+/* The output is prevResult unchanged: the pod started without ts0. */
+static void assert_passed_through(const struct cmd *c)
+{
+	json_t *r = out_json(c), *prev = json_loads(prev_53, 0, NULL);
+
+	assert_non_null(prev);
+	assert_true(json_equal(r, prev));
+	json_decref(prev);
+	json_decref(r);
+}
+
 static void pb_prefix(Tscni__IpPrefix *m, const char *s, struct ip_prefix *store)
 {
 	tscni__ip_prefix__init(m);
 	if (ip_prefix_parse(s, false, store) < 0)
 		abort();
 	ip_prefix_to_pb(store, m);
+}
+
+static void send_del_reply(int conn)
+{
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__DelReply d = TSCNI__DEL_REPLY__INIT;
+
+	r.protocol_version = CNI_PROTOCOL_VERSION;
+	r.body_case = TSCNI__CNI_REPLY__BODY_DEL;
+	r.del = &d;
+	fake_send(conn, &r);
+}
+
+/* The release of an ADD: req must be a DEL for the same key. Frees req,
+ * answers, and returns 0, or 3 when req was anything else. */
+static int serve_release(int conn, Tscni__CniRequest *req)
+{
+	int ret = req->body_case == TSCNI__CNI_REQUEST__BODY_DEL && key_is(req->del->key) ? 0 : 3;
+
+	tscni__cni_request__free_unpacked(req, NULL);
+	send_del_reply(conn);
+	return ret;
 }
 
 /* ADD: checks the request, answers with addresses (or what arg says). */
@@ -103,18 +138,8 @@ static int serve_add(int conn, int index, void *arg)
 
 	if (!req)
 		return 1;
-	if (index == 1) {
-		/* The rollback after a bad reply: a DEL for the same key. */
-		ret = req->body_case == TSCNI__CNI_REQUEST__BODY_DEL && key_is(req->del->key) ? 0
-											      : 3;
-		tscni__cni_request__free_unpacked(req, NULL);
-		r.protocol_version = CNI_PROTOCOL_VERSION;
-		r.body_case = TSCNI__CNI_REPLY__BODY_DEL;
-		Tscni__DelReply d = TSCNI__DEL_REPLY__INIT;
-		r.del = &d;
-		fake_send(conn, &r);
-		return ret;
-	}
+	if (index == 1) /* the rollback after a bad reply */
+		return serve_release(conn, req);
 	if (req->body_case != TSCNI__CNI_REQUEST__BODY_ADD)
 		return 2;
 	q = req->add;
@@ -240,18 +265,13 @@ static void test_add_not_ready_ignore(void **state)
 	enum add_mode m = ADD_NOT_READY;
 	struct fake s;
 	struct cmd c;
-	json_t *r, *prev;
 
 	fake_start(&s, 1, serve_add, &m);
 	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, s.path, ADD_CONF ",\"failurePolicy\":\"ignore\"",
 				 prev_53),
 			 0);
 	assert_int_equal(fake_wait(&s), 0);
-	r = out_json(&c);
-	prev = json_loads(prev_53, 0, NULL);
-	assert_true(json_equal(r, prev));
-	json_decref(prev);
-	json_decref(r);
+	assert_passed_through(&c);
 	cmd_destroy(&c);
 }
 
@@ -274,25 +294,16 @@ static void test_add_outside_range_rolls_back(void **state)
  * release DEL for the same key. */
 static int serve_silent_add(int conn, int index, void *arg)
 {
-	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
-	Tscni__DelReply d = TSCNI__DEL_REPLY__INIT;
 	Tscni__CniRequest *req = fake_read(conn);
 	int ret;
 
 	if (!req)
 		return 1;
-	if (index == 0) {
-		ret = req->body_case == TSCNI__CNI_REQUEST__BODY_ADD ? 0 : 2;
-		tscni__cni_request__free_unpacked(req, NULL);
-		fake_drain(conn);
-		return ret;
-	}
-	ret = req->body_case == TSCNI__CNI_REQUEST__BODY_DEL && key_is(req->del->key) ? 0 : 3;
+	if (index == 1)
+		return serve_release(conn, req);
+	ret = req->body_case == TSCNI__CNI_REQUEST__BODY_ADD ? 0 : 2;
 	tscni__cni_request__free_unpacked(req, NULL);
-	r.protocol_version = CNI_PROTOCOL_VERSION;
-	r.body_case = TSCNI__CNI_REPLY__BODY_DEL;
-	r.del = &d;
-	fake_send(conn, &r);
+	fake_drain(conn);
 	return ret;
 }
 
@@ -301,7 +312,6 @@ static void test_add_timeout(void **state)
 	unsigned long long t0 = now_ms(), dt;
 	struct fake s;
 	struct cmd c;
-	json_t *r, *prev;
 
 	/* failurePolicy fail: code 11 once addTimeoutMs is spent. */
 	fake_start(&s, 1, serve_silent_add, NULL);
@@ -321,11 +331,7 @@ static void test_add_timeout(void **state)
 				 ADD_CONF ",\"addTimeoutMs\":2000,\"failurePolicy\":\"ignore\"",
 				 prev_53),
 			 0);
-	r = out_json(&c);
-	prev = json_loads(prev_53, 0, NULL);
-	assert_true(json_equal(r, prev));
-	json_decref(prev);
-	json_decref(r);
+	assert_passed_through(&c);
 	cmd_destroy(&c);
 	assert_int_equal(fake_wait(&s), 0);
 }
@@ -334,25 +340,18 @@ static void test_add_unreachable(void **state)
 {
 	unsigned long long t0 = now_ms();
 	struct cmd c;
-	json_t *r, *prev;
 
-	assert_int_equal(
-		run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock", ADD_CONF, prev_53),
-		-EINVAL);
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET, ADD_CONF, prev_53), -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_TRY_AGAIN);
-	assert_non_null(strstr(c.err.details, "/nonexistent-tscni/cni.sock"));
+	assert_non_null(strstr(c.err.details, NO_SOCKET));
 	assert_true(now_ms() - t0 < 1000);
 	cmd_destroy(&c);
 
 	/* failurePolicy ignore: prevResult unchanged, exit 0. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET,
 				 ADD_CONF ",\"failurePolicy\":\"ignore\"", prev_53),
 			 0);
-	r = out_json(&c);
-	prev = json_loads(prev_53, 0, NULL);
-	assert_true(json_equal(r, prev));
-	json_decref(prev);
-	json_decref(r);
+	assert_passed_through(&c);
 	cmd_destroy(&c);
 }
 
@@ -364,18 +363,16 @@ static void test_add_refusals_before_contact(void **state)
 	struct cmd c;
 
 	/* A socket that does not exist: contacting it would give code 11. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock",
-				 "\"cniVersion\":\"1.0.0\""),
-			 -EINVAL);
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET, "\"cniVersion\":\"1.0.0\""), -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_CONFIG);
 	assert_non_null(strstr(c.err.msg, "chained"));
 	cmd_destroy(&c);
-	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET,
 				 "\"cniVersion\":\"1.0.0\",\"prevResult\":%s", dangling),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_CONFIG);
 	cmd_destroy(&c);
-	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET,
 				 "\"cniVersion\":\"1.0.0\",\"interfaceName\":\"eth0\","
 				 "\"prevResult\":{}"),
 			 -EINVAL);
@@ -388,7 +385,7 @@ static void test_add_unselected_pass_through(void **state)
 	struct cmd c;
 	json_t *r;
 
-	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_ADD, NO_SOCKET,
 				 "\"cniVersion\":\"0.4.0\",\"selection\":\"annotation\","
 				 "\"prevResult\":%s",
 				 prev_53),
@@ -411,7 +408,7 @@ static void test_add_own_netns_refused(void **state)
 			      .netns = NETNS,
 			      .ifname = "eth0"};
 	char *text = xasprintf("{\"cniVersion\":\"1.0.0\",\"name\":\"n1\",\"socketPath\":"
-			       "\"/nonexistent-tscni/cni.sock\",\"prevResult\":%s}",
+			       "\"" NO_SOCKET "\",\"prevResult\":%s}",
 			       prev_53);
 	struct cmd c;
 
@@ -432,8 +429,6 @@ static void test_add_own_netns_refused(void **state)
 
 static int serve_del(int conn, int index, void *arg)
 {
-	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
-	Tscni__DelReply d = TSCNI__DEL_REPLY__INIT;
 	Tscni__CniRequest *req = fake_read(conn);
 	int ret = 0;
 
@@ -444,10 +439,7 @@ static int serve_del(int conn, int index, void *arg)
 	    strcmp(req->del->netns_path, arg ? (const char *)arg : NETNS) != 0)
 		ret = 2;
 	tscni__cni_request__free_unpacked(req, NULL);
-	r.protocol_version = CNI_PROTOCOL_VERSION;
-	r.body_case = TSCNI__CNI_REPLY__BODY_DEL;
-	r.del = &d;
-	fake_send(conn, &r);
+	send_del_reply(conn);
 	return ret;
 }
 
@@ -496,7 +488,7 @@ static void test_del_unreachable_tombstone(void **state)
 	struct cmd c;
 
 	fake_tmpdir(dir, sizeof(dir), "/tmp/tscni-cni-state.");
-	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, NO_SOCKET,
 				 "\"cniVersion\":\"1.1.0\",\"stateDir\":\"%s/sub\"", dir),
 			 0);
 	cmd_destroy(&c);
@@ -513,7 +505,7 @@ static void test_del_unreachable_tombstone(void **state)
 	assert_true(t->created_unix > 0);
 	tscni__tombstone__free_unpacked(t, NULL);
 	/* A second DEL succeeds too and rewrites the same tombstone. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, NO_SOCKET,
 				 "\"cniVersion\":\"1.1.0\",\"stateDir\":\"%s/sub\"", dir),
 			 0);
 	cmd_destroy(&c);
@@ -530,7 +522,7 @@ static void test_del_tombstone_fails_still_ok(void **state)
 	struct cmd c;
 
 	/* /proc cannot hold a tombstone: logged, and DEL still succeeds. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_DEL, NO_SOCKET,
 				 "\"cniVersion\":\"1.1.0\",\"stateDir\":\"/proc/tscni\""),
 			 0);
 	cmd_destroy(&c);
@@ -573,19 +565,18 @@ static void test_check(void **state)
 	struct cmd c;
 
 	/* No ts0 in prevResult: ok without asking anyone. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, NO_SOCKET,
 				 "\"cniVersion\":\"1.0.0\",\"prevResult\":%s", prev_53),
 			 0);
 	assert_null(c.out);
 	cmd_destroy(&c);
 	/* No prevResult: 7. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, "/nonexistent-tscni/cni.sock",
-				 "\"cniVersion\":\"1.0.0\""),
+	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, NO_SOCKET, "\"cniVersion\":\"1.0.0\""),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_CONFIG);
 	cmd_destroy(&c);
 	/* Below 0.4.0: 1. */
-	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_CHECK, NO_SOCKET,
 				 "\"cniVersion\":\"0.3.1\",\"prevResult\":%s", prev_53),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_VERSION);
@@ -603,7 +594,7 @@ static void test_check(void **state)
 	unsigned long long t0 = now_ms();
 
 	assert_int_equal(
-		run_cmd(&c, CNI_VERB_CHECK, "/nonexistent-tscni/cni.sock",
+		run_cmd(&c, CNI_VERB_CHECK, NO_SOCKET,
 			"\"cniVersion\":\"1.0.0\",\"checkTimeoutMs\":800,\"prevResult\":%s", ours),
 		-EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_TRY_AGAIN);
@@ -646,9 +637,7 @@ static void test_gc(void **state)
 	struct cmd c;
 
 	/* No list: nothing to do, nobody asked. */
-	assert_int_equal(
-		run_cmd(&c, CNI_VERB_GC, "/nonexistent-tscni/cni.sock", "\"cniVersion\":\"1.1.0\""),
-		0);
+	assert_int_equal(run_cmd(&c, CNI_VERB_GC, NO_SOCKET, "\"cniVersion\":\"1.1.0\""), 0);
 	cmd_destroy(&c);
 	fake_start(&s, 1, serve_gc, NULL);
 	assert_int_equal(run_cmd(&c, CNI_VERB_GC, s.path, "\"cniVersion\":\"1.1.0\",%s", list), 0);
@@ -661,13 +650,11 @@ static void test_gc(void **state)
 	assert_int_equal(c.err.code, CNI_ERR_INTERNAL);
 	assert_non_null(strstr(c.err.details, "n1/B/eth0"));
 	cmd_destroy(&c);
-	assert_int_equal(run_cmd(&c, CNI_VERB_GC, "/nonexistent-tscni/cni.sock",
-				 "\"cniVersion\":\"1.1.0\",%s", list),
+	assert_int_equal(run_cmd(&c, CNI_VERB_GC, NO_SOCKET, "\"cniVersion\":\"1.1.0\",%s", list),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_TRY_AGAIN);
 	cmd_destroy(&c);
-	assert_int_equal(run_cmd(&c, CNI_VERB_GC, "/nonexistent-tscni/cni.sock",
-				 "\"cniVersion\":\"1.0.0\",%s", list),
+	assert_int_equal(run_cmd(&c, CNI_VERB_GC, NO_SOCKET, "\"cniVersion\":\"1.0.0\",%s", list),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_VERSION);
 	cmd_destroy(&c);
@@ -721,12 +708,11 @@ static void test_status(void **state)
 		assert_null(c.out);
 		cmd_destroy(&c);
 	}
-	assert_int_equal(run_cmd(&c, CNI_VERB_STATUS, "/nonexistent-tscni/cni.sock",
-				 "\"cniVersion\":\"1.1.0\""),
+	assert_int_equal(run_cmd(&c, CNI_VERB_STATUS, NO_SOCKET, "\"cniVersion\":\"1.1.0\""),
 			 -EINVAL);
 	assert_int_equal(c.err.code, CNI_ERR_NOT_READY);
 	cmd_destroy(&c);
-	assert_int_equal(run_cmd(&c, CNI_VERB_STATUS, "/nonexistent-tscni/cni.sock",
+	assert_int_equal(run_cmd(&c, CNI_VERB_STATUS, NO_SOCKET,
 				 "\"cniVersion\":\"1.1.0\",\"failurePolicy\":\"ignore\""),
 			 0);
 	cmd_destroy(&c);

@@ -15,6 +15,7 @@
 
 #include "common/allowedips.h"
 #include "common/filter.c"
+#include "tests/unit/vectors.h"
 
 /* Counting allocator: the per-packet path must not allocate. Plain builds
  * replace malloc; ASan builds count through the sanitizer's malloc hook. */
@@ -74,38 +75,6 @@ static void alloc_counting_start(void)
 {
 }
 #endif
-
-static json_t *load_vectors(const char *rel)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-	char path[4096];
-	json_error_t err;
-	json_t *root;
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	snprintf(path, sizeof(path), "%s/vectors/%s", dir, rel);
-	root = json_load_file(path, 0, &err);
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-
-	if (strlen(hex) % 2 || n > cap)
-		fail_msg("bad hex (%zu chars)", strlen(hex));
-	for (size_t i = 0; i < n; i++) {
-		unsigned int v;
-
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-			fail_msg("bad hex digit at %zu", 2 * i);
-		out[i] = (uint8_t)v;
-	}
-	return n;
-}
 
 static struct filter_rules *rules_of(const json_t *arr)
 {
@@ -167,7 +136,7 @@ static struct filter *vector_filter(const json_t *root, struct filter_state *st,
  * lookup of its destination: not one allocation. */
 static void test_packet_path_does_not_allocate(void **state)
 {
-	json_t *root = load_vectors("tailscale/filter.json");
+	json_t *root = vectors_load("tailscale/filter.json");
 	const json_t *pkts = json_object_get(root, "packets"), *v;
 	struct filter_state *st = filter_state_new();
 	struct filter_rules *rules;
@@ -185,8 +154,7 @@ static void test_packet_path_does_not_allocate(void **state)
 	json_array_foreach(pkts, i, v)
 	{
 		assert_true(n < 80);
-		lens[n] = unhex(bufs[n], sizeof(bufs[n]),
-				json_string_value(json_object_get(v, "packet")));
+		lens[n] = vectors_hex_var(v, "packet", bufs[n], sizeof(bufs[n]));
 		n++;
 	}
 	before = alloc_count;
@@ -213,7 +181,7 @@ static void test_packet_path_does_not_allocate(void **state)
 
 static void test_vectors_in_order(void **state)
 {
-	json_t *root = load_vectors("tailscale/filter.json");
+	json_t *root = vectors_load("tailscale/filter.json");
 	const json_t *pkts = json_object_get(root, "packets"), *v;
 	struct filter_state *st = filter_state_new();
 	struct filter_rules *rules;
@@ -231,8 +199,7 @@ static void test_vectors_in_order(void **state)
 		const json_t *dr = json_object_get(v, "drop_reason");
 		json_int_t want_proto = json_integer_value(json_object_get(v, "ip_proto"));
 		uint8_t *buf, tmp[2048];
-		size_t len =
-			unhex(tmp, sizeof(tmp), json_string_value(json_object_get(v, "packet")));
+		size_t len = vectors_hex_var(v, "packet", tmp, sizeof(tmp));
 		struct packet p;
 		enum filter_reason reason;
 		enum filter_verdict verdict;
@@ -341,7 +308,7 @@ static void dst_text(const struct filter_dst *d, char *buf, size_t n)
 
 static void test_rule_parse_cases(void **state)
 {
-	json_t *root = load_vectors("tailscale/filter.json");
+	json_t *root = vectors_load("tailscale/filter.json");
 	const json_t *cases = json_object_get(root, "rule_parse_cases"), *c;
 	size_t i;
 

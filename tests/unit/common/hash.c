@@ -12,24 +12,14 @@
 #include <cmocka.h>
 
 #include "common/hash.c"
-
-static void unhex(uint8_t *out, size_t n, const char *hex)
-{
-	assert_int_equal(strlen(hex), 2 * n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned int v;
-
-		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-}
+#include "tests/unit/vectors.h"
 
 static void assert_hex(const uint8_t *got, size_t n, const char *want_hex)
 {
 	uint8_t want[64];
 
 	assert_true(n <= sizeof(want));
-	unhex(want, n, want_hex);
+	assert_int_equal(vectors_unhex(want_hex, want, sizeof(want)), n);
 	assert_memory_equal(got, want, n);
 }
 

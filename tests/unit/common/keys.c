@@ -12,48 +12,7 @@
 #include <jansson.h>
 
 #include "common/keys.c"
-
-static json_t *load_vectors(const char *rel)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-	char path[4096];
-	json_error_t err;
-	json_t *root;
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	snprintf(path, sizeof(path), "%s/vectors/%s", dir, rel);
-	root = json_load_file(path, 0, &err);
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("vector field %s missing or not a string", field);
-	return s;
-}
-
-static void unhex(uint8_t *out, size_t n, const char *hex)
-{
-	if (strlen(hex) != 2 * n)
-		fail_msg("hex %s is not %zu bytes", hex, n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned int v;
-
-		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-}
-
-static void jkey(const json_t *obj, const char *field, uint8_t out[static KEY_LEN])
-{
-	unhex(out, KEY_LEN, jstr(obj, field));
-}
+#include "tests/unit/vectors.h"
 
 static const char *public_prefix(const char *kind)
 {
@@ -75,7 +34,7 @@ static const char *public_prefix(const char *kind)
 
 static void test_keys(void **state)
 {
-	json_t *root = load_vectors("tailscale/keys.json");
+	json_t *root = vectors_load("tailscale/keys.json");
 	json_t *keys = json_object_get(root, "keys"), *k;
 	size_t i;
 	int checked = 0;
@@ -86,32 +45,32 @@ static void test_keys(void **state)
 	{
 		uint8_t raw[KEY_LEN], priv[KEY_LEN], pub[KEY_LEN], want[KEY_LEN], back[KEY_LEN];
 		char text[128], want_json[160];
-		const char *prefix = public_prefix(jstr(k, "kind"));
+		const char *prefix = public_prefix(vectors_str(k, "kind"));
 		const char *priv_text = json_string_value(json_object_get(k, "private_text"));
 
 		/* Clamping what the generator read gives the stored private key. */
-		jkey(k, "raw_random", raw);
+		vectors_hex(k, "raw_random", raw, KEY_LEN);
 		keys_clamp(raw);
-		jkey(k, "private_raw", priv);
+		vectors_hex(k, "private_raw", priv, KEY_LEN);
 		assert_memory_equal(raw, priv, KEY_LEN);
 
 		assert_int_equal(keys_public(pub, priv), 0);
 		/* The challenge key has no raw public form in the file; its
 		 * text form below still checks it. */
 		if (json_object_get(k, "public_raw")) {
-			jkey(k, "public_raw", want);
+			vectors_hex(k, "public_raw", want, KEY_LEN);
 			assert_memory_equal(pub, want, KEY_LEN);
 		}
 
 		assert_string_equal(keys_to_text(prefix, pub, text, sizeof(text)),
-				    jstr(k, "public_text"));
-		assert_string_equal(text, jstr(k, "public_string"));
+				    vectors_str(k, "public_text"));
+		assert_string_equal(text, vectors_str(k, "public_string"));
 		assert_int_equal(keys_from_text(prefix, text, back), 0);
 		assert_memory_equal(back, pub, KEY_LEN);
 
 		/* The Go JSON form holds the same text. */
 		if (json_object_get(k, "json_struct")) {
-			const char *js = jstr(k, "json_struct");
+			const char *js = vectors_str(k, "json_struct");
 
 			snprintf(want_json, sizeof(want_json), "\"%s\"", text);
 			if (!strstr(js, want_json))
@@ -132,7 +91,7 @@ static void test_keys(void **state)
 
 static void test_zero_keys(void **state)
 {
-	json_t *root = load_vectors("tailscale/keys.json");
+	json_t *root = vectors_load("tailscale/keys.json");
 	json_t *cases = json_object_get(root, "zero_key_json"), *c;
 	static const uint8_t zero[KEY_LEN];
 	size_t i;
@@ -186,7 +145,7 @@ static const char *type_prefix(const char *go_type)
 
 static void test_parse_cases(void **state)
 {
-	json_t *root = load_vectors("tailscale/keys.json");
+	json_t *root = vectors_load("tailscale/keys.json");
 	json_t *cases = json_object_get(root, "parse_cases"), *c;
 	size_t i;
 	int oks = 0, errs = 0;
@@ -195,19 +154,19 @@ static void test_parse_cases(void **state)
 	json_array_foreach(cases, i, c)
 	{
 		uint8_t got[KEY_LEN], want[KEY_LEN];
-		const char *input = jstr(c, "input");
-		int ret = keys_from_text(type_prefix(jstr(c, "go_type")), input, got);
+		const char *input = vectors_str(c, "input");
+		int ret = keys_from_text(type_prefix(vectors_str(c, "go_type")), input, got);
 
 		if (json_is_true(json_object_get(c, "ok"))) {
 			if (ret != 0)
 				fail_msg("case %zu (%s) rejected", i, input);
-			jkey(c, "raw", want);
+			vectors_hex(c, "raw", want, KEY_LEN);
 			assert_memory_equal(got, want, KEY_LEN);
 			oks++;
 		} else {
 			if (ret != -EINVAL)
 				fail_msg("case %zu (%s) accepted, upstream says %s", i, input,
-					 jstr(c, "error"));
+					 vectors_str(c, "error"));
 			errs++;
 		}
 	}

@@ -17,42 +17,7 @@
 #include <jansson.h>
 
 #include "common/mapjson.c"
-
-static const char *shared_dir(void)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	return dir;
-}
-
-static json_t *load_path(const char *path)
-{
-	json_error_t err;
-	json_t *root = json_load_file(path, 0, &err);
-
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static json_t *load_vectors(const char *rel)
-{
-	char path[4096];
-
-	snprintf(path, sizeof(path), "%s/vectors/%s", shared_dir(), rel);
-	return load_path(path);
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("vector field %s missing or not a string", field);
-	return s;
-}
+#include "tests/unit/vectors.h"
 
 static struct mapjson_map_response *parse_ok(const char *json)
 {
@@ -108,13 +73,13 @@ static void node_matches(const struct netmap_node *n, const json_t *o)
 	size_t i;
 
 	assert_int_equal(n->id, json_integer_value(json_object_get(o, "ID")));
-	assert_string_equal(n->stable_id, jstr(o, "StableID"));
-	assert_string_equal(n->name, jstr(o, "Name"));
-	key_is(n->key, "nodekey", jstr(o, "Key"));
+	assert_string_equal(n->stable_id, vectors_str(o, "StableID"));
+	assert_string_equal(n->name, vectors_str(o, "Name"));
+	key_is(n->key, "nodekey", vectors_str(o, "Key"));
 	if (json_object_get(o, "DiscoKey"))
-		key_is(n->disco, "discokey", jstr(o, "DiscoKey"));
+		key_is(n->disco, "discokey", vectors_str(o, "DiscoKey"));
 	if (json_object_get(o, "Machine"))
-		key_is(n->machine, "mkey", jstr(o, "Machine"));
+		key_is(n->machine, "mkey", vectors_str(o, "Machine"));
 	v = json_object_get(o, "Addresses");
 	assert_int_equal(n->n_addresses, json_array_size(v));
 	for (i = 0; i < n->n_addresses; i++)
@@ -132,10 +97,10 @@ static void node_matches(const struct netmap_node *n, const json_t *o)
 	if (json_object_get(o, "HomeDERP"))
 		assert_int_equal(n->home_derp, json_integer_value(json_object_get(o, "HomeDERP")));
 	else if (json_object_get(o, "DERP"))
-		assert_int_equal(n->home_derp, atoi(strrchr(jstr(o, "DERP"), ':') + 1));
+		assert_int_equal(n->home_derp, atoi(strrchr(vectors_str(o, "DERP"), ':') + 1));
 	else
 		assert_int_equal(n->home_derp, 0);
-	assert_string_equal(n->hostname, jstr(json_object_get(o, "Hostinfo"), "Hostname"));
+	assert_string_equal(n->hostname, vectors_str(json_object_get(o, "Hostinfo"), "Hostname"));
 	assert_int_equal(n->machine_authorized,
 			 json_is_true(json_object_get(o, "MachineAuthorized")));
 }
@@ -229,7 +194,7 @@ static const json_t *message(const json_t *msgs, const char *name)
 
 	json_array_foreach(msgs, i, m)
 	{
-		if (!strcmp(jstr(m, "name"), name))
+		if (!strcmp(vectors_str(m, "name"), name))
 			return m;
 	}
 	fail_msg("message %s not in mapresponse.json", name);
@@ -239,7 +204,7 @@ static const json_t *message(const json_t *msgs, const char *name)
 static json_t *body_of(const json_t *m)
 {
 	json_error_t err;
-	json_t *b = json_loads(jstr(m, "json"), 0, &err);
+	json_t *b = json_loads(vectors_str(m, "json"), 0, &err);
 
 	assert_non_null(b);
 	return b;
@@ -247,7 +212,7 @@ static json_t *body_of(const json_t *m)
 
 static void test_vector_messages(void **state)
 {
-	json_t *root = load_vectors("tailscale/mapresponse.json");
+	json_t *root = vectors_load("tailscale/mapresponse.json");
 	const json_t *msgs = json_object_get(root, "messages"), *m;
 	struct mapjson_map_response *r;
 	json_t *b, *peers;
@@ -257,7 +222,7 @@ static void test_vector_messages(void **state)
 	/* Every message parses. */
 	json_array_foreach(msgs, i, m)
 	{
-		r = parse_ok(jstr(m, "json"));
+		r = parse_ok(vectors_str(m, "json"));
 		mapjson_map_response_free(r);
 	}
 
@@ -265,12 +230,13 @@ static void test_vector_messages(void **state)
 	for (int k = 0; k < 2; k++) {
 		m = message(msgs, k ? "full-netmap-after-route-change" : "full-netmap");
 		b = body_of(m);
-		r = parse_ok(jstr(m, "json"));
+		r = parse_ok(vectors_str(m, "json"));
 		assert_false(r->keep_alive);
 		assert_non_null(r->node);
 		node_matches(r->node, json_object_get(b, "Node"));
 		key_is(r->node->key, "nodekey",
-		       jstr(json_array_get(json_object_get(root, "nodes"), 0), "node_public"));
+		       vectors_str(json_array_get(json_object_get(root, "nodes"), 0),
+				   "node_public"));
 		peers = json_object_get(b, "Peers");
 		assert_int_equal(r->n_peers, json_array_size(peers));
 		assert_int_equal(r->n_peers, 2);
@@ -318,7 +284,7 @@ static void test_vector_messages(void **state)
 
 	m = message(msgs, "peers-changed");
 	b = body_of(m);
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_null(r->node);
 	assert_int_equal(r->n_peers, 0);
 	assert_int_equal(r->n_peers_changed, 1);
@@ -333,7 +299,7 @@ static void test_vector_messages(void **state)
 	json_decref(b);
 
 	m = message(msgs, "peers-changed-patch");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_int_equal(r->n_patches, 1);
 	assert_int_equal(r->patches[0].node_id, 3);
 	assert_int_equal(r->patches[0].fields, MAPJSON_PATCH_DERP | MAPJSON_PATCH_ENDPOINTS |
@@ -347,7 +313,7 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "online-change");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_int_equal(r->n_online_change, 1);
 	assert_int_equal(r->online_change[0].id, 2);
 	assert_false(r->online_change[0].value);
@@ -357,13 +323,13 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "peers-removed");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_int_equal(r->n_peers_removed, 1);
 	assert_int_equal(r->peers_removed[0], 3);
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "packet-filter");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_true(r->has_packet_filter);
 	assert_int_equal(r->packet_filter_rules, 1);
 	assert_non_null(strstr(r->packet_filter_json, "\"IPProto\":[6,1,58]"));
@@ -372,8 +338,8 @@ static void test_vector_messages(void **state)
 	/* Upstream's marshalling drops an empty PacketFilter (omitempty): the
 	 * "empty" message really is {}, which changes nothing. */
 	m = message(msgs, "packet-filter-empty");
-	assert_string_equal(jstr(m, "json"), "{}");
-	r = parse_ok(jstr(m, "json"));
+	assert_string_equal(vectors_str(m, "json"), "{}");
+	r = parse_ok(vectors_str(m, "json"));
 	assert_false(r->has_packet_filter);
 	assert_false(r->has_packet_filters);
 	assert_false(r->keep_alive);
@@ -381,7 +347,7 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "packet-filters-named");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_false(r->has_packet_filter);
 	assert_true(r->has_packet_filters);
 	assert_true(r->filters_clear_all);
@@ -391,7 +357,7 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "derpmap");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_non_null(r->derpmap);
 	assert_true(r->derpmap->has_regions);
 	assert_int_equal(r->derpmap->n_regions, 2);
@@ -407,7 +373,7 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "dnsconfig");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_non_null(r->dns);
 	assert_int_equal(r->dns->n_resolvers, 2);
 	assert_string_equal(r->dns->resolvers[1], "https://dns.example/dns-query");
@@ -429,14 +395,14 @@ static void test_vector_messages(void **state)
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "keepalive");
-	r = parse_ok(jstr(m, "json"));
+	r = parse_ok(vectors_str(m, "json"));
 	assert_true(r->keep_alive);
 	assert_null(r->node);
 	mapjson_map_response_free(r);
 
 	/* The uncompressed answer to n2's request is a full map too. */
 	b = json_object_get(root, "uncompressed");
-	r = parse_ok(jstr(b, "json"));
+	r = parse_ok(vectors_str(b, "json"));
 	assert_non_null(r->node);
 	assert_int_equal(r->node->id, 2);
 	mapjson_map_response_free(r);
@@ -445,90 +411,28 @@ static void test_vector_messages(void **state)
 
 /* ---- Captures of genuine sessions ------------------------------------------ */
 
-static int no_dots(const struct dirent *d)
-{
-	return d->d_name[0] != '.';
-}
-
-/* Calls fn on every file of every "n*-wire-messages" folder (in name order)
- * and on every server-admin-mapresponse_*.json. Returns the number seen. */
-static int for_each_capture(void (*fn)(const char *path, json_t *doc, void *arg), void *arg)
-{
-	char base[4096], dir[4600], path[5200];
-	struct dirent **sets, **files;
-	int nsets, count = 0;
-
-	snprintf(base, sizeof(base), "%s/vectors/captures", shared_dir());
-	nsets = scandir(base, &sets, no_dots, alphasort);
-	if (nsets <= 0)
-		fail_msg("no captures in %s", base);
-	for (int s = 0; s < nsets; s++) {
-		struct dirent **ents;
-		int nents;
-
-		snprintf(dir, sizeof(dir), "%s/%s", base, sets[s]->d_name);
-		nents = scandir(dir, &ents, no_dots, alphasort);
-		if (nents < 0) { /* README.md */
-			free(sets[s]);
-			continue;
-		}
-		for (int e = 0; e < nents; e++) {
-			const char *name = ents[e]->d_name;
-
-			if (!strncmp(name, "server-admin-mapresponse_", 25)) {
-				json_t *doc;
-
-				snprintf(path, sizeof(path), "%s/%s", dir, name);
-				doc = load_path(path);
-				fn(path, doc, arg);
-				json_decref(doc);
-				count++;
-			} else if (name[0] == 'n' && strstr(name, "-wire-messages")) {
-				char sub[4900];
-				int nfiles;
-
-				snprintf(sub, sizeof(sub), "%s/%s", dir, name);
-				nfiles = scandir(sub, &files, no_dots, alphasort);
-				if (nfiles <= 0)
-					fail_msg("cannot list %s", sub);
-				for (int f = 0; f < nfiles; f++) {
-					json_t *doc;
-
-					snprintf(path, sizeof(path), "%s/%s", sub,
-						 files[f]->d_name);
-					doc = load_path(path);
-					fn(path, doc, arg);
-					json_decref(doc);
-					count++;
-					free(files[f]);
-				}
-				free(files);
-			}
-			free(ents[e]);
-		}
-		free(ents);
-		free(sets[s]);
-	}
-	free(sets);
-	return count;
-}
-
 struct capture_counts {
+	int files;
 	int map_responses;
 	int register_responses;
 	int peers;
 };
 
-static void parse_capture(const char *path, json_t *doc, void *arg)
+/* Parses one captured MapResponse or RegisterResponse (other kinds are
+ * passed over) and compares it with the JSON field by field. */
+static void parse_capture(const char *path, struct capture_counts *c)
 {
-	struct capture_counts *c = arg;
+	json_t *doc = vectors_load_path(path);
 	const char *kind = json_string_value(json_object_get(doc, "kind"));
 	json_t *body = kind ? json_object_get(doc, "body") : doc;
 	const char *why = NULL;
 	char *text;
 
-	if (kind && strcmp(kind, "MapResponse") && strcmp(kind, "RegisterResponse"))
+	c->files++;
+	if (kind && strcmp(kind, "MapResponse") && strcmp(kind, "RegisterResponse")) {
+		json_decref(doc);
 		return;
+	}
 	text = json_dumps(body, JSON_COMPACT);
 	assert_non_null(text);
 	if (!kind || !strcmp(kind, "MapResponse")) {
@@ -554,7 +458,7 @@ static void parse_capture(const char *path, json_t *doc, void *arg)
 		assert_int_equal(r->user_id, json_integer_value(json_object_get(
 						     json_object_get(body, "User"), "ID")));
 		assert_string_equal(r->login_name,
-				    jstr(json_object_get(body, "Login"), "LoginName"));
+				    vectors_str(json_object_get(body, "Login"), "LoginName"));
 		assert_true(r->machine_authorized);
 		assert_false(r->node_key_expired);
 		assert_false(r->has_node_key_signature);
@@ -564,6 +468,30 @@ static void parse_capture(const char *path, json_t *doc, void *arg)
 		mapjson_register_response_free(r);
 	}
 	free(text);
+	json_decref(doc);
+}
+
+/* A capture session's entry: every file of an "n*-wire-messages" folder, in
+ * name order, and every server-admin-mapresponse_*.json. */
+static void parse_capture_entry(const char *dir, const char *name, void *arg)
+{
+	char path[5200], sub[4900];
+	struct dirent **files;
+	int n;
+
+	if (!strncmp(name, "server-admin-mapresponse_", 25)) {
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		parse_capture(path, arg);
+	} else if (name[0] == 'n' && strstr(name, "-wire-messages")) {
+		snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+		n = vectors_list(sub, &files);
+		for (int f = 0; f < n; f++) {
+			snprintf(path, sizeof(path), "%s/%s", sub, files[f]->d_name);
+			parse_capture(path, arg);
+			free(files[f]);
+		}
+		free(files);
+	}
 }
 
 static void test_captures(void **state)
@@ -571,7 +499,8 @@ static void test_captures(void **state)
 	struct capture_counts c = {0};
 
 	(void)state;
-	assert_true(for_each_capture(parse_capture, &c) > 50);
+	vectors_each_capture(parse_capture_entry, &c);
+	assert_true(c.files > 50);
 	print_message("captures: %d MapResponses (%d peers), %d RegisterResponses\n",
 		      c.map_responses, c.peers, c.register_responses);
 	/* 55 wire MapResponses and 4 server-side ones, 74 peers among them. */
@@ -863,11 +792,11 @@ static void hostinfo_subset(const json_t *ours, const json_t *theirs)
 
 static json_t *capture_body(const char *rel)
 {
-	char path[4096];
+	char capture[4096];
 	json_t *doc, *body;
 
-	snprintf(path, sizeof(path), "%s/vectors/captures/%s", shared_dir(), rel);
-	doc = load_path(path);
+	snprintf(capture, sizeof(capture), "captures/%s", rel);
+	doc = vectors_load(capture);
 	body = json_incref(json_object_get(doc, "body"));
 	json_decref(doc);
 	assert_non_null(body);
@@ -876,7 +805,7 @@ static json_t *capture_body(const char *rel)
 
 static void text_key(const json_t *o, const char *field, const char *prefix, uint8_t key[KEY_LEN])
 {
-	assert_int_equal(keys_from_text(prefix, jstr(o, field), key), 0);
+	assert_int_equal(keys_from_text(prefix, vectors_str(o, field), key), 0);
 }
 
 static json_t *parse_built(const char *text)
@@ -912,17 +841,17 @@ static void test_build_register(void **state)
 		text_key(want, "NodeKey", "nodekey", nk);
 		text_key(want, "OldNodeKey", "nodekey", old);
 		text_key(want, "NLKey", "nlpub", nl);
-		hi.ipn_version = jstr(hi_want, "IPNVersion");
-		hi.backend_log_id = jstr(hi_want, "BackendLogID");
-		hi.os = jstr(hi_want, "OS");
-		hi.os_version = jstr(hi_want, "OSVersion");
-		hi.hostname = jstr(hi_want, "Hostname");
+		hi.ipn_version = vectors_str(hi_want, "IPNVersion");
+		hi.backend_log_id = vectors_str(hi_want, "BackendLogID");
+		hi.os = vectors_str(hi_want, "OS");
+		hi.os_version = vectors_str(hi_want, "OSVersion");
+		hi.hostname = vectors_str(hi_want, "Hostname");
 		hi.container = true;
 		req.version = (int)json_integer_value(json_object_get(want, "Version"));
 		req.node_key = nk;
 		req.old_node_key = old;
 		req.nl_key = nl;
-		req.auth_key = jstr(json_object_get(want, "Auth"), "AuthKey");
+		req.auth_key = vectors_str(json_object_get(want, "Auth"), "AuthKey");
 		req.expiry = 0;
 		req.followup = "";
 		req.hostinfo = &hi;
@@ -934,7 +863,7 @@ static void test_build_register(void **state)
 		for (const char *const *k = (const char *const[]){"NodeKey", "OldNodeKey", "NLKey",
 								  "Expiry", "Followup", NULL};
 		     *k; k++)
-			assert_string_equal(jstr(ours, *k), jstr(want, *k));
+			assert_string_equal(vectors_str(ours, *k), vectors_str(want, *k));
 		assert_true(
 			json_equal(json_object_get(ours, "Auth"), json_object_get(want, "Auth")));
 		assert_true(json_is_null(json_object_get(ours, "NodeKeySignature")));
@@ -953,8 +882,8 @@ static void test_build_register(void **state)
 		assert_int_equal(mapjson_build_register_request(&req, &text, &why), 0);
 		ours = parse_built(text);
 		assert_null(json_object_get(ours, "Auth"));
-		assert_string_equal(jstr(ours, "Expiry"), "1970-01-01T00:02:03Z");
-		assert_string_equal(jstr(ours, "OldNodeKey"),
+		assert_string_equal(vectors_str(ours, "Expiry"), "1970-01-01T00:02:03Z");
+		assert_string_equal(vectors_str(ours, "OldNodeKey"),
 				    "nodekey:0000000000000000000000000000"
 				    "000000000000000000000000000000000000");
 		json_decref(ours);
@@ -975,6 +904,8 @@ static void build_like(const char *rel)
 	struct mapjson_hostinfo hi = {0};
 	struct mapjson_map_request req = {0};
 	const char *why = NULL;
+	int region = 0;
+	double lat = 0.0123;
 	char *text;
 	size_t i;
 
@@ -989,48 +920,33 @@ static void build_like(const char *rel)
 			0);
 		ep_types[i] = (int)json_integer_value(json_array_get(types, i));
 	}
-	hi.ipn_version = jstr(hi_want, "IPNVersion");
-	hi.backend_log_id = jstr(hi_want, "BackendLogID");
-	hi.os = jstr(hi_want, "OS");
-	hi.os_version = jstr(hi_want, "OSVersion");
-	hi.hostname = jstr(hi_want, "Hostname");
+	hi.ipn_version = vectors_str(hi_want, "IPNVersion");
+	hi.backend_log_id = vectors_str(hi_want, "BackendLogID");
+	hi.os = vectors_str(hi_want, "OS");
+	hi.os_version = vectors_str(hi_want, "OSVersion");
+	hi.hostname = vectors_str(hi_want, "Hostname");
 	hi.container = true;
 	if (ni_want) {
-		int region = (int)json_integer_value(json_object_get(ni_want, "PreferredDERP"));
-		double lat = 0.0123;
-
+		region = (int)json_integer_value(json_object_get(ni_want, "PreferredDERP"));
 		hi.has_netinfo = true;
 		hi.preferred_derp = region;
 		hi.working_udp = json_is_true(json_object_get(ni_want, "WorkingUDP"));
 		hi.derp_latency_regions = &region;
 		hi.derp_latency_v4 = &lat;
 		hi.n_derp_latency = 1;
-		req.hostinfo = &hi;
-		req.version = (int)json_integer_value(json_object_get(want, "Version"));
-		req.compress = !strcmp(jstr(want, "Compress"), "zstd");
-		req.keep_alive = json_is_true(json_object_get(want, "KeepAlive"));
-		req.node_key = nk;
-		req.disco_key = dk;
-		req.stream = json_is_true(json_object_get(want, "Stream"));
-		req.omit_peers = json_is_true(json_object_get(want, "OmitPeers"));
-		req.endpoints = ep;
-		req.endpoint_types = ep_types;
-		req.n_endpoints = json_array_size(eps);
-		assert_int_equal(mapjson_build_map_request(&req, &text, &why), 0);
-	} else {
-		req.hostinfo = &hi;
-		req.version = (int)json_integer_value(json_object_get(want, "Version"));
-		req.compress = !strcmp(jstr(want, "Compress"), "zstd");
-		req.keep_alive = json_is_true(json_object_get(want, "KeepAlive"));
-		req.node_key = nk;
-		req.disco_key = dk;
-		req.stream = json_is_true(json_object_get(want, "Stream"));
-		req.omit_peers = json_is_true(json_object_get(want, "OmitPeers"));
-		req.endpoints = ep;
-		req.endpoint_types = ep_types;
-		req.n_endpoints = json_array_size(eps);
-		assert_int_equal(mapjson_build_map_request(&req, &text, &why), 0);
 	}
+	req.hostinfo = &hi;
+	req.version = (int)json_integer_value(json_object_get(want, "Version"));
+	req.compress = !strcmp(vectors_str(want, "Compress"), "zstd");
+	req.keep_alive = json_is_true(json_object_get(want, "KeepAlive"));
+	req.node_key = nk;
+	req.disco_key = dk;
+	req.stream = json_is_true(json_object_get(want, "Stream"));
+	req.omit_peers = json_is_true(json_object_get(want, "OmitPeers"));
+	req.endpoints = ep;
+	req.endpoint_types = ep_types;
+	req.n_endpoints = json_array_size(eps);
+	assert_int_equal(mapjson_build_map_request(&req, &text, &why), 0);
 	ours = parse_built(text);
 	same_keys(ours, want, rel);
 	hostinfo_subset(json_object_get(ours, "Hostinfo"), hi_want);

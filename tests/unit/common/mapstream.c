@@ -16,52 +16,7 @@
 #include <zstd.h>
 
 #include "common/mapstream.c"
-
-static json_t *load_vectors(const char *rel)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-	char path[4096];
-	json_error_t err;
-	json_t *root;
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	snprintf(path, sizeof(path), "%s/vectors/%s", dir, rel);
-	root = json_load_file(path, 0, &err);
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("vector field %s missing or not a string", field);
-	return s;
-}
-
-/* Hex to a fresh buffer; *n is its length. */
-static uint8_t *unhex(const char *hex, size_t *n)
-{
-	size_t len = strlen(hex);
-	uint8_t *out;
-
-	if (len % 2)
-		fail_msg("odd hex length %zu", len);
-	*n = len / 2;
-	out = malloc(*n + 1);
-	assert_non_null(out);
-	for (size_t i = 0; i < *n; i++) {
-		unsigned int v;
-
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-			fail_msg("bad hex at %zu", 2 * i);
-		out[i] = (uint8_t)v;
-	}
-	return out;
-}
+#include "tests/unit/vectors.h"
 
 /* Feeds buf in two pieces split at `split`, then checks that exactly the
  * expected messages came out, in order. */
@@ -110,11 +65,11 @@ static void feed_split(bool zstd, const uint8_t *buf, size_t len, size_t split,
  * documents, wherever the chunks are split. */
 static void test_vector_stream(void **state)
 {
-	json_t *root = load_vectors("tailscale/mapresponse.json");
+	json_t *root = vectors_load("tailscale/mapresponse.json");
 	json_t *msgs = json_object_get(root, "messages"), *m;
 	const char **want;
 	size_t n_msgs = json_array_size(msgs), len, off = 0, i;
-	uint8_t *stream = unhex(jstr(root, "stream"), &len);
+	uint8_t *stream = vectors_hex_alloc(root, "stream", &len);
 
 	(void)state;
 	assert_true(n_msgs >= 12);
@@ -123,11 +78,11 @@ static void test_vector_stream(void **state)
 	json_array_foreach(msgs, i, m)
 	{
 		size_t flen, plen;
-		uint8_t *framed = unhex(jstr(m, "framed"), &flen);
-		uint8_t *prefix = unhex(jstr(m, "length_prefix_le"), &plen);
+		uint8_t *framed = vectors_hex_alloc(m, "framed", &flen);
+		uint8_t *prefix = vectors_hex_alloc(m, "length_prefix_le", &plen);
 		json_int_t zlen = json_integer_value(json_object_get(m, "zstd_frame_len"));
 
-		want[i] = jstr(m, "json");
+		want[i] = vectors_str(m, "json");
 		/* The framed bytes are the prefix, then the frame, in the stream. */
 		assert_int_equal(plen, 4);
 		assert_memory_equal(framed, prefix, 4);
@@ -172,12 +127,12 @@ static void test_vector_stream(void **state)
 /* The non-streaming Compress:"" answer: the same framing around raw JSON. */
 static void test_vector_uncompressed(void **state)
 {
-	json_t *root = load_vectors("tailscale/mapresponse.json");
+	json_t *root = vectors_load("tailscale/mapresponse.json");
 	json_t *u = json_object_get(root, "uncompressed");
 	size_t len, plen;
-	uint8_t *body = unhex(jstr(u, "body"), &len);
-	uint8_t *prefix = unhex(jstr(u, "length_prefix_le"), &plen);
-	const char *want[] = {jstr(u, "json")};
+	uint8_t *body = vectors_hex_alloc(u, "body", &len);
+	uint8_t *prefix = vectors_hex_alloc(u, "length_prefix_le", &plen);
+	const char *want[] = {vectors_str(u, "json")};
 
 	(void)state;
 	assert_int_equal(load_le32(prefix), strlen(want[0]));

@@ -85,34 +85,7 @@ static void count_free(void *p)
 #undef xstrdup
 #undef xcalloc
 #undef xmalloc
-
-static const char *shared_dir(void)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	return dir;
-}
-
-static json_t *load_path(const char *path)
-{
-	json_error_t err;
-	json_t *root = json_load_file(path, 0, &err);
-
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("field %s missing or not a string", field);
-	return s;
-}
+#include "tests/unit/vectors.h"
 
 enum { NOW = 1800000000 }; /* the local clock the tests pretend */
 
@@ -168,38 +141,37 @@ static const char *msg_json(const json_t *msgs, size_t i, const char *name)
 {
 	const json_t *m = json_array_get(msgs, i);
 
-	assert_string_equal(jstr(m, "name"), name);
-	return jstr(m, "json");
+	assert_string_equal(vectors_str(m, "name"), name);
+	return vectors_str(m, "json");
 }
 
 static void test_vector_stream(void **state)
 {
-	char path[4096];
 	json_t *root, *msgs;
 	struct netmap *nm[12] = {0};
 	const struct netmap_node *n2, *n3, *n3_before;
 	long base = live_allocs;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/vectors/tailscale/mapresponse.json", shared_dir());
-	root = load_path(path);
+	root = vectors_load("tailscale/mapresponse.json");
 	msgs = json_object_get(root, "messages");
 	assert_int_equal(json_array_size(msgs), 12);
 
 	nm[0] = apply_ok(NULL, msg_json(msgs, 0, "full-netmap"));
 	assert_int_equal(nm[0]->self->id, 1);
 	key_is(nm[0]->self->key, "nodekey",
-	       jstr(json_array_get(json_object_get(root, "nodes"), 0), "node_public"));
+	       vectors_str(json_array_get(json_object_get(root, "nodes"), 0), "node_public"));
 	assert_int_equal(nm[0]->n_peers, 2);
 	assert_int_equal(nm[0]->n_by_key, 2);
 	for (size_t i = 1; i < 3; i++) {
 		uint8_t k[KEY_LEN];
 
 		assert_int_equal(
-			keys_from_text("nodekey",
-				       jstr(json_array_get(json_object_get(root, "nodes"), i),
+			keys_from_text(
+				"nodekey",
+				vectors_str(json_array_get(json_object_get(root, "nodes"), i),
 					    "node_public"),
-				       k),
+				k),
 			0);
 		assert_ptr_equal(netmap_peer_by_key(nm[0], k), peer(nm[0], (int64_t)i + 1));
 	}
@@ -312,11 +284,6 @@ static void test_vector_stream(void **state)
 
 /* ---- Captures: what genuine tailscaled made of the same messages ------------- */
 
-static int no_dots(const struct dirent *d)
-{
-	return d->d_name[0] != '.';
-}
-
 /* The region of a debug-netmap peer: HomeDERP, or the legacy DERP string. */
 static int debug_home_derp(const json_t *p)
 {
@@ -345,17 +312,17 @@ static void compare_debug_netmap(const struct netmap *nm, const json_t *dbg,
 	if (later ? nm->n_peers < json_array_size(peers) : nm->n_peers != json_array_size(peers))
 		fail_msg("%s: %zu peers, tailscaled had %zu", what, nm->n_peers,
 			 json_array_size(peers));
-	key_is(nm->self->key, "nodekey", jstr(json_object_get(dbg, "SelfNode"), "Key"));
+	key_is(nm->self->key, "nodekey", vectors_str(json_object_get(dbg, "SelfNode"), "Key"));
 	json_array_foreach(peers, i, p)
 	{
 		uint8_t key[KEY_LEN];
 		const struct netmap_node *n;
 		int want_derp = debug_home_derp(p);
 
-		assert_int_equal(keys_from_text("nodekey", jstr(p, "Key"), key), 0);
+		assert_int_equal(keys_from_text("nodekey", vectors_str(p, "Key"), key), 0);
 		n = netmap_peer_by_key(nm, key);
 		if (!n)
-			fail_msg("%s: peer %s missing", what, jstr(p, "Key"));
+			fail_msg("%s: peer %s missing", what, vectors_str(p, "Key"));
 		assert_int_equal(n->id, json_integer_value(json_object_get(p, "ID")));
 		v = json_object_get(p, "Addresses");
 		assert_int_equal(n->n_addresses, json_array_size(v));
@@ -375,18 +342,18 @@ static void compare_debug_netmap(const struct netmap *nm, const json_t *dbg,
 
 			json_array_foreach(wire_peers, k, w)
 			{
-				if (!strcmp(jstr(w, "Key"), jstr(p, "Key")))
+				if (!strcmp(vectors_str(w, "Key"), vectors_str(p, "Key")))
 					want_derp = debug_home_derp(w);
 			}
 		}
 		if (n->home_derp != want_derp)
-			fail_msg("%s: peer %s home DERP %d, want %d", what, jstr(p, "Key"),
+			fail_msg("%s: peer %s home DERP %d, want %d", what, vectors_str(p, "Key"),
 				 n->home_derp, want_derp);
 		v = json_object_get(p, "Online");
 		assert_int_equal(n->has_online, !json_is_null(v) && v != NULL);
 		if (n->has_online)
 			assert_int_equal(n->online, json_is_true(v));
-		key_is(n->disco, "discokey", jstr(p, "DiscoKey"));
+		key_is(n->disco, "discokey", vectors_str(p, "DiscoKey"));
 	}
 }
 
@@ -395,10 +362,8 @@ static struct netmap *apply_wire(const char *dir, json_t **last_peers, int *coun
 {
 	struct dirent **files;
 	struct netmap *nm = NULL;
-	int n = scandir(dir, &files, no_dots, alphasort);
+	int n = vectors_list(dir, &files);
 
-	if (n <= 0)
-		fail_msg("cannot list %s", dir);
 	for (int i = 0; i < n; i++) {
 		char path[8192];
 		json_t *doc;
@@ -406,8 +371,8 @@ static struct netmap *apply_wire(const char *dir, json_t **last_peers, int *coun
 
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]->d_name);
 		free(files[i]);
-		doc = load_path(path);
-		if (strcmp(jstr(doc, "kind"), "MapResponse")) {
+		doc = vectors_load_path(path);
+		if (strcmp(vectors_str(doc, "kind"), "MapResponse")) {
 			json_decref(doc);
 			continue;
 		}
@@ -431,78 +396,68 @@ static struct netmap *apply_wire(const char *dir, json_t **last_peers, int *coun
 	return nm;
 }
 
+struct capture_counts {
+	int streams, messages, compared;
+};
+
+/* A capture session's entry: an "n*-wire-messages" folder applied as one
+ * stream, or the server's full map for node 1 as a one-message stream; each
+ * compared with the node's debug netmap where one was captured. */
+static void compare_capture_entry(const char *dir, const char *name, void *arg)
+{
+	struct capture_counts *c = arg;
+	char sub[4900], path[5200];
+	json_t *peers = NULL, *dbg;
+	struct netmap *nm;
+
+	if (name[0] == 'n' && strstr(name, "-wire-messages")) {
+		snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+		nm = apply_wire(sub, &peers, &c->messages);
+		assert_non_null(nm);
+		c->streams++;
+		/* The same node's debug netmap, if captured. */
+		snprintf(path, sizeof(path), "%s/%.*s-debug-netmap.json", dir,
+			 (int)(strchr(name, '-') - name), name);
+		if (access(path, R_OK) == 0) {
+			dbg = vectors_load_path(path);
+			compare_debug_netmap(nm, dbg, peers, false, sub);
+			json_decref(dbg);
+			c->compared++;
+		}
+		netmap_put(nm);
+		json_decref(peers);
+	} else if (!strcmp(name, "server-admin-mapresponse_node_1.json")) {
+		/* The server's full map for node 1 against node 1's own view. */
+		json_t *doc;
+		char *text;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		doc = vectors_load_path(path);
+		text = json_dumps(doc, JSON_COMPACT);
+		nm = apply_ok(NULL, text);
+		snprintf(path, sizeof(path), "%s/n1-debug-netmap.json", dir);
+		dbg = vectors_load_path(path);
+		compare_debug_netmap(nm, dbg, json_object_get(doc, "Peers"), true, dir);
+		c->compared++;
+		json_decref(dbg);
+		netmap_put(nm);
+		free(text);
+		json_decref(doc);
+	}
+}
+
 static void test_captures(void **state)
 {
-	char base[4096], dir[4600], sub[4900], path[5200];
-	struct dirent **sets;
-	int nsets, streams = 0, messages = 0, compared = 0;
+	struct capture_counts c = {0};
 	long before = live_allocs;
 
 	(void)state;
-	snprintf(base, sizeof(base), "%s/vectors/captures", shared_dir());
-	nsets = scandir(base, &sets, no_dots, alphasort);
-	if (nsets <= 0)
-		fail_msg("no captures in %s", base);
-	for (int s = 0; s < nsets; s++) {
-		struct dirent **ents;
-		int nents;
-
-		snprintf(dir, sizeof(dir), "%s/%s", base, sets[s]->d_name);
-		free(sets[s]);
-		nents = scandir(dir, &ents, no_dots, alphasort);
-		if (nents < 0)
-			continue; /* README.md */
-		for (int e = 0; e < nents; e++) {
-			const char *name = ents[e]->d_name;
-			json_t *peers = NULL, *dbg;
-			struct netmap *nm;
-
-			if (name[0] == 'n' && strstr(name, "-wire-messages")) {
-				snprintf(sub, sizeof(sub), "%s/%s", dir, name);
-				nm = apply_wire(sub, &peers, &messages);
-				assert_non_null(nm);
-				streams++;
-				/* The same node's debug netmap, if captured. */
-				snprintf(path, sizeof(path), "%s/%.*s-debug-netmap.json", dir,
-					 (int)(strchr(name, '-') - name), name);
-				if (access(path, R_OK) == 0) {
-					dbg = load_path(path);
-					compare_debug_netmap(nm, dbg, peers, false, sub);
-					json_decref(dbg);
-					compared++;
-				}
-				netmap_put(nm);
-				json_decref(peers);
-			} else if (!strcmp(name, "server-admin-mapresponse_node_1.json")) {
-				/* The server's full map for node 1, as a one-message
-				 * stream, against node 1's own view. */
-				json_t *doc;
-				char *text;
-
-				snprintf(path, sizeof(path), "%s/%s", dir, name);
-				doc = load_path(path);
-				text = json_dumps(doc, JSON_COMPACT);
-				nm = apply_ok(NULL, text);
-				snprintf(path, sizeof(path), "%s/n1-debug-netmap.json", dir);
-				dbg = load_path(path);
-				compare_debug_netmap(nm, dbg, json_object_get(doc, "Peers"), true,
-						     dir);
-				compared++;
-				json_decref(dbg);
-				netmap_put(nm);
-				free(text);
-				json_decref(doc);
-			}
-			free(ents[e]);
-		}
-		free(ents);
-	}
-	free(sets);
+	vectors_each_capture(compare_capture_entry, &c);
 	print_message("captures: %d streams, %d MapResponses applied, %d netmaps compared\n",
-		      streams, messages, compared);
-	assert_int_equal(streams, 4);
-	assert_int_equal(messages, 55);
-	assert_int_equal(compared, 5);
+		      c.streams, c.messages, c.compared);
+	assert_int_equal(c.streams, 4);
+	assert_int_equal(c.messages, 55);
+	assert_int_equal(c.compared, 5);
 	assert_int_equal(live_allocs, before);
 }
 

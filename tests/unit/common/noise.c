@@ -14,62 +14,7 @@
 #include <jansson.h>
 
 #include "common/noise.c"
-
-static json_t *load_vectors(const char *rel)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-	char path[4096];
-	json_error_t err;
-	json_t *root;
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	snprintf(path, sizeof(path), "%s/vectors/%s", dir, rel);
-	root = json_load_file(path, 0, &err);
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("vector field %s missing or not a string", field);
-	return s;
-}
-
-/* Decodes hex into a new buffer (at least 1 byte allocated); *n = length. */
-static uint8_t *unhex_alloc(const char *hex, size_t *n)
-{
-	size_t len = strlen(hex);
-	uint8_t *out;
-
-	if (len % 2)
-		fail_msg("odd hex length in %s", hex);
-	out = malloc(len / 2 + 1);
-	assert_non_null(out);
-	for (size_t i = 0; i < len / 2; i++) {
-		unsigned int v;
-
-		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-	*n = len / 2;
-	return out;
-}
-
-static void jfixed(const json_t *obj, const char *field, uint8_t *out, size_t n)
-{
-	size_t got;
-	uint8_t *b = unhex_alloc(jstr(obj, field), &got);
-
-	if (got != n)
-		fail_msg("vector field %s: %zu bytes, want %zu", field, got, n);
-	memcpy(out, b, n);
-	free(b);
-}
+#include "tests/unit/vectors.h"
 
 struct totals {
 	int vectors, psk_vectors, handshake_msgs, transport_msgs, hashes;
@@ -78,7 +23,7 @@ struct totals {
 /* Runs one vector: initiator and responder side by side. */
 static void run_vector(const json_t *v, struct totals *t)
 {
-	const char *name = jstr(v, "protocol_name");
+	const char *name = vectors_str(v, "protocol_name");
 	json_t *psks = json_object_get(v, "init_psks");
 	json_t *msgs = json_object_get(v, "messages"), *m;
 	enum noise_pattern pattern = NOISE_IK;
@@ -99,22 +44,20 @@ static void run_vector(const json_t *v, struct totals *t)
 	use_psk = pattern == NOISE_IKPSK2;
 	if (use_psk) {
 		assert_int_equal(json_array_size(psks), 1);
-		size_t n;
-		uint8_t *b = unhex_alloc(json_string_value(json_array_get(psks, 0)), &n);
+		const char *hex = json_string_value(json_array_get(psks, 0));
 
-		assert_int_equal(n, 32);
-		memcpy(psk, b, 32);
-		free(b);
+		assert_non_null(hex);
+		assert_int_equal(vectors_unhex(hex, psk, sizeof(psk)), 32);
 		t->psk_vectors++;
 	}
 
-	jfixed(v, "init_static", is, 32);
-	jfixed(v, "init_ephemeral", ie, 32);
-	jfixed(v, "init_remote_static", irs, 32);
-	jfixed(v, "resp_static", rsk, 32);
-	jfixed(v, "resp_ephemeral", re, 32);
-	ipro = unhex_alloc(jstr(v, "init_prologue"), &iprolen);
-	rpro = unhex_alloc(jstr(v, "resp_prologue"), &rprolen);
+	vectors_hex(v, "init_static", is, 32);
+	vectors_hex(v, "init_ephemeral", ie, 32);
+	vectors_hex(v, "init_remote_static", irs, 32);
+	vectors_hex(v, "resp_static", rsk, 32);
+	vectors_hex(v, "resp_ephemeral", re, 32);
+	ipro = vectors_hex_alloc(v, "init_prologue", &iprolen);
+	rpro = vectors_hex_alloc(v, "resp_prologue", &rprolen);
 
 	assert_int_equal(noise_handshake_init(&ini, pattern, true, ipro, iprolen, is, irs,
 					      use_psk ? psk : NULL),
@@ -129,8 +72,8 @@ static void run_vector(const json_t *v, struct totals *t)
 	json_array_foreach(msgs, i, m)
 	{
 		size_t plen, clen, outlen, gotlen;
-		uint8_t *payload = unhex_alloc(jstr(m, "payload"), &plen);
-		uint8_t *want = unhex_alloc(jstr(m, "ciphertext"), &clen);
+		uint8_t *payload = vectors_hex_alloc(m, "payload", &plen);
+		uint8_t *want = vectors_hex_alloc(m, "ciphertext", &clen);
 		uint8_t out[1024], got[1024];
 		const char *why = NULL;
 		bool from_ini = i % 2 == 0;
@@ -183,7 +126,7 @@ static void run_vector(const json_t *v, struct totals *t)
 	if (json_object_get(v, "handshake_hash")) {
 		uint8_t hh[32];
 
-		jfixed(v, "handshake_hash", hh, 32);
+		vectors_hex(v, "handshake_hash", hh, 32);
 		assert_memory_equal(ih, hh, 32);
 		t->hashes++;
 	}
@@ -201,7 +144,7 @@ static void run_vector(const json_t *v, struct totals *t)
 
 static void run_file(const char *rel, struct totals *t)
 {
-	json_t *root = load_vectors(rel);
+	json_t *root = vectors_load(rel);
 	json_t *vectors = json_object_get(root, "vectors"), *v;
 	size_t i;
 

@@ -16,66 +16,7 @@
 #include <jansson.h>
 
 #include "common/ts2021.c"
-
-static json_t *load_vectors(const char *rel)
-{
-	const char *dir = getenv("TSCNI_SHARED_DIR");
-	char path[4096];
-	json_error_t err;
-	json_t *root;
-
-	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required");
-	snprintf(path, sizeof(path), "%s/vectors/%s", dir, rel);
-	root = json_load_file(path, 0, &err);
-	if (!root)
-		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
-	return root;
-}
-
-static const char *jstr(const json_t *obj, const char *field)
-{
-	const char *s = json_string_value(json_object_get(obj, field));
-
-	if (!s)
-		fail_msg("vector field %s missing or not a string", field);
-	return s;
-}
-
-static uint8_t *unhex_alloc(const char *hex, size_t *n)
-{
-	size_t len = strlen(hex);
-	uint8_t *out;
-
-	if (len % 2)
-		fail_msg("odd hex length in %.40s", hex);
-	out = malloc(len / 2 + 1);
-	assert_non_null(out);
-	for (size_t i = 0; i < len / 2; i++) {
-		unsigned int v;
-
-		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-	*n = len / 2;
-	return out;
-}
-
-static uint8_t *jbytes(const json_t *obj, const char *field, size_t *n)
-{
-	return unhex_alloc(jstr(obj, field), n);
-}
-
-static void jfixed(const json_t *obj, const char *field, uint8_t *out, size_t n)
-{
-	size_t got;
-	uint8_t *b = jbytes(obj, field, &got);
-
-	if (got != n)
-		fail_msg("vector field %s: %zu bytes, want %zu", field, got, n);
-	memcpy(out, b, n);
-	free(b);
-}
+#include "tests/unit/vectors.h"
 
 struct fixture {
 	json_t *root;
@@ -92,26 +33,26 @@ static int setup(void **state)
 	uint8_t raw[32];
 
 	assert_non_null(f);
-	f->root = load_vectors("tailscale/ts2021.json");
+	f->root = vectors_load("tailscale/ts2021.json");
 	f->version = (uint16_t)json_integer_value(json_object_get(f->root, "protocol_version"));
 	assert_int_equal(f->version, 130);
-	jfixed(f->root, "client_machine_private", f->machine_priv, 32);
-	jfixed(f->root, "client_machine_public", f->machine_pub, 32);
-	jfixed(f->root, "client_ephemeral_private", f->client_e, 32);
-	jfixed(f->root, "server_static_private", f->server_priv, 32);
-	jfixed(f->root, "server_static_public", f->server_pub, 32);
-	jfixed(f->root, "server_ephemeral_private", f->server_e, 32);
-	jfixed(f->root, "c2s_key", f->c2s, 32);
-	jfixed(f->root, "s2c_key", f->s2c, 32);
-	jfixed(f->root, "handshake_hash", f->hh, 32);
-	jfixed(f->root, "initiation", f->init, TS2021_INIT_LEN);
-	jfixed(f->root, "response", f->resp, TS2021_RESP_LEN);
+	vectors_hex(f->root, "client_machine_private", f->machine_priv, 32);
+	vectors_hex(f->root, "client_machine_public", f->machine_pub, 32);
+	vectors_hex(f->root, "client_ephemeral_private", f->client_e, 32);
+	vectors_hex(f->root, "server_static_private", f->server_priv, 32);
+	vectors_hex(f->root, "server_static_public", f->server_pub, 32);
+	vectors_hex(f->root, "server_ephemeral_private", f->server_e, 32);
+	vectors_hex(f->root, "c2s_key", f->c2s, 32);
+	vectors_hex(f->root, "s2c_key", f->s2c, 32);
+	vectors_hex(f->root, "handshake_hash", f->hh, 32);
+	vectors_hex(f->root, "initiation", f->init, TS2021_INIT_LEN);
+	vectors_hex(f->root, "response", f->resp, TS2021_RESP_LEN);
 
 	/* The ephemerals are upstream's clamped versions of the raw bytes. */
-	jfixed(f->root, "client_ephemeral_raw_random", raw, 32);
+	vectors_hex(f->root, "client_ephemeral_raw_random", raw, 32);
 	keys_clamp(raw);
 	assert_memory_equal(raw, f->client_e, 32);
-	jfixed(f->root, "server_ephemeral_raw_random", raw, 32);
+	vectors_hex(f->root, "server_ephemeral_raw_random", raw, 32);
 	keys_clamp(raw);
 	assert_memory_equal(raw, f->server_e, 32);
 	*state = f;
@@ -159,8 +100,9 @@ static void test_prologue(void **state)
 	struct fixture *f = *state;
 	char buf[TS2021_PROLOGUE_MAX];
 
-	assert_int_equal(ts2021_prologue(buf, f->version), strlen(jstr(f->root, "prologue")));
-	assert_string_equal(buf, jstr(f->root, "prologue"));
+	assert_int_equal(ts2021_prologue(buf, f->version),
+			 strlen(vectors_str(f->root, "prologue")));
+	assert_string_equal(buf, vectors_str(f->root, "prologue"));
 	assert_int_equal(ts2021_prologue(buf, 65535), TS2021_PROLOGUE_MAX - 1);
 	assert_string_equal(buf, "Tailscale Control Protocol v65535");
 }
@@ -181,7 +123,7 @@ static void test_handshake(void **state)
 	assert_memory_equal(init, f->init, TS2021_INIT_LEN);
 	assert_int_equal(ts2021_client_initiation(&c, init), -EPROTO);
 	ts2021_initiation_base64(b64, init);
-	assert_string_equal(b64, jstr(f->root, "x_tailscale_handshake"));
+	assert_string_equal(b64, vectors_str(f->root, "x_tailscale_handshake"));
 	/* ...and the header form decodes back. */
 	uint8_t dec[TS2021_INIT_LEN + 8];
 	size_t declen;
@@ -280,8 +222,8 @@ static void test_handshake_errors(void **state)
 	json_array_foreach(cases, i, e)
 	{
 		size_t ilen, wlen;
-		uint8_t *init = jbytes(e, "initiation", &ilen);
-		uint8_t *wrote = jbytes(e, "server_wrote", &wlen);
+		uint8_t *init = vectors_hex_alloc(e, "initiation", &ilen);
+		uint8_t *wrote = vectors_hex_alloc(e, "server_wrote", &wlen);
 		uint8_t resp[TS2021_RESP_LEN], msg[256], tmp[TS2021_INIT_LEN];
 		struct ts2021_conn conn;
 		struct ts2021_client c;
@@ -294,7 +236,7 @@ static void test_handshake_errors(void **state)
 			-EPROTO);
 		/* Upstream's error is `refused client handshake: "<text>"`. */
 		snprintf(quoted, sizeof(quoted), "\"%s\"", why);
-		assert_non_null(strstr(jstr(e, "server_error"), quoted));
+		assert_non_null(strstr(vectors_str(e, "server_error"), quoted));
 		n = ts2021_error_message(msg, sizeof(msg), why);
 		assert_int_equal(n, wlen);
 		assert_memory_equal(msg, wrote, wlen);
@@ -347,8 +289,8 @@ static void check_direction(json_t *writes, json_t *records, struct ts2021_ciphe
 			if ((size_t)json_integer_value(json_object_get(r, "write_index")) != wi)
 				continue;
 			assert_int_equal(json_integer_value(json_object_get(r, "counter")), ri);
-			p = jbytes(r, "plaintext", &plen);
-			rec = jbytes(r, "record", &rlen);
+			p = vectors_hex_alloc(r, "plaintext", &plen);
+			rec = vectors_hex_alloc(r, "record", &rlen);
 			assert_int_equal(plen,
 					 json_integer_value(json_object_get(r, "plaintext_len")));
 			assert_int_equal(rlen,
@@ -457,19 +399,21 @@ static void test_early_payload(void **state)
 	json_t *s1 = json_object_get(f->root, "session1_early_payload");
 	json_t *recs = json_object_get(s1, "server_to_client_records"), *r;
 	size_t stream_len, h2_len, ri;
-	uint8_t *stream = jbytes(s1, "server_stream_after_http_headers", &stream_len);
-	uint8_t *want_h2 = jbytes(s1, "http2_bytes_read_after_early_payload", &h2_len);
+	uint8_t *stream = vectors_hex_alloc(s1, "server_stream_after_http_headers", &stream_len);
+	uint8_t *want_h2 = vectors_hex_alloc(s1, "http2_bytes_read_after_early_payload", &h2_len);
 	uint8_t want_chal[32];
 	struct ts2021_conn sc;
 
-	assert_int_equal(keys_from_text("chalpub", jstr(s1, "challenge_public"), want_chal), 0);
+	assert_int_equal(keys_from_text("chalpub", vectors_str(s1, "challenge_public"), want_chal),
+			 0);
 
 	/* Server side: sealing the recorded plaintexts gives the records. */
 	server_handshake(f, &sc);
 	json_array_foreach(recs, ri, r)
 	{
 		size_t plen, rlen;
-		uint8_t *p = jbytes(r, "plaintext", &plen), *rec = jbytes(r, "record", &rlen);
+		uint8_t *p = vectors_hex_alloc(r, "plaintext", &plen),
+			*rec = vectors_hex_alloc(r, "record", &rlen);
 		uint8_t out[TS2021_MAX_FRAME];
 
 		assert_int_equal(json_integer_value(json_object_get(r, "counter")), ri);
@@ -553,8 +497,8 @@ static void test_early_payload(void **state)
 		}
 		assert_true(handshaken && decided);
 		assert_true(early.present);
-		assert_int_equal(early.json_len, strlen(jstr(s1, "json")));
-		assert_memory_equal(early.json, jstr(s1, "json"), early.json_len);
+		assert_int_equal(early.json_len, strlen(vectors_str(s1, "json")));
+		assert_memory_equal(early.json, vectors_str(s1, "json"), early.json_len);
 		assert_int_equal(ts2021_early_challenge(&early, chal, &why), 0);
 		assert_memory_equal(chal, want_chal, 32);
 		assert_int_equal(h2_got, h2_len);

@@ -151,8 +151,201 @@ static int check_req(const Tscni__CniRequest *m)
 	return ret;
 }
 
+/* ---- one string field of an otherwise valid message set ---- */
+
+enum field {
+	/* in the ADD request */
+	FIELD_NETWORK,
+	FIELD_CONTAINER_ID,
+	FIELD_IFNAME,
+	FIELD_NETNS_PATH,
+	FIELD_INTERFACE_NAME,
+	FIELD_CNI_VERSION,
+	FIELD_POD_NAME,
+	FIELD_POD_UID,
+	/* in other messages */
+	FIELD_ANNOTATION_KEY,
+	FIELD_ANNOTATION_VALUE,
+	FIELD_STATUS_REASON,
+	FIELD_START_HOSTNAME,
+	FIELD_START_AUTH_KEY,
+	FIELD_START_URL,
+	FIELD_RESOLVE_HOST,
+};
+
+/* Validates an ADD whose field f (one of the ADD's) is s. */
+static int add_with(enum field f, char *s)
+{
+	struct add a;
+
+	add_init(&a);
+	switch (f) {
+	case FIELD_NETWORK:
+		a.key.network = s;
+		break;
+	case FIELD_CONTAINER_ID:
+		a.key.container_id = s;
+		break;
+	case FIELD_IFNAME:
+		a.key.ifname = s;
+		break;
+	case FIELD_NETNS_PATH:
+		a.add.netns_path = s;
+		break;
+	case FIELD_INTERFACE_NAME:
+		a.add.interface_name = s;
+		break;
+	case FIELD_CNI_VERSION:
+		a.add.cni_version = s;
+		break;
+	case FIELD_POD_NAME:
+		a.pod.name = s;
+		break;
+	case FIELD_POD_UID:
+		a.pod.uid = s;
+		break;
+	default:
+		fail_msg("field %d is not in the ADD request", (int)f);
+	}
+	return check_req(&a.req);
+}
+
+/* An ADD with one annotation. */
+static int annotation(const char *key, const char *value)
+{
+	struct add a;
+	Tscni__Annotation an, *v[1] = {&an};
+
+	tscni__annotation__init(&an);
+	an.key = (char *)key;
+	an.value = (char *)value;
+	add_init(&a);
+	a.add.n_annotations = 1;
+	a.add.annotations = v;
+	return check_req(&a.req);
+}
+
+static int status_reply_with(size_t pods, const char *reason)
+{
+	Tscni__CniReply rep_ = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	Tscni__PodStatus ps = TSCNI__POD_STATUS__INIT, **v = xcalloc(pods + 1, sizeof(*v));
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	const char *why;
+	int ret;
+
+	ps.key = &key;
+	ps.state = "ready";
+	for (size_t i = 0; i < pods; i++)
+		v[i] = &ps;
+	st.health = TSCNI__HEALTH__HEALTH_READY;
+	st.reason = (char *)reason;
+	st.n_pod = pods;
+	st.pod = v;
+	rep_.protocol_version = 1;
+	rep_.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	rep_.status = &st;
+	ret = validate_cni_reply(&rep_, &why);
+	free(v);
+	return ret;
+}
+
+static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__Start s = TSCNI__START__INIT;
+	uint8_t *ca = xcalloc(ca_len + 1, 1), key[40] = {0};
+	const char *why;
+	int ret;
+
+	s.pod_uid = "3f2a";
+	s.hostname = (char *)hostname;
+	s.machine_private.data = key;
+	s.machine_private.len = key_len;
+	s.node_private.data = key;
+	s.node_private.len = 32;
+	s.auth_key = (char *)auth_key;
+	s.control_url = (char *)url;
+	s.ca_bundle.data = ca;
+	s.ca_bundle.len = ca_len;
+	s.fd_count = 2;
+	s.mtu = 1280;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
+	m.start = &s;
+	ret = validate_supervisor_msg(&m, &why);
+	free(ca);
+	return ret;
+}
+
+static int resolve_with(char *host)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__ResolveRequest r = TSCNI__RESOLVE_REQUEST__INIT;
+	const char *why;
+
+	r.host = host;
+	m.body_case = TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST;
+	m.resolve_request = &r;
+	return validate_worker_msg(&m, &why);
+}
+
+/* Validates a valid message whose field f is s. */
+static int message_with(enum field f, char *s)
+{
+	switch (f) {
+	case FIELD_ANNOTATION_KEY:
+		return annotation(s, "v");
+	case FIELD_ANNOTATION_VALUE:
+		return annotation("k", s);
+	case FIELD_STATUS_REASON:
+		return status_reply_with(0, s);
+	case FIELD_START_HOSTNAME:
+		return start_with(s, "", "", 0, 32);
+	case FIELD_START_AUTH_KEY:
+		return start_with("h", s, "", 0, 32);
+	case FIELD_START_URL:
+		return start_with("h", "", s, 0, 32);
+	case FIELD_RESOLVE_HOST:
+		return resolve_with(s);
+	default:
+		return add_with(f, s);
+	}
+}
+
+/* Validates a valid message whose field f is n bytes long (a path
+ * starts with '/'). */
+static int field_of_len(enum field f, size_t n)
+{
+	char *s = rep('x', n);
+	int ret;
+
+	if (f == FIELD_NETNS_PATH && n > 0)
+		s[0] = '/';
+	ret = message_with(f, s);
+	free(s);
+	return ret;
+}
+
+/* ---- the ADD request ---- */
+
 static void test_add_valid_and_required(void **state)
 {
+	static const struct {
+		enum field field;
+		char *value;
+		int want;
+	} cases[] = {
+		/* Pod metadata is optional, empty fields too. */
+		{FIELD_POD_UID, "", 0},
+		{FIELD_POD_UID, "../../etc", -EBADMSG},
+		{FIELD_NETNS_PATH, "", -EBADMSG},
+		{FIELD_NETNS_PATH, "relative", -EBADMSG},
+		{FIELD_INTERFACE_NAME, "", -EBADMSG},
+		{FIELD_CNI_VERSION, "", -EBADMSG},
+		{FIELD_CONTAINER_ID, "c0ffee\n", -EBADMSG},
+	};
 	struct add a;
 	const char *why = NULL;
 
@@ -182,101 +375,20 @@ static void test_add_valid_and_required(void **state)
 	assert_int_equal(validate_cni_request(&a.req, &why), -EBADMSG);
 	assert_string_equal(why, "add body missing");
 
-	/* Pod metadata is optional, empty fields too. */
 	add_init(&a);
 	a.add.pod = NULL;
 	assert_int_equal(check_req(&a.req), 0);
-	add_init(&a);
-	a.pod.uid = "";
-	assert_int_equal(check_req(&a.req), 0);
-	a.pod.uid = "../../etc";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
 
-	add_init(&a);
-	a.add.netns_path = "";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
-	add_init(&a);
-	a.add.netns_path = "relative";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
-	add_init(&a);
-	a.add.interface_name = "";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
-	add_init(&a);
-	a.add.cni_version = "";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
-	add_init(&a);
-	a.key.container_id = "c0ffee\n";
-	assert_int_equal(check_req(&a.req), -EBADMSG);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (add_with(cases[i].field, cases[i].value) != cases[i].want)
+			fail_msg("case %zu: field %d = \"%s\": want %d", i, (int)cases[i].field,
+				 cases[i].value, cases[i].want);
 }
 
-/* Each case builds an ADD whose one field has length n and validates it. */
+/* ---- limits: at the bound accepted, one over refused ---- */
+
+/* Each builds a message whose limited part has size n and validates it. */
 typedef int limit_fn(size_t n);
-
-static int lim_network(size_t n)
-{
-	struct add a;
-	char *s = rep('n', n);
-	int ret;
-
-	add_init(&a);
-	a.key.network = s;
-	ret = check_req(&a.req);
-	free(s);
-	return ret;
-}
-
-static int lim_container_id(size_t n)
-{
-	struct add a;
-	char *s = rep('c', n);
-	int ret;
-
-	add_init(&a);
-	a.key.container_id = s;
-	ret = check_req(&a.req);
-	free(s);
-	return ret;
-}
-
-static int lim_ifname(size_t n)
-{
-	struct add a;
-	char *s = rep('e', n);
-	int ret;
-
-	add_init(&a);
-	a.key.ifname = s;
-	ret = check_req(&a.req);
-	free(s);
-	return ret;
-}
-
-static int lim_netns_path(size_t n)
-{
-	struct add a;
-	char *s = rep('p', n);
-	int ret;
-
-	s[0] = '/';
-	add_init(&a);
-	a.add.netns_path = s;
-	ret = check_req(&a.req);
-	free(s);
-	return ret;
-}
-
-static int lim_pod_name(size_t n)
-{
-	struct add a;
-	char *s = rep('p', n);
-	int ret;
-
-	add_init(&a);
-	a.pod.name = s;
-	ret = check_req(&a.req);
-	free(s);
-	return ret;
-}
 
 static int lim_annotations(size_t n)
 {
@@ -294,38 +406,6 @@ static int lim_annotations(size_t n)
 	a.add.annotations = v;
 	ret = check_req(&a.req);
 	free(v);
-	return ret;
-}
-
-static int annotation(const char *key, const char *value)
-{
-	struct add a;
-	Tscni__Annotation an, *v[1] = {&an};
-
-	tscni__annotation__init(&an);
-	an.key = (char *)key;
-	an.value = (char *)value;
-	add_init(&a);
-	a.add.n_annotations = 1;
-	a.add.annotations = v;
-	return check_req(&a.req);
-}
-
-static int lim_annotation_key(size_t n)
-{
-	char *s = rep('k', n);
-	int ret = annotation(s, "v");
-
-	free(s);
-	return ret;
-}
-
-static int lim_annotation_value(size_t n)
-{
-	char *s = rep('v', n);
-	int ret = annotation("k", s);
-
-	free(s);
 	return ret;
 }
 
@@ -379,99 +459,9 @@ static int lim_check_prefixes(size_t n)
 	return ret;
 }
 
-static int status_reply_with(size_t pods, const char *reason)
-{
-	Tscni__CniReply rep_ = TSCNI__CNI_REPLY__INIT;
-	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
-	Tscni__PodStatus ps = TSCNI__POD_STATUS__INIT, **v = xcalloc(pods + 1, sizeof(*v));
-	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
-				    "tsnet", "c0ffee", "eth0"};
-	const char *why;
-	int ret;
-
-	ps.key = &key;
-	ps.state = "ready";
-	for (size_t i = 0; i < pods; i++)
-		v[i] = &ps;
-	st.health = TSCNI__HEALTH__HEALTH_READY;
-	st.reason = (char *)reason;
-	st.n_pod = pods;
-	st.pod = v;
-	rep_.protocol_version = 1;
-	rep_.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
-	rep_.status = &st;
-	ret = validate_cni_reply(&rep_, &why);
-	free(v);
-	return ret;
-}
-
 static int lim_status_pods(size_t n)
 {
 	return status_reply_with(n, "");
-}
-
-static int lim_msg(size_t n)
-{
-	char *s = rep('m', n);
-	int ret = status_reply_with(0, s);
-
-	free(s);
-	return ret;
-}
-
-static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
-		      size_t key_len)
-{
-	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
-	Tscni__Start s = TSCNI__START__INIT;
-	uint8_t *ca = xcalloc(ca_len + 1, 1), key[40] = {0};
-	const char *why;
-	int ret;
-
-	s.pod_uid = "3f2a";
-	s.hostname = (char *)hostname;
-	s.machine_private.data = key;
-	s.machine_private.len = key_len;
-	s.node_private.data = key;
-	s.node_private.len = 32;
-	s.auth_key = (char *)auth_key;
-	s.control_url = (char *)url;
-	s.ca_bundle.data = ca;
-	s.ca_bundle.len = ca_len;
-	s.fd_count = 2;
-	s.mtu = 1280;
-	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
-	m.start = &s;
-	ret = validate_supervisor_msg(&m, &why);
-	free(ca);
-	return ret;
-}
-
-static int lim_host(size_t n)
-{
-	char *s = rep('h', n);
-	int ret = start_with(s, "", "", 0, 32);
-
-	free(s);
-	return ret;
-}
-
-static int lim_authkey(size_t n)
-{
-	char *s = rep('k', n);
-	int ret = start_with("h", s, "", 0, 32);
-
-	free(s);
-	return ret;
-}
-
-static int lim_url(size_t n)
-{
-	char *s = rep('u', n);
-	int ret = start_with("h", "", s, 0, 32);
-
-	free(s);
-	return ret;
 }
 
 static int lim_ca(size_t n)
@@ -479,54 +469,56 @@ static int lim_ca(size_t n)
 	return start_with("h", "", "", n, 32);
 }
 
-static int lim_resolve_host(size_t n)
-{
-	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
-	Tscni__ResolveRequest r = TSCNI__RESOLVE_REQUEST__INIT;
-	char *s = rep('h', n);
-	const char *why;
-	int ret;
-
-	r.host = s;
-	m.body_case = TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST;
-	m.resolve_request = &r;
-	ret = validate_worker_msg(&m, &why);
-	free(s);
-	return ret;
-}
+static const struct {
+	const char *name;
+	enum field field;
+	size_t max;
+} string_limits[] = {
+	{"network", FIELD_NETWORK, NAME_MAX_LEN},
+	{"container_id", FIELD_CONTAINER_ID, CONTAINER_ID_MAX_LEN},
+	{"ifname", FIELD_IFNAME, IFNAME_MAX_LEN},
+	{"netns_path", FIELD_NETNS_PATH, PATH_MAX_LEN},
+	{"pod.name", FIELD_POD_NAME, POD_FIELD_MAX_LEN},
+	{"annotation key", FIELD_ANNOTATION_KEY, ANNOTATION_KEY_MAX_LEN},
+	{"annotation value", FIELD_ANNOTATION_VALUE, ANNOTATION_VALUE_MAX_LEN},
+	{"status reason", FIELD_STATUS_REASON, MSG_MAX_LEN},
+	{"start hostname", FIELD_START_HOSTNAME, HOST_MAX_LEN},
+	{"start auth_key", FIELD_START_AUTH_KEY, AUTHKEY_MAX_LEN},
+	{"start control_url", FIELD_START_URL, URL_MAX_LEN},
+	{"resolve host", FIELD_RESOLVE_HOST, HOST_MAX_LEN},
+};
 
 static const struct {
 	const char *name;
 	limit_fn *fn;
 	size_t max;
-} limits[] = {
-	{"network", lim_network, NAME_MAX_LEN},
-	{"container_id", lim_container_id, CONTAINER_ID_MAX_LEN},
-	{"ifname", lim_ifname, IFNAME_MAX_LEN},
-	{"netns_path", lim_netns_path, PATH_MAX_LEN},
-	{"pod.name", lim_pod_name, POD_FIELD_MAX_LEN},
+} size_limits[] = {
 	{"annotations", lim_annotations, ANNOTATION_MAX},
-	{"annotation key", lim_annotation_key, ANNOTATION_KEY_MAX_LEN},
-	{"annotation value", lim_annotation_value, ANNOTATION_VALUE_MAX_LEN},
 	{"gc.valid", lim_gc, GC_MAX_ATTACHMENTS},
 	{"check prefixes", lim_check_prefixes, PREFIX_MAX},
 	{"status pods", lim_status_pods, STATUS_MAX_PODS},
-	{"status reason", lim_msg, MSG_MAX_LEN},
-	{"start hostname", lim_host, HOST_MAX_LEN},
-	{"start auth_key", lim_authkey, AUTHKEY_MAX_LEN},
-	{"start control_url", lim_url, URL_MAX_LEN},
 	{"start ca_bundle", lim_ca, CA_BUNDLE_MAX_LEN},
-	{"resolve host", lim_resolve_host, HOST_MAX_LEN},
 };
+
+/* at and over are what validating max and max + 1 returned. */
+static void limit_is(const char *name, size_t max, int at, int over)
+{
+	if (at != 0)
+		fail_msg("%s: %zu rejected", name, max);
+	if (over != -EBADMSG)
+		fail_msg("%s: %zu accepted", name, max + 1);
+}
 
 static void test_limits(void **state)
 {
-	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-		if (limits[i].fn(limits[i].max) != 0)
-			fail_msg("%s: %zu rejected", limits[i].name, limits[i].max);
-		if (limits[i].fn(limits[i].max + 1) != -EBADMSG)
-			fail_msg("%s: %zu accepted", limits[i].name, limits[i].max + 1);
-	}
+	for (size_t i = 0; i < sizeof(string_limits) / sizeof(string_limits[0]); i++)
+		limit_is(string_limits[i].name, string_limits[i].max,
+			 field_of_len(string_limits[i].field, string_limits[i].max),
+			 field_of_len(string_limits[i].field, string_limits[i].max + 1));
+	for (size_t i = 0; i < sizeof(size_limits) / sizeof(size_limits[0]); i++)
+		limit_is(size_limits[i].name, size_limits[i].max,
+			 size_limits[i].fn(size_limits[i].max),
+			 size_limits[i].fn(size_limits[i].max + 1));
 }
 
 static void test_keys_exact(void **state)

@@ -12,7 +12,7 @@
 
 #include "common/wg/wg_cookie.c"
 #include "common/wg/wg_noise.h"
-#include "wg_vectors.h"
+#include "tests/unit/vectors.h"
 
 struct fixture {
 	json_t *root;
@@ -33,18 +33,18 @@ static int setup(void **state)
 	uint8_t k[WG_KEY_LEN];
 
 	assert_non_null(f);
-	f->root = wg_vectors_load();
-	f->cc = wg_vectors_get(f->root, "cookie_case");
-	wg_vectors_hex(f->root, "initiator_static_private", k, sizeof(k));
+	f->root = vectors_load("tailscale/wireguard.json");
+	f->cc = vectors_get(f->root, "cookie_case");
+	vectors_hex(f->root, "initiator_static_private", k, sizeof(k));
 	assert_int_equal(wg_noise_static_init(&f->initiator, k), 0);
-	wg_vectors_hex(f->root, "responder_static_private", k, sizeof(k));
+	vectors_hex(f->root, "responder_static_private", k, sizeof(k));
 	assert_int_equal(wg_noise_static_init(&f->responder, k), 0);
 	wg_cookie_checker_init(&f->checker, f->responder.public_key);
 	wg_cookie_generator_init(&f->gen, f->responder.public_key);
-	f->src_len = wg_vectors_hex_var(f->cc, "src_bytes_for_mac2", f->src, sizeof(f->src));
-	wg_vectors_hex(f->cc, "answered_initiation", f->answered, sizeof(f->answered));
+	f->src_len = vectors_hex_var(f->cc, "src_bytes_for_mac2", f->src, sizeof(f->src));
+	vectors_hex(f->cc, "answered_initiation", f->answered, sizeof(f->answered));
 	/* The responder's secret is the one wireguard-go drew, set at T0. */
-	wg_vectors_hex(f->cc, "cookie_secret", f->checker.secret, WG_COOKIE_SECRET_LEN);
+	vectors_hex(f->cc, "cookie_secret", f->checker.secret, WG_COOKIE_SECRET_LEN);
 	f->checker.secret_birth_ns = T0;
 	f->checker.secret_set = true;
 	*state = f;
@@ -71,7 +71,7 @@ static void test_endpoint_bytes(void **state)
 	uint8_t out[WG_COOKIE_SRC_MAX_LEN], v6[16] = {0xfd, 0x7a};
 
 	/* wireguard.json: sender_endpoint 198.51.100.7:41641. */
-	assert_string_equal(wg_vectors_str(f->cc, "sender_endpoint"), "198.51.100.7:41641");
+	assert_string_equal(vectors_str(f->cc, "sender_endpoint"), "198.51.100.7:41641");
 	assert_int_equal(wg_cookie_endpoint_bytes(out, v4, 4, 41641), 6);
 	assert_int_equal(f->src_len, 6);
 	assert_memory_equal(out, f->src, 6);
@@ -92,7 +92,7 @@ static void test_mac1_vectors(void **state)
 
 	wg_cookie_checker_init(&initiator_checker, f->initiator.public_key);
 	/* 1: the initiation, checked by the responder. */
-	wg_vectors_hex(wg_vectors_message(f->root, 0), "bytes", msg, WG_MESSAGE_INITIATION_LEN);
+	vectors_hex(vectors_at(f->root, "messages", 0), "bytes", msg, WG_MESSAGE_INITIATION_LEN);
 	assert_int_equal(wg_cookie_check_mac1(&f->checker, msg, WG_MESSAGE_INITIATION_LEN), 0);
 	assert_int_equal(wg_cookie_validate(&f->checker, msg, WG_MESSAGE_INITIATION_LEN, f->src,
 					    f->src_len, false, T0, &why),
@@ -113,7 +113,7 @@ static void test_mac1_vectors(void **state)
 	}
 	assert_non_null(strstr(why, "mac1"));
 	/* 4: the response, checked by the initiator. */
-	wg_vectors_hex(wg_vectors_message(f->root, 1), "bytes", msg, WG_MESSAGE_RESPONSE_LEN);
+	vectors_hex(vectors_at(f->root, "messages", 1), "bytes", msg, WG_MESSAGE_RESPONSE_LEN);
 	assert_int_equal(wg_cookie_check_mac1(&initiator_checker, msg, WG_MESSAGE_RESPONSE_LEN), 0);
 	assert_int_equal(wg_cookie_check_mac1(&f->checker, msg, WG_MESSAGE_RESPONSE_LEN), -EBADMSG);
 	/* 5: other lengths are not handshake messages. */
@@ -134,22 +134,21 @@ static void test_cookie_reply_vector(void **state)
 
 	/* The cookie wireguard-go derived for this sender. */
 	make_cookie(cookie, &f->checker, f->src, f->src_len);
-	wg_vectors_hex(f->cc, "cookie", want_cookie, sizeof(want_cookie));
+	vectors_hex(f->cc, "cookie", want_cookie, sizeof(want_cookie));
 	assert_memory_equal(cookie, want_cookie, WG_COOKIE_LEN);
 
 	/* Under load, the answered initiation (MAC2 zero) draws a cookie reply. */
 	assert_int_equal(wg_cookie_validate(&f->checker, f->answered, sizeof(f->answered), f->src,
 					    f->src_len, true, T0, &why),
 			 -EAGAIN);
-	wg_vectors_hex(f->cc, "cookie_reply_nonce", nonce, sizeof(nonce));
+	vectors_hex(f->cc, "cookie_reply_nonce", nonce, sizeof(nonce));
 	assert_int_equal(wg_cookie_create_reply(&f->checker, f->answered, sizeof(f->answered),
 						f->src, f->src_len, T0 + 1, nonce, &reply),
 			 0);
-	wg_vectors_hex(f->cc, "cookie_reply", want, sizeof(want));
+	vectors_hex(f->cc, "cookie_reply", want, sizeof(want));
 	assert_memory_equal(&reply, want, sizeof(want));
-	assert_int_equal(
-		le32toh(reply.receiver_index),
-		wg_vectors_int(wg_vectors_get(f->cc, "cookie_reply_fields"), "receiver_index"));
+	assert_int_equal(le32toh(reply.receiver_index),
+			 vectors_int(vectors_get(f->cc, "cookie_reply_fields"), "receiver_index"));
 
 	/* The initiator sent that initiation (its MAC1 is what we remember)... */
 	memcpy(f->gen.last_mac1_sent, f->answered + WG_MESSAGE_INITIATION_LEN - 32, WG_MAC_LEN);
@@ -185,28 +184,28 @@ static void test_mac2_vector(void **state)
 	uint8_t mac[WG_MAC_LEN];
 	const char *why = NULL;
 
-	wg_vectors_hex(f->cc, "cookie", f->gen.cookie, WG_COOKIE_LEN);
+	vectors_hex(f->cc, "cookie", f->gen.cookie, WG_COOKIE_LEN);
 	f->gen.have_cookie = true;
 	f->gen.cookie_birth_ns = T0;
 
 	/* Upstream clamps the raw random bytes; X25519 clamps the same way. */
-	wg_vectors_hex(f->cc, "initiation2_ephemeral_raw_random", raw, sizeof(raw));
-	wg_vectors_hex(f->cc, "initiation2_timestamp_tai64n", ts, sizeof(ts));
+	vectors_hex(f->cc, "initiation2_ephemeral_raw_random", raw, sizeof(raw));
+	vectors_hex(f->cc, "initiation2_timestamp_tai64n", ts, sizeof(ts));
 	assert_int_equal(wg_noise_handshake_init(&hs, &f->initiator, f->responder.public_key, NULL),
 			 0);
 	assert_int_equal(wg_noise_create_initiation(
 				 &hs, &f->initiator, raw,
-				 wg_vectors_index(f->cc, "initiation2_sender_index_random_bytes"),
-				 ts, &init),
+				 vectors_le32(f->cc, "initiation2_sender_index_random_bytes"), ts,
+				 &init),
 			 0);
 	assert_int_equal(wg_cookie_add_macs(&f->gen, (uint8_t *)&init, sizeof(init),
 					    T0 + 5 * WG_NSEC_PER_SEC),
 			 0);
-	wg_vectors_hex(f->cc, "initiation2_mac1", mac, sizeof(mac));
+	vectors_hex(f->cc, "initiation2_mac1", mac, sizeof(mac));
 	assert_memory_equal(init.mac1, mac, WG_MAC_LEN);
-	wg_vectors_hex(f->cc, "initiation2_mac2", mac, sizeof(mac));
+	vectors_hex(f->cc, "initiation2_mac2", mac, sizeof(mac));
 	assert_memory_equal(init.mac2, mac, WG_MAC_LEN);
-	wg_vectors_hex(f->cc, "initiation2_with_mac2", want, sizeof(want));
+	vectors_hex(f->cc, "initiation2_with_mac2", want, sizeof(want));
 	assert_memory_equal(&init, want, sizeof(want));
 
 	/* The responder, still under load, lets it through. */

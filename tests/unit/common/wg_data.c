@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "common/wg/wg_data.c"
-#include "wg_vectors.h"
+#include "tests/unit/vectors.h"
 
 enum { BUF_LEN = 2048 };
 
@@ -20,7 +20,7 @@ static json_t *root;
 
 static int group_setup(void **state)
 {
-	root = wg_vectors_load();
+	root = vectors_load("tailscale/wireguard.json");
 	return 0;
 }
 
@@ -35,11 +35,11 @@ static void keypair_for(struct wg_keypair *kp, const char *from, uint64_t now)
 {
 	bool initiator = strcmp(from, "initiator") == 0;
 	uint8_t i2r[WG_KEY_LEN], r2i[WG_KEY_LEN];
-	uint32_t i_index = wg_vectors_index(root, "initiator_sender_index_random_bytes");
-	uint32_t r_index = wg_vectors_index(root, "responder_sender_index_random_bytes");
+	uint32_t i_index = vectors_le32(root, "initiator_sender_index_random_bytes");
+	uint32_t r_index = vectors_le32(root, "responder_sender_index_random_bytes");
 
-	wg_vectors_hex(root, "initiator_to_responder_key", i2r, sizeof(i2r));
-	wg_vectors_hex(root, "responder_to_initiator_key", r2i, sizeof(r2i));
+	vectors_hex(root, "initiator_to_responder_key", i2r, sizeof(i2r));
+	vectors_hex(root, "responder_to_initiator_key", r2i, sizeof(r2i));
 	memset(kp, 0, sizeof(*kp));
 	memcpy(kp->send_key, initiator ? i2r : r2i, WG_KEY_LEN);
 	memcpy(kp->recv_key, initiator ? r2i : i2r, WG_KEY_LEN);
@@ -53,10 +53,10 @@ static void keypair_for(struct wg_keypair *kp, const char *from, uint64_t now)
 /* Every transport message of the capture, sealed by us. */
 static void test_encrypt_vectors(void **state)
 {
-	json_t *msgs = wg_vectors_get(root, "messages");
+	json_t *msgs = vectors_get(root, "messages");
 	size_t i, checked = 0;
 	json_t *m;
-	uint64_t mtu = wg_vectors_int(root, "tun_mtu");
+	uint64_t mtu = vectors_int(root, "tun_mtu");
 
 	json_array_foreach(msgs, i, m)
 	{
@@ -65,29 +65,28 @@ static void test_encrypt_vectors(void **state)
 		uint8_t buf[BUF_LEN], want[BUF_LEN], key[WG_KEY_LEN];
 		size_t plain_len, want_len, msg_len;
 
-		if (wg_vectors_int(m, "type") != WG_MESSAGE_DATA)
+		if (vectors_int(m, "type") != WG_MESSAGE_DATA)
 			continue;
-		fields = wg_vectors_get(m, "fields");
-		keypair_for(&kp, wg_vectors_str(m, "from"), 0);
-		wg_vectors_hex(fields, "key", key, sizeof(key));
+		fields = vectors_get(m, "fields");
+		keypair_for(&kp, vectors_str(m, "from"), 0);
+		vectors_hex(fields, "key", key, sizeof(key));
 		assert_memory_equal(kp.send_key, key, WG_KEY_LEN);
-		kp.send_counter = wg_vectors_int(fields, "counter");
-		assert_int_equal(kp.remote_index, wg_vectors_int(fields, "receiver_index"));
+		kp.send_counter = vectors_int(fields, "counter");
+		assert_int_equal(kp.remote_index, vectors_int(fields, "receiver_index"));
 
-		plain_len =
-			wg_vectors_hex_var(fields, "plaintext_ip_packet", buf + WG_DATA_HEADER_LEN,
-					   sizeof(buf) - WG_DATA_HEADER_LEN);
+		plain_len = vectors_hex_var(fields, "plaintext_ip_packet", buf + WG_DATA_HEADER_LEN,
+					    sizeof(buf) - WG_DATA_HEADER_LEN);
 		assert_int_equal(wg_data_padding(plain_len, mtu),
-				 wg_vectors_int(fields, "padding_zero_bytes"));
-		want_len = wg_vectors_hex_var(m, "bytes", want, sizeof(want));
-		assert_int_equal(want_len, wg_vectors_int(m, "len"));
+				 vectors_int(fields, "padding_zero_bytes"));
+		want_len = vectors_hex_var(m, "bytes", want, sizeof(want));
+		assert_int_equal(want_len, vectors_int(m, "len"));
 		assert_int_equal(wg_data_message_len(plain_len, mtu), want_len);
 
 		assert_int_equal(
 			wg_data_encrypt(&kp, 1, buf, sizeof(buf), plain_len, mtu, &msg_len), 0);
 		assert_int_equal(msg_len, want_len);
 		assert_memory_equal(buf, want, want_len);
-		assert_int_equal(kp.send_counter, wg_vectors_int(fields, "counter") + 1);
+		assert_int_equal(kp.send_counter, vectors_int(fields, "counter") + 1);
 		checked++;
 	}
 	/* The capture holds three: initiator counters 0 and 1, responder 0. */
@@ -98,7 +97,7 @@ static void test_encrypt_vectors(void **state)
  * order, then each one again as a replay. */
 static void test_decrypt_vectors(void **state)
 {
-	json_t *msgs = wg_vectors_get(root, "messages");
+	json_t *msgs = vectors_get(root, "messages");
 	struct wg_keypair at_initiator, at_responder;
 	size_t i, checked = 0;
 	json_t *m;
@@ -115,21 +114,21 @@ static void test_decrypt_vectors(void **state)
 			const char *why = NULL;
 			int ret;
 
-			if (wg_vectors_int(m, "type") != WG_MESSAGE_DATA)
+			if (vectors_int(m, "type") != WG_MESSAGE_DATA)
 				continue;
-			fields = wg_vectors_get(m, "fields");
-			kp = strcmp(wg_vectors_str(m, "from"), "initiator") == 0 ? &at_responder
-										 : &at_initiator;
-			len = wg_vectors_hex_var(m, "bytes", buf, sizeof(buf));
-			want_len = wg_vectors_hex_var(fields, "plaintext_ip_packet", want,
-						      sizeof(want));
+			fields = vectors_get(m, "fields");
+			kp = strcmp(vectors_str(m, "from"), "initiator") == 0 ? &at_responder
+									      : &at_initiator;
+			len = vectors_hex_var(m, "bytes", buf, sizeof(buf));
+			want_len =
+				vectors_hex_var(fields, "plaintext_ip_packet", want, sizeof(want));
 			ret = wg_data_decrypt(kp, 1, buf, len, &plain_len, &why);
 			if (pass == 0) {
 				assert_int_equal(ret, 0);
 				/* Padding (none here) would follow the IP packet. */
-				assert_int_equal(
-					plain_len,
-					want_len + wg_vectors_int(fields, "padding_zero_bytes"));
+				assert_int_equal(plain_len,
+						 want_len +
+							 vectors_int(fields, "padding_zero_bytes"));
 				assert_memory_equal(buf + WG_DATA_HEADER_LEN, want, want_len);
 				checked++;
 			} else {

@@ -9,13 +9,13 @@
 #include <cmocka.h>
 
 #include "common/wg/wg_messages.c"
-#include "wg_vectors.h"
+#include "tests/unit/vectors.h"
 
 static void test_vectors(void **state)
 {
-	json_t *root = wg_vectors_load();
-	json_t *msgs = wg_vectors_get(root, "messages");
-	json_t *m, *cc = wg_vectors_get(root, "cookie_case");
+	json_t *root = vectors_load("tailscale/wireguard.json");
+	json_t *msgs = vectors_get(root, "messages");
+	json_t *m, *cc = vectors_get(root, "cookie_case");
 	struct wg_message msg;
 	uint8_t buf[2048];
 	const char *why = NULL;
@@ -23,29 +23,28 @@ static void test_vectors(void **state)
 
 	json_array_foreach(msgs, i, m)
 	{
-		json_t *fields = wg_vectors_get(m, "fields");
-		uint64_t type = wg_vectors_int(m, "type");
+		json_t *fields = vectors_get(m, "fields");
+		uint64_t type = vectors_int(m, "type");
 
-		len = wg_vectors_hex_var(m, "bytes", buf, sizeof(buf));
-		assert_int_equal(len, wg_vectors_int(m, "len"));
+		len = vectors_hex_var(m, "bytes", buf, sizeof(buf));
+		assert_int_equal(len, vectors_int(m, "len"));
 		assert_int_equal(wg_messages_parse(&msg, buf, len, &why), (int)type);
 		assert_int_equal(msg.type, type);
 		switch (type) {
 		case WG_MESSAGE_INITIATION:
 			assert_int_equal(le32toh(msg.initiation.sender_index),
-					 wg_vectors_int(fields, "sender_index"));
+					 vectors_int(fields, "sender_index"));
 			assert_memory_equal(&msg.initiation, buf, len);
 			break;
 		case WG_MESSAGE_RESPONSE:
 			assert_int_equal(le32toh(msg.response.sender_index),
-					 wg_vectors_int(fields, "sender_index"));
+					 vectors_int(fields, "sender_index"));
 			assert_int_equal(le32toh(msg.response.receiver_index),
-					 wg_vectors_int(fields, "receiver_index"));
+					 vectors_int(fields, "receiver_index"));
 			break;
 		case WG_MESSAGE_DATA:
-			assert_int_equal(msg.receiver_index,
-					 wg_vectors_int(fields, "receiver_index"));
-			assert_int_equal(msg.counter, wg_vectors_int(fields, "counter"));
+			assert_int_equal(msg.receiver_index, vectors_int(fields, "receiver_index"));
+			assert_int_equal(msg.counter, vectors_int(fields, "counter"));
 			assert_ptr_equal(msg.data, buf);
 			assert_int_equal(msg.data_len, len);
 			break;
@@ -57,12 +56,11 @@ static void test_vectors(void **state)
 	}
 	assert_int_equal(counted, 5);
 
-	len = wg_vectors_hex_var(cc, "cookie_reply", buf, sizeof(buf));
+	len = vectors_hex_var(cc, "cookie_reply", buf, sizeof(buf));
 	assert_int_equal(wg_messages_parse(&msg, buf, len, &why), WG_MESSAGE_COOKIE_REPLY);
-	assert_int_equal(
-		le32toh(msg.cookie_reply.receiver_index),
-		wg_vectors_int(wg_vectors_get(cc, "cookie_reply_fields"), "receiver_index"));
-	len = wg_vectors_hex_var(cc, "initiation2_with_mac2", buf, sizeof(buf));
+	assert_int_equal(le32toh(msg.cookie_reply.receiver_index),
+			 vectors_int(vectors_get(cc, "cookie_reply_fields"), "receiver_index"));
+	len = vectors_hex_var(cc, "initiation2_with_mac2", buf, sizeof(buf));
 	assert_int_equal(wg_messages_parse(&msg, buf, len, &why), WG_MESSAGE_INITIATION);
 	json_decref(root);
 }

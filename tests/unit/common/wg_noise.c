@@ -13,7 +13,7 @@
 
 #include "common/wg/wg_noise.c"
 #include "common/wg/wg_cookie.h"
-#include "wg_vectors.h"
+#include "tests/unit/vectors.h"
 
 /* Both sides of the vector handshake, built from wireguard.json. */
 struct fixture {
@@ -44,18 +44,18 @@ static int setup(void **state)
 	uint8_t k[WG_KEY_LEN];
 
 	assert_non_null(f);
-	f->root = wg_vectors_load();
-	wg_vectors_hex(f->root, "initiator_static_private", k, sizeof(k));
+	f->root = vectors_load("tailscale/wireguard.json");
+	vectors_hex(f->root, "initiator_static_private", k, sizeof(k));
 	assert_int_equal(wg_noise_static_init(&f->initiator, k), 0);
-	wg_vectors_hex(f->root, "responder_static_private", k, sizeof(k));
+	vectors_hex(f->root, "responder_static_private", k, sizeof(k));
 	assert_int_equal(wg_noise_static_init(&f->responder, k), 0);
-	wg_vectors_hex(f->root, "initiator_ephemeral_private", f->i_eph, WG_KEY_LEN);
-	wg_vectors_hex(f->root, "responder_ephemeral_private", f->r_eph, WG_KEY_LEN);
-	f->i_index = wg_vectors_index(f->root, "initiator_sender_index_random_bytes");
-	f->r_index = wg_vectors_index(f->root, "responder_sender_index_random_bytes");
-	wg_vectors_hex(f->root, "timestamp_tai64n", f->timestamp, WG_TIMESTAMP_LEN);
-	wg_vectors_hex(wg_vectors_message(f->root, 0), "bytes", f->msg_init, sizeof(f->msg_init));
-	wg_vectors_hex(wg_vectors_message(f->root, 1), "bytes", f->msg_resp, sizeof(f->msg_resp));
+	vectors_hex(f->root, "initiator_ephemeral_private", f->i_eph, WG_KEY_LEN);
+	vectors_hex(f->root, "responder_ephemeral_private", f->r_eph, WG_KEY_LEN);
+	f->i_index = vectors_le32(f->root, "initiator_sender_index_random_bytes");
+	f->r_index = vectors_le32(f->root, "responder_sender_index_random_bytes");
+	vectors_hex(f->root, "timestamp_tai64n", f->timestamp, WG_TIMESTAMP_LEN);
+	vectors_hex(vectors_at(f->root, "messages", 0), "bytes", f->msg_init, sizeof(f->msg_init));
+	vectors_hex(vectors_at(f->root, "messages", 1), "bytes", f->msg_resp, sizeof(f->msg_resp));
 
 	assert_int_equal(
 		wg_noise_handshake_init(&f->i_hs, &f->initiator, f->responder.public_key, NULL), 0);
@@ -95,9 +95,9 @@ static void test_static_keys(void **state)
 	struct fixture *f = *state;
 	uint8_t want[WG_KEY_LEN];
 
-	wg_vectors_hex(f->root, "initiator_static_public", want, sizeof(want));
+	vectors_hex(f->root, "initiator_static_public", want, sizeof(want));
 	assert_memory_equal(f->initiator.public_key, want, WG_KEY_LEN);
-	wg_vectors_hex(f->root, "responder_static_public", want, sizeof(want));
+	vectors_hex(f->root, "responder_static_public", want, sizeof(want));
 	assert_memory_equal(f->responder.public_key, want, WG_KEY_LEN);
 }
 
@@ -149,10 +149,10 @@ static void test_handshake_vectors(void **state)
 
 	assert_int_equal(wg_noise_derive_keypair(&f->i_hs, &ikp, 7), 0);
 	assert_int_equal(wg_noise_derive_keypair(&f->r_hs, &rkp, 7), 0);
-	wg_vectors_hex(f->root, "initiator_to_responder_key", want, sizeof(want));
+	vectors_hex(f->root, "initiator_to_responder_key", want, sizeof(want));
 	assert_memory_equal(ikp.send_key, want, WG_KEY_LEN);
 	assert_memory_equal(rkp.recv_key, want, WG_KEY_LEN);
-	wg_vectors_hex(f->root, "responder_to_initiator_key", want, sizeof(want));
+	vectors_hex(f->root, "responder_to_initiator_key", want, sizeof(want));
 	assert_memory_equal(ikp.recv_key, want, WG_KEY_LEN);
 	assert_memory_equal(rkp.send_key, want, WG_KEY_LEN);
 	assert_true(ikp.initiator);
@@ -520,13 +520,13 @@ static void test_ephemeral_clamping(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		uint8_t raw[WG_KEY_LEN], priv[WG_KEY_LEN], a[WG_KEY_LEN], b[WG_KEY_LEN];
 
-		wg_vectors_hex(f->root, names[i][0], raw, sizeof(raw));
-		wg_vectors_hex(f->root, names[i][1], priv, sizeof(priv));
+		vectors_hex(f->root, names[i][0], raw, sizeof(raw));
+		vectors_hex(f->root, names[i][1], priv, sizeof(priv));
 		assert_memory_not_equal(raw, priv, WG_KEY_LEN);
 		raw[0] &= 248;
 		raw[31] = (raw[31] & 127) | 64;
 		assert_memory_equal(raw, priv, WG_KEY_LEN);
-		wg_vectors_hex(f->root, names[i][0], raw, sizeof(raw));
+		vectors_hex(f->root, names[i][0], raw, sizeof(raw));
 		crypto_scalarmult_curve25519_base(a, raw);
 		crypto_scalarmult_curve25519_base(b, priv);
 		assert_memory_equal(a, b, WG_KEY_LEN);
