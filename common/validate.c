@@ -26,6 +26,7 @@ enum validate_local_limits {
 	VERSION_MAX_LEN = 128,
 	MTU_MAX = 65535,
 	ERRNO_MAX = 4095,
+	ROLL_FAILED_MAX = 64, /* RollWorkersReply.failed */
 };
 
 static bool is_ctl(unsigned char c)
@@ -275,6 +276,8 @@ int validate_cni_request(const Tscni__CniRequest *m, const char **why)
 		return m->gc ? gc_request(m->gc, why) : bad(why, "gc body missing");
 	case TSCNI__CNI_REQUEST__BODY_STATUS:
 		return m->status ? 0 : bad(why, "status body missing");
+	case TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS:
+		return m->roll_workers ? 0 : bad(why, "roll_workers body missing");
 	default:
 		return bad(why, "request body not set");
 	}
@@ -335,6 +338,8 @@ static int pod_status(const Tscni__PodStatus *m, const char **why)
 		return bad(why, "status.pod.state invalid");
 	if (m->worker_pid < 0)
 		return bad(why, "status.pod.worker_pid negative");
+	if (!opt_name(m->worker_state, STATE_NAME_MAX_LEN))
+		return bad(why, "status.pod.worker_state invalid");
 	return prefixes(m->addresses, m->n_addresses, "status.pod.addresses: too many", why);
 }
 
@@ -348,12 +353,24 @@ static int status_reply(const Tscni__StatusReply *m, const char **why)
 		return bad(why, "status.version invalid");
 	if (m->n_pod > STATUS_MAX_PODS)
 		return bad(why, "status.pod: too many");
+	if (m->zygote_pid < 0)
+		return bad(why, "status.zygote_pid negative");
 	for (size_t i = 0; i < m->n_pod; i++) {
 		int ret = pod_status(m->pod[i], why);
 
 		if (ret < 0)
 			return ret;
 	}
+	return 0;
+}
+
+static int roll_workers_reply(const Tscni__RollWorkersReply *m, const char **why)
+{
+	if (m->n_failed > ROLL_FAILED_MAX)
+		return bad(why, "roll_workers.failed: too many");
+	for (size_t i = 0; i < m->n_failed; i++)
+		if (!valid_text(m->failed[i], MSG_MAX_LEN))
+			return bad(why, "roll_workers.failed: entry too long");
 	return 0;
 }
 
@@ -378,6 +395,9 @@ int validate_cni_reply(const Tscni__CniReply *m, const char **why)
 		return m->gc ? gc_reply(m->gc, why) : bad(why, "gc body missing");
 	case TSCNI__CNI_REPLY__BODY_STATUS:
 		return m->status ? status_reply(m->status, why) : bad(why, "status body missing");
+	case TSCNI__CNI_REPLY__BODY_ROLL_WORKERS:
+		return m->roll_workers ? roll_workers_reply(m->roll_workers, why)
+				       : bad(why, "roll_workers body missing");
 	default:
 		return bad(why, "reply body not set");
 	}
@@ -634,6 +654,8 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 	case TSCNI__WORKER_MSG__BODY_NETOP_REQUEST:
 		return m->netop_request ? netop_request(m->netop_request, why)
 					: bad(why, "netop_request body missing");
+	case TSCNI__WORKER_MSG__BODY_CUSTODY:
+		return bad(why, "custody only on an adoption connection");
 	case TSCNI__WORKER_MSG__BODY_TEST_REPLY:
 		if (!m->test_reply)
 			return bad(why, "test_reply body missing");

@@ -18,6 +18,7 @@
 #include "pods.h"
 #include "supervisor.h"
 #include "validate.h"
+#include "workers.h"
 
 enum cni_server_limits {
 	/* A connection's buffer never holds more than one whole frame plus a
@@ -160,6 +161,10 @@ static void send_status(struct conn *c, bool verbose)
 	st.reason = (char *)(sup->health_reason ? sup->health_reason : "");
 	st.uptime_s = now > sup->started_unix ? now - sup->started_unix : 0;
 	st.version = (char *)TSCNI_VERSION;
+	if (sup->workers) {
+		st.zygote_pid = workers_zygote_pid(sup->workers);
+		st.zygote_restarts = workers_zygote_restarts(sup->workers);
+	}
 	pods_status_fill(sup->pods, &st, verbose);
 	rep.protocol_version = CNI_PROTOCOL_VERSION;
 	rep.body_case = TSCNI__CNI_REPLY__BODY_STATUS;

@@ -2,17 +2,24 @@
  *
  *   tailscale-cni-supervisor [run] [--state-dir DIR] [--socket PATH]
  *       [--node-name NAME] [--reconcile-interval SECONDS]
- *       [--log-level err|warn|info|debug]
+ *       [--log-level err|warn|info|debug] [--worker PATH] [--run-dir DIR]
+ *       [--cgroup-parent NAME] [--uid-base UID] [--sandbox seccomp|none]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
+ *   tailscale-cni-supervisor roll-workers [--socket PATH]
  *   tailscale-cni-supervisor --version | --help
  *
- * Startup acquires one thing per stage and unwinds in reverse order: the
- * state directory (flock), the loop, the pod table (loaded, tombstones done,
- * reconciled once), the CNI socket (it exists only once all that is done, so
- * a socket that exists is a supervisor that is ready), the reconciler and
- * the signal handlers. */
+ * Startup refuses a private pid namespace (workers must outlive us), then
+ * acquires one thing per stage and unwinds in reverse order: the loop, the
+ * zygote (started before any state or secret is read, so it inherits none),
+ * the state directory (flock), the pod table (loaded, workers re-adopted or
+ * respawned, tombstones done, reconciled once), the CNI socket (it exists
+ * only once all that is done, so a socket that exists is a supervisor that is
+ * ready), the reconciler and the signal handlers. At exit the workers and the
+ * zygote's children keep running: the next supervisor adopts them. */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +36,14 @@
 #include "pods.h"
 #include "state.h"
 #include "supervisor.h"
+#include "workers.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tailscale-cni-supervisor [run] [options]\n"
 		"       tailscale-cni-supervisor status [--json] [--socket PATH]\n"
+		"       tailscale-cni-supervisor roll-workers [--socket PATH]\n"
 		"       tailscale-cni-supervisor --version | --help\n"
 		"options:\n"
 		"  --state-dir DIR              state directory (default %s)\n"
@@ -42,9 +51,65 @@ static void usage(FILE *f)
 		"  --node-name NAME             this node's name (default $NODE_NAME, else the "
 		"host name)\n"
 		"  --reconcile-interval SECONDS netns check period, 1..%d (default %d)\n"
-		"  --log-level LEVEL            err, warn, info or debug (default info)\n",
+		"  --log-level LEVEL            err, warn, info or debug (default info)\n"
+		"  --worker PATH                the worker binary (default: %s next to this\n"
+		"                               binary, then %s)\n"
+		"  --run-dir DIR                workers' rendezvous sockets go to DIR/workers\n"
+		"                               (default: the CNI socket's directory)\n"
+		"  --cgroup-parent NAME         the zygote's cgroup parent (default "
+		"tailscale-cni,\n"
+		"                               \"\" for no placement)\n"
+		"  --uid-base UID               worker uid = UID + slot (default %u)\n"
+		"  --sandbox seccomp|none       the worker's syscall filter (none: tests only)\n",
 		SUPERVISOR_STATE_DIR, SUPERVISOR_SOCKET, SUPERVISOR_RECONCILE_MAX_S,
-		SUPERVISOR_RECONCILE_S);
+		SUPERVISOR_RECONCILE_S, SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED,
+		(unsigned int)WORKERS_UID_BASE);
+}
+
+/* The worker binary when --worker is not given: beside this executable (an
+ * installed pair, or the build tree's supervisor/ and worker/), else the
+ * installed path. Absolute, resolved now: the zygote is re-exec'd from it. */
+static int find_worker(char *out, size_t len)
+{
+	char self[PATH_MAX], *dir;
+	const char *cands[3];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		self[n] = '\0';
+		dir = dirname(self);
+		char a[PATH_MAX], b[PATH_MAX];
+
+		snprintf(a, sizeof(a), "%s/%s", dir, SUPERVISOR_WORKER);
+		snprintf(b, sizeof(b), "%s/../worker/%s", dir, SUPERVISOR_WORKER);
+		cands[0] = a;
+		cands[1] = b;
+		cands[2] = SUPERVISOR_WORKER_INSTALLED;
+		for (size_t i = 0; i < 3; i++) {
+			char real[PATH_MAX];
+
+			if (access(cands[i], X_OK) == 0 && realpath(cands[i], real) &&
+			    strscpy(out, real, len) >= 0)
+				return 0;
+		}
+	} else if (access(SUPERVISOR_WORKER_INSTALLED, X_OK) == 0) {
+		return strscpy(out, SUPERVISOR_WORKER_INSTALLED, len) < 0 ? -ENAMETOOLONG : 0;
+	}
+	return -ENOENT;
+}
+
+/* "N" within [lo, hi] into *out; -EINVAL otherwise. */
+static int parse_u32(const char *s, unsigned long lo, unsigned long hi, uint32_t *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
 }
 
 /* Returns 0 to run, 1 for an exit with success (--help, --version), or
@@ -57,11 +122,18 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		{"node-name", required_argument, NULL, 'n'},
 		{"reconcile-interval", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"worker", required_argument, NULL, 'w'},
+		{"run-dir", required_argument, NULL, 'R'},
+		{"cgroup-parent", required_argument, NULL, 'c'},
+		{"uid-base", required_argument, NULL, 'u'},
+		{"sandbox", required_argument, NULL, 'S'},
+		{"test-worker-proto", required_argument, NULL, 'P'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *node = getenv("NODE_NAME");
+	const char *worker = NULL, *run_dir = NULL;
 	unsigned long v;
 	char *end;
 	int c;
@@ -71,6 +143,7 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		.socket_path = SUPERVISOR_SOCKET,
 		.reconcile_interval_s = SUPERVISOR_RECONCILE_S,
 		.log_level = LOG_INFO,
+		.sandbox = "seccomp",
 	};
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -104,6 +177,49 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 				return -EINVAL;
 			}
 			break;
+		case 'w':
+			worker = optarg;
+			break;
+		case 'R':
+			run_dir = optarg;
+			break;
+		case 'c':
+			if (strchr(optarg, '/') || !strcmp(optarg, ".") || !strcmp(optarg, "..")) {
+				fprintf(stderr, "--cgroup-parent: '%s' is not one path component\n",
+					optarg);
+				return -EINVAL;
+			}
+			cfg->cgroup_parent = optarg;
+			break;
+		case 'u':
+			if (parse_u32(optarg, 1000, UINT32_MAX - WORKERS_UID_COUNT,
+				      &cfg->uid_base) < 0) {
+				fprintf(stderr, "--uid-base: '%s' is not a uid from 1000 to %lu\n",
+					optarg, (unsigned long)(UINT32_MAX - WORKERS_UID_COUNT));
+				return -EINVAL;
+			}
+			break;
+		case 'S':
+			if (strcmp(optarg, "seccomp") && strcmp(optarg, "none")) {
+				fprintf(stderr, "--sandbox: '%s' is not seccomp or none\n", optarg);
+				return -EINVAL;
+			}
+			cfg->sandbox = optarg;
+			break;
+		case 'P': {
+			char lo[16], *colon = strchr(optarg, ':');
+
+			if (!colon || (size_t)(colon - optarg) >= sizeof(lo) ||
+			    (memcpy(lo, optarg, colon - optarg), lo[colon - optarg] = '\0',
+			     parse_u32(lo, 1, 1000, &cfg->worker_proto_min) < 0) ||
+			    parse_u32(colon + 1, cfg->worker_proto_min, 1000,
+				      &cfg->worker_proto_max) < 0) {
+				fprintf(stderr, "--test-worker-proto: '%s' is not MIN:MAX\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		}
 		case 'V':
 			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 1;
@@ -128,6 +244,35 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		fprintf(stderr, "node name longer than %zu bytes\n", sizeof(cfg->node_name) - 1);
 		return -EINVAL;
 	}
+	if (worker) {
+		if (worker[0] != '/' || access(worker, X_OK) < 0 ||
+		    strscpy(cfg->worker_path, worker, sizeof(cfg->worker_path)) < 0) {
+			fprintf(stderr, "--worker: '%s' is not an absolute path to an executable\n",
+				worker);
+			return -EINVAL;
+		}
+	} else if (find_worker(cfg->worker_path, sizeof(cfg->worker_path)) < 0) {
+		fprintf(stderr,
+			"no %s beside this binary nor at %s: install it or pass --worker PATH\n",
+			SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED);
+		return -EINVAL;
+	}
+	if (run_dir) {
+		if (strscpy(cfg->run_dir, run_dir, sizeof(cfg->run_dir)) < 0)
+			run_dir = NULL;
+	} else {
+		char sock[PATH_MAX];
+
+		strscpy(sock, cfg->socket_path, sizeof(sock));
+		if (strscpy(cfg->run_dir, dirname(sock), sizeof(cfg->run_dir)) >= 0)
+			run_dir = cfg->run_dir;
+	}
+	/* workers.h: the rendezvous path must fit a sockaddr_un. */
+	if (!run_dir || cfg->run_dir[0] != '/' || strlen(cfg->run_dir) > 64) {
+		fprintf(stderr, "--run-dir: an absolute path of at most 64 bytes is needed "
+				"(default: the socket's directory)\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -149,6 +294,10 @@ static void on_signal(uv_signal_t *h, int signum)
 	cni_server_close(sup->srv);
 	sup->srv = NULL;
 	pods_stop(sup->pods);
+	/* The workers live on: the next supervisor adopts them. */
+	pods_detach_workers(sup->pods);
+	workers_close(sup->workers);
+	sup->workers = NULL;
 	uv_close((uv_handle_t *)&s->term, NULL);
 	uv_close((uv_handle_t *)&s->intr, NULL);
 }
@@ -157,33 +306,60 @@ static int run(struct supervisor *sup)
 {
 	struct state_origin origin = {0};
 	struct signals sig = {.sup = sup};
+	struct workers_config wc = {0};
+	const char *why = NULL;
 	int ret;
 
-	/* Stage: the state directory, locked. */
+	ret = workers_check_host_pidns(&why);
+	if (ret < 0) {
+		log_err_r(ret, "refusing to start: %s", why);
+		return ret;
+	}
+	/* What identifies this node and this boot (no secret in there). */
 	memcpy(origin.node_name, sup->cfg.node_name, sizeof(origin.node_name));
 	ret = state_origin_detect(&origin);
 	if (ret < 0) {
 		log_err_r(ret, "detect machine id, boot id and node name");
 		return ret;
 	}
-	/* -EWOULDBLOCK (another supervisor holds the lock) is logged there. */
-	ret = state_open(sup->cfg.state_dir, &origin, &sup->st);
-	if (ret < 0 && ret != -EWOULDBLOCK)
-		log_err_r(ret, "open the state directory %s", sup->cfg.state_dir);
-	if (ret < 0)
-		return ret;
 
 	/* Stage: the loop. */
 	ret = uv_loop_init(&sup->loop);
 	if (ret < 0) {
 		log_err("libuv loop: %s", uv_strerror(ret));
-		goto err_state;
+		return ret;
 	}
+
+	/* Stage: the zygote, before any record or key is read. */
+	wc.worker_path = sup->cfg.worker_path;
+	wc.cgroup_parent = sup->cfg.cgroup_parent;
+	wc.sandbox = sup->cfg.sandbox;
+	wc.uid_base = sup->cfg.uid_base;
+	wc.run_dir = sup->cfg.run_dir;
+	wc.boot_id = origin.boot_id;
+	wc.proto_min = sup->cfg.worker_proto_min;
+	wc.proto_max = sup->cfg.worker_proto_max;
+	ret = workers_new(&sup->loop, &wc, &sup->workers);
+	if (ret < 0) {
+		log_err_r(ret, "start the zygote from %s", sup->cfg.worker_path);
+		goto err_loop;
+	}
+	log_info("zygote %d started from %s (sandbox %s, rendezvous in %s/workers)",
+		 (int)workers_zygote_pid(sup->workers), sup->cfg.worker_path, sup->cfg.sandbox,
+		 sup->cfg.run_dir);
+
+	/* Stage: the state directory, locked. -EWOULDBLOCK (another
+	 * supervisor holds the lock) is logged there. */
+	ret = state_open(sup->cfg.state_dir, &origin, &sup->st);
+	if (ret < 0 && ret != -EWOULDBLOCK)
+		log_err_r(ret, "open the state directory %s", sup->cfg.state_dir);
+	if (ret < 0)
+		goto err_workers;
 
 	/* Stage: the pod table, brought up to date before anyone can ask. */
 	ret = pods_new(sup, &sup->pods);
 	if (ret < 0)
-		goto err_loop;
+		goto err_state;
 	ret = pods_startup(sup->pods);
 	if (ret < 0)
 		goto err_pods;
@@ -226,17 +402,33 @@ err_server:
 	cni_server_close(sup->srv);
 	sup->srv = NULL;
 	pods_stop(sup->pods);
+	pods_detach_workers(sup->pods);
+	workers_close(sup->workers);
+	sup->workers = NULL;
 	uv_run(&sup->loop, UV_RUN_DEFAULT);
 err_pods:
 	uv_run(&sup->loop, UV_RUN_DEFAULT); /* close callbacks of a failed stage */
+	/* Workers keep running for the next supervisor: detach, then free. */
+	if (sup->workers) {
+		pods_detach_workers(sup->pods);
+		workers_close(sup->workers);
+		sup->workers = NULL;
+		uv_run(&sup->loop, UV_RUN_DEFAULT);
+	}
 	pods_free(sup->pods);
 	sup->pods = NULL;
-err_loop:
-	if (uv_loop_close(&sup->loop) < 0)
-		log_warn("libuv loop still had handles at exit");
 err_state:
 	state_close(sup->st);
 	sup->st = NULL;
+err_workers:
+	if (sup->workers) {
+		workers_close(sup->workers);
+		sup->workers = NULL;
+		uv_run(&sup->loop, UV_RUN_DEFAULT);
+	}
+err_loop:
+	if (uv_loop_close(&sup->loop) < 0)
+		log_warn("libuv loop still had handles at exit");
 	return ret;
 }
 
@@ -250,6 +442,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_command(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "roll-workers") == 0)
+		return roll_workers_command(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "run") == 0) {
 		argv[1] = argv[0];
 		argc--;

@@ -12,15 +12,29 @@
  * loop only ever reads the fields an op's thread may write (tun_fd) after the
  * op is over.
  *
- * fd custody. A TUN device that is not persistent lives as long as some
- * process holds an fd to it. In this issue there are no workers yet, so the
- * supervisor is the only holder: each attachment keeps its TUN fd here, and
- * when the supervisor exits (cleanly or by kill -9) every ts0 disappears with
- * it. The records stay: after a restart an attachment whose netns still exists
- * is kept even though its ts0 is gone. CHECK then reports code 103 (ts0
- * missing) and a retried ADD for the key rebuilds ts0 in the same netns; DEL
- * removes the record. Once workers exist (issue 3) they hold a dup of the fd,
- * ts0 survives a supervisor restart, and re-adoption takes custody back.
+ * Workers and fd custody. A TUN device that is not persistent lives as long
+ * as some process holds an fd to it. ADD creates ts0 and spawns the pod's
+ * worker with the TUN fd (workers.h); workers.c keeps its own dup of it for
+ * every respawn (custody) and the worker process holds one more, so ts0
+ * survives a worker's death and the supervisor's (kill -9, an upgrade, a
+ * restarted container). One supervisor-side holder is enough: once
+ * workers_spawn has its dup, the attachment closes its own fd (tun_fd = -1).
+ * After a restart pods_startup takes custody back through workers_adopt,
+ * identifying each worker by the pid, start time and boot id in the record.
+ * A worker it cannot adopt is never trusted: ts0 is rebuilt (a TUN dies with
+ * its last fd, so a worker that died while we were away took ts0 with it; a
+ * ts0 still held by a process we could not verify is deleted first, which
+ * ends that process's data path) and a new worker spawned with the pod's
+ * keys. Only a second attachment of a pod that already has a worker (one
+ * worker per pod) keeps its TUN fd here, and that ts0 still dies with the
+ * supervisor; it is rebuilt at the next start.
+ *
+ * A worker is stopped before its attachment is released (DEL, GC, a
+ * replacing ADD): the op waits for WORKER_EV_GONE, then does its netlink and
+ * record work. An attachment released another way (the reconciler found its
+ * netns gone) with its worker still up leaves the table at once and is freed
+ * on GONE. A worker that reports GONE by itself saw its TUN die: the netns is
+ * gone, and a probe of the attachment releases it.
  *
  * Identities. A pod's identity (pods/<uid>/identity.pb: keys, addresses) is
  * kept after its last attachment is deleted, because a sandbox recreated for
@@ -55,6 +69,7 @@
 #include "state.h"
 #include "supervisor.h"
 #include "validate.h"
+#include "workers.h"
 
 enum pods_limits {
 	SYNC_TIMEOUT_DEFAULT_MS = 3000,
@@ -63,6 +78,8 @@ enum pods_limits {
 	DETAIL_LEN = 512,
 	GC_FAILED_MAX = 64,
 	TOMBSTONE_SCAN_MAX = 4096,
+	ROLL_FAILED_MAX = 64,
+	ROLL_STEP_TIMEOUT_MS = 10000, /* one worker's replacement, until Ready */
 };
 
 /* CNI error codes the supervisor puts into its replies (cni-contract 6.2). */
@@ -72,6 +89,7 @@ enum cni_code {
 	CNI_ERR_TRY_AGAIN = 11,
 	CNI_ERR_IF_EXISTS = 100,
 	CNI_ERR_CHECK = 103,
+	CNI_ERR_WORKER = 103, /* CHECK: the pod's worker is not running */
 	CNI_ERR_INTERNAL = 999,
 };
 
@@ -101,11 +119,23 @@ struct attachment {
 	uint64_t created_unix;
 	struct ip_prefix addrs[PREFIX_MAX];
 	size_t naddrs;
-	/* The TUN fd in custody (O_CLOEXEC), -1 when none: after a restart,
-	 * and for records that never reached READY. */
+	/* Our own TUN fd (O_CLOEXEC), -1 when none: between ts0's creation
+	 * and workers_spawn, or for a second attachment of a pod whose worker
+	 * belongs to another attachment. */
 	int tun_fd;
 	/* The ADD waiting for this attachment's worker to report Ready. */
 	struct op *sync_op;
+
+	struct pods *pods;
+	uint64_t id;	       /* unique while the supervisor runs */
+	struct worker *worker; /* the pod's worker, NULL when none */
+	bool worker_ready;     /* its current process is up (Ready or adopted) */
+	bool dying;	       /* off the table; freed on the worker's GONE */
+	struct op *stop_op;    /* an op waiting for this worker's GONE */
+	/* The worker as the record says: what pods_startup adopts, and what
+	 * the next save writes (boot_id is the record's). */
+	struct worker_identity wi;
+	uint32_t worker_uid; /* 0 until a slot is allocated */
 };
 
 struct pods_request {
@@ -119,6 +149,7 @@ enum op_kind {
 	OP_CHECK,
 	OP_RELEASE, /* GC's release of one attachment */
 	OP_PROBE,   /* the reconciler's netns check of one attachment */
+	OP_SAVE,    /* rewrite the record with its worker's identity */
 };
 
 struct gc_run;
@@ -128,6 +159,8 @@ struct op {
 	struct pods *pods;
 	enum op_kind kind;
 	bool running;
+	bool waiting_worker; /* running: for cur's worker to be GONE */
+	bool saving;	     /* ADD: recording its worker before the reply */
 	char keyname[RECORD_KEYNAME_LEN];
 	char tag[TAG_LEN];
 	struct pods_request *req; /* NULL for internal operations */
@@ -165,6 +198,28 @@ struct op {
 	struct ip_prefix addrs[PREFIX_MAX];
 	size_t naddrs;
 	bool addresses_pending;
+
+	/* ADD: the pod's keys for its worker (wiped in op_free). */
+	bool have_keys;
+	uint8_t machine_private[KEY_LEN];
+	uint8_t node_private[KEY_LEN];
+	char hostname[HOST_MAX_LEN + 1];
+	/* OP_SAVE: which attachment, and the worker fields to write. */
+	uint64_t save_id;
+	struct worker_identity save_wi;
+	uint32_t save_uid;
+};
+
+struct roll_run {
+	struct pods *pods;
+	struct pods_request *req;
+	uint64_t *ids; /* the attachments to roll, in order */
+	size_t n, next;
+	uint64_t cur; /* the one being replaced, 0 between two */
+	uv_timer_t timer;
+	unsigned int rolled;
+	char *failed[ROLL_FAILED_MAX];
+	size_t nfailed;
 };
 
 struct gc_run {
@@ -202,6 +257,9 @@ struct pods {
 	bool timer_open;
 	bool stopping;
 	bool tomb_scan_running;
+	struct attachment *dying; /* released, waiting for their workers' GONE */
+	uint64_t next_id;
+	struct roll_run *roll;
 	/* Two ADDs of one pod (two attachments) may race to create its
 	 * identity; this makes the check-then-create atomic. */
 	uv_mutex_t identity_lock;
@@ -364,6 +422,13 @@ static struct attachment *attachment_from_pb(const Tscni__Attachment *m)
 	a->created_unix = m->created_unix;
 	a->naddrs = prefixes_from_pb(m->addresses, m->n_addresses, a->addrs);
 	make_tag(a->tag, a->pod_uid, a->keyname);
+	strscpy(a->wi.boot_id, m->boot_id ? m->boot_id : "", sizeof(a->wi.boot_id));
+	if (m->worker) {
+		a->wi.pid = m->worker->pid;
+		a->wi.start_time = m->worker->start_time;
+		a->wi.version = m->worker->handshake_version;
+		a->worker_uid = m->worker->uid;
+	}
 	return a;
 }
 
@@ -397,14 +462,17 @@ static struct attachment *attachment_from_op(const struct op *op, const char *po
 
 struct att_pb {
 	Tscni__Attachment m;
+	Tscni__WorkerInfo wi;
 	Tscni__AttachmentKey key;
 	Tscni__PodMeta meta;
 	struct pb_prefixes addrs;
 };
 
-/* Builds the record for a; every pointer in out points into a, out or the
- * state's origin. */
-static void attachment_to_pb(struct pods *p, const struct attachment *a, struct att_pb *out)
+/* Builds the record for a with its worker as wi and uid say (wi NULL: no
+ * worker yet); every pointer in out points into a, out or the state's
+ * origin. The boot id is always this boot's. */
+static void attachment_to_pb(struct pods *p, const struct attachment *a,
+			     const struct worker_identity *wi, uint32_t uid, struct att_pb *out)
 {
 	const struct state_origin *o = state_get_origin(p->st);
 
@@ -430,13 +498,32 @@ static void attachment_to_pb(struct pods *p, const struct attachment *a, struct 
 	out->m.created_unix = a->created_unix;
 	out->m.n_addresses = prefixes_to_pb(a->addrs, a->naddrs, &out->addrs);
 	out->m.addresses = out->addrs.p;
+	if (wi || uid) {
+		tscni__worker_info__init(&out->wi);
+		if (wi) {
+			out->wi.pid = wi->pid;
+			out->wi.start_time = wi->start_time;
+			out->wi.handshake_version = wi->version;
+		}
+		out->wi.uid = uid;
+		out->m.worker = &out->wi;
+	}
 }
 
 static int attachment_save(struct pods *p, const struct attachment *a)
 {
 	struct att_pb pb;
 
-	attachment_to_pb(p, a, &pb);
+	attachment_to_pb(p, a, NULL, a->worker_uid, &pb);
+	return state_attachment_put(p->st, &pb.m);
+}
+
+static int attachment_save_worker(struct pods *p, const struct attachment *a,
+				  const struct worker_identity *wi, uint32_t uid)
+{
+	struct att_pb pb;
+
+	attachment_to_pb(p, a, wi, uid, &pb);
 	return state_attachment_put(p->st, &pb.m);
 }
 
@@ -462,6 +549,9 @@ static struct attachment *table_find(struct pods *p, const char *keyname)
 
 static void table_insert(struct pods *p, struct attachment *a)
 {
+	if (!a->id)
+		a->id = ++p->next_id;
+	a->pods = p;
 	a->next = p->atts;
 	p->atts = a;
 	p->natts++;
@@ -566,6 +656,229 @@ static int release(struct pods *p, struct attachment *a, const char **why)
 	return 0;
 }
 
+/* ----------------------------------------------------------------- workers */
+
+static struct op *op_new(struct pods *p, enum op_kind kind, const char *network,
+			 const char *container_id, const char *ifname);
+static void op_enqueue(struct op *op);
+static bool op_queue_work(struct op *op);
+static void roll_step(struct pods *p, bool ok, const char *why);
+static void roll_finish(struct pods *p, const char *abort_why);
+static int sync_save_begin(struct op *op, struct attachment *a);
+static void submit_roll(struct pods *p, struct pods_request *req);
+
+/* The attachment of pod_uid that holds the pod's worker, or NULL. */
+static struct attachment *pod_worker_att(struct pods *p, const char *pod_uid)
+{
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (a->worker && strcmp(a->pod_uid, pod_uid) == 0)
+			return a;
+	return NULL;
+}
+
+/* Is the pod's worker process up (Ready, or adopted)? */
+static bool pod_worker_up(struct pods *p, const char *pod_uid)
+{
+	struct attachment *a = pod_worker_att(p, pod_uid);
+
+	return a && a->worker_ready && workers_pid(a->worker) > 0;
+}
+
+static uint32_t uid_base(const struct pods *p)
+{
+	return p->sup->cfg.uid_base ? p->sup->cfg.uid_base : WORKERS_UID_BASE;
+}
+
+static bool uid_taken(struct pods *p, const struct attachment *self, uint32_t uid)
+{
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (a != self && a->worker_uid == uid && strcmp(a->pod_uid, self->pod_uid))
+			return true;
+	for (struct attachment *a = p->dying; a; a = a->next)
+		if (a->worker_uid == uid)
+			return true;
+	return false;
+}
+
+/* The worker's uid slot: the one the record has (stable across restarts
+ * and respawns), else the lowest free. -ENOSPC when all are taken. */
+static int slot_get(struct pods *p, struct attachment *a, uint32_t *slot)
+{
+	uint32_t base = uid_base(p);
+
+	if (a->worker_uid >= base && a->worker_uid - base < WORKERS_UID_COUNT &&
+	    !uid_taken(p, a, a->worker_uid)) {
+		*slot = a->worker_uid - base;
+		return 0;
+	}
+	for (uint32_t i = 0; i < WORKERS_UID_COUNT; i++) {
+		if (!uid_taken(p, a, base + i)) {
+			a->worker_uid = base + i;
+			*slot = i;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+/* Takes a out of the pods' hands: freed now, or, while its worker still
+ * runs, once the worker reports GONE. */
+static void attachment_retire(struct pods *p, struct attachment *a)
+{
+	if (!a->worker) {
+		attachment_free(a);
+		return;
+	}
+	a->dying = true;
+	a->next = p->dying;
+	p->dying = a;
+	workers_stop(a->worker, true);
+}
+
+static void dying_remove(struct pods *p, struct attachment *a)
+{
+	for (struct attachment **pp = &p->dying; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			a->next = NULL;
+			return;
+		}
+	}
+}
+
+/* Queues a rewrite of a's record with its worker's identity. */
+static void attachment_record_worker(struct pods *p, struct attachment *a)
+{
+	struct op *op;
+
+	if (p->stopping)
+		return;
+	op = op_new(p, OP_SAVE, a->network, a->container_id, a->ifname);
+	memcpy(op->tag, a->tag, sizeof(op->tag));
+	op->save_id = a->id;
+	op->save_wi = a->wi;
+	op->save_uid = a->worker_uid;
+	op_enqueue(op);
+}
+
+static void pods_on_worker(struct worker *w, enum worker_event ev, const struct worker_report *r,
+			   void *arg)
+{
+	struct attachment *a = arg;
+	struct pods *p = a->pods;
+	struct worker_identity id;
+	bool changed;
+
+	switch (ev) {
+	case WORKER_EV_READY:
+		a->worker_ready = true;
+		changed = workers_identity(w, &id) == 0 &&
+			  (id.pid != a->wi.pid || id.start_time != a->wi.start_time ||
+			   id.version != a->wi.version || strcmp(id.boot_id, a->wi.boot_id));
+		if (changed)
+			a->wi = id;
+		log_info("%s: worker %d ready (uid %u, respawns %u)", a->tag, (int)r->pid,
+			 a->worker_uid, workers_respawns(w));
+		/* An ADD waiting for it replies once the record names it. */
+		if (!(changed && a->sync_op && !p->stopping &&
+		      sync_save_begin(a->sync_op, a) == 0)) {
+			if (changed)
+				attachment_record_worker(p, a);
+			pods_attachment_ready(p, a);
+		}
+		if (p->roll && p->roll->cur == a->id)
+			roll_step(p, true, NULL);
+		break;
+	case WORKER_EV_EXIT:
+		a->worker_ready = false;
+		break;
+	case WORKER_EV_GONE:
+		a->worker = NULL;
+		a->worker_ready = false;
+		if (p->roll && p->roll->cur == a->id)
+			roll_step(p, false, r->why);
+		if (a->dying) {
+			dying_remove(p, a);
+			attachment_free(a);
+			return;
+		}
+		if (a->stop_op) {
+			struct op *op = a->stop_op;
+
+			a->stop_op = NULL;
+			op->waiting_worker = false;
+			op_queue_work(op);
+			return;
+		}
+		/* It ended by itself: its TUN died with the pod's netns. */
+		if (!p->stopping) {
+			struct op *op = op_new(p, OP_PROBE, a->network, a->container_id, a->ifname);
+
+			memcpy(op->tag, a->tag, sizeof(op->tag));
+			log_info("%s: worker gone (%s): probing the attachment", a->tag,
+				 r->why ? r->why : "");
+			op_enqueue(op);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* A worker spec for a with the pod's keys (the caller wipes them). */
+static void spec_fill(struct attachment *a, struct worker_spec *spec, uint32_t slot,
+		      const uint8_t *machine, const uint8_t *node, const char *hostname)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->pod_uid = a->pod_uid;
+	spec->hostname = hostname && *hostname ? hostname : NULL;
+	memcpy(spec->machine_private, machine, WORKERS_KEY_LEN);
+	memcpy(spec->node_private, node, WORKERS_KEY_LEN);
+	spec->addresses = a->addrs;
+	spec->n_addresses = a->naddrs;
+	spec->tun_fd = a->tun_fd;
+	spec->slot = slot;
+	spec->mtu = NETOPS_MTU;
+}
+
+/* Spawns the pod's worker for a with its TUN fd (a->tun_fd, closed here once
+ * workers holds custody). A second attachment of a pod that has a worker
+ * keeps its fd and gets none. 0 or a negative errno. */
+static int attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
+			    const uint8_t *node, const char *hostname)
+{
+	struct attachment *owner = pod_worker_att(p, a->pod_uid);
+	struct worker_spec spec;
+	uint32_t slot;
+	int ret;
+
+	if (owner && owner != a) {
+		log_info("%s: the pod's worker runs for %s; this ts0 is held here", a->tag,
+			 owner->keyname);
+		return 0;
+	}
+	if (a->tun_fd < 0)
+		return -EBADF;
+	if (!p->sup->workers)
+		return -ENOTCONN; /* unit tests: no zygote */
+	ret = slot_get(p, a, &slot);
+	if (ret < 0) {
+		log_err_r(ret, "%s: no free worker uid", a->tag);
+		return ret;
+	}
+	spec_fill(a, &spec, slot, machine, node, hostname);
+	ret = workers_spawn(p->sup->workers, &spec, pods_on_worker, a, &a->worker);
+	sodium_memzero(&spec, sizeof(spec));
+	if (ret < 0) {
+		log_err_r(ret, "%s: spawn the worker", a->tag);
+		return ret;
+	}
+	a->worker_ready = false;
+	close(a->tun_fd);
+	a->tun_fd = -1;
+	return 0;
+}
+
 /* ---------------------------------------------------------------- identity */
 
 /* Reads the pod's identity or creates one (fresh machine and node keys),
@@ -581,6 +894,13 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	id = state_identity_get(p->st, pod_uid, &err);
 	if (id) {
 		op->naddrs = prefixes_from_pb(id->addresses, id->n_addresses, op->addrs);
+		if (id->machine_private.len == KEY_LEN && id->node_private.len == KEY_LEN) {
+			memcpy(op->machine_private, id->machine_private.data, KEY_LEN);
+			memcpy(op->node_private, id->node_private.data, KEY_LEN);
+			strscpy(op->hostname, id->hostname ? id->hostname : "",
+				sizeof(op->hostname));
+			op->have_keys = true;
+		}
 		if (id->machine_private.data)
 			sodium_memzero(id->machine_private.data, id->machine_private.len);
 		if (id->node_private.data)
@@ -612,6 +932,12 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	m.created_unix = (uint64_t)time(NULL);
 	m.pod = &meta;
 	ret = state_identity_put(p->st, &m);
+	if (ret == 0) {
+		memcpy(op->machine_private, machine, KEY_LEN);
+		memcpy(op->node_private, node, KEY_LEN);
+		strscpy(op->hostname, m.hostname, sizeof(op->hostname));
+		op->have_keys = true;
+	}
 	sodium_memzero(machine, sizeof(machine));
 	sodium_memzero(node, sizeof(node));
 	if (ret == 0)
@@ -660,6 +986,8 @@ static void op_free(struct op *op)
 	free(op->cni_version);
 	free(op->tombstone);
 	attachment_free(op->next_att);
+	sodium_memzero(op->machine_private, sizeof(op->machine_private));
+	sodium_memzero(op->node_private, sizeof(op->node_private));
 	free(op);
 }
 
@@ -685,6 +1013,45 @@ static bool key_active(struct pods *p, const char *keyname)
 static void op_work(uv_work_t *w);
 static void op_after_work(uv_work_t *w, int status);
 
+/* Queues op's work on the threadpool. false when that failed: the op has
+ * replied and finished (and op_finish rescheduled). */
+static bool op_queue_work(struct op *op)
+{
+	struct pods *p = op->pods;
+	int ret;
+
+	op->work.data = op;
+	ret = uv_queue_work(&p->sup->loop, &op->work, op_work, op_after_work);
+	if (ret == 0)
+		return true;
+	op_fail(op, CNI_ERR_INTERNAL, "supervisor internal error", ret, "queue work");
+	if (op->kind == OP_RELEASE) {
+		gc_account(op->gc, op);
+		gc_put(op->gc);
+	}
+	op_reply(op);
+	op_finish(op);
+	return false;
+}
+
+/* Does op release its attachment's worker? DEL and GC do; an ADD does
+ * unless it is a retry in the same netns (answered without change). */
+static bool op_stops_worker(const struct op *op)
+{
+	const struct attachment *a = op->cur;
+
+	switch (op->kind) {
+	case OP_DEL:
+	case OP_RELEASE:
+		return true;
+	case OP_ADD:
+		return a->netns_dev != op->netns_dev || a->netns_ino != op->netns_ino ||
+		       a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY;
+	default:
+		return false;
+	}
+}
+
 /* Starts every waiting op whose key has no earlier active op. */
 static void op_schedule(struct pods *p)
 {
@@ -703,19 +1070,18 @@ static void op_schedule(struct pods *p)
 			continue;
 		op->running = true;
 		op->cur = table_find(p, op->keyname);
-		op->work.data = op;
-		int ret = uv_queue_work(&p->sup->loop, &op->work, op_work, op_after_work);
-		if (ret < 0) {
-			op_fail(op, CNI_ERR_INTERNAL, "supervisor internal error", ret,
-				"queue work");
-			if (op->kind == OP_RELEASE) {
-				gc_account(op->gc, op);
-				gc_put(op->gc);
-			}
-			op_reply(op);
-			op_finish(op);
-			return; /* op_finish rescheduled */
+		if (op->cur && op->cur->worker && op_stops_worker(op)) {
+			/* The worker goes first (it logs out while its data
+			 * path still exists); the work follows its GONE. */
+			log_info("%s: stopping worker %d first", op->tag,
+				 (int)workers_pid(op->cur->worker));
+			op->waiting_worker = true;
+			op->cur->stop_op = op;
+			workers_stop(op->cur->worker, true);
+			continue;
 		}
+		if (!op_queue_work(op))
+			return; /* op_finish rescheduled */
 	}
 }
 
@@ -965,11 +1331,25 @@ static void probe_work(struct op *op)
 	log_info("%s: netns %s gone without DEL: released", cur->tag, cur->netns_path);
 }
 
+static void save_work(struct op *op)
+{
+	int ret;
+
+	if (!op->cur || op->cur->id != op->save_id)
+		return; /* released or replaced in the meantime */
+	ret = attachment_save_worker(op->pods, op->cur, &op->save_wi, op->save_uid);
+	if (ret < 0)
+		log_warn_r(ret, "%s: record the worker's identity", op->tag);
+}
+
 static void op_work(uv_work_t *w)
 {
 	struct op *op = w->data;
 
 	switch (op->kind) {
+	case OP_SAVE:
+		save_work(op);
+		break;
 	case OP_ADD:
 		add_work(op);
 		break;
@@ -1118,7 +1498,47 @@ static void sync_end(struct op *op, bool timed_out)
 
 static void sync_timer_cb(uv_timer_t *t)
 {
-	sync_end(t->data, true);
+	struct op *op = t->data;
+
+	if (!op->saving) /* else Ready came: the save's end replies */
+		sync_end(op, true);
+}
+
+static void sync_save_work(uv_work_t *w)
+{
+	save_work(w->data);
+}
+
+static void sync_save_after(uv_work_t *w, int status)
+{
+	struct op *op = w->data;
+
+	op->saving = false;
+	op->cur = NULL;
+	sync_end(op, false);
+}
+
+/* The ADD's worker is Ready: its identity goes into the record before the
+ * ADD replies, so that a supervisor killed right after the reply finds the
+ * worker it must adopt. 0, or a negative errno (nothing started). */
+static int sync_save_begin(struct op *op, struct attachment *a)
+{
+	int ret;
+
+	if (op->saving)
+		return -EBUSY;
+	op->cur = a;
+	op->save_id = a->id;
+	op->save_wi = a->wi;
+	op->save_uid = a->worker_uid;
+	op->saving = true;
+	op->work.data = op;
+	ret = uv_queue_work(&op->pods->sup->loop, &op->work, sync_save_work, sync_save_after);
+	if (ret < 0) {
+		op->saving = false;
+		op->cur = NULL;
+	}
+	return ret;
 }
 
 /* ADD has made ts0: wait for the control plane, at most syncTimeout. */
@@ -1140,17 +1560,17 @@ static void sync_begin(struct op *op, struct attachment *a)
 	op->sync_timer.data = op;
 	a->sync_op = op;
 	uv_timer_start(&op->sync_timer, sync_timer_cb, ms, 0);
-	/* Issue 3 spawns the pod's worker here, handing it the TUN fd and the
-	 * pod's keys; the worker registers with the control plane and reports
-	 * Ready through pods_attachment_ready(), which ends this wait before the
-	 * timer does. There is no worker and no control plane yet, so nothing
-	 * can become more ready than ts0 already is: report Ready now. */
-	pods_attachment_ready(op->pods, a);
+	/* The worker (spawned by op_after_work) reports Ready through
+	 * pods_attachment_ready(), which ends this wait before the timer does.
+	 * An attachment served by its pod's worker elsewhere has nothing to
+	 * wait for once that worker is up. */
+	if (a->worker ? a->worker_ready : pod_worker_up(op->pods, a->pod_uid))
+		pods_attachment_ready(op->pods, a);
 }
 
 void pods_attachment_ready(struct pods *p, struct attachment *att)
 {
-	if (att->sync_op)
+	if (att->sync_op && !att->sync_op->saving)
 		sync_end(att->sync_op, false);
 }
 
@@ -1162,7 +1582,7 @@ static void op_after_work(uv_work_t *w, int status)
 	if (op->replace) {
 		if (op->cur) {
 			table_remove(p, op->cur);
-			attachment_free(op->cur);
+			attachment_retire(p, op->cur);
 			op->cur = NULL;
 		}
 		if (op->next_att) {
@@ -1176,10 +1596,36 @@ static void op_after_work(uv_work_t *w, int status)
 		op_finish(op);
 		return;
 	}
+	if (op->kind == OP_SAVE || op->kind == OP_PROBE) {
+		op_finish(op);
+		return;
+	}
+	if (op->kind == OP_CHECK && op->cni_code == 0 && op->cur &&
+	    !pod_worker_up(p, op->cur->pod_uid)) {
+		struct attachment *wa = pod_worker_att(p, op->cur->pod_uid);
+
+		op_fail(op, CNI_ERR_WORKER, "worker not running", 0, "pod %s: %s", op->cur->pod_uid,
+			!wa ? "the pod has no worker" : "its worker is being respawned");
+	}
 	if (op->kind == OP_ADD && op->cni_code == 0 && op->replace && !p->stopping) {
 		struct attachment *a = table_find(p, op->keyname);
 
 		if (a) {
+			int ret = op->have_keys ? attachment_spawn(p, a, op->machine_private,
+								   op->node_private, op->hostname)
+						: -ENOKEY;
+
+			if (ret < 0) {
+				op_fail(op,
+					errno_cni_code(ret) == CNI_ERR_TRY_AGAIN ? CNI_ERR_TRY_AGAIN
+										 : CNI_ERR_INTERNAL,
+					"cannot start the pod's worker", ret, "%s", a->tag);
+				log_warn("%s: ADD failed (code %u): %s: %s", op->tag, op->cni_code,
+					 op->msg, op->detail);
+				op_reply(op);
+				op_finish(op);
+				return;
+			}
 			sync_begin(op, a);
 			return;
 		}
@@ -1360,6 +1806,7 @@ int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn,
 	case TSCNI__CNI_REQUEST__BODY_DEL:
 	case TSCNI__CNI_REQUEST__BODY_CHECK:
 	case TSCNI__CNI_REQUEST__BODY_GC:
+	case TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS:
 		break;
 	default:
 		return -EINVAL;
@@ -1379,6 +1826,9 @@ int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn,
 	case TSCNI__CNI_REQUEST__BODY_CHECK:
 		submit_check(p, req->check, r);
 		break;
+	case TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS:
+		submit_roll(p, r);
+		break;
 	default:
 		submit_gc(p, req->gc, r);
 		break;
@@ -1388,6 +1838,138 @@ int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn,
 		free(r);
 	}
 	return ret;
+}
+
+/* -------------------------------------------------------------------- roll */
+
+static void roll_closed(uv_handle_t *h)
+{
+	struct roll_run *r = h->data;
+
+	for (size_t i = 0; i < r->nfailed; i++)
+		free(r->failed[i]);
+	free(r->ids);
+	free(r);
+}
+
+/* Replies with what was rolled and ends the run. */
+static void roll_finish(struct pods *p, const char *abort_why)
+{
+	struct roll_run *r = p->roll;
+	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
+	Tscni__RollWorkersReply rw = TSCNI__ROLL_WORKERS_REPLY__INIT;
+
+	p->roll = NULL;
+	uv_timer_stop(&r->timer);
+	if (abort_why && r->nfailed < ROLL_FAILED_MAX)
+		r->failed[r->nfailed++] = xasprintf("roll stopped: %s", abort_why);
+	rw.rolled = r->rolled;
+	rw.n_failed = r->nfailed;
+	rw.failed = r->failed;
+	rep.protocol_version = CNI_PROTOCOL_VERSION;
+	rep.body_case = TSCNI__CNI_REPLY__BODY_ROLL_WORKERS;
+	rep.roll_workers = &rw;
+	log_info("roll-workers: %u replaced, %zu failed", r->rolled, r->nfailed);
+	request_reply(r->req, &rep);
+	uv_close((uv_handle_t *)&r->timer, roll_closed);
+}
+
+static void roll_fail(struct roll_run *r, const struct attachment *a, const char *why)
+{
+	if (r->nfailed < ROLL_FAILED_MAX)
+		r->failed[r->nfailed++] = xasprintf("%s: %s", a ? a->pod_uid : "?", why);
+}
+
+static struct attachment *table_find_id(struct pods *p, uint64_t id)
+{
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (a->id == id)
+			return a;
+	return NULL;
+}
+
+static void roll_timeout_start(uv_timer_t *t)
+{
+	struct roll_run *r = t->data;
+
+	roll_step(r->pods, true, NULL);
+}
+
+static void roll_timeout(uv_timer_t *t)
+{
+	struct roll_run *r = t->data;
+
+	roll_step(r->pods, false, "no Ready in time");
+}
+
+/* The current worker is done (ok: its replacement is Ready): on to the
+ * next one, or the reply. */
+static void roll_step(struct pods *p, bool ok, const char *why)
+{
+	struct roll_run *r = p->roll;
+
+	if (r->cur) {
+		struct attachment *a = table_find_id(p, r->cur);
+
+		uv_timer_stop(&r->timer);
+		if (ok) {
+			r->rolled++;
+			log_info("roll-workers: %s: worker %d replaced", a ? a->tag : "?",
+				 a && a->worker ? (int)workers_pid(a->worker) : 0);
+		} else {
+			roll_fail(r, a, why ? why : "failed");
+		}
+		r->cur = 0;
+	}
+	while (r->next < r->n) {
+		struct attachment *a = table_find_id(p, r->ids[r->next++]);
+		int ret;
+
+		if (!a || !a->worker)
+			continue; /* released or stopped since the roll began */
+		ret = workers_roll(a->worker);
+		if (ret < 0) {
+			roll_fail(r, a, "no running process to replace");
+			continue;
+		}
+		r->cur = a->id;
+		a->worker_ready = false;
+		uv_timer_start(&r->timer, roll_timeout, ROLL_STEP_TIMEOUT_MS, 0);
+		return;
+	}
+	roll_finish(p, NULL);
+}
+
+static void submit_roll(struct pods *p, struct pods_request *req)
+{
+	struct roll_run *r;
+	size_t n = 0;
+
+	if (p->roll || p->stopping) {
+		reply_error(req, CNI_ERR_TRY_AGAIN,
+			    p->roll ? "a roll of the workers is already running"
+				    : "the supervisor is shutting down",
+			    "try again later");
+		return;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->req = req;
+	for (struct attachment *a = p->atts; a; a = a->next)
+		n++;
+	r->ids = xcalloc(n ? n : 1, sizeof(*r->ids));
+	for (struct attachment *a = p->atts; a; a = a->next)
+		if (a->worker)
+			r->ids[r->n++] = a->id;
+	uv_timer_init(&p->sup->loop, &r->timer);
+	r->pods = p;
+	r->timer.data = r;
+	p->roll = r;
+	/* Later spawns come from the worker binary installed now. */
+	if (p->sup->workers && workers_zygote_reexec(p->sup->workers) == 0)
+		log_info("roll-workers: zygote restarted from the installed binary");
+	log_info("roll-workers: replacing %zu workers one at a time", r->n);
+	/* Replies later than this call, as pods_submit promises. */
+	uv_timer_start(&r->timer, roll_timeout_start, 0, 0);
 }
 
 /* ------------------------------------------------------------------ startup */
@@ -1478,6 +2060,134 @@ static void startup_release(struct pods *p, struct attachment *a, const char *re
 	attachment_free(a);
 }
 
+/* The pod's keys from its identity record: 0, or a negative errno. */
+static int identity_keys(struct pods *p, const char *pod_uid, uint8_t *machine, uint8_t *node,
+			 char *hostname, size_t hlen)
+{
+	Tscni__Identity *id;
+	int err = 0, ret = 0;
+
+	id = state_identity_get(p->st, pod_uid, &err);
+	if (!id)
+		return err < 0 ? err : -ENOENT;
+	if (id->machine_private.len != KEY_LEN || id->node_private.len != KEY_LEN) {
+		ret = -EINVAL;
+	} else {
+		memcpy(machine, id->machine_private.data, KEY_LEN);
+		memcpy(node, id->node_private.data, KEY_LEN);
+		strscpy(hostname, id->hostname ? id->hostname : "", hlen);
+	}
+	if (id->machine_private.data)
+		sodium_memzero(id->machine_private.data, id->machine_private.len);
+	if (id->node_private.data)
+		sodium_memzero(id->node_private.data, id->node_private.len);
+	tscni__identity__free_unpacked(id, NULL);
+	return ret;
+}
+
+/* Startup: a's worker adopted (adopt: the record names one), or else ts0
+ * rebuilt and a new worker spawned with the pod's keys. Failures are logged
+ * and leave a without a worker (CHECK says so; DEL releases it). */
+static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
+{
+	struct ifindex_query q = {.name = a->interface_name};
+	uint8_t machine[KEY_LEN], node[KEY_LEN];
+	char hostname[HOST_MAX_LEN + 1];
+	struct worker_spec spec;
+	const char *why = NULL;
+	int nsfd = -1, tun_fd = -1, ifindex = 0, ret;
+	uint32_t slot;
+
+	if (a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY || !p->sup->workers)
+		return;
+	ret = identity_keys(p, a->pod_uid, machine, node, hostname, sizeof(hostname));
+	if (ret < 0) {
+		log_err_r(ret, "%s: no usable identity for the pod's worker", a->tag);
+		return;
+	}
+	if (adopt) {
+		if (pod_worker_att(p, a->pod_uid))
+			goto out; /* another attachment of the pod adopted it */
+		ret = slot_get(p, a, &slot);
+		if (ret < 0)
+			goto out;
+		spec_fill(a, &spec, slot, machine, node, hostname);
+		spec.tun_fd = -1;
+		ret = workers_adopt(p->sup->workers, &spec, &a->wi, pods_on_worker, a, &a->worker);
+		sodium_memzero(&spec, sizeof(spec));
+		if (ret == 0) {
+			struct worker_identity id;
+
+			a->worker_ready = true;
+			/* Custody is back: our own fd, if any, is one too many. */
+			if (a->tun_fd >= 0) {
+				close(a->tun_fd);
+				a->tun_fd = -1;
+			}
+			if (workers_identity(a->worker, &id) == 0 && id.version != a->wi.version) {
+				a->wi = id;
+				ret = attachment_save_worker(p, a, &a->wi, a->worker_uid);
+				if (ret < 0)
+					log_warn_r(ret, "%s: record the worker", a->tag);
+			}
+			log_info("%s: worker %d adopted (protocol %u)", a->tag, (int)a->wi.pid,
+				 a->wi.version);
+		}
+		/* workers_adopt logged why it refused; pass 2 rebuilds. */
+		goto out;
+	}
+
+	if (pod_worker_att(p, a->pod_uid) && a->tun_fd >= 0)
+		goto out; /* served by the pod's worker, fd held here */
+	ret = netns_reopen(a->netns_path, a->netns_dev, a->netns_ino, &nsfd);
+	if (ret <= 0)
+		goto out; /* gone: the reconciler releases it */
+	ret = netns_run(nsfd, ifindex_in_ns, &q);
+	if (ret > 0 && (uint32_t)ret == a->ifindex) {
+		/* Our device, held by a process we could not verify as the
+		 * pod's worker: it loses its TUN, the pod gets a new one. */
+		log_warn("%s: %s (ifindex %d) is held by a process that was not adopted: "
+			 "deleting it and starting a new worker",
+			 a->tag, a->interface_name, ret);
+		ret = netops_link_delete(nsfd, a->interface_name);
+		if (ret < 0 && ret != -ENODEV) {
+			log_err_r(ret, "%s: delete %s", a->tag, a->interface_name);
+			goto out;
+		}
+	} else if (ret > 0) {
+		log_warn("%s: a %s that is not ours (ifindex %d, ours was %u) is in the pod: "
+			 "leaving it, no worker",
+			 a->tag, a->interface_name, ret, a->ifindex);
+		goto out;
+	} else if (ret < 0) {
+		log_warn_r(ret, "%s: look for %s", a->tag, a->interface_name);
+		goto out;
+	}
+	ret = netops_tun_create(nsfd, a->interface_name, NETOPS_MTU, &tun_fd, &ifindex, &why);
+	if (ret < 0) {
+		log_err_r(ret, "%s: rebuild %s: %s", a->tag, a->interface_name,
+			  why ? why : "create the TUN device");
+		goto out;
+	}
+	if (a->tun_fd >= 0)
+		close(a->tun_fd);
+	a->tun_fd = tun_fd;
+	a->ifindex = (uint32_t)ifindex;
+	memset(&a->wi, 0, sizeof(a->wi));
+	ret = attachment_save(p, a);
+	if (ret < 0)
+		log_warn_r(ret, "%s: record the rebuilt %s", a->tag, a->interface_name);
+	ret = attachment_spawn(p, a, machine, node, hostname);
+	if (ret == 0)
+		log_info("%s: %s rebuilt (ifindex %d), worker spawned", a->tag, a->interface_name,
+			 ifindex);
+out:
+	if (nsfd >= 0)
+		close(nsfd);
+	sodium_memzero(machine, sizeof(machine));
+	sodium_memzero(node, sizeof(node));
+}
+
 int pods_startup(struct pods *p)
 {
 	struct state_load_cb cb = {
@@ -1546,18 +2256,17 @@ int pods_startup(struct pods *p)
 			log_warn_r(ret, "%s: open netns %s; kept", a->tag, a->netns_path);
 			continue;
 		}
-		char detail[DETAIL_LEN];
-
-		ret = netops_link_check(nsfd, a->interface_name, 0, NULL, 0, detail,
-					sizeof(detail));
 		close(nsfd);
-		/* The TUN fd died with the previous supervisor (see fd custody
-		 * at the top): the record stays, CHECK reports the missing
-		 * interface and a retried ADD rebuilds it. */
-		if (ret == -ENOENT)
-			log_info("%s: %s went with the previous supervisor's fd; kept for a "
-				 "retried ADD or DEL",
-				 a->tag, a->interface_name);
+	}
+
+	/* The workers: adopt those the records name first (their pods' other
+	 * attachments must not take the worker), then rebuild the rest. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (a = p->atts; a; a = next) {
+			next = a->next;
+			if (!a->worker && (pass == 1 || a->wi.pid > 0))
+				startup_worker(p, a, pass == 0);
+		}
 	}
 	ret = 0;
 out:
@@ -1710,8 +2419,36 @@ void pods_stop(struct pods *p)
 		p->timer_open = false;
 	}
 	for (struct attachment *a = p->atts; a; a = a->next)
-		if (a->sync_op)
+		if (a->sync_op && !a->sync_op->saving)
 			sync_end(a->sync_op, true);
+	if (p->roll)
+		roll_finish(p, "the supervisor is shutting down");
+}
+
+void pods_detach_workers(struct pods *p)
+{
+	struct attachment *a, *next;
+
+	if (!p)
+		return;
+	for (a = p->atts; a; a = a->next) {
+		a->worker = NULL;
+		a->worker_ready = false;
+		if (a->stop_op) {
+			/* Its worker stays up without us: the release that
+			 * follows deletes ts0, which ends it. */
+			struct op *op = a->stop_op;
+
+			a->stop_op = NULL;
+			op->waiting_worker = false;
+			op_queue_work(op);
+		}
+	}
+	for (a = p->dying; a; a = next) {
+		next = a->next;
+		attachment_free(a);
+	}
+	p->dying = NULL;
 }
 
 void pods_free(struct pods *p)
@@ -1721,6 +2458,10 @@ void pods_free(struct pods *p)
 	if (!p)
 		return;
 	for (a = p->atts; a; a = next) {
+		next = a->next;
+		attachment_free(a);
+	}
+	for (a = p->dying; a; a = next) {
 		next = a->next;
 		attachment_free(a);
 	}
@@ -1734,6 +2475,23 @@ size_t pods_count(const struct pods *p)
 }
 
 /* ------------------------------------------------------------------- status */
+
+static const char *worker_state_name(struct pods *p, const struct attachment *a)
+{
+	struct attachment *owner;
+
+	if (a->worker) {
+		if (a->stop_op)
+			return "stopping";
+		if (a->worker_ready && workers_pid(a->worker) > 0)
+			return "ready";
+		return workers_pid(a->worker) > 0 ? "starting" : "respawning";
+	}
+	owner = pod_worker_att(p, a->pod_uid);
+	if (owner)
+		return "shared";
+	return "none";
+}
 
 struct status_buf {
 	Tscni__PodStatus s; /* first: rep->pod[i] points at the whole buffer */
@@ -1770,7 +2528,18 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 		b->s.n_addresses = prefixes_to_pb(a->addrs, a->naddrs, &b->addrs);
 		b->s.addresses = b->addrs.p;
 		b->s.created_unix = a->created_unix;
-		b->s.worker_pid = 0; /* workers arrive with issue 3 */
+		b->s.worker_state = (char *)worker_state_name(p, a);
+		if (a->worker) {
+			struct worker_stats ws;
+
+			b->s.worker_pid = workers_pid(a->worker);
+			b->s.worker_respawns = workers_respawns(a->worker);
+			workers_get_stats(a->worker, &ws);
+			b->s.tun_rx_packets = ws.tun_rx_packets;
+			b->s.tun_tx_packets = ws.tun_tx_packets;
+			/* Fresh counters for the next STATUS. */
+			workers_request_stats(a->worker);
+		}
 		rep->pod[i] = &b->s;
 	}
 	rep->n_pod = i;

@@ -25,17 +25,25 @@ typedef void pods_reply_fn(void *arg, const Tscni__CniReply *reply);
 /* Creates an empty table for sup (sup->st must be open). Returns 0. */
 int pods_new(struct supervisor *sup, struct pods **out);
 
-/* Frees the table. Closes every TUN fd still in custody, which deletes
- * those ts0 devices: see the comment on fd custody in pods.c. The loop must
- * have no operation in flight (pods_stop, then uv_run until it returns).
- * pods_free(NULL) does nothing. */
+/* Frees the table. Closes the TUN fds pods itself holds (only attachments
+ * without a worker of their own: see fd custody in pods.c); ts0 devices whose
+ * workers hold them survive. The loop must have no operation in flight
+ * (pods_stop, pods_detach_workers, workers_close, then uv_run until it
+ * returns). pods_free(NULL) does nothing. */
 void pods_free(struct pods *p);
+
+/* At exit, before workers_close: forgets every worker (they keep running for
+ * the next supervisor to adopt). */
+void pods_detach_workers(struct pods *p);
 
 /* Startup, before the loop runs and before the CNI socket exists, so it
  * blocks: loads the state directory into the table, performs the DEL each
- * tombstone stands for, and releases attachments whose netns is gone or was
- * replaced and those a killed supervisor left half-made. Returns 0 or a
- * negative errno when the state directory cannot be read. */
+ * tombstone stands for, releases attachments whose netns is gone or was
+ * replaced and those a killed supervisor left half-made, then adopts each
+ * remaining attachment's worker (workers_adopt, identity from the record) or
+ * rebuilds its ts0 and spawns a new one with the pod's keys. sup->workers
+ * must exist. Returns 0 or a negative errno when the state directory cannot
+ * be read. */
 int pods_startup(struct pods *p);
 
 /* Starts the periodic reconciler (every sup->cfg.reconcile_interval_s).
@@ -47,7 +55,7 @@ int pods_start(struct pods *p);
  * uv_run returns once the last operation completes. */
 void pods_stop(struct pods *p);
 
-/* Starts ADD, DEL, CHECK or GC for a request already checked by
+/* Starts ADD, DEL, CHECK, GC or ROLL_WORKERS for a request already checked by
  * validate_cni_request. fn runs exactly once on the loop, unless
  * pods_request_detach is called first; usually later, but a GC with nothing
  * to release replies before pods_submit returns. *out is set before fn can
@@ -71,7 +79,7 @@ size_t pods_count(const struct pods *p);
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose);
 void pods_status_clear(Tscni__StatusReply *rep);
 
-/* The attachment's worker reports Ready (workers.c, issue 3): an ADD waiting
+/* The attachment's worker reports Ready: an ADD waiting
  * on it for at most its syncTimeout replies now. Does nothing when no ADD
  * waits. */
 void pods_attachment_ready(struct pods *p, struct attachment *att);

@@ -78,6 +78,11 @@ static int read_id_file(const char *path, char *out, size_t n)
 	return 0;
 }
 
+int state_boot_id(char *out, size_t len)
+{
+	return read_id_file("/proc/sys/kernel/random/boot_id", out, len);
+}
+
 int state_origin_detect(struct state_origin *origin)
 {
 	static const char *const machine_id_paths[] = {"/etc/machine-id",
@@ -96,8 +101,7 @@ int state_origin_detect(struct state_origin *origin)
 			       "/var/lib/dbus/machine-id");
 		return ret;
 	}
-	ret = read_id_file("/proc/sys/kernel/random/boot_id", origin->boot_id,
-			   sizeof(origin->boot_id));
+	ret = state_boot_id(origin->boot_id, sizeof(origin->boot_id));
 	if (ret < 0) {
 		log_err_r(ret, "cannot read /proc/sys/kernel/random/boot_id");
 		return ret;

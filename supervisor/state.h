@@ -27,6 +27,10 @@ struct state_origin {
 	char boot_id[64];    /* /proc/sys/kernel/random/boot_id */
 };
 
+/* This boot's id (/proc/sys/kernel/random/boot_id, a UUID) into out:
+ * 0, or a negative errno (-EINVAL when it does not fit len). */
+int state_boot_id(char *out, size_t len);
+
 /* Fills origin from the system; node_name may be preset (non-empty) by the
  * caller and is then kept. */
 int state_origin_detect(struct state_origin *origin);

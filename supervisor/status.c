@@ -88,18 +88,19 @@ static void addrs_text(Tscni__IpPrefix *const *v, size_t n, char *out, size_t le
 
 static void print_text(const Tscni__StatusReply *st)
 {
-	char a[FIELD_LEN], b[FIELD_LEN], c[FIELD_LEN], d[FIELD_LEN], e[FIELD_LEN];
-	char addrs[256];
+	char a[FIELD_LEN], b[FIELD_LEN], c[FIELD_LEN], d[FIELD_LEN], e[FIELD_LEN], f[FIELD_LEN];
+	char addrs[256], worker[FIELD_LEN + 16];
 
 	printf("health: %s", health_name(st->health));
 	if (st->reason[0])
 		printf(" (%s)", esc(a, st->reason));
-	printf("  version: %s  uptime: %" PRIu64 "s  attachments: %u\n", esc(b, st->version),
-	       st->uptime_s, st->pods);
+	printf("  version: %s  uptime: %" PRIu64 "s  attachments: %u  zygote: %d (%u restarts)\n",
+	       esc(b, st->version), st->uptime_s, st->pods, (int)st->zygote_pid,
+	       st->zygote_restarts);
 	if (!st->n_pod)
 		return;
-	printf("%-16s %-14s %-6s %-32s %-6s %-7s %-9s %s\n", "NETWORK", "CONTAINER", "IFNAME",
-	       "POD (ns/name)", "IFACE", "IFINDEX", "STATE", "ADDRESSES  NETNS");
+	printf("%-16s %-14s %-6s %-32s %-6s %-7s %-9s %-20s %s\n", "NETWORK", "CONTAINER", "IFNAME",
+	       "POD (ns/name)", "IFACE", "IFINDEX", "STATE", "WORKER", "ADDRESSES  NETNS");
 	for (size_t i = 0; i < st->n_pod; i++) {
 		const Tscni__PodStatus *p = st->pod[i];
 		char pod[2 * FIELD_LEN + 2], cid[13];
@@ -108,9 +109,12 @@ static void print_text(const Tscni__StatusReply *st)
 			 esc(b, p->pod ? p->pod->name : ""));
 		snprintf(cid, sizeof(cid), "%s", esc(c, p->key->container_id));
 		addrs_text(p->addresses, p->n_addresses, addrs, sizeof(addrs));
-		printf("%-16s %-14s %-6s %-32s %-6s %-7u %-9s %s  %s\n", esc(d, p->key->network),
-		       cid, esc(e, p->key->ifname), pod, esc(c, p->interface_name), p->ifindex,
-		       esc(a, p->state), addrs, esc(b, p->netns_path));
+		snprintf(worker, sizeof(worker), "%d/%s", (int)p->worker_pid,
+			 esc(f, p->worker_state));
+		printf("%-16s %-14s %-6s %-32s %-6s %-7u %-9s %-20s %s  %s\n",
+		       esc(d, p->key->network), cid, esc(e, p->key->ifname), pod,
+		       esc(c, p->interface_name), p->ifindex, esc(a, p->state), worker, addrs,
+		       esc(b, p->netns_path));
 	}
 }
 
@@ -147,6 +151,8 @@ static int print_json(const Tscni__StatusReply *st)
 	json_object_set_new(root, "version", jstr(st->version));
 	json_object_set_new(root, "uptime_s", json_integer((json_int_t)st->uptime_s));
 	json_object_set_new(root, "attachments", json_integer(st->pods));
+	json_object_set_new(root, "zygote_pid", json_integer(st->zygote_pid));
+	json_object_set_new(root, "zygote_restarts", json_integer(st->zygote_restarts));
 	for (size_t i = 0; i < st->n_pod; i++) {
 		const Tscni__PodStatus *p = st->pod[i];
 		json_t *o = json_object();
@@ -164,6 +170,12 @@ static int print_json(const Tscni__StatusReply *st)
 		json_object_set_new(o, "addresses", jaddrs(p->addresses, p->n_addresses));
 		json_object_set_new(o, "created_unix", json_integer((json_int_t)p->created_unix));
 		json_object_set_new(o, "worker_pid", json_integer(p->worker_pid));
+		json_object_set_new(o, "worker_state", jstr(p->worker_state));
+		json_object_set_new(o, "worker_respawns", json_integer(p->worker_respawns));
+		json_object_set_new(o, "tun_rx_packets",
+				    json_integer((json_int_t)p->tun_rx_packets));
+		json_object_set_new(o, "tun_tx_packets",
+				    json_integer((json_int_t)p->tun_tx_packets));
 		json_array_append_new(pods, o);
 	}
 	json_object_set_new(root, "pods", pods);
@@ -180,6 +192,122 @@ static void status_usage(FILE *f)
 		   "  Exit status 0 when the supervisor answered, 1 otherwise.\n");
 }
 
+/* One request, one reply on the CNI socket. 0 with *out (free it with
+ * tscni__cni_reply__free_unpacked), or 1 after a message on stderr. */
+static int round_trip(const char *path, const Tscni__CniRequest *req, unsigned int timeout_ms,
+		      Tscni__CniReply **out)
+{
+	Tscni__CniReply *rep = NULL;
+	uint8_t *buf = NULL, *in = NULL;
+	size_t len, in_len;
+	const char *why = NULL;
+	unsigned long long deadline = now_ms() + timeout_ms;
+	int fd = -1, ret, rc = 1;
+
+	*out = NULL;
+	ret = connect_socket(path, &fd);
+	if (ret < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor is not reachable at %s: %s\n", path,
+			strerror(-ret));
+		goto out;
+	}
+	len = tscni__cni_request__get_packed_size(req);
+	buf = xmalloc(len);
+	tscni__cni_request__pack(req, buf);
+	ret = frame_write_fd(fd, buf, len, deadline);
+	if (ret == 0)
+		ret = frame_read_fd(fd, &in, &in_len, deadline, &why);
+	if (ret < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor at %s did not answer: %s%s%s\n", path,
+			strerror(-ret), why ? ": " : "", why ? why : "");
+		goto out;
+	}
+	rep = tscni__cni_reply__unpack(NULL, in_len, in);
+	if (!rep || validate_cni_reply(rep, &why) < 0) {
+		fprintf(stderr, "tailscale-cni-supervisor at %s sent a malformed reply%s%s\n", path,
+			why ? ": " : "", why ? why : "");
+		if (rep)
+			tscni__cni_reply__free_unpacked(rep, NULL);
+		goto out;
+	}
+	*out = rep;
+	rc = 0;
+out:
+	free(in);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void roll_usage(FILE *f)
+{
+	fprintf(f, "usage: tailscale-cni-supervisor roll-workers [--socket PATH]\n"
+		   "  Replaces every worker, one at a time, with a fresh process of the worker\n"
+		   "  binary installed now (same keys, same fds, ts0 never leaves its pod).\n"
+		   "  Exit status 0 when every worker was replaced, 1 otherwise.\n");
+}
+
+int roll_workers_command(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	/* Each worker has 10 s to come back Ready; allow for many. */
+	enum { ROLL_TIMEOUT_MS = 3600 * 1000 };
+	const char *path = SUPERVISOR_SOCKET;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__RollWorkersRequest rr = TSCNI__ROLL_WORKERS_REQUEST__INIT;
+	Tscni__CniReply *rep = NULL;
+	int c, rc = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			path = optarg;
+			break;
+		case 'h':
+			roll_usage(stdout);
+			return 0;
+		default:
+			roll_usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "roll-workers: unexpected argument '%s'\n", argv[optind]);
+		roll_usage(stderr);
+		return 1;
+	}
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS;
+	req.roll_workers = &rr;
+	if (round_trip(path, &req, ROLL_TIMEOUT_MS, &rep))
+		return 1;
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR) {
+		char m[FIELD_LEN], d[FIELD_LEN];
+
+		fprintf(stderr, "tailscale-cni-supervisor refused roll-workers (code %u): %s: %s\n",
+			rep->error->cni_code, esc(m, rep->error->msg), esc(d, rep->error->details));
+	} else if (rep->body_case != TSCNI__CNI_REPLY__BODY_ROLL_WORKERS) {
+		fprintf(stderr, "tailscale-cni-supervisor answered roll-workers with another "
+				"reply\n");
+	} else {
+		char f[FIELD_LEN];
+
+		printf("rolled: %u  failed: %zu\n", rep->roll_workers->rolled,
+		       rep->roll_workers->n_failed);
+		for (size_t i = 0; i < rep->roll_workers->n_failed; i++)
+			printf("  failed: %s\n", esc(f, rep->roll_workers->failed[i]));
+		rc = rep->roll_workers->n_failed ? 1 : 0;
+	}
+	tscni__cni_reply__free_unpacked(rep, NULL);
+	return rc;
+}
+
 int status_command(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -188,15 +316,12 @@ int status_command(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *path = SUPERVISOR_SOCKET, *why = NULL;
+	const char *path = SUPERVISOR_SOCKET;
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
 	Tscni__StatusRequest sreq = TSCNI__STATUS_REQUEST__INIT;
 	Tscni__CniReply *rep = NULL;
-	uint8_t *out = NULL, *in = NULL;
-	size_t out_len, in_len;
-	unsigned long long deadline;
 	bool json = false;
-	int fd = -1, c, ret, rc = 1;
+	int c, rc = 1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -221,34 +346,12 @@ int status_command(int argc, char **argv)
 		return 1;
 	}
 
-	deadline = now_ms() + STATUS_TIMEOUT_MS;
-	ret = connect_socket(path, &fd);
-	if (ret < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor is not reachable at %s: %s\n", path,
-			strerror(-ret));
-		goto out;
-	}
 	sreq.verbose = true;
 	req.protocol_version = CNI_PROTOCOL_VERSION;
 	req.body_case = TSCNI__CNI_REQUEST__BODY_STATUS;
 	req.status = &sreq;
-	out_len = tscni__cni_request__get_packed_size(&req);
-	out = xmalloc(out_len);
-	tscni__cni_request__pack(&req, out);
-	ret = frame_write_fd(fd, out, out_len, deadline);
-	if (ret == 0)
-		ret = frame_read_fd(fd, &in, &in_len, deadline, &why);
-	if (ret < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor at %s did not answer: %s%s%s\n", path,
-			strerror(-ret), why ? ": " : "", why ? why : "");
+	if (round_trip(path, &req, STATUS_TIMEOUT_MS, &rep))
 		goto out;
-	}
-	rep = tscni__cni_reply__unpack(NULL, in_len, in);
-	if (!rep || validate_cni_reply(rep, &why) < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor at %s sent a malformed reply%s%s\n", path,
-			why ? ": " : "", why ? why : "");
-		goto out;
-	}
 	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR) {
 		char m[FIELD_LEN], d[FIELD_LEN];
 
@@ -262,17 +365,17 @@ int status_command(int argc, char **argv)
 			path);
 		goto out;
 	}
-	if (json)
-		ret = print_json(rep->status);
-	else
+	if (json) {
+		if (print_json(rep->status) < 0) {
+			fprintf(stderr, "status: cannot write the JSON\n");
+			goto out;
+		}
+	} else {
 		print_text(rep->status);
+	}
 	rc = 0;
 out:
 	if (rep)
 		tscni__cni_reply__free_unpacked(rep, NULL);
-	free(in);
-	free(out);
-	if (fd >= 0)
-		close(fd);
 	return rc;
 }

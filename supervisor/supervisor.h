@@ -13,14 +13,17 @@
 struct state;
 struct pods;
 struct cni_server;
+struct workers;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
 	SUPERVISOR_RECONCILE_MAX_S = 3600,
 };
 
-#define SUPERVISOR_STATE_DIR "/var/lib/tailscale-cni"
-#define SUPERVISOR_SOCKET    "/run/tailscale-cni/cni.sock"
+#define SUPERVISOR_STATE_DIR	    "/var/lib/tailscale-cni"
+#define SUPERVISOR_SOCKET	    "/run/tailscale-cni/cni.sock"
+#define SUPERVISOR_WORKER	    "tailscale-cni-worker"
+#define SUPERVISOR_WORKER_INSTALLED "/usr/local/bin/" SUPERVISOR_WORKER
 
 struct supervisor_config {
 	const char *state_dir;	 /* points into argv or a literal */
@@ -28,14 +31,24 @@ struct supervisor_config {
 	char node_name[256];	 /* empty: state_origin_detect fills it */
 	unsigned int reconcile_interval_s;
 	enum log_level log_level;
+	/* Workers (workers.h). */
+	char worker_path[4096];	   /* --worker, else found next to this binary */
+	char run_dir[128];	   /* --run-dir, else the CNI socket's directory */
+	const char *cgroup_parent; /* --cgroup-parent; NULL: workers' default */
+	uint32_t uid_base;	   /* --uid-base; 0: WORKERS_UID_BASE */
+	const char *sandbox;	   /* --sandbox seccomp|none (none: tests only) */
+	/* --test-worker-proto MIN:MAX, tests only: pretend to be a supervisor
+	 * that speaks only these worker protocol versions. 0: ours. */
+	uint32_t worker_proto_min, worker_proto_max;
 };
 
 struct supervisor {
 	uv_loop_t loop;
 	struct supervisor_config cfg;
-	struct state *st;	/* owned; state_close at exit */
-	struct pods *pods;	/* owned; pods_free at exit */
-	struct cni_server *srv; /* owned; cni_server_close at exit */
+	struct workers *workers; /* owned; workers_close at exit (workers live on) */
+	struct state *st;	 /* owned; state_close at exit */
+	struct pods *pods;	 /* owned; pods_free at exit */
+	struct cni_server *srv;	 /* owned; cni_server_close at exit */
 	/* Precomputed for STATUS, which is answered on the loop at once and
 	 * never waits behind other work. Written only on the loop thread. */
 	Tscni__Health health;
@@ -48,5 +61,10 @@ struct supervisor {
  * JSON. Returns the process exit code: 0 when the supervisor answered, 1
  * otherwise (with a message on stderr). */
 int status_command(int argc, char **argv);
+
+/* The `roll-workers` subcommand (status.c): argv[0] is "roll-workers". Asks
+ * the supervisor to replace every worker with a fresh one, one at a time,
+ * and prints how many were rolled and which failed. 0 when all rolled. */
+int roll_workers_command(int argc, char **argv);
 
 #endif

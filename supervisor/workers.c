@@ -28,10 +28,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "frame.h"
 #include "log.h"
 #include "mem.h"
 #include "netops.h"
+#include "state.h"
 #include "validate.h"
 #include "worker.pb-c.h"
 
@@ -135,6 +138,7 @@ struct workers {
 	uv_loop_t *loop;
 	char *worker_path, *cgroup_parent, *sandbox, *run_dir;
 	char boot_id[WORKERS_BOOT_ID_LEN + 1];
+	uint32_t proto_min, proto_max;
 	bool force_fallbacks;
 	unsigned int max_forks;
 	uint32_t uid_base, uid_count;
@@ -268,8 +272,8 @@ static int send_hello_start(struct worker *w)
 	Tscni__IpPrefix pb[PREFIX_MAX], *pbp[PREFIX_MAX];
 	int ret;
 
-	h.min_version = WORKERS_PROTO_MIN;
-	h.max_version = WORKERS_PROTO_MAX;
+	h.min_version = w->ws->proto_min;
+	h.max_version = w->ws->proto_max;
 	h.pod_uid = w->pod_uid;
 	h.pid = getpid();
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_HELLO;
@@ -311,10 +315,15 @@ static int on_hello(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 {
 	const Tscni__Hello *h = m->hello;
 
-	if (h->max_version < WORKERS_PROTO_MIN || h->min_version > WORKERS_PROTO_MAX) {
+	/* A test worker (workers__test_new) has no ws: our own range. */
+	uint32_t lo = w->ws ? w->ws->proto_min : WORKERS_PROTO_MIN;
+	uint32_t hi = w->ws ? w->ws->proto_max : WORKERS_PROTO_MAX;
+
+	if (h->max_version < lo || h->min_version > hi) {
 		*why = "hello: no common protocol version";
 		return -EPROTONOSUPPORT;
 	}
+	w->id.version = h->max_version < hi ? h->max_version : hi;
 	if (h->pod_uid[0] && strcmp(h->pod_uid, w->pod_uid)) {
 		*why = "hello: pod_uid is not this worker's";
 		return -EPERM;
@@ -1184,11 +1193,25 @@ static void worker_link(struct worker *w)
 	ws->head = w;
 }
 
+/* <run_dir>/workers/<pod uid>.sock, or, for a uid too long for a socket
+ * path (a pod UID may have 253 bytes, a container id 64),
+ * <run_dir>/workers/=<BLAKE2b-96 of the uid, hex>.sock: '=' is never in a
+ * valid_name, so the two forms cannot collide. run_dir has at most 64 bytes
+ * (workers_new), so the second form always fits. */
 static int rdv_path(const struct workers *ws, const char *pod_uid, struct sockaddr_un *sun)
 {
+	enum { RDV_HASH_LEN = 12 };
+	uint8_t h[RDV_HASH_LEN];
+	char hex[2 * RDV_HASH_LEN + 1];
+
 	*sun = (struct sockaddr_un){.sun_family = AF_UNIX};
 	if ((size_t)snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/workers/%s.sock",
-			     ws->run_dir, pod_uid) >= sizeof(sun->sun_path))
+			     ws->run_dir, pod_uid) < sizeof(sun->sun_path))
+		return 0;
+	crypto_generichash(h, sizeof(h), (const uint8_t *)pod_uid, strlen(pod_uid), NULL, 0);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	if ((size_t)snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/workers/=%s.sock",
+			     ws->run_dir, hex) >= sizeof(sun->sun_path))
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -1356,7 +1379,7 @@ static bool is_unix_listener(int fd)
 /* The handshake of workers_adopt on a connected socket. On success the
  * custody fds are in fds[0..*nfds) and 0 is returned. */
 static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, int fd, pid_t pid,
-			   int *fds, size_t *nfds, const char **why)
+			   uint32_t *version, int *fds, size_t *nfds, const char **why)
 {
 	unsigned long long deadline = now_ms() + WORKERS_ADOPT_TIMEOUT_MS;
 	Tscni__SupervisorMsg sm = TSCNI__SUPERVISOR_MSG__INIT;
@@ -1383,12 +1406,12 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	*why = "expected Hello";
 	if (m->body_case != TSCNI__WORKER_MSG__BODY_HELLO)
 		goto out;
-	if (m->hello->max_version < WORKERS_PROTO_MIN ||
-	    m->hello->min_version > WORKERS_PROTO_MAX) {
+	if (m->hello->max_version < ws->proto_min || m->hello->min_version > ws->proto_max) {
 		*why = "hello: no common protocol version";
 		ret = -EPROTONOSUPPORT;
 		goto out;
 	}
+	*version = m->hello->max_version < ws->proto_max ? m->hello->max_version : ws->proto_max;
 	if (strcmp(m->hello->pod_uid, spec->pod_uid) || m->hello->pid != pid) {
 		*why = "hello: another pod's or another process's worker";
 		ret = -EPERM;
@@ -1397,8 +1420,8 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	tscni__worker_msg__free_unpacked(m, NULL);
 	m = NULL;
 
-	ours.min_version = WORKERS_PROTO_MIN;
-	ours.max_version = WORKERS_PROTO_MAX;
+	ours.min_version = ws->proto_min;
+	ours.max_version = ws->proto_max;
 	ours.pod_uid = (char *)spec->pod_uid;
 	ours.boot_id = ws->boot_id;
 	ours.pid = getpid();
@@ -1443,6 +1466,7 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	struct pollfd pfd;
 	bool peerpidfd = false;
 	uint64_t start = 0;
+	uint32_t version = 0;
 	struct worker *w;
 	size_t nfds = 0;
 	pid_t pid = 0;
@@ -1492,7 +1516,7 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	pfd = (struct pollfd){.fd = pidfd, .events = POLLIN};
 	if (poll(&pfd, 1, 0) != 0)
 		goto fail;
-	ret = adopt_handshake(ws, spec, fd, pid, fds, &nfds, &why);
+	ret = adopt_handshake(ws, spec, fd, pid, &version, fds, &nfds, &why);
 	if (ret < 0)
 		goto fail;
 	w = worker_alloc(ws, spec, cb, arg);
@@ -1502,6 +1526,7 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	worker_link(w);
 	/* Not our child: how it dies will not be known (waitid needs a child). */
 	proc_attach(w, fd, pidfd, pid, false);
+	w->id.version = version;
 	w->state = WS_READY;
 	log_info("pod %s: worker %d adopted (identified by %s)", w->pod_uid, (int)pid,
 		 peerpidfd ? "SO_PEERPIDFD" : "SO_PEERCRED + pidfd_open + start time");
@@ -1548,6 +1573,23 @@ void workers_stop(struct worker *w, bool logout)
 	if (send_msg(w, &m) < 0)
 		pidfd_kill(w->proc->pidfd);
 	schedule(w, WORKERS_STOP_GRACE_MS);
+}
+
+int workers_roll(struct worker *w)
+{
+	if (!w->proc || w->stopping || w->gone_pending)
+		return -ENOTCONN;
+	/* Dies now, respawned after the shortest backoff (worker_died). */
+	w->backoff_ms = 0;
+	w->started_ms = 0;
+	return pidfd_kill(w->proc->pidfd);
+}
+
+int workers_zygote_reexec(struct workers *ws)
+{
+	if (!ws->zyg)
+		return -ENOTCONN;
+	return pidfd_kill(ws->zyg->pidfd);
 }
 
 int workers_request_stats(struct worker *w)
@@ -1653,24 +1695,6 @@ int workers_check_host_pidns(const char **why)
 	return 0;
 }
 
-static int read_boot_id(char out[static WORKERS_BOOT_ID_LEN + 1])
-{
-	ssize_t n;
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-
-	out[0] = '\0';
-	if (fd < 0)
-		return -errno;
-	n = read(fd, out, WORKERS_BOOT_ID_LEN);
-	close(fd);
-	if (n != WORKERS_BOOT_ID_LEN) {
-		out[0] = '\0';
-		return -EIO;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
 static void ws_close_cb(uv_handle_t *h)
 {
 	struct workers *ws = h->data;
@@ -1706,9 +1730,16 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->policy = cfg->policy;
 	ws->force_fallbacks = cfg->force_fallbacks;
 	ws->run_dir = cfg->run_dir ? xstrdup(cfg->run_dir) : NULL;
-	ret = read_boot_id(ws->boot_id);
-	if (ret < 0)
-		log_warn_r(ret, "read the boot id: re-adoption records will not match");
+	ws->proto_min = cfg->proto_min ? cfg->proto_min : WORKERS_PROTO_MIN;
+	ws->proto_max = cfg->proto_max ? cfg->proto_max : WORKERS_PROTO_MAX;
+	if (cfg->boot_id) {
+		if (strscpy(ws->boot_id, cfg->boot_id, sizeof(ws->boot_id)) < 0)
+			ws->boot_id[0] = '\0';
+	} else {
+		ret = state_boot_id(ws->boot_id, sizeof(ws->boot_id));
+		if (ret < 0)
+			log_warn_r(ret, "read the boot id: re-adoption records will not match");
+	}
 	if (ws->run_dir) {
 		char dir[PATH_MAX_LEN + 1];
 

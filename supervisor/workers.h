@@ -88,6 +88,11 @@ struct workers_config {
 	worker_netop_fn *netop;		    /* NULL: requests answered -EOPNOTSUPP */
 	bool force_fallbacks; /* tests: the zygote forks + pidfd_open, no close_range */
 	void *netop_arg;
+	/* This boot's id (the supervisor passes its state_origin's): records
+	 * of another boot are never adopted. NULL: state_boot_id(). Copied. */
+	const char *boot_id;
+	/* Tests only: the protocol versions we accept; 0: ours. */
+	uint32_t proto_min, proto_max;
 };
 
 struct worker_spec {
@@ -144,6 +149,7 @@ struct worker_identity {
 	pid_t pid;
 	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks after boot */
 	char boot_id[WORKERS_BOOT_ID_LEN + 1];
+	uint32_t version; /* the protocol version agreed on (workers_identity only) */
 };
 
 typedef void worker_event_fn(struct worker *w, enum worker_event ev, const struct worker_report *r,
@@ -192,6 +198,15 @@ int workers_identity(const struct worker *w, struct worker_identity *out);
 /* Asks the worker to stop (logout: log the node out first) and SIGKILLs it
  * after WORKERS_STOP_GRACE_MS. WORKER_EV_GONE follows, never synchronously. */
 void workers_stop(struct worker *w, bool logout);
+
+/* roll-workers: ends the running process (SIGKILL through its pidfd) and
+ * spawns a fresh one at once, from the zygote's binary, with the same keys
+ * and custody fds: EXIT then READY follow. -ENOTCONN when no process runs. */
+int workers_roll(struct worker *w);
+/* Restarts the zygote (SIGKILL through its pidfd) so that later spawns come
+ * from the worker binary installed now; workers are not touched. 0, or
+ * -ENOTCONN while it is already being restarted. */
+int workers_zygote_reexec(struct workers *ws);
 
 /* Asks for Stats; the reply arrives as WORKER_EV_STATS. 0 or -errno
  * (-ENOTCONN while no worker process is up). */

@@ -2,8 +2,10 @@
  * network namespace: the operations whose netns is gone or never existed
  * (DEL and CHECK of unknown keys, GC and the reconciler on attachments whose
  * netns path does not exist, startup with half-made and stale records,
- * tombstones), per-key serialisation, and the reply shapes. A real libuv
- * loop and threadpool and a real state directory under /tmp. */
+ * tombstones), per-key serialisation, and the reply shapes; the worker
+ * bookkeeping that needs no process: uid slots, the worker's identity in the
+ * record, roll-workers with nothing to roll, the worker state in STATUS. A
+ * real libuv loop and threadpool and a real state directory under /tmp. */
 #include "supervisor/pods.c"
 
 #include <ftw.h>
@@ -24,6 +26,7 @@ struct fixture {
 	bool existed[8];
 	uint32_t released[8];
 	size_t nfailed[8];
+	uint32_t rolled[8];
 };
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -76,6 +79,10 @@ static void on_reply(void *arg, const Tscni__CniReply *rep)
 	if (rep->body_case == TSCNI__CNI_REPLY__BODY_GC) {
 		f->released[i] = rep->gc->released;
 		f->nfailed[i] = rep->gc->n_failed;
+	}
+	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ROLL_WORKERS) {
+		f->rolled[i] = rep->roll_workers->rolled;
+		f->nfailed[i] = rep->roll_workers->n_failed;
 	}
 }
 
@@ -365,6 +372,117 @@ static void test_status_fill(void **state)
 	assert_null(rep.pod);
 }
 
+/* The worker's identity goes into the record and comes back unchanged;
+ * the record's boot id is this boot's. */
+static void test_worker_record_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	struct worker_identity wi = {.pid = 4242, .start_time = 987654321, .version = 1};
+	struct attachment *a, *b;
+	Tscni__Attachment *m;
+	char dir[512];
+	const char *why = NULL;
+	int dfd, err = 0;
+
+	a = add_attachment(f, "n1", "w1", "/nonexistent/w", 1, 2,
+			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	assert_int_equal(attachment_save_worker(f->sup.pods, a, &wi, WORKERS_UID_BASE + 7), 0);
+	snprintf(dir, sizeof(dir), "%s/pods/w1/attachments", f->dir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	m = record_read_attachment(dfd, "n1_w1_eth0.pb", &err, &why);
+	close(dfd);
+	assert_non_null(m);
+	assert_non_null(m->worker);
+	assert_int_equal(m->worker->pid, 4242);
+	assert_int_equal(m->worker->start_time, 987654321);
+	assert_int_equal(m->worker->uid, WORKERS_UID_BASE + 7);
+	assert_int_equal(m->worker->handshake_version, 1);
+	assert_string_equal(m->boot_id, state_get_origin(f->sup.st)->boot_id);
+	b = attachment_from_pb(m);
+	tscni__attachment__free_unpacked(m, NULL);
+	assert_int_equal(b->wi.pid, 4242);
+	assert_int_equal(b->wi.start_time, 987654321);
+	assert_int_equal(b->wi.version, 1);
+	assert_int_equal(b->worker_uid, WORKERS_UID_BASE + 7);
+	assert_string_equal(b->wi.boot_id, state_get_origin(f->sup.st)->boot_id);
+	attachment_free(b);
+}
+
+/* uid slots: the recorded one is kept, a taken or out-of-range one is
+ * replaced by the lowest free one. */
+static void test_slot_allocation(void **state)
+{
+	struct fixture *f = *state;
+	struct attachment *a, *b, *c, *d;
+	uint32_t slot;
+
+	a = add_attachment(f, "n1", "p1", "/nonexistent/1", 1, 2,
+			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	b = add_attachment(f, "n1", "p2", "/nonexistent/2", 1, 3,
+			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	c = add_attachment(f, "n1", "p3", "/nonexistent/3", 1, 4,
+			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	d = add_attachment(f, "n1", "p4", "/nonexistent/4", 1, 5,
+			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	a->worker_uid = WORKERS_UID_BASE + 5;
+	assert_int_equal(slot_get(f->sup.pods, a, &slot), 0);
+	assert_int_equal(slot, 5);
+	assert_int_equal(slot_get(f->sup.pods, b, &slot), 0);
+	assert_int_equal(slot, 0);
+	assert_int_equal(b->worker_uid, WORKERS_UID_BASE);
+	c->worker_uid = WORKERS_UID_BASE + 5; /* another pod's: taken */
+	assert_int_equal(slot_get(f->sup.pods, c, &slot), 0);
+	assert_int_equal(slot, 1);
+	d->worker_uid = 12; /* below the range */
+	assert_int_equal(slot_get(f->sup.pods, d, &slot), 0);
+	assert_int_equal(slot, 2);
+	/* Stable: asking again gives the same slot. */
+	assert_int_equal(slot_get(f->sup.pods, a, &slot), 0);
+	assert_int_equal(slot, 5);
+}
+
+static void test_roll_nothing_to_roll(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
+	Tscni__RollWorkersRequest rr = TSCNI__ROLL_WORKERS_REQUEST__INIT;
+	struct pods_request *r;
+
+	add_attachment(f, "n1", "r1", "/nonexistent/r", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	req.protocol_version = CNI_PROTOCOL_VERSION;
+	req.body_case = TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS;
+	req.roll_workers = &rr;
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, &r), 0);
+	assert_int_equal(f->nreplies, 0); /* later, never inside pods_submit */
+	/* A second roll while one runs is refused. */
+	assert_int_equal(pods_submit(f->sup.pods, &req, on_reply, f, &r), 0);
+	assert_int_equal(f->nreplies, 1);
+	assert_int_equal(f->body[0], TSCNI__CNI_REPLY__BODY_ERROR);
+	assert_int_equal(f->code[0], CNI_ERR_TRY_AGAIN);
+	uv_run(&f->sup.loop, UV_RUN_DEFAULT);
+	assert_int_equal(f->nreplies, 2);
+	assert_int_equal(f->body[1], TSCNI__CNI_REPLY__BODY_ROLL_WORKERS);
+	assert_int_equal(f->rolled[1], 0);
+	assert_int_equal(f->nfailed[1], 0);
+	assert_null(f->sup.pods->roll);
+}
+
+static void test_status_worker_state(void **state)
+{
+	struct fixture *f = *state;
+	Tscni__StatusReply rep = TSCNI__STATUS_REPLY__INIT;
+
+	add_attachment(f, "n1", "s1", "/nonexistent/a", 1, 2,
+		       TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
+	pods_status_fill(f->sup.pods, &rep, true);
+	assert_int_equal(rep.n_pod, 1);
+	assert_string_equal(rep.pod[0]->worker_state, "none");
+	assert_int_equal(rep.pod[0]->worker_pid, 0);
+	pods_status_clear(&rep);
+}
+
 static void test_errno_codes(void **state)
 {
 	static const struct {
@@ -394,6 +512,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconciler_releases_gone_netns, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_status_fill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_record_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slot_allocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roll_nothing_to_roll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_worker_state, setup, teardown),
 		cmocka_unit_test(test_errno_codes),
 	};
 
