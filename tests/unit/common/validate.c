@@ -741,6 +741,87 @@ static void test_worker_messages(void **state)
 	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
 }
 
+/* roll-workers (issue 3) on the CNI socket: the request's empty body must
+ * still be there, the reply's failure list is bounded. */
+static void test_roll_workers(void **state)
+{
+	Tscni__CniRequest q = TSCNI__CNI_REQUEST__INIT;
+	Tscni__RollWorkersRequest rq = TSCNI__ROLL_WORKERS_REQUEST__INIT;
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__RollWorkersReply rr = TSCNI__ROLL_WORKERS_REPLY__INIT;
+	char *failed[ROLL_FAILED_MAX + 1];
+	char *long_entry = rep('x', MSG_MAX_LEN + 1);
+	const char *why;
+
+	q.protocol_version = 1;
+	q.body_case = TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS;
+	q.roll_workers = &rq;
+	assert_int_equal(validate_cni_request(&q, &why), 0);
+	q.roll_workers = NULL;
+	assert_int_equal(validate_cni_request(&q, &why), -EBADMSG);
+	assert_string_equal(why, "roll_workers body missing");
+
+	for (size_t i = 0; i < ROLL_FAILED_MAX + 1; i++)
+		failed[i] = "pod-1: respawn refused";
+	r.protocol_version = 1;
+	r.body_case = TSCNI__CNI_REPLY__BODY_ROLL_WORKERS;
+	r.roll_workers = &rr;
+	rr.rolled = 3;
+	rr.failed = failed;
+	rr.n_failed = ROLL_FAILED_MAX;
+	assert_int_equal(validate_cni_reply(&r, &why), 0);
+	rr.n_failed = ROLL_FAILED_MAX + 1;
+	assert_int_equal(validate_cni_reply(&r, &why), -EBADMSG);
+	assert_string_equal(why, "roll_workers.failed: too many");
+	rr.n_failed = 1;
+	failed[0] = long_entry;
+	assert_int_equal(validate_cni_reply(&r, &why), -EBADMSG);
+	assert_string_equal(why, "roll_workers.failed: entry too long");
+	r.roll_workers = NULL;
+	assert_int_equal(validate_cni_reply(&r, &why), -EBADMSG);
+	assert_string_equal(why, "roll_workers body missing");
+	free(long_entry);
+}
+
+/* The status reply carries the zygote's pid: never negative. */
+static void test_status_zygote_pid(void **state)
+{
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	const char *why;
+
+	r.protocol_version = 1;
+	r.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	r.status = &st;
+	st.health = TSCNI__HEALTH__HEALTH_READY;
+	st.reason = "";
+	st.zygote_pid = 0; /* being restarted */
+	assert_int_equal(validate_cni_reply(&r, &why), 0);
+	st.zygote_pid = 4242;
+	assert_int_equal(validate_cni_reply(&r, &why), 0);
+	st.zygote_pid = -1;
+	assert_int_equal(validate_cni_reply(&r, &why), -EBADMSG);
+	assert_string_equal(why, "status.zygote_pid negative");
+}
+
+/* Custody (fds handed back) belongs to the adoption handshake only, which
+ * reads it itself: on the ordinary worker channel it is refused, whatever
+ * it says. */
+static void test_worker_custody_refused(void **state)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__Custody c = TSCNI__CUSTODY__INIT;
+	const char *why;
+
+	w.body_case = TSCNI__WORKER_MSG__BODY_CUSTODY;
+	w.custody = &c;
+	c.fd_count = 2;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+	assert_string_equal(why, "custody only on an adoption connection");
+	w.custody = NULL;
+	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
+}
+
 static void test_del_tombstone_optional_fields(void **state)
 {
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
@@ -782,6 +863,9 @@ int main(void)
 		cmocka_unit_test(test_oneofs_unset),
 		cmocka_unit_test(test_worker_messages),
 		cmocka_unit_test(test_del_tombstone_optional_fields),
+		cmocka_unit_test(test_roll_workers),
+		cmocka_unit_test(test_status_zygote_pid),
+		cmocka_unit_test(test_worker_custody_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
