@@ -4,6 +4,9 @@
  *       [--node-name NAME] [--reconcile-interval SECONDS]
  *       [--log-level err|warn|info|debug] [--worker PATH] [--run-dir DIR]
  *       [--cgroup-parent NAME] [--uid-base UID] [--sandbox seccomp|none]
+ *       [--host-mntns PATH]
+ *       [--control-url URL [--auth-key-file PATH] [--ca-file PATH]
+ *        [--cluster-name NAME]]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
  *   tailscale-cni-supervisor roll-workers [--socket PATH]
  *   tailscale-cni-supervisor --version | --help
@@ -11,12 +14,15 @@
  * Startup refuses a private pid namespace (workers must outlive us), then
  * acquires one thing per stage and unwinds in reverse order: the loop, the
  * zygote (started before any state or secret is read, so it inherits none),
+ * the auth key (read only now, from a root-only file),
  * the state directory (flock), the pod table (loaded, workers re-adopted or
  * respawned, tombstones done, reconciled once), the CNI socket (it exists
  * only once all that is done, so a socket that exists is a supervisor that is
  * ready), the reconciler and the signal handlers. At exit the workers and the
  * zygote's children keep running: the next supervisor adopts them. */
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -28,14 +34,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "cni_server.h"
+#include "control.h"
+#include "hostname.h"
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
+#include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
+#include "validate.h"
 #include "workers.h"
 
 static void usage(FILE *f)
@@ -60,7 +71,17 @@ static void usage(FILE *f)
 		"tailscale-cni,\n"
 		"                               \"\" for no placement)\n"
 		"  --uid-base UID               worker uid = UID + slot (default %u)\n"
-		"  --sandbox seccomp|none       the worker's syscall filter (none: tests only)\n",
+		"  --sandbox seccomp|none       the worker's syscall filter (none: tests only)\n"
+		"  --host-mntns PATH            exec the zygote in this mount namespace (e.g.\n"
+		"                               /proc/1/ns/mnt with hostPID: the host's); "
+		"--worker\n"
+		"                               then names the host's binary\n"
+		"  --control-url URL            the control server, http(s)://host[:port]\n"
+		"                               (default: none, pods get no tailnet addresses)\n"
+		"  --auth-key-file PATH         pre-auth key for new nodes (root's, mode 0600 or\n"
+		"                               0400)\n"
+		"  --ca-file PATH               PEM CA certificates workers trust for https\n"
+		"  --cluster-name NAME          hostname prefix: NAME-<namespace>-<pod>\n",
 		SUPERVISOR_STATE_DIR, SUPERVISOR_SOCKET, SUPERVISOR_RECONCILE_MAX_S,
 		SUPERVISOR_RECONCILE_S, SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED,
 		(unsigned int)WORKERS_UID_BASE);
@@ -128,6 +149,12 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		{"uid-base", required_argument, NULL, 'u'},
 		{"sandbox", required_argument, NULL, 'S'},
 		{"test-worker-proto", required_argument, NULL, 'P'},
+		{"host-mntns", required_argument, NULL, 'M'},
+		{"control-url", required_argument, NULL, 'C'},
+		{"auth-key-file", required_argument, NULL, 'K'},
+		{"ca-file", required_argument, NULL, 'A'},
+		{"cluster-name", required_argument, NULL, 'N'},
+		{"test-control-no-lite", no_argument, NULL, 'L'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -220,6 +247,44 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 			}
 			break;
 		}
+		case 'C':
+			if ((strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) ||
+			    strlen(optarg) > URL_MAX_LEN || strchr(optarg, ' ')) {
+				fprintf(stderr,
+					"--control-url: '%s' is not an http:// or https:// URL of "
+					"at most %d bytes\n",
+					optarg, URL_MAX_LEN);
+				return -EINVAL;
+			}
+			cfg->control_url = optarg;
+			break;
+		case 'L':
+			cfg->test_control_no_lite = true;
+			break;
+		case 'M':
+			if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
+				fprintf(stderr,
+					"--host-mntns: '%s' is not a readable absolute path (a "
+					"mount namespace file such as /proc/1/ns/mnt)\n",
+					optarg);
+				return -EINVAL;
+			}
+			cfg->host_mntns = optarg;
+			break;
+		case 'K':
+			cfg->auth_key_file = optarg;
+			break;
+		case 'A':
+			cfg->ca_file = optarg;
+			break;
+		case 'N':
+			if (!*optarg || strlen(optarg) > HOSTNAME_MAX) {
+				fprintf(stderr, "--cluster-name: '%s' must be 1 to %d bytes\n",
+					optarg, HOSTNAME_MAX);
+				return -EINVAL;
+			}
+			cfg->cluster_name = optarg;
+			break;
 		case 'V':
 			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 1;
@@ -236,6 +301,17 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		usage(stderr);
 		return -EINVAL;
 	}
+	if (!cfg->control_url && (cfg->auth_key_file || cfg->ca_file)) {
+		fprintf(stderr, "--auth-key-file and --ca-file need --control-url\n");
+		return -EINVAL;
+	}
+	if (cfg->control_url && !strncmp(cfg->control_url, "https://", 8) && !cfg->ca_file) {
+		fprintf(stderr,
+			"--control-url %s is https: --ca-file is needed (workers open "
+			"no file, so they cannot read the system's certificates)\n",
+			cfg->control_url);
+		return -EINVAL;
+	}
 	if (cfg->state_dir[0] != '/' || cfg->socket_path[0] != '/') {
 		fprintf(stderr, "--state-dir and --socket must be absolute paths\n");
 		return -EINVAL;
@@ -244,7 +320,15 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		fprintf(stderr, "node name longer than %zu bytes\n", sizeof(cfg->node_name) - 1);
 		return -EINVAL;
 	}
-	if (worker) {
+	if (worker && cfg->host_mntns) {
+		/* A path in the host's mount namespace: the zygote's exec
+		 * checks it (workers_new logs a failure). */
+		if (worker[0] != '/' ||
+		    strscpy(cfg->worker_path, worker, sizeof(cfg->worker_path)) < 0) {
+			fprintf(stderr, "--worker: '%s' is not an absolute path\n", worker);
+			return -EINVAL;
+		}
+	} else if (worker) {
 		if (worker[0] != '/' || access(worker, X_OK) < 0 ||
 		    strscpy(cfg->worker_path, worker, sizeof(cfg->worker_path)) < 0) {
 			fprintf(stderr, "--worker: '%s' is not an absolute path to an executable\n",
@@ -276,6 +360,112 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 	return 0;
 }
 
+/* The CA bundle: public, read before the zygote starts (workers_config
+ * borrows it). 0, or -errno after a line naming the file and the fault. */
+static int read_ca(const char *path, char **out, size_t *len)
+{
+	struct stat st;
+	char *buf = NULL;
+	ssize_t n;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err_r(ret, "--ca-file %s: cannot open", path);
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    st.st_size > CA_BUNDLE_MAX_LEN) {
+		log_err("--ca-file %s: not a regular file of 1 to %d bytes", path,
+			CA_BUNDLE_MAX_LEN);
+		ret = -EINVAL;
+		goto out;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, buf, (size_t)st.st_size);
+	if (n != st.st_size || !memmem(buf, (size_t)n, "-----BEGIN CERTIFICATE-----", 27)) {
+		log_err("--ca-file %s: %s", path,
+			n < 0 ? strerror(errno) : "no PEM certificate in it");
+		ret = -EINVAL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = (size_t)n;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* The pre-auth key, read after the zygote started (it must inherit no
+ * secret). The file must be root's and readable by root only. The key
+ * itself never reaches a log line. 0, or -errno after a line naming the
+ * file and the fault. */
+static int read_auth_key(const char *path, char **out)
+{
+	char buf[AUTHKEY_MAX_LEN + 2];
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ret = -errno;
+		log_err_r(ret, "--auth-key-file %s: cannot open (a symlink is refused)", path);
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_err("--auth-key-file %s: not a regular file", path);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (st.st_uid != 0 || ((st.st_mode & 07777) != 0600 && (st.st_mode & 07777) != 0400)) {
+		log_err("--auth-key-file %s: owned by uid %u with mode %04o; it must be owned by "
+			"root with mode 0600 or 0400",
+			path, (unsigned int)st.st_uid, (unsigned int)(st.st_mode & 07777));
+		ret = -EPERM;
+		goto out;
+	}
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0) {
+		ret = -errno;
+		log_err_r(ret, "--auth-key-file %s: read", path);
+		goto out;
+	}
+	len = (size_t)n;
+	while (len && isspace((unsigned char)buf[len - 1]))
+		len--;
+	if (len == 0 || len > AUTHKEY_MAX_LEN) {
+		log_err("--auth-key-file %s: the key must be 1 to %d bytes", path, AUTHKEY_MAX_LEN);
+		ret = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!isgraph((unsigned char)buf[i])) {
+			log_err("--auth-key-file %s: the key holds a space or control character "
+				"(at byte %zu)",
+				path, i);
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	*out = sodium_malloc(len + 1);
+	if (!*out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(*out, buf, len);
+	(*out)[len] = '\0';
+out:
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	return ret;
+}
+
 struct signals {
 	struct supervisor *sup;
 	uv_signal_t term;
@@ -296,6 +486,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	pods_stop(sup->pods);
 	/* The workers live on: the next supervisor adopts them. */
 	pods_detach_workers(sup->pods);
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
 	workers_close(sup->workers);
 	sup->workers = NULL;
 	uv_close((uv_handle_t *)&s->term, NULL);
@@ -332,6 +524,7 @@ static int run(struct supervisor *sup)
 
 	/* Stage: the zygote, before any record or key is read. */
 	wc.worker_path = sup->cfg.worker_path;
+	wc.host_mntns = sup->cfg.host_mntns;
 	wc.cgroup_parent = sup->cfg.cgroup_parent;
 	wc.sandbox = sup->cfg.sandbox;
 	wc.uid_base = sup->cfg.uid_base;
@@ -339,6 +532,23 @@ static int run(struct supervisor *sup)
 	wc.boot_id = origin.boot_id;
 	wc.proto_min = sup->cfg.worker_proto_min;
 	wc.proto_max = sup->cfg.worker_proto_max;
+	wc.netop = pods_on_netop;
+	wc.netop_arg = sup;
+	if (sup->cfg.control_url) {
+		if (sup->cfg.ca_file) {
+			ret = read_ca(sup->cfg.ca_file, &sup->ca_pem, &sup->ca_pem_len);
+			if (ret < 0)
+				goto err_loop;
+			wc.ca_pem = sup->ca_pem;
+			wc.ca_pem_len = sup->ca_pem_len;
+		}
+		ret = resolver_new(&sup->loop, &sup->resolver);
+		if (ret < 0)
+			goto err_loop;
+		wc.resolve = resolver_request;
+		wc.resolve_arg = sup->resolver;
+		wc.control_test_flags = sup->cfg.test_control_no_lite ? CONTROL_TEST_NO_LITE : 0;
+	}
 	ret = workers_new(&sup->loop, &wc, &sup->workers);
 	if (ret < 0) {
 		log_err_r(ret, "start the zygote from %s", sup->cfg.worker_path);
@@ -347,6 +557,23 @@ static int run(struct supervisor *sup)
 	log_info("zygote %d started from %s (sandbox %s, rendezvous in %s/workers)",
 		 (int)workers_zygote_pid(sup->workers), sup->cfg.worker_path, sup->cfg.sandbox,
 		 sup->cfg.run_dir);
+
+	/* Stage: the auth key, now that the zygote cannot inherit it. */
+	if (sup->cfg.auth_key_file) {
+		if (sodium_init() < 0) {
+			log_err("libsodium init failed");
+			ret = -EIO;
+			goto err_workers;
+		}
+		ret = read_auth_key(sup->cfg.auth_key_file, &sup->auth_key);
+		if (ret < 0)
+			goto err_workers;
+	}
+	if (sup->cfg.control_url)
+		log_info("control plane %s (%s auth key, %s CA, cluster name %s)",
+			 sup->cfg.control_url, sup->auth_key ? "with an" : "without an",
+			 sup->ca_pem ? "with a" : "without a",
+			 sup->cfg.cluster_name ? sup->cfg.cluster_name : "none");
 
 	/* Stage: the state directory, locked. -EWOULDBLOCK (another
 	 * supervisor holds the lock) is logged there. */
@@ -403,6 +630,8 @@ err_server:
 	sup->srv = NULL;
 	pods_stop(sup->pods);
 	pods_detach_workers(sup->pods);
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
 	workers_close(sup->workers);
 	sup->workers = NULL;
 	uv_run(&sup->loop, UV_RUN_DEFAULT);
@@ -411,6 +640,8 @@ err_pods:
 	/* Workers keep running for the next supervisor: detach, then free. */
 	if (sup->workers) {
 		pods_detach_workers(sup->pods);
+		resolver_free(sup->resolver);
+		sup->resolver = NULL;
 		workers_close(sup->workers);
 		sup->workers = NULL;
 		uv_run(&sup->loop, UV_RUN_DEFAULT);
@@ -421,12 +652,21 @@ err_state:
 	state_close(sup->st);
 	sup->st = NULL;
 err_workers:
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
 	if (sup->workers) {
 		workers_close(sup->workers);
 		sup->workers = NULL;
 		uv_run(&sup->loop, UV_RUN_DEFAULT);
 	}
 err_loop:
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
+	if (sup->auth_key)
+		sodium_free(sup->auth_key);
+	sup->auth_key = NULL;
+	free(sup->ca_pem);
+	sup->ca_pem = NULL;
 	if (uv_loop_close(&sup->loop) < 0)
 		log_warn("libuv loop still had handles at exit");
 	return ret;

@@ -41,7 +41,17 @@
  * the same pod must keep its keys and addresses (DESIGN.md section 3). Whether
  * a pod is gone for good is not decidable from CNI calls alone (it needs the
  * Kubernetes API or a retention policy), so this issue never removes
- * identities; state_pod_remove exists for the code that will. */
+ * identities; state_pod_remove exists for the code that will.
+ *
+ * The control plane (--control-url). A worker registers the pod's node and
+ * asks for its addresses and routes on ts0 (pods_on_netop: done on the
+ * threadpool inside the pod's netns, re-opened by path and checked by
+ * inode). Its Ready carries the node's addresses: they go into the
+ * attachment and its record, into the pod's identity (marked registered,
+ * with the stable node id), and into the ADD's reply when Ready came within
+ * syncTimeout (else the reply says addresses_pending). The auth key goes to
+ * a worker only while the identity is not registered; a DEL or GC that
+ * stopped the worker (which logs the node out) marks it unregistered. */
 #include "pods.h"
 
 #include <errno.h>
@@ -50,8 +60,10 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +71,7 @@
 #include <uv.h>
 
 #include "frame.h"
+#include "hostname.h"
 #include "ip.h"
 #include "keys.h"
 #include "log.h"
@@ -66,6 +79,7 @@
 #include "netns.h"
 #include "netops.h"
 #include "record.h"
+#include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
 #include "validate.h"
@@ -73,6 +87,7 @@
 
 enum pods_limits {
 	SYNC_TIMEOUT_DEFAULT_MS = 3000,
+	UDP_BUFFER_BYTES = 7 << 20, /* the pod's UDP socket, each way */
 	SYNC_TIMEOUT_MAX_MS = 60000,
 	TAG_LEN = 192,
 	DETAIL_LEN = 512,
@@ -201,6 +216,7 @@ struct op {
 
 	/* ADD: the pod's keys for its worker (wiped in op_free). */
 	bool have_keys;
+	bool registered; /* the identity's node registered with control before */
 	uint8_t machine_private[KEY_LEN];
 	uint8_t node_private[KEY_LEN];
 	char hostname[HOST_MAX_LEN + 1];
@@ -208,6 +224,31 @@ struct op {
 	uint64_t save_id;
 	struct worker_identity save_wi;
 	uint32_t save_uid;
+	/* Saves (OP_SAVE, an ADD's sync save): the node's addresses and
+	 * stable id into the pod's identity too, marked registered. */
+	bool save_ident;
+	struct ip_prefix save_addrs[PREFIX_MAX];
+	size_t save_naddrs;
+	char save_stable[HOST_MAX_LEN + 1];
+	/* DEL, GC: the worker was stopped with logout, so the identity's node
+	 * must register again (with the auth key) next time. */
+	bool logged_out;
+};
+
+/* A worker's netop on the threadpool. */
+struct netop_job {
+	struct netop_job *next;
+	struct pods *pods;
+	struct worker *w; /* NULL once the worker is GONE: no reply */
+	uint32_t id;
+	enum worker_netop kind;
+	struct ip_prefix prefix;
+	char *netns_path;
+	uint64_t netns_dev, netns_ino;
+	uint32_t ifindex;
+	int err;
+	const char *why;
+	uv_work_t work;
 };
 
 struct roll_run {
@@ -263,6 +304,7 @@ struct pods {
 	/* Two ADDs of one pod (two attachments) may race to create its
 	 * identity; this makes the check-then-create atomic. */
 	uv_mutex_t identity_lock;
+	struct netop_job *netops; /* in flight */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -746,8 +788,12 @@ static void dying_remove(struct pods *p, struct attachment *a)
 	}
 }
 
-/* Queues a rewrite of a's record with its worker's identity. */
-static void attachment_record_worker(struct pods *p, struct attachment *a)
+static void save_ident_set(struct op *op, const struct attachment *a, const char *stable);
+
+/* Queues a rewrite of a's record with its worker's identity (and, with
+ * ident, of the pod's identity with the node's addresses and stable id). */
+static void attachment_record_worker(struct pods *p, struct attachment *a, bool ident,
+				     const char *stable)
 {
 	struct op *op;
 
@@ -758,7 +804,37 @@ static void attachment_record_worker(struct pods *p, struct attachment *a)
 	op->save_id = a->id;
 	op->save_wi = a->wi;
 	op->save_uid = a->worker_uid;
+	if (ident)
+		save_ident_set(op, a, stable);
 	op_enqueue(op);
+}
+
+/* What a Ready brought for the pod's identity, carried by the save op. */
+static void save_ident_set(struct op *op, const struct attachment *a, const char *stable)
+{
+	op->save_ident = true;
+	memcpy(op->save_addrs, a->addrs, sizeof(op->save_addrs));
+	op->save_naddrs = a->naddrs;
+	strscpy(op->save_stable, stable ? stable : "", sizeof(op->save_stable));
+}
+
+static bool prefixes_equal(const struct ip_prefix *x, size_t nx, const struct ip_prefix *y,
+			   size_t ny)
+{
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (x[i].family != y[i].family || x[i].len != y[i].len ||
+		    memcmp(x[i].addr, y[i].addr, sizeof(x[i].addr)))
+			return false;
+	return true;
+}
+
+static void netops_forget(struct pods *p, const struct worker *w)
+{
+	for (struct netop_job *j = p->netops; j; j = j->next)
+		if (j->w == w)
+			j->w = NULL;
 }
 
 static void pods_on_worker(struct worker *w, enum worker_event ev, const struct worker_report *r,
@@ -767,7 +843,7 @@ static void pods_on_worker(struct worker *w, enum worker_event ev, const struct 
 	struct attachment *a = arg;
 	struct pods *p = a->pods;
 	struct worker_identity id;
-	bool changed;
+	bool changed, ident;
 
 	switch (ev) {
 	case WORKER_EV_READY:
@@ -777,13 +853,26 @@ static void pods_on_worker(struct worker *w, enum worker_event ev, const struct 
 			   id.version != a->wi.version || strcmp(id.boot_id, a->wi.boot_id));
 		if (changed)
 			a->wi = id;
-		log_info("%s: worker %d ready (uid %u, respawns %u)", a->tag, (int)r->pid,
-			 a->worker_uid, workers_respawns(w));
+		/* The node's addresses (a control plane's worker): into the
+		 * attachment, its record and the pod's identity. */
+		ident = r->n_addresses > 0;
+		if (ident && !prefixes_equal(a->addrs, a->naddrs, r->addresses, r->n_addresses)) {
+			memset(a->addrs, 0, sizeof(a->addrs));
+			memcpy(a->addrs, r->addresses, r->n_addresses * sizeof(*r->addresses));
+			a->naddrs = r->n_addresses;
+			changed = true;
+		}
+		log_info("%s: worker %d ready (uid %u, respawns %u, %zu addresses%s%s)", a->tag,
+			 (int)r->pid, a->worker_uid, workers_respawns(w), r->n_addresses,
+			 r->stable_node_id && *r->stable_node_id ? ", node " : "",
+			 r->stable_node_id ? r->stable_node_id : "");
 		/* An ADD waiting for it replies once the record names it. */
-		if (!(changed && a->sync_op && !p->stopping &&
+		if (ident && a->sync_op && !a->sync_op->saving)
+			save_ident_set(a->sync_op, a, r->stable_node_id);
+		if (!((changed || ident) && a->sync_op && !p->stopping &&
 		      sync_save_begin(a->sync_op, a) == 0)) {
-			if (changed)
-				attachment_record_worker(p, a);
+			if (changed || ident)
+				attachment_record_worker(p, a, ident, r->stable_node_id);
 			pods_attachment_ready(p, a);
 		}
 		if (p->roll && p->roll->cur == a->id)
@@ -793,6 +882,8 @@ static void pods_on_worker(struct worker *w, enum worker_event ev, const struct 
 		a->worker_ready = false;
 		break;
 	case WORKER_EV_GONE:
+		netops_forget(p, w);
+		resolver_forget(p->sup->resolver, w);
 		a->worker = NULL;
 		a->worker_ready = false;
 		if (p->roll && p->roll->cur == a->id)
@@ -826,10 +917,16 @@ static void pods_on_worker(struct worker *w, enum worker_event ev, const struct 
 }
 
 /* A worker spec for a with the pod's keys (the caller wipes them). */
-static void spec_fill(struct attachment *a, struct worker_spec *spec, uint32_t slot,
-		      const uint8_t *machine, const uint8_t *node, const char *hostname)
+static void spec_fill(struct pods *p, struct attachment *a, struct worker_spec *spec, uint32_t slot,
+		      const uint8_t *machine, const uint8_t *node, const char *hostname,
+		      bool registered)
 {
 	memset(spec, 0, sizeof(*spec));
+	/* The control plane: the auth key (borrowed, copied by workers) only
+	 * for a node that never registered, or logged out since. */
+	spec->control_url = p->sup->cfg.control_url;
+	if (!registered)
+		spec->auth_key = p->sup->auth_key;
 	spec->pod_uid = a->pod_uid;
 	spec->hostname = hostname && *hostname ? hostname : NULL;
 	memcpy(spec->machine_private, machine, WORKERS_KEY_LEN);
@@ -841,16 +938,53 @@ static void spec_fill(struct attachment *a, struct worker_spec *spec, uint32_t s
 	spec->mtu = NETOPS_MTU;
 }
 
+/* The pod's UDP socket for its worker (WireGuard and disco): created here,
+ * in the host's netns, dual-stack, bound to an ephemeral port, with large
+ * buffers (SO_*BUFFORCE: the worker has no CAP_NET_ADMIN to ask for them).
+ * Its custody then follows the TUN fd's, so the port stays the same across
+ * respawns and supervisor restarts. 0 with *fd set, or a negative errno. */
+static int udp_socket_new(int *fd)
+{
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+	int s, off = 0, sz = UDP_BUFFER_BYTES, ret;
+
+	s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		/* A kernel without IPv6: an IPv4 socket. */
+		struct sockaddr_in sin = {.sin_family = AF_INET};
+
+		s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (s < 0)
+			return -errno;
+		if (bind(s, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+			goto fail;
+	} else {
+		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+		if (bind(s, (struct sockaddr *)&sin6, sizeof(sin6)) < 0)
+			goto fail;
+	}
+	if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(s, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	*fd = s;
+	return 0;
+fail:
+	ret = -errno;
+	close(s);
+	return ret;
+}
+
 /* Spawns the pod's worker for a with its TUN fd (a->tun_fd, closed here once
  * workers holds custody). A second attachment of a pod that has a worker
  * keeps its fd and gets none. 0 or a negative errno. */
 static int attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
-			    const uint8_t *node, const char *hostname)
+			    const uint8_t *node, const char *hostname, bool registered)
 {
 	struct attachment *owner = pod_worker_att(p, a->pod_uid);
 	struct worker_spec spec;
+	int udp_fd = -1, ret;
 	uint32_t slot;
-	int ret;
 
 	if (owner && owner != a) {
 		log_info("%s: the pod's worker runs for %s; this ts0 is held here", a->tag,
@@ -866,9 +1000,20 @@ static int attachment_spawn(struct pods *p, struct attachment *a, const uint8_t 
 		log_err_r(ret, "%s: no free worker uid", a->tag);
 		return ret;
 	}
-	spec_fill(a, &spec, slot, machine, node, hostname);
+	spec_fill(p, a, &spec, slot, machine, node, hostname, registered);
+	if (p->sup->cfg.control_url) {
+		ret = udp_socket_new(&udp_fd);
+		if (ret < 0) {
+			log_err_r(ret, "%s: the pod's UDP socket", a->tag);
+			return ret;
+		}
+		spec.extra_fds = &udp_fd;
+		spec.n_extra_fds = 1;
+	}
 	ret = workers_spawn(p->sup->workers, &spec, pods_on_worker, a, &a->worker);
 	sodium_memzero(&spec, sizeof(spec));
+	if (udp_fd >= 0)
+		close(udp_fd); /* workers holds its own dup (custody) */
 	if (ret < 0) {
 		log_err_r(ret, "%s: spawn the worker", a->tag);
 		return ret;
@@ -888,6 +1033,7 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 {
 	struct pods *p = op->pods;
 	Tscni__Identity *id;
+	const char *why = NULL;
 	int err = 0, ret = 0;
 
 	uv_mutex_lock(&p->identity_lock);
@@ -900,6 +1046,7 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 			strscpy(op->hostname, id->hostname ? id->hostname : "",
 				sizeof(op->hostname));
 			op->have_keys = true;
+			op->registered = id->registered;
 		}
 		if (id->machine_private.data)
 			sodium_memzero(id->machine_private.data, id->machine_private.len);
@@ -914,8 +1061,10 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	}
 
 	const struct state_origin *o = state_get_origin(p->st);
+	const char *cluster = p->sup->cfg.cluster_name;
 	uint8_t machine[KEY_LEN], node[KEY_LEN];
 	Tscni__Identity m = TSCNI__IDENTITY__INIT;
+	char hn[HOSTNAME_MAX + 1];
 	Tscni__PodMeta meta;
 
 	keys_generate(machine);
@@ -927,6 +1076,11 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	m.node_private.data = node;
 	m.node_private.len = KEY_LEN;
 	m.hostname = *op->meta.name ? op->meta.name : (char *)pod_uid;
+	/* <cluster>-<namespace>-<pod> (common/hostname.h) when the runtime
+	 * named the pod; else the pod's name or uid as before. */
+	if (cluster && *op->meta.namespace_ && *op->meta.name &&
+	    hostname_make(cluster, op->meta.namespace_, op->meta.name, false, hn, &why) == 0)
+		m.hostname = hn;
 	m.machine_id = (char *)o->machine_id;
 	m.node_name = (char *)o->node_name;
 	m.created_unix = (uint64_t)time(NULL);
@@ -942,7 +1096,60 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	sodium_memzero(node, sizeof(node));
 	if (ret == 0)
 		log_info("%s: new identity", op->tag);
-	op->naddrs = 0; /* addresses come from the control plane (issue 4) */
+	op->naddrs = 0; /* addresses come from the control plane */
+out:
+	uv_mutex_unlock(&p->identity_lock);
+	return ret;
+}
+
+static void identity_wipe_free(Tscni__Identity *id)
+{
+	if (id->machine_private.data)
+		sodium_memzero(id->machine_private.data, id->machine_private.len);
+	if (id->node_private.data)
+		sodium_memzero(id->node_private.data, id->node_private.len);
+	tscni__identity__free_unpacked(id, NULL);
+}
+
+/* Records what the pod's node is on the control plane: registered (its
+ * worker reported Ready) with these addresses and stable id, or, after a
+ * logout, registered = false (addresses kept: control gives them back).
+ * Runs on the threadpool. 0 or a negative errno. */
+static int identity_record(struct pods *p, const char *pod_uid, bool registered,
+			   const struct ip_prefix *addrs, size_t naddrs, const char *stable)
+{
+	Tscni__Identity *id;
+	struct pb_prefixes pb;
+	int err = 0, ret = 0;
+
+	uv_mutex_lock(&p->identity_lock);
+	id = state_identity_get(p->st, pod_uid, &err);
+	if (!id) {
+		ret = err < 0 ? err : -ENOENT;
+		goto out;
+	}
+	if (id->registered == registered && (!registered || !addrs)) {
+		identity_wipe_free(id);
+		goto out;
+	}
+	id->registered = registered;
+	if (registered && addrs) {
+		size_t old_n = id->n_addresses;
+		Tscni__IpPrefix **old = id->addresses;
+		char *old_stable = id->stable_node_id;
+
+		id->n_addresses = prefixes_to_pb(addrs, naddrs, &pb);
+		id->addresses = pb.p;
+		if (stable && *stable)
+			id->stable_node_id = (char *)stable;
+		ret = state_identity_put(p->st, id);
+		id->n_addresses = old_n;
+		id->addresses = old;
+		id->stable_node_id = old_stable;
+	} else {
+		ret = state_identity_put(p->st, id);
+	}
+	identity_wipe_free(id);
 out:
 	uv_mutex_unlock(&p->identity_lock);
 	return ret;
@@ -1076,6 +1283,7 @@ static void op_schedule(struct pods *p)
 			log_info("%s: stopping worker %d first", op->tag,
 				 (int)workers_pid(op->cur->worker));
 			op->waiting_worker = true;
+			op->logged_out = p->sup->cfg.control_url != NULL;
 			op->cur->stop_op = op;
 			workers_stop(op->cur->worker, true);
 			continue;
@@ -1095,6 +1303,13 @@ static void add_work(struct op *op)
 	dev_t dev;
 	ino_t ino;
 
+	/* A replaced attachment's worker logged the node out: the new worker
+	 * registers again, with the auth key. */
+	if (op->logged_out && cur) {
+		ret = identity_record(p, cur->pod_uid, false, NULL, 0, NULL);
+		if (ret < 0 && ret != -ENOENT)
+			log_warn_r(ret, "%s: mark the identity logged out", op->tag);
+	}
 	ret = identity_ensure(op, pod_uid);
 	if (ret < 0) {
 		op_fail(op, errno_cni_code(ret), "cannot read or write the pod's identity", ret,
@@ -1237,6 +1452,11 @@ static void del_work(struct op *op)
 		op->replace = true;
 		op->released = true;
 		log_info("%s: released", op->tag);
+		if (op->logged_out) {
+			ret = identity_record(op->pods, op->cur->pod_uid, false, NULL, 0, NULL);
+			if (ret < 0 && ret != -ENOENT)
+				log_warn_r(ret, "%s: mark the identity logged out", op->tag);
+		}
 	}
 	if (op->tombstone) {
 		ret = state_tombstone_remove(op->pods->st, op->tombstone);
@@ -1302,6 +1522,11 @@ static void release_work(struct op *op)
 	op->replace = true;
 	op->released = true;
 	log_info("%s: released by GC", op->tag);
+	if (op->logged_out) {
+		ret = identity_record(op->pods, op->cur->pod_uid, false, NULL, 0, NULL);
+		if (ret < 0 && ret != -ENOENT)
+			log_warn_r(ret, "%s: mark the identity logged out", op->tag);
+	}
 }
 
 static void probe_work(struct op *op)
@@ -1340,6 +1565,12 @@ static void save_work(struct op *op)
 	ret = attachment_save_worker(op->pods, op->cur, &op->save_wi, op->save_uid);
 	if (ret < 0)
 		log_warn_r(ret, "%s: record the worker's identity", op->tag);
+	if (op->save_ident) {
+		ret = identity_record(op->pods, op->cur->pod_uid, true, op->save_addrs,
+				      op->save_naddrs, op->save_stable);
+		if (ret < 0)
+			log_warn_r(ret, "%s: record the node's addresses in the identity", op->tag);
+	}
 }
 
 static void op_work(uv_work_t *w)
@@ -1574,6 +1805,111 @@ void pods_attachment_ready(struct pods *p, struct attachment *att)
 		sync_end(att->sync_op, false);
 }
 
+/* ------------------------------------------------------------ worker netops */
+
+static void netop_work(uv_work_t *w)
+{
+	struct netop_job *j = w->data;
+	int nsfd, ret;
+
+	ret = netns_reopen(j->netns_path, j->netns_dev, j->netns_ino, &nsfd);
+	if (ret <= 0) {
+		j->err = ret < 0 ? ret : -ENODEV;
+		j->why = ret < 0 ? "cannot open the pod's network namespace"
+				 : "the pod's network namespace is gone";
+		return;
+	}
+	switch (j->kind) {
+	case WORKER_NETOP_ADDR_ADD:
+		ret = netops_addr_add(nsfd, (int)j->ifindex, &j->prefix);
+		break;
+	case WORKER_NETOP_ADDR_DEL:
+		ret = netops_addr_del(nsfd, (int)j->ifindex, &j->prefix);
+		break;
+	case WORKER_NETOP_ROUTE_ADD:
+		ret = netops_route_add(nsfd, (int)j->ifindex, &j->prefix);
+		break;
+	case WORKER_NETOP_ROUTE_DEL:
+		ret = netops_route_del(nsfd, (int)j->ifindex, &j->prefix);
+		break;
+	default:
+		ret = -EOPNOTSUPP;
+		break;
+	}
+	close(nsfd);
+	j->err = ret < 0 ? ret : 0;
+	j->why = ret < 0 ? "netlink refused the change" : NULL;
+}
+
+static void netop_after(uv_work_t *w, int status)
+{
+	struct netop_job *j = w->data;
+	struct pods *p = j->pods;
+
+	for (struct netop_job **pp = &p->netops; *pp; pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	}
+	if (status < 0) {
+		j->err = status;
+		j->why = "cancelled";
+	}
+	if (j->err < 0) {
+		char text[IP_PREFIX_STRLEN];
+
+		log_warn_r(j->err, "pod %s: netop %d %s on ifindex %u: %s",
+			   j->w ? workers_pod_uid(j->w) : "-", (int)j->kind,
+			   ip_prefix_format(&j->prefix, text, sizeof(text)), j->ifindex, j->why);
+	}
+	if (j->w)
+		workers_netop_reply(j->w, j->id, j->err, j->why);
+	free(j->netns_path);
+	free(j);
+}
+
+void pods_on_netop(struct worker *w, uint32_t id, enum worker_netop op, const struct ip_prefix *pfx,
+		   void *arg)
+{
+	struct supervisor *sup = arg;
+	struct pods *p = sup->pods;
+	struct attachment *a = NULL;
+	struct netop_job *j;
+	int ret;
+
+	if (!p || p->stopping) {
+		workers_netop_reply(w, id, -EAGAIN, "the supervisor is starting or stopping");
+		return;
+	}
+	for (a = p->atts; a && a->worker != w; a = a->next)
+		;
+	if (!a || a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY || !a->ifindex) {
+		workers_netop_reply(w, id, -ENODEV, "no interface for this worker");
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->pods = p;
+	j->w = w;
+	j->id = id;
+	j->kind = op;
+	j->prefix = *pfx;
+	j->netns_path = xstrdup(a->netns_path);
+	j->netns_dev = a->netns_dev;
+	j->netns_ino = a->netns_ino;
+	j->ifindex = a->ifindex;
+	j->work.data = j;
+	ret = uv_queue_work(&sup->loop, &j->work, netop_work, netop_after);
+	if (ret < 0) {
+		workers_netop_reply(w, id, ret, "supervisor internal error");
+		free(j->netns_path);
+		free(j);
+		return;
+	}
+	j->next = p->netops;
+	p->netops = j;
+}
+
 static void op_after_work(uv_work_t *w, int status)
 {
 	struct op *op = w->data;
@@ -1612,7 +1948,8 @@ static void op_after_work(uv_work_t *w, int status)
 
 		if (a) {
 			int ret = op->have_keys ? attachment_spawn(p, a, op->machine_private,
-								   op->node_private, op->hostname)
+								   op->node_private, op->hostname,
+								   op->registered)
 						: -ENOKEY;
 
 			if (ret < 0) {
@@ -2062,7 +2399,7 @@ static void startup_release(struct pods *p, struct attachment *a, const char *re
 
 /* The pod's keys from its identity record: 0, or a negative errno. */
 static int identity_keys(struct pods *p, const char *pod_uid, uint8_t *machine, uint8_t *node,
-			 char *hostname, size_t hlen)
+			 char *hostname, size_t hlen, bool *registered)
 {
 	Tscni__Identity *id;
 	int err = 0, ret = 0;
@@ -2076,6 +2413,7 @@ static int identity_keys(struct pods *p, const char *pod_uid, uint8_t *machine, 
 		memcpy(machine, id->machine_private.data, KEY_LEN);
 		memcpy(node, id->node_private.data, KEY_LEN);
 		strscpy(hostname, id->hostname ? id->hostname : "", hlen);
+		*registered = id->registered;
 	}
 	if (id->machine_private.data)
 		sodium_memzero(id->machine_private.data, id->machine_private.len);
@@ -2096,11 +2434,13 @@ static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
 	struct worker_spec spec;
 	const char *why = NULL;
 	int nsfd = -1, tun_fd = -1, ifindex = 0, ret;
+	bool registered = false;
+	const int no_fd = -1;
 	uint32_t slot;
 
 	if (a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY || !p->sup->workers)
 		return;
-	ret = identity_keys(p, a->pod_uid, machine, node, hostname, sizeof(hostname));
+	ret = identity_keys(p, a->pod_uid, machine, node, hostname, sizeof(hostname), &registered);
 	if (ret < 0) {
 		log_err_r(ret, "%s: no usable identity for the pod's worker", a->tag);
 		return;
@@ -2111,8 +2451,14 @@ static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
 		ret = slot_get(p, a, &slot);
 		if (ret < 0)
 			goto out;
-		spec_fill(a, &spec, slot, machine, node, hostname);
+		spec_fill(p, a, &spec, slot, machine, node, hostname, registered);
 		spec.tun_fd = -1;
+		/* With a control plane it holds the pod's UDP socket too (its
+		 * custody comes back from the worker: the fd here is a stand-in). */
+		if (p->sup->cfg.control_url) {
+			spec.extra_fds = &no_fd;
+			spec.n_extra_fds = 1;
+		}
 		ret = workers_adopt(p->sup->workers, &spec, &a->wi, pods_on_worker, a, &a->worker);
 		sodium_memzero(&spec, sizeof(spec));
 		if (ret == 0) {
@@ -2133,6 +2479,8 @@ static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
 			log_info("%s: worker %d adopted (protocol %u)", a->tag, (int)a->wi.pid,
 				 a->wi.version);
 		}
+		if (ret == -EINVAL)
+			log_warn("%s: the worker's spec is invalid: not adopted", a->tag);
 		/* workers_adopt logged why it refused; pass 2 rebuilds. */
 		goto out;
 	}
@@ -2177,7 +2525,7 @@ static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
 	ret = attachment_save(p, a);
 	if (ret < 0)
 		log_warn_r(ret, "%s: record the rebuilt %s", a->tag, a->interface_name);
-	ret = attachment_spawn(p, a, machine, node, hostname);
+	ret = attachment_spawn(p, a, machine, node, hostname, registered);
 	if (ret == 0)
 		log_info("%s: %s rebuilt (ifindex %d), worker spawned", a->tag, a->interface_name,
 			 ifindex);
@@ -2431,6 +2779,8 @@ void pods_detach_workers(struct pods *p)
 
 	if (!p)
 		return;
+	for (struct netop_job *j = p->netops; j; j = j->next)
+		j->w = NULL;
 	for (a = p->atts; a; a = a->next) {
 		a->worker = NULL;
 		a->worker_ready = false;

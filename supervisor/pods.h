@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "cni.pb-c.h"
+#include "workers.h"
 
 struct supervisor;
 struct pods;
@@ -78,6 +79,14 @@ size_t pods_count(const struct pods *p);
  * allocated with pods_status_clear. */
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose);
 void pods_status_clear(Tscni__StatusReply *rep);
+
+/* workers_config.netop (arg: the struct supervisor): a worker's request
+ * to add or remove an address or route on its pod's ts0, done inside the
+ * pod's netns (re-opened by path and checked by inode) on the threadpool,
+ * answered with workers_netop_reply. -EAGAIN before the pod table exists,
+ * -ENODEV for a worker no attachment owns. */
+void pods_on_netop(struct worker *w, uint32_t id, enum worker_netop op, const struct ip_prefix *p,
+		   void *arg);
 
 /* The attachment's worker reports Ready: an ADD waiting
  * on it for at most its syncTimeout replies now. Does nothing when no ADD

@@ -4,6 +4,7 @@
 #ifndef TSCNI_SUPERVISOR_SUPERVISOR_H
 #define TSCNI_SUPERVISOR_SUPERVISOR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -14,6 +15,7 @@ struct state;
 struct pods;
 struct cni_server;
 struct workers;
+struct resolver;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -37,18 +39,36 @@ struct supervisor_config {
 	const char *cgroup_parent; /* --cgroup-parent; NULL: workers' default */
 	uint32_t uid_base;	   /* --uid-base; 0: WORKERS_UID_BASE */
 	const char *sandbox;	   /* --sandbox seccomp|none (none: tests only) */
+	/* --host-mntns: the mount namespace the zygote is exec'd in (the
+	 * host's, from a container with hostPID); NULL: ours. */
+	const char *host_mntns;
 	/* --test-worker-proto MIN:MAX, tests only: pretend to be a supervisor
 	 * that speaks only these worker protocol versions. 0: ours. */
 	uint32_t worker_proto_min, worker_proto_max;
+	/* The control plane (issue 4). control_url NULL: none, workers are
+	 * Ready as soon as their data path runs. */
+	const char *control_url;   /* --control-url, "http(s)://host[:port]" */
+	const char *auth_key_file; /* --auth-key-file: root's, 0600 or 0400 */
+	const char *ca_file;	   /* --ca-file: PEM handed to workers */
+	const char *cluster_name;  /* --cluster-name: hostname prefix; NULL: none */
+	/* --test-control-no-lite, tests only: workers never send lite updates
+	 * (so control never learns their endpoints). */
+	bool test_control_no_lite;
 };
 
 struct supervisor {
 	uv_loop_t loop;
 	struct supervisor_config cfg;
-	struct workers *workers; /* owned; workers_close at exit (workers live on) */
-	struct state *st;	 /* owned; state_close at exit */
-	struct pods *pods;	 /* owned; pods_free at exit */
-	struct cni_server *srv;	 /* owned; cni_server_close at exit */
+	struct workers *workers;   /* owned; workers_close at exit (workers live on) */
+	struct state *st;	   /* owned; state_close at exit */
+	struct pods *pods;	   /* owned; pods_free at exit */
+	struct cni_server *srv;	   /* owned; cni_server_close at exit */
+	struct resolver *resolver; /* owned; names for workers (resolver.h) */
+	/* Read once at start-up, after the zygote exists: the pre-auth key
+	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
+	char *auth_key;
+	char *ca_pem;
+	size_t ca_pem_len;
 	/* Precomputed for STATUS, which is answered on the loop at once and
 	 * never waits behind other work. Written only on the loop thread. */
 	Tscni__Health health;

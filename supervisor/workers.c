@@ -15,7 +15,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +138,8 @@ struct worker {
 
 struct workers {
 	uv_loop_t *loop;
-	char *worker_path, *cgroup_parent, *sandbox, *run_dir;
+	char *worker_path, *cgroup_parent, *sandbox, *run_dir, *host_mntns;
+	int mntns_fd; /* host_mntns, open for every zygote start; -1: ours */
 	char boot_id[WORKERS_BOOT_ID_LEN + 1];
 	uint32_t proto_min, proto_max;
 	bool force_fallbacks;
@@ -145,6 +148,11 @@ struct workers {
 	const struct netops_policy *policy;
 	worker_netop_fn *netop;
 	void *netop_arg;
+	worker_resolve_fn *resolve;
+	void *resolve_arg;
+	const char *ca_pem; /* borrowed (workers_config) */
+	size_t ca_pem_len;
+	unsigned int control_test_flags;
 
 	struct zyg *zyg;
 	uv_timer_t zyg_timer;
@@ -290,6 +298,12 @@ static int send_hello_start(struct worker *w)
 	s.node_private.len = WORKERS_KEY_LEN;
 	s.auth_key = w->auth_key ? w->auth_key : (char *)"";
 	s.control_url = w->control_url ? w->control_url : (char *)"";
+	if (w->ws && w->control_url && w->ws->ca_pem) {
+		s.ca_bundle.data = (uint8_t *)w->ws->ca_pem;
+		s.ca_bundle.len = w->ws->ca_pem_len;
+	}
+	if (w->ws)
+		s.control_test_flags = w->ws->control_test_flags;
 	for (size_t i = 0; i < w->n_addresses; i++) {
 		tscni__ip_prefix__init(&pb[i]);
 		ip_prefix_to_pb(&w->addresses[i], &pb[i]);
@@ -340,8 +354,21 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 {
 	struct worker_report r = {.pid = workers_pid(w)};
 	char node[WORKERS_ESCAPED];
+	struct ip_prefix addrs[PREFIX_MAX];
+	size_t n = 0;
 
-	(void)why;
+	for (size_t i = 0; i < m->ready->n_addresses && n < PREFIX_MAX; i++) {
+		const char *no = NULL;
+
+		if (ip_prefix_from_pb(m->ready->addresses[i], &addrs[n]) < 0 ||
+		    netops_validate_addr(&addrs[n], &no) < 0) {
+			*why = "ready.addresses: not a /32 or /128 of the tailnet";
+			return -EBADMSG;
+		}
+		n++;
+	}
+	r.addresses = addrs;
+	r.n_addresses = n;
 	/* Ready is accepted once: WS_READY is not in its row of the table. */
 	w->state = WS_READY;
 	uv_timer_stop(&w->timer);
@@ -413,7 +440,11 @@ static int on_resolve(struct worker *w, const Tscni__WorkerMsg *m, const char **
 	Tscni__ResolveReply rep = TSCNI__RESOLVE_REPLY__INIT;
 
 	(void)why;
-	/* The supervisor's resolver is not part of this stage: say so. */
+	if (w->ws && w->ws->resolve) {
+		w->ws->resolve(w, m->resolve_request->id, m->resolve_request->host,
+			       w->ws->resolve_arg);
+		return 0;
+	}
 	rep.id = m->resolve_request->id;
 	rep.error = (char *)"no resolver configured";
 	out.body_case = TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY;
@@ -487,7 +518,7 @@ static const struct dispatch {
 	{TSCNI__WORKER_MSG__BODY_STATS, WS_STARTING | WS_READY, on_stats},
 	{TSCNI__WORKER_MSG__BODY_EVENT, WS_STARTING | WS_READY, on_event},
 	{TSCNI__WORKER_MSG__BODY_LOG, WS_HELLO | WS_STARTING | WS_READY, on_log},
-	{TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST, WS_READY, on_resolve},
+	{TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST, WS_STARTING | WS_READY, on_resolve},
 	{TSCNI__WORKER_MSG__BODY_NETOP_REQUEST, WS_STARTING | WS_READY, on_netop},
 	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
 };
@@ -844,6 +875,10 @@ static void zyg_reply(struct workers *ws, const uint8_t *buf, size_t len, int *f
 	if (r->err < 0) {
 		log_err_r(r->err, "pod %s: zygote could not fork a worker", w->pod_uid);
 		close_fd(&w->child_sock);
+		/* A failed fork is a quick death: the backoff grows (without
+		 * this, the previous process's start time, or none, made every
+		 * retry look stable and the zygote was asked every 10 ms). */
+		w->started_ms = now_ms();
 		worker_died(w, 0, 0, 0);
 		goto out;
 	}
@@ -926,9 +961,19 @@ static void on_zyg_pidfd(uv_poll_t *h, int status, int events)
 	uv_timer_start(&ws->zyg_timer, zyg_restart, WORKERS_ZYGOTE_RESTART_MS, 0);
 }
 
+/* What the child reports through the CLOEXEC pipe when it cannot exec. */
+enum zygote_stage {
+	ZYGOTE_STAGE_FD3 = 1,
+	ZYGOTE_STAGE_SETNS,
+	ZYGOTE_STAGE_EXEC,
+};
+
 /* fork + exec of the worker binary as the zygote, with its end of a fresh
- * socketpair on fd 3. Between fork and exec only async-signal-safe calls;
- * exec failure comes back through a CLOEXEC pipe (libuv's discipline). */
+ * socketpair on fd 3. With host_mntns, the child first enters that mount
+ * namespace (setns; after fork it is single-threaded with its own fs_struct,
+ * as setns(CLONE_NEWNS) requires), so worker_path is resolved on the host.
+ * Between fork and exec only async-signal-safe calls; a failure comes back
+ * through a CLOEXEC pipe as {stage, errno} (libuv's discipline). */
 static int zygote_start(struct workers *ws)
 {
 	char forks[16];
@@ -943,7 +988,8 @@ static int zygote_start(struct workers *ws)
 			ws->force_fallbacks ? (char *)"--force-fallbacks" : NULL,
 			NULL};
 	sigset_t all, old;
-	int sv[2], ep[2], err = 0, pidfd, ret;
+	int sv[2], ep[2], pidfd, ret;
+	int fail[2] = {0, 0}; /* enum zygote_stage, errno */
 	struct zyg *z;
 	ssize_t n;
 	pid_t pid;
@@ -966,15 +1012,20 @@ static int zygote_start(struct workers *ws)
 		for (int sig = 1; sig < NSIG; sig++)
 			if (sig != SIGKILL && sig != SIGSTOP)
 				sigaction(sig, &dfl, NULL);
+		fail[0] = ZYGOTE_STAGE_FD3;
 		if (sv[1] == 3)
 			fcntl(3, F_SETFD, 0);
 		else if (dup2(sv[1], 3) < 0)
 			goto child_fail;
+		fail[0] = ZYGOTE_STAGE_SETNS;
+		if (ws->mntns_fd >= 0 && setns(ws->mntns_fd, CLONE_NEWNS) < 0)
+			goto child_fail;
 		sigprocmask(SIG_SETMASK, &old, NULL);
+		fail[0] = ZYGOTE_STAGE_EXEC;
 		execv(argv[0], argv);
 	child_fail:
-		err = errno;
-		n = write(ep[1], &err, sizeof(err));
+		fail[1] = errno;
+		n = write(ep[1], fail, sizeof(fail));
 		(void)n;
 		_exit(127);
 	}
@@ -988,14 +1039,28 @@ static int zygote_start(struct workers *ws)
 		return ret;
 	}
 	do
-		n = read(ep[0], &err, sizeof(err));
+		n = read(ep[0], fail, sizeof(fail));
 	while (n < 0 && errno == EINTR);
 	close(ep[0]);
-	if (n == sizeof(err)) {
+	if (n == sizeof(fail)) {
 		waitpid(pid, NULL, 0);
 		close(sv[0]);
-		log_err_r(-err, "exec %s --zygote", ws->worker_path);
-		return -err;
+		ret = fail[1] > 0 ? -fail[1] : -EIO;
+		if (fail[0] == ZYGOTE_STAGE_SETNS)
+			log_err_r(ret, "zygote: enter the mount namespace %s", ws->host_mntns);
+		else if (fail[0] == ZYGOTE_STAGE_EXEC && ws->host_mntns)
+			log_err_r(ret,
+				  "exec %s --zygote in the mount namespace %s (is the worker "
+				  "binary installed there?)",
+				  ws->worker_path, ws->host_mntns);
+		else if (fail[0] == ZYGOTE_STAGE_EXEC)
+			log_err_r(ret,
+				  "exec %s --zygote in our own mount namespace (a binary "
+				  "installed on the host needs host_mntns)",
+				  ws->worker_path);
+		else
+			log_err_r(ret, "zygote: fd 3 for its socket");
+		return ret;
 	}
 	/* Our child, not yet reaped: its pid cannot have been reused. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -1019,7 +1084,9 @@ static int zygote_start(struct workers *ws)
 	uv_poll_start(&z->sock_poll, UV_READABLE, on_zyg_sock);
 	uv_poll_start(&z->pid_poll, UV_READABLE, on_zyg_pidfd);
 	ws->zyg = z;
-	log_info("zygote %d started from %s", (int)pid, ws->worker_path);
+	log_info("zygote %d started from %s%s%s", (int)pid, ws->worker_path,
+		 ws->host_mntns ? " in the mount namespace " : "",
+		 ws->host_mntns ? ws->host_mntns : "");
 	for (struct worker *w = ws->head; w; w = w->next)
 		if (w->state == WS_SPAWNING && !w->cookie && !w->stopping)
 			request_spawn(w);
@@ -1067,6 +1134,7 @@ static void request_spawn(struct worker *w)
 	return;
 fail:
 	log_err_r(ret, "pod %s: spawn request to the zygote", w->pod_uid);
+	w->started_ms = now_ms(); /* a quick death: the backoff grows */
 	worker_died(w, 0, 0, 0);
 }
 
@@ -1636,6 +1704,32 @@ int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why)
 	return send_msg(w, &m);
 }
 
+int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_storage *addrs,
+			  size_t n, const char *error)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__ResolveReply r = TSCNI__RESOLVE_REPLY__INIT;
+	ProtobufCBinaryData bin[PREFIX_MAX];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < PREFIX_MAX; i++) {
+		if (addrs[i].ss_family == AF_INET) {
+			bin[k].data = (uint8_t *)&((struct sockaddr_in *)&addrs[i])->sin_addr;
+			bin[k++].len = 4;
+		} else if (addrs[i].ss_family == AF_INET6) {
+			bin[k].data = (uint8_t *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr;
+			bin[k++].len = 16;
+		}
+	}
+	r.id = id;
+	r.addrs = bin;
+	r.n_addrs = k;
+	r.error = (char *)(k ? "" : error ? error : "no address");
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY;
+	m.resolve_reply = &r;
+	return send_msg(w, &m);
+}
+
 void workers_get_stats(const struct worker *w, struct worker_stats *out)
 {
 	*out = w->stats;
@@ -1719,8 +1813,23 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	if (cfg->cgroup_parent && cfg->cgroup_parent[0] &&
 	    !valid_name(cfg->cgroup_parent, NAME_MAX_LEN))
 		return -EINVAL;
+	if (cfg->host_mntns && !valid_abs_path(cfg->host_mntns))
+		return -EINVAL;
 	ws = xcalloc(1, sizeof(*ws));
 	ws->loop = loop;
+	ws->mntns_fd = -1;
+	if (cfg->host_mntns) {
+		/* Opened here, while we are still sure of what the path names;
+		 * the fd keeps that namespace for every zygote restart. */
+		ws->mntns_fd = open(cfg->host_mntns, O_RDONLY | O_CLOEXEC);
+		if (ws->mntns_fd < 0) {
+			ret = -errno;
+			log_err_r(ret, "open the host mount namespace %s", cfg->host_mntns);
+			free(ws);
+			return ret;
+		}
+		ws->host_mntns = xstrdup(cfg->host_mntns);
+	}
 	ws->worker_path = xstrdup(cfg->worker_path);
 	ws->cgroup_parent = xstrdup(cfg->cgroup_parent ? cfg->cgroup_parent : "tailscale-cni");
 	ws->sandbox = xstrdup(sb);
@@ -1751,6 +1860,11 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	}
 	ws->netop = cfg->netop;
 	ws->netop_arg = cfg->netop_arg;
+	ws->resolve = cfg->resolve;
+	ws->resolve_arg = cfg->resolve_arg;
+	ws->ca_pem = cfg->ca_pem;
+	ws->ca_pem_len = cfg->ca_pem_len;
+	ws->control_test_flags = cfg->control_test_flags;
 	uv_timer_init(loop, &ws->zyg_timer);
 	ws->zyg_timer.data = ws;
 	ret = zygote_start(ws);
@@ -1761,7 +1875,12 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 		free(ws->cgroup_parent);
 		free(ws->sandbox);
 		free(ws->run_dir);
+		free(ws->host_mntns);
+		if (ws->mntns_fd >= 0)
+			close(ws->mntns_fd);
+		ws->mntns_fd = -1;
 		ws->worker_path = ws->cgroup_parent = ws->sandbox = ws->run_dir = NULL;
+		ws->host_mntns = NULL;
 		uv_close((uv_handle_t *)&ws->zyg_timer, ws_close_cb);
 		return ret;
 	}
@@ -1793,6 +1912,10 @@ void workers_close(struct workers *ws)
 	free(ws->cgroup_parent);
 	free(ws->sandbox);
 	free(ws->run_dir);
+	free(ws->host_mntns);
+	if (ws->mntns_fd >= 0)
+		close(ws->mntns_fd);
+	ws->mntns_fd = -1;
 	uv_close((uv_handle_t *)&ws->zyg_timer, ws_close_cb);
 }
 

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -72,9 +73,21 @@ enum worker_netop {
  * been reported GONE. */
 typedef void worker_netop_fn(struct worker *w, uint32_t id, enum worker_netop op,
 			     const struct ip_prefix *p, void *arg);
+/* A ResolveRequest (host: a validated name). The callee answers, now or
+ * later, with workers_resolve_reply(w, id, ...), as long as w has not been
+ * reported GONE. */
+typedef void worker_resolve_fn(struct worker *w, uint32_t id, const char *host, void *arg);
 
 struct workers_config {
-	const char *worker_path;       /* absolute path of tailscale-cni-worker; copied */
+	/* Absolute path of tailscale-cni-worker, as seen in host_mntns when
+	 * that is set (the binary installed on the host), else in ours. Copied. */
+	const char *worker_path;
+	/* NULL: the zygote is exec'd in our own mount namespace. Else a mount
+	 * namespace file such as "/proc/1/ns/mnt" (with hostPID: the host's):
+	 * opened by workers_new and entered (setns) by the forked child before
+	 * it execs worker_path, so that the zygote runs the host's binary and
+	 * sees the host's /sys/fs/cgroup, not the container's. Copied. */
+	const char *host_mntns;
 	const char *cgroup_parent;     /* NULL: "tailscale-cni"; "": no placement; copied */
 	const char *sandbox;	       /* NULL: "seccomp"; "none" only for tests; copied */
 	unsigned int zygote_max_forks; /* 0: WORKERS_ZYGOTE_MAX_FORKS */
@@ -88,6 +101,13 @@ struct workers_config {
 	worker_netop_fn *netop;		    /* NULL: requests answered -EOPNOTSUPP */
 	bool force_fallbacks; /* tests: the zygote forks + pidfd_open, no close_range */
 	void *netop_arg;
+	worker_resolve_fn *resolve; /* NULL: requests answered "no resolver configured" */
+	void *resolve_arg;
+	/* PEM CA certificates for the control plane, sent in Start.ca_bundle
+	 * (at most CA_BUNDLE_MAX_LEN). Borrowed, lives as long as workers. */
+	const char *ca_pem;
+	size_t ca_pem_len;
+	unsigned int control_test_flags; /* tests only: Start.control_test_flags */
 	/* This boot's id (the supervisor passes its state_origin's): records
 	 * of another boot are never adopted. NULL: state_boot_id(). Copied. */
 	const char *boot_id;
@@ -140,6 +160,8 @@ struct worker_report {
 	int err;
 	const char *detail;	    /* escaped; valid during the callback only */
 	const char *stable_node_id; /* escaped */
+	const struct ip_prefix *addresses; /* READY: the node's (validated), */
+	size_t n_addresses;		   /* valid during the callback only */
 	struct worker_stats stats;
 };
 
@@ -161,9 +183,11 @@ typedef void worker_event_fn(struct worker *w, enum worker_event ev, const struc
  * supervisor's main() calls it before workers_new and refuses to start. */
 int workers_check_host_pidns(const char **why);
 
-/* Starts the zygote (fork + exec of cfg->worker_path --zygote): call before
- * reading any secret. Returns 0 with *out set, or a negative errno. The
- * zygote is restarted whenever it dies; running workers are not touched. */
+/* Starts the zygote (fork, setns into cfg->host_mntns if set, exec of
+ * cfg->worker_path --zygote): call before reading any secret. Returns 0 with
+ * *out set, or a negative errno (each failure logged: the host_mntns open,
+ * the setns, the exec). The zygote is restarted whenever it dies (into the
+ * same host_mntns, kept open); running workers are not touched. */
 int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct workers **out);
 
 /* Closes every handle and lets the zygote go (EOF on its socket); workers
@@ -215,6 +239,10 @@ int workers_request_stats(struct worker *w);
 int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg);
 /* Answers a NetopRequest: err 0 or a negative errno, why NULL or static. */
 int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why);
+/* Answers a ResolveRequest: n addresses (sockaddr_in/in6, at most
+ * PREFIX_MAX used), or n == 0 and error (a short sentence). */
+int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_storage *addrs,
+			  size_t n, const char *error);
 
 /* The last Stats received (zeros before any). */
 void workers_get_stats(const struct worker *w, struct worker_stats *out);

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -18,7 +20,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
+#include "mem.h"
 #include "sandbox.h"
 
 static void send_stats(struct worker_ctx *ctx)
@@ -145,12 +149,398 @@ static void handle_test(struct worker_ctx *ctx, const Tscni__TestRequest *t)
 	ipc_send(WORKER_FD_CTL, &m);
 }
 
+/* ------------------------------------------------------- the control plane */
+
+static uint32_t next_id(struct worker_ctx *ctx)
+{
+	if (++ctx->next_id == 0)
+		ctx->next_id = 1;
+	return ctx->next_id;
+}
+
+/* Name resolution through the supervisor (ResolveRequest on fd 3). */
+static void on_resolve(void *arg, const char *host, struct control_resolve *req)
+{
+	struct worker_ctx *ctx = arg;
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__ResolveRequest q = TSCNI__RESOLVE_REQUEST__INIT;
+	struct worker_resolve *slot = NULL;
+	int ret;
+
+	if (!ctx->ctl_open) {
+		control_resolve_done(req, -ENOTCONN, NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < WORKER_RESOLVES_MAX && !slot; i++)
+		if (!ctx->resolves[i].id)
+			slot = &ctx->resolves[i];
+	if (!slot || strlen(host) > HOST_MAX_LEN) {
+		control_resolve_done(req, slot ? -EINVAL : -EAGAIN, NULL, 0);
+		return;
+	}
+	q.id = next_id(ctx);
+	q.host = (char *)host;
+	m.body_case = TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST;
+	m.resolve_request = &q;
+	ret = ipc_send(WORKER_FD_CTL, &m);
+	if (ret < 0) {
+		control_resolve_done(req, ret, NULL, 0);
+		return;
+	}
+	slot->id = q.id;
+	slot->req = req;
+}
+
+static void resolve_reply(struct worker_ctx *ctx, const Tscni__ResolveReply *r)
+{
+	struct sockaddr_storage ss[PREFIX_MAX];
+	size_t n = 0;
+
+	for (size_t i = 0; i < WORKER_RESOLVES_MAX; i++) {
+		struct worker_resolve *slot = &ctx->resolves[i];
+		struct control_resolve *req = slot->req;
+
+		if (slot->id != r->id)
+			continue;
+		slot->id = 0;
+		slot->req = NULL;
+		/* validate_supervisor_msg: at most PREFIX_MAX, 4 or 16 bytes. */
+		for (size_t j = 0; j < r->n_addrs; j++, n++) {
+			memset(&ss[n], 0, sizeof(ss[n]));
+			if (r->addrs[j].len == 4) {
+				struct sockaddr_in *sin = (struct sockaddr_in *)&ss[n];
+
+				sin->sin_family = AF_INET;
+				memcpy(&sin->sin_addr, r->addrs[j].data, 4);
+			} else {
+				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss[n];
+
+				sin6->sin6_family = AF_INET6;
+				memcpy(&sin6->sin6_addr, r->addrs[j].data, 16);
+			}
+		}
+		if (n == 0)
+			log_warn("pod %s: the supervisor could not resolve a name: %s",
+				 ctx->pod_uid, r->error[0] ? r->error : "no address");
+		control_resolve_done(req, n ? 0 : -EHOSTUNREACH, ss, n);
+		return;
+	}
+}
+
+/* The supervisor went away: look-ups in flight fail (the control client
+ * retries and uses its cache meanwhile). */
+static void resolves_fail(struct worker_ctx *ctx)
+{
+	for (size_t i = 0; i < WORKER_RESOLVES_MAX; i++) {
+		struct control_resolve *req = ctx->resolves[i].req;
+
+		if (!ctx->resolves[i].id)
+			continue;
+		ctx->resolves[i].id = 0;
+		ctx->resolves[i].req = NULL;
+		control_resolve_done(req, -ENOTCONN, NULL, 0);
+	}
+}
+
+/* Ready, once per process: the self node's addresses are on ts0 and
+ * control accepted the first lite update. */
+static void maybe_ready(struct worker_ctx *ctx)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__Ready r = TSCNI__READY__INIT;
+	Tscni__IpPrefix pb[PREFIX_MAX], *pbp[PREFIX_MAX];
+	struct netmap *nm;
+
+	if (ctx->ready_sent || !ctx->control_up || !ctx->naddrs || ctx->netops_pending ||
+	    ctx->netop_failed || !ctx->ctl_open)
+		return;
+	nm = control_netmap(ctx->ctl);
+	for (size_t i = 0; i < ctx->naddrs; i++) {
+		tscni__ip_prefix__init(&pb[i]);
+		ip_prefix_to_pb(&ctx->addrs[i], &pb[i]);
+		pbp[i] = &pb[i];
+	}
+	r.addresses = pbp;
+	r.n_addresses = ctx->naddrs;
+	r.stable_node_id = nm && nm->self ? nm->self->stable_id : (char *)"";
+	/* The supervisor accepts a name or nothing: control's text may be
+	 * neither. */
+	if (*r.stable_node_id && !valid_name(r.stable_node_id, HOST_MAX_LEN))
+		r.stable_node_id = (char *)"";
+	m.body_case = TSCNI__WORKER_MSG__BODY_READY;
+	m.ready = &r;
+	if (ipc_send(WORKER_FD_CTL, &m) == 0)
+		ctx->ready_sent = true;
+}
+
+static int send_netop(struct worker_ctx *ctx, Tscni__NetopKind kind, const struct ip_prefix *p)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__NetopRequest q = TSCNI__NETOP_REQUEST__INIT;
+	Tscni__IpPrefix pb = TSCNI__IP_PREFIX__INIT;
+
+	ip_prefix_to_pb(p, &pb);
+	q.id = next_id(ctx);
+	q.kind = kind;
+	q.prefix = &pb;
+	m.body_case = TSCNI__WORKER_MSG__BODY_NETOP_REQUEST;
+	m.netop_request = &q;
+	return ipc_send(WORKER_FD_CTL, &m);
+}
+
+static bool prefix_in(const struct ip_prefix *p, const struct ip_prefix *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i].family == p->family && set[i].len == p->len &&
+		    !memcmp(set[i].addr, p->addr, sizeof(p->addr)))
+			return true;
+	return false;
+}
+
+/* The self node's addresses (/32 and /128) and the tailnet's routes go on
+ * ts0 through the supervisor's netops; addresses no longer ours come off. */
+static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n)
+{
+	static const char *const routes[WORKER_ROUTES] = {"100.64.0.0/10", "fd7a:115c:a1e0::/48"};
+	struct worker_ctx *ctx = arg;
+	unsigned int sent = 0;
+	int ret = 0;
+
+	if (n > PREFIX_MAX)
+		n = PREFIX_MAX;
+	if (n == ctx->naddrs && !ctx->netop_failed) {
+		bool same = true;
+
+		for (size_t i = 0; i < n && same; i++)
+			same = prefix_in(&addrs[i], ctx->addrs, ctx->naddrs);
+		if (same)
+			return;
+	}
+	if (!ctx->ctl_open) {
+		log_warn("pod %s: new addresses while the supervisor is away", ctx->pod_uid);
+		return;
+	}
+	ctx->netop_first = ctx->next_id + 1;
+	ctx->netop_failed = false;
+	for (size_t i = 0; i < ctx->naddrs && ret == 0; i++) {
+		if (prefix_in(&ctx->addrs[i], addrs, n))
+			continue;
+		ret = send_netop(ctx, TSCNI__NETOP_KIND__NETOP_ADDR_DEL, &ctx->addrs[i]);
+		sent += ret == 0;
+	}
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		ret = send_netop(ctx, TSCNI__NETOP_KIND__NETOP_ADDR_ADD, &addrs[i]);
+		sent += ret == 0;
+	}
+	for (size_t i = 0; i < WORKER_ROUTES && ret == 0; i++) {
+		struct ip_prefix r;
+
+		ip_prefix_parse(routes[i], false, &r);
+		ret = send_netop(ctx, TSCNI__NETOP_KIND__NETOP_ROUTE_ADD, &r);
+		sent += ret == 0;
+	}
+	if (ret < 0) {
+		log_err_r(ret, "pod %s: ask the supervisor to set ts0's addresses", ctx->pod_uid);
+		ctx->netop_failed = true;
+	}
+	memcpy(ctx->addrs, addrs, n * sizeof(*addrs));
+	ctx->naddrs = n;
+	ctx->netops_pending = sent;
+}
+
+static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
+{
+	if (r->id < ctx->netop_first || !ctx->netops_pending)
+		return; /* an older set of addresses */
+	ctx->netops_pending--;
+	if (r->err < 0) {
+		ctx->netop_failed = true;
+		log_err_r(r->err, "pod %s: the supervisor refused a change of ts0 (netop %u): %s",
+			  ctx->pod_uid, r->id, r->why[0] ? r->why : "");
+		return;
+	}
+	maybe_ready(ctx);
+}
+
+static void on_state(void *arg, enum control_status st, int err, const char *msg)
+{
+	struct worker_ctx *ctx = arg;
+
+	(void)err;
+	switch (st) {
+	case CONTROL_UP:
+		ctx->control_up = true;
+		if (ctx->ctl_open)
+			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_UP,
+				       control_transport(ctx->ctl));
+		maybe_ready(ctx);
+		break;
+	case CONTROL_DOWN:
+		if (msg && ctx->ctl_open)
+			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN, msg);
+		break;
+	case CONTROL_ERROR:
+		if (ctx->ctl_open)
+			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_AUTH_FAILED,
+				       msg ? msg : "");
+		if (ctx->logging_out)
+			uv_stop(&ctx->loop);
+		break;
+	case CONTROL_LOGGED_OUT:
+		log_info("pod %s: logged out", ctx->pod_uid);
+		uv_stop(&ctx->loop);
+		break;
+	}
+}
+
+static void on_netmap(void *arg, struct netmap *nm)
+{
+	(void)arg;
+	(void)nm;
+}
+
+/* Is a one of the tailnet's own addresses (never an endpoint)? */
+static bool in_tailnet(const struct netmap_endpoint *a)
+{
+	static const uint8_t ula[6] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0};
+
+	if (a->family == AF_INET)
+		return a->addr[0] == 100 && (a->addr[1] & 0xc0) == 64;
+	return !memcmp(a->addr, ula, sizeof(ula));
+}
+
+/* The pod's endpoints: the host's addresses (its interfaces, listed before
+ * the filter loads: netlink is refused after) with the port of the UDP
+ * socket the supervisor handed us. Loopback, IPv6 link-local and tailnet
+ * addresses are left out. Returns how many were written (0 without a UDP
+ * socket). */
+static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *eps, int *types,
+			      size_t max)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ifaddrs *ifa, *i;
+	bool v6only = false;
+	uint16_t port;
+	size_t n = 0;
+
+	for (int fd = WORKER_FD_TUN + 1; fd < WORKER_FD_CTL + (int)ctx->nfds; fd++) {
+		int type = 0;
+		socklen_t tl = sizeof(type);
+
+		if (fd != ctx->rdv_fd && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+		    type == SOCK_DGRAM) {
+			ctx->udp_fd = fd;
+			break;
+		}
+	}
+	if (ctx->udp_fd < 0 || getsockname(ctx->udp_fd, (struct sockaddr *)&ss, &sl) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET6) {
+		int on = 0;
+		socklen_t ol = sizeof(on);
+
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		v6only = getsockopt(ctx->udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, &ol) == 0 && on;
+	} else if (ss.ss_family == AF_INET) {
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else {
+		return 0;
+	}
+	if (getifaddrs(&ifa) < 0) {
+		log_warn("pod %s: list the host's addresses: %s", ctx->pod_uid, strerror(errno));
+		return 0;
+	}
+	for (i = ifa; i && n < max; i = i->ifa_next) {
+		struct netmap_endpoint e = {.port = port};
+
+		if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET && !v6only) {
+			e.family = AF_INET;
+			memcpy(e.addr, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		} else if (i->ifa_addr->sa_family == AF_INET6 && ss.ss_family == AF_INET6) {
+			const struct in6_addr *a6 =
+				&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+
+			if (IN6_IS_ADDR_LINKLOCAL(a6))
+				continue;
+			e.family = AF_INET6;
+			memcpy(e.addr, a6, 16);
+		} else {
+			continue;
+		}
+		if (in_tailnet(&e))
+			continue;
+		eps[n] = e;
+		types[n++] = 1; /* tailcfg.EndpointLocal */
+	}
+	freeifaddrs(ifa);
+	return n;
+}
+
+/* The control client on our loop: created before the filter loads (curl's
+ * multi handle makes its wakeup socketpair here), started at control_run. */
+static int control_client_new(struct worker_ctx *ctx)
+{
+	struct worker_start *s = &ctx->start;
+	struct control_config cfg = {
+		.loop = &ctx->loop,
+		.control_url = s->control_url,
+		.ca_pem = s->ca_pem,
+		.ca_pem_len = s->ca_pem_len,
+		.auth_key = s->auth_key,
+		.hostname = s->hostname[0] ? s->hostname : ctx->pod_uid,
+		/* Without a key the node registered before (the supervisor
+		 * sends the key only until the first Ready). */
+		.node_registered = !s->auth_key,
+		.resolve = on_resolve,
+		.resolve_arg = ctx,
+		.on_netmap = on_netmap,
+		.on_self_addresses = on_self_addresses,
+		.on_state = on_state,
+		.cb_arg = ctx,
+		.test_flags = s->test_flags,
+	};
+	struct netmap_endpoint eps[CONTROL_MAX_ENDPOINTS];
+	int types[CONTROL_MAX_ENDPOINTS];
+	size_t neps;
+	const char *why = "";
+	int ret;
+
+	uint8_t disco_priv[KEY_LEN];
+
+	memcpy(cfg.machine_priv, s->machine_private, KEY_LEN);
+	memcpy(cfg.node_priv, s->node_private, KEY_LEN);
+	/* A disco key of this process (the data plane's is not wired yet). */
+	keys_generate(disco_priv);
+	keys_public(cfg.disco_pub, disco_priv);
+	explicit_bzero(disco_priv, sizeof(disco_priv));
+	control_config_proxy_from_env(&cfg);
+	ret = control_new(&cfg, &ctx->ctl, &why);
+	explicit_bzero(cfg.machine_priv, KEY_LEN);
+	explicit_bzero(cfg.node_priv, KEY_LEN);
+	if (ret < 0) {
+		log_err_r(ret, "pod %s: control client: %s", ctx->pod_uid, why);
+		return ret;
+	}
+	/* Sent with the first lite update. */
+	neps = local_endpoints(ctx, eps, types, CONTROL_MAX_ENDPOINTS);
+	if (neps)
+		control_set_endpoints(ctx->ctl, eps, types, neps);
+	log_info("pod %s: %zu endpoints%s", ctx->pod_uid, neps,
+		 ctx->udp_fd < 0 ? " (no UDP socket)" : "");
+	return 0;
+}
+
 static void ctl_closed(struct worker_ctx *ctx)
 {
 	/* The supervisor is gone (killed, upgraded, its container removed):
 	 * keep forwarding. Re-adoption comes through the rendezvous socket. */
 	ctx->ctl_open = false;
 	uv_poll_stop(&ctx->ctl_poll[ctx->ctl_idx]);
+	if (ctx->ctl)
+		resolves_fail(ctx);
 }
 
 /* A supervisor's Hello on an adoption connection: check its versions, then
@@ -204,6 +594,14 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 			send_stats(ctx);
 			break;
 		case TSCNI__SUPERVISOR_MSG__BODY_STOP:
+			if (ctx->ctl && m->stop->logout && !ctx->logging_out) {
+				/* on_state(LOGGED_OUT or ERROR) ends the loop;
+				 * the supervisor's grace period bounds it. */
+				log_info("pod %s: logging out, then stopping", ctx->pod_uid);
+				ctx->logging_out = true;
+				control_logout(ctx->ctl);
+				break;
+			}
 			log_info("pod %s: stopping", ctx->pod_uid);
 			tscni__supervisor_msg__free_unpacked(m, NULL);
 			uv_stop(&ctx->loop);
@@ -218,6 +616,10 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 		case TSCNI__SUPERVISOR_MSG__BODY_NETOP_REPLY:
 			log_debug("pod %s: netop %u: %d", ctx->pod_uid, m->netop_reply->id,
 				  m->netop_reply->err);
+			netop_reply(ctx, m->netop_reply);
+			break;
+		case TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY:
+			resolve_reply(ctx, m->resolve_reply);
 			break;
 		default:
 			log_debug("pod %s: message %d ignored", ctx->pod_uid, (int)m->body_case);
@@ -330,6 +732,12 @@ int control_init(struct worker_ctx *ctx)
 	if (ret < 0)
 		return ret;
 	ctx->timer.data = ctx;
+	if (ctx->start.control_url) {
+		ret = control_client_new(ctx);
+		worker_start_clear(&ctx->start);
+		if (ret < 0)
+			return ret;
+	}
 	/* Start the handles now: epoll_ctl ADD is allowed later, but this way
 	 * every fd the loop needs exists before the filter loads. */
 	ret = uv_poll_start(&ctx->ctl_poll[0], UV_READABLE | UV_DISCONNECT, on_ctl);
@@ -343,11 +751,22 @@ int control_run(struct worker_ctx *ctx)
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Ready r = TSCNI__READY__INIT;
 
-	/* At this stage there is no control plane: the worker is ready as soon
-	 * as its data path runs. */
-	m.body_case = TSCNI__WORKER_MSG__BODY_READY;
-	m.ready = &r;
-	ipc_send(WORKER_FD_CTL, &m);
+	if (ctx->ctl) {
+		/* Ready follows once the node is up and ts0 has its addresses
+		 * (maybe_ready). */
+		int ret = control_start(ctx->ctl);
+
+		if (ret < 0) {
+			log_err_r(ret, "pod %s: start the control client", ctx->pod_uid);
+			return 1;
+		}
+	} else {
+		/* No control plane: the worker is ready as soon as its data
+		 * path runs. */
+		m.body_case = TSCNI__WORKER_MSG__BODY_READY;
+		m.ready = &r;
+		ipc_send(WORKER_FD_CTL, &m);
+	}
 	uv_run(&ctx->loop, UV_RUN_DEFAULT);
 	return 0;
 }

@@ -77,8 +77,39 @@ static void early_log(const char *what, const char *why, int err)
 	ipc_send(WORKER_FD_CTL, &m);
 }
 
+void worker_start_clear(struct worker_start *s)
+{
+	if (s->auth_key) {
+		explicit_bzero(s->auth_key, strlen(s->auth_key));
+		free(s->auth_key);
+	}
+	free(s->control_url);
+	free(s->hostname);
+	free(s->ca_pem);
+	explicit_bzero(s, sizeof(*s));
+}
+
+/* Keeps what the control client needs from Start (validated: the keys are
+ * 32 bytes, the strings bounded). */
+static void start_keep(struct worker_start *ks, const Tscni__Start *s)
+{
+	ks->control_url = xstrdup(s->control_url);
+	ks->hostname = xstrdup(s->hostname);
+	ks->auth_key = s->auth_key[0] ? xstrdup(s->auth_key) : NULL;
+	if (s->ca_bundle.len) {
+		ks->ca_pem = xmalloc(s->ca_bundle.len + 1);
+		memcpy(ks->ca_pem, s->ca_bundle.data, s->ca_bundle.len);
+		ks->ca_pem[s->ca_bundle.len] = '\0';
+		ks->ca_pem_len = s->ca_bundle.len;
+	}
+	memcpy(ks->machine_private, s->machine_private.data, KEY_LEN);
+	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
+	ks->test_flags = s->control_test_flags;
+}
+
 /* Waits for the supervisor's Hello and Start. Keys in Start are wiped at
- * once: this stage of the worker does not use them yet. */
+ * once; a worker with a control URL keeps a copy in ctx->start until the
+ * control client has its own (control_init). */
 static int await_start(struct worker_ctx *ctx, const char **why)
 {
 	unsigned long long deadline = now_ms() + WORKER_START_TIMEOUT_MS;
@@ -133,6 +164,8 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 			}
 			ctx->rdv_fd = s->rendezvous_fd ? (int)s->rendezvous_fd : -1;
 			ctx->test_requests = s->test_requests;
+			if (ret >= 0 && s->control_url[0])
+				start_keep(&ctx->start, s);
 			explicit_bzero(s->machine_private.data, s->machine_private.len);
 			explicit_bzero(s->node_private.data, s->node_private.len);
 			if (s->auth_key)
@@ -152,8 +185,12 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,
 			    bool fallbacks)
 {
-	struct worker_ctx ctx = {
-		.sandbox = sb, .uid = uid, .nfds = nfds, .ctl_open = true, .rdv_fd = -1};
+	struct worker_ctx ctx = {.sandbox = sb,
+				 .uid = uid,
+				 .nfds = nfds,
+				 .ctl_open = true,
+				 .rdv_fd = -1,
+				 .udp_fd = -1};
 	const char *why = "";
 	int ret;
 

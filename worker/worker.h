@@ -5,7 +5,9 @@
  * main thread.
  *
  * fds of a worker: 0-2 /dev/null, 3 its SOCK_SEQPACKET link to the supervisor,
- * 4 the pod's TUN fd, 5.. extra sockets handed over at spawn (none yet). */
+ * 4 the pod's TUN fd, 5.. the rendezvous listener (Start.rendezvous_fd) and
+ * extra sockets handed over at spawn: with a control plane, the pod's UDP
+ * socket, bound in the host's netns (found by its type: control.c). */
 #ifndef TSCNI_WORKER_WORKER_H
 #define TSCNI_WORKER_WORKER_H
 
@@ -16,10 +18,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ip.h"
+#include "keys.h"
 #include "log.h"
+#include "validate.h"
 #include "worker.pb-c.h"
 
 struct sandbox_ops;
+struct control;
+struct control_resolve;
 
 enum worker_fds {
 	WORKER_FD_CTL = 3,
@@ -38,6 +45,27 @@ enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
 	WORKER_DATA_STACK = 128 * 1024,	 /* the data thread's stack */
+	WORKER_RESOLVES_MAX = 8,	 /* name look-ups in flight at the supervisor */
+	WORKER_ROUTES = 2,		 /* 100.64.0.0/10 and fd7a:115c:a1e0::/48 on ts0 */
+};
+
+/* What Start said about the control plane, kept from Start until
+ * control_init() hands it to the control client (keys and the auth key are
+ * wiped then). */
+struct worker_start {
+	char *control_url; /* NULL: no control plane, Ready at once */
+	char *hostname;
+	char *auth_key; /* NULL when the node registered before */
+	char *ca_pem;
+	size_t ca_pem_len;
+	uint8_t machine_private[KEY_LEN];
+	uint8_t node_private[KEY_LEN];
+	unsigned int test_flags; /* control_config.test_flags */
+};
+
+struct worker_resolve {
+	uint32_t id; /* 0: free */
+	struct control_resolve *req;
 };
 
 /* Shared by both threads. The data thread writes only the atomics. */
@@ -71,6 +99,25 @@ struct worker_ctx {
 	uv_poll_t rdv_poll;
 	uv_timer_t timer;
 	bool tun_gone_sent;
+
+	/* The control client (control.c), NULL without a control URL. */
+	struct worker_start start;
+	struct control *ctl;
+	uint32_t next_id; /* ResolveRequest and NetopRequest ids */
+	struct worker_resolve resolves[WORKER_RESOLVES_MAX];
+	/* The self node's addresses and the netops that put them on ts0:
+	 * replies with an id below netop_first belong to an older set. */
+	struct ip_prefix addrs[PREFIX_MAX];
+	size_t naddrs;
+	uint32_t netop_first;
+	unsigned int netops_pending;
+	bool netop_failed;
+	bool control_up;
+	bool ready_sent;
+	bool logging_out;
+	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
+	 * host's netns), or -1: its port makes the endpoints control learns. */
+	int udp_fd;
 };
 
 /* The child side of a spawn: never returns. fds (nfds of them, received from
@@ -89,6 +136,9 @@ int control_run(struct worker_ctx *ctx);
 /* control.c: prepares the loop and handles before the seccomp filter loads,
  * since creating them needs syscalls the filter forbids. 0 or -errno. */
 int control_init(struct worker_ctx *ctx);
+
+/* worker.c: wipes and frees what Start left in ctx->start. */
+void worker_start_clear(struct worker_start *s);
 
 /* ipc.c: fd 3. */
 int ipc_send(int fd, const Tscni__WorkerMsg *m);

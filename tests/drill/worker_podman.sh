@@ -8,10 +8,19 @@
 #   │ tailscale-cni (plugin) ── ADD ──────┼─socket─>│ tailscale-cni-supervisor     │
 #   │ pods: ip netns tscni-wpodman-<pid>-* │         │   --pid=host --network=host  │
 #   │   ts0 <── TUN fd ── worker × N ─────┼─────────┤   --privileged               │
-#   │ zygote + workers in the cgroup       │         │   state dir, run dir, netns  │
-#   │   tailscale-cni/zygote (not the      │         │   (rslave) bind-mounted      │
-#   │   container's)                       │         │ rootfs: our binaries + ldd   │
+#   │ zygote + workers: the host's binary  │<─setns──┤   --host-mntns /proc/1/ns/mnt│
+#   │   $WORKER_BIN, in the host's mount   │  + exec │   --worker $WORKER_BIN       │
+#   │   namespace, in the cgroup           │         │   state dir, run dir, netns  │
+#   │   tailscale-cni/zygote (not the      │         │   (rslave) bind-mounted; NO  │
+#   │   container's)                       │         │   /sys/fs/cgroup mount       │
+#   │                                      │         │ rootfs: the supervisor + ldd │
 #   └────────────────────────────────────┘         └──────────────────────────────┘
+#
+# The worker binary is not in the container at all: the supervisor enters the
+# host's mount namespace (hostPID: /proc/1/ns/mnt) between fork and exec, so
+# the zygote runs the binary installed on the host and sees the host's
+# /sys/fs/cgroup, where it leaves the container's cgroup without any cgroupfs
+# mounted into the container.
 #
 # Nothing global is changed: CONTAINERS_CONF points at our containers.conf
 # and --root/--runroot/--tmpdir keep podman's storage under $T.
@@ -27,7 +36,7 @@ for b in podman runc busybox ldd; do
 	fi
 done
 
-# --- a minimal rootfs: the two binaries, the libraries ldd names, busybox sh.
+# --- a minimal rootfs: the supervisor, the libraries ldd names, busybox sh.
 ROOTFS=$T/rootfs
 mkdir -p "$ROOTFS"/{bin,proc,sys,dev,etc,tmp,run/netns,usr/local/bin,log} "$T/root" \
 	"$T/runroot" "$T/tmp"
@@ -35,8 +44,8 @@ cp /usr/bin/busybox "$ROOTFS/bin/"
 ln -s busybox "$ROOTFS/bin/sh"
 mkdir -p "$ROOTFS/var"
 ln -s ../run "$ROOTFS/var/run"
-cp "$SUP" "$WORKER_BIN" "$ROOTFS/usr/local/bin/"
-for lib in $(ldd "$SUP" "$WORKER_BIN" | awk '/=> \//{print $3} /^\t\//{print $1}' | sort -u); do
+cp "$SUP" "$ROOTFS/usr/local/bin/"
+for lib in $(ldd "$SUP" | awk '/=> \//{print $3} /^\t\//{print $1}' | sort -u); do
 	cp -L --parents "$lib" "$ROOTFS/"
 done
 touch "$ROOTFS/etc/machine-id"
@@ -61,11 +70,12 @@ ctr_run()
 {
 	local out i
 	out=$(timeout 120 "${PODMAN[@]}" run -d --name "$1" --pid=host --network=host --privileged \
-		--cgroupns=host $CGMOUNT \
+		--cgroupns=host \
 		-v "$STATE:$STATE" -v "$T/run:$T/run" -v /run/netns:/run/netns:rslave \
 		-v /etc/machine-id:/etc/machine-id:ro -v "$T:/log" \
 		--rootfs "$ROOTFS" /bin/sh -c "exec /usr/local/bin/tailscale-cni-supervisor run \
 			--state-dir $STATE --socket $SOCK --node-name e2e-$$ --log-level debug \
+			--host-mntns $HOST_MNTNS --worker $WORKER_BIN \
 			>>/log/ctr.log 2>&1" 2>&1)
 	if [[ $? -ne 0 ]]; then
 		fail "podman run $1: $out"
@@ -86,12 +96,20 @@ status_pods()
 		jq -c '[.pods[] | {cid: .container_id, pid: .worker_pid, state: .worker_state}]'
 }
 
-# The container's own /sys/fs/cgroup shows only its cgroup (v1 here, as on
-# containerd): the DaemonSet mounts the host's cgroupfs over it, so that the
-# zygote can leave the container's cgroup. TSCNI_DRILL_NO_HOST_CGROUP=1 shows
-# what happens without it.
-CGMOUNT="-v /sys/fs/cgroup:/sys/fs/cgroup:rslave"
-[[ ${TSCNI_DRILL_NO_HOST_CGROUP:-0} == 1 ]] && CGMOUNT=""
+if ! "$SUP" --help 2>&1 | grep -q -- --host-mntns; then
+	fail "$SUP has no --host-mntns option (supervisor/main.c must pass it to workers_config)"
+	tscni_finish
+fi
+# The DaemonSet passes /proc/1/ns/mnt. Where pid 1 is not the host's init
+# (on this test machine it is a sandbox agent whose /proc/1/ns refuses even
+# root), this shell, a process in the host's mount namespace, stands in.
+HOST_MNTNS=/proc/1/ns/mnt
+if [[ "$(readlink /proc/1/ns/mnt 2>/dev/null)" != "$(readlink /proc/self/ns/mnt)" ]]; then
+	HOST_MNTNS=/proc/$$/ns/mnt
+	echo "# /proc/1/ns/mnt is not readable or not ours: --host-mntns $HOST_MNTNS"
+fi
+check "the worker binary is not in the container's rootfs" \
+	test ! -e "$ROOTFS$WORKER_BIN" -a ! -e "$ROOTFS/usr/local/bin/$(basename "$WORKER_BIN")"
 ctr_run "$NAME-1" || tscni_finish
 CPID=$("${PODMAN[@]}" inspect -f '{{.State.Pid}}' "$NAME-1")
 check "the supervisor runs in the container (pid $CPID, host pid namespace)" \
@@ -116,6 +134,14 @@ done
 ready=$(jq '[.[] | select(.state == "ready")] | length' <<<"$js")
 check "$N pods with a Ready worker ($ready)" test "$ready" -eq "$N"
 ZYG=$(timeout 5 "$SUP" status --json --socket "$SOCK" | jq -r .zygote_pid)
+host_mnt=$(readlink /proc/self/ns/mnt)
+ctr_mnt=$(readlink "/proc/$CPID/ns/mnt")
+zyg_mnt=$(readlink "/proc/${ZYG:-0}/ns/mnt")
+w_exe=$(readlink "/proc/${ZYG:-0}/exe")
+echo "# mount namespaces: host $host_mnt, container $ctr_mnt, zygote $zyg_mnt ($w_exe)"
+check "the container has a mount namespace of its own" test "$ctr_mnt" != "$host_mnt"
+check "the zygote runs in the host's mount namespace ($zyg_mnt)" test "$zyg_mnt" == "$host_mnt"
+check "the zygote runs the host's binary ($w_exe)" test "$w_exe" == "$(readlink -f "$WORKER_BIN")"
 ctr_cg=$(grep -m1 -E '^[0-9]+:(cpu,cpuacct|cpu|pids):' "/proc/$CPID/cgroup" | cut -d: -f3)
 zyg_cg=$(grep -m1 -E '^[0-9]+:(cpu,cpuacct|cpu|pids):' "/proc/${ZYG:-0}/cgroup" | cut -d: -f3)
 w_cg=$(grep -m1 -E '^[0-9]+:(cpu,cpuacct|cpu|pids):' "/proc/${PIDS[0]:-0}/cgroup" | cut -d: -f3)

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -648,6 +650,157 @@ static void test_fallbacks(void **state)
 	assert_int_equal(sh("test $(ls /proc/%d/fd | wc -l) -eq 11", (int)workers_pid(f->w)), 0);
 }
 
+/* ns_ino: the inode of a namespace file, 0 if unreadable. */
+static unsigned long long ns_ino(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) < 0 ? 0 : (unsigned long long)st.st_ino;
+}
+
+/* The child of test_host_mntns, in a mount namespace of its own that plays
+ * the supervisor's container: a tmpfs hides the worker binary's directory and
+ * another /sys/fs/cgroup. Returns 0, or the number of the step that failed
+ * (after a line on stderr). */
+static int host_mntns_child(const char *path, const char *host_ns, const char *cg)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	struct workers_config wc = {.worker_path = path, .cgroup_parent = cg};
+	char dir[512], ns[64], line[512];
+	struct worker_spec spec = {.pod_uid = "pod-mntns", .slot = 9, .mtu = 1280};
+	pid_t z0, z1;
+	FILE *cgf;
+	int ret, found = 0;
+
+	f->tun = -1;
+	snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = '\0';
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0 ||
+	    mount("tmpfs", "/sys/fs/cgroup", "tmpfs", 0, "size=64k") < 0) {
+		fprintf(stderr, "private mount namespace: %s\n", strerror(errno));
+		return 1;
+	}
+	if (access(path, F_OK) == 0 || errno != ENOENT) {
+		fprintf(stderr, "%s still visible in the private namespace\n", path);
+		return 2;
+	}
+	if (uv_loop_init(&f->loop) < 0)
+		return 3;
+	/* Without host_mntns: the binary is not there, a clear error. */
+	ret = workers_new(&f->loop, &wc, &f->ws);
+	if (ret != -ENOENT) {
+		fprintf(stderr, "without host_mntns: %d, want -ENOENT\n", ret);
+		return 4;
+	}
+	/* Not a namespace: setns refuses, the error names the stage. */
+	wc.host_mntns = "/proc/self/cmdline";
+	ret = workers_new(&f->loop, &wc, &f->ws);
+	if (ret != -EINVAL) {
+		fprintf(stderr, "host_mntns /proc/self/cmdline: %d, want -EINVAL\n", ret);
+		return 5;
+	}
+	wc.host_mntns = "/nonexistent/ns/mnt";
+	if (workers_new(&f->loop, &wc, &f->ws) != -ENOENT)
+		return 6;
+	wc.host_mntns = host_ns;
+	ret = workers_new(&f->loop, &wc, &f->ws);
+	if (ret < 0) {
+		fprintf(stderr, "with host_mntns %s: %s\n", host_ns, strerror(-ret));
+		return 7;
+	}
+	z0 = workers_zygote_pid(f->ws);
+	snprintf(ns, sizeof(ns), "/proc/%d/ns/mnt", (int)z0);
+	if (ns_ino(ns) != ns_ino(host_ns) || ns_ino(ns) == ns_ino("/proc/self/ns/mnt")) {
+		fprintf(stderr, "zygote %d is not in the host's mount namespace\n", (int)z0);
+		return 8;
+	}
+	/* It saw the host's cgroupfs (ours is an empty tmpfs): placed. */
+	snprintf(ns, sizeof(ns), "/proc/%d/cgroup", (int)z0);
+	for (int i = 0; i < 100 && !found; i++) {
+		cgf = fopen(ns, "re");
+		while (cgf && fgets(line, sizeof(line), cgf))
+			if (strstr(line, cg) && strstr(line, "/zygote"))
+				found = 1;
+		if (cgf)
+			fclose(cgf);
+		if (!found)
+			usleep(20000);
+	}
+	if (!found) {
+		fprintf(stderr, "zygote %d not placed in %s/zygote\n", (int)z0, cg);
+		return 9;
+	}
+	snprintf(f->ifname, sizeof(f->ifname), "tm%d", (int)getpid());
+	f->tun = tun_create(f->ifname);
+	if (f->tun < 0)
+		return 10;
+	spec.tun_fd = f->tun;
+	memset(spec.machine_private, 0x33, sizeof(spec.machine_private));
+	memset(spec.node_private, 0x44, sizeof(spec.node_private));
+	if (workers_spawn(f->ws, &spec, on_worker, f, &f->w) < 0 ||
+	    run_until(f, &f->ready, 1, 5000) < 0) {
+		fprintf(stderr, "no Ready from a worker of the host's binary\n");
+		return 11;
+	}
+	/* A restarted zygote goes to the same namespace (the fd is kept). */
+	kill(z0, SIGKILL);
+	for (unsigned long long t = now_ms();
+	     (workers_zygote_restarts(f->ws) < 1 || workers_zygote_pid(f->ws) <= 0) &&
+	     now_ms() - t < 3000;)
+		run_until(f, &found, 2, 20);
+	z1 = workers_zygote_pid(f->ws);
+	snprintf(ns, sizeof(ns), "/proc/%d/ns/mnt", (int)z1);
+	if (z1 <= 0 || z1 == z0 || ns_ino(ns) != ns_ino(host_ns)) {
+		fprintf(stderr, "restarted zygote %d not in the host's mount namespace\n", (int)z1);
+		return 12;
+	}
+	printf("zygote %d -> %d and worker %d run %s from %s; the supervisor side cannot see "
+	       "it\n",
+	       (int)z0, (int)z1, (int)workers_pid(f->w), path, host_ns);
+	workers_stop(f->w, false);
+	if (run_until(f, &f->gone, 1, 5000) < 0)
+		return 13;
+	workers_close(f->ws);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	waitpid(z1, NULL, 0);
+	uv_loop_close(&f->loop);
+	close(f->tun);
+	free(f);
+	return 0;
+}
+
+/* Issue 3: the zygote is exec'd from the binary installed on the host, in
+ * the host's mount namespace. Here "the host" is this test's namespace and
+ * the supervisor side a forked child with a private one, where the binary
+ * and the cgroupfs are hidden under tmpfs. */
+static void test_host_mntns(void **state)
+{
+	const char *bd = getenv("TSCNI_BUILD_DIR");
+	char path[512], host_ns[64], cg[64];
+	pid_t c;
+	int st;
+
+	(void)state;
+	assert_non_null(bd);
+	snprintf(path, sizeof(path), "%s/worker/tailscale-cni-worker", bd);
+	snprintf(host_ns, sizeof(host_ns), "/proc/%d/ns/mnt", (int)getpid());
+	snprintf(cg, sizeof(cg), "tscni-test-mnt-%d", (int)getpid());
+	fflush(stdout);
+	c = fork();
+	assert_true(c >= 0);
+	if (c == 0) {
+		int r = host_mntns_child(path, host_ns, cg);
+
+		fflush(stdout);
+		_exit(r);
+	}
+	assert_int_equal(waitpid(c, &st, 0), c);
+	rm_cgroups(cg);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* The supervisor refuses a private pid namespace; here, the host's, it
  * accepts. The child runs in a new pid namespace made for it. */
 static void test_private_pidns_refused(void **state)
@@ -688,6 +841,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_netns_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
 		cmocka_unit_test(test_private_pidns_refused),
+		cmocka_unit_test(test_host_mntns),
 	};
 
 	if (geteuid() != 0) {

@@ -483,6 +483,105 @@ static void test_status_worker_state(void **state)
 	pods_status_clear(&rep);
 }
 
+/* The control plane's identity bookkeeping: a new identity is named
+ * <cluster>-<namespace>-<pod>, unregistered; a Ready records the node's
+ * addresses and stable id and marks it registered (the next ADD reads them
+ * back and its worker gets no auth key); a logout marks it unregistered
+ * again and keeps the addresses. */
+static void test_identity_registration(void **state)
+{
+	struct fixture *f = *state;
+	struct ip_prefix addrs[2];
+	struct worker_spec spec;
+	struct attachment a = {.pod_uid = (char *)"uid-1", .tun_fd = -1};
+	Tscni__Identity *id;
+	struct op *op;
+	int err = 0;
+	char key[] = "tskey-unit-not-a-real-key";
+	uint8_t k[KEY_LEN] = {1};
+	char hn[HOSTNAME_MAX + 1];
+
+	f->sup.cfg.cluster_name = "Prod";
+	f->sup.cfg.control_url = "https://control.example";
+	f->sup.auth_key = key;
+	assert_int_equal(ip_prefix_parse("100.64.0.7/32", false, &addrs[0]), 0);
+	assert_int_equal(
+		ip_prefix_parse("fd7a:115c:a1e0:ab12:4843:cd96:6440:7/128", false, &addrs[1]), 0);
+
+	op = op_new(f->sup.pods, OP_ADD, "n1", "c1", "eth0");
+	free(op->meta.namespace_);
+	free(op->meta.name);
+	op->meta.namespace_ = xstrdup("kube-system");
+	op->meta.name = xstrdup("Web_1");
+	assert_int_equal(identity_ensure(op, "uid-1"), 0);
+	assert_true(op->have_keys);
+	assert_false(op->registered);
+	/* "Web_1" lost its '_': hostname.h adds the 8-hex suffix. */
+	assert_int_equal(strncmp(op->hostname, "prod-kube-system-web-1-", 23), 0);
+	assert_int_equal(strlen(op->hostname), 23 + HOSTNAME_SUFFIX_HEX);
+	strscpy(hn, op->hostname, sizeof(hn));
+	op_free(op);
+
+	/* Unregistered: the worker gets the control URL and the auth key. */
+	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", false);
+	assert_string_equal(spec.control_url, "https://control.example");
+	assert_ptr_equal(spec.auth_key, key);
+
+	/* Ready: registered, with the node's addresses and stable id. */
+	assert_int_equal(identity_record(f->sup.pods, "uid-1", true, addrs, 2, "nStable7"), 0);
+	id = state_identity_get(f->sup.st, "uid-1", &err);
+	assert_non_null(id);
+	assert_true(id->registered);
+	assert_int_equal(id->n_addresses, 2);
+	assert_string_equal(id->stable_node_id, "nStable7");
+	identity_wipe_free(id);
+
+	op = op_new(f->sup.pods, OP_ADD, "n1", "c2", "eth0");
+	assert_int_equal(identity_ensure(op, "uid-1"), 0);
+	assert_true(op->registered);
+	assert_int_equal(op->naddrs, 2);
+	assert_true(prefixes_equal(op->addrs, op->naddrs, addrs, 2));
+	assert_string_equal(op->hostname, hn);
+	op_free(op);
+	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", true);
+	assert_null(spec.auth_key);
+
+	/* Logout: unregistered, addresses kept (control gives them back). */
+	assert_int_equal(identity_record(f->sup.pods, "uid-1", false, NULL, 0, NULL), 0);
+	id = state_identity_get(f->sup.st, "uid-1", &err);
+	assert_non_null(id);
+	assert_false(id->registered);
+	assert_int_equal(id->n_addresses, 2);
+	identity_wipe_free(id);
+
+	/* A pod without an identity: -ENOENT, nothing created. */
+	assert_int_equal(identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""), -ENOENT);
+	f->sup.auth_key = NULL;
+}
+
+/* Without a control plane nothing changes: no URL, no key in the spec, and
+ * the hostname is the pod's name as before. */
+static void test_identity_without_control(void **state)
+{
+	struct fixture *f = *state;
+	struct attachment a = {.pod_uid = (char *)"uid-2", .tun_fd = -1};
+	uint8_t k[KEY_LEN] = {0};
+	struct worker_spec spec;
+	struct op *op;
+
+	op = op_new(f->sup.pods, OP_ADD, "n1", "c3", "eth0");
+	free(op->meta.namespace_);
+	free(op->meta.name);
+	op->meta.namespace_ = xstrdup("ns");
+	op->meta.name = xstrdup("web");
+	assert_int_equal(identity_ensure(op, "uid-2"), 0);
+	assert_string_equal(op->hostname, "web");
+	op_free(op);
+	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "web", false);
+	assert_null(spec.control_url);
+	assert_null(spec.auth_key);
+}
+
 static void test_errno_codes(void **state)
 {
 	static const struct {
@@ -516,6 +615,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slot_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_nothing_to_roll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_worker_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_registration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_without_control, setup, teardown),
 		cmocka_unit_test(test_errno_codes),
 	};
 

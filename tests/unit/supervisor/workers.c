@@ -167,7 +167,7 @@ static const struct vec vecs[] = {
 	/* 17 */ {RD, M_NETOP_BADLEN, -EBADMSG, 0},
 	/* 18 */ {HE, M_NETOP_OUTSIDE, -EPROTO, 0},
 	/* 19 */ {RD, M_RESOLVE, 0, 0},
-	/* 20 */ {ST, M_RESOLVE, -EPROTO, 0},
+	/* 20 */ {ST, M_RESOLVE, 0, 0},		 /* the control server's name, before Ready */
 	/* 21 */ {RD, M_TEST_REPLY, -EPROTO, 0}, /* not in test mode */
 	/* 22 */ {RD, M_EMPTY, -EBADMSG, 0},
 	/* 23 */ {RD, M_GARBAGE, -EBADMSG, 0},
@@ -175,6 +175,7 @@ static const struct vec vecs[] = {
 	/* 25 */ {DD, M_LOG, -EPROTO, 0},
 	/* 26 */ {DD, M_STATS, -EPROTO, 0},
 	/* 27 */ {RD, M_CUSTODY, -EBADMSG, 0}, /* only on an adoption connection */
+	/* 28 */ {HE, M_RESOLVE, -EPROTO, 0},
 };
 
 static void test_dispatch_table(void **state)
@@ -279,6 +280,61 @@ static void test_spawn_spec_checked(void **state)
 	assert_int_equal(workers_spawn(&ws, &spec, NULL, NULL, &w), -EINVAL);
 }
 
+/* The rendezvous socket's name: <run_dir>/workers/<pod uid>.sock while it
+ * fits in sun_path (108 bytes), else =<BLAKE2b-96 of the uid, hex>.sock.
+ * The hashes below come from Python's hashlib.blake2b(digest_size=12). */
+static void test_rdv_long_uid(void **state)
+{
+	struct workers ws = {.run_dir = "/run/tailscale-cni"}; /* 18 bytes */
+	struct sockaddr_un a, b;
+	char *fits = xmalloc(76), *over = xmalloc(77), *l1 = xmalloc(201), *l2 = xmalloc(201);
+	char want[sizeof(a.sun_path)];
+
+	(void)state;
+	/* A Kubernetes uid: the plain name. */
+	assert_int_equal(rdv_path(&ws, "3f2a6c1e-1d2b-4c3a-9e8f-0123456789ab", &a), 0);
+	assert_string_equal(a.sun_path,
+			    "/run/tailscale-cni/workers/3f2a6c1e-1d2b-4c3a-9e8f-0123456789ab.sock");
+	/* 18 + "/workers/" 9 + uid + ".sock" 5 + NUL: 75 bytes of uid fit, 76 not. */
+	memset(fits, 'u', 75);
+	fits[75] = '\0';
+	memset(over, 'u', 76);
+	over[76] = '\0';
+	assert_int_equal(rdv_path(&ws, fits, &a), 0);
+	snprintf(want, sizeof(want), "/run/tailscale-cni/workers/%s.sock", fits);
+	assert_string_equal(a.sun_path, want);
+	assert_int_equal(strlen(a.sun_path), sizeof(a.sun_path) - 1);
+	assert_int_equal(rdv_path(&ws, over, &a), 0);
+	assert_string_equal(a.sun_path,
+			    "/run/tailscale-cni/workers/=f208110dbb8246b3b2d96f44.sock");
+	/* Two long uids differing in their last byte never share a name. */
+	memset(l1, 'a', 200);
+	l1[200] = '\0';
+	memcpy(l2, l1, 201);
+	l2[199] = 'b';
+	assert_int_equal(rdv_path(&ws, l1, &a), 0);
+	assert_int_equal(rdv_path(&ws, l2, &b), 0);
+	assert_string_equal(a.sun_path,
+			    "/run/tailscale-cni/workers/=29407089a94aa1a1b7a88be3.sock");
+	assert_string_equal(b.sun_path,
+			    "/run/tailscale-cni/workers/=29916197910e8a62e55c81ce.sock");
+	assert_string_not_equal(a.sun_path, b.sun_path);
+	/* The same uid, the same name (a restarted supervisor finds it). */
+	assert_int_equal(rdv_path(&ws, l1, &b), 0);
+	assert_string_equal(a.sun_path, b.sun_path);
+	/* '=' cannot start a valid uid's plain name: no clash with a hash. */
+	assert_false(valid_name("=29407089a94aa1a1b7a88be3", POD_FIELD_MAX_LEN));
+	/* The longest run_dir workers_new accepts (64) still fits a hashed name. */
+	ws.run_dir = "/run/01234567890123456789012345678901234567890123456789012345678";
+	assert_int_equal(strlen(ws.run_dir), 64);
+	assert_int_equal(rdv_path(&ws, l1, &a), 0);
+	assert_non_null(strstr(a.sun_path, "/workers/=29407089a94aa1a1b7a88be3.sock"));
+	free(fits);
+	free(over);
+	free(l1);
+	free(l2);
+}
+
 static void test_new_checks_config(void **state)
 {
 	struct workers_config wc = {.worker_path = "relative/worker"};
@@ -298,6 +354,14 @@ static void test_new_checks_config(void **state)
 	wc.cgroup_parent = NULL;
 	wc.run_dir = "run/relative";
 	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	wc.run_dir = NULL;
+	wc.host_mntns = "proc/1/ns/mnt";
+	assert_int_equal(workers_new(&loop, &wc, &ws), -EINVAL);
+	/* Opened before any fork: a missing namespace file fails at once. */
+	wc.host_mntns = "/nonexistent/ns/mnt";
+	assert_int_equal(workers_new(&loop, &wc, &ws), -ENOENT);
+	assert_null(ws);
+	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -311,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_no_process_no_send),
 		cmocka_unit_test(test_spawn_spec_checked),
 		cmocka_unit_test(test_new_checks_config),
+		cmocka_unit_test(test_rdv_long_uid),
 	};
 
 	log_init("unit", LOG_ERR);
