@@ -37,6 +37,7 @@
 
 #include "netlink.h"
 #include "netns.h"
+#include "tunio.h"
 
 enum netops_limits {
 	NETOPS_MTU_MAX = 65535,	  /* the TUN driver's max_mtu */
@@ -121,7 +122,8 @@ struct tun_build {
 static int tun_open_tmp(struct tun_build *b, const char **why)
 {
 	for (int i = 0; i < NETOPS_TMPNAME_TRIES; i++) {
-		struct ifreq ifr = {.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_TUN_EXCL};
+		static const struct tunio_config all_offloads = {0};
+		struct ifreq ifr = {0};
 		uint32_t rnd;
 
 		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd)) {
@@ -135,6 +137,8 @@ static int tun_open_tmp(struct tun_build *b, const char **why)
 			*why = "cannot open /dev/net/tun";
 			return -errno;
 		}
+		/* IFF_VNET_HDR when the kernel has it: the worker's TUN offloads. */
+		ifr.ifr_flags = (short)(tunio_iff_flags(b->fd, &all_offloads) | IFF_TUN_EXCL);
 		if (ioctl(b->fd, TUNSETIFF, &ifr) == 0)
 			return 0;
 		int ret = -errno;
