@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "frame.h"
+#include "kfeat.h"
 #include "log.h"
 #include "mem.h"
 #include "netops.h"
@@ -1369,7 +1370,8 @@ static int peer_pidfd(int fd, pid_t *pid, bool *via_peerpidfd)
 	int f;
 
 	*pid = 0;
-	*via_peerpidfd = getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0;
+	*via_peerpidfd = !kfeat_fallback_forced("so_peerpidfd") &&
+			 getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0;
 	if (*via_peerpidfd) {
 		/* The pid behind the pidfd: the "Pid:" line of its fdinfo. */
 		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
@@ -1837,7 +1839,11 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->uid_base = cfg->uid_base ? cfg->uid_base : WORKERS_UID_BASE;
 	ws->uid_count = cfg->uid_count ? cfg->uid_count : WORKERS_UID_COUNT;
 	ws->policy = cfg->policy;
-	ws->force_fallbacks = cfg->force_fallbacks;
+	/* TSCNI_FORCE_FALLBACK (kfeat.h) reaches the zygote as --force-fallbacks:
+	 * fork + pidfd_open instead of clone3, /proc/self/fd instead of
+	 * close_range. */
+	ws->force_fallbacks = cfg->force_fallbacks || kfeat_fallback_forced("clone3") ||
+			      kfeat_fallback_forced("close_range");
 	ws->run_dir = cfg->run_dir ? xstrdup(cfg->run_dir) : NULL;
 	ws->proto_min = cfg->proto_min ? cfg->proto_min : WORKERS_PROTO_MIN;
 	ws->proto_max = cfg->proto_max ? cfg->proto_max : WORKERS_PROTO_MAX;

@@ -37,6 +37,7 @@
 
 #include "mem.h"
 #include "workers.h"
+#include "kfeat.h"
 #include "worker.pb-c.h"
 
 struct fx {
@@ -301,6 +302,14 @@ static void read_file(const char *path, char *buf, size_t n)
 	buf[r] = '\0';
 }
 
+/* With the clone3 fallback forced (TSCNI_FORCE_FALLBACK), workers are the
+ * zygote's children, not ours: how one died cannot be known (waitid needs a
+ * child), only that it did. */
+static bool death_known(void)
+{
+	return !kfeat_fallback_forced("clone3") && !kfeat_fallback_forced("close_range");
+}
+
 static void test_ping_counted(void **state)
 {
 	struct fx *f = *state;
@@ -333,8 +342,10 @@ static void test_worker_kill9_respawn(void **state)
 	printf("respawn: worker %d -> %d ready %llu ms after kill -9\n", old_pid,
 	       (int)workers_pid(f->w), now_ms() - t0);
 	assert_int_equal(f->exits, 1);
-	assert_int_equal(f->exit_code, CLD_KILLED);
-	assert_int_equal(f->exit_status, SIGKILL);
+	if (death_known()) {
+		assert_int_equal(f->exit_code, CLD_KILLED);
+		assert_int_equal(f->exit_status, SIGKILL);
+	}
 	assert_true(now_ms() - t0 < 500);
 	assert_int_not_equal(workers_pid(f->w), old_pid);
 	assert_int_equal(workers_tun_fd(f->w), custody);
@@ -409,8 +420,10 @@ static void test_seccomp_kills(void **state)
 	assert_int_equal(workers_test_request(f->w, 2, "execve", "/bin/true"), 0);
 	assert_true(run_until(f, &f->exits, 1, 3000) >= 0);
 	printf("execve: worker killed by signal %d (code %d)\n", f->exit_status, f->exit_code);
-	assert_int_equal(f->exit_code, CLD_KILLED);
-	assert_int_equal(f->exit_status, SIGSYS);
+	if (death_known()) {
+		assert_int_equal(f->exit_code, CLD_KILLED);
+		assert_int_equal(f->exit_status, SIGSYS);
+	}
 	assert_true(run_until(f, &f->ready, 2, 2000) >= 0);
 }
 
@@ -483,8 +496,10 @@ static void test_sandbox_table(void **state)
 			       f->exit_status);
 			if (rows[i].want <= 0)
 				fail_msg("%s: killed, expected %d", rows[i].action, rows[i].want);
-			assert_int_equal(f->exit_code, CLD_KILLED);
-			assert_int_equal(f->exit_status, rows[i].want);
+			if (death_known()) {
+				assert_int_equal(f->exit_code, CLD_KILLED);
+				assert_int_equal(f->exit_status, rows[i].want);
+			}
 			/* Respawned, same custody: wait for it before the next row. */
 			assert_true(run_until(f, &f->ready, ready + 1, 3000) >= 0);
 		} else if (f->test_replies > replies) {
@@ -614,7 +629,8 @@ static void test_netns_gone(void **state)
 	assert_true(run_until(f, &f->gone, 1, 5000) >= 0);
 	printf("netns deleted: worker gone (%s), respawns %d\n", f->gone_why, f->exits - 1);
 	assert_int_equal(f->exits, 1);
-	assert_int_equal(f->exit_code, CLD_EXITED);
+	if (death_known())
+		assert_int_equal(f->exit_code, CLD_EXITED);
 	assert_null(f->w);
 }
 
