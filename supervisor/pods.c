@@ -2887,6 +2887,9 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			workers_get_stats(a->worker, &ws);
 			b->s.tun_rx_packets = ws.tun_rx_packets;
 			b->s.tun_tx_packets = ws.tun_tx_packets;
+			b->s.udp_rx_packets = ws.udp_rx_packets;
+			b->s.udp_tx_packets = ws.udp_tx_packets;
+			b->s.drops = ws.drops;
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);
 		}

@@ -176,6 +176,11 @@ static int print_json(const Tscni__StatusReply *st)
 				    json_integer((json_int_t)p->tun_rx_packets));
 		json_object_set_new(o, "tun_tx_packets",
 				    json_integer((json_int_t)p->tun_tx_packets));
+		json_object_set_new(o, "udp_rx_packets",
+				    json_integer((json_int_t)p->udp_rx_packets));
+		json_object_set_new(o, "udp_tx_packets",
+				    json_integer((json_int_t)p->udp_tx_packets));
+		json_object_set_new(o, "drops", json_integer((json_int_t)p->drops));
 		json_array_append_new(pods, o);
 	}
 	json_object_set_new(root, "pods", pods);

@@ -18,9 +18,11 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.h"
+#include "dataplane.h"
 #include "log.h"
 #include "mem.h"
 #include "sandbox.h"
@@ -30,9 +32,30 @@ static void send_stats(struct worker_ctx *ctx)
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Stats s = TSCNI__STATS__INIT;
 
-	s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);
-	s.tun_tx_packets = atomic_load(&ctx->tun_tx_packets);
-	s.drops = atomic_load(&ctx->drops);
+	if (ctx->dp) {
+		struct dataplane_stats st;
+
+		dataplane_stats(ctx->dp, &st);
+		s.tun_rx_packets = st.tun_in_pkts;
+		s.tun_tx_packets = st.tun_out_pkts;
+		s.udp_rx_packets = st.udp_in_dgrams;
+		s.udp_tx_packets = st.udp_out_dgrams;
+		for (size_t i = 0; i < DATAPLANE_DROP_COUNT; i++)
+			s.drops += st.drops[i];
+		for (size_t i = 0; i < FILTER_REASON_COUNT; i++)
+			s.filter_drops += st.filter_drop_in[i] + st.filter_drop_out[i];
+		s.drops += s.filter_drops;
+		s.tun_rx_bytes = st.tun_in_bytes;
+		s.tun_tx_bytes = st.tun_out_bytes;
+		s.handshakes = st.wg.handshakes_completed;
+		s.peers = (uint32_t)ctx->peers;
+		s.configured = ctx->configured;
+	} else {
+		s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);
+		s.tun_rx_bytes = atomic_load(&ctx->tun_rx_bytes);
+		s.tun_tx_packets = atomic_load(&ctx->tun_tx_packets);
+		s.drops = atomic_load(&ctx->drops);
+	}
 	m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
 	m.stats = &s;
 	ipc_send(WORKER_FD_CTL, &m);
@@ -393,10 +416,34 @@ static void on_state(void *arg, enum control_status st, int err, const char *msg
 	}
 }
 
+/* Each netmap snapshot becomes the engine's configuration: its peers and
+ * its packet filter. A snapshot that does not build leaves the previous
+ * configuration (deny-all before the first) in place. */
 static void on_netmap(void *arg, struct netmap *nm)
 {
-	(void)arg;
-	(void)nm;
+	struct worker_ctx *ctx = arg;
+	struct dataplane_config *cfg;
+	const char *why = "";
+	size_t n;
+	int ret;
+
+	if (!ctx->dp)
+		return;
+	ret = dataplane_config_from_netmap(nm, (int64_t)time(NULL), dataplane_filter_state(ctx->dp),
+					   &cfg, &why);
+	if (ret < 0) {
+		log_err_r(ret, "pod %s: netmap not applied to the data plane: %s", ctx->pod_uid,
+			  why);
+		return;
+	}
+	n = dataplane_config_peer_count(cfg);
+	dataplane_set_config(ctx->dp, cfg);
+	/* One line per change of the peer count (the e2e tests wait for it),
+	 * not one per snapshot. */
+	if (n != ctx->peers || !ctx->configured)
+		log_info("pod %s: data plane: %zu peers", ctx->pod_uid, n);
+	ctx->peers = n;
+	ctx->configured = true;
 }
 
 /* Is a one of the tailnet's own addresses (never an endpoint)? */
@@ -424,16 +471,7 @@ static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *ep
 	uint16_t port;
 	size_t n = 0;
 
-	for (int fd = WORKER_FD_TUN + 1; fd < WORKER_FD_CTL + (int)ctx->nfds; fd++) {
-		int type = 0;
-		socklen_t tl = sizeof(type);
-
-		if (fd != ctx->rdv_fd && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
-		    type == SOCK_DGRAM) {
-			ctx->udp_fd = fd;
-			break;
-		}
-	}
+	/* tun_rx_prepare found the socket. */
 	if (ctx->udp_fd < 0 || getsockname(ctx->udp_fd, (struct sockaddr *)&ss, &sl) < 0)
 		return 0;
 	if (ss.ss_family == AF_INET6) {
@@ -690,6 +728,8 @@ static void on_timer(uv_timer_t *t)
 {
 	struct worker_ctx *ctx = t->data;
 
+	if (ctx->dp)
+		dataplane_reclaim(ctx->dp);
 	if (atomic_load(&ctx->tun_gone) && !ctx->tun_gone_sent) {
 		char detail[64];
 

@@ -189,8 +189,9 @@ struct rule {
 };
 
 /* Syscalls a worker's two threads make after the filter loads: glibc memory
- * and thread management, libuv's epoll loop, fd 3, the TUN fd, and the IP
- * sockets it will open for TCP to control and DERP and UDP for WireGuard. */
+ * and thread management, libuv's epoll loop, fd 3, the TUN fd (read, readv,
+ * writev), the UDP socket (recvmmsg, sendmmsg with UDP_SEGMENT control
+ * messages) and the IP sockets it opens for TCP to control and DERP. */
 static const int allowed[] = {
 	SCMP_SYS(read),
 	SCMP_SYS(readv),
@@ -209,6 +210,10 @@ static const int allowed[] = {
 	SCMP_SYS(epoll_pwait),
 	SCMP_SYS(epoll_pwait2),
 	SCMP_SYS(epoll_ctl),
+	/* The data-plane engine arms its timerfd when its thread starts,
+	 * which may be after the filter; it creates epoll, eventfd and
+	 * timerfd and sets up the TUN and UDP offloads before. */
+	SCMP_SYS(timerfd_settime),
 	SCMP_SYS(futex),
 	SCMP_SYS(clock_gettime),
 	SCMP_SYS(clock_getres),

@@ -105,6 +105,7 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 	memcpy(ks->machine_private, s->machine_private.data, KEY_LEN);
 	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
 	ks->test_flags = s->control_test_flags;
+	ks->mtu = s->mtu;
 }
 
 /* Waits for the supervisor's Hello and Start. Keys in Start are wiped at
@@ -213,7 +214,14 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 	}
 	if (fcntl(WORKER_FD_CTL, F_SETFL, O_NONBLOCK | O_RDWR) < 0)
 		_exit(74);
-	/* Both threads and every fd the loop needs exist before the filter. */
+	/* Both threads and every fd the loop and the engine need exist
+	 * before the filter; the engine first: it takes the node key that
+	 * control_init wipes. */
+	ret = tun_rx_prepare(&ctx, &why);
+	if (ret < 0) {
+		early_log("data plane", why, ret);
+		_exit(75);
+	}
 	ret = control_init(&ctx);
 	if (ret == 0)
 		ret = tun_rx_start(&ctx);

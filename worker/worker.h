@@ -26,6 +26,7 @@
 
 struct sandbox_ops;
 struct control;
+struct dataplane;
 struct control_resolve;
 
 enum worker_fds {
@@ -42,11 +43,12 @@ enum worker_proto {
 };
 
 enum worker_limits {
-	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
-	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
-	WORKER_DATA_STACK = 128 * 1024,	 /* the data thread's stack */
-	WORKER_RESOLVES_MAX = 8,	 /* name look-ups in flight at the supervisor */
-	WORKER_ROUTES = 2,		 /* 100.64.0.0/10 and fd7a:115c:a1e0::/48 on ts0 */
+	WORKER_START_TIMEOUT_MS = 30000,  /* Hello + Start after spawn */
+	WORKER_TIMER_MS = 100,		  /* control thread housekeeping */
+	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
+	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
+	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
+	WORKER_ROUTES = 2,		  /* 100.64.0.0/10 and fd7a:115c:a1e0::/48 on ts0 */
 };
 
 /* What Start said about the control plane, kept from Start until
@@ -61,6 +63,7 @@ struct worker_start {
 	uint8_t machine_private[KEY_LEN];
 	uint8_t node_private[KEY_LEN];
 	unsigned int test_flags; /* control_config.test_flags */
+	uint32_t mtu;		 /* ts0's MTU (0: not said) */
 };
 
 struct worker_resolve {
@@ -80,8 +83,14 @@ struct worker_ctx {
 	int rdv_fd;    /* the rendezvous listener, or -1 */
 	bool adopting; /* a new supervisor connected: Custody after its Hello */
 
-	/* Data plane (tun_rx.c). */
+	/* Data plane (tun_rx.c). With a control plane and a UDP socket the
+	 * data thread runs the engine (dp, worker/dataplane.h) and these
+	 * counters stay 0 (send_stats reads the engine's); without, it only
+	 * counts what the pod sends. */
 	pthread_t data_thread;
+	struct dataplane *dp;
+	size_t peers;	 /* peers of the last configuration published */
+	bool configured; /* a netmap's configuration was published */
 	atomic_uint_fast64_t tun_rx_packets;
 	atomic_uint_fast64_t tun_rx_bytes;
 	atomic_uint_fast64_t tun_tx_packets;
@@ -127,6 +136,12 @@ struct worker_ctx {
 _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,
 			    bool fallbacks);
 
+/* tun_rx.c: finds the pod's UDP socket among the extra fds (ctx->udp_fd)
+ * and, with a control URL, creates the engine on it and WORKER_FD_TUN with
+ * the node key from ctx->start (before control_init wipes it; all TUN and
+ * UDP setup is done here, before the seccomp filter). 0 or -errno with
+ * *why set. */
+int tun_rx_prepare(struct worker_ctx *ctx, const char **why);
 /* tun_rx.c: starts the data-plane thread on WORKER_FD_TUN. 0 or -errno. */
 int tun_rx_start(struct worker_ctx *ctx);
 

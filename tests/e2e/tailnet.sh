@@ -11,6 +11,9 @@
 #              (the port of the UDP socket the supervisor made for it, learned
 #              from the lite update); DEL logs the node out (an
 #              ephemeral key: gone from /nodes). Prints ADD latency.
+#              Every worker's data plane is configured with the other 4
+#              pods as peers within 2 s of the last ADD (its log line), and
+#              each pod pings the next one's 100.x and fd7a: over ts0.
 #   http       the same over plain HTTP, the server named "localhost": the
 #              workers resolve it through the supervisor (ResolveRequest).
 #   restarts   worker kill -9, supervisor kill -9 + restart, testcontrol
@@ -276,6 +279,30 @@ check "all $((NPODS * 2)) addresses distinct" \
 sorted=$(printf '%s\n' "${lat[@]}" | sort -n | tr '\n' ' ')
 echo "# ADD latency with the control plane ($MODE, $NPODS concurrent): ms sorted: $sorted, all in $(((t1 - t0) / 1000000)) ms"
 
+# Every worker's netmap lists the other pods within 2 s of the last ADD: the
+# peer count its data plane was last configured with (its log line).
+if [[ $MODE != nolite ]]; then
+	# peers_of I: the peer count of pod I's last configuration, or -1.
+	peers_of()
+	{
+		grep -E "pod uid-$$-$1: data plane: [0-9]+ peers" "$T/sup.log" | tail -n 1 |
+			sed -E 's/.*data plane: ([0-9]+) peers.*/\1/' | grep . || echo -1
+	}
+	deadline=$((t1 / 1000000 + 2000 * TIME_SCALE))
+	while :; do
+		counts=()
+		for ((i = 0; i < NPODS; i++)); do
+			counts+=("$(peers_of "$i")")
+		done
+		[[ $(printf '%s\n' "${counts[@]}" | sort -u) == "$((NPODS - 1))" ]] && break
+		(($(date +%s%3N) >= deadline)) && break
+		sleep 0.05
+	done
+	waited=$(($(date +%s%3N) - t1 / 1000000))
+	check "every worker's netmap lists the other $((NPODS - 1)) pods ${waited} ms after the last ADD (peers: ${counts[*]})" \
+		test "$(printf '%s\n' "${counts[@]}" | sort -u)" == "$((NPODS - 1))"
+fi
+
 nodes=$(tc_live)
 check "testcontrol lists $NPODS nodes ($(jq -c 'map(.hostname)' <<<"$nodes"))" \
 	jqq --argjson n "$NPODS" 'length == $n' <<<"$nodes"
@@ -307,6 +334,33 @@ else
 	p0=$(head -n 1 <<<"$ports")
 	check "the endpoint port is a UDP socket bound in the host ($p0)" \
 		bash -c "ss -Huln | awk '{print \$4}' | grep -q ':$p0\$'"
+fi
+
+# The data plane: each pod reaches the others over ts0 (WireGuard through
+# the pods' UDP sockets; testcontrol's default policy allows all). The
+# first packets wait for a netmap with endpoints and for the handshake.
+if [[ $MODE == https || $MODE == http ]]; then
+	# pod_ping I J FAMILY: pod I pings pod J's 100.x (4) or fd7a: (6).
+	pod_ping()
+	{
+		local dst k
+		if [[ $3 == 4 ]]; then
+			dst=$(tr ' ' '\n' <<<"${ADDRS[$2]}" | grep '^100\.' | cut -d/ -f1)
+		else
+			dst=$(tr ' ' '\n' <<<"${ADDRS[$2]}" | grep '^fd7a' | cut -d/ -f1)
+		fi
+		for ((k = 0; k < 20; k++)); do
+			ip netns exec "${NSN[$1]}" busybox ping -c 1 -W 1 "$dst" >/dev/null 2>&1 &&
+				return 0
+		done
+		echo "# pod $1 cannot ping pod $2 at $dst"
+		return 1
+	}
+	for ((i = 0; i < NPODS; i++)); do
+		j=$(((i + 1) % NPODS))
+		check "pod $i pings pod $j over ts0 (IPv4)" pod_ping "$i" "$j" 4
+		check "pod $i pings pod $j over ts0 (IPv6)" pod_ping "$i" "$j" 6
+	done
 fi
 
 if [[ $MODE == http ]]; then

@@ -2,7 +2,7 @@
  *
  *   netns wgi<pid>a                              netns wgi<pid>b
  *   ---------------------------------------      ------------------------------
- *   wgt0 (TUN, MTU 1420)                         wg0 (wireguard-go -f, wg set)
+ *   wgt0 (TUN, MTU 1420)                  wgi<pid> (wireguard-go -f, wg set)
  *     100.64.0.1/32  fd7a:115c:a1e0::1/128         100.64.0.2/32  fd7a:115c:a1e0::2/128
  *   device child: poll loop                      |
  *     TUN -> wg_device_tun_rx -> sendto          |
@@ -404,10 +404,22 @@ static int reap(pid_t pid, unsigned ms)
 
 /* ---- wireguard-go ---------------------------------------------------- */
 
+/* wireguard-go's UAPI socket, /var/run/wireguard/<name>.sock, is shared by
+ * every network namespace: a name of our own keeps parallel runs apart. */
+static const char *wg_name(void)
+{
+	static char name[16];
+
+	if (!name[0])
+		snprintf(name, sizeof(name), "wgi%d", (int)getpid() % 1000000);
+	return name;
+}
+
 static int start_wireguard_go(void)
 {
 	char our_b64[sodium_base64_ENCODED_LEN(WG_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
 	uint8_t peer_key[WG_KEY_LEN];
+	const char *name = wg_name(); /* before fork: it caches our pid */
 	pid_t pid = fork();
 
 	if (pid == 0) {
@@ -416,12 +428,16 @@ static int start_wireguard_go(void)
 		dup2(null, 1);
 		dup2(null, 2);
 		setenv("WG_PROCESS_FOREGROUND", "1", 1);
-		execlp("ip", "ip", "netns", "exec", fx.nsb, "wireguard-go", "-f", "wg0",
+		execlp("ip", "ip", "netns", "exec", fx.nsb, "wireguard-go", "-f", name,
 		       (char *)NULL);
 		_exit(127);
 	}
 	fx.wg_pid = pid;
-	for (int i = 0; i < 300 && sh("ip -n %s link show wg0 >/dev/null 2>&1", fx.nsb) != 0; i++)
+	/* Ready once its UAPI socket answers: the link alone appears earlier,
+	 * and a restarted wireguard-go's old link may still be there. */
+	for (int i = 0;
+	     i < 300 && sh("ip netns exec %s wg show %s >/dev/null 2>&1", fx.nsb, wg_name()) != 0;
+	     i++)
 		sleep_ms(10);
 	if (fx.wrong_key)
 		keys_public(peer_key, (const uint8_t[32]){1, 2, 3, 4, 5, 6, 7, 8});
@@ -429,15 +445,16 @@ static int start_wireguard_go(void)
 		memcpy(peer_key, fx.our_pub, WG_KEY_LEN);
 	sodium_bin2base64(our_b64, sizeof(our_b64), peer_key, WG_KEY_LEN,
 			  sodium_base64_VARIANT_ORIGINAL);
-	if (sh("ip netns exec %s wg set wg0 listen-port 51820 private-key %s/wg.key peer %s "
+	if (sh("ip netns exec %s wg set %s listen-port 51820 private-key %s/wg.key peer %s "
 	       "allowed-ips " V4_A "/32," V6_A "/128 endpoint 10.77.0.1:51820",
-	       fx.nsb, fx.dir, our_b64) != 0)
+	       fx.nsb, wg_name(), fx.dir, our_b64) != 0)
 		return -1;
-	if (sh("ip -n %s addr add " V4_B "/32 dev wg0 && "
-	       "ip -n %s addr add " V6_B "/128 dev wg0 nodad && "
-	       "ip -n %s link set wg0 up && ip -n %s route add " V4_A "/32 dev wg0 && "
-	       "ip -n %s route add " V6_A "/128 dev wg0",
-	       fx.nsb, fx.nsb, fx.nsb, fx.nsb, fx.nsb) != 0)
+	if (sh("ip -n %s addr add " V4_B "/32 dev %s && "
+	       "ip -n %s addr add " V6_B "/128 dev %s nodad && "
+	       "ip -n %s link set %s up && ip -n %s route add " V4_A "/32 dev %s && "
+	       "ip -n %s route add " V6_A "/128 dev %s",
+	       fx.nsb, wg_name(), fx.nsb, wg_name(), fx.nsb, wg_name(), fx.nsb, wg_name(), fx.nsb,
+	       wg_name()) != 0)
 		return -1;
 	return 0;
 }
@@ -584,7 +601,7 @@ static void dump(void)
 		      (unsigned long long)s->drop_unknown_index,
 		      (unsigned long long)s->drop_bad_data, (unsigned long long)s->drop_source,
 		      (unsigned long long)s->drop_bad_packet, fx.sh->peer.has_session);
-	sh("ip netns exec %s wg show wg0 | grep -v 'private key' >&2", fx.nsb);
+	sh("ip netns exec %s wg show %s | grep -v 'private key' >&2", fx.nsb, wg_name());
 }
 
 /* One ping from ns to addr; up to `tries` attempts, 1 s each. */
@@ -625,9 +642,9 @@ static void test_we_initiate(void **state)
 		      (unsigned long long)fx.sh->stats.handshake_initiations_sent,
 		      (unsigned long long)fx.sh->stats.rx_data,
 		      (unsigned long long)fx.sh->stats.tx_data);
-	assert_int_equal(sh("ip netns exec %s wg show wg0 latest-handshakes | "
+	assert_int_equal(sh("ip netns exec %s wg show %s latest-handshakes | "
 			    "awk '{ exit !($2 > 0) }'",
-			    fx.nsb),
+			    fx.nsb, wg_name()),
 			 0);
 	device_alive();
 }

@@ -1,0 +1,218 @@
+#!/bin/bash
+# e2e pod<->pod: two pods on one node (two pod netns, one supervisor with
+# --control-url, tests/testcontrol) talk over ts0 through their workers' data
+# planes (WireGuard over the pods' UDP sockets, the netmap's packet filter).
+#
+#   1. testcontrol's default policy (allow all): pod A pings pod B's 100.x
+#      and fd7a: addresses (busybox ping in A's netns), and a TCP stream from
+#      A to B arrives whole (same size, same SHA-256).
+#   2. a policy allowing only tcp:80 to pod B (POST /policy): A connects to
+#      B's port 80, not to its port 22 (B listens on both); the change takes
+#      effect within 2 s.
+# Everything runs inside network namespaces this test creates.
+source "$(dirname "$0")/../lib/common.sh"
+
+tscni_init "podpod"
+TC=$TSCNI_BUILD_DIR/tests/testcontrol/testcontrol
+[[ -x $TC ]] || {
+	echo "testcontrol missing: build first" >&2
+	exit 1
+}
+
+# tc_start: testcontrol on 127.0.0.1 (ports 0), state in $T/tc; sets
+# TC_HTTPS TC_ADMIN TC_CA.
+tc_start()
+{
+	local line i
+
+	mkdir -m 0700 "$T/tc"
+	"$TC" --state-dir "$T/tc" --http 127.0.0.1:0 --https 127.0.0.1:0 --admin 127.0.0.1:0 \
+		>"$T/tc.out" 2>>"$T/tc.log" </dev/null &
+	CLEAN_PIDS+=("$!")
+	for ((i = 0; i < 100; i++)); do
+		line=$(grep -m1 '^listening ' "$T/tc.out" 2>/dev/null)
+		[[ -n $line ]] && break
+		sleep 0.05
+	done
+	if [[ -z $line ]]; then
+		fail "testcontrol starts (log: $(tail -n 5 "$T/tc.log" | tr '\n' ' '))"
+		return 1
+	fi
+	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
+	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
+	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
+}
+
+tc_post()
+{
+	curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' --data "$2" \
+		"http://$TC_ADMIN$1"
+}
+
+# jqq: jqe without printing the value.
+jqq()
+{
+	jqe "$@" >/dev/null
+}
+
+tc_start || tscni_finish
+KEY=$(tc_post /keys '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' | jq -r .key)
+if [[ -z $KEY || $KEY == null ]]; then
+	fail "testcontrol mints a pre-auth key"
+	tscni_finish
+fi
+printf '%s\n' "$KEY" >"$T/authkey"
+chmod 0600 "$T/authkey"
+sup_start --control-url "https://$TC_HTTPS" --auth-key-file "$T/authkey" --ca-file "$TC_CA" \
+	--cluster-name e2e || tscni_finish
+
+declare -a NSN R ADDR4 ADDR6
+for i in 0 1; do
+	ns_new "p$i"
+	NSN[$i]=$NS_NAME
+	c=$(mkconf 1.0.0 '.syncTimeout = "10s"')
+	CID="pp-$$-$i" NETNS=$(ns_path "$NS_NAME") cni "$c" CNI_COMMAND=ADD \
+		"CNI_ARGS=K8S_POD_NAMESPACE=ns$i;K8S_POD_NAME=web-$i;K8S_POD_UID=uid-$$-$i"
+	expect_ok "pod $i: ADD" || tscni_finish
+	R[$i]=$OUT
+	ADDR4[$i]=$(jq -r '[.ips[].address | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$OUT")
+	ADDR6[$i]=$(jq -r '[.ips[].address | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$OUT")
+	check "pod $i: a 100.x and an fd7a: address (${ADDR4[$i]} ${ADDR6[$i]})" \
+		test "${ADDR4[$i]}" != null -a "${ADDR6[$i]}" != null
+done
+A=${NSN[0]}
+B=${NSN[1]}
+
+# in_pod NS CMD...: runs CMD in the pod's netns.
+in_pod()
+{
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# ping_until NS DST: up to 20 one-second tries (the first packets wait for
+# the peer's netmap and the handshake).
+ping_until()
+{
+	local k
+	for ((k = 0; k < 20; k++)); do
+		in_pod "$1" busybox ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+
+# --- 1. allow all: ping and a TCP stream ------------------------------------
+check "pod A pings pod B at ${ADDR4[1]} over ts0" ping_until "$A" "${ADDR4[1]}"
+check "pod A pings pod B at ${ADDR6[1]} over ts0" ping_until "$A" "${ADDR6[1]}"
+out=$(in_pod "$A" busybox ping -c 3 -W 2 "${ADDR4[1]}" 2>&1)
+check "3 of 3 pings answered ($(grep -o '[0-9]* packets received' <<<"$out"))" \
+	grep -q '3 packets received' <<<"$out"
+
+# recv_start NS PORT FILE: a receiver in pod NS writing what arrives on PORT
+# to FILE until the sender closes. Its stdin is a FIFO this shell holds open
+# (a closed stdin would end the connection early); sets RECV_PID.
+mkfifo -m 0600 "$T/hold"
+exec 7<>"$T/hold"
+recv_start()
+{
+	local k
+	in_pod "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
+	RECV_PID=$!
+	CLEAN_PIDS+=("$RECV_PID")
+	# Listening before the sender connects.
+	for ((k = 0; k < 50; k++)); do
+		in_pod "$1" ss -Htln "sport = :$2" | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# connects NS DST PORT: a TCP connection from pod NS opens within 3 s.
+connects()
+{
+	in_pod "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+}
+
+refused()
+{
+	! connects "$@"
+}
+
+SIZE=$((32 * 1024 * 1024))
+head -c "$SIZE" /dev/urandom >"$T/stream.in"
+recv_start "$B" 5001 "$T/stream.out" || fail "receiver listens in pod B"
+t0=$(date +%s%N)
+in_pod "$A" timeout 60 bash -c "cat '$T/stream.in' >/dev/tcp/${ADDR4[1]}/5001"
+rc=$?
+t1=$(date +%s%N)
+for ((k = 0; k < 100; k++)); do
+	[[ $(stat -c %s "$T/stream.out" 2>/dev/null) -ge $SIZE ]] && break
+	sleep 0.05
+done
+check "the sender in pod A finished (exit $rc)" test "$rc" -eq 0
+got=$(stat -c %s "$T/stream.out" 2>/dev/null || echo 0)
+check "pod B received $got of $SIZE bytes" test "$got" -eq "$SIZE"
+check "the stream's SHA-256 matches" \
+	test "$(sha256sum <"$T/stream.in")" == "$(sha256sum <"$T/stream.out")"
+ms=$(((t1 - t0) / 1000000))
+echo "# $((SIZE / 1048576)) MiB pod A -> pod B over ts0 in $ms ms"
+kill "$RECV_PID" 2>/dev/null
+wait "$RECV_PID" 2>/dev/null
+
+# The data-plane counters in status --json (each status asks the workers for
+# fresh Stats: the second answer has them): the stream went out of pod A's
+# UDP socket, at least one datagram per 1280-byte packet.
+udp_tx_of()
+{
+	sup_status_json | jq --arg u "uid-$$-$1" '.pods[] | select(.pod_uid == $u) | .udp_tx_packets'
+}
+for ((k = 0; k < 20; k++)); do
+	tx=$(udp_tx_of 0)
+	[[ $tx =~ ^[0-9]+$ && $tx -ge $((SIZE / 1280)) ]] && break
+	sleep 0.1
+done
+check "status --json: pod A's udp_tx_packets counts the stream ($tx >= $((SIZE / 1280)))" \
+	test "${tx:-0}" -ge $((SIZE / 1280))
+rx=$(udp_tx_of 1)
+check "status --json: pod B sent less than a tenth of that ($rx)" test "${rx:-0}" -lt $((SIZE / 12800)) -a "${rx:-0}" -gt 0
+
+# --- 2. only tcp:80 to pod B ------------------------------------------------
+# Listeners on 80 and 22 in pod B (busybox nc, persistent: each connection
+# runs true and closes).
+listen_b()
+{
+	in_pod "$B" busybox nc -ll -p "$1" -e /bin/true </dev/null >/dev/null 2>&1 &
+	CLEAN_PIDS+=("$!")
+}
+listen_b 80
+listen_b 22
+for ((k = 0; k < 50; k++)); do
+	[[ $(in_pod "$B" ss -Htln '( sport = :80 or sport = :22 )' | wc -l) -ge 2 ]] && break
+	sleep 0.05
+done
+check "before the policy: port 22 of pod B connects" connects "$A" "${ADDR4[1]}" 22
+
+tc_post /policy '[{"src": ["*"], "dst": ["e2e-ns1-web-1:80"]}]' >"$T/policy.out"
+check "testcontrol takes the policy ($(head -c 200 "$T/policy.out"))" \
+	jqq '.acls | length == 1' <"$T/policy.out"
+t0=$(date +%s%3N)
+# The new filter reaches pod B's worker with its next netmap: port 22 stops
+# connecting (a dropped SYN: the 1 s connect timeout below).
+until ! in_pod "$A" timeout 1 bash -c "exec 3<>/dev/tcp/${ADDR4[1]}/22" 2>/dev/null; do
+	(($(date +%s%3N) - t0 > 10000)) && break
+done
+waited=$(($(date +%s%3N) - t0))
+check "the policy takes effect within 2 s ($waited ms)" test "$waited" -le $((2000 * TIME_SCALE))
+check "with the policy: port 80 of pod B connects" connects "$A" "${ADDR4[1]}" 80
+check "with the policy: port 80 of pod B connects over IPv6" connects "$A" "${ADDR6[1]}" 80
+check "with the policy: port 22 of pod B does not connect" refused "$A" "${ADDR4[1]}" 22
+check "with the policy: port 22 of pod B does not connect over IPv6" refused "$A" "${ADDR6[1]}" 22
+
+for i in 0 1; do
+	c=$(conf_with_prev "$(mkconf 1.0.0)" "${R[$i]}")
+	CID="pp-$$-$i" NETNS=$(ns_path "${NSN[$i]}") cni "$c" CNI_COMMAND=DEL \
+		"CNI_ARGS=K8S_POD_NAMESPACE=ns$i;K8S_POD_NAME=web-$i;K8S_POD_UID=uid-$$-$i"
+	expect_ok "pod $i: DEL"
+done
+tscni_finish
