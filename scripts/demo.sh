@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The main job on a built-in local setup: a "node" network namespace with the
-# supervisor in it, three "pods" (network namespaces) attached the way a
-# container runtime attaches them, chained CNI: Debian's bridge + host-local as
-# the primary plugin, then tailscale-cni.
+# The main job on a built-in local setup: a "node" network namespace with a
+# local tailnet (tests/testcontrol) and the supervisor in it, three "pods"
+# (network namespaces) attached the way a container runtime attaches them,
+# chained CNI: Debian's bridge + host-local as the primary plugin, then
+# tailscale-cni. Each pod becomes a node of the local tailnet with its own
+# 100.x and fd7a: addresses on ts0, and the pods ping each other over ts0.
 #
 #   node netns tscni-demo-node-<pid>          pod netns tscni-demo-pod<i>-<pid>
 #   +----------------------------------+      +---------------------------+
-#   | tailscale-cni-supervisor         |      | eth0 10.99.0.x/24         |
-#   |   state: $tmp/state, $tmp/cni.sock      | ts0  (TUN, MTU 1280,      |
-#   | bridge tsdemo0 10.99.0.1/24 ------veth-->|       moved in by the     |
-#   +----------------------------------+      |       supervisor)         |
-#                                             +---------------------------+
+#   | testcontrol 127.0.0.1 (tailnet)  |      | eth0 10.99.0.x/24         |
+#   | tailscale-cni-supervisor         |      | ts0  100.x/32, fd7a:../128|
+#   |   + one sandboxed worker per pod |      |  (TUN carried by the pod's|
+#   | bridge tsdemo0 10.99.0.1/24 ------veth-->|   worker: WireGuard)      |
+#   +----------------------------------+      +---------------------------+
 # Nothing leaves these namespaces. Usage: sudo scripts/demo.sh [--keep] [--pods N]
 set -euo pipefail
 
@@ -30,18 +32,22 @@ done
 
 "$src/scripts/install-deps.sh"
 cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$out/build" -j2 --target tailscale-cni tailscale-cni-supervisor >/dev/null
+cmake --build "$out/build" -j2 --target tailscale-cni tailscale-cni-supervisor \
+	tailscale-cni-worker testcontrol >/dev/null
 bin="$out/build"
 plugin=$(find "$bin/cni" -maxdepth 1 -name tailscale-cni -type f)
 supervisor=$(find "$bin/supervisor" -maxdepth 1 -name tailscale-cni-supervisor -type f)
+testcontrol="$bin/tests/testcontrol/testcontrol"
 
 tmp=$(mktemp -d /tmp/tscni-demo.XXXXXX)
 node=tscni-demo-node-$$
 sup_pid=
+tc_pid=
 cleanup() {
 	set +e
 	for i in $(seq 1 "$pods"); do ip netns del "tscni-demo-pod$i-$$" 2>/dev/null; done
 	[ -n "$sup_pid" ] && kill "$sup_pid" 2>/dev/null && wait "$sup_pid" 2>/dev/null
+	[ -n "$tc_pid" ] && kill "$tc_pid" 2>/dev/null && wait "$tc_pid" 2>/dev/null
 	ip netns del "$node" 2>/dev/null
 	rm -rf "$tmp"
 }
@@ -53,8 +59,25 @@ ln -s "$plugin" "$tmp/bin/tailscale-cni"
 ip netns add "$node"
 ip -n "$node" link set lo up
 
+# The local tailnet: testcontrol on the node's loopback, a reusable pre-auth
+# key with a tag minted through its admin API, written to a 0600 file.
+mkdir -m 0700 "$tmp/tc"
+ip netns exec "$node" "$testcontrol" --state-dir "$tmp/tc" --http 127.0.0.1:0 \
+	--https 127.0.0.1:0 --admin 127.0.0.1:0 >"$tmp/tc.out" 2>"$tmp/tc.log" </dev/null &
+tc_pid=$!
+for _ in $(seq 100); do grep -q '^listening ' "$tmp/tc.out" && break; sleep 0.05; done
+line=$(grep -m1 '^listening ' "$tmp/tc.out") || { cat "$tmp/tc.log"; exit 1; }
+tc_https=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
+tc_admin=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
+tc_ca=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
+(umask 077 && ip netns exec "$node" curl -sS --max-time 5 -X POST \
+	-H 'Content-Type: application/json' -d '{"reusable": true, "tags": ["tag:demo"]}' \
+	"http://$tc_admin/keys" | jq -r .key >"$tmp/authkey")
+echo "== local tailnet: testcontrol at https://$tc_https"
+
 ip netns exec "$node" "$supervisor" run --state-dir "$tmp/state" --socket "$tmp/cni.sock" \
-	--node-name demo-node 2>"$tmp/supervisor.log" &
+	--node-name demo-node --control-url "https://$tc_https" --ca-file "$tc_ca" \
+	--auth-key-file "$tmp/authkey" --cluster-name demo 2>"$tmp/supervisor.log" &
 sup_pid=$!
 for _ in $(seq 100); do [ -S "$tmp/cni.sock" ] && break; sleep 0.05; done
 [ -S "$tmp/cni.sock" ] || { cat "$tmp/supervisor.log"; exit 1; }
@@ -65,7 +88,7 @@ bridge_conf='{"cniVersion":"1.0.0","name":"demo","type":"bridge","bridge":"tsdem
 ts_conf() {
 	jq -c --argjson prev "$1" '. + {prevResult: $prev}' <<<'{"cniVersion":"1.0.0",
 	 "name":"demo","type":"tailscale-cni","socketPath":"'"$tmp"'/cni.sock",
-	 "stateDir":"'"$tmp"'/state"}'
+	 "stateDir":"'"$tmp"'/state","syncTimeout":"10s"}'
 }
 cni() { # cni VERB NETNS CONTAINERID PLUGIN CONF: as a runtime runs a plugin
 	local out rc=0
@@ -91,6 +114,27 @@ for i in $(seq 1 "$pods"); do
 	cni CHECK "/var/run/netns/$ns" "c$i" tailscale-cni "$(ts_conf "$result")" &&
 		echo "== pod $i: CHECK passed"
 done
+
+# Every pod pings every other pod's Tailscale addresses over ts0.
+addr() { ip -n "tscni-demo-pod$1-$$" -$2 -o addr show dev ts0 | awk '{print $4}' | cut -d/ -f1; }
+for i in $(seq 1 "$pods"); do
+	for j in $(seq 1 "$pods"); do
+		[ "$i" = "$j" ] && continue
+		for fam in 4 6; do
+			a=$(addr "$j" "$fam")
+			if ip netns exec "tscni-demo-pod$i-$$" busybox ping -c 1 -W 5 "$a" >/dev/null; then
+				echo "== pod $i -> pod $j ($a) over ts0: ok"
+			else
+				echo "== pod $i -> pod $j ($a) over ts0: FAILED" >&2
+				exit 1
+			fi
+		done
+	done
+done
+
+echo "== testcontrol's nodes"
+ip netns exec "$node" curl -sS --max-time 5 "http://$tc_admin/nodes" |
+	jq -r '.[] | "\(.hostname)  \(.addresses | join(" "))  \(.tags | join(","))"'
 
 echo "== tailscale-cni-supervisor status"
 "$supervisor" status --socket "$tmp/cni.sock"

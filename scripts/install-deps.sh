@@ -14,7 +14,7 @@ packages=(
 	libssl-dev
 	# tests: sanitizer and fuzzer runtimes, real peers, runtimes, tools
 	libclang-rt-14-dev valgrind
-	iproute2 util-linux procps jq
+	iproute2 util-linux procps jq curl
 	wireguard-go wireguard-tools iperf3 containernetworking-plugins
 	podman runc busybox-static nftables
 )
