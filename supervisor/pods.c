@@ -103,6 +103,7 @@ enum cni_code {
 	CNI_ERR_BAD_NETNS = 8,
 	CNI_ERR_TRY_AGAIN = 11,
 	CNI_ERR_IF_EXISTS = 100,
+	CNI_ERR_REFUSED = 102, /* control refused the node for good */
 	CNI_ERR_CHECK = 103,
 	CNI_ERR_WORKER = 103, /* CHECK: the pod's worker is not running */
 	CNI_ERR_INTERNAL = 999,
@@ -707,6 +708,7 @@ static bool op_queue_work(struct op *op);
 static void roll_step(struct pods *p, bool ok, const char *why);
 static void roll_finish(struct pods *p, const char *abort_why);
 static int sync_save_begin(struct op *op, struct attachment *a);
+static void sync_end(struct op *op, bool timed_out);
 static void submit_roll(struct pods *p, struct pods_request *req);
 
 /* The attachment of pod_uid that holds the pod's worker, or NULL. */
@@ -877,6 +879,24 @@ static void pods_on_worker(struct worker *w, enum worker_event ev, const struct 
 		}
 		if (p->roll && p->roll->cur == a->id)
 			roll_step(p, true, NULL);
+		break;
+	case WORKER_EV_EVENT:
+		/* Control refused the node for good (it wants an interactive
+		 * login, the key is invalid or expired, the node is not
+		 * authorized, tailnet lock is on): an ADD waiting for it fails now
+		 * with control's reason instead of returning at syncTimeout. The
+		 * runtime's DEL that follows a failed ADD removes the rest. */
+		if (r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED && a->sync_op &&
+		    !a->sync_op->saving) {
+			struct op *op = a->sync_op;
+
+			log_warn("%s: control refused the node: %s", a->tag,
+				 r->detail ? r->detail : "");
+			op->cni_code = CNI_ERR_REFUSED;
+			op->msg = "the control server refused the pod's node";
+			snprintf(op->detail, sizeof(op->detail), "%s", r->detail ? r->detail : "");
+			sync_end(op, false);
+		}
 		break;
 	case WORKER_EV_EXIT:
 		a->worker_ready = false;

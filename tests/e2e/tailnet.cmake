@@ -1,6 +1,6 @@
 # e2e tailnet (tests/e2e/tailnet.sh): pods join a tailnet served by
 # tests/testcontrol through the real plugin and supervisor --control-url.
-foreach(mode https http restarts badcontrol nolite)
+foreach(mode https http restarts badcontrol badkey nolite)
 	tscni_test(NAME tailnet_${mode} LABEL e2e TIMEOUT 120
 		COMMAND bash ${E2E_DIR}/tailnet.sh ${mode})
 endforeach()
