@@ -1097,9 +1097,16 @@ static int identity_ensure(struct op *op, const char *pod_uid)
 	m.node_private.len = KEY_LEN;
 	m.hostname = *op->meta.name ? op->meta.name : (char *)pod_uid;
 	/* <cluster>-<namespace>-<pod> (common/hostname.h) when the runtime
-	 * named the pod; else the pod's name or uid as before. */
+	 * named the pod; else the pod's name or uid as before. Supervisors on
+	 * other nodes cannot be asked whether a name is taken, so any name
+	 * whose parts could be split differently (a '-' inside one: "a-b"/"c"
+	 * against "a"/"b-c") carries the hash of its exact triple: the same on
+	 * every node and restart, different for different triples. */
 	if (cluster && *op->meta.namespace_ && *op->meta.name &&
-	    hostname_make(cluster, op->meta.namespace_, op->meta.name, false, hn, &why) == 0)
+	    hostname_make(cluster, op->meta.namespace_, op->meta.name,
+			  strchr(cluster, '-') || strchr(op->meta.namespace_, '-') ||
+				  strchr(op->meta.name, '-'),
+			  hn, &why) == 0)
 		m.hostname = hn;
 	m.machine_id = (char *)o->machine_id;
 	m.node_name = (char *)o->node_name;

@@ -325,9 +325,11 @@ nodes=$(tc_live)
 check "testcontrol lists $NPODS nodes ($(jq -c 'map(.hostname)' <<<"$nodes"))" \
 	jqq --argjson n "$NPODS" 'length == $n' <<<"$nodes"
 for ((i = 0; i < NPODS; i++)); do
-	check "pod $i: node e2e-ns$i-web-$i with tags tag:e2e and tag:pods" \
-		jqq --arg h "e2e-ns$i-web-$i" \
-		'[.[] | select(.hostname == $h and ((.tags | sort) == ["tag:e2e", "tag:pods"]))] | length == 1' <<<"$nodes"
+	# "web-N" could be split differently ("ns0-web"/"N"): the name carries
+	# the 8-hex hash of its exact triple (common/hostname.h).
+	check "pod $i: node e2e-ns$i-web-$i-<hash> with tags tag:e2e and tag:pods" \
+		jqq --arg h "^e2e-ns$i-web-$i-[0-9a-f]{8}\$" \
+		'[.[] | select((.hostname | test($h)) and ((.tags | sort) == ["tag:e2e", "tag:pods"]))] | length == 1' <<<"$nodes"
 done
 check "no key in the supervisor's log" bash -c "! grep -qF -- '$KEY' '$T/sup.log'"
 
