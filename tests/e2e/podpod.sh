@@ -193,7 +193,8 @@ for ((k = 0; k < 50; k++)); do
 done
 check "before the policy: port 22 of pod B connects" connects "$A" "${ADDR4[1]}" 22
 
-tc_post /policy '[{"src": ["*"], "dst": ["e2e-ns1-web-1:80"]}]' >"$T/policy.out"
+# Pod B by its address (its hostname carries a hash suffix: hostname.h).
+tc_post /policy '[{"src": ["*"], "dst": ["'"${ADDR4[1]}"':80"]}]' >"$T/policy.out"
 check "testcontrol takes the policy ($(head -c 200 "$T/policy.out"))" \
 	jqq '.acls | length == 1' <"$T/policy.out"
 t0=$(date +%s%3N)
