@@ -13,8 +13,8 @@ enum hash_limits { HASH_LEN = 32, HASH_BLOCK_LEN = 64 };
 void hash_blake2s(uint8_t out[static HASH_LEN], const uint8_t *a, size_t alen, const uint8_t *b,
 		  size_t blen);
 /* out = HMAC-BLAKE2s(key, in) with a 64-byte block (RFC 2104). keylen <= 64. */
-void hash_hmac(uint8_t out[static HASH_LEN], const uint8_t *key, size_t keylen,
-	       const uint8_t *in, size_t inlen);
+void hash_hmac(uint8_t out[static HASH_LEN], const uint8_t *key, size_t keylen, const uint8_t *in,
+	       size_t inlen);
 /* Noise HKDF: prk = HMAC(ck, ikm); out1 = HMAC(prk, 0x01);
  * out2 = HMAC(prk, out1 || 0x02); out3 = HMAC(prk, out2 || 0x03).
  * out2 and out3 may be NULL. Intermediate secrets are wiped. */

@@ -22,10 +22,10 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_emit(enum log_level level, const char *func, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-#define log_err(...)	   log_emit(LOG_ERR, __func__, 0, __VA_ARGS__)
-#define log_warn(...)	   log_emit(LOG_WARN, __func__, 0, __VA_ARGS__)
-#define log_info(...)	   log_emit(LOG_INFO, __func__, 0, __VA_ARGS__)
-#define log_debug(...)	   log_emit(LOG_DEBUG, __func__, 0, __VA_ARGS__)
+#define log_err(...)   log_emit(LOG_ERR, __func__, 0, __VA_ARGS__)
+#define log_warn(...)  log_emit(LOG_WARN, __func__, 0, __VA_ARGS__)
+#define log_info(...)  log_emit(LOG_INFO, __func__, 0, __VA_ARGS__)
+#define log_debug(...) log_emit(LOG_DEBUG, __func__, 0, __VA_ARGS__)
 /* The _r forms append ": <strerror(-ret)>"; ret is a negative errno. */
 #define log_err_r(r, ...)  log_emit(LOG_ERR, __func__, (r), __VA_ARGS__)
 #define log_warn_r(r, ...) log_emit(LOG_WARN, __func__, (r), __VA_ARGS__)

@@ -40,8 +40,7 @@ int record_open(const uint8_t *buf, size_t len, enum record_type want, const uin
  * ".<name>.tmp.<pid>" in the same directory, fsync, rename, fsync dirfd.
  * Returns 0 or a negative errno; on failure the old file is untouched and no
  * temp file is left. */
-int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len,
-		      unsigned int mode);
+int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, unsigned int mode);
 /* Reads at most max bytes of dirfd/name (O_NOFOLLOW). -EFBIG when larger.
  * *buf is malloc'd. */
 int read_small_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len);
@@ -55,8 +54,7 @@ int record_write_attachment(int dirfd, const char *name, const Tscni__Attachment
 int record_write_tombstone(int dirfd, const char *name, const Tscni__Tombstone *m);
 int record_write_job(int dirfd, const char *name, const Tscni__Job *m);
 Tscni__Identity *record_read_identity(int dirfd, const char *name, int *err, const char **why);
-Tscni__Attachment *record_read_attachment(int dirfd, const char *name, int *err,
-					  const char **why);
+Tscni__Attachment *record_read_attachment(int dirfd, const char *name, int *err, const char **why);
 Tscni__Tombstone *record_read_tombstone(int dirfd, const char *name, int *err, const char **why);
 Tscni__Job *record_read_job(int dirfd, const char *name, int *err, const char **why);
 

@@ -12,18 +12,18 @@
 #include "worker.pb-c.h"
 
 enum validate_limits {
-	NAME_MAX_LEN = 253,          /* network name */
+	NAME_MAX_LEN = 253,	     /* network name */
 	CONTAINER_ID_MAX_LEN = 4096, /* cni-contract 2.1 */
 	IFNAME_MAX_LEN = 15,
 	PATH_MAX_LEN = 4095,
-	POD_FIELD_MAX_LEN = 253,     /* namespace, name, uid */
+	POD_FIELD_MAX_LEN = 253, /* namespace, name, uid */
 	ANNOTATION_MAX = 64,
 	ANNOTATION_KEY_MAX_LEN = 317,
 	ANNOTATION_VALUE_MAX_LEN = 4096,
 	GC_MAX_ATTACHMENTS = 65536,
-	PREFIX_MAX = 16,             /* addresses or routes in one message */
+	PREFIX_MAX = 16, /* addresses or routes in one message */
 	STATUS_MAX_PODS = 16384,
-	MSG_MAX_LEN = 1024,          /* error messages, reasons, details */
+	MSG_MAX_LEN = 1024, /* error messages, reasons, details */
 	HOST_MAX_LEN = 253,
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,

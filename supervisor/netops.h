@@ -37,8 +37,8 @@ int netops_link_delete(int nsfd, const char *ifname);
  * network namespace /run/netns/x", -ENETDOWN "ts0 is down", -EMSGSIZE "ts0
  * has MTU 1500, expected 1280", -EADDRNOTAVAIL "address 100.64.0.5/32
  * missing on ts0", or another negative errno when netlink itself failed. */
-int netops_link_check(int nsfd, const char *ifname, unsigned int mtu,
-		      const struct ip_prefix *addrs, size_t naddrs, char *detail, size_t dlen);
+int netops_link_check(int nsfd, const char *ifname, unsigned int mtu, const struct ip_prefix *addrs,
+		      size_t naddrs, char *detail, size_t dlen);
 
 /* Addresses (/32, /128 with IFA_F_NODAD) and routes on ifindex inside nsfd.
  * Adding what exists and deleting what is absent succeed; an ifindex that does

@@ -158,8 +158,8 @@ struct worker_report {
 	int event_kind;	 /* Tscni__EventKind */
 	uint32_t test_id;
 	int err;
-	const char *detail;	    /* escaped; valid during the callback only */
-	const char *stable_node_id; /* escaped */
+	const char *detail;		   /* escaped; valid during the callback only */
+	const char *stable_node_id;	   /* escaped */
 	const struct ip_prefix *addresses; /* READY: the node's (validated), */
 	size_t n_addresses;		   /* valid during the callback only */
 	struct worker_stats stats;

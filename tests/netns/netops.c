@@ -357,7 +357,7 @@ static void test_create(void **state)
 	unsigned int host_before = if_nametoindex("ts0");
 	struct seen_addr addrs[8];
 	struct ns_read r;
-	struct ifinfo info = { 0 };
+	struct ifinfo info = {0};
 	int fd, ifindex, idx;
 
 	create_ts0(ns, &fd, &ifindex);
