@@ -1,0 +1,38 @@
+/* Fuzz target for the packet-filter rules as control sends them
+ * (MapResponse.PacketFilter / PacketFilters, kept as JSON text by the netmap
+ * and parsed by filter_rules_from_json when a worker builds its data-plane
+ * configuration), then built into a filter. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "filter.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct filter_rules *rules = NULL;
+	struct filter_state *st;
+	struct filter *f = NULL;
+	const char *warn = NULL, *why = NULL;
+	json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+
+	if (!j)
+		return 0;
+	if (filter_rules_from_json(j, &rules, &warn, &why) == 0) {
+		/* Whatever parsed must build. */
+		st = filter_state_new();
+		if (filter_new(&(struct filter_config){.rules = rules}, st, &f, &why) != 0)
+			abort();
+		filter_free(f);
+		filter_state_free(st);
+		filter_rules_free(rules);
+	} else if (rules || !why) {
+		abort(); /* a refusal leaves nothing and says why */
+	}
+	json_decref(j);
+	return 0;
+}
