@@ -48,6 +48,7 @@
 #include "supervisor.h"
 #include "validate.h"
 #include "workers.h"
+#include "wg/wg_messages.h"
 
 static void usage(FILE *f)
 {
@@ -81,7 +82,10 @@ static void usage(FILE *f)
 		"  --auth-key-file PATH         pre-auth key for new nodes (root's, mode 0600 or\n"
 		"                               0400)\n"
 		"  --ca-file PATH               PEM CA certificates workers trust for https\n"
-		"  --cluster-name NAME          hostname prefix: NAME-<namespace>-<pod>\n",
+		"  --cluster-name NAME          hostname prefix: NAME-<namespace>-<pod>\n"
+		"  --test-wg-timers R:J:A:T:K   tests only: the workers' WireGuard timers in ms\n"
+		"                               (REKEY_AFTER, REJECT_AFTER, REKEY_ATTEMPT,\n"
+		"                               REKEY_TIMEOUT, KEEPALIVE)\n",
 		SUPERVISOR_STATE_DIR, SUPERVISOR_SOCKET, SUPERVISOR_RECONCILE_MAX_S,
 		SUPERVISOR_RECONCILE_S, SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED,
 		(unsigned int)WORKERS_UID_BASE);
@@ -133,6 +137,47 @@ static int parse_u32(const char *s, unsigned long lo, unsigned long hi, uint32_t
 	return 0;
 }
 
+/* --test-wg-timers R:J:A:T:K (milliseconds): the same rules as
+ * wg_device_new's (every one > 0, REJECT_AFTER at most the protocol's 180 s,
+ * REKEY_AFTER below it, KEEPALIVE + REKEY_TIMEOUT below it too), checked
+ * here so a bad set is named at start-up rather than by every worker. The
+ * jitter is a third of REKEY_TIMEOUT, at most the protocol's 333 ms. */
+static int parse_wg_timers(const char *s, uint32_t out[6])
+{
+	static const char *const names[5] = {"REKEY_AFTER", "REJECT_AFTER", "REKEY_ATTEMPT",
+					     "REKEY_TIMEOUT", "KEEPALIVE"};
+	const char *p = s;
+
+	for (int i = 0; i < 5; i++) {
+		char part[16];
+		size_t len = strcspn(p, ":");
+
+		if (len == 0 || len >= sizeof(part) || (i < 4 && p[len] != ':') ||
+		    (i == 4 && p[len] != '\0')) {
+			fprintf(stderr, "--test-wg-timers: '%s' is not R:J:A:T:K (five times in ms)\n",
+				s);
+			return -EINVAL;
+		}
+		memcpy(part, p, len);
+		part[len] = '\0';
+		if (parse_u32(part, 1, REJECT_AFTER_TIME * 1000, &out[i]) < 0) {
+			fprintf(stderr, "--test-wg-timers: %s '%s' is not 1..%d ms\n", names[i], part,
+				REJECT_AFTER_TIME * 1000);
+			return -EINVAL;
+		}
+		p += len + 1;
+	}
+	if (out[0] >= out[1] || (uint64_t)out[4] + out[3] >= out[1]) {
+		fprintf(stderr, "--test-wg-timers: REKEY_AFTER and KEEPALIVE + REKEY_TIMEOUT must be "
+				"below REJECT_AFTER\n");
+		return -EINVAL;
+	}
+	out[5] = out[3] / 3 < 333 ? out[3] / 3 : 333;
+	if (!out[5])
+		out[5] = 1;
+	return 0;
+}
+
 /* Returns 0 to run, 1 for an exit with success (--help, --version), or
  * -EINVAL after printing what was wrong. */
 static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
@@ -155,6 +200,7 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		{"ca-file", required_argument, NULL, 'A'},
 		{"cluster-name", required_argument, NULL, 'N'},
 		{"test-control-no-lite", no_argument, NULL, 'L'},
+		{"test-wg-timers", required_argument, NULL, 'T'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -260,6 +306,10 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 			break;
 		case 'L':
 			cfg->test_control_no_lite = true;
+			break;
+		case 'T':
+			if (parse_wg_timers(optarg, cfg->test_wg_timers_ms) < 0)
+				return -EINVAL;
 			break;
 		case 'M':
 			if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
@@ -548,6 +598,7 @@ static int run(struct supervisor *sup)
 		wc.resolve = resolver_request;
 		wc.resolve_arg = sup->resolver;
 		wc.control_test_flags = sup->cfg.test_control_no_lite ? CONTROL_TEST_NO_LITE : 0;
+		memcpy(wc.wg_timers_ms, sup->cfg.test_wg_timers_ms, sizeof(wc.wg_timers_ms));
 	}
 	ret = workers_new(&sup->loop, &wc, &sup->workers);
 	if (ret < 0) {

@@ -2917,6 +2917,10 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			b->s.udp_rx_packets = ws.udp_rx_packets;
 			b->s.udp_tx_packets = ws.udp_tx_packets;
 			b->s.drops = ws.drops;
+			b->s.peers = ws.peers;
+			b->s.handshakes = ws.handshakes;
+			b->s.filter_drops = ws.filter_drops;
+			b->s.configured = ws.configured;
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);
 		}

@@ -54,6 +54,10 @@ struct supervisor_config {
 	/* --test-control-no-lite, tests only: workers never send lite updates
 	 * (so control never learns their endpoints). */
 	bool test_control_no_lite;
+	/* --test-wg-timers, tests only: the workers' WireGuard timers in ms
+	 * (rekey after, reject after, rekey attempt, rekey timeout,
+	 * keepalive, jitter); all 0: the protocol's. */
+	uint32_t test_wg_timers_ms[6];
 };
 
 struct supervisor {

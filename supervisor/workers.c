@@ -154,6 +154,7 @@ struct workers {
 	const char *ca_pem; /* borrowed (workers_config) */
 	size_t ca_pem_len;
 	unsigned int control_test_flags;
+	uint32_t wg_timers_ms[6];
 
 	struct zyg *zyg;
 	uv_timer_t zyg_timer;
@@ -278,6 +279,7 @@ static int send_hello_start(struct worker *w)
 	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
 	Tscni__Hello h = TSCNI__HELLO__INIT;
 	Tscni__Start s = TSCNI__START__INIT;
+	Tscni__WgTimers timers = TSCNI__WG_TIMERS__INIT;
 	Tscni__IpPrefix pb[PREFIX_MAX], *pbp[PREFIX_MAX];
 	int ret;
 
@@ -305,6 +307,17 @@ static int send_hello_start(struct worker *w)
 	}
 	if (w->ws)
 		s.control_test_flags = w->ws->control_test_flags;
+	if (w->ws && w->ws->wg_timers_ms[0]) {
+		const uint32_t *t = w->ws->wg_timers_ms;
+
+		timers.rekey_after_ms = t[0];
+		timers.reject_after_ms = t[1];
+		timers.rekey_attempt_ms = t[2];
+		timers.rekey_timeout_ms = t[3];
+		timers.keepalive_ms = t[4];
+		timers.jitter_max_ms = t[5];
+		s.wg_timers = &timers;
+	}
 	for (size_t i = 0; i < w->n_addresses; i++) {
 		tscni__ip_prefix__init(&pb[i]);
 		ip_prefix_to_pb(&w->addresses[i], &pb[i]);
@@ -396,6 +409,10 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.udp_rx_packets = s->udp_rx_packets,
 		.udp_tx_packets = s->udp_tx_packets,
 		.drops = s->drops,
+		.handshakes = s->handshakes,
+		.filter_drops = s->filter_drops,
+		.peers = s->peers,
+		.configured = s->configured,
 	};
 	r.stats = w->stats;
 	emit(w, WORKER_EV_STATS, &r);
@@ -1871,6 +1888,7 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->ca_pem = cfg->ca_pem;
 	ws->ca_pem_len = cfg->ca_pem_len;
 	ws->control_test_flags = cfg->control_test_flags;
+	memcpy(ws->wg_timers_ms, cfg->wg_timers_ms, sizeof(ws->wg_timers_ms));
 	uv_timer_init(loop, &ws->zyg_timer);
 	ws->zyg_timer.data = ws;
 	ret = zygote_start(ws);

@@ -108,6 +108,9 @@ struct workers_config {
 	const char *ca_pem;
 	size_t ca_pem_len;
 	unsigned int control_test_flags; /* tests only: Start.control_test_flags */
+	/* Tests only: Start.wg_timers in ms (rekey after, reject after, rekey
+	 * attempt, rekey timeout, keepalive, jitter); all 0: not sent. */
+	uint32_t wg_timers_ms[6];
 	/* This boot's id (the supervisor passes its state_origin's): records
 	 * of another boot are never adopted. NULL: state_boot_id(). Copied. */
 	const char *boot_id;
@@ -146,6 +149,9 @@ enum worker_event {
 
 struct worker_stats {
 	uint64_t tun_rx_packets, tun_tx_packets, udp_rx_packets, udp_tx_packets, drops;
+	uint64_t handshakes, filter_drops;
+	uint32_t peers;
+	bool configured;
 };
 
 struct worker_report {

@@ -94,6 +94,8 @@ int tun_rx_prepare(struct worker_ctx *ctx, const char **why)
 		return 0;
 	p.udp_fds[0] = ctx->udp_fd;
 	p.mtu = ctx->start.mtu;
+	if (ctx->start.has_timers)
+		p.timers = &ctx->start.timers;
 	memcpy(p.private_key, ctx->start.node_private, sizeof(p.private_key));
 	ret = dataplane_new(&p, &ctx->dp, why);
 	explicit_bzero(p.private_key, sizeof(p.private_key));

@@ -106,6 +106,19 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
 	ks->test_flags = s->control_test_flags;
 	ks->mtu = s->mtu;
+	if (s->wg_timers) {
+		const Tscni__WgTimers *t = s->wg_timers;
+
+		ks->has_timers = true;
+		ks->timers = (struct wg_device_timers){
+			.rekey_after_ns = (uint64_t)t->rekey_after_ms * 1000000,
+			.reject_after_ns = (uint64_t)t->reject_after_ms * 1000000,
+			.rekey_attempt_ns = (uint64_t)t->rekey_attempt_ms * 1000000,
+			.rekey_timeout_ns = (uint64_t)t->rekey_timeout_ms * 1000000,
+			.keepalive_ns = (uint64_t)t->keepalive_ms * 1000000,
+			.jitter_max_ns = (uint64_t)t->jitter_max_ms * 1000000,
+		};
+	}
 }
 
 /* Waits for the supervisor's Hello and Start. Keys in Start are wiped at

@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "log.h"
 #include "validate.h"
+#include "common/wg/wg_device.h"
 #include "worker.pb-c.h"
 
 struct sandbox_ops;
@@ -64,6 +65,9 @@ struct worker_start {
 	uint8_t node_private[KEY_LEN];
 	unsigned int test_flags; /* control_config.test_flags */
 	uint32_t mtu;		 /* ts0's MTU (0: not said) */
+	/* Start.wg_timers (tests only): shortened WireGuard timers. */
+	bool has_timers;
+	struct wg_device_timers timers;
 };
 
 struct worker_resolve {

@@ -8,3 +8,16 @@ endforeach()
 # e2e pod<->pod (tests/e2e/podpod.sh): two pods on one node reach each other
 # over ts0 through their workers' data planes; a policy allowing only tcp:80.
 tscni_test(NAME podpod LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/podpod.sh)
+# The same with every offload off (TUN vnet header/TSO/USO, UDP GSO and GRO):
+# the fallback path end to end, whatever CI's fallback run selects.
+tscni_test(NAME podpod_fallback LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/podpod.sh
+	ENV TSCNI_FORCE_FALLBACK=all)
+
+# e2e interop (tests/e2e/wgo_interop.sh): a pod's worker and Debian's
+# wireguard-go, the peer registered in testcontrol and reaching the worker
+# through the real netmap path (supervisor and testcontrol in a node netns).
+tscni_test(NAME wgo_interop LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/wgo_interop.sh)
+
+# e2e policy (tests/e2e/policy.sh): testcontrol's policy allows only
+# tag:web -> the pod's port 80.
+tscni_test(NAME policy LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/policy.sh)

@@ -30,6 +30,7 @@ CLEAN_FILES=()
 # Shell commands run first at cleanup (e.g. podman rm -f), each by eval.
 CLEAN_CMDS=()
 SUP_PID=""
+SUP_NETNS=""
 STUB_PID=""
 
 # tscni_init NAME: sets the binaries, $T, $SOCK, $STATE and the EXIT trap.
@@ -242,9 +243,14 @@ wait_socket()
 # sup_start [ARGS...]: starts the real supervisor on $SOCK with $STATE,
 # logging to $T/sup.log (appended across restarts). Fails the test if it
 # does not serve within 10 s.
+# sup_start ARGS...: the supervisor (in netns $SUP_NETNS when set: the plugin
+# still reaches it through the socket's path).
 sup_start()
 {
-	"$SUP" run --state-dir "$STATE" --socket "$SOCK" --node-name "e2e-$$" \
+	local -a pre=()
+
+	[[ -n ${SUP_NETNS:-} ]] && pre=(ip netns exec "$SUP_NETNS")
+	"${pre[@]}" "$SUP" run --state-dir "$STATE" --socket "$SOCK" --node-name "e2e-$$" \
 		--log-level debug "$@" >>"$T/sup.log" 2>&1 </dev/null &
 	SUP_PID=$!
 	CLEAN_PIDS+=("$SUP_PID")
