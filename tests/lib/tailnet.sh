@@ -163,3 +163,117 @@ key_hex()
 {
 	base64 -d <<<"$1" | basenc --base16 -w0 | tr 'A-F' 'a-f'
 }
+
+# --- an external peer: Debian's wireguard-go, registered in testcontrol -----
+#
+#   netns NODE  veth wl<pid> 10.202.0.1/24 ──── 10.202.0.2/24 wr<pid>  netns W
+#                                            wireguard-go device $WGO_DEV
+#
+# wireguard-go's UAPI socket (/var/run/wireguard/<dev>.sock) is the same in
+# every netns: device names carry the test's pid.
+
+WGO_PORT=51820
+
+# wgo_ns_new: netns W (sets WGO_NS) joined to $NODE_NS by a veth pair.
+wgo_ns_new()
+{
+	local l="wl$$" r="wr$$"
+
+	ns_new wgo || return 1
+	WGO_NS=$NS_NAME
+	ip -n "$NODE_NS" link add "${l:0:15}" type veth peer name "${r:0:15}" netns "$WGO_NS" ||
+		return 1
+	ip -n "$NODE_NS" addr add 10.202.0.1/24 dev "${l:0:15}"
+	ip -n "$WGO_NS" addr add 10.202.0.2/24 dev "${r:0:15}"
+	ip -n "$NODE_NS" link set "${l:0:15}" up
+	ip -n "$WGO_NS" link set "${r:0:15}" up
+}
+
+# wgo_keys: a fresh key pair for wireguard-go: $T/wgo.key (0600, never on a
+# command line), WGO_PUB (base64) and WGO_PUB_HEX.
+wgo_keys()
+{
+	(umask 077 && wg genkey >"$T/wgo.key") || return 1
+	WGO_PUB=$(wg pubkey <"$T/wgo.key")
+	WGO_PUB_HEX=$(key_hex "$WGO_PUB")
+}
+
+# wgo_register [TAGS_JSON] [KEY_HEX]: registers wireguard-go as an external
+# node (key KEY_HEX, default WGO_PUB_HEX; endpoint 10.202.0.2:$WGO_PORT);
+# sets WGO4 and WGO6, its tailnet addresses.
+wgo_register()
+{
+	local tags=${1:-[]} key=${2:-$WGO_PUB_HEX} out
+
+	out=$(tc_post /nodes/register "$(jq -nc --arg k "nodekey:$key" --argjson t "$tags" \
+		--arg ep "10.202.0.2:$WGO_PORT" \
+		'{node_key: $k, hostname: "wgo", endpoints: [$ep], tags: $t}')")
+	WGO4=$(jq -r '[.addresses[] | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$out")
+	WGO6=$(jq -r '[.addresses[] | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$out")
+	if [[ -z $WGO4 || $WGO4 == null || -z $WGO6 || $WGO6 == null ]]; then
+		fail "testcontrol registers wireguard-go (answer: $out)"
+		return 1
+	fi
+}
+
+# wgo_start: wireguard-go (foreground, its pid in WGO_PID) as $WGO_DEV in
+# $WGO_NS with $T/wgo.key, port $WGO_PORT, addresses WGO4/WGO6 and routes to
+# the tailnet's ranges. Peers are added by wgo_peer_pod.
+wgo_start()
+{
+	local i
+
+	WGO_DEV="wgo$$"
+	WGO_DEV=${WGO_DEV:0:15}
+	ip netns exec "$WGO_NS" wireguard-go -f "$WGO_DEV" >>"$T/wgo.log" 2>&1 </dev/null &
+	WGO_PID=$!
+	CLEAN_PIDS+=("$WGO_PID")
+	for ((i = 0; i < 100; i++)); do
+		wg show "$WGO_DEV" >/dev/null 2>&1 && break
+		kill -0 "$WGO_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	wg set "$WGO_DEV" private-key "$T/wgo.key" listen-port "$WGO_PORT" || {
+		fail "wireguard-go $WGO_DEV starts (log: $(tail -n 3 "$T/wgo.log" | tr '\n' ' '))"
+		return 1
+	}
+	ip -n "$WGO_NS" addr add "$WGO4/32" dev "$WGO_DEV"
+	ip -n "$WGO_NS" addr add "$WGO6/128" dev "$WGO_DEV"
+	ip -n "$WGO_NS" link set "$WGO_DEV" mtu 1280 up
+	ip -n "$WGO_NS" route add 100.64.0.0/10 dev "$WGO_DEV"
+	ip -n "$WGO_NS" route add fd7a:115c:a1e0::/48 dev "$WGO_DEV"
+}
+
+# wgo_stop: stops wireguard-go by pid (its device goes with it).
+wgo_stop()
+{
+	local i
+
+	kill -TERM "$WGO_PID" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$WGO_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$WGO_PID" 2>/dev/null
+	wait "$WGO_PID" 2>/dev/null
+}
+
+# wgo_peer_pod I: pod I as wireguard-go's peer, as the netmap has it: its node
+# key and its endpoint on 10.202.0.0/24 from testcontrol's node list.
+wgo_peer_pod()
+{
+	local i=$1 node key ep
+
+	node=$(tc_get /nodes | jq -c --arg a "${POD4[$i]}/32" \
+		'[.[] | select(.addresses | index($a))][0]')
+	key=$(jq -r '.node_key // empty | sub("nodekey:"; "")' <<<"$node")
+	ep=$(jq -r '[.endpoints[]? | select(startswith("10.202.0.1:"))][0] // empty' <<<"$node")
+	if [[ -z $key || -z $ep ]]; then
+		fail "pod $i is in testcontrol's list with an endpoint on 10.202.0.0/24 ($node)"
+		return 1
+	fi
+	POD_KEY_B64[$i]=$(key_b64 "$key")
+	wg set "$WGO_DEV" peer "${POD_KEY_B64[$i]}" endpoint "$ep" \
+		allowed-ips "${POD4[$i]}/32,${POD6[$i]}/128"
+}
+declare -a POD_KEY_B64
