@@ -9,44 +9,16 @@
 #   2. a policy allowing only tcp:80 to pod B (POST /policy): A connects to
 #      B's port 80, not to its port 22 (B listens on both); the change takes
 #      effect within 2 s.
-# Everything runs inside network namespaces this test creates.
+# Everything runs inside network namespaces this test creates (the node's
+# too). With TSCNI_FORCE_FALLBACK=all (ctest e2e.podpod_fallback) the workers
+# run with every offload off.
 source "$(dirname "$0")/../lib/common.sh"
 
 tscni_init "podpod"
-TC=$TSCNI_BUILD_DIR/tests/testcontrol/testcontrol
+source "$(dirname "$0")/../lib/tailnet.sh"
 [[ -x $TC ]] || {
 	echo "testcontrol missing: build first" >&2
 	exit 1
-}
-
-# tc_start: testcontrol on 127.0.0.1 (ports 0), state in $T/tc; sets
-# TC_HTTPS TC_ADMIN TC_CA.
-tc_start()
-{
-	local line i
-
-	mkdir -m 0700 "$T/tc"
-	"$TC" --state-dir "$T/tc" --http 127.0.0.1:0 --https 127.0.0.1:0 --admin 127.0.0.1:0 \
-		>"$T/tc.out" 2>>"$T/tc.log" </dev/null &
-	CLEAN_PIDS+=("$!")
-	for ((i = 0; i < 100; i++)); do
-		line=$(grep -m1 '^listening ' "$T/tc.out" 2>/dev/null)
-		[[ -n $line ]] && break
-		sleep 0.05
-	done
-	if [[ -z $line ]]; then
-		fail "testcontrol starts (log: $(tail -n 5 "$T/tc.log" | tr '\n' ' '))"
-		return 1
-	fi
-	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
-}
-
-tc_post()
-{
-	curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' --data "$2" \
-		"http://$TC_ADMIN$1"
 }
 
 # jqq: jqe without printing the value.
@@ -55,30 +27,19 @@ jqq()
 	jqe "$@" >/dev/null
 }
 
+# The supervisor and testcontrol in a node netns of our own: the workers
+# announce that namespace's address (10.201.0.1) as their endpoint.
+node_ns_new || tscni_finish
 tc_start || tscni_finish
-KEY=$(tc_post /keys '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' | jq -r .key)
-if [[ -z $KEY || $KEY == null ]]; then
-	fail "testcontrol mints a pre-auth key"
-	tscni_finish
-fi
-printf '%s\n' "$KEY" >"$T/authkey"
-chmod 0600 "$T/authkey"
-sup_start --control-url "https://$TC_HTTPS" --auth-key-file "$T/authkey" --ca-file "$TC_CA" \
-	--cluster-name e2e || tscni_finish
+tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
+sup_start_tailnet || tscni_finish
 
-declare -a NSN R ADDR4 ADDR6
+declare -a NSN ADDR4 ADDR6
 for i in 0 1; do
-	ns_new "p$i"
-	NSN[$i]=$NS_NAME
-	c=$(mkconf 1.0.0 '.syncTimeout = "10s"')
-	CID="pp-$$-$i" NETNS=$(ns_path "$NS_NAME") cni "$c" CNI_COMMAND=ADD \
-		"CNI_ARGS=K8S_POD_NAMESPACE=ns$i;K8S_POD_NAME=web-$i;K8S_POD_UID=uid-$$-$i"
-	expect_ok "pod $i: ADD" || tscni_finish
-	R[$i]=$OUT
-	ADDR4[$i]=$(jq -r '[.ips[].address | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$OUT")
-	ADDR6[$i]=$(jq -r '[.ips[].address | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$OUT")
-	check "pod $i: a 100.x and an fd7a: address (${ADDR4[$i]} ${ADDR6[$i]})" \
-		test "${ADDR4[$i]}" != null -a "${ADDR6[$i]}" != null
+	pod_add "$i" || tscni_finish
+	NSN[$i]=${POD_NS[$i]}
+	ADDR4[$i]=${POD4[$i]}
+	ADDR6[$i]=${POD6[$i]}
 done
 A=${NSN[0]}
 B=${NSN[1]}
@@ -165,7 +126,7 @@ wait "$RECV_PID" 2>/dev/null
 # UDP socket, at least one datagram per 1280-byte packet.
 udp_tx_of()
 {
-	sup_status_json | jq --arg u "uid-$$-$1" '.pods[] | select(.pod_uid == $u) | .udp_tx_packets'
+	pod_stat "${POD_UID[$1]}" udp_tx_packets
 }
 for ((k = 0; k < 20; k++)); do
 	tx=$(udp_tx_of 0)
@@ -175,7 +136,10 @@ done
 check "status --json: pod A's udp_tx_packets counts the stream ($tx >= $((SIZE / 1280)))" \
 	test "${tx:-0}" -ge $((SIZE / 1280))
 rx=$(udp_tx_of 1)
-check "status --json: pod B sent less than a tenth of that ($rx)" test "${rx:-0}" -lt $((SIZE / 12800)) -a "${rx:-0}" -gt 0
+# Pod B sent only TCP's ACKs: at most one per two segments (a tenth with the
+# offloads on, whose coalesced writes make the ACKs fewer still).
+check "status --json: pod B sent fewer than half as many ($rx)" \
+	test "${rx:-0}" -lt $((SIZE / 2560)) -a "${rx:-0}" -gt 0
 
 # --- 2. only tcp:80 to pod B ------------------------------------------------
 # Listeners on 80 and 22 in pod B (busybox nc, persistent: each connection
@@ -211,9 +175,6 @@ check "with the policy: port 22 of pod B does not connect" refused "$A" "${ADDR4
 check "with the policy: port 22 of pod B does not connect over IPv6" refused "$A" "${ADDR6[1]}" 22
 
 for i in 0 1; do
-	c=$(conf_with_prev "$(mkconf 1.0.0)" "${R[$i]}")
-	CID="pp-$$-$i" NETNS=$(ns_path "${NSN[$i]}") cni "$c" CNI_COMMAND=DEL \
-		"CNI_ARGS=K8S_POD_NAMESPACE=ns$i;K8S_POD_NAME=web-$i;K8S_POD_UID=uid-$$-$i"
-	expect_ok "pod $i: DEL"
+	pod_del "$i"
 done
 tscni_finish
