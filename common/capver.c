@@ -38,9 +38,9 @@ static const struct capver_row table[] = {
 	 true, "common/control.c send_lite"},
 	{74, "Node.CapMap instead of Capabilities", true, "common/netmap.c caps"},
 	{81, "MapResponse.PacketFilters: named, incremental filters", true, "common/netmap.c"},
-	{94, "Node.IsJailed: a jailed peer may not initiate connections to us", false,
-	 "common/netmap.c keeps is_jailed, but common/filter.c does not yet deny new inbound "
-	 "flows from jailed peers"},
+	{94, "Node.IsJailed: a jailed peer may not initiate connections to us", true,
+	 "worker/dataplane.c config_filter_in: a jailed peer's packets meet a shields-up "
+	 "filter"},
 	{109, "\"cap:<name>\" entries in FilterRule.SrcIPs", true, "common/filter.c"},
 	{111, "peers carry HomeDERP instead of the legacy DERP string", true,
 	 "common/netmap.c upgrade_node"},

@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 
+#include "common/allowedips.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/netmap.h"
@@ -50,6 +51,12 @@ struct dataplane_config {
 	struct ip_prefix *prefixes;
 	struct sockaddr_storage *endpoints;
 	struct filter *filter;
+	/* Jailed peers (Node.IsJailed) may not open flows to us: packets whose
+	 * source is in a jailed peer's AllowedIPs (WireGuard checked that the
+	 * peer owns it) meet `jailed`, a shields-up filter with the same
+	 * local prefixes and state, instead of `filter`. NULL: none jailed. */
+	struct allowedips *jailed_src;
+	struct filter *jailed;
 	struct dataplane_config *retired_next;
 };
 
@@ -123,6 +130,11 @@ void dataplane_config_free(struct dataplane_config *cfg)
 	if (!cfg)
 		return;
 	filter_free(cfg->filter);
+	filter_free(cfg->jailed);
+	if (cfg->jailed_src) {
+		allowedips_destroy(cfg->jailed_src);
+		free(cfg->jailed_src);
+	}
 	free(cfg->peers);
 	free(cfg->prefixes);
 	free(cfg->endpoints);
@@ -132,6 +144,48 @@ void dataplane_config_free(struct dataplane_config *cfg)
 size_t dataplane_config_peer_count(const struct dataplane_config *cfg)
 {
 	return cfg ? cfg->n_peers : 0;
+}
+
+/* The jailed peers' sources and their shields-up filter (upstream's
+ * jailedFilter), when any peer is jailed. */
+static int jailed_build(struct dataplane_config *cfg, const struct dataplane_peer *peers,
+			size_t n_peers, const struct filter_config *fc, struct filter_state *fs,
+			const char **why)
+{
+	struct filter_config shields = *fc;
+	int ret;
+
+	for (size_t i = 0; i < n_peers; i++) {
+		if (!peers[i].jailed)
+			continue;
+		if (!cfg->jailed_src) {
+			cfg->jailed_src = xcalloc(1, sizeof(*cfg->jailed_src));
+			allowedips_init(cfg->jailed_src);
+		}
+		for (size_t a = 0; a < peers[i].n_allowed_ips; a++) {
+			ret = allowedips_insert(cfg->jailed_src, &peers[i].allowed_ips[a],
+						&cfg->peers[i]);
+			if (ret < 0) {
+				*why = "jailed peer's AllowedIPs";
+				return ret;
+			}
+		}
+	}
+	if (!cfg->jailed_src)
+		return 0;
+	shields.shields_up = true;
+	return filter_new(&shields, fs, &cfg->jailed, why);
+}
+
+/* The filter for an inbound packet: the jailed one when its source belongs
+ * to a jailed peer. */
+static const struct filter *config_filter_in(const struct dataplane_config *cfg,
+					     const struct packet *p)
+{
+	if (cfg->jailed_src && (p->version == 4 || p->version == 6) &&
+	    allowedips_lookup(cfg->jailed_src, p->version == 4 ? AF_INET : AF_INET6, p->src))
+		return cfg->jailed;
+	return cfg->filter;
 }
 
 static int config_build(const struct dataplane_peer *peers, size_t n_peers,
@@ -183,6 +237,11 @@ static int config_build(const struct dataplane_peer *peers, size_t n_peers,
 	}
 	cfg->n_peers = n_peers;
 	ret = filter_new(&fc, fs, &cfg->filter, why);
+	if (ret < 0) {
+		dataplane_config_free(cfg);
+		return ret;
+	}
+	ret = jailed_build(cfg, peers, n_peers, &fc, fs, why);
 	if (ret < 0) {
 		dataplane_config_free(cfg);
 		return ret;
@@ -319,6 +378,7 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 		memcpy(dp->key, p->key, WG_KEY_LEN);
 		dp->allowed_ips = p->allowed_ips;
 		dp->n_allowed_ips = p->n_allowed_ips;
+		dp->jailed = p->is_jailed;
 		if (p->n_endpoints) {
 			endpoint_to_sockaddr(&p->endpoints[0], &dp->endpoint);
 			dp->has_endpoint = true;
@@ -780,7 +840,8 @@ static int udp_step(struct dataplane *dp, size_t k, uint64_t now, bool *more)
 		struct packet p;
 
 		(void)packet_parse(&p, w->buf + w->off, w->len, &why);
-		if (filter_run_in(f, &p, &reason) != FILTER_ACCEPT) {
+		if (filter_run_in(dp->cur ? config_filter_in(dp->cur, &p) : f, &p, &reason) !=
+		    FILTER_ACCEPT) {
 			dp->st.filter_drop_in[reason]++;
 			continue;
 		}

@@ -117,6 +117,7 @@ struct dataplane_peer {
 	size_t n_allowed_ips;
 	bool has_endpoint;
 	struct sockaddr_storage endpoint; /* AF_INET or AF_INET6 */
+	bool jailed; /* Node.IsJailed: may not open flows to us (shields up) */
 };
 
 /* Builds an immutable configuration: peers (copied), and a filter built
