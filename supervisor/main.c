@@ -154,22 +154,23 @@ static int parse_wg_timers(const char *s, uint32_t out[6])
 
 		if (len == 0 || len >= sizeof(part) || (i < 4 && p[len] != ':') ||
 		    (i == 4 && p[len] != '\0')) {
-			fprintf(stderr, "--test-wg-timers: '%s' is not R:J:A:T:K (five times in ms)\n",
-				s);
+			fprintf(stderr,
+				"--test-wg-timers: '%s' is not R:J:A:T:K (five times in ms)\n", s);
 			return -EINVAL;
 		}
 		memcpy(part, p, len);
 		part[len] = '\0';
 		if (parse_u32(part, 1, REJECT_AFTER_TIME * 1000, &out[i]) < 0) {
-			fprintf(stderr, "--test-wg-timers: %s '%s' is not 1..%d ms\n", names[i], part,
-				REJECT_AFTER_TIME * 1000);
+			fprintf(stderr, "--test-wg-timers: %s '%s' is not 1..%d ms\n", names[i],
+				part, REJECT_AFTER_TIME * 1000);
 			return -EINVAL;
 		}
 		p += len + 1;
 	}
 	if (out[0] >= out[1] || (uint64_t)out[4] + out[3] >= out[1]) {
-		fprintf(stderr, "--test-wg-timers: REKEY_AFTER and KEEPALIVE + REKEY_TIMEOUT must be "
-				"below REJECT_AFTER\n");
+		fprintf(stderr,
+			"--test-wg-timers: REKEY_AFTER and KEEPALIVE + REKEY_TIMEOUT must be "
+			"below REJECT_AFTER\n");
 		return -EINVAL;
 	}
 	out[5] = out[3] / 3 < 333 ? out[3] / 3 : 333;

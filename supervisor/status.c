@@ -183,8 +183,7 @@ static int print_json(const Tscni__StatusReply *st)
 		json_object_set_new(o, "drops", json_integer((json_int_t)p->drops));
 		json_object_set_new(o, "peers", json_integer(p->peers));
 		json_object_set_new(o, "handshakes", json_integer((json_int_t)p->handshakes));
-		json_object_set_new(o, "filter_drops",
-				    json_integer((json_int_t)p->filter_drops));
+		json_object_set_new(o, "filter_drops", json_integer((json_int_t)p->filter_drops));
 		json_object_set_new(o, "configured", json_boolean(p->configured));
 		json_array_append_new(pods, o);
 	}

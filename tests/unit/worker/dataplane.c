@@ -17,16 +17,16 @@
 #define K1 "nodekey:1111111111111111111111111111111111111111111111111111111111111111"
 #define K2 "nodekey:2222222222222222222222222222222222222222222222222222222222222222"
 #define K3 "nodekey:3333333333333333333333333333333333333333333333333333333333333333"
-#define SELF                                                                                       \
-	"\"Node\":{\"ID\":1,\"Key\":\"" K1 "\",\"Addresses\":[\"100.64.0.1/32\","                  \
+#define SELF                                                                      \
+	"\"Node\":{\"ID\":1,\"Key\":\"" K1 "\",\"Addresses\":[\"100.64.0.1/32\"," \
 	"\"fd7a:115c:a1e0::1/128\"]}"
 /* Peer 2 is jailed, peer 3 is not; both may reach TCP 80 by the rules. */
-#define PEERS                                                                                      \
-	"\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"IsJailed\":true,\"Addresses\":"                 \
-	"[\"100.64.0.2/32\",\"fd7a:115c:a1e0::2/128\"]},{\"ID\":3,\"Key\":\"" K3 "\","             \
+#define PEERS                                                                          \
+	"\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"IsJailed\":true,\"Addresses\":"     \
+	"[\"100.64.0.2/32\",\"fd7a:115c:a1e0::2/128\"]},{\"ID\":3,\"Key\":\"" K3 "\"," \
 	"\"Addresses\":[\"100.64.0.3/32\",\"fd7a:115c:a1e0::3/128\"]}]"
-#define RULES                                                                                      \
-	"\"PacketFilter\":[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":"              \
+#define RULES                                                                          \
+	"\"PacketFilter\":[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":" \
 	"{\"First\":80,\"Last\":80}}]}]"
 
 static struct dataplane_config *config_of(const char *json, struct filter_state *fs)
@@ -127,10 +127,10 @@ static void test_jailed_peer_opens_nothing(void **state)
 static void test_no_jailed_peer_no_second_filter(void **state)
 {
 	struct filter_state *fs = filter_state_new();
-	struct dataplane_config *cfg = config_of(
-		"{" SELF ",\"Peers\":[{\"ID\":3,\"Key\":\"" K3 "\",\"Addresses\":"
-		"[\"100.64.0.3/32\"]}]," RULES "}",
-		fs);
+	struct dataplane_config *cfg =
+		config_of("{" SELF ",\"Peers\":[{\"ID\":3,\"Key\":\"" K3 "\",\"Addresses\":"
+			  "[\"100.64.0.3/32\"]}]," RULES "}",
+			  fs);
 
 	(void)state;
 	assert_null(cfg->jailed_src);
