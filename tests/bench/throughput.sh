@@ -10,16 +10,39 @@
 #                      node netns A ── veth pair ── node netns B
 #   (wireguard-go runs in the node netns instead of a pod + engine)
 #
-# Contenders: wireguard-go<->wireguard-go, pod<->pod (our engine at both
-# ends), pod<->wireguard-go; ours with every offload on and with every one
-# off. iperf3 TCP 1 and 4 streams in both directions (-R) and UDP, 3 s per
-# run, median of 3. Printed per row: Mbit/s; CPU seconds per GB moved of
-# side A (our engine's data thread from /proc/self/task/<tid>/stat, or
-# wireguard-go's whole process); syscalls per GB of our engine (epoll
-# wakeups + TUN reads/writes + sendmmsg/recvmmsg that moved data, counted by
-# the engine); the largest PSS of the process that runs engine A
-# (/proc/self/smaps_rollup, sampled every 100 ms under load); the ratios
-# ours / wireguard-go<->wireguard-go from the same run.
+# Rows (every one built afresh; ours = our engine in both pods, or in pod A
+# facing wireguard-go):
+#   wireguard-go<->wireguard-go
+#   pod<->pod offloads on          every offload the kernel offers
+#   pod<->pod TUN TSO off          tunio_config.no_tso (vnet header kept)
+#   pod<->pod TUN coalesce off     tunio_config.no_coalesce
+#   pod<->pod UDP GSO off          udpio_config.no_gso
+#   pod<->pod UDP GRO off          udpio_config.no_gro
+#   pod<->pod offloads off         all of them, the TUN without a vnet header
+#                                  (TSCNI_FORCE_FALLBACK, as CI's fallback run)
+#   pod<->wireguard-go on / off
+# The single-offload switches go to both engines through struct
+# dataplane_params .tun/.udp.
+# Cases: iperf3 from A to B, TCP 1 and 4 streams in both directions (-R) and
+# UDP (-b 0, 1200-byte datagrams); 3 s per run, each figure the median of 3
+# runs; every row runs every case (about 7.5 minutes on 2 cores, printed).
+#
+# Printed per row and case: Mbit/s received (UDP: sent x (1 - loss)); CPU
+# seconds per GB moved of side A (our engine's data thread from
+# /proc/<pid>/task/<tid>/stat, or wireguard-go's whole process); for our
+# engine A the syscalls per GB (epoll wakeups + TUN reads/writes +
+# sendmmsg/recvmmsg that moved data, counted by the engine).
+# Printed per row and engine of ours: the offloads it ended up with
+# (dataplane_stats.offloads: vnet tso uso coalesce gso gro, each + or -),
+# MISSING/UNEXPECTED naming any that differ from what the row asked for,
+# and their effect over the row: IP packets per TUN read and per TUN write,
+# datagrams per sendmmsg and per recvmmsg.
+# Printed per row: the largest PSS of the process running engine A
+# (/proc/self/smaps_rollup, sampled every 100 ms under load), or
+# wireguard-go A's PSS after the load. (The real worker's PSS under load:
+# tests/bench/worker_load.sh.)
+# At the end: ours / wireguard-go<->wireguard-go per case, same run ("-":
+# no figure to divide), and the wall time.
 set -u
 BUILD=${1:-${TSCNI_BUILD_DIR:-}}
 if [[ -z $BUILD || ! -x $BUILD/tests/netns_dataplane ]]; then

@@ -78,7 +78,9 @@ exec 7<>"$T/hold"
 recv_start()
 {
 	local k
-	in_pod "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
+	# ip netns exec directly: $! is then the listener itself (a backgrounded
+	# function would be a subshell, and killing it would leave nc behind).
+	ip netns exec "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
 	RECV_PID=$!
 	CLEAN_PIDS+=("$RECV_PID")
 	# Listening before the sender connects.
@@ -146,7 +148,7 @@ check "status --json: pod B sent fewer than half as many ($rx)" \
 # runs true and closes).
 listen_b()
 {
-	in_pod "$B" busybox nc -ll -p "$1" -e /bin/true </dev/null >/dev/null 2>&1 &
+	ip netns exec "$B" busybox nc -ll -p "$1" -e /bin/true </dev/null >/dev/null 2>&1 &
 	CLEAN_PIDS+=("$!")
 }
 listen_b 80

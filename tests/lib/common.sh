@@ -99,6 +99,14 @@ tscni_cleanup()
 		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
+	# Whatever still runs inside our namespaces (a listener started from a
+	# subshell, workers of a node netns whose pods were not deleted) is
+	# ours too: killed by pid before the namespace goes.
+	for n in "${CLEAN_NETNS[@]}"; do
+		for p in $(ip netns pids "$n" 2>/dev/null); do
+			kill -KILL "$p" 2>/dev/null
+		done
+	done
 	for n in "${CLEAN_NETNS[@]}"; do
 		ip netns del "$n" 2>/dev/null
 	done

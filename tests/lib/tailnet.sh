@@ -28,7 +28,9 @@ node_ns_new()
 	ip -n "$NODE_NS" link set nic0 up
 }
 
-# in_ns NS CMD...: CMD in network namespace NS.
+# in_ns NS CMD...: CMD in network namespace NS. To start a process in the
+# background, call `ip netns exec NS CMD &` itself: `in_ns ... &` makes $! a
+# subshell's pid, and killing that leaves CMD running.
 in_ns()
 {
 	local ns=$1

@@ -21,7 +21,8 @@
  *
  * TSCNI_BENCH=1 runs the benchmark of issue 5 instead (tests/bench/
  * throughput.sh): iperf3 on the same topology for pod<->pod, pod<->
- * wireguard-go and wireguard-go<->wireguard-go, offloads on and off. */
+ * wireguard-go and wireguard-go<->wireguard-go; ours with every offload on,
+ * each one off alone, and all off (what it prints: above bench()). */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -105,6 +106,15 @@ static struct fixture {
 	struct shared *sh;
 	uint8_t priv[2][32], pub[2][32];
 } fx;
+
+/* The benchmark's per-row offload switches, handed to every engine child
+ * as struct dataplane_params .tun/.udp when set (the cmocka cases leave it
+ * unset: their engines run with fx.no_offloads alone). */
+static struct bench_offloads {
+	bool set;
+	struct tunio_config tun;
+	struct udpio_config udp;
+} bench_off;
 
 static uint64_t mono_ms(void)
 {
@@ -349,6 +359,10 @@ static void engine_child(int side)
 	if (fx.no_offloads)
 		p.tun = (struct tunio_config){true, true, true, true};
 	p.udp.no_gso = p.udp.no_gro = fx.no_offloads;
+	if (bench_off.set) {
+		p.tun = bench_off.tun;
+		p.udp = bench_off.udp;
+	}
 	memcpy(p.private_key, fx.priv[side], 32);
 	if (dataplane_new(&p, &dp, &why) < 0) {
 		fprintf(stderr, "dataplane_new: %s\n", why);
@@ -996,6 +1010,36 @@ static void test_filter(void **state)
 
 /* ---- the benchmark (TSCNI_BENCH=1) ------------------------------------ */
 
+/* bench() builds the topology above once per row and prints, on stdout:
+ *
+ *   a header: seconds per iperf3 run, runs per figure (the median of them
+ *   is printed), the MTU;
+ *   per row and case, "<row> <case> <Mbit/s> cpu <s/GB> [syscalls <n/GB>]":
+ *     Mbit/s    iperf3's received rate (UDP: its send rate times 1 - loss);
+ *     cpu       CPU seconds per GB moved of side A: our engine's data thread
+ *               (/proc/<engine pid>/task/<tid>/stat) or, for wireguard-go,
+ *               its whole process;
+ *     syscalls  engine A's syscalls per GB: epoll wakeups + TUN reads and
+ *               writes + sendmmsg/recvmmsg that moved data (its counters);
+ *   per row and engine of ours, "engine A|B offloads ..." : the offloads it
+ *   ended up with (dataplane_stats.offloads; name+ on, name- off), with
+ *   MISSING/UNEXPECTED naming any that differ from what the row asked for,
+ *   and what they did over the row: IP packets per TUN read and per TUN
+ *   write, datagrams per sendmmsg and per recvmmsg;
+ *   per row: the largest PSS of engine A's process (sampled every 100 ms
+ *   while the row ran) or, for wireguard-go A, its PSS after the load;
+ *   at the end: ours / wireguard-go<->wireguard-go per case from the same
+ *   run, and the bench's wall time.
+ *
+ * Rows: wireguard-go<->wireguard-go; pod<->pod with every offload on, with
+ * ONE of them off (TUN TSO: tunio_config.no_tso, the vnet header kept; TUN
+ * coalescing on writes: no_coalesce; UDP GSO: udpio_config.no_gso; UDP
+ * GRO: no_gro; switched through struct dataplane_params in both engines),
+ * and with all off (the TUN without a vnet header too: TSCNI_FORCE_FALLBACK
+ * as in CI's fallback run, plus the params); pod<->wireguard-go on and off.
+ * Every row runs every case: 9 rows x 5 cases x 3 runs take about 7.5
+ * minutes on 2 cores (the wall time is printed last). */
+
 struct bench_case {
 	const char *name, *args;
 	bool udp;
@@ -1009,6 +1053,36 @@ static const struct bench_case bench_cases[] = {
 	{"udp A->B", "-u -b 0 -l 1200", true},
 };
 enum { N_CASES = sizeof(bench_cases) / sizeof(bench_cases[0]), RUNS = 3, SECS = 3 };
+
+struct bench_row {
+	const char *label;
+	enum peer_kind a, b;
+	bool plain;		 /* every offload off, no vnet header on the TUN */
+	struct tunio_config tun; /* else: these switches in both engines */
+	struct udpio_config udp;
+};
+
+static const struct bench_row bench_rows[] = {
+	{"wireguard-go<->wireguard-go", KIND_WGGO, KIND_WGGO, false, {0}, {0}},
+	{"pod<->pod offloads on", KIND_ENGINE, KIND_ENGINE, false, {0}, {0}},
+	{"pod<->pod TUN TSO off", KIND_ENGINE, KIND_ENGINE, false, {.no_tso = true}, {0}},
+	{"pod<->pod TUN coalesce off", KIND_ENGINE, KIND_ENGINE, false, {.no_coalesce = true}, {0}},
+	{"pod<->pod UDP GSO off", KIND_ENGINE, KIND_ENGINE, false, {0}, {.no_gso = true}},
+	{"pod<->pod UDP GRO off", KIND_ENGINE, KIND_ENGINE, false, {0}, {.no_gro = true}},
+	{"pod<->pod offloads off", KIND_ENGINE, KIND_ENGINE, true, {0}, {0}},
+	{"pod<->wireguard-go on", KIND_ENGINE, KIND_WGGO, false, {0}, {0}},
+	{"pod<->wireguard-go off", KIND_ENGINE, KIND_WGGO, true, {0}, {0}},
+};
+enum { N_ROWS = sizeof(bench_rows) / sizeof(bench_rows[0]) };
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} bench_offload_names[] = {
+	{DATAPLANE_OFFLOAD_TUN_VNET, "vnet"}, {DATAPLANE_OFFLOAD_TUN_TSO, "tso"},
+	{DATAPLANE_OFFLOAD_TUN_USO, "uso"},   {DATAPLANE_OFFLOAD_TUN_COALESCE, "coalesce"},
+	{DATAPLANE_OFFLOAD_UDP_GSO, "gso"},   {DATAPLANE_OFFLOAD_UDP_GRO, "gro"},
+};
 
 /* Runs iperf3 from A to B; returns Mbit/s received and bytes moved. */
 static double iperf(const struct bench_case *c, double *bytes)
@@ -1076,20 +1150,102 @@ static uint64_t syscalls_a(void)
 	       s->udp_recv_calls;
 }
 
-static double bench_results[8][N_CASES];
-
-static int bench_one(int row, const char *label, enum peer_kind a, enum peer_kind b, bool plain)
+/* The offloads a row asks of our engines (DATAPLANE_OFFLOAD_*). */
+static unsigned bench_want(const struct bench_row *r)
 {
+	unsigned o = 0;
+
+	if (r->plain)
+		return 0;
+	if (!r->tun.no_vnet_hdr) {
+		o |= DATAPLANE_OFFLOAD_TUN_VNET;
+		if (!r->tun.no_tso) {
+			o |= DATAPLANE_OFFLOAD_TUN_TSO;
+			if (!r->tun.no_uso)
+				o |= DATAPLANE_OFFLOAD_TUN_USO;
+		}
+		if (!r->tun.no_coalesce)
+			o |= DATAPLANE_OFFLOAD_TUN_COALESCE;
+	}
+	if (!r->udp.no_gso)
+		o |= DATAPLANE_OFFLOAD_UDP_GSO;
+	if (!r->udp.no_gro)
+		o |= DATAPLANE_OFFLOAD_UDP_GRO;
+	return o;
+}
+
+/* Writes offload names to buf: with all, every one as "name+" (in on) or
+ * "name-"; without, only the names of those in mask. */
+static void bench_offload_list(char *buf, size_t n, unsigned mask, unsigned on, bool all)
+{
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(bench_offload_names) / sizeof(bench_offload_names[0]); i++) {
+		unsigned bit = bench_offload_names[i].bit;
+
+		if (!all && !(mask & bit))
+			continue;
+		len += (size_t)snprintf(buf + len, n - len, "%s%s%s", len ? " " : "",
+					bench_offload_names[i].name,
+					all ? ((on & bit) ? "+" : "-") : "");
+		if (len >= n)
+			return;
+	}
+}
+
+static double per_call(uint64_t units, uint64_t calls)
+{
+	return calls ? (double)units / (double)calls : 0;
+}
+
+/* Engine `side`'s offloads and what they did since s0 (the stats when the
+ * row's load began). */
+static void bench_engine_line(const char *label, int side, unsigned want,
+			      const struct dataplane_stats *s0)
+{
+	const struct dataplane_stats *s = &fx.sh->side[side].st;
+	char got[96], bad[96];
+	unsigned o = s->offloads;
+
+	bench_offload_list(got, sizeof(got), ~0U, o, true);
+	printf("%-27s engine %c offloads %s", label, 'A' + side, got);
+	if (want & ~o) {
+		bench_offload_list(bad, sizeof(bad), want & ~o, 0, false);
+		printf("  MISSING %s", bad);
+	}
+	if (o & ~want) {
+		bench_offload_list(bad, sizeof(bad), o & ~want, 0, false);
+		printf("  UNEXPECTED %s", bad);
+	}
+	printf("; pkts per TUN read %.1f, per TUN write %.1f; dgrams per sendmmsg %.1f, "
+	       "per recvmmsg %.1f\n",
+	       per_call(s->tun_in_pkts - s0->tun_in_pkts, s->tun_read_calls - s0->tun_read_calls),
+	       per_call(s->tun_out_pkts - s0->tun_out_pkts,
+			s->tun_write_calls - s0->tun_write_calls),
+	       per_call(s->udp_out_dgrams - s0->udp_out_dgrams,
+			s->udp_send_calls - s0->udp_send_calls),
+	       per_call(s->udp_in_dgrams - s0->udp_in_dgrams,
+			s->udp_recv_calls - s0->udp_recv_calls));
+}
+
+static double bench_results[N_ROWS][N_CASES];
+
+static int bench_one(int row)
+{
+	const struct bench_row *r = &bench_rows[row];
 	long hz = sysconf(_SC_CLK_TCK);
+	struct dataplane_stats s0[2];
 	pid_t srv;
 
-	if (setup_kinds(a, b, plain, ALLOW_ALL) < 0) {
-		fprintf(stderr, "bench %s: setup failed\n", label);
+	bench_off = (struct bench_offloads){.set = !r->plain, .tun = r->tun, .udp = r->udp};
+	if (setup_kinds(r->a, r->b, r->plain, ALLOW_ALL) < 0) {
+		fprintf(stderr, "bench %s: setup failed\n", r->label);
 		teardown(NULL);
 		return -1;
 	}
 	if (!ping(0, V4(2), 10)) {
-		fprintf(stderr, "bench %s: no path\n", label);
+		fprintf(stderr, "bench %s: no path\n", r->label);
 		teardown(NULL);
 		return -1;
 	}
@@ -1104,68 +1260,79 @@ static int bench_one(int row, const char *label, enum peer_kind a, enum peer_kin
 	}
 	fx.extra[0] = srv;
 	sleep_ms(300);
+	s0[0] = fx.sh->side[0].st;
+	s0[1] = fx.sh->side[1].st;
 	for (int c = 0; c < N_CASES; c++) {
 		double mbit[RUNS], cpu[RUNS], sys[RUNS];
 
-		for (int r = 0; r < RUNS; r++) {
-			uint64_t c0, s0;
+		for (int k = 0; k < RUNS; k++) {
+			uint64_t c0, y0;
 			double bytes;
 
 			sleep_ms(60);
 			c0 = cpu_a();
-			s0 = syscalls_a();
-			mbit[r] = iperf(&bench_cases[c], &bytes);
+			y0 = syscalls_a();
+			mbit[k] = iperf(&bench_cases[c], &bytes);
 			sleep_ms(60);
 			bytes = bytes > 1 ? bytes : 1;
-			cpu[r] = (double)(cpu_a() - c0) / (double)hz / (bytes / 1e9);
-			sys[r] = (double)(syscalls_a() - s0) / (bytes / 1e9);
+			cpu[k] = (double)(cpu_a() - c0) / (double)hz / (bytes / 1e9);
+			sys[k] = (double)(syscalls_a() - y0) / (bytes / 1e9);
 		}
 		bench_results[row][c] = median3(mbit);
-		printf("%-26s %-18s %9.0f Mbit/s  cpu %6.2f s/GB", label, bench_cases[c].name,
+		printf("%-27s %-16s %7.0f Mbit/s  cpu %6.2f s/GB", r->label, bench_cases[c].name,
 		       bench_results[row][c], median3(cpu));
-		if (a == KIND_ENGINE)
+		if (r->a == KIND_ENGINE)
 			printf("  syscalls %8.0f /GB", median3(sys));
 		printf("\n");
 		fflush(stdout);
 	}
-	if (a == KIND_ENGINE)
-		printf("%-26s PSS of engine A's process under load: max %llu kB\n", label,
+	for (int i = 0; i < 2; i++) {
+		if (fx.kind[i] == KIND_ENGINE)
+			bench_engine_line(r->label, i, bench_want(r), &s0[i]);
+	}
+	if (r->a == KIND_ENGINE)
+		printf("%-27s PSS of engine A's process under load: max %llu kB\n", r->label,
 		       (unsigned long long)fx.sh->side[0].pss_kb_max);
 	else
-		printf("%-26s wireguard-go A (CPU of its whole process): PSS %llu kB after load\n",
-		       label, (unsigned long long)read_pss_kb(fx.wg[0]));
+		printf("%-27s wireguard-go A (CPU of its whole process): PSS %llu kB after load\n",
+		       r->label, (unsigned long long)read_pss_kb(fx.wg[0]));
+	fflush(stdout);
 	teardown(NULL);
 	return 0;
 }
 
 static int bench(void)
 {
-	static const struct {
-		const char *label;
-		enum peer_kind a, b;
-		bool plain;
-	} rows[] = {
-		{"wireguard-go<->wireguard-go", KIND_WGGO, KIND_WGGO, false},
-		{"pod<->pod offloads on", KIND_ENGINE, KIND_ENGINE, false},
-		{"pod<->pod offloads off", KIND_ENGINE, KIND_ENGINE, true},
-		{"pod<->wireguard-go on", KIND_ENGINE, KIND_WGGO, false},
-		{"pod<->wireguard-go off", KIND_ENGINE, KIND_WGGO, true},
-	};
+	uint64_t t0 = mono_ms();
 	int ret = 0;
 
-	printf("iperf3 %d s per run, median of %d; MTU %d everywhere; two node netns over veth\n",
-	       SECS, RUNS, MTU);
-	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
-		ret |= bench_one((int)r, rows[r].label, rows[r].a, rows[r].b, rows[r].plain);
-	printf("\nratio ours / wireguard-go<->wireguard-go (same run):\n");
-	for (size_t r = 1; r < sizeof(rows) / sizeof(rows[0]); r++) {
-		printf("%-26s", rows[r].label);
+	for (int r = 0; r < N_ROWS; r++) {
 		for (int c = 0; c < N_CASES; c++)
-			printf("  %s %.2fx", bench_cases[c].name,
-			       bench_results[0][c] > 0 ? bench_results[r][c] / bench_results[0][c]
-						       : 0);
+			bench_results[r][c] = -1;
+	}
+	printf("iperf3 %d s per run, median of %d runs; MTU %d everywhere; two node netns over "
+	       "veth\n",
+	       SECS, RUNS, MTU);
+	printf("rows: wireguard-go<->wireguard-go; pod<->pod with every offload on, one off "
+	       "(the others on), all off; pod<->wireguard-go on, off\n\n");
+	fflush(stdout);
+	for (int r = 0; r < N_ROWS; r++)
+		ret |= bench_one(r);
+	printf("\nratio ours / wireguard-go<->wireguard-go (same run; - = no figure):\n%-27s", "");
+	for (int c = 0; c < N_CASES; c++)
+		printf(" %16s", bench_cases[c].name);
+	printf("\n");
+	for (int r = 1; r < N_ROWS; r++) {
+		printf("%-27s", bench_rows[r].label);
+		for (int c = 0; c < N_CASES; c++) {
+			if (bench_results[r][c] < 0 || bench_results[0][c] <= 0)
+				printf(" %16s", "-");
+			else
+				printf(" %15.2fx", bench_results[r][c] / bench_results[0][c]);
+		}
 		printf("\n");
 	}
+	printf("\nbench wall time: %.0f s\n", (double)(mono_ms() - t0) / 1e3);
 	return ret ? 1 : 0;
 }
 
