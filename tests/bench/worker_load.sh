@@ -22,7 +22,13 @@
 #     /proc/<pid>/smaps_rollup sampled every 100 ms: idle (the largest of
 #     1 s of samples before the first run), max under load (over all three
 #     runs) and after load (the largest of 1 s of samples, 1 s after the
-#     last run); the goal, 4096 KiB per worker, next to the workers'.
+#     last run); the goal, 4096 KiB per worker, next to the workers';
+#     and the largest USS (private pages only) and Pss_Anon under load.
+# PSS splits each shared page among the processes that map it: the
+# libraries' pages (libcrypto alone is ~0.7-0.9 MiB of a worker's PSS here)
+# are shared by the zygote, both workers and, while it runs, iperf3 (which
+# maps libcrypto too), so PSS moves by a few hundred KiB with who else runs;
+# on a node with more pods it is lower. USS is what one more pod costs.
 # With TSCNI_FORCE_FALLBACK in the environment (e.g. =all) the workers run
 # with those offloads off; the header says which.
 export TSCNI_BUILD_DIR=${1:-${TSCNI_BUILD_DIR:-}}
@@ -105,19 +111,22 @@ kill -0 "$SRV_PID" 2>/dev/null || die "iperf3 -s does not start in pod 1"
 # A FIFO nobody writes: `read -t 0.1` on it is a sleep without a fork.
 mkfifo -m 0600 "$T/tick"
 
-# pss_of PID: sets PSS to the Pss line of /proc/PID/smaps_rollup (KiB), 0
-# when the process is gone. No fork (sampled every 100 ms).
+# pss_of PID: from /proc/PID/smaps_rollup (KiB; 0 when the process is gone)
+# sets PSS, USS (Private_Clean + Private_Dirty: what the process alone
+# holds, freed when it exits) and ANON (Pss_Anon). No fork (sampled every
+# 100 ms).
 pss_of()
 {
 	local key val rest
 
-	PSS=0
+	PSS=0 USS=0 ANON=0
 	[[ -r /proc/$1/smaps_rollup ]] || return 0
 	while read -r key val rest; do
-		if [[ $key == Pss: ]]; then
-			PSS=$val
-			return 0
-		fi
+		case $key in
+		Pss:) PSS=$val ;;
+		Private_Clean: | Private_Dirty:) USS=$((USS + val)) ;;
+		Pss_Anon:) ANON=$val ;;
+		esac
 	done <"/proc/$1/smaps_rollup"
 }
 
@@ -132,7 +141,7 @@ sampler()
 		line=""
 		for p in "${PIDS[@]}"; do
 			pss_of "$p"
-			line+="$PSS "
+			line+="$PSS $USS $ANON "
 		done
 		echo "$line" >>"$out"
 		read -r -t 0.1 -u 9 _
@@ -153,7 +162,8 @@ sample_stop()
 	wait "$SAMPLER_PID" 2>/dev/null
 }
 
-# col_max COLUMN FILE...: the largest value of a column (1 = worker 0).
+# col_max COLUMN FILE...: the largest value of a column: 3*i+1 is process i's
+# PSS, 3*i+2 its USS, 3*i+3 its Pss_Anon (i = 0 for worker 0).
 col_max()
 {
 	local c=$1
@@ -216,7 +226,7 @@ for r in 0 1 2; do
 			"$T/iperf.$r.json" 2>/dev/null) $(head -c 200 "$T/iperf.$r.err")"
 	fi
 	awk -v n="${RUN_NAMES[$r]}" -v bps="$bps" -v by="$bytes" -v d0="$d0" -v d1="$d1" \
-		-v hz="$HZ" -v p0="$(col_max 1 "$lf")" -v p1="$(col_max 2 "$lf")" 'BEGIN {
+		-v hz="$HZ" -v p0="$(col_max 1 "$lf")" -v p1="$(col_max 4 "$lf")" 'BEGIN {
 		gb = by / 1e9
 		c0 = gb > 0 ? d0 / hz / gb : 0
 		c1 = gb > 0 ? d1 / hz / gb : 0
@@ -231,21 +241,25 @@ sleep 1
 sample_stop
 
 echo
-printf '%-12s %8s %8s %12s %8s\n' "PSS KiB" "pid" "idle" "max (load)" "after"
+printf '%-12s %8s %8s %12s %8s %9s %10s\n' "PSS KiB" "pid" "idle" "max (load)" "after" \
+	"USS max" "anon max"
 for c in 0 1 2 3; do
 	note=""
+	k=$((3 * c + 1))
 	if [[ $c -lt 2 ]]; then
-		m=$(col_max $((c + 1)) "${LOAD_FILES[@]}")
+		m=$(col_max "$k" "${LOAD_FILES[@]}")
 		if [[ $m -le $GOAL_KIB ]]; then
 			note="  goal <= $GOAL_KIB: met"
 		else
 			note="  goal <= $GOAL_KIB: over by $((m - GOAL_KIB))"
 		fi
 	fi
-	printf '%-12s %8s %8s %12s %8s%s\n' "${NAMES[$c]}" "${PIDS[$c]}" \
-		"$(col_max $((c + 1)) "$T/pss.idle")" \
-		"$(col_max $((c + 1)) "${LOAD_FILES[@]}")" \
-		"$(col_max $((c + 1)) "$T/pss.after")" "$note"
+	printf '%-12s %8s %8s %12s %8s %9s %10s%s\n' "${NAMES[$c]}" "${PIDS[$c]}" \
+		"$(col_max "$k" "$T/pss.idle")" \
+		"$(col_max "$k" "${LOAD_FILES[@]}")" \
+		"$(col_max "$k" "$T/pss.after")" \
+		"$(col_max $((k + 1)) "${LOAD_FILES[@]}")" \
+		"$(col_max $((k + 2)) "${LOAD_FILES[@]}")" "$note"
 done
 echo "# samples: idle $(wc -l <"$T/pss.idle"), under load" \
 	"$(cat "${LOAD_FILES[@]}" | wc -l), after $(wc -l <"$T/pss.after") (every 100 ms)"
