@@ -31,8 +31,10 @@ enum udpio_limits {
 	UDPIO_GRO_BUF = 65536,	     /* one coalesced receive */
 	/* With GRO on, each recvmmsg() message needs a 64 KiB buffer, since a
 	 * message may be a coalesced run; datagrams that were not coalesced
-	 * then come at most gro_slots per call. 8 slots = 512 KiB. */
-	UDPIO_GRO_SLOTS = 8,
+	 * then come at most gro_slots per call. 4 slots = 256 KiB: with 8,
+	 * pod<->pod TCP through two workers was no faster (4.4 Gbit/s either
+	 * way, tests/bench/worker_load.sh) and each worker held 256 KiB more. */
+	UDPIO_GRO_SLOTS = 4,
 	UDPIO_GRO_SLOTS_MAX = 64,
 };
 

@@ -4,6 +4,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -444,6 +445,9 @@ static void on_netmap(void *arg, struct netmap *nm)
 		log_info("pod %s: data plane: %zu peers", ctx->pod_uid, n);
 	ctx->peers = n;
 	ctx->configured = true;
+	/* Parsing the map freed as much as it took: give the free pages back
+	 * (a worker's PSS is per pod; netmaps come seconds apart at most). */
+	malloc_trim(0);
 }
 
 /* Is a one of the tailnet's own addresses (never an endpoint)? */

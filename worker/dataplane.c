@@ -31,7 +31,11 @@ _Static_assert((int)PKTBUF_HEADROOM >= (int)WG_DEVICE_HEADROOM,
 _Static_assert((int)PKTBUF_TAILROOM >= (int)WG_DEVICE_TAILROOM, "TUN reads leave room for the tag");
 
 enum dataplane_internal {
-	DP_BUF_LEN = PKTBUF_SIZE,
+	/* One packet buffer: a datagram from a peer whose MTU is up to 1488
+	 * (Tailscale's is 1280, wireguard-go's default 1420) with the
+	 * WireGuard head- and tailroom. 1536 rather than PKTBUF_SIZE: 132
+	 * buffers per batch stage make this a worker's largest allocation. */
+	DP_BUF_LEN = 1536,
 	DP_LOCAL_SLOTS = 16, /* TSMP answers per UDP batch */
 	DP_MAX_PEERS = NETMAP_MAX_PEERS,
 	DP_MAX_REKEYS = 8,	/* rekey requests waiting for a wakeup */
