@@ -461,6 +461,8 @@ static const struct filter *current_filter(const struct dataplane *dp)
 
 /* ---- counters, disco keys, rekeys ---------------------------------------- */
 
+static unsigned offloads_of(const struct dataplane *dp);
+
 static void stats_publish(struct dataplane *dp)
 {
 	const struct tunio_stats *ts = tunio_stats(dp->tio);
@@ -469,6 +471,8 @@ static void stats_publish(struct dataplane *dp)
 	dp->st.tun_write_calls = ts->write_calls;
 	dp->st.udp_send_calls = 0;
 	dp->st.udp_recv_calls = 0;
+	/* UDP GSO switches itself off for good when the kernel refuses it. */
+	dp->st.offloads = offloads_of(dp);
 	for (size_t k = 0; k < dp->n_udp; k++) {
 		const struct udpio_stats *us = udpio_stats(dp->uio[k]);
 
