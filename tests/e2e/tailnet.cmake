@@ -21,3 +21,5 @@ tscni_test(NAME wgo_interop LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/wgo_in
 # e2e policy (tests/e2e/policy.sh): testcontrol's policy allows only
 # tag:web -> the pod's port 80.
 tscni_test(NAME policy LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/policy.sh)
+tscni_test(NAME wgo_interop_fallback LABEL e2e TIMEOUT 300
+	COMMAND bash ${E2E_DIR}/wgo_interop.sh ENV TSCNI_FORCE_FALLBACK=all)

@@ -1,0 +1,311 @@
+#!/bin/bash
+# e2e interop: a pod's worker and Debian's wireguard-go, the peer known to the
+# worker only through the netmap (testcontrol registers wireguard-go as an
+# external node with its key, addresses and endpoint) — issue 5's "interop"
+# and "pod<->pod" cases.
+#
+#   netns NODE: testcontrol, the supervisor, the workers' UDP sockets
+#        veth 10.202.0.1 ──── 10.202.0.2 netns W: wireguard-go (wgo<pid>)
+#   pod netns: ts0 (the worker's TUN), 100.x and fd7a: from control
+#
+# The supervisor runs with shortened WireGuard timers (--test-wg-timers):
+# REKEY_AFTER 2 s, REJECT_AFTER 12 s, REKEY_ATTEMPT 9 s, REKEY_TIMEOUT 1 s,
+# KEEPALIVE 2 s, so rekeys happen during a transfer and a silent peer is
+# noticed in seconds. wireguard-go keeps the protocol's.
+#
+#   1. the pod initiates (first packet from the pod), then a fresh
+#      wireguard-go initiates (first packet from W);
+#   2. ping v4 and v6 both ways;
+#   3. 100 MB over TCP each way, same SHA-256;
+#   4. rekeys mid-transfer: a slow stream of 100 MB over ~10 s arrives whole
+#      while the pod's handshake count rises;
+#   5. wireguard-go restarted mid-stream: a new handshake within what the
+#      protocol allows, the stream completes whole;
+#   6. wireguard-go with a key control does not know: no session either way,
+#      nothing crashes; back to the right key, traffic again;
+#   7. pod<->pod through the same path (a second pod): pings, 32 MB stream.
+source "$(dirname "$0")/../lib/common.sh"
+
+tscni_init "wgointerop"
+source "$(dirname "$0")/../lib/tailnet.sh"
+for tool in wireguard-go wg busybox sha256sum; do
+	command -v "$tool" >/dev/null || {
+		echo "wgo_interop: $tool not found" >&2
+		exit 1
+	}
+done
+
+REKEY_AFTER_MS=2000
+REKEY_TIMEOUT_MS=1000
+KEEPALIVE_MS=2000
+
+node_ns_new || tscni_finish
+wgo_ns_new || tscni_finish
+tc_start || tscni_finish
+tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
+sup_start_tailnet --test-wg-timers "$REKEY_AFTER_MS:12000:9000:$REKEY_TIMEOUT_MS:$KEEPALIVE_MS" ||
+	tscni_finish
+pod_add 0 || tscni_finish
+P=${POD_NS[0]}
+wgo_keys || tscni_finish
+wgo_register '[]' || tscni_finish
+wgo_start || tscni_finish
+wgo_peer_pod 0 || tscni_finish
+echo "# pod 0 ${POD4[0]} ${POD6[0]}; wireguard-go $WGO4 $WGO6 (netns $WGO_NS)"
+
+# ping_until NS DST: up to 20 one-second tries (the first packets wait for
+# the netmap and the handshake).
+ping_until()
+{
+	local k
+	for ((k = 0; k < 20; k++)); do
+		ip netns exec "$1" busybox ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+
+# ping3 NS DST: 3 of 3 echo requests answered.
+ping3()
+{
+	ip netns exec "$1" busybox ping -c 3 -W 2 "$2" 2>&1 | grep -q '3 packets received'
+}
+
+# no_ping NS DST: none of 3 answered.
+no_ping()
+{
+	! ip netns exec "$1" busybox ping -c 3 -W 1 "$2" >/dev/null 2>&1
+}
+
+# wgo_last_handshake: wireguard-go's latest handshake with the pod (unix s).
+wgo_last_handshake()
+{
+	wg show "$WGO_DEV" latest-handshakes 2>/dev/null | awk '{print $2; exit}'
+}
+
+now_ms()
+{
+	date +%s%3N
+}
+
+# --- 1. who initiates ----------------------------------------------------------
+for ((k = 0; k < 50; k++)); do
+	peers=$(pod_stat "${POD_UID[0]}" peers)
+	[[ $peers == 1 ]] && break
+	sleep 0.1
+done
+check "the pod has wireguard-go as its one peer, from the netmap ($peers)" test "$peers" == 1
+check "wireguard-go has no handshake before any traffic" test "$(wgo_last_handshake)" == 0
+check "pod initiates: the pod pings wireguard-go at $WGO4" ping_until "$P" "$WGO4"
+check "wireguard-go completed a handshake ($(wgo_last_handshake))" \
+	test "$(wgo_last_handshake)" -gt 0
+hs=$(pod_stat "${POD_UID[0]}" handshakes)
+check "the pod's worker counts it (handshakes $hs)" test "${hs:-0}" -ge 1
+
+# A fresh wireguard-go has no session: the first packet from W makes it
+# initiate, and the worker answers.
+wgo_stop
+wgo_start || tscni_finish
+wgo_peer_pod 0 || tscni_finish
+check "fresh wireguard-go: no handshake yet" test "$(wgo_last_handshake)" == 0
+check "wireguard-go initiates: W pings the pod at ${POD4[0]}" ping_until "$WGO_NS" "${POD4[0]}"
+check "wireguard-go completed a handshake" test "$(wgo_last_handshake)" -gt 0
+
+# --- 2. ping v4 and v6 both ways -----------------------------------------------
+check "pod -> wireguard-go $WGO4: 3 of 3" ping3 "$P" "$WGO4"
+check "pod -> wireguard-go $WGO6: 3 of 3" ping3 "$P" "$WGO6"
+check "wireguard-go -> pod ${POD4[0]}: 3 of 3" ping3 "$WGO_NS" "${POD4[0]}"
+check "wireguard-go -> pod ${POD6[0]}: 3 of 3" ping3 "$WGO_NS" "${POD6[0]}"
+
+# --- 3. 100 MB each way ------------------------------------------------------------
+# A receiver's stdin is a FIFO this shell holds open (a closed stdin would end
+# busybox nc's connection early).
+mkfifo -m 0600 "$T/hold"
+exec 7<>"$T/hold"
+
+# recv_start NS PORT FILE: busybox nc -l in NS writing what arrives to FILE;
+# sets RECV_PID (the listener itself: started with ip netns exec directly).
+recv_start()
+{
+	local k
+	ip netns exec "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
+	RECV_PID=$!
+	CLEAN_PIDS+=("$RECV_PID")
+	for ((k = 0; k < 50; k++)); do
+		ip netns exec "$1" ss -Htln "sport = :$2" | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# recv_wait FILE SIZE: until FILE holds SIZE bytes (10 s after the sender
+# finished at most), then stops the receiver.
+recv_wait()
+{
+	local k
+	for ((k = 0; k < 200; k++)); do
+		[[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && break
+		sleep 0.05
+	done
+	kill "$RECV_PID" 2>/dev/null
+	wait "$RECV_PID" 2>/dev/null
+}
+
+same_sha()
+{
+	[[ $(sha256sum <"$1" | cut -d' ' -f1) == $(sha256sum <"$2" | cut -d' ' -f1) ]]
+}
+
+SIZE=$((100 * 1000 * 1000))
+head -c "$SIZE" /dev/urandom >"$T/big.in"
+
+# transfer FROM_NS TO_NS DST PORT LABEL: $T/big.in from FROM_NS to DST:PORT
+# (a receiver in TO_NS); checks the size and SHA-256 and prints Mbit/s.
+transfer()
+{
+	local from=$1 to=$2 dst=$3 port=$4 label=$5 t0 t1 rc got
+
+	rm -f "$T/big.out"
+	recv_start "$to" "$port" "$T/big.out" || fail "$label: receiver listens"
+	t0=$(now_ms)
+	ip netns exec "$from" timeout $((120 * TIME_SCALE)) \
+		bash -c "cat '$T/big.in' >/dev/tcp/$dst/$port"
+	rc=$?
+	t1=$(now_ms)
+	recv_wait "$T/big.out" "$SIZE"
+	got=$(stat -c %s "$T/big.out" 2>/dev/null || echo 0)
+	check "$label: the sender finished (exit $rc)" test "$rc" -eq 0
+	check "$label: $got of $SIZE bytes arrived, same SHA-256" \
+		bash -c '[[ $0 -eq $1 ]] && [[ $(sha256sum <"$2" | cut -c1-64) == $(sha256sum <"$3" | cut -c1-64) ]]' \
+		"$got" "$SIZE" "$T/big.in" "$T/big.out"
+	echo "# $label: $((SIZE / 1000000)) MB in $((t1 - t0)) ms =" \
+		"$((SIZE * 8 / 1000 / (t1 - t0 > 0 ? t1 - t0 : 1))) Mbit/s"
+}
+
+transfer "$P" "$WGO_NS" "$WGO4" 5001 "100 MB pod -> wireguard-go"
+transfer "$WGO_NS" "$P" "${POD4[0]}" 5002 "100 MB wireguard-go -> pod"
+
+# --- 4. rekeys mid-transfer ------------------------------------------------------------
+# 40 chunks of 2.5 MB with 0.2 s pauses: at least ~8 s, several REKEY_AFTER
+# periods; the producer tees its bytes to a file for the checksum.
+slow_producer()
+{
+	local i
+	for ((i = 0; i < 40; i++)); do
+		head -c 2500000 /dev/urandom
+		sleep 0.2
+	done
+}
+rm -f "$T/slow.out"
+recv_start "$WGO_NS" 5003 "$T/slow.out" || fail "rekey stream: receiver listens"
+hs0=$(pod_stat "${POD_UID[0]}" handshakes)
+wh0=$(wgo_last_handshake)
+ip netns exec "$P" timeout $((120 * TIME_SCALE)) \
+	bash -c "set -o pipefail; $(declare -f slow_producer); slow_producer | tee '$T/slow.in' >/dev/tcp/$WGO4/5003"
+rc=$?
+recv_wait "$T/slow.out" 100000000
+hs1=$(pod_stat "${POD_UID[0]}" handshakes)
+wh1=$(wgo_last_handshake)
+check "rekey stream: the sender finished (exit $rc)" test "$rc" -eq 0
+check "rekey stream: 100 MB arrived whole (SHA-256 matches)" same_sha "$T/slow.in" "$T/slow.out"
+check "rekey stream: the pod's worker rekeyed during it (handshakes $hs0 -> $hs1)" \
+	test "${hs1:-0}" -ge $((${hs0:-0} + 2))
+check "rekey stream: wireguard-go saw new handshakes ($wh0 -> $wh1)" test "${wh1:-0}" -gt "${wh0:-0}"
+
+# --- 5. wireguard-go restarted mid-stream --------------------------------------------------
+# 60 chunks of 1 MB with 0.1 s pauses (~6 s+); wireguard-go is stopped and
+# started again (same key, same port, no session) 1.5 s in. The worker's
+# session is then unknown to wireguard-go: the worker notices the silence
+# after KEEPALIVE + REKEY_TIMEOUT and initiates; one handshake (plus the
+# retry timer's jitter) must be enough.
+restart_producer()
+{
+	local i
+	for ((i = 0; i < 60; i++)); do
+		head -c 1000000 /dev/urandom
+		sleep 0.1
+	done
+}
+rm -f "$T/rs.out"
+recv_start "$WGO_NS" 5004 "$T/rs.out" || fail "restart stream: receiver listens"
+ip netns exec "$P" timeout $((180 * TIME_SCALE)) \
+	bash -c "set -o pipefail; $(declare -f restart_producer); restart_producer | tee '$T/rs.in' >/dev/tcp/$WGO4/5004" &
+SEND_PID=$!
+CLEAN_PIDS+=("$SEND_PID")
+sleep 1.5
+wgo_stop
+sleep 0.3
+wgo_start || tscni_finish
+wgo_peer_pod 0 || tscni_finish
+t_up=$(now_ms)
+hs0=$(pod_stat "${POD_UID[0]}" handshakes)
+size0=$(stat -c %s "$T/rs.out" 2>/dev/null || echo 0)
+t_hs="" t_move=""
+limit=$((30000 * TIME_SCALE))
+while (($(now_ms) - t_up < limit)); do
+	[[ -z $t_hs && $(wgo_last_handshake) -gt 0 ]] && t_hs=$(now_ms)
+	[[ -z $t_move && $(stat -c %s "$T/rs.out" 2>/dev/null || echo 0) -gt $size0 ]] &&
+		t_move=$(now_ms)
+	[[ -n $t_hs && -n $t_move ]] && break
+	sleep 0.05
+done
+hs1=$(pod_stat "${POD_UID[0]}" handshakes)
+wait "$SEND_PID"
+rc=$?
+recv_wait "$T/rs.out" 60000000
+# The bound: the silence is noticed KEEPALIVE + REKEY_TIMEOUT after the
+# worker's first unanswered send, and one REKEY_TIMEOUT (with up to 1/3 s of
+# jitter) is what one handshake may take; 2 s for wireguard-go's start.
+bound=$(((KEEPALIVE_MS + 3 * REKEY_TIMEOUT_MS + 2000) * TIME_SCALE))
+hs_ms=$((${t_hs:-$((t_up + limit))} - t_up))
+mv_ms=$((${t_move:-$((t_up + limit))} - t_up))
+echo "# wireguard-go back up: handshake after $hs_ms ms, stream moving after $mv_ms ms"
+check "restart: a new handshake within ${bound} ms of wireguard-go's return ($hs_ms ms)" \
+	test -n "$t_hs" -a "$hs_ms" -le "$bound"
+check "restart: the stream moved again ($mv_ms ms; TCP's retransmission timer adds to the handshake)" \
+	test -n "$t_move"
+check "restart: the worker needed few handshakes for it ($hs0 -> $hs1, at most 3 incl. a timed rekey)" \
+	test "${hs1:-0}" -le $((${hs0:-0} + 3))
+check "restart: the sender finished (exit $rc)" test "$rc" -eq 0
+check "restart: 60 MB arrived whole (SHA-256 matches)" same_sha "$T/rs.in" "$T/rs.out"
+
+# --- 6. a key control does not know --------------------------------------------------------
+WPID=$(pod_stat "${POD_UID[0]}" worker_pid)
+wgo_stop
+cp "$T/wgo.key" "$T/wgo.key.right"
+RIGHT_PUB=$WGO_PUB
+wgo_keys || tscni_finish # a new $T/wgo.key; control still has the old key
+wgo_start || tscni_finish
+wgo_peer_pod 0 || tscni_finish
+hs0=$(pod_stat "${POD_UID[0]}" handshakes)
+check "wrong key: the pod's pings to wireguard-go go unanswered" no_ping "$P" "$WGO4"
+check "wrong key: wireguard-go's pings to the pod go unanswered" no_ping "$WGO_NS" "${POD4[0]}"
+hs1=$(pod_stat "${POD_UID[0]}" handshakes)
+check "wrong key: no handshake completed on the worker ($hs0 -> $hs1)" test "$hs1" == "$hs0"
+check "wrong key: no handshake completed on wireguard-go" test "$(wgo_last_handshake)" == 0
+check "wrong key: the worker still runs (pid $WPID)" kill -0 "$WPID"
+check "wrong key: the same worker serves the pod" \
+	test "$(pod_stat "${POD_UID[0]}" worker_pid)" == "$WPID"
+check "wrong key: wireguard-go still runs" kill -0 "$WGO_PID"
+wgo_stop
+cp "$T/wgo.key.right" "$T/wgo.key"
+WGO_PUB=$RIGHT_PUB
+wgo_start || tscni_finish
+wgo_peer_pod 0 || tscni_finish
+check "right key again: the pod pings wireguard-go" ping_until "$P" "$WGO4"
+check "right key again: wireguard-go pings the pod over IPv6" ping3 "$WGO_NS" "${POD6[0]}"
+
+# --- 7. pod<->pod through the same path ------------------------------------------------------
+pod_add 1 || tscni_finish
+Q=${POD_NS[1]}
+check "pod 0 pings pod 1 at ${POD4[1]}" ping_until "$P" "${POD4[1]}"
+check "pod 0 -> pod 1 ${POD6[1]}: 3 of 3" ping3 "$P" "${POD6[1]}"
+check "pod 1 -> pod 0 ${POD4[0]}: 3 of 3" ping3 "$Q" "${POD4[0]}"
+check "pod 1 -> pod 0 ${POD6[0]}: 3 of 3" ping3 "$Q" "${POD6[0]}"
+check "pod 0 still pings wireguard-go" ping3 "$P" "$WGO4"
+SIZE=$((32 * 1024 * 1024))
+head -c "$SIZE" /dev/urandom >"$T/big.in"
+transfer "$P" "$Q" "${POD4[1]}" 5005 "32 MiB pod 0 -> pod 1"
+
+pod_del 0
+pod_del 1
+tscni_finish
