@@ -38,6 +38,9 @@ done
 REKEY_AFTER_MS=2000
 REKEY_TIMEOUT_MS=1000
 KEEPALIVE_MS=2000
+# wireguard-go logs each handshake message it sends and receives at this
+# level (to $T/wgo.log): who initiated, and what it refused.
+export LOG_LEVEL=verbose
 
 node_ns_new || tscni_finish
 wgo_ns_new || tscni_finish
@@ -64,10 +67,13 @@ ping_until()
 	return 1
 }
 
-# ping3 NS DST: 3 of 3 echo requests answered.
+# ping3 NS DST: 3 of 3 echo requests answered. (Output captured first: with
+# pipefail, grep -q closing a pipe early could fail a good run.)
 ping3()
 {
-	ip netns exec "$1" busybox ping -c 3 -W 2 "$2" 2>&1 | grep -q '3 packets received'
+	local out
+	out=$(ip netns exec "$1" busybox ping -c 3 -W 2 "$2" 2>&1)
+	grep -q '3 packets received' <<<"$out"
 }
 
 # no_ping NS DST: none of 3 answered.
@@ -87,6 +93,40 @@ now_ms()
 	date +%s%3N
 }
 
+# wgo_mark: remembers where $T/wgo.log ends; wgo_log prints what came after.
+wgo_mark()
+{
+	WGO_MARK=$(wc -l <"$T/wgo.log" 2>/dev/null || echo 0)
+}
+
+wgo_log()
+{
+	tail -n "+$((WGO_MARK + 1))" "$T/wgo.log" 2>/dev/null
+}
+
+# wgo_first_handshake_msg: the first handshake message wireguard-go logged
+# since wgo_mark ("Sending handshake initiation", "Received handshake
+# initiation", ...).
+wgo_first_handshake_msg()
+{
+	local l
+	l=$(wgo_log)
+	grep -m1 -oE '(Sending|Received) handshake (initiation|response)' <<<"$l"
+}
+
+# wgo_log_has PATTERN: the log since wgo_mark has a line matching PATTERN.
+wgo_log_has()
+{
+	local l
+	l=$(wgo_log)
+	grep -qE "$1" <<<"$l"
+}
+
+wgo_log_lacks()
+{
+	! wgo_log_has "$1"
+}
+
 # --- 1. who initiates ----------------------------------------------------------
 for ((k = 0; k < 50; k++)); do
 	peers=$(pod_stat "${POD_UID[0]}" peers)
@@ -95,20 +135,30 @@ for ((k = 0; k < 50; k++)); do
 done
 check "the pod has wireguard-go as its one peer, from the netmap ($peers)" test "$peers" == 1
 check "wireguard-go has no handshake before any traffic" test "$(wgo_last_handshake)" == 0
+WGO_MARK=0
 check "pod initiates: the pod pings wireguard-go at $WGO4" ping_until "$P" "$WGO4"
 check "wireguard-go completed a handshake ($(wgo_last_handshake))" \
 	test "$(wgo_last_handshake)" -gt 0
 hs=$(pod_stat "${POD_UID[0]}" handshakes)
 check "the pod's worker counts it (handshakes $hs)" test "${hs:-0}" -ge 1
+first=$(wgo_first_handshake_msg)
+check "the pod initiated: wireguard-go's first handshake message was '$first'" \
+	test "$first" == "Received handshake initiation"
 
 # A fresh wireguard-go has no session: the first packet from W makes it
 # initiate, and the worker answers.
 wgo_stop
+wgo_mark
 wgo_start || tscni_finish
 wgo_peer_pod 0 || tscni_finish
 check "fresh wireguard-go: no handshake yet" test "$(wgo_last_handshake)" == 0
 check "wireguard-go initiates: W pings the pod at ${POD4[0]}" ping_until "$WGO_NS" "${POD4[0]}"
 check "wireguard-go completed a handshake" test "$(wgo_last_handshake)" -gt 0
+first=$(wgo_first_handshake_msg)
+check "wireguard-go initiated: its first handshake message was '$first'" \
+	test "$first" == "Sending handshake initiation"
+check "the worker answered: wireguard-go received a handshake response" \
+	wgo_log_has 'Received handshake response'
 
 # --- 2. ping v4 and v6 both ways -----------------------------------------------
 check "pod -> wireguard-go $WGO4: 3 of 3" ping3 "$P" "$WGO4"
@@ -142,9 +192,9 @@ recv_start()
 recv_wait()
 {
 	local k
-	for ((k = 0; k < 200; k++)); do
+	for ((k = 0; k < 1000; k++)); do
 		[[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && break
-		sleep 0.05
+		sleep 0.01
 	done
 	kill "$RECV_PID" 2>/dev/null
 	wait "$RECV_PID" 2>/dev/null
@@ -153,6 +203,12 @@ recv_wait()
 same_sha()
 {
 	[[ $(sha256sum <"$1" | cut -d' ' -f1) == $(sha256sum <"$2" | cut -d' ' -f1) ]]
+}
+
+# same_whole GOT SIZE IN OUT: GOT bytes arrived of SIZE, and OUT is IN.
+same_whole()
+{
+	[[ $1 -eq $2 ]] && same_sha "$3" "$4"
 }
 
 SIZE=$((100 * 1000 * 1000))
@@ -170,14 +226,13 @@ transfer()
 	ip netns exec "$from" timeout $((120 * TIME_SCALE)) \
 		bash -c "cat '$T/big.in' >/dev/tcp/$dst/$port"
 	rc=$?
-	t1=$(now_ms)
 	recv_wait "$T/big.out" "$SIZE"
+	t1=$(now_ms) # the last byte arrived (or the wait gave up)
 	got=$(stat -c %s "$T/big.out" 2>/dev/null || echo 0)
 	check "$label: the sender finished (exit $rc)" test "$rc" -eq 0
 	check "$label: $got of $SIZE bytes arrived, same SHA-256" \
-		bash -c '[[ $0 -eq $1 ]] && [[ $(sha256sum <"$2" | cut -c1-64) == $(sha256sum <"$3" | cut -c1-64) ]]' \
-		"$got" "$SIZE" "$T/big.in" "$T/big.out"
-	echo "# $label: $((SIZE / 1000000)) MB in $((t1 - t0)) ms =" \
+		same_whole "$got" "$SIZE" "$T/big.in" "$T/big.out"
+	echo "# $label: $SIZE bytes in $((t1 - t0)) ms =" \
 		"$((SIZE * 8 / 1000 / (t1 - t0 > 0 ? t1 - t0 : 1))) Mbit/s"
 }
 
@@ -213,10 +268,15 @@ check "rekey stream: wireguard-go saw new handshakes ($wh0 -> $wh1)" test "${wh1
 
 # --- 5. wireguard-go restarted mid-stream --------------------------------------------------
 # 60 chunks of 1 MB with 0.1 s pauses (~6 s+); wireguard-go is stopped and
-# started again (same key, same port, no session) 1.5 s in. The worker's
+# started again (same key, same port, no session) ~1.5 s in. The worker's
 # session is then unknown to wireguard-go: the worker notices the silence
-# after KEEPALIVE + REKEY_TIMEOUT and initiates; one handshake (plus the
-# retry timer's jitter) must be enough.
+# after KEEPALIVE + REKEY_TIMEOUT (or rekeys sooner, its session being older
+# than REKEY_AFTER) and initiates; one handshake (plus the retry timer's
+# jitter) must be enough. The sender's TCP retransmission timer is capped at
+# 1 s in the pod's netns (the kernel's tcp_rto_max_ms), so that its backoff
+# during the outage does not hide how soon the path was back.
+RTO_CAPPED=0
+ip netns exec "$P" sysctl -qw net.ipv4.tcp_rto_max_ms=1000 2>/dev/null && RTO_CAPPED=1
 restart_producer()
 {
 	local i
@@ -231,13 +291,13 @@ ip netns exec "$P" timeout $((180 * TIME_SCALE)) \
 	bash -c "set -o pipefail; $(declare -f restart_producer); restart_producer | tee '$T/rs.in' >/dev/tcp/$WGO4/5004" &
 SEND_PID=$!
 CLEAN_PIDS+=("$SEND_PID")
-sleep 1.5
+sleep 1.2
+hs0=$(pod_stat "${POD_UID[0]}" handshakes)
 wgo_stop
 sleep 0.3
 wgo_start || tscni_finish
 wgo_peer_pod 0 || tscni_finish
 t_up=$(now_ms)
-hs0=$(pod_stat "${POD_UID[0]}" handshakes)
 size0=$(stat -c %s "$T/rs.out" 2>/dev/null || echo 0)
 t_hs="" t_move=""
 limit=$((30000 * TIME_SCALE))
@@ -259,12 +319,15 @@ bound=$(((KEEPALIVE_MS + 3 * REKEY_TIMEOUT_MS + 2000) * TIME_SCALE))
 hs_ms=$((${t_hs:-$((t_up + limit))} - t_up))
 mv_ms=$((${t_move:-$((t_up + limit))} - t_up))
 echo "# wireguard-go back up: handshake after $hs_ms ms, stream moving after $mv_ms ms"
+# Without the cap (an older kernel), TCP's backoff may double the wait.
+mv_bound=$bound
+[[ $RTO_CAPPED == 1 ]] || mv_bound=$((2 * bound))
 check "restart: a new handshake within ${bound} ms of wireguard-go's return ($hs_ms ms)" \
 	test -n "$t_hs" -a "$hs_ms" -le "$bound"
-check "restart: the stream moved again ($mv_ms ms; TCP's retransmission timer adds to the handshake)" \
-	test -n "$t_move"
-check "restart: the worker needed few handshakes for it ($hs0 -> $hs1, at most 3 incl. a timed rekey)" \
-	test "${hs1:-0}" -le $((${hs0:-0} + 3))
+check "restart: the stream moved again within ${mv_bound} ms ($mv_ms ms)" \
+	test -n "$t_move" -a "$mv_ms" -le "$mv_bound"
+check "restart: the worker needed one to three handshakes for it ($hs0 -> $hs1)" \
+	test "${hs1:-0}" -ge $((${hs0:-0} + 1)) -a "${hs1:-0}" -le $((${hs0:-0} + 3))
 check "restart: the sender finished (exit $rc)" test "$rc" -eq 0
 check "restart: 60 MB arrived whole (SHA-256 matches)" same_sha "$T/rs.in" "$T/rs.out"
 
@@ -272,23 +335,38 @@ check "restart: 60 MB arrived whole (SHA-256 matches)" same_sha "$T/rs.in" "$T/r
 WPID=$(pod_stat "${POD_UID[0]}" worker_pid)
 wgo_stop
 cp "$T/wgo.key" "$T/wgo.key.right"
-RIGHT_PUB=$WGO_PUB
+RIGHT_PUB=$WGO_PUB RIGHT_PUB_HEX=$WGO_PUB_HEX
 wgo_keys || tscni_finish # a new $T/wgo.key; control still has the old key
+wgo_mark
 wgo_start || tscni_finish
 wgo_peer_pod 0 || tscni_finish
 hs0=$(pod_stat "${POD_UID[0]}" handshakes)
 check "wrong key: the pod's pings to wireguard-go go unanswered" no_ping "$P" "$WGO4"
 check "wrong key: wireguard-go's pings to the pod go unanswered" no_ping "$WGO_NS" "${POD4[0]}"
 hs1=$(pod_stat "${POD_UID[0]}" handshakes)
-check "wrong key: no handshake completed on the worker ($hs0 -> $hs1)" test "$hs1" == "$hs0"
+check "wrong key: no handshake completed on the worker ($hs0 -> $hs1)" \
+	test -n "$hs0" -a "$hs1" == "$hs0"
 check "wrong key: no handshake completed on wireguard-go" test "$(wgo_last_handshake)" == 0
+# Both sides did try: wireguard-go sent initiations (which the worker
+# dropped: the static key is not its peer's) and refused the worker's (their
+# MAC1 is keyed with the public key control knows, not this one).
+REFUSED='Received packet with invalid mac1|Received invalid initiation message'
+check "wrong key: wireguard-go tried to initiate" wgo_log_has 'Sending handshake initiation'
+for ((k = 0; k < 50; k++)); do
+	wgo_log_has "$REFUSED" && break
+	sleep 0.1
+done
+check "wrong key: the worker's initiations reached wireguard-go and were refused" \
+	wgo_log_has "$REFUSED"
+check "wrong key: wireguard-go never got a handshake response" \
+	wgo_log_lacks 'Received handshake response'
 check "wrong key: the worker still runs (pid $WPID)" kill -0 "$WPID"
 check "wrong key: the same worker serves the pod" \
 	test "$(pod_stat "${POD_UID[0]}" worker_pid)" == "$WPID"
 check "wrong key: wireguard-go still runs" kill -0 "$WGO_PID"
 wgo_stop
 cp "$T/wgo.key.right" "$T/wgo.key"
-WGO_PUB=$RIGHT_PUB
+WGO_PUB=$RIGHT_PUB WGO_PUB_HEX=$RIGHT_PUB_HEX
 wgo_start || tscni_finish
 wgo_peer_pod 0 || tscni_finish
 check "right key again: the pod pings wireguard-go" ping_until "$P" "$WGO4"
