@@ -42,6 +42,9 @@ struct wg_peer {
 	/* hs.local_index is in the index table on behalf of the handshake
 	 * (not yet handed to a keypair, which then owns it). */
 	bool hs_index_live;
+	/* That index: hs.local_index is wiped when a peer's initiation
+	 * replaces our handshake, so the table entry is tracked here. */
+	uint32_t hs_index;
 
 	struct ip_prefix *allowed_ips;
 	size_t n_allowed_ips;

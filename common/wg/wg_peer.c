@@ -199,7 +199,7 @@ void wg_peer__zero_keys(struct wg_device *dev, struct wg_peer *peer)
 	wg_noise_keypairs_clear(&peer->kps, dropped, &n);
 	wg_device__index_release(dev, dropped, n);
 	if (peer->hs_index_live)
-		wg_device__index_remove(dev, peer->hs.local_index);
+		wg_device__index_remove(dev, peer->hs_index);
 	peer->hs_index_live = false;
 	wg_noise_handshake_clear(&peer->hs);
 }

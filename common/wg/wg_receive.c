@@ -134,7 +134,7 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 		return;
 	}
 	if (peer->hs_index_live)
-		wg_device__index_remove(dev, peer->hs.local_index);
+		wg_device__index_remove(dev, peer->hs_index);
 	peer->hs_index_live = false;
 	index = wg_device__index_new(dev, peer);
 	dev->env.random(dev->env.arg, eph, sizeof(eph));

@@ -72,8 +72,9 @@ void wg_send__initiation(struct wg_stage *st, struct wg_peer *peer, bool is_retr
 		return;
 
 	if (peer->hs_index_live)
-		wg_device__index_remove(dev, peer->hs.local_index);
+		wg_device__index_remove(dev, peer->hs_index);
 	index = wg_device__index_new(dev, peer);
+	peer->hs_index = index;
 	peer->hs_index_live = true;
 	dev->env.random(dev->env.arg, eph, sizeof(eph));
 	keys_clamp(eph);

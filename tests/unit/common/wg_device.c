@@ -581,6 +581,37 @@ static void test_peer_removed_and_readded(void **state)
 	assert_all_delivered(2, 1);
 }
 
+/* Both sides initiate at once: each consumes the other's initiation while
+ * its own is in flight. Traffic flows, and once the peer is removed no
+ * receiver index of it is left in either table (the index of the replaced
+ * initiation was once leaked and later named a freed peer; found by
+ * fuzz.wg_device). */
+static void test_crossed_initiations(void **state)
+{
+	(void)state;
+	set_peers(0, 0x2);
+	set_peers(1, 0x1);
+	for (int i = 0; i < 2; i++) {
+		struct node *nd = &net->n[i];
+
+		ipv4_packet(&nd->tun_in.pkt[nd->tun_in.n++], nd->ip, net->n[1 - i].ip,
+			    nd->next_seq[1 - i]++);
+		wg_device_tun_rx(nd->dev, &nd->tun_in, &nd->udp_out, net->now);
+	}
+	assert_int_equal(stats(0)->handshake_initiations_sent, 1);
+	assert_int_equal(stats(1)->handshake_initiations_sent, 1);
+	pump();
+	advance_ms(1500);
+	send_packets(0, 1, 20);
+	send_packets(1, 0, 20);
+	assert_all_delivered(0, 1);
+	assert_all_delivered(1, 0);
+	set_peers(0, 0);
+	set_peers(1, 0);
+	assert_int_equal(net->n[0].dev->index_used, 0);
+	assert_int_equal(net->n[1].dev->index_used, 0);
+}
+
 /* A knows B by a wrong key, and C is known to B by a wrong key: no session
  * anywhere, handshakes dropped, nothing crashes, staged packets dropped
  * after REKEY_ATTEMPT_TIME. */
@@ -843,6 +874,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reject_after_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_removed_and_readded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_data_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spoofed_source_dropped, setup, teardown),
