@@ -267,6 +267,13 @@ static int add(scmp_filter_ctx f, uint32_t action, int nr, unsigned int argc,
 	return seccomp_rule_add_array(f, action, nr, argc, arg);
 }
 
+/* "argument arg == v" (libseccomp's SCMP_A<n> leaves datum_b to the
+ * compiler's zeroing, which clang's -Wmissing-field-initializers names). */
+static struct scmp_arg_cmp arg_eq(unsigned int arg, scmp_datum_t v)
+{
+	return (struct scmp_arg_cmp){.arg = arg, .op = SCMP_CMP_EQ, .datum_a = v};
+}
+
 static int add_rules(scmp_filter_ctx f, const char **why)
 {
 	int ret;
@@ -308,7 +315,7 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	 * workers' rendezvous), no AF_NETLINK, no AF_PACKET. */
 	static const int families[] = {AF_INET, AF_INET6};
 	for (size_t i = 0; i < 2; i++) {
-		struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]);
+		struct scmp_arg_cmp fam = arg_eq(0, (scmp_datum_t)families[i]);
 
 		ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &fam);
 		if (ret < 0) {
@@ -321,7 +328,7 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	 * TUNSET*: the TUN is configured by the supervisor. */
 	static const unsigned long ioctls[] = {FIONBIO, FIONREAD, FIOCLEX, FIONCLEX, SIOCOUTQ};
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]); i++) {
-		struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)ioctls[i]);
+		struct scmp_arg_cmp req = arg_eq(1, (scmp_datum_t)ioctls[i]);
 
 		ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &req);
 		if (ret < 0) {
@@ -333,7 +340,7 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	/* fcntl: flags only (libuv's non-blocking and close-on-exec). */
 	static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
 	for (size_t i = 0; i < sizeof(fcntls) / sizeof(fcntls[0]); i++) {
-		struct scmp_arg_cmp cmd = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i]);
+		struct scmp_arg_cmp cmd = arg_eq(1, (scmp_datum_t)fcntls[i]);
 
 		ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, &cmd);
 		if (ret < 0) {
@@ -356,8 +363,8 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	};
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		struct scmp_arg_cmp a[2] = {
-			SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)opts[i].level),
-			SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)opts[i].opt),
+			arg_eq(1, (scmp_datum_t)opts[i].level),
+			arg_eq(2, (scmp_datum_t)opts[i].opt),
 		};
 
 		ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2, a);
@@ -370,7 +377,7 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	/* A re-adopting supervisor's connection: accepted (any listener; the
 	 * worker holds one) and moved onto fd 3, never onto another number. */
 	ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(accept4), 0, NULL);
-	struct scmp_arg_cmp onto3 = SCMP_A1(SCMP_CMP_EQ, 3);
+	struct scmp_arg_cmp onto3 = arg_eq(1, 3);
 	if (ret == 0)
 		ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(dup3), 1, &onto3);
 	if (ret < 0) {
@@ -379,7 +386,7 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 	}
 
 	/* Signals only to this process (abort, the libuv loop's own threads). */
-	struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid());
+	struct scmp_arg_cmp self = arg_eq(0, (scmp_datum_t)getpid());
 	ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self);
 	if (ret < 0) {
 		*why = "seccomp: tgkill rule";
