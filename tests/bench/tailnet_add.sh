@@ -27,7 +27,7 @@ source "$(dirname "$0")/../lib/common.sh"
 N=${2:-100}
 tscni_init tailbench
 
-TC=$TSCNI_BUILD_DIR/tests/testcontrol/testcontrol
+source "$(dirname "$0")/../lib/tailnet.sh"
 if [[ ! -x $TC ]]; then
 	echo "tailnet_add: $TC is missing: build first" >&2
 	exit 1
@@ -38,36 +38,6 @@ TC_PID=""
 now_ms()
 {
 	date +%s%3N
-}
-
-# tc_start: testcontrol on 127.0.0.1 (ports chosen by the kernel), state in
-# $T/tc; sets TC_HTTPS TC_ADMIN TC_CA from its "listening ..." line.
-tc_start()
-{
-	local line="" i
-
-	mkdir -m 0700 "$T/tc"
-	"$TC" --state-dir "$T/tc" --http 127.0.0.1:0 --https 127.0.0.1:0 --admin 127.0.0.1:0 \
-		--log-level info >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
-	TC_PID=$!
-	CLEAN_PIDS+=("$TC_PID")
-	for ((i = 0; i < 100; i++)); do
-		line=$(grep -m1 '^listening ' "$T/tc.out" 2>/dev/null)
-		[[ -n $line ]] && break
-		kill -0 "$TC_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [[ -z $line ]]; then
-		fail "testcontrol starts (log: $(tail -n 5 "$T/tc.log" | tr '\n' ' '))"
-		return 1
-	fi
-	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
-	[[ -n $TC_HTTPS && -n $TC_ADMIN && -f $TC_CA ]] || {
-		fail "testcontrol's listening line names https, admin and ca: $line"
-		return 1
-	}
 }
 
 tc_admin()
@@ -127,7 +97,7 @@ steady_line()
 			n, lo, s / NR, hi, s / k / 1024 }' "$1"
 }
 
-tc_start || tscni_finish
+tc_start --log-level info || tscni_finish
 KEY=$(tc_admin POST /keys '{"reusable": true, "ephemeral": true, "tags": ["tag:bench"]}' |
 	jq -r .key)
 if [[ -z $KEY || $KEY == null ]]; then

@@ -21,12 +21,6 @@ source "$(dirname "$0")/../lib/tailnet.sh"
 	exit 1
 }
 
-# jqq: jqe without printing the value.
-jqq()
-{
-	jqe "$@" >/dev/null
-}
-
 # The supervisor and testcontrol in a node netns of our own: the workers
 # announce that namespace's address (10.201.0.1) as their endpoint.
 node_ns_new || tscni_finish

@@ -32,7 +32,7 @@ source "$(dirname "$0")/../lib/common.sh"
 
 MODE=${1:?usage: tailnet.sh https|http|restarts|badcontrol|nolite}
 tscni_init "tailnet$MODE"
-TC=$TSCNI_BUILD_DIR/tests/testcontrol/testcontrol
+source "$(dirname "$0")/../lib/tailnet.sh"
 [[ -x $TC ]] || {
 	echo "testcontrol missing: build first" >&2
 	exit 1
@@ -40,44 +40,6 @@ TC=$TSCNI_BUILD_DIR/tests/testcontrol/testcontrol
 TC_PID=""
 NPODS=5
 [[ $MODE == https || $MODE == http ]] || NPODS=2
-
-# tc_start: testcontrol on 127.0.0.1, ports 0 (the first start) or the ones it
-# had (restarts), state in $T/tc; sets TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
-tc_start()
-{
-	local http=${TC_HTTP:-127.0.0.1:0} https=${TC_HTTPS:-127.0.0.1:0}
-	local admin=${TC_ADMIN:-127.0.0.1:0} line i
-
-	[[ -d $T/tc ]] || mkdir -m 0700 "$T/tc"
-	: >"$T/tc.out"
-	"$TC" --state-dir "$T/tc" --http "$http" --https "$https" --admin "$admin" \
-		--log-level debug >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
-	TC_PID=$!
-	CLEAN_PIDS+=("$TC_PID")
-	for ((i = 0; i < 100; i++)); do
-		line=$(grep -m1 '^listening ' "$T/tc.out" 2>/dev/null)
-		[[ -n $line ]] && break
-		kill -0 "$TC_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [[ -z $line ]]; then
-		fail "testcontrol starts (log: $(tail -n 5 "$T/tc.log" | tr '\n' ' '))"
-		return 1
-	fi
-	TC_HTTP=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
-	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
-	return 0
-}
-
-tc_stop()
-{
-	[[ -n $TC_PID ]] || return 0
-	kill -TERM "$TC_PID" 2>/dev/null
-	wait "$TC_PID" 2>/dev/null
-	TC_PID=""
-}
 
 tc_admin()
 {
@@ -99,12 +61,6 @@ tc_nodes()
 tc_live()
 {
 	tc_nodes | jq -c '[.[] | select((.logged_out | not) and (.hostname | startswith("e2e-")))]'
-}
-
-# jqq: jqe without printing the value.
-jqq()
-{
-	jqe "$@" >/dev/null
 }
 
 tc_start || tscni_finish
@@ -149,9 +105,9 @@ sleep 0.2
 check "the auth key is read after the zygote started (log order)" \
 	awk '/zygote [0-9]+ started/ {z=NR} /control plane .*with an auth key/ {k=NR} END {exit !(z && k && z < k)}' "$T/sup.log"
 
-# pod_add I: ADD for pod I in its own netns; sets R[I] (the result), MS[I].
+# add_pod I: ADD for pod I in its own netns; sets R[I] (the result), MS[I].
 declare -a NSN R MS CIDS
-pod_add()
+add_pod()
 {
 	local i=$1 t0 t1
 	NETNS=$(ns_path "${NSN[$i]}")
@@ -165,7 +121,7 @@ pod_add()
 	R[$i]=$OUT
 }
 
-pod_del()
+del_pod()
 {
 	local i=$1 c
 	c=$(conf_with_prev "$(mkconf 1.0.0)" "${R[$i]}")
@@ -211,12 +167,12 @@ for ((i = 0; i < NPODS; i++)); do
 done
 
 if [[ $MODE == badkey ]]; then
-	SYNC=15s pod_add 0
+	SYNC=15s add_pod 0
 	expect_err 102 "ADD with a key control refuses fails with code 102"
 	check "the error carries control's reason ($(jq -r .details <<<"$OUT" 2>/dev/null))" \
 		jqq '.details | test("invalid|authkey"; "i")' <<<"$OUT"
 	check "it fails well before syncTimeout (${MS[0]} ms < 15000)" test "${MS[0]}" -lt 15000
-	pod_del 0
+	del_pod 0
 	expect_ok "DEL after the refused ADD"
 	check "DEL removed ts0" bash -c "! ip -n '${NSN[0]}' link show ts0 >/dev/null 2>&1"
 	tc_stop
@@ -228,7 +184,7 @@ if [[ $MODE == badcontrol ]]; then
 		tc_admin POST /switches "{\"$sw\": true}" >/dev/null || fail "switch $sw"
 		i=$([[ $sw == garbage ]] && echo 0 || echo 1)
 		lines_before=$(wc -l <"$T/sup.log")
-		SYNC=2s pod_add "$i"
+		SYNC=2s add_pod "$i"
 		expect_ok "[$sw] ADD succeeds at syncTimeout" || continue
 		# Never before syncTimeout; the bound above is loose because ctest
 		# -j2 may run this beside contract_38 (200 pods at once) on 2 cores.
@@ -253,7 +209,7 @@ if [[ $MODE == badcontrol ]]; then
 		done
 		check "[$sw] the supervisor's log names the fault: ${got:0:300}" test -n "$got"
 		tc_admin POST /switches "{\"$sw\": false}" >/dev/null
-		pod_del "$i"
+		del_pod "$i"
 		expect_ok "[$sw] DEL"
 	done
 	check "no key in the supervisor's log" bash -c "! grep -qF -- '$KEY' '$T/sup.log'"
@@ -265,7 +221,7 @@ fi
 t0=$(date +%s%N)
 pids=()
 for ((i = 0; i < NPODS; i++)); do
-	(pod_add "$i" && printf '%s\n' "$RC" >"$T/rc.$i" && printf '%s\n' "${MS[$i]}" >"$T/ms.$i" &&
+	(add_pod "$i" && printf '%s\n' "$RC" >"$T/rc.$i" && printf '%s\n' "${MS[$i]}" >"$T/ms.$i" &&
 		printf '%s' "${R[$i]}" >"$T/res.$i") &
 	pids+=($!)
 done
@@ -466,19 +422,19 @@ if [[ $MODE == restarts ]]; then
 	# a new netns) and of pod 1 with its DEL lost (ADD of the same key in a
 	# new netns): both nodes logged out, so the workers register again with
 	# the auth key and the pods get tailnet addresses.
-	pod_del 0
+	del_pod 0
 	expect_ok "recreation: DEL of pod 0"
 	ns_new "p0b"
 	NSN[0]=$NS_NAME
 	CIDS[0]="tn-$$-0b"
-	pod_add 0
+	add_pod 0
 	expect_ok "recreation: ADD of pod 0 in a new sandbox (${MS[0]} ms)"
 	mapfile -t addrs < <(res_addrs "${R[0]}")
 	check "recreation: pod 0 has tailnet addresses (${addrs[*]})" in_tailnet "${addrs[@]}"
 	old1=${NSN[1]}
 	ns_new "p1b"
 	NSN[1]=$NS_NAME
-	pod_add 1
+	add_pod 1
 	expect_ok "lost DEL: ADD of pod 1's key in a new netns (${MS[1]} ms)"
 	mapfile -t addrs < <(res_addrs "${R[1]}")
 	check "lost DEL: pod 1 has tailnet addresses (${addrs[*]})" in_tailnet "${addrs[@]}"
@@ -489,7 +445,7 @@ fi
 
 # --- DEL: the node logs out; an ephemeral node disappears ---------------------
 for ((i = 0; i < NPODS; i++)); do
-	pod_del "$i"
+	del_pod "$i"
 	expect_ok "pod $i: DEL"
 done
 left=$(tc_live | jq length)

@@ -135,6 +135,12 @@ jqe()
 	jq -e "$@" <<<"$input"
 }
 
+# jqq ARGS...: jqe without printing the value.
+jqq()
+{
+	jqe "$@" >/dev/null
+}
+
 pass()
 {
 	CHECKS=$((CHECKS + 1))

@@ -39,8 +39,10 @@ in_ns()
 }
 
 # tc_start [ARGS...]: testcontrol on 127.0.0.1 of $NODE_NS (of the test's own
-# netns without one), ports 0, state in $T/tc; extra ARGS go to testcontrol.
-# Sets TC_PID TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
+# netns without one), state in $T/tc, on the ports of TC_HTTP, TC_HTTPS and
+# TC_ADMIN when set (a restart after tc_stop keeps them), else ports 0; extra
+# ARGS go to testcontrol (after ours: e.g. --log-level info wins). Sets TC_PID
+# TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
 tc_start()
 {
 	local line i
@@ -49,8 +51,9 @@ tc_start()
 	[[ -n ${NODE_NS:-} ]] && pre=(ip netns exec "$NODE_NS")
 	[[ -d $T/tc ]] || mkdir -m 0700 "$T/tc"
 	: >"$T/tc.out"
-	"${pre[@]}" "$TC" --state-dir "$T/tc" --http 127.0.0.1:0 --https 127.0.0.1:0 \
-		--admin 127.0.0.1:0 --log-level debug "$@" >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
+	"${pre[@]}" "$TC" --state-dir "$T/tc" --http "${TC_HTTP:-127.0.0.1:0}" \
+		--https "${TC_HTTPS:-127.0.0.1:0}" --admin "${TC_ADMIN:-127.0.0.1:0}" \
+		--log-level debug "$@" >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
 	TC_PID=$!
 	CLEAN_PIDS+=("$TC_PID")
 	for ((i = 0; i < 100; i++)); do
@@ -67,7 +70,19 @@ tc_start()
 	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
 	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
 	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
-	return 0
+	[[ -n $TC_HTTPS && -n $TC_ADMIN && -f $TC_CA ]] || {
+		fail "testcontrol's listening line names https, admin and ca: $line"
+		return 1
+	}
+}
+
+# tc_stop: stops testcontrol by pid (its ports stay in TC_*, for tc_start).
+tc_stop()
+{
+	[[ -n ${TC_PID:-} ]] || return 0
+	kill -TERM "$TC_PID" 2>/dev/null
+	wait "$TC_PID" 2>/dev/null
+	TC_PID=""
 }
 
 # tc_get PATH / tc_post PATH JSON: the admin API (in $NODE_NS when set).
