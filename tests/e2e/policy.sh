@@ -177,84 +177,11 @@ probe_series()
 		"$(sort -n "$f" | awk -v t0="$t0" '{ printf "%s%d=%s", (NR > 1 ? " " : ""), $1 - t0, $2 }')"
 }
 
-# --- the second external peer: W2, wireguard-go without tag:web -------------
-# The lib's wgo_* functions use fixed variables; this is their variant for a
-# second device: netns W2 joined to the node netns by 10.203.0.0/24, reaching
-# the pod's endpoint on 10.202.0.1 through the node netns (a local address
-# there: no forwarding).
-
-w2_ns_new()
-{
-	local l="xl$$" r="xr$$"
-
-	ns_new wg2 || return 1
-	W2_NS=$NS_NAME
-	ip -n "$NODE_NS" link add "${l:0:15}" type veth peer name "${r:0:15}" netns "$W2_NS" ||
-		return 1
-	ip -n "$NODE_NS" addr add 10.203.0.1/24 dev "${l:0:15}" || return 1
-	ip -n "$W2_NS" addr add 10.203.0.2/24 dev "${r:0:15}" || return 1
-	ip -n "$NODE_NS" link set "${l:0:15}" up
-	ip -n "$W2_NS" link set "${r:0:15}" up
-	ip -n "$W2_NS" route add 10.202.0.0/24 via 10.203.0.1
-}
-
-# w2_start: keys ($T/w2.key, 0600), registration as hostname wgo2 with
-# tag:other, wireguard-go device W2_DEV, addresses W2_4/W2_6, routes.
-w2_start()
-{
-	local out i key
-
-	(umask 077 && wg genkey >"$T/w2.key") || return 1
-	key=$(key_hex "$(wg pubkey <"$T/w2.key")")
-	out=$(tc_post /nodes/register "$(jq -nc --arg k "nodekey:$key" \
-		--arg ep "10.203.0.2:$WGO_PORT" \
-		'{node_key: $k, hostname: "wgo2", endpoints: [$ep], tags: ["tag:other"]}')")
-	W2_4=$(jq -r '[.addresses[] | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$out")
-	W2_6=$(jq -r '[.addresses[] | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$out")
-	if [[ -z $W2_4 || $W2_4 == null || -z $W2_6 || $W2_6 == null ]]; then
-		fail "testcontrol registers the second wireguard-go (answer: $out)"
-		return 1
-	fi
-	W2_DEV="wgb$$"
-	W2_DEV=${W2_DEV:0:15}
-	ip netns exec "$W2_NS" wireguard-go -f "$W2_DEV" >>"$T/w2.log" 2>&1 </dev/null &
-	W2_PID=$!
-	CLEAN_PIDS+=("$W2_PID")
-	for ((i = 0; i < 100; i++)); do
-		wg show "$W2_DEV" >/dev/null 2>&1 && break
-		kill -0 "$W2_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	wg set "$W2_DEV" private-key "$T/w2.key" listen-port "$WGO_PORT" || {
-		fail "wireguard-go $W2_DEV starts (log: $(tail -n 3 "$T/w2.log" | tr '\n' ' '))"
-		return 1
-	}
-	ip -n "$W2_NS" addr add "$W2_4/32" dev "$W2_DEV"
-	ip -n "$W2_NS" addr add "$W2_6/128" dev "$W2_DEV"
-	ip -n "$W2_NS" link set "$W2_DEV" mtu 1280 up
-	ip -n "$W2_NS" route add 100.64.0.0/10 dev "$W2_DEV"
-	ip -n "$W2_NS" route add fd7a:115c:a1e0::/48 dev "$W2_DEV"
-}
-
-# w2_peer_pod I: pod I as W2's peer, at the pod's endpoint on 10.202.0.1 (run
-# after wgo_peer_pod I, which sets POD_KEY_B64[I]).
-w2_peer_pod()
-{
-	local i=$1 ep
-
-	ep=$(tc_get /nodes | jq -r --arg a "${POD4[$i]}/32" \
-		'[.[] | select(.addresses | index($a))][0] |
-		[.endpoints[]? | select(startswith("10.202.0.1:"))][0] // empty')
-	[[ -n $ep ]] || return 1
-	wg set "$W2_DEV" peer "${POD_KEY_B64[$i]}" endpoint "$ep" \
-		allowed-ips "${POD4[$i]}/32,${POD6[$i]}/128"
-}
-
 # --- set-up ----------------------------------------------------------------
 
 node_ns_new || tscni_finish
 wgo_ns_new || tscni_finish
-w2_ns_new || tscni_finish
+wgo_ns_new 1 || tscni_finish  # W2: a second wireguard-go, tag:other
 tc_start || tscni_finish
 # The policy is in place before the pod joins: its first netmap carries it.
 policy_post "tag:web -> tag:pod:80" "$POLICY_WEB80"
@@ -266,9 +193,11 @@ wgo_keys || tscni_finish
 wgo_register '["tag:web"]' || tscni_finish
 wgo_start || tscni_finish
 wgo_peer_pod 0 || tscni_finish
-w2_start || tscni_finish
-check "W2 has the pod as its peer" w2_peer_pod 0
-echo "# pod ${POD4[0]} ${POD6[0]}; W (tag:web) $WGO4 $WGO6; W2 (tag:other) $W2_4 $W2_6"
+wgo_keys 1 || tscni_finish
+wgo_register '["tag:other"]' 1 || tscni_finish
+wgo_start 1 || tscni_finish
+check "W2 has the pod as its peer" wgo_peer_pod 0 1
+echo "# pod ${POD4[0]} ${POD6[0]}; W (tag:web) $WGO4 $WGO6; W2 (tag:other) ${WGO4[1]} ${WGO6[1]}"
 
 # Handlers for busybox nc -e: the pod's port 80 keeps each connection's bytes
 # in a file of its own; W's port 7000 answers one line with "echo:<line>".
@@ -306,9 +235,9 @@ check "W opens TCP [${POD6[0]}]:80" opens "$WGO_NS" "${POD6[0]}" 80
 drops0=$(filter_drops)
 check "W cannot open TCP ${POD4[0]}:22" refused "$WGO_NS" "${POD4[0]}" 22
 check "W cannot open TCP [${POD6[0]}]:22" refused "$WGO_NS" "${POD6[0]}" 22
-check "the tunnel to W2 works: the pod pings W2 at $W2_4" ping_until "$P" "$W2_4"
-check "W2 (tag:other) cannot open TCP ${POD4[0]}:80" refused "$W2_NS" "${POD4[0]}" 80
-check "W2 cannot open TCP [${POD6[0]}]:80" refused "$W2_NS" "${POD6[0]}" 80
+check "the tunnel to W2 works: the pod pings W2 at ${WGO4[1]}" ping_until "$P" "${WGO4[1]}"
+check "W2 (tag:other) cannot open TCP ${POD4[0]}:80" refused "${WGO_NS[1]}" "${POD4[0]}" 80
+check "W2 cannot open TCP [${POD6[0]}]:80" refused "${WGO_NS[1]}" "${POD6[0]}" 80
 # UDP from W: port 80 is allowed (the rule names no protocol: TCP, UDP and
 # ICMP), 7002 is not. The pod has no UDP socket on either: a datagram that
 # reaches its stack counts in Udp NoPorts.
@@ -354,8 +283,8 @@ wait "$IPERF_PID" 2>/dev/null
 # alone (ports ignored): W is a source of the rule, W2 is not.
 check "W's ping to the pod is answered (W is a source of a rule to it)" \
 	ping_until "$WGO_NS" "${POD4[0]}"
-check "W2's pings to the pod are not answered (no rule from W2)" no_echo "$W2_NS" "${POD4[0]}"
-check "W2's pings to the pod's IPv6 are not answered" no_echo "$W2_NS" "${POD6[0]}"
+check "W2's pings to the pod are not answered (no rule from W2)" no_echo "${WGO_NS[1]}" "${POD4[0]}"
+check "W2's pings to the pod's IPv6 are not answered" no_echo "${WGO_NS[1]}" "${POD6[0]}"
 
 # --- 3. a policy change within 2 s, the allowed stream keeps flowing --------
 # A slow producer in W: 4 KiB every 100 ms to the pod's port 80 until
@@ -394,7 +323,7 @@ echo "# allowing 22 took effect after $DELAY ms ($PROBES attempts)"
 check "allowing 22 takes effect within $((2000 * TIME_SCALE)) ms ($DELAY ms)" \
 	test "$DELAY" -ge 0 -a "$DELAY" -le $((2000 * TIME_SCALE))
 check "with 22 allowed: W opens TCP [${POD6[0]}]:22" opens "$WGO_NS" "${POD6[0]}" 22
-check "with 22 allowed: W2 still cannot open TCP ${POD4[0]}:22" refused "$W2_NS" "${POD4[0]}" 22
+check "with 22 allowed: W2 still cannot open TCP ${POD4[0]}:22" refused "${WGO_NS[1]}" "${POD4[0]}" 22
 
 t0=$(now_ms)
 policy_post "back to tag:pod:80 only" "$POLICY_WEB80"

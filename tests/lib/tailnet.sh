@@ -181,116 +181,138 @@ key_hex()
 	base64 -d <<<"$1" | basenc --base16 -w0 | tr 'A-F' 'a-f'
 }
 
-# --- an external peer: Debian's wireguard-go, registered in testcontrol -----
+# --- external peers: Debian's wireguard-go, registered in testcontrol --------
 #
-#   netns NODE  veth wl<pid> 10.202.0.1/24 ──── 10.202.0.2/24 wr<pid>  netns W
-#                                            wireguard-go device $WGO_DEV
+#   netns NODE  veth wl<i><pid> 10.<202+i>.0.1/24 ── 10.<202+i>.0.2/24  netns W<i>
+#                                            wireguard-go device ${WGO_DEV[i]}
 #
-# wireguard-go's UAPI socket (/var/run/wireguard/<dev>.sock) is the same in
-# every netns: device names carry the test's pid.
+# Instance i (0 when not given; up to 9) has its own netns, subnet, key file
+# ($T/wgo.key for 0, $T/wgo<i>.key else), log and device. Its variables are
+# arrays indexed by i — WGO_NS WGO_DEV WGO_PID WGO4 WGO6 WGO_PUB WGO_PUB_HEX —
+# so instance 0's read as plain $WGO_NS, $WGO4, ... wireguard-go's UAPI socket
+# (/var/run/wireguard/<dev>.sock) is the same in every netns: device names
+# carry the test's pid.
 
 WGO_PORT=51820
+declare -a WGO_NS WGO_DEV WGO_PID WGO4 WGO6 WGO_PUB WGO_PUB_HEX
 
-# wgo_ns_new: netns W (sets WGO_NS) joined to $NODE_NS by a veth pair.
+# _wgo_name I: "wgo" for instance 0, "wgo<I>" else (files, tags, devices).
+_wgo_name()
+{
+	if [[ ${1:-0} -eq 0 ]]; then echo wgo; else echo "wgo$1"; fi
+}
+
+# wgo_ns_new [I]: netns W<i> (sets WGO_NS[i]) joined to $NODE_NS by a veth
+# pair on 10.<202+i>.0.0/24. Call it before the pods' ADD: a worker announces
+# the node's addresses it finds at start.
 wgo_ns_new()
 {
-	local l="wl$$" r="wr$$"
+	local i=${1:-0} n l="wl${1:-0}$$" r="wr${1:-0}$$"
 
-	ns_new wgo || return 1
-	WGO_NS=$NS_NAME
-	ip -n "$NODE_NS" link add "${l:0:15}" type veth peer name "${r:0:15}" netns "$WGO_NS" ||
-		return 1
-	ip -n "$NODE_NS" addr add 10.202.0.1/24 dev "${l:0:15}"
-	ip -n "$WGO_NS" addr add 10.202.0.2/24 dev "${r:0:15}"
+	n=$(_wgo_name "$i")
+	ns_new "$n" || return 1
+	WGO_NS[i]=$NS_NAME
+	ip -n "$NODE_NS" link add "${l:0:15}" type veth peer name "${r:0:15}" \
+		netns "${WGO_NS[i]}" || return 1
+	ip -n "$NODE_NS" addr add "10.$((202 + i)).0.1/24" dev "${l:0:15}"
+	ip -n "${WGO_NS[i]}" addr add "10.$((202 + i)).0.2/24" dev "${r:0:15}"
 	ip -n "$NODE_NS" link set "${l:0:15}" up
-	ip -n "$WGO_NS" link set "${r:0:15}" up
+	ip -n "${WGO_NS[i]}" link set "${r:0:15}" up
 }
 
-# wgo_keys: a fresh key pair for wireguard-go: $T/wgo.key (0600, never on a
-# command line), WGO_PUB (base64) and WGO_PUB_HEX.
+# wgo_keys [I]: a fresh key pair: the key file (0600, never on a command line),
+# WGO_PUB[i] (base64) and WGO_PUB_HEX[i].
 wgo_keys()
 {
-	(umask 077 && wg genkey >"$T/wgo.key") || return 1
-	WGO_PUB=$(wg pubkey <"$T/wgo.key")
-	WGO_PUB_HEX=$(key_hex "$WGO_PUB")
+	local i=${1:-0} f
+
+	f=$T/$(_wgo_name "$i").key
+	(umask 077 && wg genkey >"$f") || return 1
+	WGO_PUB[i]=$(wg pubkey <"$f")
+	WGO_PUB_HEX[i]=$(key_hex "${WGO_PUB[i]}")
 }
 
-# wgo_register [TAGS_JSON] [KEY_HEX]: registers wireguard-go as an external
-# node (key KEY_HEX, default WGO_PUB_HEX; endpoint 10.202.0.2:$WGO_PORT);
-# sets WGO4 and WGO6, its tailnet addresses.
+# wgo_register [TAGS_JSON] [I]: registers instance i as an external node
+# (hostname wgo<i>, key WGO_PUB_HEX[i], endpoint 10.<202+i>.0.2:$WGO_PORT);
+# sets WGO4[i] and WGO6[i], its tailnet addresses.
 wgo_register()
 {
-	local tags=${1:-[]} key=${2:-$WGO_PUB_HEX} out
+	local tags=${1:-[]} i=${2:-0} out
 
-	out=$(tc_post /nodes/register "$(jq -nc --arg k "nodekey:$key" --argjson t "$tags" \
-		--arg ep "10.202.0.2:$WGO_PORT" \
-		'{node_key: $k, hostname: "wgo", endpoints: [$ep], tags: $t}')")
-	WGO4=$(jq -r '[.addresses[] | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$out")
-	WGO6=$(jq -r '[.addresses[] | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$out")
-	if [[ -z $WGO4 || $WGO4 == null || -z $WGO6 || $WGO6 == null ]]; then
-		fail "testcontrol registers wireguard-go (answer: $out)"
+	out=$(tc_post /nodes/register "$(jq -nc --arg k "nodekey:${WGO_PUB_HEX[i]}" \
+		--argjson t "$tags" --arg h "$(_wgo_name "$i")" \
+		--arg ep "10.$((202 + i)).0.2:$WGO_PORT" \
+		'{node_key: $k, hostname: $h, endpoints: [$ep], tags: $t}')")
+	WGO4[i]=$(jq -r '[.addresses[] | select(startswith("100."))][0] | sub("/.*"; "")' <<<"$out")
+	WGO6[i]=$(jq -r '[.addresses[] | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$out")
+	if [[ -z ${WGO4[i]} || ${WGO4[i]} == null || -z ${WGO6[i]} || ${WGO6[i]} == null ]]; then
+		fail "testcontrol registers wireguard-go $i (answer: $out)"
 		return 1
 	fi
 }
 
-# wgo_start: wireguard-go (foreground, its pid in WGO_PID) as $WGO_DEV in
-# $WGO_NS with $T/wgo.key, port $WGO_PORT, addresses WGO4/WGO6 and routes to
-# the tailnet's ranges. Peers are added by wgo_peer_pod.
+# wgo_start [I]: wireguard-go in the foreground (pid WGO_PID[i]) as device
+# WGO_DEV[i] in WGO_NS[i] with its key file, port $WGO_PORT, addresses
+# WGO4[i]/WGO6[i] and routes to the tailnet's ranges; log $T/wgo<i>.log.
+# Peers are added by wgo_peer_pod.
 wgo_start()
 {
-	local i
+	local i=${1:-0} n k
 
-	WGO_DEV="wgo$$"
-	WGO_DEV=${WGO_DEV:0:15}
-	ip netns exec "$WGO_NS" wireguard-go -f "$WGO_DEV" >>"$T/wgo.log" 2>&1 </dev/null &
-	WGO_PID=$!
-	CLEAN_PIDS+=("$WGO_PID")
-	for ((i = 0; i < 100; i++)); do
-		wg show "$WGO_DEV" >/dev/null 2>&1 && break
-		kill -0 "$WGO_PID" 2>/dev/null || break
+	n=$(_wgo_name "$i")
+	WGO_DEV[i]="$n$$"
+	WGO_DEV[i]=${WGO_DEV[i]:0:15}
+	ip netns exec "${WGO_NS[i]}" wireguard-go -f "${WGO_DEV[i]}" >>"$T/$n.log" 2>&1 </dev/null &
+	WGO_PID[i]=$!
+	CLEAN_PIDS+=("${WGO_PID[i]}")
+	for ((k = 0; k < 100; k++)); do
+		wg show "${WGO_DEV[i]}" >/dev/null 2>&1 && break
+		kill -0 "${WGO_PID[i]}" 2>/dev/null || break
 		sleep 0.05
 	done
-	wg set "$WGO_DEV" private-key "$T/wgo.key" listen-port "$WGO_PORT" || {
-		fail "wireguard-go $WGO_DEV starts (log: $(tail -n 3 "$T/wgo.log" | tr '\n' ' '))"
+	wg set "${WGO_DEV[i]}" private-key "$T/$n.key" listen-port "$WGO_PORT" || {
+		fail "wireguard-go ${WGO_DEV[i]} starts (log: $(tail -n 3 "$T/$n.log" | tr '\n' ' '))"
 		return 1
 	}
-	ip -n "$WGO_NS" addr add "$WGO4/32" dev "$WGO_DEV"
-	ip -n "$WGO_NS" addr add "$WGO6/128" dev "$WGO_DEV"
-	ip -n "$WGO_NS" link set "$WGO_DEV" mtu 1280 up
-	ip -n "$WGO_NS" route add 100.64.0.0/10 dev "$WGO_DEV"
-	ip -n "$WGO_NS" route add fd7a:115c:a1e0::/48 dev "$WGO_DEV"
+	ip -n "${WGO_NS[i]}" addr add "${WGO4[i]}/32" dev "${WGO_DEV[i]}"
+	ip -n "${WGO_NS[i]}" addr add "${WGO6[i]}/128" dev "${WGO_DEV[i]}"
+	ip -n "${WGO_NS[i]}" link set "${WGO_DEV[i]}" mtu 1280 up
+	ip -n "${WGO_NS[i]}" route add 100.64.0.0/10 dev "${WGO_DEV[i]}"
+	ip -n "${WGO_NS[i]}" route add fd7a:115c:a1e0::/48 dev "${WGO_DEV[i]}"
 }
 
-# wgo_stop: stops wireguard-go by pid (its device goes with it).
+# wgo_stop [I]: stops wireguard-go i by pid (its device goes with it).
 wgo_stop()
 {
-	local i
+	local i=${1:-0} k
 
-	kill -TERM "$WGO_PID" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$WGO_PID" 2>/dev/null || break
+	kill -TERM "${WGO_PID[i]}" 2>/dev/null
+	for ((k = 0; k < 50; k++)); do
+		kill -0 "${WGO_PID[i]}" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL "$WGO_PID" 2>/dev/null
-	wait "$WGO_PID" 2>/dev/null
+	kill -KILL "${WGO_PID[i]}" 2>/dev/null
+	wait "${WGO_PID[i]}" 2>/dev/null
 }
 
-# wgo_peer_pod I: pod I as wireguard-go's peer, as the netmap has it: its node
-# key and its endpoint on 10.202.0.0/24 from testcontrol's node list.
+# wgo_peer_pod POD [I]: pod POD as wireguard-go i's peer, as the netmap has
+# it: its node key and its endpoint on 10.<202+i>.0.0/24 from testcontrol's
+# node list (sets POD_KEY_B64[POD]).
+declare -a POD_KEY_B64
 wgo_peer_pod()
 {
-	local i=$1 node key ep
+	local p=$1 i=${2:-0} node key ep
 
-	node=$(tc_get /nodes | jq -c --arg a "${POD4[$i]}/32" \
+	node=$(tc_get /nodes | jq -c --arg a "${POD4[$p]}/32" \
 		'[.[] | select(.addresses | index($a))][0]')
 	key=$(jq -r '.node_key // empty | sub("nodekey:"; "")' <<<"$node")
-	ep=$(jq -r '[.endpoints[]? | select(startswith("10.202.0.1:"))][0] // empty' <<<"$node")
+	ep=$(jq -r --arg net "10.$((202 + i)).0.1:" \
+		'[.endpoints[]? | select(startswith($net))][0] // empty' <<<"$node")
 	if [[ -z $key || -z $ep ]]; then
-		fail "pod $i is in testcontrol's list with an endpoint on 10.202.0.0/24 ($node)"
+		fail "pod $p is in testcontrol's list with an endpoint on 10.$((202 + i)).0.0/24 ($node)"
 		return 1
 	fi
-	POD_KEY_B64[$i]=$(key_b64 "$key")
-	wg set "$WGO_DEV" peer "${POD_KEY_B64[$i]}" endpoint "$ep" \
-		allowed-ips "${POD4[$i]}/32,${POD6[$i]}/128"
+	POD_KEY_B64[$p]=$(key_b64 "$key")
+	wg set "${WGO_DEV[i]}" peer "${POD_KEY_B64[$p]}" endpoint "$ep" \
+		allowed-ips "${POD4[$p]}/32,${POD6[$p]}/128"
 }
-declare -a POD_KEY_B64
