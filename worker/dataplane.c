@@ -55,10 +55,13 @@ struct dataplane_config {
 	struct ip_prefix *prefixes;
 	struct sockaddr_storage *endpoints;
 	struct filter *filter;
-	/* Jailed peers (Node.IsJailed) may not open flows to us: packets whose
-	 * source is in a jailed peer's AllowedIPs (WireGuard checked that the
-	 * peer owns it) meet `jailed`, a shields-up filter with the same
-	 * local prefixes and state, instead of `filter`. NULL: none jailed. */
+	/* Jailed peers (Node.IsJailed) may not open flows to us: packets from
+	 * them meet `jailed`, a shields-up filter with the same local prefixes
+	 * and state, instead of `filter`. When any peer is jailed, jailed_src
+	 * maps every peer's AllowedIPs to &jailed_yes or &jailed_no: the
+	 * longest match of a delivered packet's source is the peer that sent
+	 * it (WireGuard checked exactly that), so overlapping prefixes of a
+	 * jailed and a free peer are told apart. NULL: none jailed. */
 	struct allowedips *jailed_src;
 	struct filter *jailed;
 	struct dataplane_config *retired_next;
@@ -150,44 +153,47 @@ size_t dataplane_config_peer_count(const struct dataplane_config *cfg)
 	return cfg ? cfg->n_peers : 0;
 }
 
-/* The jailed peers' sources and their shields-up filter (upstream's
- * jailedFilter), when any peer is jailed. */
+static const char jailed_yes, jailed_no;
+
+/* Every peer's AllowedIPs marked jailed or not, and the shields-up filter
+ * (upstream's jailedFilter), when any peer is jailed. */
 static int jailed_build(struct dataplane_config *cfg, const struct dataplane_peer *peers,
 			size_t n_peers, const struct filter_config *fc, struct filter_state *fs,
 			const char **why)
 {
 	struct filter_config shields = *fc;
+	bool any = false;
 	int ret;
 
+	for (size_t i = 0; i < n_peers; i++)
+		any |= peers[i].jailed;
+	if (!any)
+		return 0;
+	cfg->jailed_src = xcalloc(1, sizeof(*cfg->jailed_src));
+	allowedips_init(cfg->jailed_src);
 	for (size_t i = 0; i < n_peers; i++) {
-		if (!peers[i].jailed)
-			continue;
-		if (!cfg->jailed_src) {
-			cfg->jailed_src = xcalloc(1, sizeof(*cfg->jailed_src));
-			allowedips_init(cfg->jailed_src);
-		}
 		for (size_t a = 0; a < peers[i].n_allowed_ips; a++) {
-			ret = allowedips_insert(cfg->jailed_src, &peers[i].allowed_ips[a],
-						&cfg->peers[i]);
+			ret = allowedips_insert(
+				cfg->jailed_src, &peers[i].allowed_ips[a],
+				(void *)(peers[i].jailed ? &jailed_yes : &jailed_no));
 			if (ret < 0) {
-				*why = "jailed peer's AllowedIPs";
+				*why = "a peer's AllowedIPs";
 				return ret;
 			}
 		}
 	}
-	if (!cfg->jailed_src)
-		return 0;
 	shields.shields_up = true;
 	return filter_new(&shields, fs, &cfg->jailed, why);
 }
 
-/* The filter for an inbound packet: the jailed one when its source belongs
- * to a jailed peer. */
+/* The filter for an inbound packet: the jailed one when a jailed peer sent
+ * it. */
 static const struct filter *config_filter_in(const struct dataplane_config *cfg,
 					     const struct packet *p)
 {
 	if (cfg->jailed_src && (p->version == 4 || p->version == 6) &&
-	    allowedips_lookup(cfg->jailed_src, p->version == 4 ? AF_INET : AF_INET6, p->src))
+	    allowedips_lookup(cfg->jailed_src, p->version == 4 ? AF_INET : AF_INET6, p->src) ==
+		    &jailed_yes)
 		return cfg->jailed;
 	return cfg->filter;
 }

@@ -124,6 +124,29 @@ static void test_jailed_peer_opens_nothing(void **state)
 	filter_state_free(fs);
 }
 
+/* Routes that overlap: the jailed peer 2 routes 10.0.0.0/8, the free peer 3
+ * 10.1.0.0/16 inside it. WireGuard delivers a packet from 10.1.2.3 only from
+ * peer 3 (the longest match), so it is peer 3's flow and may open port 80;
+ * one from 10.2.0.1 is the jailed peer's. */
+static void test_jailed_route_overlaps_free_route(void **state)
+{
+	struct filter_state *fs = filter_state_new();
+	struct dataplane_config *cfg = config_of(
+		"{" SELF ",\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"IsJailed\":true,"
+		"\"Addresses\":[\"100.64.0.2/32\"],\"AllowedIPs\":[\"100.64.0.2/32\","
+		"\"10.0.0.0/8\"]},{\"ID\":3,\"Key\":\"" K3 "\",\"Addresses\":"
+		"[\"100.64.0.3/32\"],\"AllowedIPs\":[\"100.64.0.3/32\",\"10.1.0.0/16\"]}]," RULES
+		"}",
+		fs);
+
+	(void)state;
+	assert_int_equal(verdict(cfg, "10.1.2.3", "100.64.0.1", 80, SYN), FILTER_ACCEPT);
+	assert_int_equal(verdict(cfg, "10.2.0.1", "100.64.0.1", 80, SYN), FILTER_DROP);
+	assert_int_equal(verdict(cfg, "100.64.0.2", "100.64.0.1", 80, SYN), FILTER_DROP);
+	dataplane_config_free(cfg);
+	filter_state_free(fs);
+}
+
 static void test_no_jailed_peer_no_second_filter(void **state)
 {
 	struct filter_state *fs = filter_state_new();
@@ -144,6 +167,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_jailed_peer_opens_nothing),
+		cmocka_unit_test(test_jailed_route_overlaps_free_route),
 		cmocka_unit_test(test_no_jailed_peer_no_second_filter),
 	};
 
