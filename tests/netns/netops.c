@@ -43,6 +43,7 @@
 #include "netns.h"
 #include "netops.h"
 #include "tunio.h"
+#include "fixture.h"
 
 struct ns {
 	char name[64];
@@ -98,13 +99,6 @@ static int teardown(void **state)
 }
 
 /* ---- looking inside the namespace ---- */
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 struct ns_read {
 	const char *path;

@@ -43,6 +43,7 @@
 #include "netns.h"
 #include "pktbuf.h"
 #include "tunio.h"
+#include "fixture.h"
 
 enum { CHUNK = 64 * 1024, PORT = 5001 };
 
@@ -63,18 +64,6 @@ struct run {
 
 static int run_counter;
 static uint8_t bufs[2][PKTBUF_BATCH_MAX][PKTBUF_SIZE];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static double now_s(void)
 {

@@ -35,6 +35,7 @@
 #include "netns.h"
 #include "pktbuf.h"
 #include "udpio.h"
+#include "fixture.h"
 
 enum { PORT = 51820, ROUNDS = 40, BULK_MIB = 64 };
 
@@ -47,18 +48,6 @@ struct pair {
 
 static int pair_counter;
 static uint8_t bufs[2][PKTBUF_BATCH_MAX][PKTBUF_SIZE];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static double now_s(void)
 {

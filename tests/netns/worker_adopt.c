@@ -42,6 +42,7 @@
 #include "mem.h"
 #include "worker.pb-c.h"
 #include "workers.h"
+#include "fixture.h"
 
 enum { NPODS = 2 };
 
@@ -64,20 +65,6 @@ static struct {
 	struct worker_stats stats;
 	pid_t sup_a;
 } t;
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[768];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static int tun_create(const char *name)
 {

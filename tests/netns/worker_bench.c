@@ -34,6 +34,7 @@
 
 #include "mem.h"
 #include "workers.h"
+#include "fixture.h"
 
 enum { N = 100, RESPAWN_SAMPLES = 10 };
 
@@ -49,20 +50,6 @@ static struct {
 	uint64_t rx[N];
 	pid_t sup_a;
 } t;
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[768];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static void on_worker(struct worker *w, enum worker_event ev, const struct worker_report *r,
 		      void *arg)

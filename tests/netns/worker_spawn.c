@@ -39,6 +39,7 @@
 #include "workers.h"
 #include "kfeat.h"
 #include "worker.pb-c.h"
+#include "fixture.h"
 
 struct fx {
 	uv_loop_t loop;
@@ -57,20 +58,6 @@ struct fx {
 	char trap_detail[256];
 	char gone_why[128];
 };
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static int tun_create(const char *name)
 {
