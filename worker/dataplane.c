@@ -465,6 +465,27 @@ static const struct filter *current_filter(const struct dataplane *dp)
 	return dp->cur ? dp->cur->filter : dp->deny_all;
 }
 
+/* The filter for a packet WireGuard delivered: deny-all before the first
+ * configuration, else the configuration's for its sender. */
+static const struct filter *filter_for_in(const struct dataplane *dp, const struct packet *p)
+{
+	return dp->cur ? config_filter_in(dp->cur, p) : dp->deny_all;
+}
+
+/* Points pb's slots at b's buffers (packets start at off), all empty. */
+static void pb_reset(struct pktbuf_batch *pb, const struct wg_batch *b, uint32_t off)
+{
+	pb->n = 0;
+	pb->cap = DATAPLANE_BATCH;
+	for (size_t i = 0; i < DATAPLANE_BATCH; i++) {
+		pb->pkt[i].head = b->pkt[i].buf;
+		pb->pkt[i].size = (uint32_t)b->pkt[i].cap;
+		pb->pkt[i].off = off;
+		pb->pkt[i].len = 0;
+		pb->pkt[i].addr_len = 0;
+	}
+}
+
 /* ---- counters, disco keys, rekeys ---------------------------------------- */
 
 static unsigned offloads_of(const struct dataplane *dp);
@@ -661,15 +682,7 @@ static int tun_step(struct dataplane *dp, uint64_t now, bool *more)
 	int r;
 
 	*more = false;
-	pb->n = 0;
-	pb->cap = DATAPLANE_BATCH;
-	for (size_t i = 0; i < DATAPLANE_BATCH; i++) {
-		pb->pkt[i].head = b->pkt[i].buf;
-		pb->pkt[i].size = (uint32_t)b->pkt[i].cap;
-		pb->pkt[i].off = PKTBUF_HEADROOM;
-		pb->pkt[i].len = 0;
-		pb->pkt[i].addr_len = 0;
-	}
+	pb_reset(pb, b, PKTBUF_HEADROOM);
 	r = tunio_read(dp->tio, pb);
 	if (r == -EAGAIN || r == -EINTR)
 		return 0;
@@ -811,20 +824,11 @@ static int udp_step(struct dataplane *dp, size_t k, uint64_t now, bool *more)
 {
 	struct wg_batch *b = &dp->udp_in, *t = &dp->tun_out;
 	struct pktbuf_batch *pb = &dp->pb;
-	const struct filter *f = current_filter(dp);
 	size_t kept = 0;
 	int r;
 
 	*more = false;
-	pb->n = 0;
-	pb->cap = DATAPLANE_BATCH;
-	for (size_t i = 0; i < DATAPLANE_BATCH; i++) {
-		pb->pkt[i].head = b->pkt[i].buf;
-		pb->pkt[i].size = (uint32_t)b->pkt[i].cap;
-		pb->pkt[i].off = 0;
-		pb->pkt[i].len = 0;
-		pb->pkt[i].addr_len = 0;
-	}
+	pb_reset(pb, b, 0);
 	r = udpio_recv(dp->uio[k], pb);
 	if (r < 0) {
 		if (r != -EAGAIN && r != -EINTR)
@@ -854,8 +858,7 @@ static int udp_step(struct dataplane *dp, size_t k, uint64_t now, bool *more)
 		struct packet p;
 
 		(void)packet_parse(&p, w->buf + w->off, w->len, &why);
-		if (filter_run_in(dp->cur ? config_filter_in(dp->cur, &p) : f, &p, &reason) !=
-		    FILTER_ACCEPT) {
+		if (filter_run_in(filter_for_in(dp, &p), &p, &reason) != FILTER_ACCEPT) {
 			dp->st.filter_drop_in[reason]++;
 			continue;
 		}
