@@ -64,27 +64,6 @@ out=$(in_pod "$A" busybox ping -c 3 -W 2 "${ADDR4[1]}" 2>&1)
 check "3 of 3 pings answered ($(grep -o '[0-9]* packets received' <<<"$out"))" \
 	grep -q '3 packets received' <<<"$out"
 
-# recv_start NS PORT FILE: a receiver in pod NS writing what arrives on PORT
-# to FILE until the sender closes. Its stdin is a FIFO this shell holds open
-# (a closed stdin would end the connection early); sets RECV_PID.
-mkfifo -m 0600 "$T/hold"
-exec 7<>"$T/hold"
-recv_start()
-{
-	local k
-	# ip netns exec directly: $! is then the listener itself (a backgrounded
-	# function would be a subshell, and killing it would leave nc behind).
-	ip netns exec "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
-	RECV_PID=$!
-	CLEAN_PIDS+=("$RECV_PID")
-	# Listening before the sender connects.
-	for ((k = 0; k < 50; k++)); do
-		in_pod "$1" ss -Htln "sport = :$2" | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # connects NS DST PORT: a TCP connection from pod NS opens within 3 s.
 connects()
 {
@@ -103,10 +82,7 @@ t0=$(date +%s%N)
 in_pod "$A" timeout 60 bash -c "cat '$T/stream.in' >/dev/tcp/${ADDR4[1]}/5001"
 rc=$?
 t1=$(date +%s%N)
-for ((k = 0; k < 100; k++)); do
-	[[ $(stat -c %s "$T/stream.out" 2>/dev/null) -ge $SIZE ]] && break
-	sleep 0.05
-done
+recv_wait "$T/stream.out" "$SIZE"
 check "the sender in pod A finished (exit $rc)" test "$rc" -eq 0
 got=$(stat -c %s "$T/stream.out" 2>/dev/null || echo 0)
 check "pod B received $got of $SIZE bytes" test "$got" -eq "$SIZE"
@@ -114,8 +90,6 @@ check "the stream's SHA-256 matches" \
 	test "$(sha256sum <"$T/stream.in")" == "$(sha256sum <"$T/stream.out")"
 ms=$(((t1 - t0) / 1000000))
 echo "# $((SIZE / 1048576)) MiB pod A -> pod B over ts0 in $ms ms"
-kill "$RECV_PID" 2>/dev/null
-wait "$RECV_PID" 2>/dev/null
 
 # The data-plane counters in status --json (each status asks the workers for
 # fresh Stats: the second answer has them): the stream went out of pod A's

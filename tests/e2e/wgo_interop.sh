@@ -167,39 +167,6 @@ check "wireguard-go -> pod ${POD4[0]}: 3 of 3" ping3 "$WGO_NS" "${POD4[0]}"
 check "wireguard-go -> pod ${POD6[0]}: 3 of 3" ping3 "$WGO_NS" "${POD6[0]}"
 
 # --- 3. 100 MB each way ------------------------------------------------------------
-# A receiver's stdin is a FIFO this shell holds open (a closed stdin would end
-# busybox nc's connection early).
-mkfifo -m 0600 "$T/hold"
-exec 7<>"$T/hold"
-
-# recv_start NS PORT FILE: busybox nc -l in NS writing what arrives to FILE;
-# sets RECV_PID (the listener itself: started with ip netns exec directly).
-recv_start()
-{
-	local k
-	ip netns exec "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
-	RECV_PID=$!
-	CLEAN_PIDS+=("$RECV_PID")
-	for ((k = 0; k < 50; k++)); do
-		ip netns exec "$1" ss -Htln "sport = :$2" | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# recv_wait FILE SIZE: until FILE holds SIZE bytes (10 s after the sender
-# finished at most), then stops the receiver.
-recv_wait()
-{
-	local k
-	for ((k = 0; k < 1000; k++)); do
-		[[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && break
-		sleep 0.01
-	done
-	kill "$RECV_PID" 2>/dev/null
-	wait "$RECV_PID" 2>/dev/null
-}
-
 same_sha()
 {
 	[[ $(sha256sum <"$1" | cut -d' ' -f1) == $(sha256sum <"$2" | cut -d' ' -f1) ]]

@@ -157,6 +157,42 @@ pod_del()
 	expect_ok "pod $i: DEL"
 }
 
+# recv_start NS PORT FILE: a TCP receiver (busybox nc -l) in NS writing what
+# arrives on PORT to FILE, listening when this returns; sets RECV_PID (the
+# listener itself). Its stdin is a FIFO this shell holds open: a closed stdin
+# would end busybox nc's connection early.
+recv_start()
+{
+	local k
+
+	if [[ ! -p $T/hold ]]; then
+		mkfifo -m 0600 "$T/hold" || return 1
+		exec 7<>"$T/hold"
+	fi
+	ip netns exec "$1" busybox nc -l -p "$2" >"$3" <"$T/hold" &
+	RECV_PID=$!
+	CLEAN_PIDS+=("$RECV_PID")
+	for ((k = 0; k < 50; k++)); do
+		ip netns exec "$1" ss -Htln "sport = :$2" | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# recv_wait FILE SIZE: until FILE holds SIZE bytes (10 s at most), then stops
+# the receiver.
+recv_wait()
+{
+	local k
+
+	for ((k = 0; k < 1000; k++)); do
+		[[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && break
+		sleep 0.01
+	done
+	kill "$RECV_PID" 2>/dev/null
+	wait "$RECV_PID" 2>/dev/null
+}
+
 # pod_stat UID FIELD: a field of pod UID's entry in `status --json` (worker_pid,
 # handshakes, peers, filter_drops, configured, ...). STATUS answers with the
 # worker's last Stats and asks it for fresh ones: a first STATUS primes them.
