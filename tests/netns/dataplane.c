@@ -125,23 +125,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int open_ns(const char *name)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "/run/netns/%s", name);
-	return open(path, O_RDONLY | O_CLOEXEC);
-}
-
-static void enter_netns(const char *name)
-{
-	int fd = open_ns(name);
-
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-		_exit(90);
-	close(fd);
-}
-
 /* Where a side's applications live: the pod, or node netns for wireguard-go. */
 static const char *app_ns(int side)
 {
@@ -653,31 +636,18 @@ static void stream_hash(size_t total, uint8_t out[32])
 
 static void receiver_child(const char *ns, int family, int port)
 {
-	static uint8_t buf[CHUNK];
-	crypto_generichash_state h;
-	struct pollfd pfd;
-	uint64_t total = 0;
-	ssize_t r;
-	int ls, c;
+	uint64_t total;
+	int ls, st;
 
 	enter_netns(ns);
 	ls = tcp_listen(family, port);
 	__atomic_store_n(&fx.sh->rx_done, 1, __ATOMIC_SEQ_CST);
-	pfd = (struct pollfd){.fd = ls, .events = POLLIN};
-	if (poll(&pfd, 1, 30000) != 1)
-		_exit(96);
-	c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-	if (c < 0)
-		_exit(97);
-	crypto_generichash_init(&h, NULL, 0, 32);
-	while ((r = read(c, buf, sizeof(buf))) > 0) {
-		crypto_generichash_update(&h, buf, (size_t)r);
-		total += (uint64_t)r;
-	}
-	crypto_generichash_final(&h, fx.sh->rx_hash, 32);
+	st = accept_and_hash(ls, fx.sh->rx_hash, &total);
+	if (st == 96 || st == 97)
+		_exit(st);
 	fx.sh->rx_bytes = total;
 	__atomic_store_n(&fx.sh->rx_done, 2, __ATOMIC_SEQ_CST);
-	_exit(r == 0 ? 0 : 98);
+	_exit(st);
 }
 
 /* Sends total bytes of the stream; pace_ms > 0 waits that long per chunk. */

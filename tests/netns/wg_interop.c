@@ -99,18 +99,6 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * WG_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-static void enter_netns(const char *name)
-{
-	char path[128];
-	int fd;
-
-	snprintf(path, sizeof(path), "/run/netns/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-		_exit(90);
-	close(fd);
-}
-
 /* ---- the device child ------------------------------------------------ */
 
 struct loop {
@@ -287,12 +275,8 @@ static void tcp_receiver(const char *ns, int family)
 {
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(TCP_PORT)};
 	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(TCP_PORT)};
-	crypto_generichash_state h;
-	static uint8_t buf[65536];
-	struct pollfd pfd;
-	int one = 1, ls, c;
-	uint64_t total = 0;
-	ssize_t r;
+	int one = 1, ls, st;
+	uint64_t total;
 
 	enter_netns(ns);
 	ls = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -303,21 +287,12 @@ static void tcp_receiver(const char *ns, int family)
 	    listen(ls, 1) < 0)
 		_exit(95);
 	__atomic_store_n(&fx.sh->ready, 2, __ATOMIC_SEQ_CST);
-	pfd = (struct pollfd){.fd = ls, .events = POLLIN};
-	if (poll(&pfd, 1, 30000) != 1)
-		_exit(96);
-	c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-	if (c < 0)
-		_exit(97);
-	crypto_generichash_init(&h, NULL, 0, 32);
-	while ((r = read(c, buf, sizeof(buf))) > 0) {
-		crypto_generichash_update(&h, buf, (size_t)r);
-		total += (uint64_t)r;
-	}
-	crypto_generichash_final(&h, fx.sh->tcp_hash, 32);
+	st = accept_and_hash(ls, fx.sh->tcp_hash, &total);
+	if (st == 96 || st == 97)
+		_exit(st);
 	fx.sh->tcp_bytes = total;
 	__atomic_store_n(&fx.sh->tcp_done, 1, __ATOMIC_SEQ_CST);
-	_exit(r == 0 ? 0 : 98);
+	_exit(st);
 }
 
 /* Sends the payload; pace_ms > 0 sends it in 100 chunks that far apart. */
