@@ -1,5 +1,5 @@
 /* The CNI environment: CNI_COMMAND and friends, and the K=V;K=V pairs of
- * CNI_ARGS as Kubernetes runtimes send them (cni-contract.md 2.1, 2.2). */
+ * CNI_ARGS as Kubernetes runtimes send them (docs/cni-contract.md 2.1, 2.2). */
 #ifndef TSCNI_CNI_ARGS_H
 #define TSCNI_CNI_ARGS_H
 

@@ -1,4 +1,4 @@
-/* The CNI verbs (cni-contract.md 4): everything between reading stdin and
+/* The CNI verbs (docs/cni-contract.md 4): everything between reading stdin and
  * writing stdout. main.c owns the process (signals, watchdog, stdin, stdout,
  * log sinks); this file owns the decisions. */
 #ifndef TSCNI_CNI_CMD_H

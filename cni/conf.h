@@ -1,4 +1,4 @@
-/* The request configuration on stdin (cni-contract.md 2.3, 2.4, 3): the JSON
+/* The request configuration on stdin (docs/cni-contract.md 2.3, 2.4, 3): the JSON
  * tree, the version, and tailscale-cni's own keys with their defaults. */
 #ifndef TSCNI_CNI_CONF_H
 #define TSCNI_CNI_CONF_H

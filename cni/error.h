@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* The codes tailscale-cni uses (cni-contract.md 6.2). */
+/* The codes tailscale-cni uses (docs/cni-contract.md 6.2). */
 enum cni_code {
 	CNI_ERR_VERSION = 1,
 	CNI_ERR_UNSUPPORTED_FIELD = 2,

@@ -1,5 +1,5 @@
 /* The ADD result: prevResult kept as a JSON tree, our entries appended, and
- * the whole converted to the request's version (cni-contract.md 3, 5). */
+ * the whole converted to the request's version (docs/cni-contract.md 3, 5). */
 #ifndef TSCNI_CNI_RESULT_H
 #define TSCNI_CNI_RESULT_H
 

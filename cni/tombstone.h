@@ -1,5 +1,5 @@
 /* DEL tombstones: written when the supervisor cannot be reached, so that it
- * releases the attachment when it starts (cni-contract.md 4.2 step 4). */
+ * releases the attachment when it starts (docs/cni-contract.md 4.2 step 4). */
 #ifndef TSCNI_CNI_TOMBSTONE_H
 #define TSCNI_CNI_TOMBSTONE_H
 

@@ -540,7 +540,7 @@ static int start(const Tscni__Start *m, const char **why)
 		return bad(why, "start.mtu out of range");
 	if (m->ca_bundle.len > CA_BUNDLE_MAX_LEN)
 		return bad(why, "start.ca_bundle too large");
-	if (m->control_test_flags & ~1U)
+	if (m->control_test_flags & ~(uint32_t)START_TEST_NO_LITE)
 		return bad(why, "start.control_test_flags has unknown bits");
 	return prefixes(m->addresses, m->n_addresses, "start.addresses: too many", why);
 }

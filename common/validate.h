@@ -13,7 +13,7 @@
 
 enum validate_limits {
 	NAME_MAX_LEN = 253,	     /* network name */
-	CONTAINER_ID_MAX_LEN = 4096, /* cni-contract 2.1 */
+	CONTAINER_ID_MAX_LEN = 4096, /* docs/cni-contract.md 2.1 */
 	IFNAME_MAX_LEN = 15,
 	PATH_MAX_LEN = 4095,
 	POD_FIELD_MAX_LEN = 253, /* namespace, name, uid */
@@ -28,6 +28,16 @@ enum validate_limits {
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,
 	CA_BUNDLE_MAX_LEN = 48 * 1024,
+};
+
+/* Test knobs a Start message may carry. The supervisor checks its options
+ * against these at start-up, so a bad one is named once rather than by every
+ * worker; validate_supervisor_msg checks them again on the worker's side. */
+enum start_test_knobs {
+	START_TEST_NO_LITE = 1U << 0, /* control never sends lite updates */
+	/* Each WireGuard timer override is at most the protocol's
+	 * REJECT_AFTER_TIME (180 s; worker/wg/wg_messages.h). */
+	START_WG_TIMER_MAX_MS = 180 * 1000,
 };
 
 /* ^[A-Za-z0-9][A-Za-z0-9_.-]*$, bounded by max. */

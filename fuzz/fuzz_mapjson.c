@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/mapjson.h"
-#include "common/netmap.h"
+#include "worker/control/mapjson.h"
+#include "worker/control/netmap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

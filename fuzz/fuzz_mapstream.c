@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/mapjson.h"
-#include "common/mapstream.h"
-#include "common/netmap.h"
+#include "worker/control/mapjson.h"
+#include "worker/control/mapstream.h"
+#include "worker/control/netmap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -16,7 +16,7 @@
 
 #include <sodium.h>
 
-#include "common/ts2021.h"
+#include "worker/control/ts2021.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "common/filter.h"
-#include "common/packet.h"
+#include "worker/dataplane/filter.h"
+#include "worker/dataplane/packet.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/pktbuf.h"
-#include "common/tunio.h"
+#include "worker/dataplane/pktbuf.h"
+#include "worker/dataplane/tunio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

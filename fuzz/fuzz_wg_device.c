@@ -37,8 +37,8 @@
 #include "common/ip.h"
 #include "common/keys.h"
 #include "common/log.h"
-#include "common/wg/wg_device.h"
-#include "common/wg/wg_noise.h"
+#include "worker/wg/wg_device.h"
+#include "worker/wg/wg_noise.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

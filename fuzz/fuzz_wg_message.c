@@ -19,10 +19,10 @@
 
 #include <sodium.h>
 
-#include "wg/wg_cookie.h"
-#include "wg/wg_data.h"
-#include "wg/wg_messages.h"
-#include "wg/wg_noise.h"
+#include "worker/wg/wg_cookie.h"
+#include "worker/wg/wg_data.h"
+#include "worker/wg/wg_messages.h"
+#include "worker/wg/wg_noise.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* tailscale-cni-supervisor: one per node (DESIGN.md section 2).
+/* tailscale-cni-supervisor: one per node (docs/design.md §2).
  *
  *   tailscale-cni-supervisor [run] [--state-dir DIR] [--socket PATH]
  *       [--node-name NAME] [--reconcile-interval SECONDS]
@@ -38,7 +38,6 @@
 #include <uv.h>
 
 #include "cni_server.h"
-#include "control.h"
 #include "hostname.h"
 #include "log.h"
 #include "mem.h"
@@ -48,7 +47,6 @@
 #include "supervisor.h"
 #include "validate.h"
 #include "workers.h"
-#include "wg/wg_messages.h"
 
 static void usage(FILE *f)
 {
@@ -160,9 +158,9 @@ static int parse_wg_timers(const char *s, uint32_t out[6])
 		}
 		memcpy(part, p, len);
 		part[len] = '\0';
-		if (parse_u32(part, 1, REJECT_AFTER_TIME * 1000, &out[i]) < 0) {
+		if (parse_u32(part, 1, START_WG_TIMER_MAX_MS, &out[i]) < 0) {
 			fprintf(stderr, "--test-wg-timers: %s '%s' is not 1..%d ms\n", names[i],
-				part, REJECT_AFTER_TIME * 1000);
+				part, START_WG_TIMER_MAX_MS);
 			return -EINVAL;
 		}
 		p += len + 1;
@@ -598,7 +596,7 @@ static int run(struct supervisor *sup)
 			goto err_loop;
 		wc.resolve = resolver_request;
 		wc.resolve_arg = sup->resolver;
-		wc.control_test_flags = sup->cfg.test_control_no_lite ? CONTROL_TEST_NO_LITE : 0;
+		wc.control_test_flags = sup->cfg.test_control_no_lite ? START_TEST_NO_LITE : 0;
 		memcpy(wc.wg_timers_ms, sup->cfg.test_wg_timers_ms, sizeof(wc.wg_timers_ms));
 	}
 	ret = workers_new(&sup->loop, &wc, &sup->workers);

@@ -37,7 +37,7 @@
 
 #include "netlink.h"
 #include "netns.h"
-#include "tunio.h"
+#include "tun.h"
 
 enum netops_limits {
 	NETOPS_MTU_MAX = 65535,	  /* the TUN driver's max_mtu */
@@ -122,7 +122,6 @@ struct tun_build {
 static int tun_open_tmp(struct tun_build *b, const char **why)
 {
 	for (int i = 0; i < NETOPS_TMPNAME_TRIES; i++) {
-		static const struct tunio_config all_offloads = {0};
 		struct ifreq ifr = {0};
 		uint32_t rnd;
 
@@ -138,7 +137,7 @@ static int tun_open_tmp(struct tun_build *b, const char **why)
 			return -errno;
 		}
 		/* IFF_VNET_HDR when the kernel has it: the worker's TUN offloads. */
-		ifr.ifr_flags = (short)(tunio_iff_flags(b->fd, &all_offloads) | IFF_TUN_EXCL);
+		ifr.ifr_flags = (short)(tun_iff_flags(b->fd, false) | IFF_TUN_EXCL);
 		if (ioctl(b->fd, TUNSETIFF, &ifr) == 0)
 			return 0;
 		int ret = -errno;
@@ -627,7 +626,7 @@ int netops_route_del(int nsfd, int ifindex, const struct ip_prefix *dst)
 	return route_request(nsfd, ifindex, dst, false);
 }
 
-/* ---- validation of workers' requests (DESIGN.md section 1) ---- */
+/* ---- validation of workers' requests (docs/design.md §1) ---- */
 
 int netops_validate_addr(const struct ip_prefix *p, const char **why)
 {

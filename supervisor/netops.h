@@ -1,5 +1,5 @@
 /* Every privileged network operation of the supervisor, through libnl-route-3,
- * and the validation of workers' requests for them (DESIGN.md section 1).
+ * and the validation of workers' requests for them (docs/design.md §1).
  * Functions are synchronous and thread-safe (each opens its own netlink
  * socket); pods.c runs them on the libuv threadpool. All return 0 or a
  * negative errno and, where given, set *why to a static string. */
@@ -56,7 +56,7 @@ struct netops_policy {
 	size_t n_extra_routes;
 };
 
-/* Worker requests (DESIGN.md section 1): an address must be exactly a /32 in
+/* Worker requests (docs/design.md §1): an address must be exactly a /32 in
  * 100.64.0.0/10 or a /128 in fd7a:115c:a1e0::/48; a route must lie inside
  * those ranges, or be quad-100, or inside one of policy's extra prefixes.
  * 0 or -EPERM with *why. */

@@ -1,4 +1,4 @@
-/* The pod table and the CNI verbs (DESIGN.md sections 3 and 4,
+/* The pod table and the CNI verbs (docs/design.md §3 and §4,
  * docs/cni-contract.md sections 4 and 10).
  *
  * Threads. The table (struct pods and every struct attachment in it) belongs
@@ -38,7 +38,7 @@
  *
  * Identities. A pod's identity (pods/<uid>/identity.pb: keys, addresses) is
  * kept after its last attachment is deleted, because a sandbox recreated for
- * the same pod must keep its keys and addresses (DESIGN.md section 3). Whether
+ * the same pod must keep its keys and addresses (docs/design.md §3). Whether
  * a pod is gone for good is not decidable from CNI calls alone (it needs the
  * Kubernetes API or a retention policy), so this issue never removes
  * identities; state_pod_remove exists for the code that will.
@@ -97,7 +97,7 @@ enum pods_limits {
 	ROLL_STEP_TIMEOUT_MS = 10000, /* one worker's replacement, until Ready */
 };
 
-/* CNI error codes the supervisor puts into its replies (cni-contract 6.2). */
+/* CNI error codes the supervisor puts into its replies (docs/cni-contract.md 6.2). */
 enum cni_code {
 	CNI_ERR_NETNS = 3,
 	CNI_ERR_BAD_NETNS = 8,

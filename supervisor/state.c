@@ -1,4 +1,4 @@
-/* The state directory of DESIGN.md section 3. Every path below the top
+/* The state directory of docs/design.md §3. Every path below the top
  * directory is opened relative to a directory fd with O_NOFOLLOW, so a
  * symlink planted in the tree is never followed; every name that comes from a
  * record (pod UID, key, job id) is checked by valid_name()/valid_ifname()

@@ -1,4 +1,4 @@
-/* The state directory (DESIGN.md section 3), default /var/lib/tailscale-cni:
+/* The state directory (docs/design.md §3), default /var/lib/tailscale-cni:
  *
  *   supervisor.lock                          flock: one supervisor per node
  *   pods/<pod-uid>/identity.pb               keys, hostname, addresses

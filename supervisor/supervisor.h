@@ -1,6 +1,6 @@
 /* The supervisor's top-level object, private to supervisor/. main.c owns the
  * one struct supervisor and passes it down; nothing else in the folder keeps
- * global state (STYLE.md section 11). */
+ * global state (docs/style.md §11). */
 #ifndef TSCNI_SUPERVISOR_SUPERVISOR_H
 #define TSCNI_SUPERVISOR_SUPERVISOR_H
 

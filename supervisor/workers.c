@@ -682,7 +682,7 @@ static void schedule(struct worker *w, unsigned int ms)
 }
 
 /* Does the custody TUN fd still have a device behind it? When the pod's netns
- * is deleted the fd polls POLLERR (machine-notes.md). events = 0: we must not
+ * is deleted the fd polls POLLERR (docs/machine-notes.md). events = 0: we must not
  * steal the pod's packets. */
 static bool tun_alive(const struct worker *w)
 {

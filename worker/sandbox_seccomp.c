@@ -1,6 +1,6 @@
 /* The real sandbox: an empty mount namespace, the worker's own uid, no
  * capabilities, no_new_privs, not dumpable, then a seccomp allow-list whose
- * default kills the process (DESIGN.md section 1). */
+ * default kills the process (docs/design.md §1). */
 #include "sandbox.h"
 
 #include <errno.h>

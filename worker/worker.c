@@ -1,4 +1,4 @@
-/* The child side of a spawn, in the order DESIGN.md section 1 gives: fds,
+/* The child side of a spawn, in the order docs/design.md §1 gives: fds,
  * sandbox, Hello/Start, threads, seccomp, control loop. */
 #include "worker.h"
 
@@ -14,6 +14,10 @@
 
 #include "mem.h"
 #include "sandbox.h"
+
+/* The supervisor bounds each WireGuard timer override by this (common/validate.h). */
+_Static_assert(START_WG_TIMER_MAX_MS == REJECT_AFTER_TIME * 1000,
+	       "START_WG_TIMER_MAX_MS is WireGuard's REJECT_AFTER_TIME");
 
 /* Closes every fd >= first. close_range(2) since 5.9; before that (ENOSYS)
  * walk /proc/self/fd. */

@@ -22,7 +22,7 @@
 #include "keys.h"
 #include "log.h"
 #include "validate.h"
-#include "common/wg/wg_device.h"
+#include "wg_device.h"
 #include "worker.pb-c.h"
 
 struct sandbox_ops;

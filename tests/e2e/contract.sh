@@ -1,5 +1,5 @@
 #!/bin/bash
-# The conformance cases of cni-contract.md §11, one case per run:
+# The conformance cases of docs/cni-contract.md §11, one case per run:
 #   contract.sh N          (N = 1..50; ctest runs each as e2e.contract_NN)
 #
 #   host netns                                       pod netns tscni-contract-<pid>-p

@@ -1,6 +1,6 @@
 /* plugin_run: runs a CNI plugin the way a runtime does (libcni's raw_exec) and
  * reports what a runtime would see, so the shell tests can check the process
- * hygiene rules of cni-contract.md §1.
+ * hygiene rules of docs/cni-contract.md §1.
  *
  *   plugin_run --stdin FILE --stdout FILE --stderr FILE [--kill-after-ms N]
  *              [--eof-wait-ms N] -- PROGRAM [ARGS...]

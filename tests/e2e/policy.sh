@@ -17,7 +17,7 @@
 #   2. The pod's own outbound flows get replies: TCP to W both ways, UDP to W
 #      and W's UDP back (iperf3 -u -R: replies through the flow cache), pings
 #      to W and W2 answered. Inbound echo requests follow upstream (§5.2 of
-#      tailscale-protocol.md): accepted when a rule allows src -> dst by IP
+#      docs/tailscale-protocol.md): accepted when a rule allows src -> dst by IP
 #      alone, so W's ping is answered and W2's is not.
 #   3. With a slow TCP stream from W to the pod's port 80 running: a policy
 #      also allowing 22 takes effect within 2 s, the original one again

@@ -1,5 +1,5 @@
 /* stub_daemon: a stand-in for tailscale-cni-supervisor on the CNI socket, for
- * the conformance cases of cni-contract.md §11 that need a daemon which
+ * the conformance cases of docs/cni-contract.md §11 that need a daemon which
  * misbehaves in a controlled way. It speaks the real protocol (common/frame.h,
  * CniRequest/CniReply of common/proto/cni.proto, checked by
  * validate_cni_request) and creates no interface.
@@ -14,7 +14,7 @@
  *           GC -> release this network's keys not listed; STATUS -> ready.
  *   hang    read the request, never reply; when the client goes away, carry
  *           the request out anyway (a daemon that finishes work the plugin
- *           gave up on, cni-contract §11 cases 29 and 48).
+ *           gave up on, docs/cni-contract.md §11 cases 29 and 48).
  *   half    send half of a frame and close.
  *   refuse  answer with Error code 102, msg "refused by stub", details TEXT.
  *   late    carry out the request and reply after --delay-ms.

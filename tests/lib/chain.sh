@@ -16,7 +16,7 @@
 # The bridge plugin here (containernetworking-plugins 1.1.1) speaks CNI up to
 # 1.0.0; for a 1.1.0 list it is run at 1.0.0 and tailscale-cni gets its
 # 1.0.0-schema result as prevResult (same result schema, see
-# cni-contract.md §3 "prevResult can be in a different schema").
+# docs/cni-contract.md §3 "prevResult can be in a different schema").
 
 # chain_setup: the node netns. Sets NODE.
 chain_setup()

@@ -168,7 +168,7 @@ check()
 
 tscni_finish()
 {
-	# No daemon of ours keeps a pod netns open (cni-contract §1.4: a held
+	# No daemon of ours keeps a pod netns open (docs/cni-contract.md §1.4: a held
 	# netns makes the runtime's removal fail with EBUSY).
 	local n ino pid fd held=""
 	for n in "${CLEAN_NETNS[@]}"; do
@@ -445,7 +445,7 @@ cni()
 	esac
 	local verb
 	verb="$(basename "${CNI_BIN:-$PLUGIN}") ${env[CNI_COMMAND]:-none}"
-	# Hygiene, cni-contract.md §11 last paragraph.
+	# Hygiene, docs/cni-contract.md §11 last paragraph.
 	if [[ -n $SIG ]]; then
 		if [[ $EXPECT_SIGNAL != "$SIG" ]]; then
 			fail "hygiene($verb): plugin died by signal $SIG (stderr: ${ERR:0:300})"
@@ -517,7 +517,7 @@ expect_err()
 
 # --- configurations ------------------------------------------------------
 
-# The prevResult of cni-contract.md §5.3 for version V and sandbox path P:
+# The prevResult of docs/cni-contract.md §5.3 for version V and sandbox path P:
 # 0.x shaped (ips[].version) for 0.3.0/0.3.1/0.4.0, 1.x shaped otherwise.
 prev_result()
 {
@@ -568,7 +568,7 @@ conf_with_prev()
 # --- checks on results and netns -----------------------------------------
 
 # check_add_result DESC RESULT VERSION SANDBOX PREV [IFC]: the result is PREV
-# plus our ts0 (cni-contract §5.2, §11 case 32): same interfaces/ips/routes/
+# plus our ts0 (docs/cni-contract.md §5.2, §11 case 32): same interfaces/ips/routes/
 # dns prefix, ts0 appended with sandbox byte for byte, new ips per
 # TSCNI_E2E_ADDRESSES, version keys per schema. Prints FAIL lines naming
 # each mismatch; returns 1 if any.

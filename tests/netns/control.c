@@ -35,12 +35,12 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "common/control.h"
+#include "worker/control/control.h"
 #include "common/ip.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/netmap.h"
+#include "worker/control/netmap.h"
 
 enum {
 	WAIT_MS = 8000,

@@ -51,7 +51,7 @@
 
 #include "common/keys.h"
 #include "common/log.h"
-#include "common/wg/wg_device.h"
+#include "worker/wg/wg_device.h"
 #include "fixture.h"
 
 enum {

@@ -9,9 +9,9 @@
 
 #include <sodium.h>
 
-#include "common/keys.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
 
 static void reply(struct tc_conn *c, int status, json_t *o)
 {

@@ -17,9 +17,9 @@
 #include <openssl/x509v3.h>
 #include <zstd.h>
 
-#include "common/keys.h"
-#include "common/mem.h"
-#include "common/ts2021.h"
+#include "keys.h"
+#include "mem.h"
+#include "worker/control/ts2021.h"
 
 struct sbuf {
 	uint8_t *p;

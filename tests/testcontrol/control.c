@@ -22,9 +22,9 @@
 #include <sodium.h>
 #include <zstd.h>
 
-#include "common/keys.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
 
 static const char zero_time[] = "0001-01-01T00:00:00Z";
 

@@ -20,8 +20,8 @@
 
 #include <sodium.h>
 
-#include "common/log.h"
-#include "common/mem.h"
+#include "log.h"
+#include "mem.h"
 
 volatile int tc_signalled;
 

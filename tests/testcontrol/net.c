@@ -21,9 +21,9 @@
 #include <openssl/err.h>
 #include <sodium.h>
 
-#include "common/keys.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
 
 extern volatile int tc_signalled;
 

@@ -18,9 +18,9 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
-#include "common/keys.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
 
 long long tc_now(void)
 {

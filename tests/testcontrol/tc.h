@@ -21,7 +21,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
-#include "common/ts2021.h"
+#include "worker/control/ts2021.h"
 
 enum tc_limits {
 	TC_HTTP_HDR_MAX = 16 << 10, /* HTTP/1.1 request head */

@@ -25,8 +25,8 @@
 #include <sodium.h>
 
 #include "client.h"
-#include "common/keys.h"
-#include "common/mem.h"
+#include "keys.h"
+#include "mem.h"
 
 enum { CAPVER = 130, OLD_CAPVER = 100, WAIT_MS = 3000 };
 

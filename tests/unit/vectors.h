@@ -1,4 +1,5 @@
-/* Test vectors for the unit tests: $TSCNI_SHARED_DIR/vectors/<rel> loaded
+/* Test vectors for the unit tests: tests/vectors/<rel> (the directory in
+ * $TSCNI_VECTORS_DIR, which ctest sets) loaded
  * with jansson, fields read and hex decoded. Every helper fails the test
  * (cmocka fail_msg) when the directory, the file, a field, its type, its hex
  * or its length is wrong: a vector test that cannot read its vectors must
@@ -19,17 +20,17 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-/* Writes "$TSCNI_SHARED_DIR/vectors/<rel>" into buf and returns buf. */
+/* Writes "$TSCNI_VECTORS_DIR/<rel>" into buf and returns buf. */
 static inline char *vectors_path(char *buf, size_t n, const char *rel)
 {
-	const char *dir = getenv("TSCNI_SHARED_DIR");
+	const char *dir = getenv("TSCNI_VECTORS_DIR");
 	int len;
 
 	if (!dir || !*dir)
-		fail_msg("TSCNI_SHARED_DIR is not set; the vectors are required (%s)", rel);
-	len = snprintf(buf, n, "%s/vectors/%s", dir, rel);
+		fail_msg("TSCNI_VECTORS_DIR is not set; the vectors are required (%s)", rel);
+	len = snprintf(buf, n, "%s/%s", dir, rel);
 	if (len < 0 || (size_t)len >= n)
-		fail_msg("vector path too long: %s/vectors/%s", dir, rel);
+		fail_msg("vector path too long: %s/%s", dir, rel);
 	return buf;
 }
 
@@ -44,7 +45,7 @@ static inline json_t *vectors_load_path(const char *path)
 	return root;
 }
 
-/* The whole file $TSCNI_SHARED_DIR/vectors/<rel>, e.g. "tailscale/keys.json". */
+/* The whole file tests/vectors/<rel>, e.g. "tailscale/keys.json". */
 static inline json_t *vectors_load(const char *rel)
 {
 	char path[4096];
@@ -179,7 +180,7 @@ static inline int vectors_list(const char *dir, struct dirent ***ents)
 }
 
 /* Calls fn(dir, name, arg) on every entry of every capture session folder
- * $TSCNI_SHARED_DIR/vectors/captures/<session>, sessions and entries in name
+ * tests/vectors/captures/<session>, sessions and entries in name
  * order; dir is the session folder's path. Plain files directly under
  * captures/ (README.md) are passed over. */
 static inline void vectors_each_capture(void (*fn)(const char *dir, const char *name, void *arg),

@@ -11,7 +11,7 @@
 
 #define NETNS "/var/run/netns/cni-0f6b7c1e-1111-2222-3333-444455556666"
 
-/* cni-contract.md 5.3. The output differs from the contract's text in one
+/* docs/cni-contract.md 5.3. The output differs from the contract's text in one
  * key only: ts0 carries "mac":"00:00:00:00:00:00", which podman's CNI backend
  * requires on every interface with a sandbox (see result.c). */
 static const char prev_53[] =

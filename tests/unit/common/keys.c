@@ -1,4 +1,4 @@
-/* keys.c against $TSCNI_SHARED_DIR/vectors/tailscale/keys.json, produced by
+/* keys.c against tests/vectors/tailscale/keys.json, produced by
  * upstream types/key: clamping, X25519 public keys, text forms, parsing. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* netops without root: the validation rules for workers' requests
- * (DESIGN.md section 1), interface-name checks, route prefix masking, and the
+ * (docs/design.md §1), interface-name checks, route prefix masking, and the
  * argument checks netops_tun_create makes before touching the kernel. */
 #include <errno.h>
 #include <setjmp.h>

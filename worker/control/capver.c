@@ -1,0 +1,108 @@
+/* See capver.h. One row per obligation; the promise texts paraphrase the
+ * CapabilityVersion history in upstream tailcfg/tailcfg.go. */
+#include "capver.h"
+
+static const struct capver_row table[] = {
+	{5, "delta map responses: later messages change only what they carry", true,
+	 "common/netmap.c netmap_apply"},
+	{6, "MapResponse.PacketFilter null means unchanged, [] means empty", true,
+	 "common/mapjson.c has_packet_filter, common/netmap.c"},
+	{7, "FilterRule.SrcIPs holds CIDRs, ranges and *", true, "common/filter.c parse_ip_set"},
+	{10, "MapResponse.PeerSeenChange", true, "common/netmap.c"},
+	{12, "PingRequest is answered", true,
+	 "common/control.c: HEAD over Noise; c2n answered 404; other types ignored"},
+	{13, "FilterRule.IPProto", true, "common/filter.c"},
+	{15, "null DNSConfig means unchanged", true, "common/netmap.c"},
+	{16, "Node.Online and MapResponse.OnlineChange", true, "common/netmap.c"},
+	{17, "empty MapResponse.Domain means unchanged", true, "common/netmap.c"},
+	{18, "null MapResponse.Node means unchanged", true, "common/netmap.c"},
+	{28, "the control protocol is Noise (ts2021)", true, "common/ts2021.c, common/control.c"},
+	{33, "PeersChangedPatch with DERPRegion and Endpoints", true, "common/netmap.c"},
+	{36, "PeersChangedPatch Key, DiscoKey, Online, LastSeen, KeyExpiry", true,
+	 "common/netmap.c"},
+	{38, "PingRequest.URLIsNoise: the HEAD goes over the Noise connection", true,
+	 "common/control.c answer_ping"},
+	{45, "c2n requests (debug endpoints, later /update, /vip-services, ...)", true,
+	 "common/control.c: every c2n request is answered 404, as by a client without it"},
+	{49, "EarlyNoise: the server may send an early payload", true,
+	 "common/ts2021.c ts2021_early_feed"},
+	{53, "Node.Expired is respected and expiry computed from KeyExpiry", true,
+	 "common/netmap.c netmap_node_expired"},
+	{58, "lite map updates are retried before the map poll is restarted", true,
+	 "common/control.c lite update backoff"},
+	{59, "Peers[].SelfNodeV4MasqAddrForThisPeer", true,
+	 "common/netmap.c marks has_masq_addr; such peers are skipped"},
+	{65, "incremental DERPMap with HomeParams; null Regions means unchanged", true,
+	 "common/netmap.c derpmap merge"},
+	{68, "a Stream:true MapRequest is read-only: Hostinfo and Endpoints go in lite updates",
+	 true, "common/control.c send_lite"},
+	{74, "Node.CapMap instead of Capabilities", true, "common/netmap.c caps"},
+	{81, "MapResponse.PacketFilters: named, incremental filters", true, "common/netmap.c"},
+	{94, "Node.IsJailed: a jailed peer may not initiate connections to us", true,
+	 "worker/dataplane.c config_filter_in: a jailed peer's packets meet a shields-up "
+	 "filter"},
+	{109, "\"cap:<name>\" entries in FilterRule.SrcIPs", true, "common/filter.c"},
+	{111, "peers carry HomeDERP instead of the legacy DERP string", true,
+	 "common/netmap.c upgrade_node"},
+	{112, "absent AllowedIPs means the same as Addresses", true,
+	 "common/netmap.c upgrade_node"},
+	{113, "Hostinfo.IngressEnabled tells control whether Funnel is on", true,
+	 "we never run Funnel: the field is left out (false)"},
+	{114, "NodeAttrMaxKeyDuration may be set (no client change upstream)", true,
+	 "nothing to do"},
+	{115, "DERPRegion.NoMeasureNoHome: such regions are not measured or chosen as home", false,
+	 "common/netmap.c keeps no_measure_no_home; no home-region choice honours it yet"},
+	{116, "MagicDNS answers AAAA when NodeAttrMagicDNSPeerAAAA is set", true,
+	 "we serve no MagicDNS"},
+	{117, "MapResponse.DisplayMessages", true, "ignored: a pod has no UI"},
+	{118, "Hostinfo.StateEncrypted", true, "left out (unknown)"},
+	{119, "Hostinfo.Location.Priority orders routes", true, "we accept no subnet routes"},
+	{120, "peer relay disco messages; peers treat us as relay capable", false,
+	 "no disco layer drops the relay messages yet"},
+	{121, "peer relay endpoint allocation messages", false, "as 120"},
+	{124, "crypto routing is mandatory", false, "no magicsock yet"},
+	{126, "seamless node key renewal", false, "node keys are not renewed"},
+	{127, "c2n GET /debug/netmap", true, "common/control.c: answered 404"},
+	{137, "/machine/register may answer 429 with Retry-After", true,
+	 "common/control.c register_done"},
+	{144, "TSMP disco key advertisements after WireGuard handshakes", false, "not sent"},
+};
+
+const struct capver_row *capver_table(size_t *n)
+{
+	*n = sizeof(table) / sizeof(table[0]);
+	return table;
+}
+
+int capver_claim(void)
+{
+	size_t n, i;
+	const struct capver_row *t = capver_table(&n);
+	int claim = CAPVER_FLOOR;
+
+	for (i = 0; i < n; i++) {
+		if (t[i].version <= CAPVER_FLOOR)
+			continue;
+		if (!t[i].met || t[i].version > CAPVER_CEILING)
+			return claim;
+		claim = t[i].version;
+	}
+	/* Every row met: nothing above the last row has been checked. */
+	return claim;
+}
+
+size_t capver_gaps(size_t *idx, size_t cap)
+{
+	size_t n, i, count = 0;
+	const struct capver_row *t = capver_table(&n);
+	int claim = capver_claim();
+
+	for (i = 0; i < n && t[i].version <= claim; i++) {
+		if (t[i].met)
+			continue;
+		if (count < cap)
+			idx[count] = i;
+		count++;
+	}
+	return count;
+}

@@ -1,0 +1,119 @@
+/* The data-plane thread. With a control plane and the pod's UDP socket it
+ * runs the engine (worker/dataplane.h: TUN <-> WireGuard <-> UDP; control.c
+ * publishes each netmap's configuration to it). Without, it reads the pod's
+ * TUN fd and counts what the pod sends (packets, bytes) for the drills. The
+ * counting loop never allocates per packet and never logs: it only touches
+ * atomics the control thread reads. */
+#include "worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dataplane.h"
+
+enum tun_rx_limits {
+	TUN_RX_BUF = 65536, /* the largest packet a TUN can hand us */
+	TUN_RX_BATCH = 64,  /* reads per poll wake-up before polling again */
+};
+
+static void *tun_rx_main(void *arg)
+{
+	struct worker_ctx *ctx = arg;
+	static _Thread_local uint8_t buf[TUN_RX_BUF];
+	struct pollfd pfd = {.fd = WORKER_FD_TUN, .events = POLLIN};
+
+	for (;;) {
+		int n = poll(&pfd, 1, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			atomic_store(&ctx->tun_errno, errno);
+			break;
+		}
+		/* The pod's netns is gone: the device went with it, the fd polls
+		 * POLLERR and reads fail with EBADFD (docs/machine-notes.md). */
+		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			atomic_store(&ctx->tun_errno, EBADFD);
+			break;
+		}
+		for (int i = 0; i < TUN_RX_BATCH; i++) {
+			ssize_t r = read(WORKER_FD_TUN, buf, sizeof(buf));
+
+			if (r > 0) {
+				atomic_fetch_add(&ctx->tun_rx_packets, 1);
+				atomic_fetch_add(&ctx->tun_rx_bytes, (uint_fast64_t)r);
+				continue;
+			}
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			atomic_store(&ctx->tun_errno, r < 0 ? errno : EBADFD);
+			goto gone;
+		}
+	}
+gone:
+	atomic_store(&ctx->tun_gone, true);
+	return NULL;
+}
+
+/* The engine until it stops: a fatal TUN error (the pod's netns is gone)
+ * ends the worker like the counting loop's does. */
+static void *tun_rx_engine(void *arg)
+{
+	struct worker_ctx *ctx = arg;
+	int ret = dataplane_run(ctx->dp);
+
+	if (ret < 0) {
+		atomic_store(&ctx->tun_errno, -ret);
+		atomic_store(&ctx->tun_gone, true);
+	}
+	return NULL;
+}
+
+int tun_rx_prepare(struct worker_ctx *ctx, const char **why)
+{
+	struct dataplane_params p = {.tun_fd = WORKER_FD_TUN, .n_udp = 1};
+	int ret;
+
+	/* The UDP socket is the one datagram socket among the extra fds. */
+	for (int fd = WORKER_FD_TUN + 1; fd < WORKER_FD_CTL + (int)ctx->nfds; fd++) {
+		int type = 0;
+		socklen_t tl = sizeof(type);
+
+		if (fd != ctx->rdv_fd && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+		    type == SOCK_DGRAM) {
+			ctx->udp_fd = fd;
+			break;
+		}
+	}
+	if (!ctx->start.control_url || ctx->udp_fd < 0)
+		return 0;
+	p.udp_fds[0] = ctx->udp_fd;
+	p.mtu = ctx->start.mtu;
+	if (ctx->start.has_timers)
+		p.timers = &ctx->start.timers;
+	memcpy(p.private_key, ctx->start.node_private, sizeof(p.private_key));
+	ret = dataplane_new(&p, &ctx->dp, why);
+	explicit_bzero(p.private_key, sizeof(p.private_key));
+	return ret;
+}
+
+int tun_rx_start(struct worker_ctx *ctx)
+{
+	pthread_attr_t attr;
+	int ret;
+
+	ret = pthread_attr_init(&attr);
+	if (ret)
+		return -ret;
+	/* The counting loop's packet buffer is thread-local, not on the
+	 * stack; the engine's buffers are on the heap. */
+	pthread_attr_setstacksize(&attr, ctx->dp ? WORKER_ENGINE_STACK : WORKER_DATA_STACK);
+	ret = pthread_create(&ctx->data_thread, &attr, ctx->dp ? tun_rx_engine : tun_rx_main, ctx);
+	pthread_attr_destroy(&attr);
+	return -ret;
+}

@@ -1,0 +1,192 @@
+/* The worker's data-plane engine: TUN <-> WireGuard <-> UDP in batches,
+ * with the kernel's offloads and the tailnet packet filter (docs/design.md §1).
+ *
+ * One engine runs on ONE thread of its own (dataplane_run(), or
+ * dataplane_start() which makes that thread). Each wakeup of its epoll
+ * (TUN, the UDP socket(s), an eventfd for configuration changes and stop,
+ * a timerfd for the WireGuard timers):
+ *
+ *   TUN --tunio_read--> parse + filter_run_out (flow cache; quad-100 and
+ *       TSMP from the pod are dropped) --wg_device_tun_rx--> udpio_send
+ *   UDP --udpio_recv--> wg_device_udp_rx --> parse + filter_run_in -->
+ *       TSMP (IP protocol 99) answered or stored here, never written to ts0
+ *       --> tunio_write (TCP coalescing)
+ *
+ * Buffers are allocated once by dataplane_new(); nothing on the packet path
+ * allocates.
+ *
+ * Configuration: a struct dataplane_config is immutable once built (peers
+ * with keys, AllowedIPs and endpoints, plus a built filter). Another thread
+ * publishes one with dataplane_set_config(): one atomic pointer exchange
+ * and an eventfd write. At its next wakeup the engine takes the pointer,
+ * applies the peers with wg_device_set_peers() and switches to the new
+ * filter; the configuration it replaced is pushed onto a lock-free
+ * "retired" list. The engine never frees a configuration: the publishing
+ * thread frees the retired ones at its next dataplane_set_config() (or
+ * dataplane_reclaim()), when the engine has provably stopped using them
+ * (it retires a configuration only after it switched away from it). A
+ * configuration published but never taken (replaced by a newer one before
+ * a wakeup) is freed by the publisher directly. dataplane_free() frees the
+ * rest. Until the first configuration the filter denies every inbound flow
+ * and there are no peers.
+ *
+ * Counters: the engine keeps its own and copies them, under a mutex taken
+ * once per wakeup and once per timer tick (never per packet), into a
+ * published snapshot; dataplane_stats() copies that snapshot from any
+ * thread. */
+#ifndef TSCNI_WORKER_DATAPLANE_H
+#define TSCNI_WORKER_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "filter.h"
+#include "ip.h"
+#include "tunio.h"
+#include "udpio.h"
+#include "wg_device.h"
+
+struct netmap;
+struct dataplane;
+struct dataplane_config;
+
+enum dataplane_limits {
+	DATAPLANE_MAX_UDP = 2, /* e.g. one IPv4 and one IPv6 socket */
+	/* Packets per batch. 64 rather than PKTBUF_BATCH_MAX (128): the
+	 * four stages' buffers are most of a worker's memory under load, and
+	 * 128 was 3-5% faster in tests/bench/worker_load.sh for 430 KiB more
+	 * per worker (USS 2.1 vs 1.7 MiB; PSS over the 4 MiB goal). */
+	DATAPLANE_BATCH = 64,
+	DATAPLANE_DISCO_MAX = 256,    /* disco keys remembered (oldest replaced) */
+	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
+};
+
+/* Why the engine dropped a packet (its own reasons; the filter's reasons are
+ * in filter_drop_in/out, WireGuard's in struct wg_device_stats). */
+enum dataplane_drop {
+	DATAPLANE_DROP_BAD_PACKET = 0, /* not a parsable IPv4/IPv6 packet */
+	DATAPLANE_DROP_QUAD100,	       /* from the pod to 100.100.100.100 / ::53 */
+	DATAPLANE_DROP_TSMP_OUT,       /* TSMP from the pod (only we speak it) */
+	DATAPLANE_DROP_TSMP_IN,	       /* TSMP we do not answer (unknown, short) */
+	DATAPLANE_DROP_UDP_SEND,       /* socket full for too long, or refused */
+	DATAPLANE_DROP_COUNT,
+};
+
+struct dataplane_stats {
+	uint64_t tun_in_pkts, tun_in_bytes;   /* read from TUN (after segmentation) */
+	uint64_t tun_out_pkts, tun_out_bytes; /* written to TUN (before coalescing) */
+	uint64_t udp_out_dgrams, udp_in_dgrams;
+	uint64_t drops[DATAPLANE_DROP_COUNT];
+	uint64_t filter_drop_in[FILTER_REASON_COUNT];
+	uint64_t filter_drop_out[FILTER_REASON_COUNT];
+	uint64_t tsmp_pings_answered, tsmp_disco_keys;
+	uint64_t configs_applied, configs_refused;
+	uint64_t wakeups;			  /* epoll_wait returns */
+	uint64_t tun_read_calls, tun_write_calls; /* from tunio_stats */
+	uint64_t udp_send_calls, udp_recv_calls;  /* from udpio_stats */
+	unsigned offloads;			  /* DATAPLANE_OFFLOAD_* in use */
+	int tid;				  /* the engine thread (0 before it runs) */
+	int error;				  /* -errno that stopped the engine, else 0 */
+	struct wg_device_stats wg;		  /* copied at each wakeup */
+};
+
+/* The offloads in use, as one bit set. */
+enum dataplane_offload {
+	DATAPLANE_OFFLOAD_TUN_VNET = 1U << 0,
+	DATAPLANE_OFFLOAD_TUN_TSO = 1U << 1,
+	DATAPLANE_OFFLOAD_TUN_USO = 1U << 2,
+	DATAPLANE_OFFLOAD_TUN_COALESCE = 1U << 3,
+	DATAPLANE_OFFLOAD_UDP_GSO = 1U << 4,
+	DATAPLANE_OFFLOAD_UDP_GRO = 1U << 5,
+};
+
+struct dataplane_params {
+	int tun_fd;			       /* not taken over: the caller closes it */
+	int udp_fds[DATAPLANE_MAX_UDP];	       /* not taken over either */
+	size_t n_udp;			       /* 1 or 2 */
+	uint8_t private_key[WG_KEY_LEN];       /* our node key: copied, caller wipes */
+	size_t mtu;			       /* the TUN MTU (0: no padding limit) */
+	struct tunio_config tun;	       /* offload switches */
+	struct udpio_config udp;	       /* offload switches */
+	const struct wg_device_timers *timers; /* NULL: the protocol's; tests shorten */
+	uint64_t tick_ns;		       /* timer period; 0: DATAPLANE_TICK_NS */
+};
+
+/* One peer of a configuration. */
+struct dataplane_peer {
+	uint8_t key[WG_KEY_LEN];
+	const struct ip_prefix *allowed_ips;
+	size_t n_allowed_ips;
+	bool has_endpoint;
+	struct sockaddr_storage endpoint; /* AF_INET or AF_INET6 */
+	bool jailed;			  /* Node.IsJailed: may not open flows to us (shields up) */
+};
+
+/* Builds an immutable configuration: peers (copied), and a filter built
+ * from filter_json (a JSON array of tailcfg.FilterRule; NULL = no rules,
+ * deny every new inbound flow) for our local prefixes, sharing state fs
+ * (dataplane_filter_state()). caps may be NULL. Returns 0 with *out set, or
+ * -EINVAL / -EBADMSG with *why set (bad JSON, too many peers, a bad prefix);
+ * *out is NULL then. */
+int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
+			 const char *filter_json, const struct ip_prefix *local, size_t n_local,
+			 const struct filter_cap_holder *caps, size_t n_caps,
+			 struct filter_state *fs, struct dataplane_config **out, const char **why);
+
+/* The configuration of a netmap snapshot: its peers that have a node key
+ * and are not expired at `now` (Unix seconds; netmap_node_expired), other
+ * than ourselves, each with its AllowedIPs (mapjson already filled absent
+ * ones from Addresses) and its first endpoint as the path; the filter from
+ * the snapshot's packet filter rules (no named filter: deny all) for our
+ * addresses (self->addresses), with `cap:` sources resolved from the peers'
+ * capabilities. Same results as dataplane_config_new(). */
+int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct filter_state *fs,
+				 struct dataplane_config **out, const char **why);
+
+/* Frees a configuration that was never published. NULL does nothing. */
+void dataplane_config_free(struct dataplane_config *cfg);
+size_t dataplane_config_peer_count(const struct dataplane_config *cfg);
+
+/* Creates an engine (not running yet). Returns 0 with *out set, or -errno
+ * with *why set (bad fds, timers, key; epoll/eventfd/timerfd failure). */
+int dataplane_new(const struct dataplane_params *p, struct dataplane **out, const char **why);
+
+/* The filter state (flow cache) configurations for this engine must use. */
+struct filter_state *dataplane_filter_state(struct dataplane *dp);
+
+/* Publishes cfg (ownership passes to the engine) and frees retired
+ * configurations. From one control thread at a time; never blocks on the
+ * engine. */
+void dataplane_set_config(struct dataplane *dp, struct dataplane_config *cfg);
+/* Frees retired configurations only. */
+void dataplane_reclaim(struct dataplane *dp);
+
+/* Runs the engine on the calling thread until dataplane_stop() or a fatal
+ * error of the TUN (e.g. -EBADFD: the pod's namespace is gone). Returns 0
+ * after a stop, or that -errno. */
+int dataplane_run(struct dataplane *dp);
+
+/* Runs dataplane_run() on a thread of its own. Returns 0 or -errno. */
+int dataplane_start(struct dataplane *dp);
+/* Asks the engine to stop (from any thread: an atomic store and an eventfd
+ * write; the engine finishes the batch in hand) and, when dataplane_start()
+ * made its thread, joins it. */
+void dataplane_stop(struct dataplane *dp);
+/* Stops and joins if needed, wipes the key and frees everything. */
+void dataplane_free(struct dataplane *dp);
+
+void dataplane_stats(const struct dataplane *dp, struct dataplane_stats *out);
+
+/* The disco key a peer advertised over TSMP ('a'), for the disco issue.
+ * Returns 0 with disco set, or -ENOENT. */
+int dataplane_disco_key(struct dataplane *dp, const uint8_t node_key[static WG_KEY_LEN],
+			uint8_t disco[static WG_KEY_LEN]);
+
+/* Asks the engine to start a handshake with peer `key` at its next wakeup
+ * (an explicit rekey: tests and operators; an unknown key does nothing).
+ * At most 8 requests wait at a time; more are dropped. Returns 0. */
+int dataplane_rekey(struct dataplane *dp, const uint8_t key[static WG_KEY_LEN]);
+
+#endif
