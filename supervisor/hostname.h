@@ -13,8 +13,8 @@
  * caller that sees both: it sets force_suffix for them, and because the
  * hash covers the exact triple the results then differ, deterministically
  * on every node and every restart. */
-#ifndef TSCNI_COMMON_HOSTNAME_H
-#define TSCNI_COMMON_HOSTNAME_H
+#ifndef TSCNI_SUPERVISOR_HOSTNAME_H
+#define TSCNI_SUPERVISOR_HOSTNAME_H
 
 #include <stdbool.h>
 #include <stddef.h>

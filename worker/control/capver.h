@@ -14,8 +14,8 @@
  * in (CAPVER_FLOOR, V] is met. Rows at or below the floor that are not met
  * are known gaps: capver_gaps() lists them so the caller can log them (the
  * floor cannot be lowered without losing Headscale). */
-#ifndef TSCNI_COMMON_CAPVER_H
-#define TSCNI_COMMON_CAPVER_H
+#ifndef TSCNI_WORKER_CONTROL_CAPVER_H
+#define TSCNI_WORKER_CONTROL_CAPVER_H
 
 #include <stdbool.h>
 #include <stddef.h>

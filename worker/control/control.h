@@ -30,8 +30,8 @@
  * Callbacks run on the loop thread: from libuv callbacks, and also from
  * inside control_resolve_done(), control_set_*() and control_logout(). A
  * callback must not call control_close(); it may call the setters. */
-#ifndef TSCNI_COMMON_CONTROL_H
-#define TSCNI_COMMON_CONTROL_H
+#ifndef TSCNI_WORKER_CONTROL_CONTROL_H
+#define TSCNI_WORKER_CONTROL_CONTROL_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -9,8 +9,8 @@
  * int64, never through a double); map keys that are NodeIDs are decimal
  * strings; times are RFC 3339; keys are "nodekey:"/"discokey:"/"mkey:" text.
  * Unknown fields are ignored, as Go's encoding/json does. */
-#ifndef TSCNI_COMMON_MAPJSON_H
-#define TSCNI_COMMON_MAPJSON_H
+#ifndef TSCNI_WORKER_CONTROL_MAPJSON_H
+#define TSCNI_WORKER_CONTROL_MAPJSON_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -7,8 +7,8 @@
  * length can ever be valid is decided from the 4-byte header alone; the
  * decompressed size is capped while decoding, whatever the frame declares.
  * Each message is its own zstd frame: no decoder state carries over. */
-#ifndef TSCNI_COMMON_MAPSTREAM_H
-#define TSCNI_COMMON_MAPSTREAM_H
+#ifndef TSCNI_WORKER_CONTROL_MAPSTREAM_H
+#define TSCNI_WORKER_CONTROL_MAPSTREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -16,8 +16,8 @@
  * All delta state is per stream (upstream control/controlclient/map.go
  * creates a fresh mapSession per poll): at the start of a stream, pass
  * prev == NULL and the first message is the complete picture. */
-#ifndef TSCNI_COMMON_NETMAP_H
-#define TSCNI_COMMON_NETMAP_H
+#ifndef TSCNI_WORKER_CONTROL_NETMAP_H
+#define TSCNI_WORKER_CONTROL_NETMAP_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

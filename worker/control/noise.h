@@ -15,8 +15,8 @@
  *
  * Every struct is embedded by its owner (_init/_destroy); _destroy wipes all
  * key material. None of these functions allocate. */
-#ifndef TSCNI_COMMON_NOISE_H
-#define TSCNI_COMMON_NOISE_H
+#ifndef TSCNI_WORKER_CONTROL_NOISE_H
+#define TSCNI_WORKER_CONTROL_NOISE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -15,8 +15,8 @@
  *
  * Nothing here does I/O: the caller moves bytes, these functions turn them
  * into messages and back. */
-#ifndef TSCNI_COMMON_TS2021_H
-#define TSCNI_COMMON_TS2021_H
+#ifndef TSCNI_WORKER_CONTROL_TS2021_H
+#define TSCNI_WORKER_CONTROL_TS2021_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -34,8 +34,8 @@
  * once per wakeup and once per timer tick (never per packet), into a
  * published snapshot; dataplane_stats() copies that snapshot from any
  * thread. */
-#ifndef TSCNI_WORKER_DATAPLANE_H
-#define TSCNI_WORKER_DATAPLANE_H
+#ifndef TSCNI_WORKER_DATAPLANE_DATAPLANE_H
+#define TSCNI_WORKER_DATAPLANE_DATAPLANE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -33,8 +33,8 @@
  *                       thread can still be using it.
  *
  * Nothing on the per-packet path (filter_run_in, filter_run_out) allocates. */
-#ifndef TSCNI_COMMON_FILTER_H
-#define TSCNI_COMMON_FILTER_H
+#ifndef TSCNI_WORKER_DATAPLANE_FILTER_H
+#define TSCNI_WORKER_DATAPLANE_FILTER_H
 
 #include <jansson.h>
 #include <stdbool.h>

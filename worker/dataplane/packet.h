@@ -19,8 +19,8 @@
  * with IHL < 5 or malformed options, a TCP data offset < 5 or past the end,
  * and a malformed extension header chain are invalid here (the kernel would
  * drop them too). */
-#ifndef TSCNI_COMMON_PACKET_H
-#define TSCNI_COMMON_PACKET_H
+#ifndef TSCNI_WORKER_DATAPLANE_PACKET_H
+#define TSCNI_WORKER_DATAPLANE_PACKET_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -14,8 +14,8 @@
  * Readers write at head+off (off is the caller's choice: PKTBUF_HEADROOM for
  * plaintext from the TUN, 0 for ciphertext from UDP) and never past
  * pktbuf_room(); writers send the len bytes at head+off. */
-#ifndef TSCNI_COMMON_PKTBUF_H
-#define TSCNI_COMMON_PKTBUF_H
+#ifndef TSCNI_WORKER_DATAPLANE_PKTBUF_H
+#define TSCNI_WORKER_DATAPLANE_PKTBUF_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -17,8 +17,8 @@
  *
  * Nothing here allocates on the packet path: the packets live in the
  * caller's struct pktbuf_batch; the tunio keeps one 64 KiB read buffer. */
-#ifndef TSCNI_COMMON_TUNIO_H
-#define TSCNI_COMMON_TUNIO_H
+#ifndef TSCNI_WORKER_DATAPLANE_TUNIO_H
+#define TSCNI_WORKER_DATAPLANE_TUNIO_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -17,8 +17,8 @@
  * given as struct sockaddr_storage in each struct pktbuf). The socket is the
  * caller's (the supervisor's) and is not closed here. Nothing allocates on
  * the packet path; GRO receives land in buffers allocated by udpio_new(). */
-#ifndef TSCNI_COMMON_UDPIO_H
-#define TSCNI_COMMON_UDPIO_H
+#ifndef TSCNI_WORKER_DATAPLANE_UDPIO_H
+#define TSCNI_WORKER_DATAPLANE_UDPIO_H
 
 #include <stdbool.h>
 #include <stdint.h>

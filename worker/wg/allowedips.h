@@ -11,8 +11,8 @@
  * thread and never modified after it is published; the data thread reads it
  * without locks (one pointer swap publishes a new one; the old one is freed
  * when no reader can still hold it). allowedips_lookup() does not allocate. */
-#ifndef TSCNI_COMMON_ALLOWEDIPS_H
-#define TSCNI_COMMON_ALLOWEDIPS_H
+#ifndef TSCNI_WORKER_WG_ALLOWEDIPS_H
+#define TSCNI_WORKER_WG_ALLOWEDIPS_H
 
 #include <stddef.h>
 #include <stdint.h>

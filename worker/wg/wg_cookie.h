@@ -15,8 +15,8 @@
  * sending half (one per peer). Neither allocates. `src` is the sender's
  * endpoint as wireguard-go encodes it: 4 or 16 address bytes followed by the
  * UDP port little-endian (wg_cookie_endpoint_bytes). */
-#ifndef TSCNI_COMMON_WG_COOKIE_H
-#define TSCNI_COMMON_WG_COOKIE_H
+#ifndef TSCNI_WORKER_WG_WG_COOKIE_H
+#define TSCNI_WORKER_WG_WG_COOKIE_H
 
 #include <stdbool.h>
 #include <stddef.h>

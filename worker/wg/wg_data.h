@@ -7,8 +7,8 @@
  * so a batch of packets is sealed or opened where it was read: a TUN read
  * lands at buf + WG_DATA_HEADER_LEN and leaves room for padding and tag
  * (wg_data_message_len); a UDP datagram is opened where it arrived. */
-#ifndef TSCNI_COMMON_WG_DATA_H
-#define TSCNI_COMMON_WG_DATA_H
+#ifndef TSCNI_WORKER_WG_WG_DATA_H
+#define TSCNI_WORKER_WG_WG_DATA_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -23,8 +23,8 @@
  *
  * One thread owns a device: no function here may run concurrently with
  * another on the same device. */
-#ifndef TSCNI_COMMON_WG_DEVICE_H
-#define TSCNI_COMMON_WG_DEVICE_H
+#ifndef TSCNI_WORKER_WG_WG_DEVICE_H
+#define TSCNI_WORKER_WG_WG_DEVICE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * the device's and peers' state and the helpers these files share (the
  * double underscore marks them folder-private). Nothing outside
  * common/wg/ includes this; everyone else sees wg_device.h. */
-#ifndef TSCNI_COMMON_WG_DEVICE_INTERNAL_H
-#define TSCNI_COMMON_WG_DEVICE_INTERNAL_H
+#ifndef TSCNI_WORKER_WG_WG_DEVICE_INTERNAL_H
+#define TSCNI_WORKER_WG_WG_DEVICE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,8 +8,8 @@
  * little-endian wire value; read them with le32toh()/le64toh().
  *
  * The protocol constants keep the names the paper gives them. */
-#ifndef TSCNI_COMMON_WG_MESSAGES_H
-#define TSCNI_COMMON_WG_MESSAGES_H
+#ifndef TSCNI_WORKER_WG_WG_MESSAGES_H
+#define TSCNI_WORKER_WG_WG_MESSAGES_H
 
 #include <stddef.h>
 #include <stdint.h>

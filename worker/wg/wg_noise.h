@@ -11,8 +11,8 @@
  *
  * Every struct here is embedded by its owner: _init fills it, _destroy wipes
  * every secret in it with sodium_memzero. */
-#ifndef TSCNI_COMMON_WG_NOISE_H
-#define TSCNI_COMMON_WG_NOISE_H
+#ifndef TSCNI_WORKER_WG_WG_NOISE_H
+#define TSCNI_WORKER_WG_WG_NOISE_H
 
 #include <stdbool.h>
 #include <stddef.h>

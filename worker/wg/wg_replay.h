@@ -5,8 +5,8 @@
  * the highest one accepted. A counter is accepted once: a duplicate, one
  * older than the window, or one at or past REJECT_AFTER_MESSAGES is refused.
  * The struct is embedded in its keypair (1 KiB, no allocation). */
-#ifndef TSCNI_COMMON_WG_REPLAY_H
-#define TSCNI_COMMON_WG_REPLAY_H
+#ifndef TSCNI_WORKER_WG_WG_REPLAY_H
+#define TSCNI_WORKER_WG_WG_REPLAY_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -12,8 +12,8 @@
  *
  * The owner embeds each struct wg_timer in its own object (a peer has
  * five) and must wg_timers_del() it before freeing that object. */
-#ifndef TSCNI_COMMON_WG_TIMERS_H
-#define TSCNI_COMMON_WG_TIMERS_H
+#ifndef TSCNI_WORKER_WG_WG_TIMERS_H
+#define TSCNI_WORKER_WG_WG_TIMERS_H
 
 #include <stdbool.h>
 #include <stddef.h>

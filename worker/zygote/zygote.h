@@ -5,8 +5,8 @@
  * waitid its pidfd) and answers with the pidfd in SCM_RIGHTS. After max_forks
  * spawns it re-execs itself, so workers do not all share one address-space
  * layout forever. EOF on fd 3 (supervisor gone) ends it; workers live on. */
-#ifndef TSCNI_WORKER_ZYGOTE_H
-#define TSCNI_WORKER_ZYGOTE_H
+#ifndef TSCNI_WORKER_ZYGOTE_ZYGOTE_H
+#define TSCNI_WORKER_ZYGOTE_ZYGOTE_H
 
 #include <stdbool.h>
 #include <stddef.h>
