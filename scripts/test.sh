@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command of the README, and what CI runs (.ci/run):
 #   1. install the Debian packages (scripts/install-deps.sh)
-#   2. build with -Werror and run the unit, netns, e2e and drill suites
+#   2. build with -Werror and run the unit, netns, e2e, drill and interop suites
+#      (interop: against genuine Tailscale programs where tests/CMakeLists.txt
+#      finds them; each such test skips with one line otherwise)
 #   3. run the netns suite again with every kernel-feature fallback forced
 #   4. build with ASan+UBSan and run the unit and netns suites
 #   5. build the libFuzzer targets with clang and run each briefly
@@ -35,7 +37,7 @@ cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSCNI_WERROR
 	cmake --build "$out/build" -j"$jobs" || exit 1
 
 step "unit, netns, e2e, drill"
-run tests ctest --test-dir "$out/build" -L 'unit|netns|e2e|drill' -j"$jobs" \
+run tests ctest --test-dir "$out/build" -L 'unit|netns|e2e|drill|interop' -j"$jobs" \
 	--output-on-failure --timeout 600
 
 step "netns with every kernel-feature fallback forced"
