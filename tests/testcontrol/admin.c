@@ -203,9 +203,13 @@ static void set_switches(struct tc_conn *c, json_t *req)
 		const char *name;
 		bool *flag;
 	} table[] = {
-		{"hang", &sw->hang},	       {"garbage", &sw->garbage},
-		{"truncate", &sw->truncate},   {"oversize", &sw->oversize},
-		{"wrong_key", &sw->wrong_key}, {"no_early", &sw->no_early},
+		{"hang", &sw->hang},
+		{"garbage", &sw->garbage},
+		{"truncate", &sw->truncate},
+		{"oversize", &sw->oversize},
+		{"wrong_key", &sw->wrong_key},
+		{"no_early", &sw->no_early},
+		{"derp_garbage", &sw->derp_garbage},
 	};
 	const char *key;
 	json_t *v, *out = json_object();
@@ -277,6 +281,60 @@ static void set_policy(struct tc_conn *c, json_t *req)
 	reply(c, 200, json_pack("{s:O}", "acls", s->policy));
 }
 
+/* The DERP regions and the node keys connected to each. */
+static json_t *derp_info(struct tc_server *s)
+{
+	json_t *list = json_array();
+
+	for (int i = 0; i < s->nderp; i++) {
+		const struct tc_derp_region *r = &s->derp[i];
+		json_t *clients = json_array();
+		char key[80];
+
+		for (struct tc_conn *c = s->conns; c; c = c->next)
+			if (c->kind == TC_CONN_DERP && c->region == i && c->derp_up &&
+			    c->state == TC_ST_DERP)
+				json_array_append_new(clients,
+						      json_pack("{s:s, s:b}", "node_key",
+								keys_to_text("nodekey", c->derp_key,
+									     key, sizeof(key)),
+								"preferred", c->derp_preferred));
+		json_array_append_new(list, json_pack("{s:i, s:s, s:i, s:b, s:o}", "region", r->id,
+						      "host", r->host, "port", r->port, "up",
+						      !r->down, "clients", clients));
+	}
+	return list;
+}
+
+/* POST /derp {"region": ID, "up": bool}: takes a region down (listeners
+ * closed, clients cut off) or brings it back on the same port. */
+static void set_derp(struct tc_conn *c, json_t *req)
+{
+	struct tc_server *s = c->srv;
+	json_t *id = json_object_get(req, "region"), *up = json_object_get(req, "up");
+	struct tc_derp_region *r = NULL;
+
+	for (int i = 0; i < s->nderp; i++)
+		if (json_is_integer(id) && json_integer_value(id) == s->derp[i].id)
+			r = &s->derp[i];
+	if (!r || !json_is_boolean(up)) {
+		fail(c, 400, "want {\"region\": a region id, \"up\": true or false}");
+		return;
+	}
+	if (json_is_true(up) && r->down) {
+		int ret = derp_region_open(s, r);
+
+		if (ret < 0) {
+			fail(c, 500, "cannot reopen the region's listeners");
+			return;
+		}
+	} else if (!json_is_true(up) && !r->down) {
+		derp_region_close(s, r);
+	}
+	log_info("derp region %d %s", r->id, r->down ? "down" : "up");
+	reply(c, 200, derp_info(s));
+}
+
 void admin_handle(struct tc_conn *c, const char *method, const char *path, const uint8_t *body,
 		  size_t n)
 {
@@ -340,6 +398,10 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 		register_external(c, req ? req : empty);
 	} else if (post && strcmp(path, "/policy") == 0) {
 		set_policy(c, req);
+	} else if (strcmp(method, "GET") == 0 && strcmp(path, "/derp") == 0) {
+		reply(c, 200, derp_info(s));
+	} else if (post && strcmp(path, "/derp") == 0) {
+		set_derp(c, req ? req : empty);
 	} else if (post && strcmp(path, "/switches") == 0) {
 		set_switches(c, req ? req : empty);
 	} else {

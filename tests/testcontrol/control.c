@@ -358,26 +358,6 @@ static json_t *packet_filter(struct tc_server *s, const struct tc_node *me)
 
 /* ---- map messages ---- */
 
-static json_t *derp_map(struct tc_server *s)
-{
-	json_t *regions = json_object();
-
-	if (s->derp_port) {
-		char id[16];
-
-		snprintf(id, sizeof(id), "%d", TC_DERP_REGION);
-		json_object_set_new(
-			regions, id,
-			json_pack("{s:i, s:s, s:s, s:[{s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:b}]}",
-				  "RegionID", TC_DERP_REGION, "RegionCode", "test", "RegionName",
-				  "testcontrol DERP", "Nodes", "Name", "900a", "RegionID",
-				  TC_DERP_REGION, "HostName", s->derp_host, "IPv4", s->derp_host,
-				  "IPv6", "none", "STUNPort", s->stun_port ? s->stun_port : -1,
-				  "DERPPort", s->derp_port, "InsecureForTests", 1));
-	}
-	return json_pack("{s:o}", "Regions", regions);
-}
-
 static json_t *user_profiles(void)
 {
 	return json_pack("[{s:i, s:s, s:s, s:s}]", "ID", 1, "LoginName",

@@ -1,7 +1,7 @@
 /* testcontrol: a Tailscale control server for tests and the local demo.
  *
  *   testcontrol --state-dir DIR --http 127.0.0.1:PORT --https 127.0.0.1:PORT
- *               --admin 127.0.0.1:PORT [--derp HOST:PORT] [--stun PORT]
+ *               --admin 127.0.0.1:PORT [--derp HOST:PORT]...
  *               [--policy FILE] [--min-capver N] [--keepalive-ms N]
  *
  * Port 0 picks a free port. Once every listener is up, one line
@@ -20,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "keys.h"
 #include "log.h"
 #include "mem.h"
 
@@ -33,7 +34,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: testcontrol --state-dir DIR --http ADDR:PORT --https ADDR:PORT "
-			"--admin ADDR:PORT [--derp HOST:PORT] [--stun PORT] [--policy FILE] "
+			"--admin ADDR:PORT [--derp HOST:PORT]... [--policy FILE] "
 			"[--min-capver N] [--keepalive-ms N] [--log-level LEVEL]\n");
 }
 
@@ -72,6 +73,11 @@ static void server_free(struct tc_server *s)
 	for (int k = 0; k < 3; k++)
 		if (s->lfd[k] >= 0)
 			close(s->lfd[k]);
+	for (int i = 0; i < s->nderp; i++) {
+		if (!s->derp[i].down)
+			derp_region_close(s, &s->derp[i]);
+		sodium_memzero(s->derp[i].priv, sizeof(s->derp[i].priv));
+	}
 	sodium_memzero(s->noise_priv, sizeof(s->noise_priv));
 }
 
@@ -83,14 +89,15 @@ int main(int argc, char **argv)
 		{"https", required_argument, NULL, 't'},
 		{"admin", required_argument, NULL, 'a'},
 		{"derp", required_argument, NULL, 'd'},
-		{"stun", required_argument, NULL, 'u'},
 		{"policy", required_argument, NULL, 'p'},
 		{"min-capver", required_argument, NULL, 'm'},
 		{"keepalive-ms", required_argument, NULL, 'k'},
 		{"log-level", required_argument, NULL, 'l'},
 		{NULL, 0, NULL, 0},
 	};
-	struct tc_server s = {.lfd = {-1, -1, -1}, .keepalive_ms = TC_KEEPALIVE_MS};
+	struct tc_server s = {.lfd = {-1, -1, -1},
+			      .keepalive_ms = TC_KEEPALIVE_MS,
+			      .derp_keepalive_ms = TC_DERP_KEEPALIVE_MS};
 	const char *listen_at[3] = {NULL, NULL, NULL}, *why = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	enum log_level level = LOG_INFO;
@@ -114,22 +121,25 @@ int main(int argc, char **argv)
 			break;
 		case 'd': {
 			const char *colon = strrchr(optarg, ':');
+			struct tc_derp_region *r = &s.derp[s.nderp];
 
-			if (!colon || (size_t)(colon - optarg) >= sizeof(s.derp_host) ||
-			    colon == optarg || parse_int(colon + 1, 1, 65535, &s.derp_port) < 0) {
+			if (s.nderp == TC_DERP_REGIONS_MAX) {
+				fprintf(stderr, "testcontrol: at most %d --derp regions\n",
+					TC_DERP_REGIONS_MAX);
+				return 2;
+			}
+			if (!colon || (size_t)(colon - optarg) >= sizeof(r->host) ||
+			    colon == optarg || parse_int(colon + 1, 0, 65535, &r->port) < 0) {
 				fprintf(stderr, "testcontrol: --derp wants HOST:PORT, got %s\n",
 					optarg);
 				return 2;
 			}
-			memcpy(s.derp_host, optarg, (size_t)(colon - optarg));
+			memcpy(r->host, optarg, (size_t)(colon - optarg));
+			r->id = TC_DERP_REGION + s.nderp++;
+			r->lfd = r->ufd = -1;
+			r->down = true; /* until derp_region_open */
 			break;
 		}
-		case 'u':
-			if (parse_int(optarg, 1, 65535, &s.stun_port) < 0) {
-				fprintf(stderr, "testcontrol: --stun wants a port\n");
-				return 2;
-			}
-			break;
 		case 'p':
 			s.policy_path = optarg;
 			break;
@@ -200,8 +210,23 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	printf("listening http=%s https=%s admin=%s ca=%s\n", s.addr[TC_CONN_HTTP],
+	for (int i = 0; i < s.nderp; i++) {
+		int r;
+
+		keys_generate(s.derp[i].priv);
+		keys_public(s.derp[i].pub, s.derp[i].priv);
+		r = derp_region_open(&s, &s.derp[i]);
+		if (r < 0) {
+			log_err_r(r, "DERP region %d on %s:%d", s.derp[i].id, s.derp[i].host,
+				  s.derp[i].port);
+			goto out;
+		}
+	}
+	printf("listening http=%s https=%s admin=%s ca=%s", s.addr[TC_CONN_HTTP],
 	       s.addr[TC_CONN_HTTPS], s.addr[TC_CONN_ADMIN], s.ca_path);
+	for (int i = 0; i < s.nderp; i++)
+		printf("%s%s:%d", i ? "," : " derp=", s.derp[i].host, s.derp[i].port);
+	printf("\n");
 	fflush(stdout);
 	log_info("listening http=%s https=%s admin=%s", s.addr[TC_CONN_HTTP], s.addr[TC_CONN_HTTPS],
 		 s.addr[TC_CONN_ADMIN]);

@@ -59,7 +59,7 @@ void tc_buf_free(struct tc_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport)
+int net_listen_fd(const char *hostport, int *fd_out, int *port_out)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t salen = sizeof(sa);
@@ -68,6 +68,7 @@ int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport
 	unsigned long port;
 	int fd, one = 1;
 
+	*fd_out = -1;
 	if (!colon || (size_t)(colon - hostport) >= sizeof(host))
 		return -EINVAL;
 	memcpy(host, hostport, (size_t)(colon - hostport));
@@ -89,8 +90,19 @@ int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport
 		close(fd);
 		return ret;
 	}
-	snprintf(s->addr[kind], sizeof(s->addr[kind]), "%s:%u", host, ntohs(sa.sin_port));
-	s->lfd[kind] = fd;
+	*fd_out = fd;
+	*port_out = ntohs(sa.sin_port);
+	return 0;
+}
+
+int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport)
+{
+	int port, ret = net_listen_fd(hostport, &s->lfd[kind], &port);
+
+	if (ret < 0)
+		return ret;
+	snprintf(s->addr[kind], sizeof(s->addr[kind]), "%.*s:%d",
+		 (int)(strrchr(hostport, ':') - hostport), hostport, port);
 	return 0;
 }
 
@@ -191,6 +203,7 @@ struct http_req {
 	char path[256];
 	char upgrade[64];
 	char handshake[256];
+	bool fast_start; /* Derp-Fast-Start: 1 */
 	long content_length;
 	size_t head_len;
 };
@@ -239,6 +252,8 @@ static int http_parse(const struct tc_buf *in, struct http_req *r, const char **
 			if (vlen >= sizeof(r->upgrade))
 				vlen = sizeof(r->upgrade) - 1;
 			memcpy(r->upgrade, v, vlen);
+		} else if (HDR_IS("derp-fast-start")) {
+			r->fast_start = vlen == 1 && *v == '1';
 		} else if (HDR_IS("x-tailscale-handshake")) {
 			if (vlen >= sizeof(r->handshake)) {
 				*why = "X-Tailscale-Handshake too long";
@@ -403,6 +418,19 @@ static void http_input(struct tc_conn *c)
 		return;
 	}
 	tc_buf_consume(&c->in, r.head_len);
+	if (c->kind == TC_CONN_DERP) {
+		c->state = TC_ST_HANG;
+		if (strcmp(r.method, "GET") == 0 && strcmp(r.path, "/derp") == 0) {
+			derp_upgrade(c, r.upgrade, r.fast_start);
+			if (c->state == TC_ST_DERP && c->in.len)
+				derp_input(c);
+		} else if (strcmp(r.method, "GET") == 0 && strcmp(r.path, "/derp/probe") == 0) {
+			net_http_reply(c, 200, "text/plain", "");
+		} else {
+			net_http_reply(c, 404, "text/plain", "not found\n");
+		}
+		return;
+	}
 	if (strcmp(r.method, "GET") == 0 && strncmp(r.path, "/key", 4) == 0 &&
 	    (r.path[4] == '\0' || r.path[4] == '?')) {
 		c->state = TC_ST_HANG;
@@ -611,13 +639,15 @@ static void noise_input(struct tc_conn *c)
 
 /* ---- connection I/O ---- */
 
-static void conn_new(struct tc_server *s, enum tc_conn_kind kind)
+/* Accepts every pending connection on lfd; region is the DERP region's
+ * index for TC_CONN_DERP. */
+static void conn_new(struct tc_server *s, int lfd, enum tc_conn_kind kind, int region)
 {
 	struct tc_conn *c;
 	int fd, one = 1;
 
 	for (;;) {
-		fd = accept4(s->lfd[kind], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		if (s->nconns >= TC_MAX_CONNS) {
@@ -630,8 +660,9 @@ static void conn_new(struct tc_server *s, enum tc_conn_kind kind)
 		c->srv = s;
 		c->fd = fd;
 		c->kind = kind;
+		c->region = region;
 		c->state = TC_ST_HTTP;
-		if (kind == TC_CONN_HTTPS) {
+		if (kind == TC_CONN_HTTPS || kind == TC_CONN_DERP) {
 			c->ssl = SSL_new(s->ssl_ctx);
 			SSL_set_fd(c->ssl, fd);
 			SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -647,6 +678,8 @@ static void conn_new(struct tc_server *s, enum tc_conn_kind kind)
 
 static void conn_free(struct tc_server *s, struct tc_conn *c)
 {
+	if (c->kind == TC_CONN_DERP)
+		derp_conn_gone(c);
 	/* nghttp2_session_del does not call on_stream_close: detach the
 	 * requests still open ourselves. */
 	while (c->reqs) {
@@ -707,7 +740,7 @@ static void conn_read(struct tc_conn *c)
 		if (c->state == TC_ST_HANG)
 			continue; /* not listening any more */
 		if (c->in.len + (size_t)n > TC_HTTP_HDR_MAX + TC_HTTP_BODY_MAX + 4096 &&
-		    c->state != TC_ST_NOISE) {
+		    c->state != TC_ST_NOISE && c->state != TC_ST_DERP) {
 			conn_fail(c, "request too large");
 			return;
 		}
@@ -717,6 +750,8 @@ static void conn_read(struct tc_conn *c)
 		http_input(c);
 	else if (c->state == TC_ST_NOISE)
 		noise_input(c);
+	else if (c->state == TC_ST_DERP)
+		derp_input(c);
 }
 
 static void conn_write(struct tc_conn *c)
@@ -782,15 +817,26 @@ static void conn_io(struct tc_conn *c, short revents)
 
 int net_run(struct tc_server *s)
 {
-	struct pollfd *pfd = xcalloc(TC_MAX_CONNS + 3, sizeof(*pfd));
-	struct tc_conn **who = xcalloc(TC_MAX_CONNS + 3, sizeof(*who));
+	enum { LISTENERS = 3 + 2 * TC_DERP_REGIONS_MAX };
+	struct pollfd *pfd = xcalloc(TC_MAX_CONNS + LISTENERS, sizeof(*pfd));
+	struct tc_conn **who = xcalloc(TC_MAX_CONNS + LISTENERS, sizeof(*who));
 
 	while (!tc_signalled) {
 		nfds_t n = 0;
 		int r;
 
+		/* Slots 0..LISTENERS-1: control listeners, then each region's
+		 * TLS listener and STUN socket (-1, ignored by poll, while down). */
 		for (int k = 0; k < 3; k++) {
 			pfd[n] = (struct pollfd){.fd = s->lfd[k], .events = POLLIN};
+			who[n++] = NULL;
+		}
+		for (int i = 0; i < TC_DERP_REGIONS_MAX; i++) {
+			bool on = i < s->nderp && !s->derp[i].down;
+
+			pfd[n] = (struct pollfd){.fd = on ? s->derp[i].lfd : -1, .events = POLLIN};
+			who[n++] = NULL;
+			pfd[n] = (struct pollfd){.fd = on ? s->derp[i].ufd : -1, .events = POLLIN};
 			who[n++] = NULL;
 		}
 		for (struct tc_conn *c = s->conns; c; c = c->next) {
@@ -809,8 +855,12 @@ int net_run(struct tc_server *s)
 		for (nfds_t i = 0; r > 0 && i < n; i++) {
 			if (!pfd[i].revents)
 				continue;
-			if (!who[i])
-				conn_new(s, (enum tc_conn_kind)i);
+			if (i < 3)
+				conn_new(s, s->lfd[i], (enum tc_conn_kind)i, 0);
+			else if (i < LISTENERS && (i - 3) % 2 == 0)
+				conn_new(s, pfd[i].fd, TC_CONN_DERP, (int)(i - 3) / 2);
+			else if (i < LISTENERS)
+				derp_stun_input(&s->derp[(i - 3) / 2]);
 			else
 				conn_io(who[i], pfd[i].revents);
 		}
@@ -824,6 +874,7 @@ int net_run(struct tc_server *s)
 				pp = &c->next;
 			}
 		}
+		derp_keepalive(s, now_ms());
 		if (!s->sw.hang) {
 			control_keepalive(s, now_ms());
 			if (s->dirty)

@@ -7,6 +7,7 @@
  *              Noise records and the nghttp2 server session inside them
  *   control.c  nodes, pre-auth keys, /machine/register, /machine/map, the
  *              map streams and their deltas, the packet filter policy
+ *   derp.c     DERP regions (TLS relays) and their STUN responders
  *   admin.c    the loopback JSON admin API
  *   store.c    the state directory: Noise key, state file, test CA
  */
@@ -32,7 +33,10 @@ enum tc_limits {
 	TC_HOSTNAME_MAX = 64,
 	TC_DOMAIN_MAX = 64,
 	TC_KEEPALIVE_MS = 50 * 1000,
-	TC_DERP_REGION = 900,
+	TC_DERP_REGION = 900, /* the first region's id; the next ones count up */
+	TC_DERP_REGIONS_MAX = 4,
+	TC_DERP_SENT_MAX = 64, /* peers one DERP client is told about when they go */
+	TC_DERP_KEEPALIVE_MS = 60 * 1000,
 	TC_CAP_PATCH = 33,	 /* PeersChangedPatch understood */
 	TC_CAP_READONLY = 68,	 /* streaming requests are read-only */
 	TC_CAP_HOMEDERP = 111,	 /* HomeDERP instead of the legacy DERP string */
@@ -114,8 +118,19 @@ struct tc_map {
 	struct tc_map *next;
 };
 
-enum tc_conn_kind { TC_CONN_HTTP, TC_CONN_HTTPS, TC_CONN_ADMIN };
-enum tc_conn_state { TC_ST_TLS, TC_ST_HTTP, TC_ST_NOISE, TC_ST_HANG, TC_ST_DEAD };
+enum tc_conn_kind { TC_CONN_HTTP, TC_CONN_HTTPS, TC_CONN_ADMIN, TC_CONN_DERP };
+enum tc_conn_state { TC_ST_TLS, TC_ST_HTTP, TC_ST_NOISE, TC_ST_DERP, TC_ST_HANG, TC_ST_DEAD };
+
+/* One DERP region: a TLS listener for the relay and a UDP socket for STUN on
+ * the same port number. */
+struct tc_derp_region {
+	int id;
+	char host[64];
+	int port;
+	int lfd, ufd; /* -1 while the region is down */
+	bool down;
+	uint8_t priv[32], pub[32]; /* the region's DERP server key */
+};
 
 struct tc_conn {
 	struct tc_server *srv;
@@ -131,6 +146,13 @@ struct tc_conn {
 	bool noise_up;
 	nghttp2_session *h2;
 	struct tc_h2req *reqs;
+	/* DERP connections (kind TC_CONN_DERP). */
+	int region; /* index into tc_server.derp */
+	bool derp_up, derp_preferred;
+	uint8_t derp_key[32];
+	uint8_t derp_sent_to[TC_DERP_SENT_MAX][32];
+	int derp_nsent;
+	unsigned long long derp_last_ms, derp_keepalive_ms;
 	struct tc_conn *next;
 };
 
@@ -142,6 +164,7 @@ struct tc_switches {
 	bool oversize;	/* the next map message declares a 2 GiB length */
 	bool wrong_key; /* /key names a key we do not hold */
 	bool no_early;	/* no early payload after the handshake */
+	bool derp_garbage; /* DERP relays an oversized frame header instead of packets */
 };
 
 struct tc_server {
@@ -160,8 +183,9 @@ struct tc_server {
 	long long next_id;
 	uint32_t next_index;
 	json_t *policy; /* array of {src, dst}, or NULL = allow all */
-	char derp_host[64];
-	int derp_port, stun_port;
+	struct tc_derp_region derp[TC_DERP_REGIONS_MAX];
+	int nderp;
+	int derp_keepalive_ms;
 	int min_capver;
 	int keepalive_ms;
 	bool dirty; /* some node changed: push deltas at the end of this loop turn */
@@ -172,6 +196,9 @@ struct tc_server {
 
 /* net.c */
 int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport);
+/* A listening TCP socket on hostport (IPv4 HOST:PORT, PORT 0 for any);
+ * *port_out is the port it got. */
+int net_listen_fd(const char *hostport, int *fd_out, int *port_out);
 int net_run(struct tc_server *s);
 /* Queues bytes for the peer of c; for Noise connections they are HTTP/2
  * bytes produced by nghttp2 and sealed here. */
@@ -184,6 +211,19 @@ void net_h2_respond(struct tc_h2req *r, int status, const char *ctype, const voi
 		    bool eof);
 /* Closes the HTTP/2 stream with RST_STREAM (no more bytes). */
 void net_h2_reset(struct tc_h2req *r);
+
+/* derp.c */
+int derp_region_open(struct tc_server *s, struct tc_derp_region *r);
+/* Closes the region's listeners and ends its connections. */
+void derp_region_close(struct tc_server *s, struct tc_derp_region *r);
+/* GET /derp on a region's listener: the upgrade, then the ServerKey frame. */
+void derp_upgrade(struct tc_conn *c, const char *upgrade, bool fast_start);
+void derp_input(struct tc_conn *c);
+/* c is going away: PeerGone to every client that sent to it. */
+void derp_conn_gone(struct tc_conn *c);
+void derp_keepalive(struct tc_server *s, unsigned long long now);
+void derp_stun_input(struct tc_derp_region *r);
+json_t *derp_map(struct tc_server *s);
 
 /* control.c */
 void control_handle(struct tc_conn *c, struct tc_h2req *r);

@@ -3,7 +3,8 @@
  *   this test --(fork/exec)--> testcontrol --state-dir /tmp/tctest.<random>
  *       |  admin HTTP (keys, nodes, switches, policy)
  *       |  GET /key over http and https (test CA)
- *       '- ts2021 over http and https -> HTTP/2 -> register, map
+ *       |- ts2021 over http and https -> HTTP/2 -> register, map
+ *       '- DERP over TLS (two regions) and STUN on each region's port
  *
  * One testcontrol process serves the whole group; the restart test stops
  * it (by pid) and starts it again on the same state directory. */
@@ -21,7 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "client.h"
@@ -34,7 +40,7 @@ static struct {
 	char dir[64];
 	char policy[96];
 	pid_t pid;
-	char http[64], https[64], admin[64], ca[4200];
+	char http[64], https[64], admin[64], ca[4200], derp[2][64];
 	uint8_t pub[32];
 } tc;
 
@@ -55,8 +61,8 @@ static int start_server(void)
 	if (tc.pid == 0) {
 		dup2(pipefd[1], 1);
 		execl(bin, bin, "--state-dir", tc.dir, "--http", "127.0.0.1:0", "--https",
-		      "127.0.0.1:0", "--admin", "127.0.0.1:0", "--derp", "127.0.0.1:3340",
-		      "--keepalive-ms", "1000", "--policy", tc.policy, (char *)NULL);
+		      "127.0.0.1:0", "--admin", "127.0.0.1:0", "--derp", "127.0.0.1:0", "--derp",
+		      "127.0.0.1:0", "--keepalive-ms", "1000", "--policy", tc.policy, (char *)NULL);
 		_exit(127);
 	}
 	close(pipefd[1]);
@@ -73,8 +79,8 @@ static int start_server(void)
 		line[have] = '\0';
 	}
 	close(pipefd[0]);
-	if (sscanf(line, "listening http=%63s https=%63s admin=%63s ca=%4199s", tc.http, tc.https,
-		   tc.admin, tc.ca) != 4) {
+	if (sscanf(line, "listening http=%63s https=%63s admin=%63s ca=%4199s derp=%63[^,],%63s",
+		   tc.http, tc.https, tc.admin, tc.ca, tc.derp[0], tc.derp[1]) != 6) {
 		fprintf(stderr, "testcontrol did not print its listening line: '%s'\n", line);
 		return -EPROTO;
 	}
@@ -831,6 +837,269 @@ static void test_switches(void **state)
 	free(key);
 }
 
+/* ---- DERP and STUN ---- */
+
+enum {
+	F_SERVER_KEY = 1,
+	F_CLIENT_INFO = 2,
+	F_SERVER_INFO = 3,
+	F_SEND = 4,
+	F_RECV = 5,
+	F_KEEPALIVE = 6,
+	F_PREFERRED = 7,
+	F_PEER_GONE = 8,
+	F_PING = 0x12,
+	F_PONG = 0x13,
+};
+
+struct dc {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	uint8_t priv[32], pub[32], server[32];
+};
+
+static void dc_write(struct dc *d, const void *p, size_t n)
+{
+	assert_int_equal(SSL_write(d->ssl, p, (int)n), (int)n);
+}
+
+/* Reads exactly n bytes; false at EOF or after timeout_ms. */
+static bool dc_read(struct dc *d, void *buf, size_t n, int timeout_ms)
+{
+	size_t have = 0;
+
+	while (have < n) {
+		struct pollfd pf = {.fd = d->fd, .events = POLLIN};
+		int r;
+
+		if (!SSL_pending(d->ssl) && poll(&pf, 1, timeout_ms) <= 0)
+			return false;
+		r = SSL_read(d->ssl, (uint8_t *)buf + have, (int)(n - have));
+		if (r <= 0)
+			return false;
+		have += (size_t)r;
+	}
+	return true;
+}
+
+static void dc_frame(struct dc *d, uint8_t type, const void *a, size_t alen, const void *b,
+		     size_t blen)
+{
+	uint8_t hdr[5] = {type, (uint8_t)((alen + blen) >> 24), (uint8_t)((alen + blen) >> 16),
+			  (uint8_t)((alen + blen) >> 8), (uint8_t)(alen + blen)};
+
+	dc_write(d, hdr, sizeof(hdr));
+	if (alen)
+		dc_write(d, a, alen);
+	if (blen)
+		dc_write(d, b, blen);
+}
+
+/* The next frame other than KeepAlive into body (up to cap); its type, or -1. */
+static int dc_next(struct dc *d, uint8_t *body, size_t cap, size_t *len, int timeout_ms)
+{
+	uint8_t hdr[5];
+
+	for (;;) {
+		if (!dc_read(d, hdr, sizeof(hdr), timeout_ms))
+			return -1;
+		*len = (size_t)hdr[1] << 24 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 8 | hdr[4];
+		if (*len > cap)
+			return -2;
+		if (!dc_read(d, body, *len, timeout_ms))
+			return -1;
+		if (hdr[0] != F_KEEPALIVE)
+			return hdr[0];
+	}
+}
+
+/* Connects to a region, with or without fast start, and completes the
+ * ServerKey / ClientInfo / ServerInfo exchange as a client. */
+static void dc_open(struct dc *d, const char *hostport, bool fast)
+{
+	static const uint8_t magic[8] = {'D', 'E', 'R', 'P', 0xf0, 0x9f, 0x94, 0x91};
+	const char *req = fast ? "GET /derp HTTP/1.1\r\nHost: derp\r\nUpgrade: DERP\r\n"
+				 "Connection: Upgrade\r\nDerp-Fast-Start: 1\r\n\r\n"
+			       : "GET /derp HTTP/1.1\r\nHost: derp\r\nUpgrade: DERP\r\n"
+				 "Connection: Upgrade\r\n\r\n";
+	static const char info[] = "{\"version\":2}";
+	uint8_t body[256], nonce[24], sealed[sizeof(info) - 1 + crypto_box_MACBYTES];
+	uint8_t plain[200];
+	char head[1024] = "", hex[65];
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	const char *colon = strrchr(hostport, ':');
+	size_t len, have = 0;
+
+	memset(d, 0, sizeof(*d));
+	crypto_box_keypair(d->pub, d->priv);
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	d->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(d->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* InsecureForTests in the DERP map: no verification, as clients do. */
+	d->ctx = SSL_CTX_new(TLS_client_method());
+	d->ssl = SSL_new(d->ctx);
+	SSL_set_fd(d->ssl, d->fd);
+	assert_int_equal(SSL_connect(d->ssl), 1);
+	dc_write(d, req, strlen(req));
+	if (!fast) {
+		while (!strstr(head, "\r\n\r\n") && have < sizeof(head) - 1) {
+			assert_true(dc_read(d, head + have, 1, WAIT_MS));
+			have++;
+		}
+		assert_non_null(strstr(head, "HTTP/1.1 101 Switching Protocols\r\n"));
+		assert_non_null(strstr(head, "Derp-Public-Key: "));
+		memcpy(hex, strstr(head, "Derp-Public-Key: ") + 17, 64);
+		hex[64] = '\0';
+	}
+	assert_int_equal(dc_next(d, body, sizeof(body), &len, WAIT_MS), F_SERVER_KEY);
+	assert_int_equal(len, 40);
+	assert_memory_equal(body, magic, 8);
+	memcpy(d->server, body + 8, 32);
+	if (!fast) {
+		char got[65];
+
+		sodium_bin2hex(got, sizeof(got), d->server, 32);
+		assert_string_equal(got, hex);
+	}
+	randombytes_buf(nonce, sizeof(nonce));
+	assert_int_equal(crypto_box_easy(sealed, (const uint8_t *)info, sizeof(info) - 1, nonce,
+					 d->server, d->priv),
+			 0);
+	{
+		uint8_t ci[32 + 24 + sizeof(sealed)];
+
+		memcpy(ci, d->pub, 32);
+		memcpy(ci + 32, nonce, 24);
+		memcpy(ci + 56, sealed, sizeof(sealed));
+		dc_frame(d, F_CLIENT_INFO, ci, sizeof(ci), NULL, 0);
+	}
+	assert_int_equal(dc_next(d, body, sizeof(body), &len, WAIT_MS), F_SERVER_INFO);
+	assert_true(len > 24 + crypto_box_MACBYTES &&
+		    len - 24 - crypto_box_MACBYTES < sizeof(plain));
+	assert_int_equal(crypto_box_open_easy(plain, body + 24, len - 24, body, d->server, d->priv),
+			 0);
+	assert_memory_equal(plain, "{\"version\":2", 12);
+}
+
+static void dc_close(struct dc *d)
+{
+	SSL_free(d->ssl);
+	SSL_CTX_free(d->ctx);
+	close(d->fd);
+}
+
+static void test_derp_relay(void **state)
+{
+	static const uint8_t disco[8] = {'T', 'S', 0xf0, 0x9f, 0x92, 0xac, 1, 2};
+	uint8_t body[256], ping[8] = {1, 2, 3, 4, 5, 6, 7, 8}, stranger[32], yes = 1;
+	struct dc a, b;
+	size_t len;
+	json_t *info;
+
+	dc_open(&a, tc.derp[0], false);
+	dc_open(&b, tc.derp[0], true);
+	dc_frame(&a, F_PREFERRED, &yes, 1, NULL, 0);
+	/* A -> B arrives as RecvPacket from A. */
+	dc_frame(&a, F_SEND, b.pub, 32, "hello", 5);
+	assert_int_equal(dc_next(&b, body, sizeof(body), &len, WAIT_MS), F_RECV);
+	assert_int_equal(len, 37);
+	assert_memory_equal(body, a.pub, 32);
+	assert_memory_equal(body + 32, "hello", 5);
+	/* Ping -> Pong with the same 8 bytes. */
+	dc_frame(&a, F_PING, ping, 8, NULL, 0);
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), F_PONG);
+	assert_int_equal(len, 8);
+	assert_memory_equal(body, ping, 8);
+	/* A disco packet for a key nobody holds: PeerGone(not here). */
+	randombytes_buf(stranger, sizeof(stranger));
+	dc_frame(&a, F_SEND, stranger, 32, disco, sizeof(disco));
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), F_PEER_GONE);
+	assert_int_equal(len, 33);
+	assert_memory_equal(body, stranger, 32);
+	assert_int_equal(body[32], 1);
+	/* The admin list shows both clients, A preferred. */
+	info = admin("GET", "/derp", NULL, 200);
+	assert_int_equal(json_array_size(json_object_get(json_array_get(info, 0), "clients")), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(info, 1), "region")),
+			 901);
+	json_decref(info);
+	/* B goes: A, who sent to B, hears PeerGone(disconnected). */
+	dc_close(&b);
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), F_PEER_GONE);
+	assert_int_equal(len, 33);
+	assert_memory_equal(body, b.pub, 32);
+	assert_int_equal(body[32], 0);
+	dc_close(&a);
+}
+
+static void test_derp_bad_clients_and_failover(void **state)
+{
+	uint8_t body[256], junk[5] = {F_SEND, 0x7f, 0xff, 0xff, 0xff};
+	struct dc a, b;
+	size_t len;
+
+	/* An oversized frame header ends the connection at once. */
+	dc_open(&a, tc.derp[0], true);
+	dc_write(&a, junk, sizeof(junk));
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), -1);
+	dc_close(&a);
+	/* The garbage switch: B gets a frame header no client may accept. */
+	dc_open(&a, tc.derp[1], true);
+	dc_open(&b, tc.derp[1], true);
+	json_decref(admin("POST", "/switches", "{\"derp_garbage\": true}", 200));
+	dc_frame(&a, F_SEND, b.pub, 32, "x", 1);
+	assert_true(dc_read(&b, body, 5, WAIT_MS));
+	assert_int_equal(body[0], 0x7e);
+	json_decref(admin("POST", "/switches", "{\"derp_garbage\": false}", 200));
+	dc_close(&b);
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), F_PEER_GONE);
+	/* Region 901 down: its clients are cut off; back up on the same port. */
+	json_decref(admin("POST", "/derp", "{\"region\": 901, \"up\": false}", 200));
+	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), -1);
+	dc_close(&a);
+	json_decref(admin("POST", "/derp", "{\"region\": 901, \"up\": true}", 200));
+	dc_open(&a, tc.derp[1], false);
+	dc_close(&a);
+	json_decref(admin("POST", "/derp", "{\"region\": 999, \"up\": true}", 400));
+}
+
+static void test_stun(void **state)
+{
+	uint8_t req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, resp[64];
+	struct sockaddr_in to = {.sin_family = AF_INET}, me = {.sin_family = AF_INET};
+	socklen_t mlen = sizeof(me);
+	struct pollfd pf;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ssize_t n;
+
+	randombytes_buf(req + 8, 12);
+	to.sin_port = htons((uint16_t)atoi(strrchr(tc.derp[0], ':') + 1));
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &mlen), 0);
+	/* Not a binding request (bad cookie): no answer. Then a real one. */
+	req[4] ^= 1;
+	assert_int_equal(sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&to, sizeof(to)), 20);
+	req[4] ^= 1;
+	assert_int_equal(sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&to, sizeof(to)), 20);
+	pf = (struct pollfd){.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, WAIT_MS), 1);
+	n = recv(fd, resp, sizeof(resp), 0);
+	assert_int_equal(n, 32);
+	assert_int_equal(resp[0] << 8 | resp[1], 0x0101);
+	assert_memory_equal(resp + 4, req + 4, 16);
+	assert_int_equal(resp[21], 0x20); /* XOR-MAPPED-ADDRESS */
+	assert_int_equal((resp[26] << 8 | resp[27]) ^ 0x2112, ntohs(me.sin_port));
+	assert_int_equal(resp[28] ^ 0x21, 127);
+	assert_int_equal(resp[31] ^ 0x42, 1);
+	/* Nothing else is waiting: the bad one was dropped. */
+	assert_int_equal(poll(&pf, 1, 200), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -845,6 +1114,9 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_external_node),
 		cmocka_unit_test(test_switches),
+		cmocka_unit_test(test_derp_relay),
+		cmocka_unit_test(test_derp_bad_clients_and_failover),
+		cmocka_unit_test(test_stun),
 		cmocka_unit_test(test_restart_keeps_addresses),
 	};
 
