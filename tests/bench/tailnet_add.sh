@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench: 100 pods join a tailnet at once (issue 4, "Benchmarks"). Prints
+# bench: 100 pods join a tailnet at once. Prints
 # figures; asserts only that the setup worked (every ADD and DEL exited 0,
 # every node registered), never a timing.
 #   sudo tests/bench/tailnet_add.sh <build dir> [pods]

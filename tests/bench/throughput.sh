@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench: data-plane throughput of issue 5. Prints figures; fails only when a
+# bench: data-plane throughput. Prints figures; fails only when a
 # contender could not be set up (no path through it).
 #   sudo tests/bench/throughput.sh <build dir>
 #

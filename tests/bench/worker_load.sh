@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench: memory and CPU of the REAL worker under load (issue 5: "Memory under
+# bench: memory and CPU of the REAL worker under load (the bound: "memory under
 # load <= 4 MiB PSS per worker"). Prints figures; exits 1 only when the path
 # cannot be set up (supervisor, testcontrol, the two pods, the first ping).
 #   sudo tests/bench/worker_load.sh <build dir>

@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench: per-pod workers (issue 3). Prints figures; asserts only that the
+# bench: per-pod workers. Prints figures; asserts only that the
 # setup worked (every ADD, every worker Ready, every adoption).
 #   sudo tests/bench/workers.sh <build dir> [pods]
 #

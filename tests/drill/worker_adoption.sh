@@ -1,5 +1,5 @@
 #!/bin/bash
-# drill: re-adoption never trusts a record (issue 3, "Must pass", second
+# drill: re-adoption never trusts a record (the second
 # list), and roll-workers replaces every worker with the same ts0.
 #
 #   pods A B C E F (ts0 + worker each), the supervisor killed with -9, then

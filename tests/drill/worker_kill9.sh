@@ -1,6 +1,6 @@
 #!/bin/bash
 # drill: per-pod workers outlive the supervisor, their own death and the
-# zygote's (issue 3, "Must pass", first drill).
+# zygote's (the first drill).
 #
 #   host netns                                        N pod netns (default 20)
 #   ┌───────────────────────────────────────┐        ┌──────────────────────────┐

@@ -1,7 +1,7 @@
 #!/bin/bash
 # drill: the supervisor in a real container, as the DaemonSet runs it, then
 # the container killed and removed: every worker keeps running and a new
-# container re-adopts them (issue 3, "Must pass", first drill, last part).
+# container re-adopts them (the last part of the kill -9 drill).
 #
 #   host                                            container (podman + runc)
 #   ┌────────────────────────────────────┐         ┌──────────────────────────────┐

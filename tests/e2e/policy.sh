@@ -1,6 +1,6 @@
 #!/bin/bash
 # e2e policy: testcontrol's policy allows only tag:web -> the pod's port 80
-# (issue 5, "Must pass", filter e2e). The pod (tag:pod) is the destination;
+# (the filter end to end). The pod (tag:pod) is the destination;
 # two external peers, Debian's wireguard-go in namespaces of their own, are
 # the sources: W carries tag:web, W2 carries tag:other.
 #

@@ -1,7 +1,7 @@
 #!/bin/bash
 # e2e interop: a pod's worker and Debian's wireguard-go, the peer known to the
 # worker only through the netmap (testcontrol registers wireguard-go as an
-# external node with its key, addresses and endpoint) — issue 5's "interop"
+# external node with its key, addresses and endpoint) — the "interop"
 # and "pod<->pod" cases.
 #
 #   netns NODE: testcontrol, the supervisor, the workers' UDP sockets

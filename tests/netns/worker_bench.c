@@ -1,4 +1,4 @@
-/* Benchmarks of the issue, printed, with 100 workers (as root):
+/* Benchmarks of the workers, printed, with 100 workers (as root):
  *   - spawn time for 100 workers through one zygote,
  *   - worker PSS: steady (idle) and peak (while every worker reads traffic),
  *   - re-adoption time for 100 workers after kill -9 of their supervisor,
@@ -358,7 +358,7 @@ static void test_bench(void **state)
 	       "peak %ld kB total (%ld kB each, max one worker %ld kB)\n",
 	       N, steady, steady / N, peak, peak / N, max1);
 #ifndef __SANITIZE_ADDRESS__
-	/* The issue's bound (ASan's shadow memory alone exceeds it). */
+	/* The bound we hold workers to (ASan's shadow memory alone exceeds it). */
 	assert_true(steady / N <= 1024);
 #endif
 

@@ -430,7 +430,7 @@ static void test_seccomp_debug_traps(void **state)
 	assert_int_equal(f->exits, 0);
 }
 
-/* The issue's sandbox table: each action through a TestRequest must be
+/* The sandbox table: each action through a TestRequest must be
  * refused (an errno) or kill the worker (SIGSYS); the test says which. One
  * control row (a UDP socket) must be allowed, so the harness can tell. */
 static void test_sandbox_table(void **state)
@@ -773,7 +773,7 @@ static int host_mntns_child(const char *path, const char *host_ns, const char *c
 	return 0;
 }
 
-/* Issue 3: the zygote is exec'd from the binary installed on the host, in
+/* The zygote is exec'd from the binary installed on the host, in
  * the host's mount namespace. Here "the host" is this test's namespace and
  * the supervisor side a forked child with a private one, where the binary
  * and the cgroupfs are hidden under tmpfs. */

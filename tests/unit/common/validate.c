@@ -741,7 +741,7 @@ static void test_worker_messages(void **state)
 	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
 }
 
-/* roll-workers (issue 3) on the CNI socket: the request's empty body must
+/* roll-workers on the CNI socket: the request's empty body must
  * still be there, the reply's failure list is bounded. */
 static void test_roll_workers(void **state)
 {
