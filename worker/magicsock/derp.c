@@ -256,7 +256,7 @@ int derp_client_feed(struct derp_client *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
-static int fail(struct derp_client *c, int err)
+static int client_fail(struct derp_client *c, int err)
 {
 	c->state = DERP_CLIENT_FAILED;
 	return err;
@@ -474,7 +474,7 @@ int derp_client_next(struct derp_client *c, struct derp_event *ev, const char **
 		}
 		n = derp_frame_decode(c->in.p + c->in.off, buf_live(&c->in), max, &f, why);
 		if (n <= 0)
-			return n < 0 ? fail(c, (int)n) : 0;
+			return n < 0 ? client_fail(c, (int)n) : 0;
 		c->in.off += (size_t)n;
 		*ev = (struct derp_event){0};
 		if (c->state == DERP_CLIENT_WANT_SERVER_KEY)
@@ -482,7 +482,7 @@ int derp_client_next(struct derp_client *c, struct derp_event *ev, const char **
 		else
 			ret = on_frame(c, &f, ev, why);
 		if (ret < 0)
-			return fail(c, ret);
+			return client_fail(c, ret);
 		if (ret > 0)
 			return ret;
 	}
