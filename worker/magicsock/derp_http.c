@@ -59,26 +59,6 @@ static bool span_is(const char *s, size_t n, const char *t)
 	return n == strlen(t) && strncasecmp(s, t, n) == 0;
 }
 
-/* Whether the comma-separated list [v, v+n) holds token t (any case). */
-static bool list_has(const char *v, size_t n, const char *t)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		size_t s, e;
-
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		for (s = i; i < n && v[i] != ','; i++)
-			;
-		for (e = i; e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'); e--)
-			;
-		if (e > s && span_is(v + s, e - s, t))
-			return true;
-	}
-	return false;
-}
-
 /* "HTTP/1.x DDD[ reason]" without its CRLF. */
 static int parse_status(const char *s, size_t n, int *status)
 {
@@ -100,7 +80,8 @@ static int reply_header(struct derp_http_reply *r, const char *name, size_t nlen
 	if (span_is(name, nlen, "Upgrade")) {
 		r->upgrade_derp = span_is(v, vlen, "DERP");
 	} else if (span_is(name, nlen, "Connection")) {
-		r->connection_upgrade = list_has(v, vlen, "upgrade");
+		/* Upstream's server writes exactly "Connection: Upgrade". */
+		r->connection_upgrade = span_is(v, vlen, "Upgrade");
 	} else if (span_is(name, nlen, "Derp-Version")) {
 		unsigned int ver = 0;
 
