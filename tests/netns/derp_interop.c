@@ -207,6 +207,52 @@ static void test_exchange(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static bool both_down(void *arg)
+{
+	struct client *c = arg;
+
+	return went_down(&c[0]) && went_down(&c[1]);
+}
+
+static bool both_up(void *arg)
+{
+	struct client *c = arg;
+
+	return c[0].up && c[1].up;
+}
+
+static int spawn_peerctl(void);
+static void kill_peerctl(void);
+
+/* The server goes away and comes back (with a new key): both clients see
+ * the connection drop, reconnect by themselves, and packets flow again. */
+static void test_reconnect(void **state)
+{
+	uv_loop_t loop;
+	struct client c[2] = {0};
+	static const char msg[] = "after the restart";
+
+	(void)state;
+	uv_loop_init(&loop);
+	client_open(&loop, &c[0], NULL, true);
+	client_open(&loop, &c[1], NULL, true);
+	assert_true(run_until(&loop, both_up, c));
+	kill_peerctl();
+	assert_true(run_until(&loop, both_down, c));
+	assert_false(derp_conn_is_up(c[0].conn));
+	assert_int_equal(derp_conn_send(c[0].conn, c[1].pub, (const uint8_t *)msg, sizeof(msg)),
+			 -ENOTCONN);
+	assert_int_equal(spawn_peerctl(), 0);
+	assert_true(run_until(&loop, both_up, c));
+	assert_int_equal(derp_conn_send(c[0].conn, c[1].pub, (const uint8_t *)msg, sizeof(msg)), 0);
+	assert_true(run_until(&loop, has_packet, &c[1]));
+	assert_memory_equal(c[1].got_from, c[0].pub, 32);
+	assert_memory_equal(c[1].got, msg, sizeof(msg));
+	client_close(&loop, &c[0]);
+	client_close(&loop, &c[1]);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* The leaf certificate's SHA-256 in hex, taken with the openssl tool from
  * inside the netns; false when the tool is not there. */
 static bool server_cert_sha256(char hex[65])
@@ -265,42 +311,25 @@ static void test_certificates(void **state)
 
 /* ---- the server ---- */
 
+static void kill_peerctl(void);
+
 static void stop_peerctl(void)
 {
-	if (peerctl > 0) {
-		kill(peerctl, SIGTERM);
-		waitpid(peerctl, NULL, 0);
-		peerctl = -1;
-	}
+	kill_peerctl();
 	if (ns[0])
 		sh("ip netns del %s 2>/dev/null", ns);
 }
 
 /* Starts peerctl in a fresh netns and moves this process there. */
-static int start(void);
-
-static int setup(void **state)
-{
-	(void)state;
-	if (start() == 0)
-		return 0;
-	stop_peerctl();
-	return -1;
-}
-
-static int start(void)
+/* Starts peerctl in the netns and waits until it listens. */
+static int spawn_peerctl(void)
 {
 	const char *dir = getenv("TSCNI_PEERS_DIR");
 	char bin[512], line[256] = {0};
 	int fds[2];
 	FILE *out;
 
-	snprintf(ns, sizeof(ns), "tsderp%d", (int)getpid());
 	snprintf(bin, sizeof(bin), "%s/bin/peerctl", dir);
-	if (sh("ip netns add %s && ip -n %s link set lo up && "
-	       "ip -n %s addr add 10.99.0.1/32 dev lo",
-	       ns, ns, ns) != 0)
-		return -1;
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -1;
 	peerctl = fork();
@@ -322,14 +351,38 @@ static int start(void)
 		return -1;
 	}
 	fclose(out); /* peerctl writes nothing more to stdout */
-	{
-		int fd = open_ns(ns);
-
-		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-			return -1;
-		close(fd);
-	}
 	return 0;
+}
+
+static void kill_peerctl(void)
+{
+	if (peerctl > 0) {
+		kill(peerctl, SIGTERM);
+		waitpid(peerctl, NULL, 0);
+		peerctl = -1;
+	}
+}
+
+/* A fresh netns with peerctl in it; this process moves there too. */
+static int setup(void **state)
+{
+	int fd;
+
+	(void)state;
+	snprintf(ns, sizeof(ns), "tsderp%d", (int)getpid());
+	if (sh("ip netns add %s && ip -n %s link set lo up && "
+	       "ip -n %s addr add 10.99.0.1/32 dev lo",
+	       ns, ns, ns) != 0 ||
+	    spawn_peerctl() < 0)
+		goto err;
+	fd = open_ns(ns);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		goto err;
+	close(fd);
+	return 0;
+err:
+	stop_peerctl();
+	return -1;
 }
 
 static int teardown(void **state)
@@ -344,6 +397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exchange),
 		cmocka_unit_test(test_certificates),
+		cmocka_unit_test(test_reconnect),
 	};
 	const char *dir = getenv("TSCNI_PEERS_DIR");
 	char bin[512];
