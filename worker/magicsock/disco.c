@@ -296,8 +296,7 @@ int disco_parse(const uint8_t *p, size_t len, struct disco_msg *m, const char **
 	return -ENOMSG;
 }
 
-void disco_call_me_maybe_at(const struct disco_call_me_maybe *cmm, size_t i,
-			    struct disco_addr *out)
+void disco_call_me_maybe_at(const struct disco_call_me_maybe *cmm, size_t i, struct disco_addr *out)
 {
 	get_addr(cmm->raw + i * DISCO_ADDR_WIRE_LEN, out);
 }

@@ -92,8 +92,8 @@ void stun_request(const uint8_t txid[static STUN_TXID_LEN], uint8_t out[static S
 /* Attribute iteration: type, value and length of the next attribute in
  * [*pos, end), values padded to 4. Returns 1, 0 at the end, or -EBADMSG
  * when a header or a padded value runs past end. */
-static int next_attr(const uint8_t **pos, const uint8_t *end, uint16_t *type,
-		     const uint8_t **val, size_t *val_len)
+static int next_attr(const uint8_t **pos, const uint8_t *end, uint16_t *type, const uint8_t **val,
+		     size_t *val_len)
 {
 	size_t left = (size_t)(end - *pos), padded;
 
