@@ -201,10 +201,7 @@ static void confirm(struct path *p, const struct disco_addr *src, uint64_t now)
 			c->at = now;
 			return;
 		}
-		if (!c->at) {
-			slot = c;
-			break;
-		}
+		/* A free slot, else the oldest (at 0 sorts first). */
 		if (c->at < slot->at)
 			slot = c;
 	}
