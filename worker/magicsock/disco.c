@@ -351,8 +351,12 @@ int disco_open(const struct disco_shared *s, const uint8_t *pkt, size_t len, uin
 {
 	size_t plain;
 
-	if (!disco_looks_like(pkt, len) || len < DISCO_HEADER_LEN + DISCO_BOX_TAG_LEN) {
+	if (!disco_is_claimed(pkt, len)) {
 		*why = "not a disco packet";
+		return -EBADMSG;
+	}
+	if (len < DISCO_HEADER_LEN + DISCO_BOX_TAG_LEN) {
+		*why = "disco packet too short for a box";
 		return -EBADMSG;
 	}
 	if (len > DISCO_MAX_PACKET) {
