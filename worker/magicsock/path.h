@@ -8,6 +8,7 @@
  * out what comes back in a struct path_out: disco pings, Pongs and
  * CallMeMaybes to send, and for a WireGuard packet the UDP address and/or
  * DERP region to send it to. It calls path_tick() at path_next_deadline().
+ * Ping TxIDs come from randombytes_buf (sodium_init() must have run).
  *
  * Kept per peer (all fixed-size, no allocation):
  *   - candidate endpoints: from the netmap, from the peer's CallMeMaybe, and
