@@ -502,8 +502,9 @@ void client_logout(struct client *c)
 		start_cycle(c);
 	}
 	/* Otherwise the cycle under way sends the logout once connected
-	 * (send_register looks at logout_wanted), or a register in flight is
-	 * followed by it: register_done starts the stream only without it. */
+	 * (client__send_register looks at logout_wanted), or a register in
+	 * flight is followed by it: register_done (request.c) starts the
+	 * stream only without it. */
 }
 
 struct netmap *client_netmap(const struct client *c)

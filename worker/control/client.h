@@ -16,8 +16,8 @@
  *   the Noise IK handshake, the early payload, then HTTP/2 with prior
  *     knowledge (nghttp2 client session) inside the Noise records;
  *   POST /machine/register with the auth key; POST /machine/map with
- *     Stream, KeepAlive and zstd, read through common/mapstream, applied by
- *     common/netmap; a "lite" update (Stream false, OmitPeers true) after
+ *     Stream, KeepAlive and zstd, read through mapstream.c, applied by
+ *     netmap.c; a "lite" update (Stream false, OmitPeers true) after
  *     every (re)register and stream start and whenever endpoints, the disco
  *     key, the preferred DERP region or Hostinfo change;
  *   reconnects with jittered exponential backoff (at most 30 s) and a 120 s
@@ -29,7 +29,9 @@
  *
  * Callbacks run on the loop thread: from libuv callbacks, and also from
  * inside client_resolve_done(), client_set_*() and client_logout(). A
- * callback must not call client_close(); it may call the setters. */
+ * callback must not call client_close(); it may call the setters.
+ *
+ * The implementation is one file per concern; client_internal.h lists them. */
 #ifndef TSCNI_WORKER_CONTROL_CLIENT_H
 #define TSCNI_WORKER_CONTROL_CLIENT_H
 
@@ -179,7 +181,7 @@ bool client_lite_accepted(const struct client *c);
 /* How the current Noise connection runs: "plain" (HTTP upgrade on the
  * plain port), "tls" (on the TLS port) or NULL when not connected. */
 const char *client_transport(const struct client *c);
-/* The capability version sent everywhere (common/capver.h). */
+/* The capability version sent everywhere (capver.h). */
 int client_capver(void);
 
 /* Closes every handle; cb(arg) runs once the memory is gone (no callback
