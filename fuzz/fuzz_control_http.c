@@ -5,24 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/control/control.h"
+#include "worker/control/client.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct control_http_head h;
+	struct client_http_head h;
 	uint8_t pub[KEY_LEN];
 	const char *why = NULL;
 	ssize_t n;
 
-	n = control_http_parse_head((const char *)data, size, &h, &why);
+	n = client_http_parse_head((const char *)data, size, &h, &why);
 	if (n > 0) {
 		size_t body = size - (size_t)n;
 
 		if (h.has_length && h.content_length < body)
 			body = (size_t)h.content_length;
-		control_parse_key((const char *)data + n, body, pub, &why);
+		client_parse_key((const char *)data + n, body, pub, &why);
 	} else {
-		control_parse_key((const char *)data, size, pub, &why);
+		client_parse_key((const char *)data, size, pub, &why);
 	}
 	return 0;
 }

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "client.h"
 #include "dataplane.h"
 #include "log.h"
 #include "mem.h"
@@ -183,7 +183,7 @@ static uint32_t next_id(struct worker_ctx *ctx)
 }
 
 /* Name resolution through the supervisor (ResolveRequest on fd 3). */
-static void on_resolve(void *arg, const char *host, struct control_resolve *req)
+static void on_resolve(void *arg, const char *host, struct client_resolve *req)
 {
 	struct worker_ctx *ctx = arg;
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
@@ -192,14 +192,14 @@ static void on_resolve(void *arg, const char *host, struct control_resolve *req)
 	int ret;
 
 	if (!ctx->ctl_open) {
-		control_resolve_done(req, -ENOTCONN, NULL, 0);
+		client_resolve_done(req, -ENOTCONN, NULL, 0);
 		return;
 	}
 	for (size_t i = 0; i < WORKER_RESOLVES_MAX && !slot; i++)
 		if (!ctx->resolves[i].id)
 			slot = &ctx->resolves[i];
 	if (!slot || strlen(host) > HOST_MAX_LEN) {
-		control_resolve_done(req, slot ? -EINVAL : -EAGAIN, NULL, 0);
+		client_resolve_done(req, slot ? -EINVAL : -EAGAIN, NULL, 0);
 		return;
 	}
 	q.id = next_id(ctx);
@@ -208,7 +208,7 @@ static void on_resolve(void *arg, const char *host, struct control_resolve *req)
 	m.resolve_request = &q;
 	ret = ipc_send(WORKER_FD_CTL, &m);
 	if (ret < 0) {
-		control_resolve_done(req, ret, NULL, 0);
+		client_resolve_done(req, ret, NULL, 0);
 		return;
 	}
 	slot->id = q.id;
@@ -222,7 +222,7 @@ static void resolve_reply(struct worker_ctx *ctx, const Tscni__ResolveReply *r)
 
 	for (size_t i = 0; i < WORKER_RESOLVES_MAX; i++) {
 		struct worker_resolve *slot = &ctx->resolves[i];
-		struct control_resolve *req = slot->req;
+		struct client_resolve *req = slot->req;
 
 		if (slot->id != r->id)
 			continue;
@@ -246,7 +246,7 @@ static void resolve_reply(struct worker_ctx *ctx, const Tscni__ResolveReply *r)
 		if (n == 0)
 			log_warn("pod %s: the supervisor could not resolve a name: %s",
 				 ctx->pod_uid, r->error[0] ? r->error : "no address");
-		control_resolve_done(req, n ? 0 : -EHOSTUNREACH, ss, n);
+		client_resolve_done(req, n ? 0 : -EHOSTUNREACH, ss, n);
 		return;
 	}
 }
@@ -256,13 +256,13 @@ static void resolve_reply(struct worker_ctx *ctx, const Tscni__ResolveReply *r)
 static void resolves_fail(struct worker_ctx *ctx)
 {
 	for (size_t i = 0; i < WORKER_RESOLVES_MAX; i++) {
-		struct control_resolve *req = ctx->resolves[i].req;
+		struct client_resolve *req = ctx->resolves[i].req;
 
 		if (!ctx->resolves[i].id)
 			continue;
 		ctx->resolves[i].id = 0;
 		ctx->resolves[i].req = NULL;
-		control_resolve_done(req, -ENOTCONN, NULL, 0);
+		client_resolve_done(req, -ENOTCONN, NULL, 0);
 	}
 }
 
@@ -278,7 +278,7 @@ static void maybe_ready(struct worker_ctx *ctx)
 	if (ctx->ready_sent || !ctx->control_up || !ctx->naddrs || ctx->netops_pending ||
 	    ctx->netop_failed || !ctx->ctl_open)
 		return;
-	nm = control_netmap(ctx->ctl);
+	nm = client_netmap(ctx->ctl);
 	for (size_t i = 0; i < ctx->naddrs; i++) {
 		tscni__ip_prefix__init(&pb[i]);
 		ip_prefix_to_pb(&ctx->addrs[i], &pb[i]);
@@ -386,31 +386,31 @@ static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 	maybe_ready(ctx);
 }
 
-static void on_state(void *arg, enum control_status st, int err, const char *msg)
+static void on_state(void *arg, enum client_status st, int err, const char *msg)
 {
 	struct worker_ctx *ctx = arg;
 
 	(void)err;
 	switch (st) {
-	case CONTROL_UP:
+	case CLIENT_UP:
 		ctx->control_up = true;
 		if (ctx->ctl_open)
 			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_UP,
-				       control_transport(ctx->ctl));
+				       client_transport(ctx->ctl));
 		maybe_ready(ctx);
 		break;
-	case CONTROL_DOWN:
+	case CLIENT_DOWN:
 		if (msg && ctx->ctl_open)
 			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN, msg);
 		break;
-	case CONTROL_ERROR:
+	case CLIENT_ERROR:
 		if (ctx->ctl_open)
 			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_AUTH_FAILED,
 				       msg ? msg : "");
 		if (ctx->logging_out)
 			uv_stop(&ctx->loop);
 		break;
-	case CONTROL_LOGGED_OUT:
+	case CLIENT_LOGGED_OUT:
 		log_info("pod %s: logged out", ctx->pod_uid);
 		uv_stop(&ctx->loop);
 		break;
@@ -475,7 +475,7 @@ static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *ep
 	uint16_t port;
 	size_t n = 0;
 
-	/* tun_rx_prepare found the socket. */
+	/* data_thread_prepare found the socket. */
 	if (ctx->udp_fd < 0 || getsockname(ctx->udp_fd, (struct sockaddr *)&ss, &sl) < 0)
 		return 0;
 	if (ss.ss_family == AF_INET6) {
@@ -522,11 +522,12 @@ static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *ep
 }
 
 /* The control client on our loop: created before the filter loads (curl's
- * multi handle makes its wakeup socketpair here), started at control_run. */
-static int control_client_new(struct worker_ctx *ctx)
+ * multi handle makes its wakeup socketpair here), started at
+ * control_thread_run. */
+static int new_client(struct worker_ctx *ctx)
 {
 	struct worker_start *s = &ctx->start;
-	struct control_config cfg = {
+	struct client_config cfg = {
 		.loop = &ctx->loop,
 		.control_url = s->control_url,
 		.ca_pem = s->ca_pem,
@@ -544,8 +545,8 @@ static int control_client_new(struct worker_ctx *ctx)
 		.cb_arg = ctx,
 		.test_flags = s->test_flags,
 	};
-	struct netmap_endpoint eps[CONTROL_MAX_ENDPOINTS];
-	int types[CONTROL_MAX_ENDPOINTS];
+	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS];
+	int types[CLIENT_MAX_ENDPOINTS];
 	size_t neps;
 	const char *why = "";
 	int ret;
@@ -558,8 +559,8 @@ static int control_client_new(struct worker_ctx *ctx)
 	keys_generate(disco_priv);
 	keys_public(cfg.disco_pub, disco_priv);
 	explicit_bzero(disco_priv, sizeof(disco_priv));
-	control_config_proxy_from_env(&cfg);
-	ret = control_new(&cfg, &ctx->ctl, &why);
+	client_config_proxy_from_env(&cfg);
+	ret = client_new(&cfg, &ctx->ctl, &why);
 	explicit_bzero(cfg.machine_priv, KEY_LEN);
 	explicit_bzero(cfg.node_priv, KEY_LEN);
 	if (ret < 0) {
@@ -567,9 +568,9 @@ static int control_client_new(struct worker_ctx *ctx)
 		return ret;
 	}
 	/* Sent with the first lite update. */
-	neps = local_endpoints(ctx, eps, types, CONTROL_MAX_ENDPOINTS);
+	neps = local_endpoints(ctx, eps, types, CLIENT_MAX_ENDPOINTS);
 	if (neps)
-		control_set_endpoints(ctx->ctl, eps, types, neps);
+		client_set_endpoints(ctx->ctl, eps, types, neps);
 	log_info("pod %s: %zu endpoints%s", ctx->pod_uid, neps,
 		 ctx->udp_fd < 0 ? " (no UDP socket)" : "");
 	return 0;
@@ -641,7 +642,7 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 				 * the supervisor's grace period bounds it. */
 				log_info("pod %s: logging out, then stopping", ctx->pod_uid);
 				ctx->logging_out = true;
-				control_logout(ctx->ctl);
+				client_logout(ctx->ctl);
 				break;
 			}
 			log_info("pod %s: stopping", ctx->pod_uid);
@@ -747,7 +748,7 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
-int control_init(struct worker_ctx *ctx)
+int control_thread_init(struct worker_ctx *ctx)
 {
 	int ret;
 
@@ -777,7 +778,7 @@ int control_init(struct worker_ctx *ctx)
 		return ret;
 	ctx->timer.data = ctx;
 	if (ctx->start.control_url) {
-		ret = control_client_new(ctx);
+		ret = new_client(ctx);
 		worker_start_clear(&ctx->start);
 		if (ret < 0)
 			return ret;
@@ -790,7 +791,7 @@ int control_init(struct worker_ctx *ctx)
 	return uv_timer_start(&ctx->timer, on_timer, WORKER_TIMER_MS, WORKER_TIMER_MS);
 }
 
-int control_run(struct worker_ctx *ctx)
+int control_thread_run(struct worker_ctx *ctx)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Ready r = TSCNI__READY__INIT;
@@ -798,7 +799,7 @@ int control_run(struct worker_ctx *ctx)
 	if (ctx->ctl) {
 		/* Ready follows once the node is up and ts0 has its addresses
 		 * (maybe_ready). */
-		int ret = control_start(ctx->ctl);
+		int ret = client_start(ctx->ctl);
 
 		if (ret < 0) {
 			log_err_r(ret, "pod %s: start the control client", ctx->pod_uid);

@@ -1,6 +1,6 @@
 /* The data-plane thread. With a control plane and the pod's UDP socket it
- * runs the engine (worker/dataplane.h: TUN <-> WireGuard <-> UDP; control.c
- * publishes each netmap's configuration to it). Without, it reads the pod's
+ * runs the engine (worker/dataplane.h: TUN <-> WireGuard <-> UDP;
+ * control_thread.c publishes each netmap's configuration to it). Without, it reads the pod's
  * TUN fd and counts what the pod sends (packets, bytes) for the drills. The
  * counting loop never allocates per packet and never logs: it only touches
  * atomics the control thread reads. */
@@ -15,12 +15,12 @@
 
 #include "dataplane.h"
 
-enum tun_rx_limits {
+enum data_thread_limits {
 	TUN_RX_BUF = 65536, /* the largest packet a TUN can hand us */
 	TUN_RX_BATCH = 64,  /* reads per poll wake-up before polling again */
 };
 
-static void *tun_rx_main(void *arg)
+static void *count_main(void *arg)
 {
 	struct worker_ctx *ctx = arg;
 	static _Thread_local uint8_t buf[TUN_RX_BUF];
@@ -62,7 +62,7 @@ gone:
 
 /* The engine until it stops: a fatal TUN error (the pod's netns is gone)
  * ends the worker like the counting loop's does. */
-static void *tun_rx_engine(void *arg)
+static void *engine_main(void *arg)
 {
 	struct worker_ctx *ctx = arg;
 	int ret = dataplane_run(ctx->dp);
@@ -74,7 +74,7 @@ static void *tun_rx_engine(void *arg)
 	return NULL;
 }
 
-int tun_rx_prepare(struct worker_ctx *ctx, const char **why)
+int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 {
 	struct dataplane_params p = {.tun_fd = WORKER_FD_TUN, .n_udp = 1};
 	int ret;
@@ -102,7 +102,7 @@ int tun_rx_prepare(struct worker_ctx *ctx, const char **why)
 	return ret;
 }
 
-int tun_rx_start(struct worker_ctx *ctx)
+int data_thread_start(struct worker_ctx *ctx)
 {
 	pthread_attr_t attr;
 	int ret;
@@ -113,7 +113,7 @@ int tun_rx_start(struct worker_ctx *ctx)
 	/* The counting loop's packet buffer is thread-local, not on the
 	 * stack; the engine's buffers are on the heap. */
 	pthread_attr_setstacksize(&attr, ctx->dp ? WORKER_ENGINE_STACK : WORKER_DATA_STACK);
-	ret = pthread_create(&ctx->data_thread, &attr, ctx->dp ? tun_rx_engine : tun_rx_main, ctx);
+	ret = pthread_create(&ctx->data_thread, &attr, ctx->dp ? engine_main : count_main, ctx);
 	pthread_attr_destroy(&attr);
 	return -ret;
 }

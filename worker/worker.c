@@ -127,7 +127,7 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 
 /* Waits for the supervisor's Hello and Start. Keys in Start are wiped at
  * once; a worker with a control URL keeps a copy in ctx->start until the
- * control client has its own (control_init). */
+ * control client has its own (control_thread_init). */
 static int await_start(struct worker_ctx *ctx, const char **why)
 {
 	unsigned long long deadline = now_ms() + WORKER_START_TIMEOUT_MS;
@@ -233,15 +233,15 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 		_exit(74);
 	/* Both threads and every fd the loop and the engine need exist
 	 * before the filter; the engine first: it takes the node key that
-	 * control_init wipes. */
-	ret = tun_rx_prepare(&ctx, &why);
+	 * control_thread_init wipes. */
+	ret = data_thread_prepare(&ctx, &why);
 	if (ret < 0) {
 		early_log("data plane", why, ret);
 		_exit(75);
 	}
-	ret = control_init(&ctx);
+	ret = control_thread_init(&ctx);
 	if (ret == 0)
-		ret = tun_rx_start(&ctx);
+		ret = data_thread_start(&ctx);
 	if (ret < 0) {
 		early_log("threads", "start", ret);
 		_exit(75);
@@ -253,5 +253,5 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 	}
 	log_info("pod %s: worker running as uid %u, sandbox %s%s", ctx.pod_uid, uid, sb->name,
 		 ctx.debug_seccomp ? " (seccomp debug)" : "");
-	_exit(control_run(&ctx));
+	_exit(control_thread_run(&ctx));
 }

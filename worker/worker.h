@@ -1,13 +1,13 @@
 /* One pod's worker process, private to worker/. A worker is a child of the
  * zygote (worker/zygote.c) that never exec's: worker_child() runs in the
  * child right after clone, arranges its fds, enters the sandbox, starts the
- * data-plane thread (tun_rx.c) and runs the control loop (control.c) on its
- * main thread.
+ * data-plane thread (data_thread.c) and runs the control loop
+ * (control_thread.c) on its main thread.
  *
  * fds of a worker: 0-2 /dev/null, 3 its SOCK_SEQPACKET link to the supervisor,
  * 4 the pod's TUN fd, 5.. the rendezvous listener (Start.rendezvous_fd) and
  * extra sockets handed over at spawn: with a control plane, the pod's UDP
- * socket, bound in the host's netns (found by its type: control.c). */
+ * socket, bound in the host's netns (found by its type: data_thread.c). */
 #ifndef TSCNI_WORKER_WORKER_H
 #define TSCNI_WORKER_WORKER_H
 
@@ -26,9 +26,9 @@
 #include "worker.pb-c.h"
 
 struct sandbox_ops;
-struct control;
+struct client;
 struct dataplane;
-struct control_resolve;
+struct client_resolve;
 
 enum worker_fds {
 	WORKER_FD_CTL = 3,
@@ -53,7 +53,7 @@ enum worker_limits {
 };
 
 /* What Start said about the control plane, kept from Start until
- * control_init() hands it to the control client (keys and the auth key are
+ * control_thread_init() hands it to the control client (keys and the auth key are
  * wiped then). */
 struct worker_start {
 	char *control_url; /* NULL: no control plane, Ready at once */
@@ -63,7 +63,7 @@ struct worker_start {
 	size_t ca_pem_len;
 	uint8_t machine_private[KEY_LEN];
 	uint8_t node_private[KEY_LEN];
-	unsigned int test_flags; /* control_config.test_flags */
+	unsigned int test_flags; /* client_config.test_flags */
 	uint32_t mtu;		 /* ts0's MTU (0: not said) */
 	/* Start.wg_timers (tests only): shortened WireGuard timers. */
 	bool has_timers;
@@ -72,7 +72,7 @@ struct worker_start {
 
 struct worker_resolve {
 	uint32_t id; /* 0: free */
-	struct control_resolve *req;
+	struct client_resolve *req;
 };
 
 /* Shared by both threads. The data thread writes only the atomics. */
@@ -87,7 +87,7 @@ struct worker_ctx {
 	int rdv_fd;    /* the rendezvous listener, or -1 */
 	bool adopting; /* a new supervisor connected: Custody after its Hello */
 
-	/* Data plane (tun_rx.c). With a control plane and a UDP socket the
+	/* Data plane (data_thread.c). With a control plane and a UDP socket the
 	 * data thread runs the engine (dp, worker/dataplane.h) and these
 	 * counters stay 0 (send_stats reads the engine's); without, it only
 	 * counts what the pod sends. */
@@ -102,7 +102,7 @@ struct worker_ctx {
 	atomic_bool tun_gone;
 	atomic_int tun_errno;
 
-	/* Control plane (control.c): its own loop, created after fork. */
+	/* Control plane (control_thread.c): its own loop, created after fork. */
 	uv_loop_t loop;
 	/* fd 3's poll handle. A new supervisor's connection is dup3'd onto
 	 * fd 3 while the old handle closes, so there are two, alternating. */
@@ -113,9 +113,9 @@ struct worker_ctx {
 	uv_timer_t timer;
 	bool tun_gone_sent;
 
-	/* The control client (control.c), NULL without a control URL. */
+	/* The control client (control/client.h), NULL without a control URL. */
 	struct worker_start start;
-	struct control *ctl;
+	struct client *ctl;
 	uint32_t next_id; /* ResolveRequest and NetopRequest ids */
 	struct worker_resolve resolves[WORKER_RESOLVES_MAX];
 	/* The self node's addresses and the netops that put them on ts0:
@@ -140,21 +140,21 @@ struct worker_ctx {
 _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,
 			    bool fallbacks);
 
-/* tun_rx.c: finds the pod's UDP socket among the extra fds (ctx->udp_fd)
+/* data_thread.c: finds the pod's UDP socket among the extra fds (ctx->udp_fd)
  * and, with a control URL, creates the engine on it and WORKER_FD_TUN with
- * the node key from ctx->start (before control_init wipes it; all TUN and
- * UDP setup is done here, before the seccomp filter). 0 or -errno with
- * *why set. */
-int tun_rx_prepare(struct worker_ctx *ctx, const char **why);
-/* tun_rx.c: starts the data-plane thread on WORKER_FD_TUN. 0 or -errno. */
-int tun_rx_start(struct worker_ctx *ctx);
+ * the node key from ctx->start (before control_thread_init wipes it; all
+ * TUN and UDP setup is done here, before the seccomp filter). 0 or -errno
+ * with *why set. */
+int data_thread_prepare(struct worker_ctx *ctx, const char **why);
+/* data_thread.c: starts the data-plane thread on WORKER_FD_TUN. 0 or -errno. */
+int data_thread_start(struct worker_ctx *ctx);
 
-/* control.c: runs the control loop on the calling thread until Stop or the
+/* control_thread.c: runs the control loop on the calling thread until Stop or the
  * TUN is gone. Returns the process exit status. */
-int control_run(struct worker_ctx *ctx);
-/* control.c: prepares the loop and handles before the seccomp filter loads,
+int control_thread_run(struct worker_ctx *ctx);
+/* control_thread.c: prepares the loop and handles before the seccomp filter loads,
  * since creating them needs syscalls the filter forbids. 0 or -errno. */
-int control_init(struct worker_ctx *ctx);
+int control_thread_init(struct worker_ctx *ctx);
 
 /* worker.c: wipes and frees what Start left in ctx->start. */
 void worker_start_clear(struct worker_start *s);

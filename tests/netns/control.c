@@ -1,4 +1,4 @@
-/* The control client (common/control.c) against the real test control
+/* The control client (worker/control/client.h) against the real test control
  * server, on 127.0.0.1 only:
  *
  *   this test (one libuv loop, N control clients)
@@ -35,7 +35,7 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "worker/control/control.h"
+#include "worker/control/client.h"
 #include "common/ip.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -162,7 +162,7 @@ static int group_setup(void **state)
 	tc.dir[n + 6] = '\0';
 	if (!mkdtemp(tc.dir))
 		return -1;
-	if (control_global_init() < 0)
+	if (client_global_init() < 0)
 		return -1;
 	if (start_server("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", NULL) < 0)
 		return -1;
@@ -285,14 +285,14 @@ static json_t *admin_node(const uint8_t pub[static KEY_LEN])
 /* ---- a client under test ---- */
 
 struct tclient {
-	struct control *c;
+	struct client *c;
 	uint8_t node_priv[KEY_LEN], node_pub[KEY_LEN];
 	struct netmap *nm;
 	struct ip_prefix addrs[8];
 	size_t n_addrs;
 	unsigned int addr_calls;
 	unsigned int ups, downs_with_error;
-	enum control_status last;
+	enum client_status last;
 	char first_error[400];
 	char fatal[400];
 	bool logged_out;
@@ -320,39 +320,39 @@ static void on_addrs(void *arg, const struct ip_prefix *a, size_t n)
 	t->addr_calls++;
 }
 
-static void on_state(void *arg, enum control_status st, int err, const char *msg)
+static void on_state(void *arg, enum client_status st, int err, const char *msg)
 {
 	struct tclient *t = arg;
 
 	t->last = st;
-	if (st == CONTROL_UP)
+	if (st == CLIENT_UP)
 		t->ups++;
-	if (st == CONTROL_DOWN && msg) {
+	if (st == CLIENT_DOWN && msg) {
 		if (!t->downs_with_error++) {
 			strscpy(t->first_error, msg, sizeof(t->first_error));
 			t->first_error_ms = now_ms();
 		}
 	}
-	if (st == CONTROL_ERROR)
+	if (st == CLIENT_ERROR)
 		strscpy(t->fatal, msg ? msg : "", sizeof(t->fatal));
-	if (st == CONTROL_LOGGED_OUT)
+	if (st == CLIENT_LOGGED_OUT)
 		t->logged_out = true;
 }
 
 /* Answers from inside the call for "localhost", later for anything else. */
-static void test_resolve(void *arg, const char *host, struct control_resolve *req)
+static void test_resolve(void *arg, const char *host, struct client_resolve *req)
 {
 	struct sockaddr_storage ss = {0};
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
 	tc.resolves++;
 	if (strcmp(host, "localhost")) {
-		control_resolve_done(req, -ENOENT, NULL, 0);
+		client_resolve_done(req, -ENOENT, NULL, 0);
 		return;
 	}
 	sin->sin_family = AF_INET;
 	inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
-	control_resolve_done(req, 0, &ss, 1);
+	client_resolve_done(req, 0, &ss, 1);
 }
 
 struct topts {
@@ -369,9 +369,9 @@ struct topts {
 	bool node_registered;
 };
 
-static void client_start(struct tclient *t, const struct topts *o)
+static void tclient_start(struct tclient *t, const struct topts *o)
 {
-	struct control_config cfg = {
+	struct client_config cfg = {
 		.loop = &tc.loop,
 		.control_url = o->url,
 		.ca_pem = tc.ca_pem,
@@ -411,14 +411,14 @@ static void client_start(struct tclient *t, const struct topts *o)
 	crypto_sign_keypair(cfg.nl_pub, nl_sk);
 	sodium_memzero(nl_sk, sizeof(nl_sk));
 	randombytes_buf(cfg.disco_pub, KEY_LEN);
-	assert_int_equal(control_new(&cfg, &t->c, &why), 0);
+	assert_int_equal(client_new(&cfg, &t->c, &why), 0);
 	for (size_t i = 0; i < 8; i++) {
 		if (!live[i]) {
 			live[i] = t;
 			break;
 		}
 	}
-	assert_int_equal(control_start(t->c), 0);
+	assert_int_equal(client_start(t->c), 0);
 }
 
 static void on_closed(void *arg)
@@ -426,14 +426,14 @@ static void on_closed(void *arg)
 	*(bool *)arg = true;
 }
 
-static void client_stop(struct tclient *t)
+static void tclient_stop(struct tclient *t)
 {
 	bool closed = false;
 
 	for (size_t i = 0; i < 8; i++)
 		if (live[i] == t)
 			live[i] = NULL;
-	control_close(t->c, on_closed, &closed);
+	client_close(t->c, on_closed, &closed);
 	while (!closed)
 		uv_run(&tc.loop, UV_RUN_ONCE);
 	netmap_put(t->nm);
@@ -445,7 +445,7 @@ static int test_teardown(void **state)
 {
 	for (size_t i = 0; i < 8; i++)
 		if (live[i])
-			client_stop(live[i]);
+			tclient_stop(live[i]);
 	return 0;
 }
 
@@ -471,12 +471,12 @@ static bool run_until(bool (*pred)(void *), void *arg, unsigned int ms)
 
 static bool is_up(void *arg)
 {
-	return ((struct tclient *)arg)->last == CONTROL_UP;
+	return ((struct tclient *)arg)->last == CLIENT_UP;
 }
 
 static bool has_fatal(void *arg)
 {
-	return ((struct tclient *)arg)->last == CONTROL_ERROR;
+	return ((struct tclient *)arg)->last == CLIENT_ERROR;
 }
 
 static bool has_down_error(void *arg)
@@ -488,7 +488,7 @@ static bool is_logged_out(void *arg)
 {
 	struct tclient *t = arg;
 
-	return t->logged_out || t->last == CONTROL_ERROR;
+	return t->logged_out || t->last == CLIENT_ERROR;
 }
 
 static bool sees(const struct tclient *a, const struct tclient *b)
@@ -528,18 +528,18 @@ static void test_register_http(void **state)
 	static struct tclient a;
 	json_t *n;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
-	assert_string_equal(control_transport(a.c), "plain");
+	assert_string_equal(client_transport(a.c), "plain");
 	assert_tailscale_addrs(&a);
 	assert_non_null(a.nm);
 	assert_non_null(a.nm->self);
 	n = admin_node(a.node_pub);
 	assert_non_null(n);
 	assert_string_equal(json_string_value(json_object_get(n, "hostname")), "clu-ns-http");
-	assert_int_equal(json_integer_value(json_object_get(n, "cap")), control_capver());
+	assert_int_equal(json_integer_value(json_object_get(n, "cap")), client_capver());
 	json_decref(n);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -552,14 +552,14 @@ static void test_register_https(void **state)
 	unsigned int before = tc.resolves;
 	static struct tclient a;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	/* https://host:port: TLS on that port only, the name resolved by our
 	 * callback (the certificate names localhost). */
-	assert_string_equal(control_transport(a.c), "tls");
+	assert_string_equal(client_transport(a.c), "tls");
 	assert_true(tc.resolves > before);
 	assert_tailscale_addrs(&a);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -578,13 +578,13 @@ static void test_https_wrong_ca(void **state)
 
 	tc.ca_pem = (char *)bogus;
 	tc.ca_len = sizeof(bogus) - 1;
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	tc.ca_pem = saved;
 	tc.ca_len = saved_len;
 	assert_true(run_until(has_down_error, &a, WAIT_MS));
 	assert_non_null(strstr(a.first_error, "GET /key"));
-	assert_int_not_equal(a.last, CONTROL_UP);
-	client_stop(&a);
+	assert_int_not_equal(a.last, CLIENT_UP);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -645,21 +645,21 @@ static void test_two_clients_and_lite_update(void **state)
 	struct ep_wait w = {a.node_pub, "192.0.2.7:41641"};
 
 	o.hostname = "clu-ns-a";
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	o.hostname = "clu-ns-b";
-	client_start(&b, &o);
+	tclient_start(&b, &o);
 	w.pub = a.node_pub;
 	assert_true(run_until(see_each_other, &ab, WAIT_MS));
 	assert_true(run_until(is_up, &a, WAIT_MS));
 
 	/* Endpoints only travel in lite updates (the stream is read-only). */
 	inet_pton(AF_INET, "192.0.2.7", ep.addr);
-	assert_int_equal(control_set_endpoints(a.c, &ep, &type, 1), 0);
+	assert_int_equal(client_set_endpoints(a.c, &ep, &type, 1), 0);
 	assert_true(run_until(admin_has_endpoint, &w, WAIT_MS));
 	/* ... and reach the peer as a delta. */
 	assert_true(run_until(peer_has_endpoint, &ba, WAIT_MS));
-	client_stop(&a);
-	client_stop(&b);
+	tclient_stop(&a);
+	tclient_stop(&b);
 	free(key);
 	free(url);
 }
@@ -669,20 +669,20 @@ static void test_two_clients_and_lite_update(void **state)
 static void test_lite_suppressed(void **state)
 {
 	char *key = new_key(false, true, 0), *url = url_http();
-	struct topts o = {.url = url, .auth_key = key, .flags = CONTROL_TEST_NO_LITE};
+	struct topts o = {.url = url, .auth_key = key, .flags = CLIENT_TEST_NO_LITE};
 	static struct tclient a;
 	struct netmap_endpoint ep = {.family = AF_INET, .port = 41641};
 	int type = 1;
 	struct ep_wait w;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	inet_pton(AF_INET, "192.0.2.8", ep.addr);
-	assert_int_equal(control_set_endpoints(a.c, &ep, &type, 1), 0);
+	assert_int_equal(client_set_endpoints(a.c, &ep, &type, 1), 0);
 	w = (struct ep_wait){a.node_pub, "192.0.2.8:41641"};
 	/* The positive test sees them well within this. */
 	assert_false(run_until(admin_has_endpoint, &w, 2000));
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -703,17 +703,17 @@ static void test_ephemeral_logout(void **state)
 	struct pair ab = {&a, &b};
 	json_t *n;
 
-	client_start(&a, &oa);
-	client_start(&b, &ob);
+	tclient_start(&a, &oa);
+	tclient_start(&b, &ob);
 	assert_true(run_until(see_each_other, &ab, WAIT_MS));
-	control_logout(a.c);
+	client_logout(a.c);
 	assert_true(run_until(is_logged_out, &a, WAIT_MS));
 	assert_true(a.logged_out);
 	assert_true(run_until(b_lost_a, &ab, WAIT_MS));
 	n = admin_node(a.node_pub);
 	assert_null(n); /* an ephemeral node is deleted at once */
-	client_stop(&a);
-	client_stop(&b);
+	tclient_stop(&a);
+	tclient_stop(&b);
 	free(ekey);
 	free(key);
 	free(url);
@@ -728,7 +728,7 @@ static bool up_again(void *arg)
 {
 	struct restart_wait *w = arg;
 
-	return w->t->last == CONTROL_UP && w->t->ups > w->ups;
+	return w->t->last == CLIENT_UP && w->t->ups > w->ups;
 }
 
 static void test_restart_same_addresses(void **state)
@@ -741,7 +741,7 @@ static void test_restart_same_addresses(void **state)
 	char http[64], https[64], adm[64];
 	struct restart_wait w = {&a, 0};
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	n_before = a.n_addrs;
 	memcpy(before, a.addrs, sizeof(before));
@@ -756,7 +756,7 @@ static void test_restart_same_addresses(void **state)
 	assert_true(run_until(up_again, &w, 2 * WAIT_MS));
 	assert_int_equal(a.n_addrs, n_before);
 	assert_memory_equal(a.addrs, before, n_before * sizeof(before[0]));
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -769,11 +769,11 @@ static void expect_fatal(const char *auth_key, const char *words)
 	struct topts o = {.url = url, .auth_key = auth_key};
 	static struct tclient a;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(has_fatal, &a, WAIT_MS));
 	if (!strstr(a.fatal, words))
 		fail_msg("error '%s' does not say '%s'", a.fatal, words);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(url);
 }
 
@@ -815,7 +815,7 @@ static void expect_fault(const char *sw, bool after_up, const char *words, unsig
 	if (!after_up)
 		set_switch(sw, true);
 	t0 = now_ms();
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	if (after_up) {
 		assert_true(run_until(is_up, &a, WAIT_MS));
 		set_switch(sw, true);
@@ -825,7 +825,7 @@ static void expect_fault(const char *sw, bool after_up, const char *words, unsig
 			int type = 1;
 
 			inet_pton(AF_INET, "192.0.2.9", ep.addr);
-			control_set_endpoints(a.c, &ep, &type, 1);
+			client_set_endpoints(a.c, &ep, &type, 1);
 		}
 		t0 = now_ms();
 	}
@@ -835,7 +835,7 @@ static void expect_fault(const char *sw, bool after_up, const char *words, unsig
 	if (!strstr(a.first_error, words))
 		fail_msg("%s: error '%s' does not say '%s'", sw, a.first_error, words);
 	assert_true(a.first_error_ms - t0 <= max_ms);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -873,10 +873,10 @@ static void test_fault_no_early(void **state)
 	static struct tclient a;
 
 	set_switch("no_early", true);
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	set_switch("no_early", false);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -908,13 +908,13 @@ static void fallback_case(uint16_t http_port, uint16_t https_port, const char *w
 	static struct tclient a;
 	unsigned long long t0 = now_ms();
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	print_message("plain port %u, TLS port %u: %s after %llu ms\n", http_port, https_port,
-		      control_transport(a.c), now_ms() - t0);
-	assert_string_equal(control_transport(a.c), want);
+		      client_transport(a.c), now_ms() - t0);
+	assert_string_equal(client_transport(a.c), want);
 	assert_true(now_ms() - t0 <= max_ms);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -958,16 +958,16 @@ static void test_respawn_one_off_key(void **state)
 
 	keys_generate(machine);
 	keys_generate(node);
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	memcpy(before, a.addrs, sizeof(before));
-	client_stop(&a);
+	tclient_stop(&a);
 
 	o.node_registered = true;
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	assert_memory_equal(a.addrs, before, a.n_addrs * sizeof(before[0]));
-	client_stop(&a);
+	tclient_stop(&a);
 
 	/* State says registered but control does not know the node: it asks
 	 * for a login and the auth key is presented then. */
@@ -975,10 +975,10 @@ static void test_respawn_one_off_key(void **state)
 	free(key);
 	key = new_key_ex(false, false, true, 0);
 	o.auth_key = key;
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	assert_tailscale_addrs(&a);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -993,7 +993,7 @@ static void test_node_key_expired(void **state)
 	static struct tclient a;
 	json_t *j;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	body = xasprintf("{\"node_key\": \"%s\"}",
 			 keys_to_text("nodekey", a.node_pub, text, sizeof(text)));
@@ -1004,7 +1004,7 @@ static void test_node_key_expired(void **state)
 	assert_true(run_until(has_fatal, &a, WAIT_MS));
 	print_message("admin expired the key: \"%s\"\n", a.fatal);
 	assert_non_null(strstr(a.fatal, "node key expired"));
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -1021,14 +1021,14 @@ static void test_capver_in_noise_header(void **state)
 	snprintf(http, sizeof(http), "%s", tc.http);
 	snprintf(https, sizeof(https), "%s", tc.https);
 	snprintf(adm, sizeof(adm), "%s", tc.admin);
-	snprintf(min, sizeof(min), "%d", control_capver() + 1);
-	snprintf(want, sizeof(want), "unsupported client version %d", control_capver());
+	snprintf(min, sizeof(min), "%d", client_capver() + 1);
+	snprintf(want, sizeof(want), "unsupported client version %d", client_capver());
 	stop_server();
 	assert_int_equal(start_server(http, https, adm, min), 0);
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(has_down_error, &a, WAIT_MS));
 	print_message("min capver %s: \"%s\"\n", min, a.first_error);
-	client_stop(&a);
+	tclient_stop(&a);
 	stop_server();
 	assert_int_equal(start_server(http, https, adm, NULL), 0);
 	if (!strstr(a.first_error, want))
@@ -1046,7 +1046,7 @@ static void test_watchdog(void **state)
 	static struct tclient a;
 	unsigned long long t0;
 
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	/* Keep-alives every second hold the watchdog off... */
 	assert_false(run_until(has_down_error, &a, 3000));
@@ -1059,7 +1059,7 @@ static void test_watchdog(void **state)
 		      a.first_error_ms - t0);
 	assert_non_null(strstr(a.first_error, "watchdog"));
 	assert_true(a.first_error_ms - t0 <= 4000);
-	client_stop(&a);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -1203,29 +1203,29 @@ static void test_proxy(void **state)
 
 	/* HTTP_PROXY: GET /key and the plain upgrade both tunnel through it. */
 	o.http_proxy = purl;
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
-	assert_string_equal(control_transport(a.c), "plain");
+	assert_string_equal(client_transport(a.c), "plain");
 	assert_true(*p.tunnels >= 2);
-	client_stop(&a);
+	tclient_stop(&a);
 
 	/* HTTPS_PROXY: TLS inside the tunnel (the certificate names localhost). */
 	before = *p.tunnels;
 	o = (struct topts){.url = surl, .auth_key = key, .https_proxy = purl};
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
-	assert_string_equal(control_transport(a.c), "tls");
+	assert_string_equal(client_transport(a.c), "tls");
 	assert_true(*p.tunnels >= before + 2);
-	client_stop(&a);
+	tclient_stop(&a);
 
 	/* NO_PROXY names the control host: straight there. */
 	before = *p.tunnels;
 	o = (struct topts){
 		.url = url, .auth_key = key, .http_proxy = purl, .no_proxy = "x.example,localhost"};
-	client_start(&a, &o);
+	tclient_start(&a, &o);
 	assert_true(run_until(is_up, &a, WAIT_MS));
 	assert_int_equal(*p.tunnels, before);
-	client_stop(&a);
+	tclient_stop(&a);
 
 	proxy_stop(&p);
 	free(purl);
@@ -1236,9 +1236,9 @@ static void test_proxy(void **state)
 
 /* ---- the HTTP/1.1 answer parsers, at and over their bounds ---- */
 
-static ssize_t parse_text(const char *text, struct control_http_head *h, const char **why)
+static ssize_t parse_text(const char *text, struct client_http_head *h, const char **why)
 {
-	return control_http_parse_head(text, strlen(text), h, why);
+	return client_http_parse_head(text, strlen(text), h, why);
 }
 
 static void test_http_parsers(void **state)
@@ -1246,28 +1246,28 @@ static void test_http_parsers(void **state)
 	static const char up[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: "
 				 "Tailscale-Control-Protocol\r\nConnection: keep-alive, Upgrade\r\n"
 				 "\r\n\x02\x00\x30";
-	struct control_http_head h;
+	struct client_http_head h;
 	uint8_t pub[KEY_LEN];
 	const char *why = NULL;
-	char *big = xmalloc(CONTROL_HTTP_MAX_HEAD + 8);
+	char *big = xmalloc(CLIENT_HTTP_MAX_HEAD + 8);
 	size_t n;
 
-	assert_int_equal(control_http_parse_head(up, sizeof(up) - 1, &h, &why),
+	assert_int_equal(client_http_parse_head(up, sizeof(up) - 1, &h, &why),
 			 sizeof(up) - 1 - 3); /* the Noise bytes after the head are left */
 	assert_int_equal(h.status, 101);
 	assert_true(h.upgrade_ts2021 && h.connection_upgrade);
-	assert_int_equal(control_http_parse_head(up, 20, &h, &why), 0);
+	assert_int_equal(client_http_parse_head(up, 20, &h, &why), 0);
 
 	/* A head without its end: wait below the bound, refuse at it. */
 	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 21);
-	memset(big + 21, 'a', CONTROL_HTTP_MAX_HEAD + 8 - 21);
-	assert_int_equal(control_http_parse_head(big, CONTROL_HTTP_MAX_HEAD - 1, &h, &why), 0);
-	assert_int_equal(control_http_parse_head(big, CONTROL_HTTP_MAX_HEAD, &h, &why), -EMSGSIZE);
+	memset(big + 21, 'a', CLIENT_HTTP_MAX_HEAD + 8 - 21);
+	assert_int_equal(client_http_parse_head(big, CLIENT_HTTP_MAX_HEAD - 1, &h, &why), 0);
+	assert_int_equal(client_http_parse_head(big, CLIENT_HTTP_MAX_HEAD, &h, &why), -EMSGSIZE);
 	assert_string_equal(why, "HTTP response head larger than 16 KiB");
 	/* A head that ends exactly at the bound is fine. */
-	n = CONTROL_HTTP_MAX_HEAD;
+	n = CLIENT_HTTP_MAX_HEAD;
 	memcpy(big + n - 4, "\r\n\r\n", 4);
-	assert_int_equal(control_http_parse_head(big, n, &h, &why), (ssize_t)n);
+	assert_int_equal(client_http_parse_head(big, n, &h, &why), (ssize_t)n);
 	free(big);
 
 	assert_int_equal(
@@ -1280,18 +1280,17 @@ static void test_http_parsers(void **state)
 	assert_int_equal(parse_text("SSH-2.0-OpenSSH\r\n\r\n", &h, &why), -EBADMSG);
 	assert_string_equal(why, "malformed HTTP status line");
 
-	assert_int_equal(
-		control_parse_key("{\"publicKey\":\"mkey:"
-				  "6a3f00112233445566778899aabbccddeeff00112233445566778899"
-				  "aabbccdd\"}",
-				  85, pub, &why),
-		0);
+	assert_int_equal(client_parse_key("{\"publicKey\":\"mkey:"
+					  "6a3f00112233445566778899aabbccddeeff00112233445566778899"
+					  "aabbccdd\"}",
+					  85, pub, &why),
+			 0);
 	assert_int_equal(pub[0], 0x6a);
-	assert_int_equal(control_parse_key("6a3f0011", 8, pub, &why), -EBADMSG);
+	assert_int_equal(client_parse_key("6a3f0011", 8, pub, &why), -EBADMSG);
 	assert_non_null(strstr(why, "pre-Noise"));
-	assert_int_equal(control_parse_key("{\"publicKey\":\"nodekey:00\"}", 26, pub, &why),
+	assert_int_equal(client_parse_key("{\"publicKey\":\"nodekey:00\"}", 26, pub, &why),
 			 -EBADMSG);
-	assert_int_equal(control_parse_key("{}", CONTROL_KEY_MAX_BODY + 1, pub, &why), -EBADMSG);
+	assert_int_equal(client_parse_key("{}", CLIENT_KEY_MAX_BODY + 1, pub, &why), -EBADMSG);
 	assert_string_equal(why, "/key answer larger than 64 KiB");
 }
 

@@ -12,7 +12,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "client.h"
 #include "frame.h"
 #include "log.h"
 #include "sandbox.h"
@@ -150,7 +150,7 @@ int zygote_run(const struct zygote_config *cfg)
 		cgroup_place_self("/proc/self/mountinfo", cfg->cgroup_parent, "zygote");
 	/* curl and TLS read their configuration now, in the host's view, once:
 	 * workers inherit it and open no file later. */
-	if (control_global_init() < 0)
+	if (client_global_init() < 0)
 		log_err("control client global init failed: workers cannot reach control");
 	log_info("zygote %d ready (sandbox %s, re-exec after %u forks%s)", (int)getpid(),
 		 cfg->sandbox->name, cfg->max_forks,

@@ -1,10 +1,10 @@
 /* One test per row of the capability obligation table (common/capver.c):
  * a row marked met is checked against the code that meets it; a row not met
  * must lie above the claim (or be listed as a known gap below the floor).
- * control.c is included too, to reach the request builders and handlers
- * behind the rows it owns. */
+ * The control client's request.c is included too, to reach the request
+ * builders and handlers behind the rows it owns. */
 #include "worker/control/capver.c"
-#include "worker/control/control.c"
+#include "worker/control/request.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,25 +95,25 @@ static struct filter_rules *rules(const char *json)
 	return r;
 }
 
-static void no_state(void *arg, enum control_status st, int err, const char *msg)
+static void no_state(void *arg, enum client_status st, int err, const char *msg)
 {
 }
 
 /* A control client that never starts: for the request builders. */
-static struct control *idle_client(uv_loop_t *loop)
+static struct client *idle_client(uv_loop_t *loop)
 {
-	struct control_config cfg = {
+	struct client_config cfg = {
 		.loop = loop,
 		.control_url = "http://127.0.0.1:9",
 		.hostname = "c-ns-p",
 		.on_state = no_state,
 	};
-	struct control *c = NULL;
+	struct client *c = NULL;
 	const char *why = NULL;
 
 	keys_generate(cfg.machine_priv);
 	keys_generate(cfg.node_priv);
-	assert_int_equal(control_new(&cfg, &c, &why), 0);
+	assert_int_equal(client_new(&cfg, &c, &why), 0);
 	return c;
 }
 
@@ -122,11 +122,11 @@ static void closed(void *arg)
 	*(bool *)arg = true;
 }
 
-static void idle_close(uv_loop_t *loop, struct control *c)
+static void idle_close(uv_loop_t *loop, struct client *c)
 {
 	bool done = false;
 
-	control_close(c, closed, &done);
+	client_close(c, closed, &done);
 	while (!done)
 		uv_run(loop, UV_RUN_ONCE);
 }
@@ -146,7 +146,7 @@ static void test_claim(void **state)
 	for (i = 0; i < n; i++)
 		if (t[i].version > CAPVER_FLOOR && t[i].version <= capver_claim())
 			assert_true(t[i].met);
-	assert_int_equal(control_capver(), capver_claim());
+	assert_int_equal(client_capver(), capver_claim());
 }
 
 /* ---- one test per row ---- */
@@ -208,7 +208,7 @@ static void test_row_12(void **state)
 	r = parse("{\"PingRequest\":{\"URL\":\"https://c.example/machine/ping/1\","
 		  "\"URLIsNoise\":true}}");
 	assert_non_null(r->ping);
-	assert_string_equal(url_path(r->ping->url), "/machine/ping/1");
+	assert_string_equal(client__url_path(r->ping->url), "/machine/ping/1");
 	mapjson_map_response_free(r);
 }
 
@@ -316,7 +316,7 @@ static void test_row_38(void **state)
 	check_row(38, true);
 	r = parse("{\"PingRequest\":{\"URL\":\"/machine/ping/2\",\"URLIsNoise\":true}}");
 	assert_true(r->ping->url_is_noise);
-	assert_string_equal(url_path(r->ping->url), "/machine/ping/2");
+	assert_string_equal(client__url_path(r->ping->url), "/machine/ping/2");
 	mapjson_map_response_free(r);
 }
 
@@ -364,7 +364,7 @@ static void test_row_53(void **state)
 static void test_row_58(void **state)
 {
 	uv_loop_t loop;
-	struct control *c;
+	struct client *c;
 	struct h2req r = {.kind = REQ_LITE, .status = 500};
 
 	check_row(58, true);
@@ -373,8 +373,8 @@ static void test_row_58(void **state)
 	c->phase = PH_RUNNING;
 	lite_done(c, &r, 0);
 	/* A refused lite update is retried on a timer, not a reconnect. */
-	assert_false(c->fail_pending);
-	assert_true(uv_is_active((uv_handle_t *)&c->lite_timer));
+	assert_false(c->failure.pending);
+	assert_true(uv_is_active((uv_handle_t *)&c->lite.timer));
 	idle_close(&loop, c);
 	uv_loop_close(&loop);
 }
@@ -407,7 +407,7 @@ static void test_row_65(void **state)
 static void test_row_68(void **state)
 {
 	uv_loop_t loop;
-	struct control *c;
+	struct client *c;
 	char *lite, *stream;
 	struct netmap_endpoint ep = {.family = AF_INET, .addr = {192, 0, 2, 1}, .port = 41641};
 	int type = 1;
@@ -415,7 +415,7 @@ static void test_row_68(void **state)
 	check_row(68, true);
 	uv_loop_init(&loop);
 	c = idle_client(&loop);
-	assert_int_equal(control_set_endpoints(c, &ep, &type, 1), 0);
+	assert_int_equal(client_set_endpoints(c, &ep, &type, 1), 0);
 	lite = map_request_json(c, false);
 	stream = map_request_json(c, true);
 	assert_non_null(strstr(lite, "\"Stream\":false"));
@@ -511,7 +511,7 @@ static void test_row_112(void **state)
 static void test_row_113(void **state)
 {
 	uv_loop_t loop;
-	struct control *c;
+	struct client *c;
 	char *json;
 
 	check_row(113, true);
@@ -559,7 +559,7 @@ static void test_row_117(void **state)
 static void test_row_118(void **state)
 {
 	uv_loop_t loop;
-	struct control *c;
+	struct client *c;
 	char *json;
 
 	check_row(118, true);
@@ -606,15 +606,15 @@ static void test_row_127(void **state)
 static void test_row_137(void **state)
 {
 	uv_loop_t loop;
-	struct control *c;
+	struct client *c;
 	struct h2req r = {.kind = REQ_REGISTER, .status = 429, .retry_after = 7};
 
 	check_row(137, true);
 	uv_loop_init(&loop);
 	c = idle_client(&loop);
 	register_done(c, &r, 0);
-	assert_true(c->fail_pending);
-	assert_false(c->fail_fatal);
+	assert_true(c->failure.pending);
+	assert_false(c->failure.fatal);
 	assert_int_equal(c->retry_after_ms, 7000);
 	idle_close(&loop, c);
 	uv_loop_close(&loop);

@@ -1,7 +1,7 @@
 /* The ts2021 control client: one Tailscale node's conversation with its
  * control server, driven on ONE libuv loop that the caller owns (the
  * worker's control thread). It starts no thread and opens no file after
- * control_global_init(): names are resolved by a caller-supplied callback
+ * client_global_init(): names are resolved by a caller-supplied callback
  * (the worker forwards them to the supervisor over fd 3) with a small cache
  * here, so reconnects work while the supervisor is away; TLS trusts CA
  * certificates handed over in memory.
@@ -16,8 +16,8 @@
  *   the Noise IK handshake, the early payload, then HTTP/2 with prior
  *     knowledge (nghttp2 client session) inside the Noise records;
  *   POST /machine/register with the auth key; POST /machine/map with
- *     Stream, KeepAlive and zstd, read through common/mapstream, applied by
- *     common/netmap; a "lite" update (Stream false, OmitPeers true) after
+ *     Stream, KeepAlive and zstd, read through mapstream.c, applied by
+ *     netmap.c; a "lite" update (Stream false, OmitPeers true) after
  *     every (re)register and stream start and whenever endpoints, the disco
  *     key, the preferred DERP region or Hostinfo change;
  *   reconnects with jittered exponential backoff (at most 30 s) and a 120 s
@@ -28,10 +28,12 @@
  * handed to on_state with the same text: the caller need not log it again.
  *
  * Callbacks run on the loop thread: from libuv callbacks, and also from
- * inside control_resolve_done(), control_set_*() and control_logout(). A
- * callback must not call control_close(); it may call the setters. */
-#ifndef TSCNI_WORKER_CONTROL_CONTROL_H
-#define TSCNI_WORKER_CONTROL_CONTROL_H
+ * inside client_resolve_done(), client_set_*() and client_logout(). A
+ * callback must not call client_close(); it may call the setters.
+ *
+ * The implementation is one file per concern; client_internal.h lists them. */
+#ifndef TSCNI_WORKER_CONTROL_CLIENT_H
+#define TSCNI_WORKER_CONTROL_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,57 +48,57 @@
 #include "netmap.h"
 #include "validate.h"
 
-struct control;
-struct control_resolve;
+struct client;
+struct client_resolve;
 
-enum control_limits {
-	CONTROL_KEY_MAX_BODY = 64 << 10,    /* GET /key answer body */
-	CONTROL_HTTP_MAX_HEAD = 16 << 10,   /* HTTP/1.1 status line + headers */
-	CONTROL_FALLBACK_MS = 500,	    /* start TLS if plain has not succeeded */
-	CONTROL_DIAL_TIMEOUT_MS = 10000,    /* /key + dial + upgrade + Noise */
-	CONTROL_REQUEST_TIMEOUT_MS = 30000, /* register, lite update, logout */
-	CONTROL_WATCHDOG_MS = 120000,	    /* no map message for this long */
-	CONTROL_BACKOFF_MAX_MS = 30000,
-	CONTROL_RESOLVE_TTL_MS = 300000, /* cached names are refreshed after */
-	CONTROL_RESOLVE_MAX_ADDRS = 8,
-	CONTROL_MAX_ENDPOINTS = NETMAP_MAX_ENDPOINTS,
-	CONTROL_MAX_TAGS = 16,
+enum client_limits {
+	CLIENT_KEY_MAX_BODY = 64 << 10,	   /* GET /key answer body */
+	CLIENT_HTTP_MAX_HEAD = 16 << 10,   /* HTTP/1.1 status line + headers */
+	CLIENT_FALLBACK_MS = 500,	   /* start TLS if plain has not succeeded */
+	CLIENT_DIAL_TIMEOUT_MS = 10000,	   /* /key + dial + upgrade + Noise */
+	CLIENT_REQUEST_TIMEOUT_MS = 30000, /* register, lite update, logout */
+	CLIENT_WATCHDOG_MS = 120000,	   /* no map message for this long */
+	CLIENT_BACKOFF_MAX_MS = 30000,
+	CLIENT_RESOLVE_TTL_MS = 300000, /* cached names are refreshed after */
+	CLIENT_RESOLVE_MAX_ADDRS = 8,
+	CLIENT_MAX_ENDPOINTS = NETMAP_MAX_ENDPOINTS,
+	CLIENT_MAX_TAGS = 16,
 };
 
 /* on_state's status. DOWN: not connected, retrying (err/msg say why, or 0
  * and NULL while starting). UP: the first netmap was applied and the first
  * lite update accepted. ERROR: fatal, no retry (interactive login wanted,
  * auth key refused, node not authorized, node key expired, tailnet lock);
- * msg says what to do. LOGGED_OUT: control_logout() finished. */
-enum control_status {
-	CONTROL_DOWN,
-	CONTROL_UP,
-	CONTROL_ERROR,
-	CONTROL_LOGGED_OUT,
+ * msg says what to do. LOGGED_OUT: client_logout() finished. */
+enum client_status {
+	CLIENT_DOWN,
+	CLIENT_UP,
+	CLIENT_ERROR,
+	CLIENT_LOGGED_OUT,
 };
 
-/* Test switches (struct control_config.test_flags). */
-enum control_test_flags {
-	CONTROL_TEST_NO_LITE = START_TEST_NO_LITE, /* never send lite updates (the negative test) */
+/* Test switches (struct client_config.test_flags). */
+enum client_test_flags {
+	CLIENT_TEST_NO_LITE = START_TEST_NO_LITE, /* never send lite updates (the negative test) */
 };
 
 /* Name resolution. The control client calls resolve(arg, host, req) for a
  * name that is not an IP literal and not fresh in its cache; the callee
  * answers exactly once, from inside the call or later on the loop thread,
- * with control_resolve_done(req, ...). req stays valid until then, even if
+ * with client_resolve_done(req, ...). req stays valid until then, even if
  * the control client was closed meanwhile. */
-typedef void control_resolve_fn(void *arg, const char *host, struct control_resolve *req);
+typedef void client_resolve_fn(void *arg, const char *host, struct client_resolve *req);
 /* status 0 with n >= 1 addresses (sockaddr_in / sockaddr_in6; the port is
- * ignored), or a negative errno. At most CONTROL_RESOLVE_MAX_ADDRS are used. */
-void control_resolve_done(struct control_resolve *req, int status,
-			  const struct sockaddr_storage *addrs, size_t n);
+ * ignored), or a negative errno. At most CLIENT_RESOLVE_MAX_ADDRS are used. */
+void client_resolve_done(struct client_resolve *req, int status,
+			 const struct sockaddr_storage *addrs, size_t n);
 
 /* nm is borrowed for the call: take netmap_get() to keep it. */
-typedef void control_netmap_fn(void *arg, struct netmap *nm);
-typedef void control_addresses_fn(void *arg, const struct ip_prefix *addrs, size_t n);
-typedef void control_state_fn(void *arg, enum control_status status, int err, const char *msg);
+typedef void client_netmap_fn(void *arg, struct netmap *nm);
+typedef void client_addresses_fn(void *arg, const struct ip_prefix *addrs, size_t n);
+typedef void client_state_fn(void *arg, enum client_status status, int err, const char *msg);
 
-struct control_config {
+struct client_config {
 	uv_loop_t *loop;
 	/* "https://host[:port]" or "http://host[:port]", no path. */
 	const char *control_url;
@@ -121,15 +123,15 @@ struct control_config {
 	const char *backend_log_id; /* 64 hex; NULL: derived from the node key */
 	const char *os_version;	    /* NULL: "" */
 	/* Proxies as in the environment ("http://[user:pass@]host:port");
-	 * NULL: none. control_config_proxy_from_env() fills them. */
+	 * NULL: none. client_config_proxy_from_env() fills them. */
 	const char *http_proxy;
 	const char *https_proxy;
 	const char *no_proxy;
-	control_resolve_fn *resolve;
+	client_resolve_fn *resolve;
 	void *resolve_arg;
-	control_netmap_fn *on_netmap;
-	control_addresses_fn *on_self_addresses;
-	control_state_fn *on_state;
+	client_netmap_fn *on_netmap;
+	client_addresses_fn *on_self_addresses;
+	client_state_fn *on_state;
 	void *cb_arg;
 	/* 0: defaults (tests shorten them). */
 	unsigned int dial_timeout_ms;
@@ -145,50 +147,50 @@ struct control_config {
 
 /* Once per process, before any thread or sandbox: curl_global_init. 0 or
  * -EIO. */
-int control_global_init(void);
+int client_global_init(void);
 /* Reads HTTPS_PROXY/https_proxy, HTTP_PROXY/http_proxy, NO_PROXY/no_proxy
  * into cfg (pointers into the environment). */
-void control_config_proxy_from_env(struct control_config *cfg);
+void client_config_proxy_from_env(struct client_config *cfg);
 
-/* Creates a client; nothing happens before control_start(). 0 or -EINVAL
+/* Creates a client; nothing happens before client_start(). 0 or -EINVAL
  * with *why set (bad URL, missing callback, https without CA). */
-int control_new(const struct control_config *cfg, struct control **out, const char **why);
+int client_new(const struct client_config *cfg, struct client **out, const char **why);
 /* Starts connecting (asynchronously). 0 or -EALREADY. */
-int control_start(struct control *c);
+int client_start(struct client *c);
 
 /* Changes that go to control in a lite update. Endpoints and types are
- * parallel arrays (tailcfg.EndpointType numbers); n <= CONTROL_MAX_ENDPOINTS.
+ * parallel arrays (tailcfg.EndpointType numbers); n <= CLIENT_MAX_ENDPOINTS.
  * 0 or -EINVAL. Nothing is sent when the value did not change. */
-int control_set_endpoints(struct control *c, const struct netmap_endpoint *eps, const int *types,
-			  size_t n);
-void control_set_disco_key(struct control *c, const uint8_t disco_pub[static KEY_LEN]);
-void control_set_preferred_derp(struct control *c, int region);
+int client_set_endpoints(struct client *c, const struct netmap_endpoint *eps, const int *types,
+			 size_t n);
+void client_set_disco_key(struct client *c, const uint8_t disco_pub[static KEY_LEN]);
+void client_set_preferred_derp(struct client *c, int region);
 /* Hostinfo.Hostname changed (the rest of Hostinfo is fixed). 0 or -EINVAL. */
-int control_set_hostname(struct control *c, const char *hostname);
+int client_set_hostname(struct client *c, const char *hostname);
 
 /* Logs the node out (RegisterRequest with Expiry in the past; an ephemeral
  * node is deleted at once) and stops: on_state(LOGGED_OUT) or
  * on_state(ERROR) follows. Connects first if needed (also after a fatal
  * error); does nothing once logged out. */
-void control_logout(struct control *c);
+void client_logout(struct client *c);
 
 /* The current netmap (borrowed; NULL before the first map) and whether the
  * last lite update was accepted. */
-struct netmap *control_netmap(const struct control *c);
-bool control_lite_accepted(const struct control *c);
+struct netmap *client_netmap(const struct client *c);
+bool client_lite_accepted(const struct client *c);
 /* How the current Noise connection runs: "plain" (HTTP upgrade on the
  * plain port), "tls" (on the TLS port) or NULL when not connected. */
-const char *control_transport(const struct control *c);
-/* The capability version sent everywhere (common/capver.h). */
-int control_capver(void);
+const char *client_transport(const struct client *c);
+/* The capability version sent everywhere (capver.h). */
+int client_capver(void);
 
 /* Closes every handle; cb(arg) runs once the memory is gone (no callback
- * runs after control_close returns). */
-typedef void control_closed_fn(void *arg);
-void control_close(struct control *c, control_closed_fn *cb, void *arg);
+ * runs after client_close returns). */
+typedef void client_closed_fn(void *arg);
+void client_close(struct client *c, client_closed_fn *cb, void *arg);
 
 /* Parsers of outside bytes, exported for the fuzz target and tests. */
-struct control_http_head {
+struct client_http_head {
 	int status;
 	bool has_length;
 	uint64_t content_length;
@@ -197,13 +199,13 @@ struct control_http_head {
 	bool connection_upgrade;
 };
 /* Parses an HTTP/1.1 response head from buf. > 0: its length (up to and
- * including the blank line); 0: need more (and len < CONTROL_HTTP_MAX_HEAD);
+ * including the blank line); 0: need more (and len < CLIENT_HTTP_MAX_HEAD);
  * < 0: -EBADMSG (malformed status line or header, bad Content-Length) or
- * -EMSGSIZE (no end within CONTROL_HTTP_MAX_HEAD), *why set. */
-ssize_t control_http_parse_head(const char *buf, size_t len, struct control_http_head *h,
-				const char **why);
+ * -EMSGSIZE (no end within CLIENT_HTTP_MAX_HEAD), *why set. */
+ssize_t client_http_parse_head(const char *buf, size_t len, struct client_http_head *h,
+			       const char **why);
 /* The /key answer: JSON {"publicKey":"mkey:<hex>", ...}. 0 or -EBADMSG
  * (*why: not JSON, a bare key from a pre-Noise server, bad key). */
-int control_parse_key(const char *body, size_t len, uint8_t pub[static KEY_LEN], const char **why);
+int client_parse_key(const char *body, size_t len, uint8_t pub[static KEY_LEN], const char **why);
 
 #endif
