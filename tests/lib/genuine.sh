@@ -51,7 +51,7 @@ genuine_up()
 {
 	GP="tscni-g$$-"
 	GRUN=$T/genuine
-	mkdir -m 0700 -p "$GRUN"
+	mkdir -m 0700 "$GRUN"
 	CLEAN_CMDS+=("gtn down")
 	gtn up "$1" >>"$GRUN/tailnet.out" 2>&1 || {
 		fail "genuine tailnet: namespaces up ($(tail -n 3 "$GRUN/tailnet.out" | tr '\n' ' '))"
