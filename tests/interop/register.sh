@@ -21,7 +21,9 @@
 #   - the auth key never reaches our supervisor's log;
 #   - DEL removes ts0 from the pod netns.
 # Traffic between the genuine node and the pod is not checked here: genuine
-# tailscaled sends WireGuard only to paths disco confirmed (docs/design.md).
+# tailscaled sends WireGuard only over a path disco confirmed or through the
+# peer's home DERP (docs/tailscale-protocol.md §6, §7), and neither is built
+# yet (docs/design.md, "What is not built yet").
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
 
