@@ -439,6 +439,28 @@ out:
 	return ret;
 }
 
+bool wg_noise_initiation_save(const struct wg_handshake *hs, struct wg_noise_initiation *out)
+{
+	if (hs->state != WG_HANDSHAKE_CREATED_INITIATION)
+		return false;
+	memcpy(out->hash, hs->hash, WG_HASH_LEN);
+	memcpy(out->chaining_key, hs->chaining_key, WG_HASH_LEN);
+	memcpy(out->ephemeral_private, hs->ephemeral_private, WG_KEY_LEN);
+	out->local_index = hs->local_index;
+	return true;
+}
+
+void wg_noise_initiation_restore(struct wg_handshake *hs, struct wg_noise_initiation *saved)
+{
+	wg_noise_handshake_clear(hs);
+	memcpy(hs->hash, saved->hash, WG_HASH_LEN);
+	memcpy(hs->chaining_key, saved->chaining_key, WG_HASH_LEN);
+	memcpy(hs->ephemeral_private, saved->ephemeral_private, WG_KEY_LEN);
+	hs->local_index = saved->local_index;
+	hs->state = WG_HANDSHAKE_CREATED_INITIATION;
+	sodium_memzero(saved, sizeof(*saved));
+}
+
 int wg_noise_derive_keypair(struct wg_handshake *hs, struct wg_keypair *kp, uint64_t now_ns)
 {
 	uint8_t t1[WG_KEY_LEN], t2[WG_KEY_LEN];

@@ -131,6 +131,23 @@ int wg_noise_create_response(struct wg_handshake *hs,
 int wg_noise_consume_response(struct wg_handshake *hs, const struct wg_noise_static *local,
 			      const struct wg_message_response *msg, const char **why);
 
+/* Our initiation in flight, set aside while the same handshake state
+ * answers a crossing initiation from the peer and put back afterwards, so
+ * that the peer's response to it can still complete it. */
+struct wg_noise_initiation {
+	uint8_t hash[WG_HASH_LEN];
+	uint8_t chaining_key[WG_HASH_LEN];
+	uint8_t ephemeral_private[WG_KEY_LEN];
+	uint32_t local_index;
+};
+
+/* Copies hs's initiation to *out and returns true when hs is
+ * CREATED_INITIATION; false (nothing copied) otherwise. */
+bool wg_noise_initiation_save(const struct wg_handshake *hs, struct wg_noise_initiation *out);
+/* Makes hs CREATED_INITIATION with the saved initiation, replacing any other
+ * handshake in progress (replay and flood state stay), and wipes *saved. */
+void wg_noise_initiation_restore(struct wg_handshake *hs, struct wg_noise_initiation *saved);
+
 /* Splits the finished handshake into transport keys (paper §5.4.5): after
  * consume_response (initiator) or create_response (responder). Fills *kp
  * (counters at 0, empty replay window, created_ns = now_ns) and wipes the

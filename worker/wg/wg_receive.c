@@ -13,11 +13,47 @@
 #include "keys.h"
 #include "wg_data.h"
 
+/* Crossed initiations: when both sides initiate at once, each consumes the
+ * other's initiation, which replaces its own, so each then drops the
+ * response to its own and neither session can send; the retransmissions
+ * cross again whenever they leave within one one-way delay of each other,
+ * and what waits for the session waits for all of it (wireguard-go and the
+ * kernel behave so). The side with the greater public key therefore keeps
+ * its own initiation: wg_noise_consume_initiation's lookup saves it here,
+ * and receive_initiation puts it back once the answer to the peer is made.
+ * The peer's response to it then completes the handshake as initiator, and
+ * the peer's side, whose handshake was replaced as usual, confirms its
+ * responder session on our first message: one session, one round trip.
+ * The other side behaves as wireguard-go, which is all a wireguard-go peer
+ * needs to complete with us. */
+struct initiation_lookup {
+	struct wg_device *dev;
+	struct wg_noise_initiation ours;
+	bool kept;
+};
+
 static struct wg_handshake *lookup_handshake(void *ctx, const uint8_t public_key[WG_KEY_LEN])
 {
-	struct wg_peer *peer = wg_device__find_peer(ctx, public_key);
+	struct initiation_lookup *l = ctx;
+	struct wg_peer *peer = wg_device__find_peer(l->dev, public_key);
 
-	return peer ? &peer->hs : NULL;
+	if (!peer)
+		return NULL;
+	l->kept = peer->hs_index_live && peer->hs.local_index == peer->hs_index &&
+		  memcmp(l->dev->local.public_key, public_key, WG_KEY_LEN) > 0 &&
+		  wg_noise_initiation_save(&peer->hs, &l->ours);
+	return &peer->hs;
+}
+
+/* The answer to the peer's initiation is made (or failed): our kept
+ * initiation takes the handshake state back, else whatever is left of the
+ * handshake is forgotten. */
+static void initiation_settle(struct wg_peer *peer, struct initiation_lookup *l)
+{
+	if (l->kept)
+		wg_noise_initiation_restore(&peer->hs, &l->ours);
+	else
+		wg_noise_handshake_clear(&peer->hs);
 }
 
 /* The wireguard-go encoding of a source address for cookies. */
@@ -106,6 +142,7 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 			       const struct wg_message *m)
 {
 	struct wg_device *dev = st->dev;
+	struct initiation_lookup l = {.dev = dev};
 	struct wg_message_response resp;
 	struct wg_handshake *hs = NULL;
 	struct wg_keypair kp;
@@ -118,8 +155,9 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 	uint32_t index;
 	size_t ndropped;
 
-	if (wg_noise_consume_initiation(&dev->local, &m->initiation, lookup_handshake, dev, st->now,
+	if (wg_noise_consume_initiation(&dev->local, &m->initiation, lookup_handshake, &l, st->now,
 					&hs, &why) < 0) {
+		sodium_memzero(&l.ours, sizeof(l.ours));
 		dev->stats.drop_bad_handshake++;
 		return;
 	}
@@ -130,12 +168,14 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 
 	slot = wg_send__out_slot(st);
 	if (!slot || slot->cap < sizeof(resp)) {
-		wg_noise_handshake_clear(&peer->hs);
+		initiation_settle(peer, &l);
 		return;
 	}
-	if (peer->hs_index_live)
+	/* A kept initiation keeps its index. */
+	if (peer->hs_index_live && !l.kept) {
 		wg_device__index_remove(dev, peer->hs_index);
-	peer->hs_index_live = false;
+		peer->hs_index_live = false;
+	}
 	index = wg_device__index_new(dev, peer);
 	dev->env.random(dev->env.arg, eph, sizeof(eph));
 	keys_clamp(eph);
@@ -143,11 +183,12 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 	    wg_noise_derive_keypair(&peer->hs, &kp, st->now) < 0) {
 		sodium_memzero(eph, sizeof(eph));
 		wg_device__index_remove(dev, index);
-		wg_noise_handshake_clear(&peer->hs);
+		initiation_settle(peer, &l);
 		dev->stats.drop_bad_handshake++;
 		return;
 	}
 	sodium_memzero(eph, sizeof(eph));
+	initiation_settle(peer, &l);
 	/* The index now belongs to the new (unconfirmed) session. */
 	wg_noise_keypairs_install(&peer->kps, &kp, dropped, &ndropped);
 	wg_noise_keypair_destroy(&kp);

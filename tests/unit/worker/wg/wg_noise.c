@@ -190,6 +190,71 @@ static void test_consume_captured_initiation(void **state)
 	assert_int_equal(f->r_hs.state, WG_HANDSHAKE_CONSUMED_INITIATION);
 }
 
+/* The initiator's view of the responder, for an initiation coming the
+ * other way. */
+static struct wg_handshake *lookup_at_initiator(void *ctx, const uint8_t public_key[WG_KEY_LEN])
+{
+	struct fixture *f = ctx;
+
+	return memcmp(public_key, f->i_hs.remote_static, WG_KEY_LEN) == 0 ? &f->i_hs : NULL;
+}
+
+/* Crossed initiations: the initiator saves its initiation, answers the
+ * responder's own initiation with the same handshake state, restores its
+ * initiation, and the vector response to it still completes with the
+ * vector keys; the consumed initiation's timestamp stays as replay state. */
+static void test_initiation_kept_across_crossing(void **state)
+{
+	struct fixture *f = *state;
+	struct wg_message_initiation init, other;
+	struct wg_message_response resp, answer;
+	struct wg_noise_initiation saved;
+	struct wg_handshake *found = NULL;
+	struct wg_keypair ikp, rkp, answer_kp;
+	uint8_t other_ts[WG_TIMESTAMP_LEN], want[WG_KEY_LEN];
+	const char *why = NULL;
+
+	assert_false(wg_noise_initiation_save(&f->i_hs, &saved));
+	make_initiation(f, &init);
+	assert_true(wg_noise_initiation_save(&f->i_hs, &saved));
+
+	wg_noise_tai64n_from(other_ts, 946684801, 0);
+	assert_int_equal(wg_noise_create_initiation(&f->r_hs, &f->responder, f->r_eph, 0x1234,
+						    other_ts, &other),
+			 0);
+	assert_int_equal(wg_noise_consume_initiation(&f->initiator, &other, lookup_at_initiator, f,
+						     1, &found, &why),
+			 0);
+	assert_ptr_equal(found, &f->i_hs);
+	assert_int_equal(wg_noise_create_response(&f->i_hs, f->i_eph, 0x5678, &answer), 0);
+	assert_int_equal(wg_noise_derive_keypair(&f->i_hs, &answer_kp, 1), 0);
+	assert_false(answer_kp.initiator);
+	wg_noise_initiation_restore(&f->i_hs, &saved);
+	assert_true(sodium_is_zero((const uint8_t *)&saved, sizeof(saved)));
+	assert_int_equal(f->i_hs.state, WG_HANDSHAKE_CREATED_INITIATION);
+	assert_int_equal(f->i_hs.local_index, f->i_index);
+	assert_memory_equal(f->i_hs.latest_timestamp, other_ts, WG_TIMESTAMP_LEN);
+
+	/* The responder drops its own initiation for ours, as wireguard-go. */
+	assert_int_equal(
+		wg_noise_consume_initiation(&f->responder, &init, lookup, f, 1, &found, &why), 0);
+	assert_int_equal(wg_noise_create_response(&f->r_hs, f->r_eph, f->r_index, &resp), 0);
+	assert_int_equal(wg_cookie_add_macs(&f->r_cookie, (uint8_t *)&resp, sizeof(resp), 0), 0);
+	assert_memory_equal(&resp, f->msg_resp, sizeof(f->msg_resp));
+	assert_int_equal(wg_noise_consume_response(&f->i_hs, &f->initiator, &resp, &why), 0);
+	assert_int_equal(wg_noise_derive_keypair(&f->i_hs, &ikp, 2), 0);
+	assert_int_equal(wg_noise_derive_keypair(&f->r_hs, &rkp, 2), 0);
+	vectors_hex(f->root, "initiator_to_responder_key", want, sizeof(want));
+	assert_memory_equal(ikp.send_key, want, WG_KEY_LEN);
+	assert_memory_equal(rkp.recv_key, want, WG_KEY_LEN);
+	assert_true(ikp.initiator);
+	assert_int_equal(ikp.local_index, f->i_index);
+	assert_int_equal(ikp.remote_index, f->r_index);
+	wg_noise_keypair_destroy(&ikp);
+	wg_noise_keypair_destroy(&rkp);
+	wg_noise_keypair_destroy(&answer_kp);
+}
+
 static void test_initiation_replay_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -540,6 +605,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tai64n, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_vectors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consume_captured_initiation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initiation_kept_across_crossing, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_initiation_replay_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiation_flood_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_static_key_no_session, setup, teardown),
