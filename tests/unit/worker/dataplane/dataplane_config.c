@@ -1,7 +1,8 @@
-/* Unit tests of the data plane's configuration (worker/dataplane.c): which
- * filter an inbound packet meets. A jailed peer (Node.IsJailed, capability
- * 94) may not open flows to us but its replies to our flows pass; other
- * peers meet the netmap's rules. */
+/* Unit tests of the data plane's configuration
+ * (worker/dataplane/dataplane_config.c): which filter an inbound packet
+ * meets. A jailed peer (Node.IsJailed, capability 94) may not open flows to
+ * us but its replies to our flows pass; other peers meet the netmap's
+ * rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "worker/dataplane/dataplane.c"
+#include "worker/dataplane/dataplane_config.c"
 
 #include "worker/control/mapjson.h"
 
@@ -96,7 +97,7 @@ static enum filter_verdict verdict(const struct dataplane_config *cfg, const cha
 	uint8_t buf[80];
 
 	tcp_packet(&p, buf, src, dst, dport, flags);
-	return filter_run_in(config_filter_in(cfg, &p), &p, &reason);
+	return filter_run_in(dataplane__config_filter_in(cfg, &p), &p, &reason);
 }
 
 enum { SYN = 0x02, ACK = 0x10 };
