@@ -4,7 +4,6 @@
 #include "dataplane.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,10 +79,10 @@ const struct filter *dataplane__config_filter_in(const struct dataplane_config *
 	return cfg->filter;
 }
 
-static int config_build(const struct dataplane_peer *peers, size_t n_peers,
-			const struct filter_rules *rules, const struct ip_prefix *local,
-			size_t n_local, const struct filter_cap_holder *caps, size_t n_caps,
-			struct filter_state *fs, struct dataplane_config **out, const char **why)
+int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
+			 const struct filter_rules *rules, const struct ip_prefix *local,
+			 size_t n_local, const struct filter_cap_holder *caps, size_t n_caps,
+			 struct filter_state *fs, struct dataplane_config **out, const char **why)
 {
 	struct filter_config fc = {
 		.rules = rules, .local = local, .n_local = n_local, .caps = caps, .n_caps = n_caps};
@@ -142,44 +141,49 @@ static int config_build(const struct dataplane_peer *peers, size_t n_peers,
 	return 0;
 }
 
-/* Parses a JSON array of FilterRule; NULL json gives NULL rules. */
-static int rules_parse(const char *json, struct filter_rules **out, const char **why)
+/* The effective rules of a snapshot: its named lists in name order, as
+ * their concatenation parsed whole would be (upstream concatenates before
+ * MatchesFromFilterRules): more than FILTER_MAX_RULES in all, or a list
+ * that did not parse, refuses the filter; a rejected list (SrcBits, Bits)
+ * leaves no rule at all, whatever follows it; *warn is the first warning
+ * up to there. view borrows the lists' rules: free only view->rules. */
+static int rules_view(const struct netmap_filters *nf, struct filter_rules *view,
+		      const char **warn, const char **why)
 {
-	const char *warn = NULL;
-	json_error_t jerr;
-	json_t *j;
-	int ret;
+	size_t total = 0;
 
-	*out = NULL;
-	if (!json)
-		return 0;
-	j = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j) {
-		*why = "packet filter rules are not valid JSON";
+	*view = (struct filter_rules){0};
+	*warn = NULL;
+	for (size_t i = 0; i < nf->n_named; i++)
+		total += nf->named[i].rules->n_sent;
+	if (total > FILTER_MAX_RULES) {
+		*why = "packet filter is not an array of at most 65536 rules";
 		return -EBADMSG;
 	}
-	ret = filter_rules_from_json(j, out, &warn, why);
-	json_decref(j);
-	if (ret == 0 && warn)
-		log_warn("packet filter: %s", warn);
-	return ret;
-}
+	if (total)
+		view->rules = xcalloc(total, sizeof(*view->rules));
+	for (size_t i = 0; i < nf->n_named; i++) {
+		const struct netmap_rules *r = nf->named[i].rules;
 
-int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
-			 const char *filter_json, const struct ip_prefix *local, size_t n_local,
-			 const struct filter_cap_holder *caps, size_t n_caps,
-			 struct filter_state *fs, struct dataplane_config **out, const char **why)
-{
-	struct filter_rules *rules = NULL;
-	int ret;
-
-	*out = NULL;
-	ret = rules_parse(filter_json, &rules, why);
-	if (ret < 0)
-		return ret;
-	ret = config_build(peers, n_peers, rules, local, n_local, caps, n_caps, fs, out, why);
-	filter_rules_free(rules);
-	return ret;
+		if (!r->n_sent)
+			continue;
+		if (!*warn)
+			*warn = r->warn;
+		if (r->bad) {
+			free(view->rules);
+			view->rules = NULL;
+			*why = r->bad;
+			return -EBADMSG;
+		}
+		if (r->rules->rejected) {
+			view->n_rules = 0;
+			break;
+		}
+		memcpy(&view->rules[view->n_rules], r->rules->rules,
+		       r->rules->n_rules * sizeof(*view->rules));
+		view->n_rules += r->rules->n_rules;
+	}
+	return 0;
 }
 
 static void endpoint_to_sockaddr(const struct netmap_endpoint *e, struct sockaddr_storage *ss)
@@ -245,10 +249,11 @@ static struct filter_cap_holder *caps_collect(const struct netmap *nm,
 int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct filter_state *fs,
 				 struct dataplane_config **out, const char **why)
 {
-	struct filter_rules *rules = NULL;
+	struct filter_rules rules;
 	struct filter_cap_holder *caps = NULL;
 	struct dataplane_peer *peers = NULL;
 	size_t n = 0, n_caps = 0;
+	const char *warn;
 	int ret;
 
 	*out = NULL;
@@ -256,10 +261,12 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 		*why = "netmap has no self node";
 		return -EINVAL;
 	}
-	ret = rules_parse(nm->filters->rules_json, &rules, why);
+	ret = rules_view(nm->filters, &rules, &warn, why);
 	if (ret < 0)
 		return ret;
-	caps = caps_collect(nm, rules, &n_caps);
+	if (warn)
+		log_warn("packet filter: %s", warn);
+	caps = caps_collect(nm, &rules, &n_caps);
 	peers = xcalloc(nm->n_peers ? nm->n_peers : 1, sizeof(*peers));
 	for (size_t i = 0; i < nm->n_peers; i++) {
 		const struct netmap_node *p = nm->peers[i];
@@ -277,10 +284,10 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 		}
 		n++;
 	}
-	ret = config_build(peers, n, rules, nm->self->addresses, nm->self->n_addresses, caps,
-			   n_caps, fs, out, why);
+	ret = dataplane_config_new(peers, n, &rules, nm->self->addresses, nm->self->n_addresses,
+				   caps, n_caps, fs, out, why);
 	free(peers);
 	free(caps);
-	filter_rules_free(rules);
+	free(rules.rules); /* the view's array only: the rules are nm's */
 	return ret;
 }
