@@ -147,8 +147,8 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
  * that did not parse, refuses the filter; a rejected list (SrcBits, Bits)
  * leaves no rule at all, whatever follows it; *warn is the first warning
  * up to there. view borrows the lists' rules: free only view->rules. */
-static int rules_view(const struct netmap_filters *nf, struct filter_rules *view,
-		      const char **warn, const char **why)
+static int rules_view(const struct netmap_filters *nf, struct filter_rules *view, const char **warn,
+		      const char **why)
 {
 	size_t total = 0;
 
