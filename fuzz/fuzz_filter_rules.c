@@ -1,7 +1,9 @@
 /* Fuzz target for the packet-filter rules as control sends them
- * (MapResponse.PacketFilter / PacketFilters, kept as JSON text by the netmap
- * and parsed by filter_rules_from_json when a worker builds its data-plane
- * configuration), then built into a filter. */
+ * (MapResponse.PacketFilter / PacketFilters, parsed by
+ * filter_rules_from_json when mapjson reads the message; the netmap keeps
+ * the result), then built into a filter as a worker's data-plane
+ * configuration does. fuzz_mapjson reaches the same parser through whole
+ * map messages. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!j)
 		return 0;
 	if (filter_rules_from_json(j, &rules, &warn, &why) == 0) {
+		if (rules->rejected && (rules->n_rules || !warn))
+			abort(); /* a rejected list keeps nothing and says why */
 		/* Whatever parsed must build. */
 		st = filter_state_new();
 		if (filter_new(&(struct filter_config){.rules = rules}, st, &f, &why) != 0)

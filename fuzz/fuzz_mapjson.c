@@ -1,15 +1,20 @@
 /* The control-plane JSON parsers on arbitrary bytes.
  *
  * Byte 0 selects: 'R' parses the rest as a RegisterResponse; anything else
- * parses it as a MapResponse and applies it both as the first message of a
- * stream and as a delta onto a small fixed netmap, then checks the lookups
- * and the invariants every snapshot must keep. */
+ * parses it as a MapResponse (packet-filter rules included: mapjson parses
+ * them with filter_rules_from_json) and applies it both as the first
+ * message of a stream and as a delta onto a small fixed netmap, then checks
+ * the lookups and the invariants every snapshot must keep, and builds each
+ * snapshot's data-plane configuration (the named rule lists as one
+ * filter). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "worker/control/mapjson.h"
 #include "worker/control/netmap.h"
+#include "worker/dataplane/dataplane.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,10 +34,23 @@ static const char base_map[] =
 /* Checks what every snapshot promises its readers. */
 static void check(const struct netmap *nm)
 {
+	size_t n_rules = 0;
+
 	if (!nm)
 		return;
 	if (!nm->self || !nm->derpmap || !nm->dns || !nm->filters || !nm->domain ||
-	    !nm->filters->rules_json || nm->n_by_key > nm->n_peers)
+	    nm->n_by_key > nm->n_peers)
+		abort();
+	for (size_t i = 0; i < nm->filters->n_named; i++) {
+		const struct netmap_rules *r = nm->filters->named[i].rules;
+
+		if (!r || !r->rules == !r->bad)
+			abort(); /* parsed, or kept with the reason */
+		if (i && strcmp(nm->filters->named[i - 1].name, nm->filters->named[i].name) >= 0)
+			abort(); /* sorted, unique names */
+		n_rules += r->n_sent;
+	}
+	if (n_rules != nm->filters->n_rules)
 		abort();
 	for (size_t i = 0; i < nm->n_peers; i++) {
 		const struct netmap_node *p = nm->peers[i];
@@ -46,6 +64,22 @@ static void check(const struct netmap *nm)
 		if (!p->name || !p->stable_id || !p->hostname)
 			abort();
 	}
+}
+
+/* A snapshot builds a configuration, or is refused with a reason. */
+static void check_config(const struct netmap *nm, struct filter_state *fs)
+{
+	struct dataplane_config *cfg = NULL;
+	const char *why = NULL;
+
+	if (!nm)
+		return;
+	if (dataplane_config_from_netmap(nm, FUZZ_NOW, fs, &cfg, &why) < 0) {
+		if (cfg || !why)
+			abort();
+		return;
+	}
+	dataplane_config_free(cfg);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		struct mapjson_map_response *r = NULL, *b = NULL;
 		struct netmap *first = NULL, *base = NULL, *delta = NULL;
+		struct filter_state *fs;
 
 		if (mapjson_parse_map_response(json, len, &r, &why) < 0) {
 			if (!why || r)
@@ -79,6 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(first);
 		check(base);
 		check(delta);
+		log_set_level(LOG_ERR); /* a skipped rule is logged at WARN */
+		fs = filter_state_new();
+		check_config(first, fs);
+		check_config(delta, fs);
+		filter_state_free(fs);
 		netmap_put(first);
 		netmap_put(delta);
 		netmap_put(base);

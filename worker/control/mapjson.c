@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "filter_rules.h"
 #include "mem.h"
 
 /* Go's zero time.Time, 0001-01-01T00:00:00Z, in Unix seconds. */
@@ -924,18 +925,18 @@ err:
 	return ret;
 }
 
-static char *dump(json_t *o);
-
 /* ---- Packet filters ------------------------------------------------------ */
 
-/* A FilterRule list kept as compact JSON text (the filter module parses the
- * rules). The text is copied so that it is freed with free(). */
-static int rules_text(const json_t *arr, char **out, size_t *n, const char *bad, const char **why)
+/* A FilterRule list, parsed once here. A list that is not an array of
+ * objects refuses the message (bad); one whose rules do not parse is kept
+ * with the reason (struct netmap_rules), so that the rest of the message
+ * still applies and only the data plane refuses a filter made with it. */
+static int rules_parse(const json_t *arr, struct netmap_rules **out, const char *bad,
+		       const char **why)
 {
-	char *s;
+	struct netmap_rules *r;
 
 	*out = NULL;
-	*n = 0;
 	if (!json_is_array(arr) || json_array_size(arr) > NETMAP_MAX_FILTER_RULES) {
 		*why = bad;
 		return -EBADMSG;
@@ -946,9 +947,10 @@ static int rules_text(const json_t *arr, char **out, size_t *n, const char *bad,
 			return -EBADMSG;
 		}
 	}
-	s = dump((json_t *)json_incref((json_t *)arr));
-	*out = s;
-	*n = json_array_size(arr);
+	r = netmap_rules_new();
+	r->n_sent = json_array_size(arr);
+	(void)filter_rules_from_json(arr, &r->rules, &r->warn, &r->bad);
+	*out = r;
 	return 0;
 }
 
@@ -959,9 +961,7 @@ static int parse_filters(const json_t *root, struct mapjson_map_response *r, con
 	int ret;
 
 	if (!absent(pf)) {
-		r->has_packet_filter = true;
-		ret = rules_text(pf, &r->packet_filter_json, &r->packet_filter_rules,
-				 "bad PacketFilter", why);
+		ret = rules_parse(pf, &r->packet_filter, "bad PacketFilter", why);
 		if (ret < 0)
 			return ret;
 	}
@@ -990,7 +990,7 @@ static int parse_filters(const json_t *root, struct mapjson_map_response *r, con
 		f->name = xstrdup(k);
 		if (json_is_null(v))
 			continue;
-		ret = rules_text(v, &f->rules_json, &f->n_rules, "bad PacketFilters entry", why);
+		ret = rules_parse(v, &f->rules, "bad PacketFilters entry", why);
 		if (ret < 0)
 			return ret;
 	}
@@ -1311,10 +1311,10 @@ void mapjson_map_response_free(struct mapjson_map_response *r)
 	free(r->patches);
 	free(r->online_change);
 	free(r->seen_change);
-	free(r->packet_filter_json);
+	netmap_rules_put(r->packet_filter);
 	for (size_t i = 0; i < r->n_filters; i++) {
 		free(r->filters[i].name);
-		free(r->filters[i].rules_json);
+		netmap_rules_put(r->filters[i].rules);
 	}
 	free(r->filters);
 	netmap_derpmap_put(r->derpmap);

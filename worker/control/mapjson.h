@@ -8,7 +8,9 @@
  * enum netmap_limits); integers must be JSON integers (jansson keeps them as
  * int64, never through a double); map keys that are NodeIDs are decimal
  * strings; times are RFC 3339; keys are "nodekey:"/"discokey:"/"mkey:" text.
- * Unknown fields are ignored, as Go's encoding/json does. */
+ * Unknown fields are ignored, as Go's encoding/json does. Packet-filter
+ * rules are parsed here, once, into the filter's own structures
+ * (filter_rules.h), which the netmap keeps. */
 #ifndef TSCNI_WORKER_CONTROL_MAPJSON_H
 #define TSCNI_WORKER_CONTROL_MAPJSON_H
 
@@ -62,11 +64,10 @@ struct mapjson_id_bool {
 	bool value;
 };
 
-/* A PacketFilters entry; rules_json NULL means "delete this name". */
+/* A PacketFilters entry; rules NULL means "delete this name". */
 struct mapjson_named_filter {
 	char *name;
-	char *rules_json;
-	size_t n_rules;
+	struct netmap_rules *rules; /* one reference */
 };
 
 /* PingRequest (answered by the control client). */
@@ -95,10 +96,9 @@ struct mapjson_map_response {
 	size_t n_online_change;
 	struct mapjson_id_bool *seen_change;
 	size_t n_seen_change;
-	/* PacketFilter: non-null replaces the "base" filter; [] empties it. */
-	bool has_packet_filter;
-	char *packet_filter_json;
-	size_t packet_filter_rules;
+	/* PacketFilter: non-null replaces the "base" filter; [] empties it.
+	 * NULL: absent or null (one reference otherwise). */
+	struct netmap_rules *packet_filter;
 	/* PacketFilters: "*": null clears every name first. */
 	bool has_packet_filters;
 	bool filters_clear_all;

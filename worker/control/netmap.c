@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter_rules.h"
 #include "mapjson.h"
 #include "mem.h"
 
@@ -212,11 +213,33 @@ void netmap_filters_put(struct netmap_filters *f)
 		return;
 	for (size_t i = 0; i < f->n_named; i++) {
 		free(f->named[i].name);
-		free(f->named[i].rules_json);
+		netmap_rules_put(f->named[i].rules);
 	}
 	free(f->named);
-	free(f->rules_json);
 	free(f);
+}
+
+struct netmap_rules *netmap_rules_new(void)
+{
+	struct netmap_rules *r = xcalloc(1, sizeof(*r));
+
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+struct netmap_rules *netmap_rules_get(struct netmap_rules *r)
+{
+	if (r)
+		atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void netmap_rules_put(struct netmap_rules *r)
+{
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	filter_rules_free(r->rules);
+	free(r);
 }
 
 struct netmap *netmap_get(struct netmap *nm)
@@ -258,37 +281,43 @@ static struct netmap_filter *find_filter(struct netmap_filter *v, size_t n, cons
 	return NULL;
 }
 
-/* Sorts the names and builds the concatenation "[r1,r2,...]" in name order. */
+/* Sorts the names (the effective filter is their lists in name order). */
 static struct netmap_filters *filters_finish(struct netmap_filter *named, size_t n)
 {
 	struct netmap_filters *f = xcalloc(1, sizeof(*f));
-	size_t len = 2, pos = 1;
 
 	atomic_init(&f->refs, 1);
 	if (n) /* qsort(NULL, 0) is undefined */
 		qsort(named, n, sizeof(*named), cmp_filter);
 	f->named = named;
 	f->n_named = n;
-	for (size_t i = 0; i < n; i++) {
-		len += strlen(named[i].rules_json) + 1;
-		f->n_rules += named[i].n_rules;
-	}
-	f->rules_json = xmalloc(len + 1);
-	f->rules_json[0] = '[';
-	for (size_t i = 0; i < n; i++) {
-		/* Each list is "[...]": copy what lies between the brackets. */
-		size_t inner = strlen(named[i].rules_json) - 2;
-
-		if (!named[i].n_rules || inner == 0)
-			continue;
-		if (pos > 1)
-			f->rules_json[pos++] = ',';
-		memcpy(f->rules_json + pos, named[i].rules_json + 1, inner);
-		pos += inner;
-	}
-	f->rules_json[pos++] = ']';
-	f->rules_json[pos] = '\0';
+	for (size_t i = 0; i < n; i++)
+		f->n_rules += named[i].rules->n_sent;
 	return f;
+}
+
+/* Sets name's list in v (n entries, room for one more) to rules, adding
+ * the name when it is new. */
+static void filter_set(struct netmap_filter *v, size_t *n, const char *name,
+		       struct netmap_rules *rules)
+{
+	struct netmap_filter *f = find_filter(v, *n, name);
+
+	if (!f) {
+		f = &v[(*n)++];
+		f->name = xstrdup(name);
+	} else {
+		netmap_rules_put(f->rules);
+	}
+	f->rules = netmap_rules_get(rules);
+}
+
+static void filters_clear(struct netmap_filter *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		netmap_rules_put(v[i].rules);
+	}
 }
 
 /* Upstream's order: PacketFilter sets "base"; then PacketFilters, where
@@ -302,54 +331,31 @@ static int apply_filters(const struct netmap_filters *old, const struct mapjson_
 
 	for (size_t i = 0; old && i < old->n_named; i++) {
 		v[n].name = xstrdup(old->named[i].name);
-		v[n].rules_json = xstrdup(old->named[i].rules_json);
-		v[n++].n_rules = old->named[i].n_rules;
+		v[n++].rules = netmap_rules_get(old->named[i].rules);
 	}
-	if (r->has_packet_filter) {
-		f = find_filter(v, n, "base");
-		if (!f) {
-			f = &v[n++];
-			f->name = xstrdup("base");
-		} else {
-			free(f->rules_json);
-		}
-		f->rules_json = xstrdup(r->packet_filter_json);
-		f->n_rules = r->packet_filter_rules;
-	}
+	if (r->packet_filter)
+		filter_set(v, &n, "base", r->packet_filter);
 	if (r->has_packet_filters && r->filters_clear_all) {
-		for (size_t i = 0; i < n; i++) {
-			free(v[i].name);
-			free(v[i].rules_json);
-		}
+		filters_clear(v, n);
 		n = 0;
 	}
 	for (size_t i = 0; r->has_packet_filters && i < r->n_filters; i++) {
 		const struct mapjson_named_filter *nf = &r->filters[i];
 
-		f = find_filter(v, n, nf->name);
-		if (!nf->rules_json) {
-			if (f) {
-				free(f->name);
-				free(f->rules_json);
-				*f = v[--n];
-			}
+		if (nf->rules) {
+			filter_set(v, &n, nf->name, nf->rules);
 			continue;
 		}
-		if (!f) {
-			f = &v[n++];
-			f->name = xstrdup(nf->name);
-		} else {
-			free(f->rules_json);
+		f = find_filter(v, n, nf->name);
+		if (f) {
+			free(f->name);
+			netmap_rules_put(f->rules);
+			*f = v[--n];
 		}
-		f->rules_json = xstrdup(nf->rules_json);
-		f->n_rules = nf->n_rules;
 	}
 	if (n > NETMAP_MAX_FILTER_NAMES) {
 		/* Each message is bounded, but names could pile up. */
-		for (size_t i = 0; i < n; i++) {
-			free(v[i].name);
-			free(v[i].rules_json);
-		}
+		filters_clear(v, n);
 		free(v);
 		*why = "too many named packet filters";
 		return -EBADMSG;
@@ -648,7 +654,7 @@ int netmap_apply(const struct netmap *prev, const struct mapjson_map_response *r
 		nm->derpmap = merge_derpmap(prev ? prev->derpmap : NULL, r->derpmap);
 	else
 		nm->derpmap = prev ? netmap_derpmap_get(prev->derpmap) : netmap_derpmap_new();
-	if (r->has_packet_filter || r->has_packet_filters || !prev) {
+	if (r->packet_filter || r->has_packet_filters || !prev) {
 		ret = apply_filters(prev ? prev->filters : NULL, r, &nm->filters, why);
 		if (ret < 0) {
 			netmap_put(nm);

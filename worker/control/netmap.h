@@ -27,6 +27,7 @@
 #include "ip.h"
 #include "keys.h"
 
+struct filter_rules;
 struct mapjson_map_response;
 
 /* Bounds on everything a control server can make us store. A message that
@@ -169,22 +170,35 @@ struct netmap_dns {
 	bool proxied;
 };
 
-/* One named packet filter: a JSON array of tailcfg.FilterRule, compact. */
-struct netmap_filter {
-	char *name;
-	char *rules_json;
-	size_t n_rules;
+/* One list of tailcfg.FilterRule, parsed once when its message arrived
+ * (filter_rules_from_json) and shared by reference between that message
+ * and every snapshot that keeps it.
+ *
+ * A list whose rules do not parse still arrives: the rest of the message
+ * (peers, DERP, DNS) applies, and only a data-plane configuration that
+ * includes the list is refused, with `bad`. */
+struct netmap_rules {
+	atomic_int refs;
+	size_t n_sent;		    /* rules as control sent them */
+	struct filter_rules *rules; /* NULL exactly when bad is set */
+	const char *bad;	    /* why the rules do not parse (static) */
+	const char *warn;	    /* the first entry left out, or NULL (static) */
 };
 
-/* The named packet filters (sorted by name) and their concatenation in name
- * order, which is the effective filter (upstream sorts names the same way).
- * No names at all means deny every new inbound flow. */
+/* One named packet filter. */
+struct netmap_filter {
+	char *name;
+	struct netmap_rules *rules; /* never NULL */
+};
+
+/* The named packet filters, sorted by name: their concatenation in name
+ * order is the effective filter (upstream sorts names the same way). No
+ * names at all means deny every new inbound flow. */
 struct netmap_filters {
 	atomic_int refs;
 	struct netmap_filter *named;
 	size_t n_named;
-	char *rules_json; /* "[...]" concatenation, never NULL */
-	size_t n_rules;
+	size_t n_rules; /* rules sent, all names together */
 };
 
 /* One snapshot. Peers are sorted by ID; by_key holds the same pointers
@@ -219,12 +233,15 @@ struct netmap_dns *netmap_dns_get(struct netmap_dns *d);
 void netmap_dns_put(struct netmap_dns *d);
 struct netmap_filters *netmap_filters_get(struct netmap_filters *f);
 void netmap_filters_put(struct netmap_filters *f);
+struct netmap_rules *netmap_rules_get(struct netmap_rules *r);
+void netmap_rules_put(struct netmap_rules *r);
 
 /* A new node with refs 1, empty strings and no lists (for parsers). */
 struct netmap_node *netmap_node_new(void);
-/* A new, empty DERP map / DNS config with refs 1 (for parsers). */
+/* A new, empty DERP map / DNS config / rule list with refs 1 (for parsers). */
 struct netmap_derpmap *netmap_derpmap_new(void);
 struct netmap_dns *netmap_dns_new(void);
+struct netmap_rules *netmap_rules_new(void);
 
 /* Applies one parsed MapResponse to prev (NULL at the start of a stream)
  * and sets *out to the resulting snapshot, which the caller owns (one

@@ -125,14 +125,14 @@ struct dataplane_peer {
 };
 
 /* Builds an immutable configuration: peers (copied), and a filter built
- * from filter_json (a JSON array of tailcfg.FilterRule; NULL = no rules,
- * deny every new inbound flow) for our local prefixes, sharing state fs
+ * from rules (NULL = no rules, deny every new inbound flow; the caller
+ * keeps them) for our local prefixes, sharing state fs
  * (dataplane_filter_state()). caps may be NULL. Returns 0 with *out set, or
- * -EINVAL / -EBADMSG with *why set (bad JSON, too many peers, a bad prefix);
- * *out is NULL then. */
+ * -EINVAL with *why set (too many peers, a bad prefix or endpoint); *out is
+ * NULL then. */
 int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
-			 const char *filter_json, const struct ip_prefix *local, size_t n_local,
-			 const struct filter_cap_holder *caps, size_t n_caps,
+			 const struct filter_rules *rules, const struct ip_prefix *local,
+			 size_t n_local, const struct filter_cap_holder *caps, size_t n_caps,
 			 struct filter_state *fs, struct dataplane_config **out, const char **why);
 
 /* The configuration of a netmap snapshot: its peers that have a node key
@@ -141,7 +141,9 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
  * ones from Addresses) and its first endpoint as the path; the filter from
  * the snapshot's packet filter rules (no named filter: deny all) for our
  * addresses (self->addresses), with `cap:` sources resolved from the peers'
- * capabilities. Same results as dataplane_config_new(). */
+ * capabilities. Same results as dataplane_config_new(), and -EBADMSG with
+ * *why when the rules, all names together, are more than FILTER_MAX_RULES
+ * or include a list that did not parse (struct netmap_rules). */
 int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct filter_state *fs,
 				 struct dataplane_config **out, const char **why);
 

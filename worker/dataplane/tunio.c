@@ -193,14 +193,142 @@ static int segment_none(const struct tunio_vnet_hdr *h, const uint8_t *pkt, size
 	return 1;
 }
 
+/* The headers of a GSO super-packet, which every segment copies and fixes. */
+struct super_hdr {
+	unsigned ver;
+	uint8_t proto;
+	size_t iphl, l4hl, hlen; /* IP, transport, both */
+	uint32_t seq0;		 /* TCP: the first segment's sequence number */
+	uint16_t id0;		 /* IPv4: the first segment's identification */
+};
+
+/* Checks the IP and transport headers of super-packet pkt (plen bytes)
+ * against its GSO type and fills *s. Returns 0 or -EBADMSG with *why. */
+static int super_parse(const uint8_t *pkt, size_t plen, unsigned gso, struct super_hdr *s,
+		       const char **why)
+{
+	if (gso == TUNIO_VNET_GSO_TCPV4 || gso == TUNIO_VNET_GSO_TCPV6) {
+		s->proto = IPPROTO_TCP_;
+	} else if (gso == TUNIO_VNET_GSO_UDP_L4) {
+		s->proto = IPPROTO_UDP_;
+	} else {
+		*why = "unsupported GSO type";
+		return -EBADMSG;
+	}
+	if (plen < 1) {
+		*why = "empty super-packet";
+		return -EBADMSG;
+	}
+	s->ver = pkt[0] >> 4;
+	if (s->ver == 4 && gso != TUNIO_VNET_GSO_TCPV6) {
+		if (plen < 20) {
+			*why = "IPv4 header truncated";
+			return -EBADMSG;
+		}
+		s->iphl = (size_t)(pkt[0] & 0x0f) * 4;
+		if (s->iphl < 20 || s->iphl > plen) {
+			*why = "IPv4 header length out of range";
+			return -EBADMSG;
+		}
+		if (pkt[9] != s->proto) {
+			*why = "IPv4 protocol does not match the GSO type";
+			return -EBADMSG;
+		}
+		if (get16(pkt + 6) & IP4_MF_OFFSET) {
+			*why = "fragmented IPv4 super-packet";
+			return -EBADMSG;
+		}
+	} else if (s->ver == 6 && gso != TUNIO_VNET_GSO_TCPV4) {
+		if (plen < 40) {
+			*why = "IPv6 header truncated";
+			return -EBADMSG;
+		}
+		s->iphl = 40;
+		/* Our own stack sends no extension headers on TCP/UDP. */
+		if (pkt[6] != s->proto) {
+			*why = "IPv6 next header does not match the GSO type";
+			return -EBADMSG;
+		}
+	} else {
+		*why = "IP version does not match the GSO type";
+		return -EBADMSG;
+	}
+	if (s->proto == IPPROTO_TCP_) {
+		if (plen - s->iphl < 20) {
+			*why = "TCP header truncated";
+			return -EBADMSG;
+		}
+		s->l4hl = (size_t)(pkt[s->iphl + 12] >> 4) * 4;
+		if (s->l4hl < 20 || s->l4hl > plen - s->iphl) {
+			*why = "TCP data offset out of range";
+			return -EBADMSG;
+		}
+	} else {
+		s->l4hl = 8;
+		if (plen - s->iphl < s->l4hl) {
+			*why = "UDP header truncated";
+			return -EBADMSG;
+		}
+	}
+	s->hlen = s->iphl + s->l4hl;
+	s->seq0 = s->proto == IPPROTO_TCP_ ? get32(pkt + s->iphl + 4) : 0;
+	s->id0 = s->ver == 4 ? get16(pkt + 4) : 0;
+	return 0;
+}
+
+/* Writes segment i of nseg into out: the headers of pkt, fixed for this
+ * segment, then chunk payload bytes from offset off, with checksums. */
+static void segment_write(uint8_t *out, const uint8_t *pkt, const struct super_hdr *s, size_t i,
+			  size_t nseg, size_t off, size_t chunk)
+{
+	size_t l4len = s->l4hl + chunk;
+	uint8_t *l4 = out + s->iphl;
+
+	memcpy(out, pkt, s->hlen);
+	memcpy(out + s->hlen, pkt + s->hlen + off, chunk);
+	if (s->ver == 4) {
+		put16(out + 2, (uint16_t)(s->hlen + chunk));
+		put16(out + 4, (uint16_t)(s->id0 + i));
+		ip4_set_csum(out, s->iphl);
+	} else {
+		put16(out + 4, (uint16_t)(l4len));
+	}
+	if (s->proto == IPPROTO_TCP_) {
+		uint8_t fl = l4[13];
+
+		put32(l4 + 4, s->seq0 + (uint32_t)off);
+		/* As the kernel's tcp_gso_segment: CWR on the first
+		 * segment only, FIN and PSH on the last only. */
+		if (i > 0)
+			fl &= (uint8_t)~TCP_CWR;
+		if (i + 1 < nseg)
+			fl &= (uint8_t) ~(TCP_FIN | TCP_PSH);
+		l4[13] = fl;
+		l4[16] = 0;
+		l4[17] = 0;
+		uint64_t sum = csum_pseudo(out, s->ver, s->proto, (uint32_t)l4len);
+
+		csum_store(l4 + 16, (uint16_t)~csum_fold(csum_add(sum, l4, l4len)));
+	} else {
+		put16(l4 + 4, (uint16_t)l4len);
+		l4[6] = 0;
+		l4[7] = 0;
+		uint64_t sum = csum_pseudo(out, s->ver, s->proto, (uint32_t)l4len);
+		uint16_t c = (uint16_t)~csum_fold(csum_add(sum, l4, l4len));
+
+		csum_store(l4 + 6, c ? c : 0xffff);
+	}
+}
+
 int tunio_segment(const uint8_t *frame, size_t len, unsigned *next, struct pktbuf_batch *b,
 		  const char **why)
 {
 	struct tunio_vnet_hdr h;
+	struct super_hdr s;
 	const uint8_t *pkt;
-	size_t plen, iphl, l4hl, hlen, payload, nseg;
-	unsigned ver, gso, n0 = b->n;
-	uint8_t proto;
+	size_t plen, payload, nseg;
+	unsigned gso, n0 = b->n;
+	int ret;
 
 	if (len < TUNIO_VNET_HDR_LEN) {
 		*why = "frame shorter than its vnet header";
@@ -225,71 +353,10 @@ int tunio_segment(const uint8_t *frame, size_t len, unsigned *next, struct pktbu
 			*next = 1;
 		return r;
 	}
-	if (gso == TUNIO_VNET_GSO_TCPV4 || gso == TUNIO_VNET_GSO_TCPV6) {
-		proto = IPPROTO_TCP_;
-	} else if (gso == TUNIO_VNET_GSO_UDP_L4) {
-		proto = IPPROTO_UDP_;
-	} else {
-		*why = "unsupported GSO type";
-		return -EBADMSG;
-	}
-	if (plen < 1) {
-		*why = "empty super-packet";
-		return -EBADMSG;
-	}
-	ver = pkt[0] >> 4;
-	if (ver == 4 && gso != TUNIO_VNET_GSO_TCPV6) {
-		if (plen < 20) {
-			*why = "IPv4 header truncated";
-			return -EBADMSG;
-		}
-		iphl = (size_t)(pkt[0] & 0x0f) * 4;
-		if (iphl < 20 || iphl > plen) {
-			*why = "IPv4 header length out of range";
-			return -EBADMSG;
-		}
-		if (pkt[9] != proto) {
-			*why = "IPv4 protocol does not match the GSO type";
-			return -EBADMSG;
-		}
-		if (get16(pkt + 6) & IP4_MF_OFFSET) {
-			*why = "fragmented IPv4 super-packet";
-			return -EBADMSG;
-		}
-	} else if (ver == 6 && gso != TUNIO_VNET_GSO_TCPV4) {
-		if (plen < 40) {
-			*why = "IPv6 header truncated";
-			return -EBADMSG;
-		}
-		iphl = 40;
-		/* Our own stack sends no extension headers on TCP/UDP. */
-		if (pkt[6] != proto) {
-			*why = "IPv6 next header does not match the GSO type";
-			return -EBADMSG;
-		}
-	} else {
-		*why = "IP version does not match the GSO type";
-		return -EBADMSG;
-	}
-	if (proto == IPPROTO_TCP_) {
-		if (plen - iphl < 20) {
-			*why = "TCP header truncated";
-			return -EBADMSG;
-		}
-		l4hl = (size_t)(pkt[iphl + 12] >> 4) * 4;
-		if (l4hl < 20 || l4hl > plen - iphl) {
-			*why = "TCP data offset out of range";
-			return -EBADMSG;
-		}
-	} else {
-		l4hl = 8;
-		if (plen - iphl < l4hl) {
-			*why = "UDP header truncated";
-			return -EBADMSG;
-		}
-	}
-	hlen = iphl + l4hl;
-	payload = plen - hlen;
+	ret = super_parse(pkt, plen, gso, &s, why);
+	if (ret < 0)
+		return ret;
+	payload = plen - s.hlen;
 	if (h.gso_size == 0) {
 		*why = "GSO size zero";
 		return -EBADMSG;
@@ -303,64 +370,23 @@ int tunio_segment(const uint8_t *frame, size_t len, unsigned *next, struct pktbu
 		*why = "too many segments in a super-packet";
 		return -EBADMSG;
 	}
-
-	uint32_t seq0 = proto == IPPROTO_TCP_ ? get32(pkt + iphl + 4) : 0;
-	uint16_t id0 = ver == 4 ? get16(pkt + 4) : 0;
-
 	for (size_t i = *next; i < nseg; i++) {
 		struct pktbuf *p;
 		size_t off = i * h.gso_size;
 		size_t chunk = payload - off < h.gso_size ? payload - off : h.gso_size;
-		uint8_t *out, *l4;
-		size_t l4len = l4hl + chunk;
 
 		if (b->n >= b->cap) {
 			*next = (unsigned)i;
 			return 0;
 		}
 		p = &b->pkt[b->n];
-		if (hlen + chunk > pktbuf_room(p)) {
+		if (s.hlen + chunk > pktbuf_room(p)) {
 			b->n = n0;
 			*why = "segment larger than the buffer";
 			return -EMSGSIZE;
 		}
-		out = pktbuf_data(p);
-		memcpy(out, pkt, hlen);
-		memcpy(out + hlen, pkt + hlen + off, chunk);
-		if (ver == 4) {
-			put16(out + 2, (uint16_t)(hlen + chunk));
-			put16(out + 4, (uint16_t)(id0 + i));
-			ip4_set_csum(out, iphl);
-		} else {
-			put16(out + 4, (uint16_t)(l4len));
-		}
-		l4 = out + iphl;
-		if (proto == IPPROTO_TCP_) {
-			uint8_t fl = l4[13];
-
-			put32(l4 + 4, seq0 + (uint32_t)off);
-			/* As the kernel's tcp_gso_segment: CWR on the first
-			 * segment only, FIN and PSH on the last only. */
-			if (i > 0)
-				fl &= (uint8_t)~TCP_CWR;
-			if (i + 1 < nseg)
-				fl &= (uint8_t) ~(TCP_FIN | TCP_PSH);
-			l4[13] = fl;
-			l4[16] = 0;
-			l4[17] = 0;
-			uint64_t s = csum_pseudo(out, ver, proto, (uint32_t)l4len);
-
-			csum_store(l4 + 16, (uint16_t)~csum_fold(csum_add(s, l4, l4len)));
-		} else {
-			put16(l4 + 4, (uint16_t)l4len);
-			l4[6] = 0;
-			l4[7] = 0;
-			uint64_t s = csum_pseudo(out, ver, proto, (uint32_t)l4len);
-			uint16_t c = (uint16_t)~csum_fold(csum_add(s, l4, l4len));
-
-			csum_store(l4 + 6, c ? c : 0xffff);
-		}
-		p->len = (uint32_t)(hlen + chunk);
+		segment_write(pktbuf_data(p), pkt, &s, i, nseg, off, chunk);
+		p->len = (uint32_t)(s.hlen + chunk);
 		b->n++;
 	}
 	*next = (unsigned)nseg;

@@ -463,8 +463,8 @@ static void test_row_94(void **state)
 {
 	struct netmap *nm;
 
-	/* The netmap keeps the flag; tests/unit/worker/dataplane.c shows a
-	 * jailed peer's new flows refused and its replies accepted. */
+	/* The netmap keeps the flag; tests/unit/worker/dataplane/dataplane_config.c
+	 * shows a jailed peer's new flows refused and its replies accepted. */
 	check_row(94, true);
 	nm = apply(NULL, "{" SELF ",\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"IsJailed\":true,"
 			 "\"Addresses\":[\"100.64.0.2/32\"]}]}");

@@ -259,9 +259,17 @@ static void test_vector_messages(void **state)
 		assert_int_equal(r->dns->n_domains, 1);
 		assert_string_equal(r->dns->domains[0], "tail0000.ts.net");
 		assert_int_equal(r->dns->n_cert_domains, 1);
-		assert_true(r->has_packet_filter);
-		assert_int_equal(r->packet_filter_rules, 2);
-		assert_non_null(strstr(r->packet_filter_json, "\"SrcIPs\":[\"*\"]"));
+		/* Parsed here, once: "*" is both families' /0, 0-65535 on both. */
+		assert_non_null(r->packet_filter);
+		assert_int_equal(r->packet_filter->n_sent, 2);
+		assert_null(r->packet_filter->bad);
+		assert_null(r->packet_filter->warn);
+		assert_int_equal(r->packet_filter->rules->n_rules, 2);
+		assert_int_equal(r->packet_filter->rules->rules[0].n_srcs, 2);
+		assert_int_equal(r->packet_filter->rules->rules[0].srcs[0].len, 0);
+		assert_int_equal(r->packet_filter->rules->rules[0].n_dsts, 2);
+		assert_int_equal(r->packet_filter->rules->rules[0].dsts[0].last, 65535);
+		assert_int_equal(r->packet_filter->rules->rules[1].n_cap_grants, 1);
 		assert_false(r->has_packet_filters);
 		assert_string_equal(r->domain, "fake-control.example.net");
 		assert_true(r->has_collect_services);
@@ -291,7 +299,7 @@ static void test_vector_messages(void **state)
 	node_matches(r->peers_changed[0], json_array_get(json_object_get(b, "PeersChanged"), 0));
 	assert_int_equal(r->peers_changed[0]->cap, 130);
 	assert_int_equal(r->peers_changed[0]->n_caps, 4);
-	assert_false(r->has_packet_filter);
+	assert_null(r->packet_filter);
 	assert_null(r->derpmap);
 	assert_null(r->dns);
 	assert_null(r->domain);
@@ -330,9 +338,18 @@ static void test_vector_messages(void **state)
 
 	m = message(msgs, "packet-filter");
 	r = parse_ok(vectors_str(m, "json"));
-	assert_true(r->has_packet_filter);
-	assert_int_equal(r->packet_filter_rules, 1);
-	assert_non_null(strstr(r->packet_filter_json, "\"IPProto\":[6,1,58]"));
+	assert_non_null(r->packet_filter);
+	assert_int_equal(r->packet_filter->rules->n_rules, 1);
+	{
+		const struct filter_rule *fr = &r->packet_filter->rules->rules[0];
+
+		/* "IPProto":[6,1,58] */
+		assert_int_equal(fr->protos[0], (1U << 6) | (1U << 1));
+		assert_int_equal(fr->protos[1], 1U << (58 - 32));
+		assert_int_equal(fr->n_srcs, 2);
+		assert_int_equal(fr->dsts[0].first, 22);
+		assert_int_equal(fr->dsts[0].last, 22);
+	}
 	mapjson_map_response_free(r);
 
 	/* Upstream's marshalling drops an empty PacketFilter (omitempty): the
@@ -340,7 +357,7 @@ static void test_vector_messages(void **state)
 	m = message(msgs, "packet-filter-empty");
 	assert_string_equal(vectors_str(m, "json"), "{}");
 	r = parse_ok(vectors_str(m, "json"));
-	assert_false(r->has_packet_filter);
+	assert_null(r->packet_filter);
 	assert_false(r->has_packet_filters);
 	assert_false(r->keep_alive);
 	assert_null(r->node);
@@ -348,12 +365,13 @@ static void test_vector_messages(void **state)
 
 	m = message(msgs, "packet-filters-named");
 	r = parse_ok(vectors_str(m, "json"));
-	assert_false(r->has_packet_filter);
+	assert_null(r->packet_filter);
 	assert_true(r->has_packet_filters);
 	assert_true(r->filters_clear_all);
 	assert_int_equal(r->n_filters, 1);
 	assert_string_equal(r->filters[0].name, "base");
-	assert_int_equal(r->filters[0].n_rules, 1);
+	assert_int_equal(r->filters[0].rules->n_sent, 1);
+	assert_int_equal(r->filters[0].rules->rules->n_rules, 1);
 	mapjson_map_response_free(r);
 
 	m = message(msgs, "derpmap");
@@ -732,18 +750,30 @@ static void test_node_forms(void **state)
 
 	/* PacketFilter: [] is present and empty; absent and null are absent. */
 	r = parse_ok("{\"PacketFilter\":[]}");
-	assert_true(r->has_packet_filter);
-	assert_int_equal(r->packet_filter_rules, 0);
-	assert_string_equal(r->packet_filter_json, "[]");
+	assert_non_null(r->packet_filter);
+	assert_int_equal(r->packet_filter->n_sent, 0);
+	assert_int_equal(r->packet_filter->rules->n_rules, 0);
 	mapjson_map_response_free(r);
 	r = parse_ok("{\"PacketFilter\":null}");
-	assert_false(r->has_packet_filter);
+	assert_null(r->packet_filter);
+	mapjson_map_response_free(r);
+	/* Rules that do not parse are kept with the reason (the data plane
+	 * refuses them; the rest of the message applies); a skipped entry
+	 * leaves a warning. */
+	r = parse_ok("{\"PacketFilter\":[{\"SrcIPs\":\"*\"}],\"PacketFilters\":{\"w\":"
+		     "[{\"SrcIPs\":[\"1.2.3.4/33\"]}]}}");
+	assert_int_equal(r->packet_filter->n_sent, 1);
+	assert_null(r->packet_filter->rules);
+	assert_non_null(r->packet_filter->bad);
+	assert_null(r->filters[0].rules->bad);
+	assert_non_null(r->filters[0].rules->warn);
+	assert_int_equal(r->filters[0].rules->rules->n_rules, 1);
 	mapjson_map_response_free(r);
 	r = parse_ok("{\"PacketFilters\":{\"*\":[],\"a\":null}}");
 	assert_true(r->has_packet_filters);
 	assert_false(r->filters_clear_all);
 	assert_int_equal(r->n_filters, 1);
-	assert_null(r->filters[0].rules_json);
+	assert_null(r->filters[0].rules);
 	mapjson_map_response_free(r);
 	r = parse_ok("{\"DERPMap\":{\"Regions\":{\"1\":null,\"2\":{\"RegionCode\":\"b\"}},"
 		     "\"HomeParams\":{}}}");

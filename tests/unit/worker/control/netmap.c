@@ -244,7 +244,7 @@ static void test_vector_stream(void **state)
 	nm[6] = apply_ok(nm[5], msg_json(msgs, 6, "packet-filter"));
 	assert_int_equal(nm[6]->filters->n_named, 1);
 	assert_int_equal(nm[6]->filters->n_rules, 1);
-	assert_non_null(strstr(nm[6]->filters->rules_json, "\"Ports\":{\"First\":22"));
+	assert_int_equal(nm[6]->filters->named[0].rules->rules->rules[0].dsts[0].first, 22);
 	assert_int_equal(nm[5]->filters->n_rules, 2);
 
 	/* {}: nothing changes, the filter object is the same. */
@@ -257,9 +257,16 @@ static void test_vector_stream(void **state)
 	nm[8] = apply_ok(nm[7], msg_json(msgs, 8, "packet-filters-named"));
 	assert_int_equal(nm[8]->filters->n_named, 1);
 	assert_string_equal(nm[8]->filters->named[0].name, "base");
-	assert_string_equal(nm[8]->filters->rules_json,
-			    "[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":"
-			    "{\"First\":0,\"Last\":65535}}]}]");
+	assert_int_equal(nm[8]->filters->n_rules, 1);
+	{
+		const struct filter_rule *fr = &nm[8]->filters->named[0].rules->rules->rules[0];
+
+		/* {"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]} */
+		assert_int_equal(fr->n_srcs, 2);
+		assert_int_equal(fr->n_dsts, 2);
+		assert_int_equal(fr->dsts[1].first, 0);
+		assert_int_equal(fr->dsts[1].last, 65535);
+	}
 
 	nm[9] = apply_ok(nm[8], msg_json(msgs, 9, "derpmap"));
 	assert_int_equal(nm[9]->derpmap->n_regions, 2);
@@ -505,7 +512,7 @@ static void test_first_message(void **state)
 	nm = apply_ok(NULL, "{\"Node\":{\"ID\":1}}");
 	assert_int_equal(nm->n_peers, 0);
 	assert_int_equal(nm->filters->n_named, 0);
-	assert_string_equal(nm->filters->rules_json, "[]");
+	assert_int_equal(nm->filters->n_rules, 0);
 	assert_int_equal(nm->derpmap->n_regions, 0);
 	assert_string_equal(nm->domain, "");
 	netmap_put(nm);
@@ -616,8 +623,6 @@ static void test_deltas(void **state)
 static void test_packet_filters(void **state)
 {
 	struct netmap *a, *b, *c, *d, *e, *f, *g;
-	const char *r1 = "{\"SrcIPs\":[\"100.64.0.2\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":"
-			 "{\"First\":22,\"Last\":22}}]}";
 
 	(void)state;
 	a = apply_ok(NULL, full_map);
@@ -627,41 +632,45 @@ static void test_packet_filters(void **state)
 	b = apply_ok(a, "{\"PacketFilter\":[]}");
 	assert_int_equal(b->filters->n_named, 1);
 	assert_int_equal(b->filters->n_rules, 0);
-	assert_string_equal(b->filters->rules_json, "[]");
+	assert_int_equal(b->filters->named[0].rules->rules->n_rules, 0);
 	c = apply_ok(a, "{\"Domain\":\"x\"}");
 	assert_ptr_equal(c->filters, a->filters);
 	netmap_put(c);
 	c = apply_ok(a, "{\"PacketFilter\":null}");
 	assert_ptr_equal(c->filters, a->filters);
 
-	/* Named filters concatenate in name order, base included. */
-	d = apply_ok(a, "{\"PacketFilters\":{\"zz\":[{\"SrcIPs\":[\"z\"]}],"
-			"\"aa\":[{\"SrcIPs\":[\"a\"]},{\"SrcIPs\":[\"b\"]}],\"mm\":[]}}");
+	/* Named filters sort by name, base included (the effective filter is
+	 * their lists in this order); an unchanged list is shared, not parsed
+	 * again. */
+	d = apply_ok(a, "{\"PacketFilters\":{\"zz\":[{\"SrcIPs\":[\"10.0.0.26\"]}],"
+			"\"aa\":[{\"SrcIPs\":[\"10.0.0.1\"]},{\"SrcIPs\":[\"10.0.0.2\"]}],"
+			"\"mm\":[]}}");
 	assert_int_equal(d->filters->n_named, 4);
 	assert_string_equal(d->filters->named[0].name, "aa");
 	assert_string_equal(d->filters->named[1].name, "base");
 	assert_string_equal(d->filters->named[2].name, "mm");
+	assert_string_equal(d->filters->named[3].name, "zz");
 	assert_int_equal(d->filters->n_rules, 4);
-	{
-		char want[512];
-
-		snprintf(want, sizeof(want),
-			 "[{\"SrcIPs\":[\"a\"]},{\"SrcIPs\":[\"b\"]},%s,"
-			 "{\"SrcIPs\":[\"z\"]}]",
-			 r1);
-		assert_string_equal(d->filters->rules_json, want);
-	}
+	assert_ptr_equal(d->filters->named[1].rules, a->filters->named[0].rules);
+	assert_int_equal(d->filters->named[0].rules->n_sent, 2);
+	assert_int_equal(d->filters->named[0].rules->rules->rules[1].srcs[0].addr[3], 2);
+	assert_int_equal(d->filters->named[2].rules->n_sent, 0);
+	assert_int_equal(d->filters->named[3].rules->rules->rules[0].srcs[0].addr[3], 26);
 	/* null deletes one name; PacketFilter replaces only "base". */
 	e = apply_ok(d, "{\"PacketFilters\":{\"zz\":null,\"nope\":null},\"PacketFilter\":[]}");
 	assert_int_equal(e->filters->n_named, 3);
-	assert_string_equal(e->filters->rules_json, "[{\"SrcIPs\":[\"a\"]},{\"SrcIPs\":[\"b\"]}]");
+	assert_int_equal(e->filters->n_rules, 2);
+	assert_string_equal(e->filters->named[1].name, "base");
+	assert_int_equal(e->filters->named[1].rules->n_sent, 0);
+	assert_ptr_equal(e->filters->named[0].rules, d->filters->named[0].rules);
 	/* "*": null clears everything first, then sets what follows. */
-	f = apply_ok(e, "{\"PacketFilters\":{\"*\":null,\"new\":[{\"SrcIPs\":[\"n\"]}]}}");
+	f = apply_ok(e, "{\"PacketFilters\":{\"*\":null,\"new\":[{\"SrcIPs\":[\"10.0.0.14\"]}]}}");
 	assert_int_equal(f->filters->n_named, 1);
-	assert_string_equal(f->filters->rules_json, "[{\"SrcIPs\":[\"n\"]}]");
+	assert_string_equal(f->filters->named[0].name, "new");
+	assert_int_equal(f->filters->n_rules, 1);
 	g = apply_ok(f, "{\"PacketFilters\":{\"*\":null}}");
 	assert_int_equal(g->filters->n_named, 0);
-	assert_string_equal(g->filters->rules_json, "[]");
+	assert_int_equal(g->filters->n_rules, 0);
 	/* Earlier snapshots are untouched. */
 	assert_int_equal(d->filters->n_named, 4);
 	assert_int_equal(a->filters->n_rules, 1);

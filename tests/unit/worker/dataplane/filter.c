@@ -1,7 +1,8 @@
 /* filter.c against tests/vectors/tailscale/filter.json (upstream
  * wgengine/filter verdicts, in and out, processed in order against one
  * filter), upstream's MatchesFromFilterRules on single rules, the flow cache
- * bound (512, LRU), deny-all, policy swaps that keep flows, and bad JSON. */
+ * bound (512, LRU), deny-all and policy swaps that keep flows (bad JSON and
+ * address ranges: filter_rules.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -631,101 +632,6 @@ static void test_deny_all_before_netmap(void **state)
 	filter_state_free(st);
 }
 
-static void test_bad_json(void **state)
-{
-	static const char *const bad[] = {
-		"{}",
-		"[1]",
-		"[{\"SrcIPs\":\"*\"}]",
-		"[{\"SrcIPs\":[1]}]",
-		"[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":{\"First\":70000}}]}]",
-		"[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":{\"Last\":-1}}]}]",
-		"[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":5}]}]",
-		"[{\"SrcIPs\":[\"*\"],\"IPProto\":[\"6\"]}]",
-		"[{\"SrcIPs\":[\"*\"],\"IPProto\":[6.5]}]",
-		"[{\"SrcIPs\":[\"*\"],\"CapGrant\":[1]}]",
-	};
-	static const struct {
-		const char *json;
-		size_t n_srcs;
-	} warned[] = {
-		{"[{\"SrcIPs\":[\"1.2.3.4/33\",\"1.2.3.4\"]}]", 1},
-		{"[{\"SrcIPs\":[\"1.2.3.4/08\"]}]", 0},
-		{"[{\"SrcIPs\":[\"01.2.3.4\"]}]", 0},
-		{"[{\"SrcIPs\":[\"fe80::1%eth0\"]}]", 0},
-		{"[{\"SrcIPs\":[\"1.2.3.4-::1\"]}]", 0},
-		{"[{\"SrcIPs\":[\"1.2.3.4-1.2.3.5-1.2.3.6\"]}]", 0},
-		{"[{\"SrcIPs\":[null, \"::/0\"]}]", 1},
-	};
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		json_t *j = json_loads(bad[i], 0, NULL);
-		struct filter_rules *r = (void *)1;
-		const char *warn, *why = NULL;
-
-		assert_non_null(j);
-		if (filter_rules_from_json(j, &r, &warn, &why) != -EBADMSG)
-			fail_msg("accepted %s", bad[i]);
-		assert_null(r);
-		assert_non_null(why);
-		json_decref(j);
-	}
-	for (size_t i = 0; i < sizeof(warned) / sizeof(warned[0]); i++) {
-		json_t *j = json_loads(warned[i].json, 0, NULL);
-		struct filter_rules *r;
-		const char *warn, *why;
-
-		assert_int_equal(filter_rules_from_json(j, &r, &warn, &why), 0);
-		if (!warn)
-			fail_msg("no warning for %s", warned[i].json);
-		assert_int_equal(r->n_rules, 1);
-		assert_int_equal(r->rules[0].n_srcs, warned[i].n_srcs);
-		filter_rules_free(r);
-		json_decref(j);
-	}
-}
-
-static void test_ranges(void **state)
-{
-	static const struct {
-		const char *range;
-		const char *want[4];
-		size_t n;
-	} cases[] = {
-		{"0.0.0.0-255.255.255.255", {"0.0.0.0/0"}, 1},
-		{"::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", {"::/0"}, 1},
-		{"10.0.0.0-10.0.0.0", {"10.0.0.0/32"}, 1},
-		{"255.255.255.254-255.255.255.255", {"255.255.255.254/31"}, 1},
-		{"10.0.0.255-10.0.1.0", {"10.0.0.255/32", "10.0.1.0/32"}, 2},
-		{"::1-::3", {"::1/128", "::2/127"}, 2},
-	};
-	struct ip_prefix out[RANGE_MAX_PREFIXES];
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const char *cap, *why;
-		size_t n;
-
-		assert_int_equal(parse_ip_set(cases[i].range, out, &n, &cap, &why), 0);
-		assert_int_equal(n, cases[i].n);
-		for (size_t k = 0; k < n; k++) {
-			char buf[IP_PREFIX_STRLEN];
-
-			assert_string_equal(ip_prefix_format(&out[k], buf, sizeof(buf)),
-					    cases[i].want[k]);
-		}
-	}
-	/* The worst case stays inside the bound. */
-	{
-		const char *cap, *why;
-		size_t n;
-
-		assert_int_equal(parse_ip_set("::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", out,
-					      &n, &cap, &why),
-				 0);
-		assert_int_equal(n, 254);
-	}
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,8 +642,6 @@ int main(void)
 		cmocka_unit_test(test_flow_cache_bound),
 		cmocka_unit_test(test_swap_keeps_flows_and_policy_applies),
 		cmocka_unit_test(test_deny_all_before_netmap),
-		cmocka_unit_test(test_bad_json),
-		cmocka_unit_test(test_ranges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
-/* Unit tests of the data plane's configuration (worker/dataplane.c): which
- * filter an inbound packet meets. A jailed peer (Node.IsJailed, capability
- * 94) may not open flows to us but its replies to our flows pass; other
- * peers meet the netmap's rules. */
+/* Unit tests of the data plane's configuration
+ * (worker/dataplane/dataplane_config.c): which filter an inbound packet
+ * meets. A jailed peer (Node.IsJailed, capability 94) may not open flows to
+ * us but its replies to our flows pass; other peers meet the netmap's
+ * rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "worker/dataplane/dataplane.c"
+#include "worker/dataplane/dataplane_config.c"
 
 #include "worker/control/mapjson.h"
 
@@ -29,21 +30,32 @@
 	"\"PacketFilter\":[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":" \
 	"{\"First\":80,\"Last\":80}}]}]"
 
-static struct dataplane_config *config_of(const char *json, struct filter_state *fs)
+/* The configuration of a first MapResponse: 0 with *cfg, or the error of
+ * dataplane_config_from_netmap (the message itself must parse and apply). */
+static int config_try(const char *json, struct filter_state *fs, struct dataplane_config **cfg,
+		      const char **why)
 {
 	struct mapjson_map_response *r = NULL;
-	struct dataplane_config *cfg = NULL;
 	struct netmap *nm = NULL;
-	const char *why = NULL;
+	int ret;
 
-	if (mapjson_parse_map_response(json, strlen(json), &r, &why) < 0)
-		fail_msg("parse: %s", why);
-	if (netmap_apply(NULL, r, 1700000000, &nm, &why) < 0)
-		fail_msg("apply: %s", why);
-	if (dataplane_config_from_netmap(nm, 1700000000, fs, &cfg, &why) < 0)
-		fail_msg("config: %s", why);
+	if (mapjson_parse_map_response(json, strlen(json), &r, why) < 0)
+		fail_msg("parse: %s", *why);
+	if (netmap_apply(NULL, r, 1700000000, &nm, why) < 0)
+		fail_msg("apply: %s", *why);
+	ret = dataplane_config_from_netmap(nm, 1700000000, fs, cfg, why);
 	mapjson_map_response_free(r);
 	netmap_put(nm);
+	return ret;
+}
+
+static struct dataplane_config *config_of(const char *json, struct filter_state *fs)
+{
+	struct dataplane_config *cfg = NULL;
+	const char *why = NULL;
+
+	if (config_try(json, fs, &cfg, &why) < 0)
+		fail_msg("config: %s", why);
 	return cfg;
 }
 
@@ -96,7 +108,7 @@ static enum filter_verdict verdict(const struct dataplane_config *cfg, const cha
 	uint8_t buf[80];
 
 	tcp_packet(&p, buf, src, dst, dport, flags);
-	return filter_run_in(config_filter_in(cfg, &p), &p, &reason);
+	return filter_run_in(dataplane__config_filter_in(cfg, &p), &p, &reason);
 }
 
 enum { SYN = 0x02, ACK = 0x10 };
@@ -163,12 +175,59 @@ static void test_no_jailed_peer_no_second_filter(void **state)
 	filter_state_free(fs);
 }
 
+/* Named rule lists make one filter, as their concatenation in name order
+ * parsed whole would: each list's rules apply; a list upstream rejects
+ * (SrcBits) leaves no rule at all; a list that does not parse refuses the
+ * configuration, unless a rejected list comes first (parsing stopped
+ * there). */
+static void test_named_lists_are_one_filter(void **state)
+{
+	static const char p22[] = "[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":"
+				  "{\"First\":22,\"Last\":22}}]}]";
+	static const char p80[] = "[{\"SrcIPs\":[\"*\"],\"DstPorts\":[{\"IP\":\"*\",\"Ports\":"
+				  "{\"First\":80,\"Last\":80}}]}]";
+	static const char rejected[] = "[{\"SrcIPs\":[\"*\"],\"SrcBits\":[8]}]";
+	static const char bad[] = "[{\"SrcIPs\":\"*\"}]";
+	struct filter_state *fs = filter_state_new();
+	struct dataplane_config *cfg;
+	const char *why = NULL;
+	char json[1024];
+
+	(void)state;
+	snprintf(json, sizeof(json), "{" SELF ",\"PacketFilters\":{\"b\":%s,\"a\":%s}}", p80, p22);
+	cfg = config_of(json, fs);
+	assert_int_equal(verdict(cfg, "100.64.0.3", "100.64.0.1", 22, SYN), FILTER_ACCEPT);
+	assert_int_equal(verdict(cfg, "100.64.0.3", "100.64.0.1", 80, SYN), FILTER_ACCEPT);
+	assert_int_equal(verdict(cfg, "100.64.0.3", "100.64.0.1", 23, SYN), FILTER_DROP);
+	dataplane_config_free(cfg);
+
+	snprintf(json, sizeof(json), "{" SELF ",\"PacketFilters\":{\"b\":%s,\"a\":%s}}", p80,
+		 rejected);
+	cfg = config_of(json, fs);
+	assert_int_equal(verdict(cfg, "100.64.0.3", "100.64.0.1", 80, SYN), FILTER_DROP);
+	dataplane_config_free(cfg);
+
+	snprintf(json, sizeof(json), "{" SELF ",\"PacketFilters\":{\"b\":%s,\"a\":%s}}", p80, bad);
+	cfg = (void *)1;
+	assert_int_equal(config_try(json, fs, &cfg, &why), -EBADMSG);
+	assert_null(cfg);
+	assert_string_equal(why, "FilterRule field is not an array of allowed size");
+
+	snprintf(json, sizeof(json), "{" SELF ",\"PacketFilters\":{\"b\":%s,\"a\":%s}}", bad,
+		 rejected);
+	cfg = config_of(json, fs);
+	assert_int_equal(verdict(cfg, "100.64.0.3", "100.64.0.1", 80, SYN), FILTER_DROP);
+	dataplane_config_free(cfg);
+	filter_state_free(fs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_jailed_peer_opens_nothing),
 		cmocka_unit_test(test_jailed_route_overlaps_free_route),
 		cmocka_unit_test(test_no_jailed_peer_no_second_filter),
+		cmocka_unit_test(test_named_lists_are_one_filter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,143 @@
+/* What the data plane's files share and nothing outside this folder sees:
+ * the engine's state, a configuration's layout, and the helpers named
+ * dataplane__* (the engine in dataplane.c, configurations in
+ * dataplane_config.c, one file per direction of the packet path:
+ * tun_to_peers.c and peers_to_tun.c). Everything here runs on the engine
+ * thread unless its comment says otherwise. */
+#ifndef TSCNI_WORKER_DATAPLANE_DATAPLANE_INTERNAL_H
+#define TSCNI_WORKER_DATAPLANE_DATAPLANE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "dataplane.h"
+#include "netmap.h"
+#include "packet.h"
+#include "pktbuf.h"
+
+struct allowedips;
+
+enum dataplane_internal {
+	/* One packet buffer: a datagram from a peer whose MTU is up to 1488
+	 * (Tailscale's is 1280, wireguard-go's default 1420) with the
+	 * WireGuard head- and tailroom. 1536 rather than PKTBUF_SIZE: 132
+	 * buffers per batch stage make this a worker's largest allocation. */
+	DP_BUF_LEN = 1536,
+	DP_LOCAL_SLOTS = 16, /* TSMP answers per UDP batch */
+	DP_MAX_PEERS = NETMAP_MAX_PEERS,
+	DP_MAX_REKEYS = 8,     /* rekey requests waiting for a wakeup */
+	DP_SEND_WAIT_MS = 100, /* how long a full socket may hold a batch */
+};
+
+struct dataplane_config {
+	struct wg_peer_config *peers;
+	size_t n_peers;
+	struct ip_prefix *prefixes;
+	struct sockaddr_storage *endpoints;
+	struct filter *filter;
+	/* Jailed peers (Node.IsJailed) may not open flows to us: packets from
+	 * them meet `jailed`, a shields-up filter with the same local prefixes
+	 * and state, instead of `filter`. When any peer is jailed, jailed_src
+	 * maps every peer's AllowedIPs to &jailed_yes or &jailed_no: the
+	 * longest match of a delivered packet's source is the peer that sent
+	 * it (WireGuard checked exactly that), so overlapping prefixes of a
+	 * jailed and a free peer are told apart. NULL: none jailed. */
+	struct allowedips *jailed_src;
+	struct filter *jailed;
+	struct dataplane_config *retired_next;
+};
+
+struct disco_entry {
+	uint8_t node[WG_KEY_LEN];
+	uint8_t disco[WG_KEY_LEN];
+};
+
+struct dataplane {
+	int tun_fd;
+	int udp_fds[DATAPLANE_MAX_UDP];
+	int udp_family[DATAPLANE_MAX_UDP];
+	size_t n_udp;
+	struct tunio *tio;
+	struct udpio *uio[DATAPLANE_MAX_UDP];
+	struct wg_device *dev;
+	int ep, evfd, tfd;
+	uint64_t tick_ns, last_timers;
+	struct filter_state *fs;
+	struct filter *deny_all;
+
+	/* Configuration hand-over. cur is the engine's alone. */
+	struct dataplane_config *cur;
+	_Atomic(struct dataplane_config *) pending;
+	_Atomic(struct dataplane_config *) retired;
+	atomic_bool stop;
+	pthread_t thread;
+	bool started;
+
+	/* Batches: WireGuard's view (slots) and the I/O view (pb), rebuilt
+	 * from the slots before every read or write. */
+	uint8_t *bufs;
+	struct wg_packet slots[4][DATAPLANE_BATCH];
+	struct wg_packet local_slots[DP_LOCAL_SLOTS];
+	struct wg_batch tun_in, udp_in, tun_out, udp_out, local;
+	struct pktbuf_batch pb;
+
+	struct dataplane_stats st; /* the engine's own copy */
+
+	/* Guarded by lock: the published counters, disco keys, rekeys. */
+	pthread_mutex_t lock;
+	struct dataplane_stats pub;
+	struct disco_entry disco[DATAPLANE_DISCO_MAX];
+	size_t n_disco, disco_next;
+	uint8_t rekeys[DP_MAX_REKEYS][WG_KEY_LEN];
+	size_t n_rekeys;
+	atomic_bool rekey_pending;
+};
+
+static inline socklen_t dataplane__sockaddr_len(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return sizeof(struct sockaddr_in);
+	if (ss->ss_family == AF_INET6)
+		return sizeof(struct sockaddr_in6);
+	return 0;
+}
+
+/* ---- dataplane_config.c ---- */
+
+/* The filter of cfg for an inbound packet: the jailed one when a jailed
+ * peer sent it. */
+const struct filter *dataplane__config_filter_in(const struct dataplane_config *cfg,
+						 const struct packet *p);
+
+/* ---- dataplane.c ---- */
+
+/* Points pb's slots at b's buffers (packets start at off), all empty. */
+void dataplane__pb_reset(struct pktbuf_batch *pb, const struct wg_batch *b, uint32_t off);
+/* Moves the packet of slot i to slot *kept (swapping buffers, so every slot
+ * keeps one) and advances *kept. */
+void dataplane__batch_keep(struct wg_batch *b, size_t i, size_t *kept);
+/* Remembers the disco key a peer advertised (any thread; takes dp->lock). */
+void dataplane__disco_store(struct dataplane *dp, const uint8_t *node, const uint8_t *disco);
+
+/* ---- tun_to_peers.c ---- */
+
+/* One batch from the TUN: filtered, encrypted and sent. *more: the batch
+ * filled up (more may wait). Returns 0 or a fatal -errno of the TUN. */
+int dataplane__tun_to_peers(struct dataplane *dp, uint64_t now, bool *more);
+/* Sends what WireGuard left in dp->udp_out (datagrams to peers, handshakes,
+ * keepalives), each on the socket of its family; empties dp->udp_out. */
+void dataplane__udp_flush(struct dataplane *dp);
+
+/* ---- peers_to_tun.c ---- */
+
+/* One batch from UDP socket k: decrypted, filtered, TSMP answered here, the
+ * rest written to the TUN. *more: the batch filled up. Returns 0 or a fatal
+ * -errno of the TUN. */
+int dataplane__peers_to_tun(struct dataplane *dp, size_t k, uint64_t now, bool *more);
+
+#endif
