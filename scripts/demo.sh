@@ -13,7 +13,7 @@
 #   |   + one sandboxed worker per pod |      |  (TUN carried by the pod's|
 #   | bridge tsdemo0 10.99.0.1/24 ------veth-->|   worker: WireGuard)      |
 #   +----------------------------------+      +---------------------------+
-# Nothing leaves these namespaces. Usage: sudo scripts/demo.sh [--keep] [--pods N]
+# Nothing leaves these namespaces. Usage (as root): scripts/demo.sh [--keep] [--pods N]
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
