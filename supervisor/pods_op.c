@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 #include <uv.h>
 
 #include "log.h"
