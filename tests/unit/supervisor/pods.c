@@ -1,4 +1,5 @@
-/* Unit tests for supervisor/pods.c, without root and without touching any
+/* Unit tests for supervisor/pods*.c (all of them, so that none is linked
+ * from the library twice), without root and without touching any
  * network namespace: the operations whose netns is gone or never existed
  * (DEL and CHECK of unknown keys, GC and the reconciler on attachments whose
  * netns path does not exist, startup with half-made and stale records,
@@ -7,6 +8,17 @@
  * record, roll-workers with nothing to roll, the worker state in STATUS. A
  * real libuv loop and threadpool and a real state directory under /tmp. */
 #include "supervisor/pods.c"
+#include "supervisor/pods_add.c"
+#include "supervisor/pods_check.c"
+#include "supervisor/pods_del.c"
+#include "supervisor/pods_gc.c"
+#include "supervisor/pods_netop.c"
+#include "supervisor/pods_op.c"
+#include "supervisor/pods_reconcile.c"
+#include "supervisor/pods_roll.c"
+#include "supervisor/pods_save.c"
+#include "supervisor/pods_startup.c"
+#include "supervisor/pods_worker.c"
 
 #include <ftw.h>
 #include <setjmp.h>
@@ -111,13 +123,13 @@ static struct attachment *add_attachment(struct fixture *f, const char *network,
 	a->ifindex = st == TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY ? 7 : 0;
 	a->state = st;
 	a->cni_version = xstrdup("1.1.0");
-	make_tag(a->tag, a->pod_uid, a->keyname);
-	assert_int_equal(attachment_save(f->sup.pods, a), 0);
+	pods__make_tag(a->tag, a->pod_uid, a->keyname);
+	assert_int_equal(pods__attachment_save(f->sup.pods, a), 0);
 	if (in_table) {
-		table_insert(f->sup.pods, a);
+		pods__table_insert(f->sup.pods, a);
 		return a;
 	}
-	attachment_free(a);
+	pods__attachment_free(a);
 	return NULL;
 }
 
@@ -327,7 +339,7 @@ static void test_startup_reconcile_and_tombstones(void **state)
 
 	assert_int_equal(pods_startup(f->sup.pods), 0);
 	assert_int_equal(pods_count(f->sup.pods), 1);
-	assert_non_null(table_find(f->sup.pods, "net_live_eth0"));
+	assert_non_null(pods__table_find(f->sup.pods, "net_live_eth0"));
 	assert_true(record_exists(f, "live", "net"));
 	assert_false(record_exists(f, "half", "net"));
 	assert_false(record_exists(f, "gone", "net"));
@@ -386,7 +398,7 @@ static void test_worker_record_roundtrip(void **state)
 
 	a = add_attachment(f, "n1", "w1", "/nonexistent/w", 1, 2,
 			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
-	assert_int_equal(attachment_save_worker(f->sup.pods, a, &wi, WORKERS_UID_BASE + 7), 0);
+	assert_int_equal(pods__attachment_save_worker(f->sup.pods, a, &wi, WORKERS_UID_BASE + 7), 0);
 	snprintf(dir, sizeof(dir), "%s/pods/w1/attachments", f->dir);
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(dfd >= 0);
@@ -399,14 +411,14 @@ static void test_worker_record_roundtrip(void **state)
 	assert_int_equal(m->worker->uid, WORKERS_UID_BASE + 7);
 	assert_int_equal(m->worker->handshake_version, 1);
 	assert_string_equal(m->boot_id, state_get_origin(f->sup.st)->boot_id);
-	b = attachment_from_pb(m);
+	b = pods__attachment_from_pb(m);
 	tscni__attachment__free_unpacked(m, NULL);
 	assert_int_equal(b->wi.pid, 4242);
 	assert_int_equal(b->wi.start_time, 987654321);
 	assert_int_equal(b->wi.version, 1);
 	assert_int_equal(b->worker_uid, WORKERS_UID_BASE + 7);
 	assert_string_equal(b->wi.boot_id, state_get_origin(f->sup.st)->boot_id);
-	attachment_free(b);
+	pods__attachment_free(b);
 }
 
 /* uid slots: the recorded one is kept, a taken or out-of-range one is
@@ -426,19 +438,19 @@ static void test_slot_allocation(void **state)
 	d = add_attachment(f, "n1", "p4", "/nonexistent/4", 1, 5,
 			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
 	a->worker_uid = WORKERS_UID_BASE + 5;
-	assert_int_equal(slot_get(f->sup.pods, a, &slot), 0);
+	assert_int_equal(pods__slot_get(f->sup.pods, a, &slot), 0);
 	assert_int_equal(slot, 5);
-	assert_int_equal(slot_get(f->sup.pods, b, &slot), 0);
+	assert_int_equal(pods__slot_get(f->sup.pods, b, &slot), 0);
 	assert_int_equal(slot, 0);
 	assert_int_equal(b->worker_uid, WORKERS_UID_BASE);
 	c->worker_uid = WORKERS_UID_BASE + 5; /* another pod's: taken */
-	assert_int_equal(slot_get(f->sup.pods, c, &slot), 0);
+	assert_int_equal(pods__slot_get(f->sup.pods, c, &slot), 0);
 	assert_int_equal(slot, 1);
 	d->worker_uid = 12; /* below the range */
-	assert_int_equal(slot_get(f->sup.pods, d, &slot), 0);
+	assert_int_equal(pods__slot_get(f->sup.pods, d, &slot), 0);
 	assert_int_equal(slot, 2);
 	/* Stable: asking again gives the same slot. */
-	assert_int_equal(slot_get(f->sup.pods, a, &slot), 0);
+	assert_int_equal(pods__slot_get(f->sup.pods, a, &slot), 0);
 	assert_int_equal(slot, 5);
 }
 
@@ -495,7 +507,7 @@ static void test_identity_registration(void **state)
 	struct worker_spec spec;
 	struct attachment a = {.pod_uid = (char *)"uid-1", .tun_fd = -1};
 	Tscni__Identity *id;
-	struct op *op;
+	struct op_add *op;
 	int err = 0;
 	char key[] = "tskey-unit-not-a-real-key";
 	uint8_t k[KEY_LEN] = {1};
@@ -508,7 +520,7 @@ static void test_identity_registration(void **state)
 	assert_int_equal(
 		ip_prefix_parse("fd7a:115c:a1e0:ab12:4843:cd96:6440:7/128", false, &addrs[1]), 0);
 
-	op = op_new(f->sup.pods, OP_ADD, "n1", "c1", "eth0");
+	op = add_new(f->sup.pods, "n1", "c1", "eth0");
 	free(op->meta.namespace_);
 	free(op->meta.name);
 	op->meta.namespace_ = xstrdup("kube-system");
@@ -520,42 +532,42 @@ static void test_identity_registration(void **state)
 	assert_int_equal(strncmp(op->hostname, "prod-kube-system-web-1-", 23), 0);
 	assert_int_equal(strlen(op->hostname), 23 + HOSTNAME_SUFFIX_HEX);
 	strscpy(hn, op->hostname, sizeof(hn));
-	op_free(op);
+	pods__op_free(&op->op);
 
 	/* Unregistered: the worker gets the control URL and the auth key. */
-	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", false);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", false);
 	assert_string_equal(spec.control_url, "https://control.example");
 	assert_ptr_equal(spec.auth_key, key);
 
 	/* Ready: registered, with the node's addresses and stable id. */
-	assert_int_equal(identity_record(f->sup.pods, "uid-1", true, addrs, 2, "nStable7"), 0);
+	assert_int_equal(pods__identity_record(f->sup.pods, "uid-1", true, addrs, 2, "nStable7"), 0);
 	id = state_identity_get(f->sup.st, "uid-1", &err);
 	assert_non_null(id);
 	assert_true(id->registered);
 	assert_int_equal(id->n_addresses, 2);
 	assert_string_equal(id->stable_node_id, "nStable7");
-	identity_wipe_free(id);
+	pods__identity_wipe_free(id);
 
-	op = op_new(f->sup.pods, OP_ADD, "n1", "c2", "eth0");
+	op = add_new(f->sup.pods, "n1", "c2", "eth0");
 	assert_int_equal(identity_ensure(op, "uid-1"), 0);
 	assert_true(op->registered);
 	assert_int_equal(op->naddrs, 2);
 	assert_true(prefixes_equal(op->addrs, op->naddrs, addrs, 2));
 	assert_string_equal(op->hostname, hn);
-	op_free(op);
-	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", true);
+	pods__op_free(&op->op);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", true);
 	assert_null(spec.auth_key);
 
 	/* Logout: unregistered, addresses kept (control gives them back). */
-	assert_int_equal(identity_record(f->sup.pods, "uid-1", false, NULL, 0, NULL), 0);
+	assert_int_equal(pods__identity_record(f->sup.pods, "uid-1", false, NULL, 0, NULL), 0);
 	id = state_identity_get(f->sup.st, "uid-1", &err);
 	assert_non_null(id);
 	assert_false(id->registered);
 	assert_int_equal(id->n_addresses, 2);
-	identity_wipe_free(id);
+	pods__identity_wipe_free(id);
 
 	/* A pod without an identity: -ENOENT, nothing created. */
-	assert_int_equal(identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""), -ENOENT);
+	assert_int_equal(pods__identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""), -ENOENT);
 	f->sup.auth_key = NULL;
 }
 
@@ -567,17 +579,17 @@ static void test_identity_without_control(void **state)
 	struct attachment a = {.pod_uid = (char *)"uid-2", .tun_fd = -1};
 	uint8_t k[KEY_LEN] = {0};
 	struct worker_spec spec;
-	struct op *op;
+	struct op_add *op;
 
-	op = op_new(f->sup.pods, OP_ADD, "n1", "c3", "eth0");
+	op = add_new(f->sup.pods, "n1", "c3", "eth0");
 	free(op->meta.namespace_);
 	free(op->meta.name);
 	op->meta.namespace_ = xstrdup("ns");
 	op->meta.name = xstrdup("web");
 	assert_int_equal(identity_ensure(op, "uid-2"), 0);
 	assert_string_equal(op->hostname, "web");
-	op_free(op);
-	spec_fill(f->sup.pods, &a, &spec, 0, k, k, "web", false);
+	pods__op_free(&op->op);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "web", false);
 	assert_null(spec.control_url);
 	assert_null(spec.auth_key);
 }
@@ -593,7 +605,7 @@ static void test_errno_codes(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-		assert_int_equal(errno_cni_code(v[i].err), v[i].code);
+		assert_int_equal(pods__errno_cni_code(v[i].err), v[i].code);
 }
 
 int main(void)
