@@ -134,14 +134,9 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	n = adopt_recv(fd, buf, sizeof(ws->rbuf), NULL, NULL, deadline, why);
 	if (n < 0)
 		return (int)n;
-	m = tscni__worker_msg__unpack(NULL, (size_t)n, buf);
-	if (!m) {
-		*why = "undecodable Hello";
-		return -EBADMSG;
-	}
-	ret = validate_worker_msg(m, why);
+	ret = workers__unpack(buf, (size_t)n, "undecodable Hello", &m, why);
 	if (ret < 0)
-		goto out;
+		return ret;
 	ret = -EPROTO;
 	*why = "expected Hello";
 	if (m->body_case != TSCNI__WORKER_MSG__BODY_HELLO)

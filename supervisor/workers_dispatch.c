@@ -298,6 +298,26 @@ static const struct dispatch {
 	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
 };
 
+int workers__unpack(const uint8_t *buf, size_t len, const char *undecodable, Tscni__WorkerMsg **out,
+		    const char **why)
+{
+	Tscni__WorkerMsg *m = tscni__worker_msg__unpack(NULL, len, buf);
+	int ret;
+
+	*out = NULL;
+	if (!m) {
+		*why = undecodable;
+		return -EBADMSG;
+	}
+	ret = validate_worker_msg(m, why);
+	if (ret < 0) {
+		tscni__worker_msg__free_unpacked(m, NULL);
+		return ret;
+	}
+	*out = m;
+	return 0;
+}
+
 /* Unpacks, validates and dispatches one message from w. 0, or a negative
  * errno with *why set: the caller then ends the worker. */
 int workers__dispatch(struct worker *w, const uint8_t *buf, size_t len, const char **why)
@@ -305,14 +325,9 @@ int workers__dispatch(struct worker *w, const uint8_t *buf, size_t len, const ch
 	Tscni__WorkerMsg *m;
 	int ret;
 
-	m = tscni__worker_msg__unpack(NULL, len, buf);
-	if (!m) {
-		*why = "undecodable WorkerMsg";
-		return -EBADMSG;
-	}
-	ret = validate_worker_msg(m, why);
+	ret = workers__unpack(buf, len, "undecodable WorkerMsg", &m, why);
 	if (ret < 0)
-		goto out;
+		return ret;
 	ret = -EPROTO;
 	*why = "message not allowed in this state";
 	for (size_t i = 0; i < sizeof(dispatch_table) / sizeof(dispatch_table[0]); i++) {
@@ -324,7 +339,6 @@ int workers__dispatch(struct worker *w, const uint8_t *buf, size_t len, const ch
 			ret = d->handler(w, m, why);
 		break;
 	}
-out:
 	tscni__worker_msg__free_unpacked(m, NULL);
 	return ret;
 }

@@ -199,6 +199,12 @@ void workers__free(struct worker *w);
 /* Queues or sends one message to w's process: 0, -ENOTCONN without one,
  * -EMSGSIZE, or -ENOBUFS after failing w (its queue is full), or -errno. */
 int workers__send(struct worker *w, const Tscni__SupervisorMsg *m);
+/* One message from a worker, unpacked and checked by validate_worker_msg:
+ * 0 with *out set (the caller frees it with tscni__worker_msg__free_unpacked),
+ * or a negative errno with *out NULL and *why set (to undecodable when it
+ * does not unpack). */
+int workers__unpack(const uint8_t *buf, size_t len, const char *undecodable, Tscni__WorkerMsg **out,
+		    const char **why);
 /* Drops (and wipes) every queued message. */
 void workers__outq_clear(struct worker *w);
 /* Polls p's socket for reading, and for writing while messages wait. */

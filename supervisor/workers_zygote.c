@@ -121,6 +121,49 @@ enum zygote_stage {
 	ZYGOTE_STAGE_EXEC,
 };
 
+/* The child's {stage, errno} from the CLOEXEC pipe, logged: the negative
+ * errno. */
+static int exec_failed(const struct workers *ws, const int fail[2])
+{
+	int ret = fail[1] > 0 ? -fail[1] : -EIO;
+
+	if (fail[0] == ZYGOTE_STAGE_SETNS)
+		log_err_r(ret, "zygote: enter the mount namespace %s", ws->host_mntns);
+	else if (fail[0] == ZYGOTE_STAGE_EXEC && ws->host_mntns)
+		log_err_r(ret,
+			  "exec %s --zygote in the mount namespace %s (is the worker "
+			  "binary installed there?)",
+			  ws->worker_path, ws->host_mntns);
+	else if (fail[0] == ZYGOTE_STAGE_EXEC)
+		log_err_r(ret,
+			  "exec %s --zygote in our own mount namespace (a binary "
+			  "installed on the host needs host_mntns)",
+			  ws->worker_path);
+	else
+		log_err_r(ret, "zygote: fd 3 for its socket");
+	return ret;
+}
+
+/* The running zygote becomes ws->zyg: its socket (made non-blocking) and
+ * its pidfd are owned by the new struct zyg and watched from now on. */
+static void zygote_watch(struct workers *ws, int sock, int pidfd, pid_t pid)
+{
+	struct zyg *z = xcalloc(1, sizeof(*z));
+
+	fcntl(sock, F_SETFL, O_NONBLOCK);
+	z->ws = ws;
+	z->sock = sock;
+	z->pidfd = pidfd;
+	z->pid = pid;
+	uv_poll_init(ws->loop, &z->sock_poll, z->sock);
+	uv_poll_init(ws->loop, &z->pid_poll, z->pidfd);
+	z->sock_poll.data = z->pid_poll.data = z;
+	z->handles_open = 2;
+	uv_poll_start(&z->sock_poll, UV_READABLE, on_zyg_sock);
+	uv_poll_start(&z->pid_poll, UV_READABLE, on_zyg_pidfd);
+	ws->zyg = z;
+}
+
 /* fork + exec of the worker binary as the zygote, with its end of a fresh
  * socketpair on fd 3. With host_mntns, the child first enters that mount
  * namespace (setns; after fork it is single-threaded with its own fs_struct,
@@ -143,7 +186,6 @@ int workers__zygote_start(struct workers *ws)
 	sigset_t all, old;
 	int sv[2], ep[2], pidfd, ret;
 	int fail[2] = {0, 0}; /* enum zygote_stage, errno */
-	struct zyg *z;
 	ssize_t n;
 	pid_t pid;
 
@@ -198,22 +240,7 @@ int workers__zygote_start(struct workers *ws)
 	if (n == sizeof(fail)) {
 		waitpid(pid, NULL, 0);
 		close(sv[0]);
-		ret = fail[1] > 0 ? -fail[1] : -EIO;
-		if (fail[0] == ZYGOTE_STAGE_SETNS)
-			log_err_r(ret, "zygote: enter the mount namespace %s", ws->host_mntns);
-		else if (fail[0] == ZYGOTE_STAGE_EXEC && ws->host_mntns)
-			log_err_r(ret,
-				  "exec %s --zygote in the mount namespace %s (is the worker "
-				  "binary installed there?)",
-				  ws->worker_path, ws->host_mntns);
-		else if (fail[0] == ZYGOTE_STAGE_EXEC)
-			log_err_r(ret,
-				  "exec %s --zygote in our own mount namespace (a binary "
-				  "installed on the host needs host_mntns)",
-				  ws->worker_path);
-		else
-			log_err_r(ret, "zygote: fd 3 for its socket");
-		return ret;
+		return exec_failed(ws, fail);
 	}
 	/* Our child, not yet reaped: its pid cannot have been reused. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -224,19 +251,7 @@ int workers__zygote_start(struct workers *ws)
 		close(sv[0]);
 		return ret;
 	}
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	z = xcalloc(1, sizeof(*z));
-	z->ws = ws;
-	z->sock = sv[0];
-	z->pidfd = pidfd;
-	z->pid = pid;
-	uv_poll_init(ws->loop, &z->sock_poll, z->sock);
-	uv_poll_init(ws->loop, &z->pid_poll, z->pidfd);
-	z->sock_poll.data = z->pid_poll.data = z;
-	z->handles_open = 2;
-	uv_poll_start(&z->sock_poll, UV_READABLE, on_zyg_sock);
-	uv_poll_start(&z->pid_poll, UV_READABLE, on_zyg_pidfd);
-	ws->zyg = z;
+	zygote_watch(ws, sv[0], pidfd, pid);
 	log_info("zygote %d started from %s%s%s", (int)pid, ws->worker_path,
 		 ws->host_mntns ? " in the mount namespace " : "",
 		 ws->host_mntns ? ws->host_mntns : "");
