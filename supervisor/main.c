@@ -387,15 +387,16 @@ enum { N_OPTS = sizeof(opts) / sizeof(opts[0]) };
  * help text with its continuation lines indented to that column. */
 static void usage_opt(FILE *f, const struct opt *o)
 {
+	enum { HELP_COLUMN = 31 }; /* "  " + the widest left part + " " */
 	char left[64];
 	size_t num = 0;
 
 	snprintf(left, sizeof(left), "--%s%s%s", o->name, o->metavar ? " " : "",
 		 o->metavar ? o->metavar : "");
-	fprintf(f, "  %-28s ", left);
+	fprintf(f, "  %-*s ", HELP_COLUMN - 3, left);
 	for (const char *p = o->help; *p; p++) {
 		if (*p == '\n')
-			fprintf(f, "\n%31s", "");
+			fprintf(f, "\n%*s", HELP_COLUMN, "");
 		else if (*p == '#' && num < 2)
 			fprintf(f, "%lu", o->nums[num++]);
 		else
