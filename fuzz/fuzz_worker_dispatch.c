@@ -1,4 +1,4 @@
-/* The supervisor's dispatcher for worker messages (supervisor/workers.c):
+/* The supervisor's dispatcher for worker messages (supervisor/workers_dispatch.c):
  * the first byte picks the worker's state and test mode, the rest is one
  * SOCK_SEQPACKET datagram as a hostile worker would send it. */
 #include <stddef.h>

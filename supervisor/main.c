@@ -27,6 +27,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,47 +48,6 @@
 #include "supervisor.h"
 #include "validate.h"
 #include "workers.h"
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: tailscale-cni-supervisor [run] [options]\n"
-		"       tailscale-cni-supervisor status [--json] [--socket PATH]\n"
-		"       tailscale-cni-supervisor roll-workers [--socket PATH]\n"
-		"       tailscale-cni-supervisor --version | --help\n"
-		"options:\n"
-		"  --state-dir DIR              state directory (default %s)\n"
-		"  --socket PATH                CNI socket (default %s)\n"
-		"  --node-name NAME             this node's name (default $NODE_NAME, else the "
-		"host name)\n"
-		"  --reconcile-interval SECONDS netns check period, 1..%d (default %d)\n"
-		"  --log-level LEVEL            err, warn, info or debug (default info)\n"
-		"  --worker PATH                the worker binary (default: %s next to this\n"
-		"                               binary, then %s)\n"
-		"  --run-dir DIR                workers' rendezvous sockets go to DIR/workers\n"
-		"                               (default: the CNI socket's directory)\n"
-		"  --cgroup-parent NAME         the zygote's cgroup parent (default "
-		"tailscale-cni,\n"
-		"                               \"\" for no placement)\n"
-		"  --uid-base UID               worker uid = UID + slot (default %u)\n"
-		"  --sandbox seccomp|none       the worker's syscall filter (none: tests only)\n"
-		"  --host-mntns PATH            exec the zygote in this mount namespace (e.g.\n"
-		"                               /proc/1/ns/mnt with hostPID: the host's); "
-		"--worker\n"
-		"                               then names the host's binary\n"
-		"  --control-url URL            the control server, http(s)://host[:port]\n"
-		"                               (default: none, pods get no tailnet addresses)\n"
-		"  --auth-key-file PATH         pre-auth key for new nodes (root's, mode 0600 or\n"
-		"                               0400)\n"
-		"  --ca-file PATH               PEM CA certificates workers trust for https\n"
-		"  --cluster-name NAME          hostname prefix: NAME-<namespace>-<pod>\n"
-		"  --test-wg-timers R:J:A:T:K   tests only: the workers' WireGuard timers in ms\n"
-		"                               (REKEY_AFTER, REJECT_AFTER, REKEY_ATTEMPT,\n"
-		"                               REKEY_TIMEOUT, KEEPALIVE)\n",
-		SUPERVISOR_STATE_DIR, SUPERVISOR_SOCKET, SUPERVISOR_RECONCILE_MAX_S,
-		SUPERVISOR_RECONCILE_S, SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED,
-		(unsigned int)WORKERS_UID_BASE);
-}
 
 /* The worker binary when --worker is not given: beside this executable (an
  * installed pair, or the build tree's supervisor/ and worker/), else the
@@ -177,179 +137,291 @@ static int parse_wg_timers(const char *s, uint32_t out[6])
 	return 0;
 }
 
-/* Returns 0 to run, 1 for an exit with success (--help, --version), or
- * -EINVAL after printing what was wrong. */
-static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
+/* What the command line gives: the configuration, and three values that are
+ * checked only once every option is read (parse_args). */
+struct args {
+	struct supervisor_config cfg;
+	const char *node, *worker, *run_dir;
+};
+
+/* An option's handler: 0 when val is taken, 1 for an exit with success
+ * (--help, --version), or -EINVAL after a line on stderr. */
+typedef int opt_fn(struct args *a, const char *val);
+
+static int opt_reconcile(struct args *a, const char *val)
 {
-	static const struct option opts[] = {
-		{"state-dir", required_argument, NULL, 'd'},
-		{"socket", required_argument, NULL, 's'},
-		{"node-name", required_argument, NULL, 'n'},
-		{"reconcile-interval", required_argument, NULL, 'r'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"worker", required_argument, NULL, 'w'},
-		{"run-dir", required_argument, NULL, 'R'},
-		{"cgroup-parent", required_argument, NULL, 'c'},
-		{"uid-base", required_argument, NULL, 'u'},
-		{"sandbox", required_argument, NULL, 'S'},
-		{"test-worker-proto", required_argument, NULL, 'P'},
-		{"host-mntns", required_argument, NULL, 'M'},
-		{"control-url", required_argument, NULL, 'C'},
-		{"auth-key-file", required_argument, NULL, 'K'},
-		{"ca-file", required_argument, NULL, 'A'},
-		{"cluster-name", required_argument, NULL, 'N'},
-		{"test-control-no-lite", no_argument, NULL, 'L'},
-		{"test-wg-timers", required_argument, NULL, 'T'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	const char *node = getenv("NODE_NAME");
-	const char *worker = NULL, *run_dir = NULL;
 	unsigned long v;
 	char *end;
-	int c;
 
-	*cfg = (struct supervisor_config){
-		.state_dir = SUPERVISOR_STATE_DIR,
-		.socket_path = SUPERVISOR_SOCKET,
-		.reconcile_interval_s = SUPERVISOR_RECONCILE_S,
-		.log_level = LOG_INFO,
-		.sandbox = "seccomp",
-	};
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			cfg->state_dir = optarg;
-			break;
-		case 's':
-			cfg->socket_path = optarg;
-			break;
-		case 'n':
-			node = optarg;
-			break;
-		case 'r':
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || v < 1 ||
-			    v > SUPERVISOR_RECONCILE_MAX_S) {
-				fprintf(stderr,
-					"--reconcile-interval: '%s' is not a number of seconds "
-					"from 1 to %d\n",
-					optarg, SUPERVISOR_RECONCILE_MAX_S);
-				return -EINVAL;
-			}
-			cfg->reconcile_interval_s = (unsigned int)v;
-			break;
-		case 'l':
-			if (log_level_parse(optarg, &cfg->log_level) < 0) {
-				fprintf(stderr,
-					"--log-level: '%s' is not one of err, warn, info, debug\n",
-					optarg);
-				return -EINVAL;
-			}
-			break;
-		case 'w':
-			worker = optarg;
-			break;
-		case 'R':
-			run_dir = optarg;
-			break;
-		case 'c':
-			if (strchr(optarg, '/') || !strcmp(optarg, ".") || !strcmp(optarg, "..")) {
-				fprintf(stderr, "--cgroup-parent: '%s' is not one path component\n",
-					optarg);
-				return -EINVAL;
-			}
-			cfg->cgroup_parent = optarg;
-			break;
-		case 'u':
-			if (parse_u32(optarg, 1000, UINT32_MAX - WORKERS_UID_COUNT,
-				      &cfg->uid_base) < 0) {
-				fprintf(stderr, "--uid-base: '%s' is not a uid from 1000 to %lu\n",
-					optarg, (unsigned long)(UINT32_MAX - WORKERS_UID_COUNT));
-				return -EINVAL;
-			}
-			break;
-		case 'S':
-			if (strcmp(optarg, "seccomp") && strcmp(optarg, "none")) {
-				fprintf(stderr, "--sandbox: '%s' is not seccomp or none\n", optarg);
-				return -EINVAL;
-			}
-			cfg->sandbox = optarg;
-			break;
-		case 'P': {
-			char lo[16], *colon = strchr(optarg, ':');
-
-			if (!colon || (size_t)(colon - optarg) >= sizeof(lo) ||
-			    (memcpy(lo, optarg, colon - optarg), lo[colon - optarg] = '\0',
-			     parse_u32(lo, 1, 1000, &cfg->worker_proto_min) < 0) ||
-			    parse_u32(colon + 1, cfg->worker_proto_min, 1000,
-				      &cfg->worker_proto_max) < 0) {
-				fprintf(stderr, "--test-worker-proto: '%s' is not MIN:MAX\n",
-					optarg);
-				return -EINVAL;
-			}
-			break;
-		}
-		case 'C':
-			if ((strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) ||
-			    strlen(optarg) > URL_MAX_LEN || strchr(optarg, ' ')) {
-				fprintf(stderr,
-					"--control-url: '%s' is not an http:// or https:// URL of "
-					"at most %d bytes\n",
-					optarg, URL_MAX_LEN);
-				return -EINVAL;
-			}
-			cfg->control_url = optarg;
-			break;
-		case 'L':
-			cfg->test_control_no_lite = true;
-			break;
-		case 'T':
-			if (parse_wg_timers(optarg, cfg->test_wg_timers_ms) < 0)
-				return -EINVAL;
-			break;
-		case 'M':
-			if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
-				fprintf(stderr,
-					"--host-mntns: '%s' is not a readable absolute path (a "
-					"mount namespace file such as /proc/1/ns/mnt)\n",
-					optarg);
-				return -EINVAL;
-			}
-			cfg->host_mntns = optarg;
-			break;
-		case 'K':
-			cfg->auth_key_file = optarg;
-			break;
-		case 'A':
-			cfg->ca_file = optarg;
-			break;
-		case 'N':
-			if (!*optarg || strlen(optarg) > HOSTNAME_MAX) {
-				fprintf(stderr, "--cluster-name: '%s' must be 1 to %d bytes\n",
-					optarg, HOSTNAME_MAX);
-				return -EINVAL;
-			}
-			cfg->cluster_name = optarg;
-			break;
-		case 'V':
-			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
-			return 1;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+	errno = 0;
+	v = strtoul(val, &end, 10);
+	if (errno || end == val || *end || v < 1 || v > SUPERVISOR_RECONCILE_MAX_S) {
+		fprintf(stderr,
+			"--reconcile-interval: '%s' is not a number of seconds from 1 to %d\n", val,
+			SUPERVISOR_RECONCILE_MAX_S);
 		return -EINVAL;
 	}
+	a->cfg.reconcile_interval_s = (unsigned int)v;
+	return 0;
+}
+
+static int opt_log_level(struct args *a, const char *val)
+{
+	if (log_level_parse(val, &a->cfg.log_level) < 0) {
+		fprintf(stderr, "--log-level: '%s' is not one of err, warn, info, debug\n", val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_cgroup_parent(struct args *a, const char *val)
+{
+	if (strchr(val, '/') || !strcmp(val, ".") || !strcmp(val, "..")) {
+		fprintf(stderr, "--cgroup-parent: '%s' is not one path component\n", val);
+		return -EINVAL;
+	}
+	a->cfg.cgroup_parent = val;
+	return 0;
+}
+
+static int opt_uid_base(struct args *a, const char *val)
+{
+	if (parse_u32(val, 1000, UINT32_MAX - WORKERS_UID_COUNT, &a->cfg.uid_base) < 0) {
+		fprintf(stderr, "--uid-base: '%s' is not a uid from 1000 to %lu\n", val,
+			(unsigned long)(UINT32_MAX - WORKERS_UID_COUNT));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_sandbox(struct args *a, const char *val)
+{
+	if (strcmp(val, "seccomp") && strcmp(val, "none")) {
+		fprintf(stderr, "--sandbox: '%s' is not seccomp or none\n", val);
+		return -EINVAL;
+	}
+	a->cfg.sandbox = val;
+	return 0;
+}
+
+static int opt_host_mntns(struct args *a, const char *val)
+{
+	if (val[0] != '/' || access(val, R_OK) < 0) {
+		fprintf(stderr,
+			"--host-mntns: '%s' is not a readable absolute path (a mount namespace "
+			"file such as /proc/1/ns/mnt)\n",
+			val);
+		return -EINVAL;
+	}
+	a->cfg.host_mntns = val;
+	return 0;
+}
+
+static int opt_control_url(struct args *a, const char *val)
+{
+	if ((strncmp(val, "http://", 7) && strncmp(val, "https://", 8)) ||
+	    strlen(val) > URL_MAX_LEN || strchr(val, ' ')) {
+		fprintf(stderr,
+			"--control-url: '%s' is not an http:// or https:// URL of at most %d "
+			"bytes\n",
+			val, URL_MAX_LEN);
+		return -EINVAL;
+	}
+	a->cfg.control_url = val;
+	return 0;
+}
+
+static int opt_cluster_name(struct args *a, const char *val)
+{
+	if (!*val || strlen(val) > HOSTNAME_MAX) {
+		fprintf(stderr, "--cluster-name: '%s' must be 1 to %d bytes\n", val, HOSTNAME_MAX);
+		return -EINVAL;
+	}
+	a->cfg.cluster_name = val;
+	return 0;
+}
+
+static int opt_wg_timers(struct args *a, const char *val)
+{
+	return parse_wg_timers(val, a->cfg.test_wg_timers_ms);
+}
+
+/* --test-worker-proto MIN:MAX, 1 <= MIN <= MAX <= 1000. */
+static int opt_worker_proto(struct args *a, const char *val)
+{
+	const char *colon = strchr(val, ':');
+	char lo[16];
+
+	if (colon && (size_t)(colon - val) < sizeof(lo)) {
+		memcpy(lo, val, colon - val);
+		lo[colon - val] = '\0';
+		if (parse_u32(lo, 1, 1000, &a->cfg.worker_proto_min) == 0 &&
+		    parse_u32(colon + 1, a->cfg.worker_proto_min, 1000, &a->cfg.worker_proto_max) ==
+			    0)
+			return 0;
+	}
+	fprintf(stderr, "--test-worker-proto: '%s' is not MIN:MAX\n", val);
+	return -EINVAL;
+}
+
+static int opt_no_lite(struct args *a, const char *val)
+{
+	(void)val;
+	a->cfg.test_control_no_lite = true;
+	return 0;
+}
+
+static int opt_version(struct args *a, const char *val)
+{
+	(void)a;
+	(void)val;
+	printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
+	return 1;
+}
+
+static void usage(FILE *f);
+
+static int opt_help(struct args *a, const char *val)
+{
+	(void)a;
+	(void)val;
+	usage(stdout);
+	return 1;
+}
+
+#define ARG_FIELD(name) offsetof(struct args, name)
+
+/* The options, in the order --help lists them. An option with a metavar takes
+ * a value. It is checked and stored by set, or, without set, is a plain
+ * string stored at field (a const char * in struct args). help is one or
+ * more lines ('\n' continues in the help column); each '#' in it stands for
+ * the next of nums. Options without help are for tests or are named in the
+ * usage lines. */
+static const struct opt {
+	const char *name;
+	const char *metavar;
+	opt_fn *set;
+	size_t field;
+	const char *help;
+	unsigned long nums[2];
+} opts[] = {
+	{.name = "state-dir",
+	 .metavar = "DIR",
+	 .field = ARG_FIELD(cfg.state_dir),
+	 .help = "state directory (default " SUPERVISOR_STATE_DIR ")"},
+	{.name = "socket",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.socket_path),
+	 .help = "CNI socket (default " SUPERVISOR_SOCKET ")"},
+	{.name = "node-name",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(node),
+	 .help = "this node's name (default $NODE_NAME, else the host name)"},
+	{.name = "reconcile-interval",
+	 .metavar = "SECONDS",
+	 .set = opt_reconcile,
+	 .help = "netns check period, 1..# (default #)",
+	 .nums = {SUPERVISOR_RECONCILE_MAX_S, SUPERVISOR_RECONCILE_S}},
+	{.name = "log-level",
+	 .metavar = "LEVEL",
+	 .set = opt_log_level,
+	 .help = "err, warn, info or debug (default info)"},
+	{.name = "worker",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(worker),
+	 .help = "the worker binary (default: " SUPERVISOR_WORKER " next to this\nbinary, "
+		 "then " SUPERVISOR_WORKER_INSTALLED ")"},
+	{.name = "run-dir",
+	 .metavar = "DIR",
+	 .field = ARG_FIELD(run_dir),
+	 .help = "workers' rendezvous sockets go to DIR/workers\n(default: the CNI socket's "
+		 "directory)"},
+	{.name = "cgroup-parent",
+	 .metavar = "NAME",
+	 .set = opt_cgroup_parent,
+	 .help = "the zygote's cgroup parent (default tailscale-cni,\n\"\" for no placement)"},
+	{.name = "uid-base",
+	 .metavar = "UID",
+	 .set = opt_uid_base,
+	 .help = "worker uid = UID + slot (default #)",
+	 .nums = {WORKERS_UID_BASE}},
+	{.name = "sandbox",
+	 .metavar = "seccomp|none",
+	 .set = opt_sandbox,
+	 .help = "the worker's syscall filter (none: tests only)"},
+	{.name = "test-worker-proto", .metavar = "MIN:MAX", .set = opt_worker_proto},
+	{.name = "host-mntns",
+	 .metavar = "PATH",
+	 .set = opt_host_mntns,
+	 .help = "exec the zygote in this mount namespace (e.g.\n/proc/1/ns/mnt with hostPID: the "
+		 "host's); --worker\nthen names the host's binary"},
+	{.name = "control-url",
+	 .metavar = "URL",
+	 .set = opt_control_url,
+	 .help = "the control server, http(s)://host[:port]\n(default: none, pods get no tailnet "
+		 "addresses)"},
+	{.name = "auth-key-file",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.auth_key_file),
+	 .help = "pre-auth key for new nodes (root's, mode 0600 or\n0400)"},
+	{.name = "ca-file",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.ca_file),
+	 .help = "PEM CA certificates workers trust for https"},
+	{.name = "cluster-name",
+	 .metavar = "NAME",
+	 .set = opt_cluster_name,
+	 .help = "hostname prefix: NAME-<namespace>-<pod>"},
+	{.name = "test-control-no-lite", .set = opt_no_lite},
+	{.name = "test-wg-timers",
+	 .metavar = "R:J:A:T:K",
+	 .set = opt_wg_timers,
+	 .help = "tests only: the workers' WireGuard timers in ms\n(REKEY_AFTER, REJECT_AFTER, "
+		 "REKEY_ATTEMPT,\nREKEY_TIMEOUT, KEEPALIVE)"},
+	{.name = "version", .set = opt_version},
+	{.name = "help", .set = opt_help},
+};
+enum { N_OPTS = sizeof(opts) / sizeof(opts[0]) };
+
+/* One option's help: "  --name METAVAR" padded to the help column, then the
+ * help text with its continuation lines indented to that column. */
+static void usage_opt(FILE *f, const struct opt *o)
+{
+	enum { HELP_COLUMN = 31 }; /* "  " + the widest left part + " " */
+	char left[64];
+	size_t num = 0;
+
+	snprintf(left, sizeof(left), "--%s%s%s", o->name, o->metavar ? " " : "",
+		 o->metavar ? o->metavar : "");
+	fprintf(f, "  %-*s ", HELP_COLUMN - 3, left);
+	for (const char *p = o->help; *p; p++) {
+		if (*p == '\n')
+			fprintf(f, "\n%*s", HELP_COLUMN, "");
+		else if (*p == '#' && num < 2)
+			fprintf(f, "%lu", o->nums[num++]);
+		else
+			fputc(*p, f);
+	}
+	fputc('\n', f);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: tailscale-cni-supervisor [run] [options]\n"
+	      "       tailscale-cni-supervisor status [--json] [--socket PATH]\n"
+	      "       tailscale-cni-supervisor roll-workers [--socket PATH]\n"
+	      "       tailscale-cni-supervisor --version | --help\n"
+	      "options:\n",
+	      f);
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (opts[i].help)
+			usage_opt(f, &opts[i]);
+}
+
+/* The control plane's options go together: a key or a CA only with a URL,
+ * and an https URL only with a CA (workers cannot read the system's). */
+static int check_control(const struct supervisor_config *cfg)
+{
 	if (!cfg->control_url && (cfg->auth_key_file || cfg->ca_file)) {
 		fprintf(stderr, "--auth-key-file and --ca-file need --control-url\n");
 		return -EINVAL;
@@ -361,14 +433,15 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 			cfg->control_url);
 		return -EINVAL;
 	}
-	if (cfg->state_dir[0] != '/' || cfg->socket_path[0] != '/') {
-		fprintf(stderr, "--state-dir and --socket must be absolute paths\n");
-		return -EINVAL;
-	}
-	if (node && *node && strscpy(cfg->node_name, node, sizeof(cfg->node_name)) < 0) {
-		fprintf(stderr, "node name longer than %zu bytes\n", sizeof(cfg->node_name) - 1);
-		return -EINVAL;
-	}
+	return 0;
+}
+
+/* --worker, or the binary find_worker finds, into cfg->worker_path. */
+static int check_worker(struct args *a)
+{
+	struct supervisor_config *cfg = &a->cfg;
+	const char *worker = a->worker;
+
 	if (worker && cfg->host_mntns) {
 		/* A path in the host's mount namespace: the zygote's exec
 		 * checks it (workers_new logs a failure). */
@@ -390,6 +463,15 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 			SUPERVISOR_WORKER, SUPERVISOR_WORKER_INSTALLED);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* --run-dir, else the CNI socket's directory, into cfg->run_dir. */
+static int check_run_dir(struct args *a)
+{
+	struct supervisor_config *cfg = &a->cfg;
+	const char *run_dir = a->run_dir;
+
 	if (run_dir) {
 		if (strscpy(cfg->run_dir, run_dir, sizeof(cfg->run_dir)) < 0)
 			run_dir = NULL;
@@ -407,6 +489,74 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The options together, once all are read. */
+static int check_args(struct args *a)
+{
+	struct supervisor_config *cfg = &a->cfg;
+	int ret;
+
+	ret = check_control(cfg);
+	if (ret < 0)
+		return ret;
+	if (cfg->state_dir[0] != '/' || cfg->socket_path[0] != '/') {
+		fprintf(stderr, "--state-dir and --socket must be absolute paths\n");
+		return -EINVAL;
+	}
+	if (a->node && *a->node && strscpy(cfg->node_name, a->node, sizeof(cfg->node_name)) < 0) {
+		fprintf(stderr, "node name longer than %zu bytes\n", sizeof(cfg->node_name) - 1);
+		return -EINVAL;
+	}
+	ret = check_worker(a);
+	if (ret < 0)
+		return ret;
+	return check_run_dir(a);
+}
+
+/* Returns 0 to run, 1 for an exit with success (--help, --version), or
+ * -EINVAL after printing what was wrong. */
+static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
+{
+	struct option longopts[N_OPTS + 1] = {{0}};
+	struct args a = {.node = getenv("NODE_NAME")};
+	int c, ret;
+
+	a.cfg = (struct supervisor_config){
+		.state_dir = SUPERVISOR_STATE_DIR,
+		.socket_path = SUPERVISOR_SOCKET,
+		.reconcile_interval_s = SUPERVISOR_RECONCILE_S,
+		.log_level = LOG_INFO,
+		.sandbox = "seccomp",
+	};
+	/* getopt_long returns the index + 1 of the option it found. */
+	for (size_t i = 0; i < N_OPTS; i++)
+		longopts[i] = (struct option){opts[i].name,
+					      opts[i].metavar ? required_argument : no_argument,
+					      NULL, (int)i + 1};
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		const struct opt *o = c >= 1 && c <= N_OPTS ? &opts[c - 1] : NULL;
+
+		if (!o) {
+			usage(stderr);
+			return -EINVAL;
+		}
+		if (!o->set) {
+			*(const char **)((char *)&a + o->field) = optarg;
+			continue;
+		}
+		ret = o->set(&a, optarg);
+		if (ret != 0)
+			return ret;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	ret = check_args(&a);
+	*cfg = a.cfg;
+	return ret;
 }
 
 /* The CA bundle: public, read before the zygote starts (workers_config
@@ -521,6 +671,28 @@ struct signals {
 	uv_signal_t intr;
 };
 
+/* Lets the workers go (they keep running: the next supervisor adopts them).
+ * The pods forget them first, so that no callback reaches a freed pod; the
+ * resolver goes before the workers it answers. NULL-safe. */
+static void let_workers_go(struct supervisor *sup)
+{
+	pods_detach_workers(sup->pods);
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
+	workers_close(sup->workers);
+	sup->workers = NULL;
+}
+
+/* Stops serving: the socket closes, the reconciler stops, what runs may
+ * finish, and the workers are let go. */
+static void shut_down(struct supervisor *sup)
+{
+	cni_server_close(sup->srv);
+	sup->srv = NULL;
+	pods_stop(sup->pods);
+	let_workers_go(sup);
+}
+
 /* SIGTERM, SIGINT: stop accepting, let what runs finish, and leave uv_run. */
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -530,24 +702,16 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("%s: shutting down", strsignal(signum));
 	sup->health = TSCNI__HEALTH__HEALTH_NOT_READY;
 	sup->health_reason = "shutting down";
-	cni_server_close(sup->srv);
-	sup->srv = NULL;
-	pods_stop(sup->pods);
-	/* The workers live on: the next supervisor adopts them. */
-	pods_detach_workers(sup->pods);
-	resolver_free(sup->resolver);
-	sup->resolver = NULL;
-	workers_close(sup->workers);
-	sup->workers = NULL;
+	shut_down(sup);
 	uv_close((uv_handle_t *)&s->term, NULL);
 	uv_close((uv_handle_t *)&s->intr, NULL);
 }
 
-static int run(struct supervisor *sup)
+/* Before anything is acquired: workers must outlive us (no private pid
+ * namespace), and what identifies this node and this boot (no secret in
+ * there). */
+static int check_host(struct supervisor *sup, struct state_origin *origin)
 {
-	struct state_origin origin = {0};
-	struct signals sig = {.sup = sup};
-	struct workers_config wc = {0};
 	const char *why = NULL;
 	int ret;
 
@@ -556,44 +720,44 @@ static int run(struct supervisor *sup)
 		log_err_r(ret, "refusing to start: %s", why);
 		return ret;
 	}
-	/* What identifies this node and this boot (no secret in there). */
-	memcpy(origin.node_name, sup->cfg.node_name, sizeof(origin.node_name));
-	ret = state_origin_detect(&origin);
-	if (ret < 0) {
+	memcpy(origin->node_name, sup->cfg.node_name, sizeof(origin->node_name));
+	ret = state_origin_detect(origin);
+	if (ret < 0)
 		log_err_r(ret, "detect machine id, boot id and node name");
-		return ret;
-	}
+	return ret;
+}
 
-	/* Stage: the loop. */
-	ret = uv_loop_init(&sup->loop);
-	if (ret < 0) {
-		log_err("libuv loop: %s", uv_strerror(ret));
-		return ret;
-	}
+/* Stage: the zygote, before any record or key is read, with what the workers
+ * borrow: the CA bundle and the resolver (with a control plane). On failure
+ * what this stage made is freed here. */
+static int start_workers(struct supervisor *sup, const struct state_origin *origin)
+{
+	struct workers_config wc = {
+		.worker_path = sup->cfg.worker_path,
+		.host_mntns = sup->cfg.host_mntns,
+		.cgroup_parent = sup->cfg.cgroup_parent,
+		.sandbox = sup->cfg.sandbox,
+		.uid_base = sup->cfg.uid_base,
+		.run_dir = sup->cfg.run_dir,
+		.boot_id = origin->boot_id,
+		.proto_min = sup->cfg.worker_proto_min,
+		.proto_max = sup->cfg.worker_proto_max,
+		.netop = pods_on_netop,
+		.netop_arg = sup,
+	};
+	int ret;
 
-	/* Stage: the zygote, before any record or key is read. */
-	wc.worker_path = sup->cfg.worker_path;
-	wc.host_mntns = sup->cfg.host_mntns;
-	wc.cgroup_parent = sup->cfg.cgroup_parent;
-	wc.sandbox = sup->cfg.sandbox;
-	wc.uid_base = sup->cfg.uid_base;
-	wc.run_dir = sup->cfg.run_dir;
-	wc.boot_id = origin.boot_id;
-	wc.proto_min = sup->cfg.worker_proto_min;
-	wc.proto_max = sup->cfg.worker_proto_max;
-	wc.netop = pods_on_netop;
-	wc.netop_arg = sup;
 	if (sup->cfg.control_url) {
 		if (sup->cfg.ca_file) {
 			ret = read_ca(sup->cfg.ca_file, &sup->ca_pem, &sup->ca_pem_len);
 			if (ret < 0)
-				goto err_loop;
+				return ret;
 			wc.ca_pem = sup->ca_pem;
 			wc.ca_pem_len = sup->ca_pem_len;
 		}
 		ret = resolver_new(&sup->loop, &sup->resolver);
 		if (ret < 0)
-			goto err_loop;
+			goto err_ca;
 		wc.resolve = resolver_request;
 		wc.resolve_arg = sup->resolver;
 		wc.control_test_flags = sup->cfg.test_control_no_lite ? START_TEST_NO_LITE : 0;
@@ -602,37 +766,146 @@ static int run(struct supervisor *sup)
 	ret = workers_new(&sup->loop, &wc, &sup->workers);
 	if (ret < 0) {
 		log_err_r(ret, "start the zygote from %s", sup->cfg.worker_path);
-		goto err_loop;
+		goto err_resolver;
 	}
 	log_info("zygote %d started from %s (sandbox %s, rendezvous in %s/workers)",
 		 (int)workers_zygote_pid(sup->workers), sup->cfg.worker_path, sup->cfg.sandbox,
 		 sup->cfg.run_dir);
+	return 0;
 
-	/* Stage: the auth key, now that the zygote cannot inherit it. */
+err_resolver:
+	resolver_free(sup->resolver);
+	sup->resolver = NULL;
+err_ca:
+	free(sup->ca_pem);
+	sup->ca_pem = NULL;
+	return ret;
+}
+
+/* let_workers_go, then the loop runs their close callbacks. */
+static void release_workers(struct supervisor *sup)
+{
+	bool running = sup->workers != NULL;
+
+	let_workers_go(sup);
+	if (running)
+		uv_run(&sup->loop, UV_RUN_DEFAULT);
+}
+
+/* Undoes start_workers. */
+static void free_workers(struct supervisor *sup)
+{
+	release_workers(sup);
+	free(sup->ca_pem);
+	sup->ca_pem = NULL;
+}
+
+/* Stage: the auth key, now that the zygote cannot inherit it. */
+static int load_auth_key(struct supervisor *sup)
+{
+	int ret;
+
 	if (sup->cfg.auth_key_file) {
 		if (sodium_init() < 0) {
 			log_err("libsodium init failed");
-			ret = -EIO;
-			goto err_workers;
+			return -EIO;
 		}
 		ret = read_auth_key(sup->cfg.auth_key_file, &sup->auth_key);
 		if (ret < 0)
-			goto err_workers;
+			return ret;
 	}
 	if (sup->cfg.control_url)
 		log_info("control plane %s (%s auth key, %s CA, cluster name %s)",
 			 sup->cfg.control_url, sup->auth_key ? "with an" : "without an",
 			 sup->ca_pem ? "with a" : "without a",
 			 sup->cfg.cluster_name ? sup->cfg.cluster_name : "none");
+	return 0;
+}
 
+static void free_auth_key(struct supervisor *sup)
+{
+	if (sup->auth_key)
+		sodium_free(sup->auth_key);
+	sup->auth_key = NULL;
+}
+
+static void close_state(struct supervisor *sup)
+{
+	state_close(sup->st);
+	sup->st = NULL;
+}
+
+/* Undoes the pod table: the close callbacks of a failed stage run first,
+ * then the workers are let go while the pods still exist, then the pods go. */
+static void free_pods(struct supervisor *sup)
+{
+	uv_run(&sup->loop, UV_RUN_DEFAULT);
+	if (sup->workers)
+		release_workers(sup);
+	pods_free(sup->pods);
+	sup->pods = NULL;
+}
+
+/* Stage: the reconciler and the signal handlers. */
+static int start_signals(struct supervisor *sup, struct signals *sig)
+{
+	int ret;
+
+	ret = pods_start(sup->pods);
+	if (ret < 0) {
+		log_err("reconcile timer: %s", uv_strerror(ret));
+		return ret;
+	}
+	uv_signal_init(&sup->loop, &sig->term);
+	uv_signal_init(&sup->loop, &sig->intr);
+	sig->term.data = sig;
+	sig->intr.data = sig;
+	ret = uv_signal_start(&sig->term, on_signal, SIGTERM);
+	if (ret == 0)
+		ret = uv_signal_start(&sig->intr, on_signal, SIGINT);
+	if (ret < 0) {
+		log_err("signal handlers: %s", uv_strerror(ret));
+		uv_close((uv_handle_t *)&sig->term, NULL);
+		uv_close((uv_handle_t *)&sig->intr, NULL);
+	}
+	return ret;
+}
+
+static void close_loop(struct supervisor *sup)
+{
+	if (uv_loop_close(&sup->loop) < 0)
+		log_warn("libuv loop still had handles at exit");
+}
+
+/* Acquires every stage (see the top of this file) and unwinds in reverse
+ * when one fails: 0 with the supervisor ready to serve, or a negative errno
+ * with nothing left behind. */
+static int start(struct supervisor *sup, struct signals *sig)
+{
+	struct state_origin origin = {0};
+	int ret;
+
+	ret = check_host(sup, &origin);
+	if (ret < 0)
+		return ret;
+	ret = uv_loop_init(&sup->loop);
+	if (ret < 0) {
+		log_err("libuv loop: %s", uv_strerror(ret));
+		return ret;
+	}
+	ret = start_workers(sup, &origin);
+	if (ret < 0)
+		goto err_loop;
+	ret = load_auth_key(sup);
+	if (ret < 0)
+		goto err_workers;
 	/* Stage: the state directory, locked. -EWOULDBLOCK (another
 	 * supervisor holds the lock) is logged there. */
 	ret = state_open(sup->cfg.state_dir, &origin, &sup->st);
 	if (ret < 0 && ret != -EWOULDBLOCK)
 		log_err_r(ret, "open the state directory %s", sup->cfg.state_dir);
 	if (ret < 0)
-		goto err_workers;
-
+		goto err_auth_key;
 	/* Stage: the pod table, brought up to date before anyone can ask. */
 	ret = pods_new(sup, &sup->pods);
 	if (ret < 0)
@@ -640,86 +913,58 @@ static int run(struct supervisor *sup)
 	ret = pods_startup(sup->pods);
 	if (ret < 0)
 		goto err_pods;
-
 	/* Stage: the CNI socket. */
 	ret = cni_server_open(sup, sup->cfg.socket_path, &sup->srv);
 	if (ret < 0)
 		goto err_pods;
-
-	/* Stage: the reconciler and the signals. */
-	ret = pods_start(sup->pods);
-	if (ret < 0) {
-		log_err("reconcile timer: %s", uv_strerror(ret));
+	ret = start_signals(sup, sig);
+	if (ret < 0)
 		goto err_server;
-	}
-	uv_signal_init(&sup->loop, &sig.term);
-	uv_signal_init(&sup->loop, &sig.intr);
-	sig.term.data = &sig;
-	sig.intr.data = &sig;
-	ret = uv_signal_start(&sig.term, on_signal, SIGTERM);
-	if (ret == 0)
-		ret = uv_signal_start(&sig.intr, on_signal, SIGINT);
-	if (ret < 0) {
-		log_err("signal handlers: %s", uv_strerror(ret));
-		uv_close((uv_handle_t *)&sig.term, NULL);
-		uv_close((uv_handle_t *)&sig.intr, NULL);
-		goto err_server;
-	}
+	return 0;
 
+err_server:
+	shut_down(sup);
+	uv_run(&sup->loop, UV_RUN_DEFAULT);
+err_pods:
+	free_pods(sup);
+err_state:
+	close_state(sup);
+err_auth_key:
+	free_auth_key(sup);
+err_workers:
+	free_workers(sup);
+err_loop:
+	close_loop(sup);
+	return ret;
+}
+
+/* After uv_run: on_signal has closed the server and let the workers go;
+ * the rest goes in the order start's unwinding uses. */
+static void stop(struct supervisor *sup)
+{
+	free_pods(sup);
+	close_state(sup);
+	free_auth_key(sup);
+	free_workers(sup);
+	close_loop(sup);
+}
+
+static int run(struct supervisor *sup)
+{
+	struct signals sig = {.sup = sup};
+	int ret;
+
+	ret = start(sup, &sig);
+	if (ret < 0)
+		return ret;
 	sup->health = TSCNI__HEALTH__HEALTH_READY;
 	sup->health_reason = NULL;
 	log_info("ready: %zu attachments, socket %s, state %s, node %s", pods_count(sup->pods),
 		 sup->cfg.socket_path, sup->cfg.state_dir, state_get_origin(sup->st)->node_name);
 	uv_run(&sup->loop, UV_RUN_DEFAULT);
 	log_info("stopped");
-	ret = 0;
-	goto err_pods; /* the server and the timers are closed already */
-
-err_server:
-	cni_server_close(sup->srv);
-	sup->srv = NULL;
-	pods_stop(sup->pods);
-	pods_detach_workers(sup->pods);
-	resolver_free(sup->resolver);
-	sup->resolver = NULL;
-	workers_close(sup->workers);
-	sup->workers = NULL;
-	uv_run(&sup->loop, UV_RUN_DEFAULT);
-err_pods:
-	uv_run(&sup->loop, UV_RUN_DEFAULT); /* close callbacks of a failed stage */
-	/* Workers keep running for the next supervisor: detach, then free. */
-	if (sup->workers) {
-		pods_detach_workers(sup->pods);
-		resolver_free(sup->resolver);
-		sup->resolver = NULL;
-		workers_close(sup->workers);
-		sup->workers = NULL;
-		uv_run(&sup->loop, UV_RUN_DEFAULT);
-	}
-	pods_free(sup->pods);
-	sup->pods = NULL;
-err_state:
-	state_close(sup->st);
-	sup->st = NULL;
-err_workers:
-	resolver_free(sup->resolver);
-	sup->resolver = NULL;
-	if (sup->workers) {
-		workers_close(sup->workers);
-		sup->workers = NULL;
-		uv_run(&sup->loop, UV_RUN_DEFAULT);
-	}
-err_loop:
-	resolver_free(sup->resolver);
-	sup->resolver = NULL;
-	if (sup->auth_key)
-		sodium_free(sup->auth_key);
-	sup->auth_key = NULL;
-	free(sup->ca_pem);
-	sup->ca_pem = NULL;
-	if (uv_loop_close(&sup->loop) < 0)
-		log_warn("libuv loop still had handles at exit");
-	return ret;
+	stop(sup);
+	return 0;
 }
 
 int main(int argc, char **argv)

@@ -9,7 +9,12 @@
 
 #include <cmocka.h>
 
+/* Every file of the module, so that none of their objects is linked too. */
 #include "supervisor/workers.c"
+#include "supervisor/workers_adopt.c"
+#include "supervisor/workers_dispatch.c"
+#include "supervisor/workers_spawn.c"
+#include "supervisor/workers_zygote.c"
 
 enum msg_kind {
 	M_HELLO,
@@ -292,7 +297,7 @@ static void test_rdv_long_uid(void **state)
 
 	(void)state;
 	/* A Kubernetes uid: the plain name. */
-	assert_int_equal(rdv_path(&ws, "3f2a6c1e-1d2b-4c3a-9e8f-0123456789ab", &a), 0);
+	assert_int_equal(workers__rdv_path(&ws, "3f2a6c1e-1d2b-4c3a-9e8f-0123456789ab", &a), 0);
 	assert_string_equal(a.sun_path,
 			    "/run/tailscale-cni/workers/3f2a6c1e-1d2b-4c3a-9e8f-0123456789ab.sock");
 	/* 18 + "/workers/" 9 + uid + ".sock" 5 + NUL: 75 bytes of uid fit, 76 not. */
@@ -300,11 +305,11 @@ static void test_rdv_long_uid(void **state)
 	fits[75] = '\0';
 	memset(over, 'u', 76);
 	over[76] = '\0';
-	assert_int_equal(rdv_path(&ws, fits, &a), 0);
+	assert_int_equal(workers__rdv_path(&ws, fits, &a), 0);
 	snprintf(want, sizeof(want), "/run/tailscale-cni/workers/%s.sock", fits);
 	assert_string_equal(a.sun_path, want);
 	assert_int_equal(strlen(a.sun_path), sizeof(a.sun_path) - 1);
-	assert_int_equal(rdv_path(&ws, over, &a), 0);
+	assert_int_equal(workers__rdv_path(&ws, over, &a), 0);
 	assert_string_equal(a.sun_path,
 			    "/run/tailscale-cni/workers/=f208110dbb8246b3b2d96f44.sock");
 	/* Two long uids differing in their last byte never share a name. */
@@ -312,22 +317,22 @@ static void test_rdv_long_uid(void **state)
 	l1[200] = '\0';
 	memcpy(l2, l1, 201);
 	l2[199] = 'b';
-	assert_int_equal(rdv_path(&ws, l1, &a), 0);
-	assert_int_equal(rdv_path(&ws, l2, &b), 0);
+	assert_int_equal(workers__rdv_path(&ws, l1, &a), 0);
+	assert_int_equal(workers__rdv_path(&ws, l2, &b), 0);
 	assert_string_equal(a.sun_path,
 			    "/run/tailscale-cni/workers/=29407089a94aa1a1b7a88be3.sock");
 	assert_string_equal(b.sun_path,
 			    "/run/tailscale-cni/workers/=29916197910e8a62e55c81ce.sock");
 	assert_string_not_equal(a.sun_path, b.sun_path);
 	/* The same uid, the same name (a restarted supervisor finds it). */
-	assert_int_equal(rdv_path(&ws, l1, &b), 0);
+	assert_int_equal(workers__rdv_path(&ws, l1, &b), 0);
 	assert_string_equal(a.sun_path, b.sun_path);
 	/* '=' cannot start a valid uid's plain name: no clash with a hash. */
 	assert_false(valid_name("=29407089a94aa1a1b7a88be3", POD_FIELD_MAX_LEN));
 	/* The longest run_dir workers_new accepts (64) still fits a hashed name. */
 	ws.run_dir = "/run/01234567890123456789012345678901234567890123456789012345678";
 	assert_int_equal(strlen(ws.run_dir), 64);
-	assert_int_equal(rdv_path(&ws, l1, &a), 0);
+	assert_int_equal(workers__rdv_path(&ws, l1, &a), 0);
 	assert_non_null(strstr(a.sun_path, "/workers/=29407089a94aa1a1b7a88be3.sock"));
 	free(fits);
 	free(over);

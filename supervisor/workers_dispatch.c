@@ -1,0 +1,487 @@
+/* The supervisor's link to a hostile worker (OpenSSH's monitor is the
+ * model): every message is received without a control buffer, validated,
+ * counted against a per-worker token bucket and allowed only in the states
+ * the dispatch table lists for it; anything else ends the worker
+ * (workers__fail). Messages to the worker go through a bounded queue: one
+ * that stops reading is ended too. See workers.h for the contract.
+ */
+#include "workers.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "netops.h"
+#include "workers_internal.h"
+
+/* ---- outgoing messages ------------------------------------------------- */
+
+void workers__outq_clear(struct worker *w)
+{
+	while (w->outq_len) {
+		struct outmsg *o = &w->outq[w->outq_head];
+
+		explicit_bzero(o->buf, o->len); /* Start carries keys */
+		free(o->buf);
+		o->buf = NULL;
+		w->outq_head = (w->outq_head + 1) % WORKERS_OUTQ_MAX;
+		w->outq_len--;
+	}
+	w->outq_head = 0;
+}
+
+int workers__send(struct worker *w, const Tscni__SupervisorMsg *m)
+{
+	struct wproc *p = w->proc;
+	size_t len = tscni__supervisor_msg__get_packed_size(m);
+	uint8_t *buf;
+	int ret = 0;
+
+	if (!p || !p->sock_open)
+		return -ENOTCONN;
+	if (len == 0 || len > WMSG_MAX_LEN)
+		return -EMSGSIZE;
+	buf = xmalloc(len);
+	tscni__supervisor_msg__pack(m, buf);
+	if (w->outq_len == 0) {
+		ret = seqpacket_send(p->sock, buf, len, NULL, 0);
+		if (ret != -EAGAIN) {
+			explicit_bzero(buf, len);
+			free(buf);
+			return ret;
+		}
+	}
+	if (w->outq_len == WORKERS_OUTQ_MAX) {
+		explicit_bzero(buf, len);
+		free(buf);
+		/* It does not read what we send: it is stuck or hostile. */
+		workers__fail(w, -ENOBUFS, "outgoing queue full");
+		return -ENOBUFS;
+	}
+	w->outq[(w->outq_head + w->outq_len) % WORKERS_OUTQ_MAX] =
+		(struct outmsg){.buf = buf, .len = len};
+	w->outq_len++;
+	workers__poll_update(p);
+	return 0;
+}
+
+static void outq_flush(struct worker *w)
+{
+	while (w->outq_len && w->proc) {
+		struct outmsg *o = &w->outq[w->outq_head];
+		int ret = seqpacket_send(w->proc->sock, o->buf, o->len, NULL, 0);
+
+		if (ret == -EAGAIN)
+			break;
+		explicit_bzero(o->buf, o->len);
+		free(o->buf);
+		o->buf = NULL;
+		w->outq_head = (w->outq_head + 1) % WORKERS_OUTQ_MAX;
+		w->outq_len--;
+		if (ret < 0) {
+			workers__fail(w, ret, "send");
+			return;
+		}
+	}
+	if (w->proc)
+		workers__poll_update(w->proc);
+}
+
+/* ---- the dispatch table ------------------------------------------------ */
+
+typedef int handler_fn(struct worker *w, const Tscni__WorkerMsg *m, const char **why);
+
+static int on_hello(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	const Tscni__Hello *h = m->hello;
+
+	/* A test worker (workers__test_new) has no ws: our own range. */
+	uint32_t lo = w->ws ? w->ws->proto_min : WORKERS_PROTO_MIN;
+	uint32_t hi = w->ws ? w->ws->proto_max : WORKERS_PROTO_MAX;
+
+	if (h->max_version < lo || h->min_version > hi) {
+		*why = "hello: no common protocol version";
+		return -EPROTONOSUPPORT;
+	}
+	w->id.version = h->max_version < hi ? h->max_version : hi;
+	if (h->pod_uid[0] && strcmp(h->pod_uid, w->pod_uid)) {
+		*why = "hello: pod_uid is not this worker's";
+		return -EPERM;
+	}
+	if (h->pid && w->proc && h->pid != w->proc->pid) {
+		*why = "hello: pid is not this worker's";
+		return -EPERM;
+	}
+	w->state = WS_STARTING;
+	return 0;
+}
+
+static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	struct worker_report r = {.pid = workers_pid(w)};
+	char node[WORKERS_ESCAPED];
+	struct ip_prefix addrs[PREFIX_MAX];
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->ready->n_addresses && n < PREFIX_MAX; i++) {
+		const char *no = NULL;
+
+		if (ip_prefix_from_pb(m->ready->addresses[i], &addrs[n]) < 0 ||
+		    netops_validate_addr(&addrs[n], &no) < 0) {
+			*why = "ready.addresses: not a /32 or /128 of the tailnet";
+			return -EBADMSG;
+		}
+		n++;
+	}
+	r.addresses = addrs;
+	r.n_addresses = n;
+	/* Ready is accepted once: WS_READY is not in its row of the table. */
+	w->state = WS_READY;
+	uv_timer_stop(&w->timer);
+	/* The one-use auth key has done its job. */
+	workers__free_wiped(w->auth_key);
+	w->auth_key = NULL;
+	w->backoff_ms = 0;
+	log_escape(node, sizeof(node), m->ready->stable_node_id, strlen(m->ready->stable_node_id));
+	r.stable_node_id = node;
+	log_info("pod %s: worker %d ready", w->pod_uid, (int)r.pid);
+	workers__emit(w, WORKER_EV_READY, &r);
+	return 0;
+}
+
+static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	struct worker_report r = {.pid = workers_pid(w)};
+	const Tscni__Stats *s = m->stats;
+
+	(void)why;
+	w->stats = (struct worker_stats){
+		.tun_rx_packets = s->tun_rx_packets,
+		.tun_tx_packets = s->tun_tx_packets,
+		.udp_rx_packets = s->udp_rx_packets,
+		.udp_tx_packets = s->udp_tx_packets,
+		.drops = s->drops,
+		.handshakes = s->handshakes,
+		.filter_drops = s->filter_drops,
+		.peers = s->peers,
+		.configured = s->configured,
+	};
+	r.stats = w->stats;
+	workers__emit(w, WORKER_EV_STATS, &r);
+	return 0;
+}
+
+static int on_event(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	struct worker_report r = {.pid = workers_pid(w), .event_kind = (int)m->event->kind};
+	char detail[WORKERS_ESCAPED];
+
+	(void)why;
+	log_escape(detail, sizeof(detail), m->event->detail, strlen(m->event->detail));
+	r.detail = detail;
+	if (m->event->kind == TSCNI__EVENT_KIND__EVENT_TUN_GONE) {
+		/* The pod's netns is gone: this worker is not respawned. */
+		w->tun_gone = true;
+		log_info("pod %s: worker %d: TUN gone (%s)", w->pod_uid, (int)r.pid, detail);
+	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_SECCOMP_TRAP) {
+		log_warn("pod %s: worker %d: seccomp trapped %s", w->pod_uid, (int)r.pid, detail);
+	} else {
+		log_info("pod %s: worker %d: event %d %s", w->pod_uid, (int)r.pid, r.event_kind,
+			 detail);
+	}
+	workers__emit(w, WORKER_EV_EVENT, &r);
+	return 0;
+}
+
+static int on_log(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	char line[WORKERS_ESCAPED];
+
+	(void)why;
+	log_escape(line, sizeof(line), m->log->msg, strlen(m->log->msg));
+	log_emit((enum log_level)m->log->level, "worker", 0, "pod %s pid %d: %s", w->pod_uid,
+		 (int)workers_pid(w), line);
+	return 0;
+}
+
+static int on_resolve(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	Tscni__SupervisorMsg out = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__ResolveReply rep = TSCNI__RESOLVE_REPLY__INIT;
+
+	(void)why;
+	if (w->ws && w->ws->resolve) {
+		w->ws->resolve(w, m->resolve_request->id, m->resolve_request->host,
+			       w->ws->resolve_arg);
+		return 0;
+	}
+	rep.id = m->resolve_request->id;
+	rep.error = (char *)"no resolver configured";
+	out.body_case = TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY;
+	out.resolve_reply = &rep;
+	workers__send(w, &out);
+	return 0;
+}
+
+static int on_netop(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	const Tscni__NetopRequest *q = m->netop_request;
+	static const struct netops_policy no_policy;
+	struct workers *ws = w->ws;
+	const char *no = NULL;
+	struct ip_prefix p;
+	int ret;
+
+	if (ip_prefix_from_pb(q->prefix, &p) < 0) {
+		*why = "netop_request.prefix invalid";
+		return -EBADMSG;
+	}
+	if (q->kind == TSCNI__NETOP_KIND__NETOP_ADDR_ADD ||
+	    q->kind == TSCNI__NETOP_KIND__NETOP_ADDR_DEL)
+		ret = netops_validate_addr(&p, &no);
+	else
+		ret = netops_validate_route(&p, ws && ws->policy ? ws->policy : &no_policy, &no);
+	if (ret < 0) {
+		char text[IP_PREFIX_STRLEN];
+
+		/* Refused, not fatal: a netmap can name routes we do not allow. */
+		log_warn("pod %s: worker %d: netop %d %s refused: %s", w->pod_uid,
+			 (int)workers_pid(w), (int)q->kind,
+			 ip_prefix_format(&p, text, sizeof(text)), no ? no : "");
+		workers_netop_reply(w, q->id, ret, no);
+		return 0;
+	}
+	if (!ws || !ws->netop) {
+		workers_netop_reply(w, q->id, -EOPNOTSUPP, "no network operations configured");
+		return 0;
+	}
+	ws->netop(w, q->id, (enum worker_netop)q->kind, &p, ws->netop_arg);
+	return 0;
+}
+
+static int on_test_reply(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	struct worker_report r = {.pid = workers_pid(w)};
+	char detail[WORKERS_ESCAPED];
+
+	if (!w->test_requests) {
+		*why = "test_reply from a worker not in test mode";
+		return -EPROTO;
+	}
+	log_escape(detail, sizeof(detail), m->test_reply->detail, strlen(m->test_reply->detail));
+	r.test_id = m->test_reply->id;
+	r.err = m->test_reply->err;
+	r.detail = detail;
+	workers__emit(w, WORKER_EV_TEST_REPLY, &r);
+	return 0;
+}
+
+/* Which message a worker may send in which state (ssh monitor.c's
+ * mon_dispatch table). Anything not listed ends the worker. */
+static const struct dispatch {
+	Tscni__WorkerMsg__BodyCase body;
+	unsigned int states;
+	handler_fn *handler;
+} dispatch_table[] = {
+	{TSCNI__WORKER_MSG__BODY_HELLO, WS_HELLO, on_hello},
+	{TSCNI__WORKER_MSG__BODY_READY, WS_STARTING, on_ready},
+	{TSCNI__WORKER_MSG__BODY_STATS, WS_STARTING | WS_READY, on_stats},
+	{TSCNI__WORKER_MSG__BODY_EVENT, WS_STARTING | WS_READY, on_event},
+	{TSCNI__WORKER_MSG__BODY_LOG, WS_HELLO | WS_STARTING | WS_READY, on_log},
+	{TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST, WS_STARTING | WS_READY, on_resolve},
+	{TSCNI__WORKER_MSG__BODY_NETOP_REQUEST, WS_STARTING | WS_READY, on_netop},
+	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
+};
+
+int workers__unpack(const uint8_t *buf, size_t len, const char *undecodable, Tscni__WorkerMsg **out,
+		    const char **why)
+{
+	Tscni__WorkerMsg *m = tscni__worker_msg__unpack(NULL, len, buf);
+	int ret;
+
+	*out = NULL;
+	if (!m) {
+		*why = undecodable;
+		return -EBADMSG;
+	}
+	ret = validate_worker_msg(m, why);
+	if (ret < 0) {
+		tscni__worker_msg__free_unpacked(m, NULL);
+		return ret;
+	}
+	*out = m;
+	return 0;
+}
+
+/* Unpacks, validates and dispatches one message from w. 0, or a negative
+ * errno with *why set: the caller then ends the worker. */
+int workers__dispatch(struct worker *w, const uint8_t *buf, size_t len, const char **why)
+{
+	Tscni__WorkerMsg *m;
+	int ret;
+
+	ret = workers__unpack(buf, len, "undecodable WorkerMsg", &m, why);
+	if (ret < 0)
+		return ret;
+	ret = -EPROTO;
+	*why = "message not allowed in this state";
+	for (size_t i = 0; i < sizeof(dispatch_table) / sizeof(dispatch_table[0]); i++) {
+		const struct dispatch *d = &dispatch_table[i];
+
+		if (d->body != m->body_case)
+			continue;
+		if (d->states & w->state)
+			ret = d->handler(w, m, why);
+		break;
+	}
+	tscni__worker_msg__free_unpacked(m, NULL);
+	return ret;
+}
+
+/* A token bucket per worker: WORKERS_RATE_PER_S after a burst. */
+static bool rate_ok(struct worker *w)
+{
+	unsigned long long now = now_ms(), cap = (unsigned long long)WORKERS_RATE_BURST * 1000;
+
+	w->tokens += (now - w->tokens_ms) * WORKERS_RATE_PER_S;
+	if (w->tokens > cap)
+		w->tokens = cap;
+	w->tokens_ms = now;
+	if (w->tokens < 1000)
+		return false;
+	w->tokens -= 1000;
+	return true;
+}
+
+static void on_sock(uv_poll_t *h, int status, int events);
+
+void workers__poll_update(struct wproc *p)
+{
+	int ev = UV_READABLE;
+
+	if (!p->sock_open)
+		return;
+	if (p->w && p->w->outq_len)
+		ev |= UV_WRITABLE;
+	uv_poll_start(&p->sock_poll, ev, on_sock);
+}
+
+static void on_sock(uv_poll_t *h, int status, int events)
+{
+	struct wproc *p = h->data;
+	struct worker *w = p->w;
+
+	if (!w)
+		return;
+	if (status < 0) {
+		workers__fail(w, status, "socket poll");
+		return;
+	}
+	if (events & UV_WRITABLE)
+		outq_flush(w);
+	for (int i = 0; i < WORKERS_RECV_BATCH && p->w && p->sock_open; i++) {
+		const char *why = "";
+		ssize_t n;
+		int ret;
+
+		/* fds == NULL: no control buffer, a worker cannot pass us fds. */
+		n = seqpacket_recv(p->sock, w->ws->rbuf, sizeof(w->ws->rbuf), NULL, NULL, 0, &why);
+		if (n == -EAGAIN)
+			break;
+		if (n == 0 || n == -ECONNRESET) {
+			/* The worker's end closed: it is dying. Its pidfd says
+			 * when it is gone. */
+			p->sock_open = false;
+			uv_poll_stop(&p->sock_poll);
+			break;
+		}
+		if (n < 0) {
+			workers__fail(w, (int)n, why);
+			break;
+		}
+		if (!rate_ok(w)) {
+			workers__fail(w, -EBUSY, "message rate exceeded");
+			break;
+		}
+		ret = workers__dispatch(w, w->ws->rbuf, (size_t)n, &why);
+		if (ret < 0) {
+			workers__fail(w, ret, why);
+			break;
+		}
+	}
+}
+
+int workers_request_stats(struct worker *w)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__StatsRequest s = TSCNI__STATS_REQUEST__INIT;
+
+	if (!w->proc || !(w->state & (WS_STARTING | WS_READY)))
+		return -ENOTCONN;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_STATS_REQUEST;
+	m.stats_request = &s;
+	return workers__send(w, &m);
+}
+
+int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__TestRequest t = TSCNI__TEST_REQUEST__INIT;
+
+	if (!w->test_requests)
+		return -EPERM;
+	if (!w->proc || !(w->state & (WS_STARTING | WS_READY)))
+		return -ENOTCONN;
+	t.id = id;
+	t.action = (char *)action;
+	t.arg = (char *)(arg ? arg : "");
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_TEST_REQUEST;
+	m.test_request = &t;
+	return workers__send(w, &m);
+}
+
+int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__NetopReply r = TSCNI__NETOP_REPLY__INIT;
+
+	if (err > 0 || err < -4095)
+		return -EINVAL;
+	r.id = id;
+	r.err = err;
+	r.why = (char *)(why ? why : "");
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETOP_REPLY;
+	m.netop_reply = &r;
+	return workers__send(w, &m);
+}
+
+int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_storage *addrs,
+			  size_t n, const char *error)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__ResolveReply r = TSCNI__RESOLVE_REPLY__INIT;
+	ProtobufCBinaryData bin[PREFIX_MAX];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < PREFIX_MAX; i++) {
+		if (addrs[i].ss_family == AF_INET) {
+			bin[k].data = (uint8_t *)&((struct sockaddr_in *)&addrs[i])->sin_addr;
+			bin[k++].len = 4;
+		} else if (addrs[i].ss_family == AF_INET6) {
+			bin[k].data = (uint8_t *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr;
+			bin[k++].len = 16;
+		}
+	}
+	r.id = id;
+	r.addrs = bin;
+	r.n_addrs = k;
+	r.error = (char *)(k ? "" : error ? error : "no address");
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY;
+	m.resolve_reply = &r;
+	return workers__send(w, &m);
+}
