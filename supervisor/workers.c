@@ -153,6 +153,7 @@ struct workers {
 	void *resolve_arg;
 	const char *ca_pem; /* borrowed (workers_config) */
 	size_t ca_pem_len;
+	const char *auth_key; /* borrowed (workers_set_auth_key), sent with logouts */
 	unsigned int control_test_flags;
 	uint32_t wg_timers_ms[6];
 
@@ -1655,11 +1656,18 @@ void workers_stop(struct worker *w, bool logout)
 		return;
 	}
 	s.logout = logout;
+	if (logout && w->ws && w->ws->auth_key)
+		s.auth_key = (char *)w->ws->auth_key;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_STOP;
 	m.stop = &s;
 	if (send_msg(w, &m) < 0)
 		pidfd_kill(w->proc->pidfd);
 	schedule(w, WORKERS_STOP_GRACE_MS);
+}
+
+void workers_set_auth_key(struct workers *ws, const char *auth_key)
+{
+	ws->auth_key = auth_key;
 }
 
 int workers_roll(struct worker *w)

@@ -911,7 +911,7 @@ static void test_build_register(void **state)
 		json_decref(ours);
 		free(text);
 
-		/* Restart and logout: no Auth, and the logout time. */
+		/* Without an auth key (a restart): no Auth; the logout time. */
 		req.auth_key = NULL;
 		req.old_node_key = NULL;
 		req.expiry = 123;
@@ -922,6 +922,16 @@ static void test_build_register(void **state)
 		assert_string_equal(vectors_str(ours, "OldNodeKey"),
 				    "nodekey:0000000000000000000000000000"
 				    "000000000000000000000000000000000000");
+		json_decref(ours);
+		free(text);
+
+		/* A logout presents the auth key again, as tailscale logout does. */
+		req.auth_key = "tskey-auth-logout";
+		assert_int_equal(mapjson_build_register_request(&req, &text, &why), 0);
+		ours = parse_built(text);
+		assert_string_equal(vectors_str(json_object_get(ours, "Auth"), "AuthKey"),
+				    "tskey-auth-logout");
+		assert_string_equal(vectors_str(ours, "Expiry"), "1970-01-01T00:02:03Z");
 		json_decref(ours);
 		free(text);
 		json_decref(want);
