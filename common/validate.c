@@ -572,7 +572,11 @@ int validate_supervisor_msg(const Tscni__SupervisorMsg *m, const char **why)
 	case TSCNI__SUPERVISOR_MSG__BODY_START:
 		return m->start ? start(m->start, why) : bad(why, "start body missing");
 	case TSCNI__SUPERVISOR_MSG__BODY_STOP:
-		return m->stop ? 0 : bad(why, "stop body missing");
+		if (!m->stop)
+			return bad(why, "stop body missing");
+		return valid_plain(m->stop->auth_key, AUTHKEY_MAX_LEN)
+			       ? 0
+			       : bad(why, "stop.auth_key invalid");
 	case TSCNI__SUPERVISOR_MSG__BODY_STATS_REQUEST:
 		return m->stats_request ? 0 : bad(why, "stats_request body missing");
 	case TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY:

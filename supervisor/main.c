@@ -813,6 +813,7 @@ static int load_auth_key(struct supervisor *sup)
 		ret = read_auth_key(sup->cfg.auth_key_file, &sup->auth_key);
 		if (ret < 0)
 			return ret;
+		workers_set_auth_key(sup->workers, sup->auth_key);
 	}
 	if (sup->cfg.control_url)
 		log_info("control plane %s (%s auth key, %s CA, cluster name %s)",

@@ -386,11 +386,18 @@ void workers_stop(struct worker *w, bool logout)
 		return;
 	}
 	s.logout = logout;
+	if (logout && w->ws && w->ws->auth_key)
+		s.auth_key = (char *)w->ws->auth_key;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_STOP;
 	m.stop = &s;
 	if (workers__send(w, &m) < 0)
 		workers__pidfd_kill(w->proc->pidfd);
 	workers__schedule(w, WORKERS_STOP_GRACE_MS);
+}
+
+void workers_set_auth_key(struct workers *ws, const char *auth_key)
+{
+	ws->auth_key = auth_key;
 }
 
 int workers_roll(struct worker *w)

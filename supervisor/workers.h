@@ -228,6 +228,11 @@ int workers_identity(const struct worker *w, struct worker_identity *out);
 /* Asks the worker to stop (logout: log the node out first) and SIGKILLs it
  * after WORKERS_STOP_GRACE_MS. WORKER_EV_GONE follows, never synchronously. */
 void workers_stop(struct worker *w, bool logout);
+/* The auth key every logout carries: control checks it on each register
+ * request, the logout included, as genuine `tailscale logout` sends it.
+ * Borrowed until workers_close (NULL: none). Set after workers_new, so that
+ * the zygote never holds it. */
+void workers_set_auth_key(struct workers *ws, const char *auth_key);
 
 /* roll-workers: ends the running process (SIGKILL through its pidfd) and
  * spawns a fresh one at once, from the zygote's binary, with the same keys

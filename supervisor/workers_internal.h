@@ -146,6 +146,7 @@ struct workers {
 	void *resolve_arg;
 	const char *ca_pem; /* borrowed (workers_config) */
 	size_t ca_pem_len;
+	const char *auth_key; /* borrowed (workers_set_auth_key), sent with logouts */
 	unsigned int control_test_flags;
 	uint32_t wg_timers_ms[6];
 

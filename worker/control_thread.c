@@ -642,10 +642,13 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 				 * the supervisor's grace period bounds it. */
 				log_info("pod %s: logging out, then stopping", ctx->pod_uid);
 				ctx->logging_out = true;
-				client_logout(ctx->ctl);
+				client_logout(ctx->ctl, m->stop->auth_key);
+				/* Copied: leave no auth key in freed memory. */
+				explicit_bzero(m->stop->auth_key, strlen(m->stop->auth_key));
 				break;
 			}
 			log_info("pod %s: stopping", ctx->pod_uid);
+			explicit_bzero(m->stop->auth_key, strlen(m->stop->auth_key));
 			tscni__supervisor_msg__free_unpacked(m, NULL);
 			uv_stop(&ctx->loop);
 			return;

@@ -19,7 +19,12 @@
 #   - our `status --json` shows the pod's data plane configured with one peer
 #     (the genuine node, the only other node) and our worker's log says so;
 #   - the auth key never reaches our supervisor's log;
-#   - DEL removes ts0 from the pod netns.
+#   - every RegisterRequest of the pod (logged by the genuine control, run
+#     with -v) carries one non-zero tailnet-lock key (NLKey);
+#   - DEL removes ts0 from the pod netns and logs the node out: the logout
+#     RegisterRequest reaches the genuine control carrying the auth key (it
+#     checks the key on every register request, as genuine `tailscale
+#     logout` presents it) and is not refused ("invalid authkey").
 # Traffic between the genuine node and the pod is not checked here: genuine
 # tailscaled sends WireGuard only over a path disco confirmed or through the
 # peer's home DERP (docs/tailscale-protocol.md §6, §7), and neither is built
@@ -32,7 +37,8 @@ tscni_init "register"
 source "$(dirname "$0")/../lib/tailnet.sh"
 
 genuine_up 1 || tscni_finish
-genuine_control || tscni_finish
+# -v: testcontrol logs every RegisterRequest it gets (reg_requests below).
+PEERCTL_ARGS=-v genuine_control || tscni_finish
 genuine_node 1 || tscni_finish
 genuine_authkey || tscni_finish
 genuine_node_ns || tscni_finish
@@ -123,9 +129,38 @@ check "our worker's log: data plane configured with 1 peer" \
 check "the auth key never reaches our supervisor's log" \
 	bash -c '! grep -qF -- "$(cat "$1")" "$2"' _ "$T/authkey" "$T/sup.log"
 
+# --- what the genuine control was sent -----------------------------------------
+# reg_requests: the pod's RegisterRequests as the genuine control logged them
+# (testcontrol's Verbose: "Got tailcfg.RegisterRequest: {" and indented JSON
+# up to a lone "}"), one JSON object a line.
+reg_requests()
+{
+	awk '/Got tailcfg\.RegisterRequest: \{$/ { j = "{"; on = 1; next }
+	     on { j = j $0; if ($0 == "}") { print j; on = 0 } }' "$GRUN/peerctl.log" |
+		jq -c --arg k "$POD_KEY" 'select(.NodeKey == $k)'
+}
+regs=$(reg_requests)
+echo "# the pod's RegisterRequests: $(jq -sc 'map({NLKey, Expiry})' <<<"$regs")"
+check "the pod registered with the genuine control ($(jq -s length <<<"$regs") requests)" \
+	jqq -s 'length > 0' <<<"$regs"
+check "its RegisterRequests carry a tailnet-lock key (NLKey), not the zero key" \
+	jqq -s 'all(.[]; .NLKey | test("^nlpub:[0-9a-f]{64}$") and (test("^nlpub:0{64}$") | not))' \
+	<<<"$regs"
+check "one and the same NLKey in all of them" jqq -s 'map(.NLKey) | unique | length == 1' <<<"$regs"
+
 # --- DEL -------------------------------------------------------------------------
 pod_del 0
 check "after DEL, ts0 is gone from the pod netns" bash -c "! ip -n '$P' link show ts0 >/dev/null 2>&1"
 check "after DEL, our status holds no attachment" \
 	test "$(sup_status_json | jq '.pods | length')" == 0
+# The logout: a RegisterRequest with Expiry in the past (Unix time 123).
+logout=$(reg_requests | jq -c 'select(.Expiry == "1970-01-01T00:02:03Z")')
+check "after DEL, the pod's logout reached the genuine control" test -n "$logout"
+check "the logout carries the auth key, as genuine tailscale logout does" \
+	jqq -s --rawfile a "$T/authkey" 'length > 0 and all(.[]; .Auth.AuthKey == ($a | rtrimstr("\n")))' \
+	<<<"$logout"
+check "the genuine control did not refuse the logout (no \"invalid authkey\")" \
+	bash -c '! grep -q "invalid authkey" "$1"' _ "$T/sup.log"
+check "our worker's log: the pod logged out" \
+	grep -qE "pod ${POD_UID[0]}: logged out" "$T/sup.log"
 tscni_finish

@@ -706,7 +706,7 @@ static void test_ephemeral_logout(void **state)
 	tclient_start(&a, &oa);
 	tclient_start(&b, &ob);
 	assert_true(run_until(see_each_other, &ab, WAIT_MS));
-	client_logout(a.c);
+	client_logout(a.c, NULL);
 	assert_true(run_until(is_logged_out, &a, WAIT_MS));
 	assert_true(a.logged_out);
 	assert_true(run_until(b_lost_a, &ab, WAIT_MS));

@@ -15,6 +15,7 @@
 
 #include "capver.h"
 #include "log.h"
+#include "nlkey.h"
 
 enum { N_TIMERS = 6 }; /* curl, fallback, deadline, watchdog, backoff, lite */
 
@@ -319,7 +320,10 @@ static int node_init(struct client_node *node, const struct client_config *cfg)
 
 	memcpy(node->machine_priv, cfg->machine_priv, KEY_LEN);
 	memcpy(node->node_priv, cfg->node_priv, KEY_LEN);
-	memcpy(node->nl_pub, cfg->nl_pub, KEY_LEN);
+	if (sodium_is_zero(cfg->nl_pub, KEY_LEN))
+		nlkey_derive(node->node_priv, node->nl_pub);
+	else
+		memcpy(node->nl_pub, cfg->nl_pub, KEY_LEN);
 	memcpy(node->disco_pub, cfg->disco_pub, KEY_LEN);
 	if (keys_public(node->node_pub, node->node_priv) < 0)
 		return -EINVAL;
@@ -490,8 +494,20 @@ int client_set_hostname(struct client *c, const char *hostname)
 	return 0;
 }
 
-void client_logout(struct client *c)
+static void free_secret(char *s)
 {
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+void client_logout(struct client *c, const char *auth_key)
+{
+	if (auth_key && auth_key[0]) {
+		free_secret(c->node.auth_key);
+		c->node.auth_key = xstrdup(auth_key);
+	}
 	c->logout_wanted = true;
 	if (c->phase == PH_RUNNING) {
 		client__send_register(c);
@@ -532,10 +548,7 @@ static void client_free(struct client *c)
 
 	netmap_put(c->map.nm);
 	free(c->srv.ca_pem);
-	if (c->node.auth_key) {
-		sodium_memzero(c->node.auth_key, strlen(c->node.auth_key));
-		free(c->node.auth_key);
-	}
+	free_secret(c->node.auth_key);
 	free(c->node.hostname);
 	for (i = 0; i < c->node.n_tags; i++)
 		free(c->node.tags[i]);

@@ -108,9 +108,12 @@ struct client_config {
 	/* Private keys (copied, wiped on close). */
 	uint8_t machine_priv[KEY_LEN];
 	uint8_t node_priv[KEY_LEN];
-	uint8_t nl_pub[KEY_LEN]; /* Ed25519 tailnet-lock public key */
+	/* Ed25519 tailnet-lock public key; all zero (the worker leaves it
+	 * so): derived from node_priv (nlkey.h). */
+	uint8_t nl_pub[KEY_LEN];
 	uint8_t disco_pub[KEY_LEN];
-	/* Auth key for the first registration (copied, wiped); NULL: none. */
+	/* Auth key for the first registration and the logout (copied,
+	 * wiped); NULL: none. */
 	const char *auth_key;
 	const char *hostname;
 	const char *const *tags; /* Hostinfo.RequestTags */
@@ -171,8 +174,11 @@ int client_set_hostname(struct client *c, const char *hostname);
 /* Logs the node out (RegisterRequest with Expiry in the past; an ephemeral
  * node is deleted at once) and stops: on_state(LOGGED_OUT) or
  * on_state(ERROR) follows. Connects first if needed (also after a fatal
- * error); does nothing once logged out. */
-void client_logout(struct client *c);
+ * error); does nothing once logged out. The logout carries the auth key, as
+ * genuine `tailscale logout` does (control may check it on every register
+ * request): auth_key (copied, wiped) when not NULL or "", else the one
+ * client_config gave, if any. */
+void client_logout(struct client *c, const char *auth_key);
 
 /* The current netmap (borrowed; NULL before the first map) and whether the
  * last lite update was accepted. */

@@ -156,7 +156,7 @@ struct mapjson_hostinfo {
 	size_t n_derp_latency;
 };
 
-/* RegisterRequest. auth_key NULL leaves Auth null (restart, logout). A
+/* RegisterRequest. auth_key NULL leaves Auth null (a restart). A
  * logout sets expiry to a past Unix time (tailscaled sends 123); 0 sends
  * Go's zero time (server default). */
 struct mapjson_register_request {

@@ -92,7 +92,7 @@ struct netmap_node {
 	bool machine_authorized;
 	bool is_wireguard_only;
 	bool is_jailed;
-	bool has_masq_addr; /* SelfNodeV4/V6MasqAddrForThisPeer set (we skip such peers) */
+	bool has_masq_addr; /* SelfNodeV4/V6MasqAddrForThisPeer set (not honoured: capver 59) */
 };
 
 struct netmap_derp_node {

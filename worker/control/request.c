@@ -51,7 +51,9 @@ void client__send_register(struct client *c)
 		.version = c->capver,
 		.node_key = c->node.node_pub,
 		.nl_key = c->node.nl_pub,
-		.auth_key = c->sent_auth ? c->node.auth_key : NULL,
+		/* The logout too: control may check the key on every register
+		 * request, as genuine tailscale's logout presents it again. */
+		.auth_key = c->sent_auth || logout ? c->node.auth_key : NULL,
 		.expiry = logout ? LOGOUT_EXPIRY : 0,
 		.hostinfo = &hi,
 		.ephemeral = c->node.ephemeral,

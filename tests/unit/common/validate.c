@@ -170,6 +170,7 @@ enum field {
 	FIELD_START_HOSTNAME,
 	FIELD_START_AUTH_KEY,
 	FIELD_START_URL,
+	FIELD_STOP_AUTH_KEY,
 	FIELD_RESOLVE_HOST,
 };
 
@@ -279,6 +280,19 @@ static int start_with(const char *hostname, const char *auth_key, const char *ur
 	return ret;
 }
 
+static int stop_with(char *auth_key)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__Stop s = TSCNI__STOP__INIT;
+	const char *why;
+
+	s.logout = true;
+	s.auth_key = auth_key;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_STOP;
+	m.stop = &s;
+	return validate_supervisor_msg(&m, &why);
+}
+
 static int resolve_with(char *host)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
@@ -307,6 +321,8 @@ static int message_with(enum field f, char *s)
 		return start_with("h", s, "", 0, 32);
 	case FIELD_START_URL:
 		return start_with("h", "", s, 0, 32);
+	case FIELD_STOP_AUTH_KEY:
+		return stop_with(s);
 	case FIELD_RESOLVE_HOST:
 		return resolve_with(s);
 	default:
@@ -485,6 +501,7 @@ static const struct {
 	{"start hostname", FIELD_START_HOSTNAME, HOST_MAX_LEN},
 	{"start auth_key", FIELD_START_AUTH_KEY, AUTHKEY_MAX_LEN},
 	{"start control_url", FIELD_START_URL, URL_MAX_LEN},
+	{"stop auth_key", FIELD_STOP_AUTH_KEY, AUTHKEY_MAX_LEN},
 	{"resolve host", FIELD_RESOLVE_HOST, HOST_MAX_LEN},
 };
 
@@ -528,6 +545,8 @@ static void test_keys_exact(void **state)
 	assert_int_equal(start_with("h", "", "", 0, 33), -EBADMSG);
 	assert_int_equal(start_with("h", "", "", 0, 0), -EBADMSG);
 	assert_int_equal(start_with("h", "tskey-\n", "", 0, 32), -EBADMSG);
+	assert_int_equal(stop_with("tskey-\n"), -EBADMSG);
+	assert_int_equal(stop_with(""), 0);
 
 	uint8_t key[33] = {0};
 	Tscni__Identity id = TSCNI__IDENTITY__INIT;

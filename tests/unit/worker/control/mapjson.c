@@ -17,6 +17,12 @@
 #include <jansson.h>
 
 #include "worker/control/mapjson.c"
+#include "worker/control/mapjson_node.c"
+#include "worker/control/mapjson_derp.c"
+#include "worker/control/mapjson_dns.c"
+#include "worker/control/mapjson_map.c"
+#include "worker/control/mapjson_register.c"
+#include "worker/control/mapjson_request.c"
 #include "tests/unit/vectors.h"
 
 static struct mapjson_map_response *parse_ok(const char *json)
@@ -157,11 +163,11 @@ static void test_time(void **state)
 			fail_msg("accepted time %s", bad[i]);
 	}
 	/* Formatting is the inverse for whole seconds, and Go's zero time. */
-	format_time(GO_ZERO_TIME, buf, sizeof(buf));
+	mapjson__format_time(GO_ZERO_TIME, buf, sizeof(buf));
 	assert_string_equal(buf, "0001-01-01T00:00:00Z");
-	format_time(123, buf, sizeof(buf));
+	mapjson__format_time(123, buf, sizeof(buf));
 	assert_string_equal(buf, "1970-01-01T00:02:03Z");
-	format_time(951868799, buf, sizeof(buf));
+	mapjson__format_time(951868799, buf, sizeof(buf));
 	assert_string_equal(buf, "2000-02-29T23:59:59Z");
 }
 
@@ -905,7 +911,7 @@ static void test_build_register(void **state)
 		json_decref(ours);
 		free(text);
 
-		/* Restart and logout: no Auth, and the logout time. */
+		/* Without an auth key (a restart): no Auth; the logout time. */
 		req.auth_key = NULL;
 		req.old_node_key = NULL;
 		req.expiry = 123;
@@ -916,6 +922,16 @@ static void test_build_register(void **state)
 		assert_string_equal(vectors_str(ours, "OldNodeKey"),
 				    "nodekey:0000000000000000000000000000"
 				    "000000000000000000000000000000000000");
+		json_decref(ours);
+		free(text);
+
+		/* A logout presents the auth key again, as tailscale logout does. */
+		req.auth_key = "tskey-auth-logout";
+		assert_int_equal(mapjson_build_register_request(&req, &text, &why), 0);
+		ours = parse_built(text);
+		assert_string_equal(vectors_str(json_object_get(ours, "Auth"), "AuthKey"),
+				    "tskey-auth-logout");
+		assert_string_equal(vectors_str(ours, "Expiry"), "1970-01-01T00:02:03Z");
 		json_decref(ours);
 		free(text);
 		json_decref(want);

@@ -81,6 +81,12 @@ static void count_free(void *p)
 #define free	count_free
 #include "worker/control/netmap.c"
 #include "worker/control/mapjson.c"
+#include "worker/control/mapjson_node.c"
+#include "worker/control/mapjson_derp.c"
+#include "worker/control/mapjson_dns.c"
+#include "worker/control/mapjson_map.c"
+#include "worker/control/mapjson_register.c"
+#include "worker/control/mapjson_request.c"
 #undef free
 #undef xstrdup
 #undef xcalloc
