@@ -45,7 +45,7 @@ struct supervisor_config {
 	/* --test-worker-proto MIN:MAX, tests only: pretend to be a supervisor
 	 * that speaks only these worker protocol versions. 0: ours. */
 	uint32_t worker_proto_min, worker_proto_max;
-	/* The control plane (issue 4). control_url NULL: none, workers are
+	/* The control plane. control_url NULL: none, workers are
 	 * Ready as soon as their data path runs. */
 	const char *control_url;   /* --control-url, "http(s)://host[:port]" */
 	const char *auth_key_file; /* --auth-key-file: root's, 0600 or 0400 */
