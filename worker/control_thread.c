@@ -551,14 +551,10 @@ static int new_client(struct worker_ctx *ctx)
 	const char *why = "";
 	int ret;
 
-	uint8_t disco_priv[KEY_LEN];
-
 	memcpy(cfg.machine_priv, s->machine_private, KEY_LEN);
 	memcpy(cfg.node_priv, s->node_private, KEY_LEN);
-	/* A disco key of this process (the data plane's is not wired yet). */
-	keys_generate(disco_priv);
-	keys_public(cfg.disco_pub, disco_priv);
-	explicit_bzero(disco_priv, sizeof(disco_priv));
+	/* The engine's disco key (data_thread_prepare made it). */
+	memcpy(cfg.disco_pub, ctx->disco_public, KEY_LEN);
 	client_config_proxy_from_env(&cfg);
 	ret = client_new(&cfg, &ctx->ctl, &why);
 	explicit_bzero(cfg.machine_priv, KEY_LEN);

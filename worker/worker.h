@@ -131,6 +131,9 @@ struct worker_ctx {
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
 	int udp_fd;
+	/* Our disco public key, announced to control as DiscoKey. Its private
+	 * half lives only in the engine (data_thread_prepare makes both). */
+	uint8_t disco_public[KEY_LEN];
 };
 
 /* The child side of a spawn: never returns. fds (nfds of them, received from

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "dataplane_internal.h"
+#include "keys.h"
 #include "log.h"
 #include "mem.h"
 
@@ -455,6 +456,13 @@ int dataplane_new(const struct dataplane_params *p, struct dataplane **out, cons
 		*why = "cannot set up the TUN fd";
 		goto err;
 	}
+	memcpy(dp->disco_priv, p->disco_private, WG_KEY_LEN);
+	if (keys_public(dp->disco_pub, dp->disco_priv) < 0 ||
+	    keys_public(dp->node_pub, p->private_key) < 0) {
+		*why = "unusable node or disco key";
+		ret = -EINVAL;
+		goto err;
+	}
 	wg_device_config_default(&wc);
 	memcpy(wc.private_key, p->private_key, WG_KEY_LEN);
 	if (p->timers)
@@ -537,5 +545,6 @@ void dataplane_free(struct dataplane *dp)
 	free(dp->bufs);
 	pthread_mutex_destroy(&dp->lock);
 	sodium_memzero(dp->disco, sizeof(dp->disco));
+	sodium_memzero(dp->disco_priv, sizeof(dp->disco_priv));
 	free(dp);
 }

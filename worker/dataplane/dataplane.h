@@ -107,6 +107,7 @@ struct dataplane_params {
 	int udp_fds[DATAPLANE_MAX_UDP];	       /* not taken over either */
 	size_t n_udp;			       /* 1 or 2 */
 	uint8_t private_key[WG_KEY_LEN];       /* our node key: copied, caller wipes */
+	uint8_t disco_private[WG_KEY_LEN];     /* our disco key: copied, caller wipes */
 	size_t mtu;			       /* the TUN MTU (0: no padding limit) */
 	struct tunio_config tun;	       /* offload switches */
 	struct udpio_config udp;	       /* offload switches */

@@ -65,6 +65,9 @@ struct dataplane {
 	struct tunio *tio;
 	struct udpio *uio[DATAPLANE_MAX_UDP];
 	struct wg_device *dev;
+	/* Our keys: disco (both halves) and node (public, in our pings). */
+	uint8_t disco_priv[WG_KEY_LEN], disco_pub[WG_KEY_LEN];
+	uint8_t node_pub[WG_KEY_LEN];
 	int ep, evfd, tfd;
 	uint64_t tick_ns, last_timers;
 	struct filter_state *fs;
