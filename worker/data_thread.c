@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "dataplane.h"
 #include "keys.h"
 
@@ -112,7 +113,11 @@ int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 	ret = dataplane_new(&p, &ctx->dp, why);
 	explicit_bzero(p.private_key, sizeof(p.private_key));
 	explicit_bzero(p.disco_private, sizeof(p.disco_private));
-	return ret;
+	if (ret < 0)
+		return ret;
+	ctx->chan = chan_new();
+	dataplane_set_derp(ctx->dp, ctx->chan);
+	return 0;
 }
 
 int data_thread_start(struct worker_ctx *ctx)
