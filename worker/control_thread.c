@@ -24,6 +24,7 @@
 
 #include "client.h"
 #include "dataplane.h"
+#include "disco.h"
 #include "log.h"
 #include "mem.h"
 #include "sandbox.h"
@@ -430,6 +431,7 @@ static void on_netmap(void *arg, struct netmap *nm)
 
 	if (!ctx->dp)
 		return;
+	derp_link_netmap(ctx->derp, nm);
 	ret = dataplane_config_from_netmap(nm, (int64_t)time(NULL), dataplane_filter_state(ctx->dp),
 					   &cfg, &why);
 	if (ret < 0) {
@@ -551,14 +553,10 @@ static int new_client(struct worker_ctx *ctx)
 	const char *why = "";
 	int ret;
 
-	uint8_t disco_priv[KEY_LEN];
-
 	memcpy(cfg.machine_priv, s->machine_private, KEY_LEN);
 	memcpy(cfg.node_priv, s->node_private, KEY_LEN);
-	/* A disco key of this process (the data plane's is not wired yet). */
-	keys_generate(disco_priv);
-	keys_public(cfg.disco_pub, disco_priv);
-	explicit_bzero(disco_priv, sizeof(disco_priv));
+	/* The engine's disco key (data_thread_prepare made it). */
+	memcpy(cfg.disco_pub, ctx->disco_public, KEY_LEN);
 	client_config_proxy_from_env(&cfg);
 	ret = client_new(&cfg, &ctx->ctl, &why);
 	explicit_bzero(cfg.machine_priv, KEY_LEN);
@@ -571,9 +569,54 @@ static int new_client(struct worker_ctx *ctx)
 	neps = local_endpoints(ctx, eps, types, CLIENT_MAX_ENDPOINTS);
 	if (neps)
 		client_set_endpoints(ctx->ctl, eps, types, neps);
+	ctx->local_eps = xcalloc(neps + 1, sizeof(*eps));
+	ctx->local_types = xcalloc(neps + 1, sizeof(*types));
+	memcpy(ctx->local_eps, eps, neps * sizeof(*eps));
+	memcpy(ctx->local_types, types, neps * sizeof(*types));
+	ctx->n_local_eps = neps;
 	log_info("pod %s: %zu endpoints%s", ctx->pod_uid, neps,
 		 ctx->udp_fd < 0 ? " (no UDP socket)" : "");
 	return 0;
+}
+
+void worker_endpoints_refresh(struct worker_ctx *ctx)
+{
+	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS], e = {0};
+	int types[CLIENT_MAX_ENDPOINTS];
+	struct sockaddr_storage ss;
+	size_t n = ctx->n_local_eps;
+	char text[DISCO_ADDR_STRLEN];
+	struct disco_addr da;
+
+	if (!ctx->dp || !ctx->ctl || dataplane_stun_addr(ctx->dp, &ss) < 0 ||
+	    (ctx->has_stun && memcmp(&ss, &ctx->stun, sizeof(ss)) == 0))
+		return;
+	ctx->stun = ss;
+	ctx->has_stun = true;
+	if (disco_addr_from_sockaddr((const struct sockaddr *)&ss, &da) < 0)
+		return;
+	log_info("pod %s: STUN: our UDP socket is seen at %s", ctx->pod_uid,
+		 disco_addr_format(&da, text, sizeof(text)));
+	e.port = da.port;
+	if (disco_addr_is4(&da)) {
+		e.family = AF_INET;
+		memcpy(e.addr, da.ip + 12, 4);
+	} else {
+		e.family = AF_INET6;
+		memcpy(e.addr, da.ip, 16);
+	}
+	memcpy(eps, ctx->local_eps, n * sizeof(*eps));
+	memcpy(types, ctx->local_types, n * sizeof(*types));
+	for (size_t i = 0; i < n; i++) {
+		if (eps[i].family == e.family && eps[i].port == e.port &&
+		    memcmp(eps[i].addr, e.addr, e.family == AF_INET ? 4 : 16) == 0)
+			return; /* no NAT: already listed */
+	}
+	if (n < CLIENT_MAX_ENDPOINTS) {
+		eps[n] = e;
+		types[n++] = 2; /* tailcfg.EndpointSTUN */
+	}
+	client_set_endpoints(ctx->ctl, eps, types, n);
 }
 
 static void ctl_closed(struct worker_ctx *ctx)
@@ -782,6 +825,8 @@ int control_thread_init(struct worker_ctx *ctx)
 	ctx->timer.data = ctx;
 	if (ctx->start.control_url) {
 		ret = new_client(ctx);
+		if (ret == 0 && ctx->chan)
+			ret = derp_link_new(ctx, ctx->chan, &ctx->derp);
 		worker_start_clear(&ctx->start);
 		if (ret < 0)
 			return ret;

@@ -13,7 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "dataplane.h"
+#include "keys.h"
 
 enum data_thread_limits {
 	TUN_RX_BUF = 65536, /* the largest packet a TUN can hand us */
@@ -79,6 +81,15 @@ int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 	struct dataplane_params p = {.tun_fd = WORKER_FD_TUN, .n_udp = 1};
 	int ret;
 
+	/* A fresh disco key for every worker start, as tailscaled makes one
+	 * per process: peers learn the public half from control. */
+	keys_generate(p.disco_private);
+	if (keys_public(ctx->disco_public, p.disco_private) < 0) {
+		explicit_bzero(p.disco_private, sizeof(p.disco_private));
+		*why = "cannot derive the disco public key";
+		return -EINVAL;
+	}
+
 	/* The UDP socket is the one datagram socket among the extra fds. */
 	for (int fd = WORKER_FD_TUN + 1; fd < WORKER_FD_CTL + (int)ctx->nfds; fd++) {
 		int type = 0;
@@ -90,8 +101,10 @@ int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 			break;
 		}
 	}
-	if (!ctx->start.control_url || ctx->udp_fd < 0)
+	if (!ctx->start.control_url || ctx->udp_fd < 0) {
+		explicit_bzero(p.disco_private, sizeof(p.disco_private));
 		return 0;
+	}
 	p.udp_fds[0] = ctx->udp_fd;
 	p.mtu = ctx->start.mtu;
 	if (ctx->start.has_timers)
@@ -99,7 +112,12 @@ int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 	memcpy(p.private_key, ctx->start.node_private, sizeof(p.private_key));
 	ret = dataplane_new(&p, &ctx->dp, why);
 	explicit_bzero(p.private_key, sizeof(p.private_key));
-	return ret;
+	explicit_bzero(p.disco_private, sizeof(p.disco_private));
+	if (ret < 0)
+		return ret;
+	ctx->chan = chan_new();
+	dataplane_set_derp(ctx->dp, ctx->chan);
+	return 0;
 }
 
 int data_thread_start(struct worker_ctx *ctx)

@@ -324,6 +324,17 @@ static int add_rules(scmp_filter_ctx f, const char **why)
 		}
 	}
 
+	/* socketpair(AF_UNIX) only: every DERP connection (derp_conn.c) has
+	 * its own libcurl multi handle, made when a region is first needed,
+	 * after the filter, and libcurl 7.x makes the multi handle's wakeup
+	 * pair with socketpair. An anonymous pair reaches nothing outside. */
+	struct scmp_arg_cmp unix_pair = arg_eq(0, (scmp_datum_t)AF_UNIX);
+	ret = add(f, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_pair);
+	if (ret < 0) {
+		*why = "seccomp: socketpair rule";
+		return ret;
+	}
+
 	/* ioctl: non-blocking and pending-byte queries only; no SIOCADDRT or any
 	 * TUNSET*: the TUN is configured by the supervisor. */
 	static const unsigned long ioctls[] = {FIONBIO, FIONREAD, FIOCLEX, FIONCLEX, SIOCOUTQ};

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "ip.h"
@@ -131,6 +132,20 @@ struct worker_ctx {
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
 	int udp_fd;
+	/* DERP: the ring between the engine and the control thread, and the
+	 * connections (derp_link.c); NULL without an engine. */
+	struct chan *chan;
+	struct derp_link *derp;
+	/* Our endpoints on the host's interfaces (found before the filter:
+	 * listing them needs netlink) and the one STUN saw (has_stun). */
+	struct netmap_endpoint *local_eps;
+	int *local_types;
+	size_t n_local_eps;
+	bool has_stun;
+	struct sockaddr_storage stun;
+	/* Our disco public key, announced to control as DiscoKey. Its private
+	 * half lives only in the engine (data_thread_prepare makes both). */
+	uint8_t disco_public[KEY_LEN];
 };
 
 /* The child side of a spawn: never returns. fds (nfds of them, received from
@@ -155,6 +170,18 @@ int control_thread_run(struct worker_ctx *ctx);
 /* control_thread.c: prepares the loop and handles before the seccomp filter loads,
  * since creating them needs syscalls the filter forbids. 0 or -errno. */
 int control_thread_init(struct worker_ctx *ctx);
+
+struct netmap_endpoint;
+/* derp_link.c: the DERP connections on the control loop, packets through
+ * chan; takes the node key and CA bundle from ctx->start (call before
+ * worker_start_clear). 0 or a libuv error. */
+struct netmap;
+int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
+/* A new netmap: its DERP map; the home region chosen at the first. */
+void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+/* control_thread.c: when the engine's STUN answer changed, the endpoints
+ * control gets are the local ones and that one. */
+void worker_endpoints_refresh(struct worker_ctx *ctx);
 
 /* worker.c: wipes and frees what Start left in ctx->start. */
 void worker_start_clear(struct worker_start *s);

@@ -23,3 +23,7 @@ tscni_test(NAME wgo_interop LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/wgo_in
 tscni_test(NAME policy LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/policy.sh)
 tscni_test(NAME wgo_interop_fallback LABEL e2e TIMEOUT 300
 	COMMAND bash ${E2E_DIR}/wgo_interop.sh ENV TSCNI_FORCE_FALLBACK=all)
+
+# e2e DERP (tests/e2e/derp.sh): two pods with every UDP datagram dropped
+# reach each other through testcontrol's DERP regions; home region failover.
+tscni_test(NAME derp LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/derp.sh)

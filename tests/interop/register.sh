@@ -25,10 +25,7 @@
 #     RegisterRequest reaches the genuine control carrying the auth key (it
 #     checks the key on every register request, as genuine `tailscale
 #     logout` presents it) and is not refused ("invalid authkey").
-# Traffic between the genuine node and the pod is not checked here: genuine
-# tailscaled sends WireGuard only over a path disco confirmed or through the
-# peer's home DERP (docs/tailscale-protocol.md §6, §7), and neither is built
-# yet (docs/design.md, "What is not built yet").
+# Traffic between the genuine node and the pod: tests/interop/traffic.sh.
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
 
@@ -36,15 +33,8 @@ genuine_or_skip
 tscni_init "register"
 source "$(dirname "$0")/../lib/tailnet.sh"
 
-genuine_up 1 || tscni_finish
-# -v: testcontrol logs every RegisterRequest it gets (reg_requests below).
-PEERCTL_ARGS=-v genuine_control || tscni_finish
-genuine_node 1 || tscni_finish
-genuine_authkey || tscni_finish
-genuine_node_ns || tscni_finish
-sup_start_genuine || tscni_finish
-
-pod_add 0 || tscni_finish
+# -v: the genuine control logs every RegisterRequest it gets (reg_requests).
+PEERCTL_ARGS=-v genuine_one_pod || tscni_finish
 P=${POD_NS[0]}
 echo "# pod 0: ${POD4[0]} ${POD6[0]}; our node netns $NODE_NS at $NODE_ADDR"
 

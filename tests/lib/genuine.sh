@@ -134,3 +134,12 @@ sup_start_genuine()
 	sup_start --control-url http://10.99.0.1 --auth-key-file "$T/authkey" \
 		--cluster-name interop "$@"
 }
+
+# genuine_one_pod: the genuine tailnet with control and node n1, our node
+# netns and supervisor on its bridge, and pod 0 added (pod_add). Returns 1
+# after the first step that failed (each has said what).
+genuine_one_pod()
+{
+	genuine_up 1 && genuine_control && genuine_node 1 && genuine_authkey &&
+		genuine_node_ns && sup_start_genuine && pod_add 0
+}

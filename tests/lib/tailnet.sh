@@ -352,3 +352,16 @@ wgo_peer_pod()
 	wg set "${WGO_DEV[i]}" peer "${POD_KEY_B64[$p]}" endpoint "$ep" \
 		allowed-ips "${POD4[$p]}/32,${POD6[$p]}/128"
 }
+
+# ns_ping_until NETNS DST: busybox ping from NETNS answered within 20
+# one-second tries (the first packets wait for the peer's netmap, disco or
+# DERP, and the handshake); the last failure is printed as a comment.
+ns_ping_until()
+{
+	local k out
+	for ((k = 0; k < 20; k++)); do
+		out=$(ip netns exec "$1" busybox ping -c 1 -W 1 "$2" 2>&1) && return 0
+	done
+	echo "# last: $(tr '\n' ' ' <<<"$out")"
+	return 1
+}

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "dataplane_internal.h"
+#include "keys.h"
 #include "log.h"
 #include "mem.h"
 
@@ -66,11 +67,17 @@ void dataplane_reclaim(struct dataplane *dp)
 	}
 }
 
-static void wake(struct dataplane *dp)
+void dataplane__wake(void *arg)
 {
+	struct dataplane *dp = arg;
 	uint64_t one = 1;
 
 	(void)!write(dp->evfd, &one, sizeof(one));
+}
+
+static void wake(struct dataplane *dp)
+{
+	dataplane__wake(dp);
 }
 
 void dataplane_set_config(struct dataplane *dp, struct dataplane_config *cfg)
@@ -97,6 +104,7 @@ static void config_apply(struct dataplane *dp, uint64_t now)
 	if (dp->cur)
 		retire(dp, dp->cur);
 	dp->cur = cfg;
+	dataplane__magic_apply(dp, cfg);
 	dp->st.configs_applied++;
 }
 
@@ -127,6 +135,7 @@ void dataplane__batch_keep(struct wg_batch *b, size_t i, size_t *kept)
 		a->off = c->off;
 		a->len = c->len;
 		a->peer = c->peer;
+		a->addr = c->addr;
 		c->buf = buf;
 		c->cap = cap;
 	}
@@ -223,7 +232,9 @@ int dataplane_rekey(struct dataplane *dp, const uint8_t key[static WG_KEY_LEN])
 static void timers_run(struct dataplane *dp, uint64_t now)
 {
 	dp->last_timers = now;
+	dp->now_ms = now / 1000000;
 	dataplane__udp_flush(dp);
+	dataplane__magic_tick(dp, now);
 	wg_device_timers(dp->dev, now, &dp->udp_out);
 	dataplane__udp_flush(dp);
 	stats_publish(dp);
@@ -250,6 +261,7 @@ static void rekeys_run(struct dataplane *dp, uint64_t now)
 /* Config, rekeys and stop: checked at each wakeup and each round. */
 static bool control_poll(struct dataplane *dp, uint64_t now)
 {
+	dp->now_ms = now / 1000000; /* path.c's clock for this round */
 	if (atomic_load_explicit(&dp->pending, memory_order_relaxed))
 		config_apply(dp, now);
 	if (atomic_load_explicit(&dp->rekey_pending, memory_order_relaxed))
@@ -316,6 +328,10 @@ int dataplane_run(struct dataplane *dp)
 					goto out;
 				busy |= udp_more[k];
 			}
+			/* DERP's ring wakes the eventfd: drained every round. */
+			ret = dataplane__derp_rx(dp, now);
+			if (ret < 0)
+				goto out;
 			now = mono_ns();
 			if (now - dp->last_timers >= dp->tick_ns)
 				tick = true;
@@ -455,11 +471,21 @@ int dataplane_new(const struct dataplane_params *p, struct dataplane **out, cons
 		*why = "cannot set up the TUN fd";
 		goto err;
 	}
+	memcpy(dp->disco_priv, p->disco_private, WG_KEY_LEN);
+	if (keys_public(dp->disco_pub, dp->disco_priv) < 0 ||
+	    keys_public(dp->node_pub, p->private_key) < 0) {
+		*why = "unusable node or disco key";
+		ret = -EINVAL;
+		goto err;
+	}
 	wg_device_config_default(&wc);
 	memcpy(wc.private_key, p->private_key, WG_KEY_LEN);
 	if (p->timers)
 		wc.timers = *p->timers;
 	wc.mtu = p->mtu;
+	wc.path = &dataplane__path_ops;
+	wc.path_arg = dp;
+	dataplane__magic_init(dp);
 	ret = wg_device_new(&wc, mono_ns(), &dp->dev, why);
 	sodium_memzero(wc.private_key, sizeof(wc.private_key));
 	if (ret < 0)
@@ -524,6 +550,7 @@ void dataplane_free(struct dataplane *dp)
 	dataplane_config_free(dp->cur);
 	filter_free(dp->deny_all);
 	wg_device_free(dp->dev);
+	dataplane__magic_free(dp);
 	filter_state_free(dp->fs);
 	tunio_free(dp->tio);
 	for (size_t k = 0; k < DATAPLANE_MAX_UDP; k++)
@@ -537,5 +564,6 @@ void dataplane_free(struct dataplane *dp)
 	free(dp->bufs);
 	pthread_mutex_destroy(&dp->lock);
 	sodium_memzero(dp->disco, sizeof(dp->disco));
+	sodium_memzero(dp->disco_priv, sizeof(dp->disco_priv));
 	free(dp);
 }

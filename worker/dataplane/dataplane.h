@@ -8,9 +8,15 @@
  *
  *   TUN --tunio_read--> parse + filter_run_out (flow cache; quad-100 and
  *       TSMP from the pod are dropped) --wg_device_tun_rx--> udpio_send
- *   UDP --udpio_recv--> wg_device_udp_rx --> parse + filter_run_in -->
+ *   UDP --udpio_recv--> disco answered here (magic.c), WireGuard from an
+ *       ip:port disco did not confirm dropped --> wg_device_udp_rx -->
+ *       parse + filter_run_in -->
  *       TSMP (IP protocol 99) answered or stored here, never written to ts0
  *       --> tunio_write (TCP coalescing)
+ *
+ * Where a peer's datagrams go: for a peer with a disco key, its path state
+ * (magicsock/path.h), fed by disco pings and pongs the engine exchanges on
+ * the same socket and by its tick; for one without, its first endpoint.
  *
  * Buffers are allocated once by dataplane_new(); nothing on the packet path
  * allocates.
@@ -48,6 +54,7 @@
 #include "udpio.h"
 #include "wg_device.h"
 
+struct chan;
 struct netmap;
 struct dataplane;
 struct dataplane_config;
@@ -61,6 +68,8 @@ enum dataplane_limits {
 	DATAPLANE_BATCH = 64,
 	DATAPLANE_DISCO_MAX = 256,    /* disco keys remembered (oldest replaced) */
 	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
+	/* STUN again this often (upstream re-STUNs every 20-26 s). */
+	DATAPLANE_STUN_INTERVAL_MS = 20000,
 };
 
 /* Why the engine dropped a packet (its own reasons; the filter's reasons are
@@ -71,6 +80,9 @@ enum dataplane_drop {
 	DATAPLANE_DROP_TSMP_OUT,       /* TSMP from the pod (only we speak it) */
 	DATAPLANE_DROP_TSMP_IN,	       /* TSMP we do not answer (unknown, short) */
 	DATAPLANE_DROP_UDP_SEND,       /* socket full for too long, or refused */
+	DATAPLANE_DROP_WG_SOURCE,      /* WireGuard from an ip:port disco did not confirm */
+	DATAPLANE_DROP_DISCO,	       /* disco from an unknown key, unopenable, malformed */
+	DATAPLANE_DROP_STUN,	       /* STUN that answers no request of ours */
 	DATAPLANE_DROP_COUNT,
 };
 
@@ -82,6 +94,7 @@ struct dataplane_stats {
 	uint64_t filter_drop_in[FILTER_REASON_COUNT];
 	uint64_t filter_drop_out[FILTER_REASON_COUNT];
 	uint64_t tsmp_pings_answered, tsmp_disco_keys;
+	uint64_t disco_in, disco_out; /* disco messages opened / sent */
 	uint64_t configs_applied, configs_refused;
 	uint64_t wakeups;			  /* epoll_wait returns */
 	uint64_t tun_read_calls, tun_write_calls; /* from tunio_stats */
@@ -107,6 +120,7 @@ struct dataplane_params {
 	int udp_fds[DATAPLANE_MAX_UDP];	       /* not taken over either */
 	size_t n_udp;			       /* 1 or 2 */
 	uint8_t private_key[WG_KEY_LEN];       /* our node key: copied, caller wipes */
+	uint8_t disco_private[WG_KEY_LEN];     /* our disco key: copied, caller wipes */
 	size_t mtu;			       /* the TUN MTU (0: no padding limit) */
 	struct tunio_config tun;	       /* offload switches */
 	struct udpio_config udp;	       /* offload switches */
@@ -119,9 +133,16 @@ struct dataplane_peer {
 	uint8_t key[WG_KEY_LEN];
 	const struct ip_prefix *allowed_ips;
 	size_t n_allowed_ips;
-	bool has_endpoint;
-	struct sockaddr_storage endpoint; /* AF_INET or AF_INET6 */
-	bool jailed;			  /* Node.IsJailed: may not open flows to us (shields up) */
+	/* All its endpoints (AF_INET or AF_INET6; copied): with a disco key
+	 * they are the candidates disco pings, without one the first is
+	 * the path and WireGuard is accepted from anywhere (an external
+	 * WireGuard node such as wireguard-go). */
+	const struct sockaddr_storage *endpoints;
+	size_t n_endpoints;
+	bool has_disco;
+	uint8_t disco[WG_KEY_LEN]; /* Node.DiscoKey */
+	uint16_t home_derp;	   /* its home DERP region; 0: none */
+	bool jailed;		   /* Node.IsJailed: may not open flows to us (shields up) */
 };
 
 /* Builds an immutable configuration: peers (copied), and a filter built
@@ -138,7 +159,7 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
 /* The configuration of a netmap snapshot: its peers that have a node key
  * and are not expired at `now` (Unix seconds; netmap_node_expired), other
  * than ourselves, each with its AllowedIPs (mapjson already filled absent
- * ones from Addresses) and its first endpoint as the path; the filter from
+ * ones from Addresses), its endpoints, disco key and home DERP region; the filter from
  * the snapshot's packet filter rules (no named filter: deny all) for our
  * addresses (self->addresses), with `cap:` sources resolved from the peers'
  * capabilities. Same results as dataplane_config_new(), and -EBADMSG with
@@ -150,6 +171,19 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 /* Frees a configuration that was never published. NULL does nothing. */
 void dataplane_config_free(struct dataplane_config *cfg);
 size_t dataplane_config_peer_count(const struct dataplane_config *cfg);
+
+/* Packets through DERP go to and come from c (magicsock/chan.h; the
+ * control thread holds the DERP connections). Before dataplane_start();
+ * the caller keeps c and frees it after dataplane_free(). */
+void dataplane_set_derp(struct dataplane *dp, struct chan *c);
+
+/* The STUN server the engine asks, every DATAPLANE_STUN_INTERVAL_MS, where
+ * the pod's UDP socket is seen from outside (the home DERP region's STUN
+ * port); NULL: none. Any thread. */
+void dataplane_set_stun(struct dataplane *dp, const struct sockaddr_storage *server);
+/* That reflexive address (AF_INET or AF_INET6, port in network order).
+ * Returns 0 with *out set, or -ENOENT before the first answer. Any thread. */
+int dataplane_stun_addr(struct dataplane *dp, struct sockaddr_storage *out);
 
 /* Creates an engine (not running yet). Returns 0 with *out set, or -errno
  * with *why set (bad fds, timers, key; epoll/eventfd/timerfd failure). */

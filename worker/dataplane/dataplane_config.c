@@ -28,6 +28,8 @@ void dataplane_config_free(struct dataplane_config *cfg)
 	free(cfg->peers);
 	free(cfg->prefixes);
 	free(cfg->endpoints);
+	free(cfg->disco);
+	free(cfg->disco_eps);
 	free(cfg);
 }
 
@@ -79,6 +81,31 @@ const struct filter *dataplane__config_filter_in(const struct dataplane_config *
 	return cfg->filter;
 }
 
+/* Peer i's endpoints (for WireGuard and, as disco addresses, for disco)
+ * and its disco key, from ep_at on in the configuration's arrays. */
+static void disco_peer_fill(struct dataplane_config *cfg, const struct dataplane_peer *peer,
+			    size_t i, size_t ep_at)
+{
+	struct dataplane_disco_peer *d = &cfg->disco[i];
+	struct wg_peer_config *pc = &cfg->peers[i];
+
+	for (size_t e = 0; e < peer->n_endpoints; e++) {
+		cfg->endpoints[ep_at + e] = peer->endpoints[e];
+		(void)disco_addr_from_sockaddr((const struct sockaddr *)&peer->endpoints[e],
+					       &cfg->disco_eps[ep_at + e]);
+	}
+	pc->endpoints = &cfg->endpoints[ep_at];
+	pc->n_endpoints = peer->n_endpoints;
+	d->ep_off = ep_at;
+	d->n_eps = peer->n_endpoints;
+	d->home_derp = peer->home_derp;
+	d->has_disco = peer->has_disco;
+	if (peer->has_disco)
+		memcpy(d->disco, peer->disco, WG_KEY_LEN);
+	else
+		cfg->any_without_disco = true;
+}
+
 int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
 			 const struct filter_rules *rules, const struct ip_prefix *local,
 			 size_t n_local, const struct filter_cap_holder *caps, size_t n_caps,
@@ -87,7 +114,7 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
 	struct filter_config fc = {
 		.rules = rules, .local = local, .n_local = n_local, .caps = caps, .n_caps = n_caps};
 	struct dataplane_config *cfg;
-	size_t n_pfx = 0, at = 0;
+	size_t n_pfx = 0, at = 0, n_eps = 0, ep_at = 0;
 	int ret;
 
 	*out = NULL;
@@ -101,15 +128,24 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
 			return -EINVAL;
 		}
 		n_pfx += peers[i].n_allowed_ips;
-		if (peers[i].has_endpoint && !dataplane__sockaddr_len(&peers[i].endpoint)) {
-			*why = "peer endpoint is neither IPv4 nor IPv6";
+		if (peers[i].n_endpoints > NETMAP_MAX_ENDPOINTS) {
+			*why = "too many endpoints for one peer";
 			return -EINVAL;
 		}
+		for (size_t e = 0; e < peers[i].n_endpoints; e++) {
+			if (!dataplane__sockaddr_len(&peers[i].endpoints[e])) {
+				*why = "peer endpoint is neither IPv4 nor IPv6";
+				return -EINVAL;
+			}
+		}
+		n_eps += peers[i].n_endpoints;
 	}
 	cfg = xcalloc(1, sizeof(*cfg));
 	cfg->peers = xcalloc(n_peers ? n_peers : 1, sizeof(*cfg->peers));
 	cfg->prefixes = xcalloc(n_pfx ? n_pfx : 1, sizeof(*cfg->prefixes));
-	cfg->endpoints = xcalloc(n_peers ? n_peers : 1, sizeof(*cfg->endpoints));
+	cfg->endpoints = xcalloc(n_eps ? n_eps : 1, sizeof(*cfg->endpoints));
+	cfg->disco = xcalloc(n_peers ? n_peers : 1, sizeof(*cfg->disco));
+	cfg->disco_eps = xcalloc(n_eps ? n_eps : 1, sizeof(*cfg->disco_eps));
 	for (size_t i = 0; i < n_peers; i++) {
 		struct wg_peer_config *pc = &cfg->peers[i];
 
@@ -120,11 +156,8 @@ int dataplane_config_new(const struct dataplane_peer *peers, size_t n_peers,
 		pc->allowed_ips = &cfg->prefixes[at];
 		pc->n_allowed_ips = peers[i].n_allowed_ips;
 		at += peers[i].n_allowed_ips;
-		if (peers[i].has_endpoint) {
-			cfg->endpoints[i] = peers[i].endpoint;
-			pc->endpoints = &cfg->endpoints[i];
-			pc->n_endpoints = 1;
-		}
+		disco_peer_fill(cfg, &peers[i], i, ep_at);
+		ep_at += peers[i].n_endpoints;
 	}
 	cfg->n_peers = n_peers;
 	ret = filter_new(&fc, fs, &cfg->filter, why);
@@ -252,7 +285,8 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 	struct filter_rules rules;
 	struct filter_cap_holder *caps = NULL;
 	struct dataplane_peer *peers = NULL;
-	size_t n = 0, n_caps = 0;
+	struct sockaddr_storage *eps = NULL;
+	size_t n = 0, n_caps = 0, n_eps = 0, at = 0;
 	const char *warn;
 	int ret;
 
@@ -268,6 +302,9 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 		log_warn("packet filter: %s", warn);
 	caps = caps_collect(nm, &rules, &n_caps);
 	peers = xcalloc(nm->n_peers ? nm->n_peers : 1, sizeof(*peers));
+	for (size_t i = 0; i < nm->n_peers; i++)
+		n_eps += nm->peers[i]->n_endpoints;
+	eps = xcalloc(n_eps ? n_eps : 1, sizeof(*eps));
 	for (size_t i = 0; i < nm->n_peers; i++) {
 		const struct netmap_node *p = nm->peers[i];
 		struct dataplane_peer *dp = &peers[n];
@@ -278,15 +315,21 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 		dp->allowed_ips = p->allowed_ips;
 		dp->n_allowed_ips = p->n_allowed_ips;
 		dp->jailed = p->is_jailed;
-		if (p->n_endpoints) {
-			endpoint_to_sockaddr(&p->endpoints[0], &dp->endpoint);
-			dp->has_endpoint = true;
-		}
+		dp->endpoints = &eps[at];
+		dp->n_endpoints = p->n_endpoints;
+		for (size_t e = 0; e < p->n_endpoints; e++)
+			endpoint_to_sockaddr(&p->endpoints[e], &eps[at++]);
+		dp->has_disco = p->has_disco && !sodium_is_zero(p->disco, KEY_LEN);
+		if (dp->has_disco)
+			memcpy(dp->disco, p->disco, WG_KEY_LEN);
+		if (p->home_derp > 0 && p->home_derp <= UINT16_MAX)
+			dp->home_derp = (uint16_t)p->home_derp;
 		n++;
 	}
 	ret = dataplane_config_new(peers, n, &rules, nm->self->addresses, nm->self->n_addresses,
 				   caps, n_caps, fs, out, why);
 	free(peers);
+	free(eps);
 	free(caps);
 	free(rules.rules); /* the view's array only: the rules are nm's */
 	return ret;

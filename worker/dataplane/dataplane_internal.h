@@ -16,11 +16,14 @@
 #include <sys/socket.h>
 
 #include "dataplane.h"
+#include "disco.h"
 #include "netmap.h"
+#include "path.h"
 #include "packet.h"
 #include "pktbuf.h"
 
 struct allowedips;
+struct chan;
 
 enum dataplane_internal {
 	/* One packet buffer: a datagram from a peer whose MTU is up to 1488
@@ -32,6 +35,29 @@ enum dataplane_internal {
 	DP_MAX_PEERS = NETMAP_MAX_PEERS,
 	DP_MAX_REKEYS = 8,     /* rekey requests waiting for a wakeup */
 	DP_SEND_WAIT_MS = 100, /* how long a full socket may hold a batch */
+	/* Disco messages waiting to be sent, each in a small buffer: a Ping
+	 * or a Pong is about 120 bytes. */
+	DP_DISCO_SLOTS = 32,
+	DP_DISCO_BUF_LEN = 512,
+};
+
+/* A peer's disco side in a configuration: its key, its home DERP region
+ * and its endpoints (eps[ep_off .. ep_off + n_eps) of the configuration). */
+struct dataplane_disco_peer {
+	bool has_disco;
+	uint8_t disco[WG_KEY_LEN];
+	uint16_t home_derp;
+	size_t ep_off, n_eps;
+};
+
+/* The engine's state for a peer with a disco key, kept across
+ * configurations while its node key stays (magic.c). */
+struct dp_magic_peer {
+	uint8_t node[WG_KEY_LEN];
+	uint8_t disco[WG_KEY_LEN];
+	struct disco_shared shared;
+	bool kept; /* in the configuration being applied */
+	struct path path;
 };
 
 struct dataplane_config {
@@ -40,6 +66,10 @@ struct dataplane_config {
 	struct ip_prefix *prefixes;
 	struct sockaddr_storage *endpoints;
 	struct filter *filter;
+	/* Per peer, in peers' order; disco_eps holds their endpoints. */
+	struct dataplane_disco_peer *disco;
+	struct disco_addr *disco_eps;
+	bool any_without_disco; /* WireGuard is then accepted from anywhere */
 	/* Jailed peers (Node.IsJailed) may not open flows to us: packets from
 	 * them meet `jailed`, a shields-up filter with the same local prefixes
 	 * and state, instead of `filter`. When any peer is jailed, jailed_src
@@ -65,6 +95,9 @@ struct dataplane {
 	struct tunio *tio;
 	struct udpio *uio[DATAPLANE_MAX_UDP];
 	struct wg_device *dev;
+	/* Our keys: disco (both halves) and node (public, in our pings). */
+	uint8_t disco_priv[WG_KEY_LEN], disco_pub[WG_KEY_LEN];
+	uint8_t node_pub[WG_KEY_LEN];
 	int ep, evfd, tfd;
 	uint64_t tick_ns, last_timers;
 	struct filter_state *fs;
@@ -88,11 +121,36 @@ struct dataplane {
 
 	struct dataplane_stats st; /* the engine's own copy */
 
+	/* Disco (magic.c): the peers with a disco key, sorted by node key;
+	 * messages waiting to be sent; the engine's clock in ms for path.c. */
+	struct chan *derp; /* packets to and from DERP; NULL: none */
+	struct dp_magic_peer **mpeers;
+	size_t n_mpeers;
+	uint8_t *disco_bufs;
+	struct wg_packet disco_slots[DP_DISCO_SLOTS];
+	struct wg_batch disco_out;
+	uint64_t now_ms;
+	uint64_t path_deadline; /* earliest path_next_deadline of mpeers */
+	/* The engine's STUN transaction: the server it asked (of generation
+	 * stun_seen), when, and the TxID an answer must carry. */
+	unsigned stun_seen;
+	uint64_t stun_sent_ms;
+	bool stun_waiting;
+	struct sockaddr_storage stun_to;
+	uint8_t stun_txid[12];
+	bool wg_ok_valid; /* wg_ok was accepted and nothing changed since */
+	struct disco_addr wg_ok;
+
 	/* Guarded by lock: the published counters, disco keys, rekeys. */
 	pthread_mutex_t lock;
 	struct dataplane_stats pub;
 	struct disco_entry disco[DATAPLANE_DISCO_MAX];
 	size_t n_disco, disco_next;
+	/* STUN (magic.c): the server (has_stun_server; stun_gen counts
+	 * changes) and the answer (has_stun_addr). */
+	bool has_stun_server, has_stun_addr;
+	atomic_uint stun_gen; /* read by the engine without the lock */
+	struct sockaddr_storage stun_server, stun_addr;
 	uint8_t rekeys[DP_MAX_REKEYS][WG_KEY_LEN];
 	size_t n_rekeys;
 	atomic_bool rekey_pending;
@@ -118,9 +176,11 @@ const struct filter *dataplane__config_filter_in(const struct dataplane_config *
 
 /* Points pb's slots at b's buffers (packets start at off), all empty. */
 void dataplane__pb_reset(struct pktbuf_batch *pb, const struct wg_batch *b, uint32_t off);
-/* Moves the packet of slot i to slot *kept (swapping buffers, so every slot
- * keeps one) and advances *kept. */
+/* Moves the packet of slot i (with its address) to slot *kept (swapping
+ * buffers, so every slot keeps one) and advances *kept. */
 void dataplane__batch_keep(struct wg_batch *b, size_t i, size_t *kept);
+/* Wakes the engine (an eventfd write; any thread; arg: the engine). */
+void dataplane__wake(void *arg);
 /* Remembers the disco key a peer advertised (any thread; takes dp->lock). */
 void dataplane__disco_store(struct dataplane *dp, const uint8_t *node, const uint8_t *disco);
 
@@ -132,6 +192,30 @@ int dataplane__tun_to_peers(struct dataplane *dp, uint64_t now, bool *more);
 /* Sends what WireGuard left in dp->udp_out (datagrams to peers, handshakes,
  * keepalives), each on the socket of its family; empties dp->udp_out. */
 void dataplane__udp_flush(struct dataplane *dp);
+/* Sends batch b (disco messages, or udp_out) and empties it; uses dp->pb. */
+void dataplane__udp_send_batch(struct dataplane *dp, struct wg_batch *b);
+
+/* ---- magic.c ---- */
+
+/* The path selector the engine gives WireGuard (arg: the engine). */
+extern const struct wg_path_ops dataplane__path_ops;
+/* Takes the peers of the configuration just applied (allocates). */
+void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config *cfg);
+/* A datagram from UDP: disco and STUN are handled here, WireGuard from
+ * an ip:port no peer may send from is dropped. Returns true when the
+ * datagram is consumed (not WireGuard for the device). */
+bool dataplane__magic_rx(struct dataplane *dp, const struct wg_packet *w, uint64_t now_ns);
+/* Packets from DERP (dp->derp): disco handled, WireGuard delivered.
+ * Returns 0 or a fatal -errno of the TUN. */
+int dataplane__derp_rx(struct dataplane *dp, uint64_t now_ns);
+/* Whether w goes through DERP (its address is 127.3.3.40:region): then it
+ * is handed to the control thread (or dropped) and its address cleared. */
+bool dataplane__derp_divert(struct dataplane *dp, struct wg_packet *w);
+/* Path timers (pings, heartbeats); from the engine's tick. */
+void dataplane__magic_tick(struct dataplane *dp, uint64_t now_ns);
+/* Sets up the disco queue (allocates) / frees everything of magic.c. */
+void dataplane__magic_init(struct dataplane *dp);
+void dataplane__magic_free(struct dataplane *dp);
 
 /* ---- peers_to_tun.c ---- */
 
@@ -139,5 +223,9 @@ void dataplane__udp_flush(struct dataplane *dp);
  * rest written to the TUN. *more: the batch filled up. Returns 0 or a fatal
  * -errno of the TUN. */
 int dataplane__peers_to_tun(struct dataplane *dp, size_t k, uint64_t now, bool *more);
+/* The second half: the WireGuard datagrams in dp->udp_in (from UDP or
+ * DERP) decrypted, filtered and written to the TUN; answers sent. Returns
+ * 0 or a fatal -errno of the TUN. */
+int dataplane__peers_deliver(struct dataplane *dp, uint64_t now);
 
 #endif

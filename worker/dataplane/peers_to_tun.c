@@ -118,7 +118,7 @@ static void tsmp_handle(struct dataplane *dp, const struct wg_packet *w, const s
 
 int dataplane__peers_to_tun(struct dataplane *dp, size_t k, uint64_t now, bool *more)
 {
-	struct wg_batch *b = &dp->udp_in, *t = &dp->tun_out;
+	struct wg_batch *b = &dp->udp_in;
 	struct pktbuf_batch *pb = &dp->pb;
 	size_t kept = 0;
 	int r;
@@ -144,6 +144,22 @@ int dataplane__peers_to_tun(struct dataplane *dp, size_t k, uint64_t now, bool *
 	}
 	b->n = pb->n;
 	dp->st.udp_in_dgrams += b->n;
+	/* pb is free again: disco may send (dataplane__udp_flush). */
+	for (size_t i = 0; i < b->n; i++) {
+		if (!dataplane__magic_rx(dp, &b->pkt[i], now))
+			dataplane__batch_keep(b, i, &kept);
+	}
+	b->n = kept;
+	return dataplane__peers_deliver(dp, now);
+}
+
+int dataplane__peers_deliver(struct dataplane *dp, uint64_t now)
+{
+	struct wg_batch *b = &dp->udp_in, *t = &dp->tun_out;
+	struct pktbuf_batch *pb = &dp->pb;
+	size_t kept = 0;
+	int r;
+
 	wg_device_udp_rx(dp->dev, b, t, &dp->udp_out, now);
 	b->n = 0;
 

@@ -47,11 +47,13 @@ static void udp_send_view(struct dataplane *dp, size_t k)
 	}
 }
 
-void dataplane__udp_flush(struct dataplane *dp)
+void dataplane__udp_send_batch(struct dataplane *dp, struct wg_batch *b)
 {
-	struct wg_batch *b = &dp->udp_out;
+	bool any = false;
 
-	for (size_t k = 0; k < dp->n_udp && b->n; k++) {
+	for (size_t i = 0; i < b->n; i++)
+		any |= !dataplane__derp_divert(dp, &b->pkt[i]);
+	for (size_t k = 0; k < dp->n_udp && any; k++) {
 		struct pktbuf_batch *pb = &dp->pb;
 
 		pb->n = 0;
@@ -61,7 +63,7 @@ void dataplane__udp_flush(struct dataplane *dp)
 			struct pktbuf *p;
 			socklen_t alen = dataplane__sockaddr_len(&w->addr);
 
-			if (dp->n_udp > 1 && socket_for(dp, w->addr.ss_family) != k)
+			if (!alen || (dp->n_udp > 1 && socket_for(dp, w->addr.ss_family) != k))
 				continue;
 			p = &pb->pkt[pb->n++];
 			p->head = w->buf;
@@ -74,6 +76,12 @@ void dataplane__udp_flush(struct dataplane *dp)
 		udp_send_view(dp, k);
 	}
 	b->n = 0;
+}
+
+void dataplane__udp_flush(struct dataplane *dp)
+{
+	dataplane__udp_send_batch(dp, &dp->disco_out);
+	dataplane__udp_send_batch(dp, &dp->udp_out);
 }
 
 static bool is_quad100(const struct packet *p)

@@ -2,7 +2,7 @@
  * (worker/dataplane/dataplane_config.c): which filter an inbound packet
  * meets. A jailed peer (Node.IsJailed, capability 94) may not open flows to
  * us but its replies to our flows pass; other peers meet the netmap's
- * rules. */
+ * rules. And what a configuration keeps of each peer for disco. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -221,6 +221,50 @@ static void test_named_lists_are_one_filter(void **state)
 	filter_state_free(fs);
 }
 
+#define DK2 "discokey:4444444444444444444444444444444444444444444444444444444444444444"
+/* Peer 2 speaks disco and has a home DERP region; peer 3 (an external
+ * WireGuard node) has no disco key. */
+#define DISCO_PEERS                                                                          \
+	"\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"DiscoKey\":\"" DK2 "\",\"HomeDERP\":900," \
+	"\"Endpoints\":[\"198.51.100.2:41641\",\"[2001:db8::2]:41642\"],\"Addresses\":"      \
+	"[\"100.64.0.2/32\"]},{\"ID\":3,\"Key\":\"" K3 "\",\"Endpoints\":"                   \
+	"[\"198.51.100.3:51820\"],\"Addresses\":[\"100.64.0.3/32\"]}]"
+
+/* Every endpoint of a peer reaches the configuration (disco pings them
+ * all), with its disco key and home region; a peer without a disco key
+ * makes WireGuard acceptable from any source. */
+static void test_disco_endpoints_and_home_derp(void **state)
+{
+	struct filter_state *fs = filter_state_new();
+	struct dataplane_config *cfg = config_of("{" SELF "," DISCO_PEERS "," RULES "}", fs);
+	const struct dataplane_disco_peer *d2 = NULL, *d3 = NULL;
+	char text[DISCO_ADDR_STRLEN];
+
+	(void)state;
+	assert_int_equal(cfg->n_peers, 2);
+	for (size_t i = 0; i < cfg->n_peers; i++) {
+		if (cfg->peers[i].public_key[0] == 0x22)
+			d2 = &cfg->disco[i];
+		else
+			d3 = &cfg->disco[i];
+	}
+	assert_non_null(d2);
+	assert_non_null(d3);
+	assert_true(d2->has_disco);
+	assert_int_equal(d2->disco[0], 0x44);
+	assert_int_equal(d2->home_derp, 900);
+	assert_int_equal(d2->n_eps, 2);
+	assert_string_equal(disco_addr_format(&cfg->disco_eps[d2->ep_off], text, sizeof(text)),
+			    "198.51.100.2:41641");
+	assert_string_equal(disco_addr_format(&cfg->disco_eps[d2->ep_off + 1], text, sizeof(text)),
+			    "[2001:db8::2]:41642");
+	assert_false(d3->has_disco);
+	assert_int_equal(d3->n_eps, 1);
+	assert_true(cfg->any_without_disco);
+	dataplane_config_free(cfg);
+	filter_state_free(fs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +272,7 @@ int main(void)
 		cmocka_unit_test(test_jailed_route_overlaps_free_route),
 		cmocka_unit_test(test_no_jailed_peer_no_second_filter),
 		cmocka_unit_test(test_named_lists_are_one_filter),
+		cmocka_unit_test(test_disco_endpoints_and_home_derp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,80 @@
+#!/bin/bash
+# e2e DERP: two pods whose direct UDP is dropped talk through testcontrol's
+# DERP regions (docs/tailscale-protocol.md §6).
+#
+#   node netns: testcontrol (control, admin, DERP regions 900 and 901 on
+#   127.0.0.1), our supervisor and both pods' workers; nftables there drops
+#   every UDP datagram, so disco finds no direct path and WireGuard and
+#   disco go through DERP (TLS over TCP).
+#
+# Checked: each worker connects to a home region and reports it to control
+# (Hostinfo.NetInfo.PreferredDERP: the node's home_derp); ICMP v4 and v6
+# both ways between the pods; with the home region taken down (POST /derp),
+# the workers move to the other region and the pods still reach each other.
+source "$(dirname "$0")/../lib/common.sh"
+
+tscni_init "derp"
+source "$(dirname "$0")/../lib/tailnet.sh"
+[[ -x $TC ]] || {
+	echo "testcontrol missing: build first" >&2
+	exit 1
+}
+
+node_ns_new || tscni_finish
+tc_start --derp 127.0.0.1:0 --derp 127.0.0.1:0 || tscni_finish
+tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
+ip netns exec "$NODE_NS" nft -f - <<'NFT'
+table inet tscni_block {
+	chain in { type filter hook input priority 0; meta l4proto udp drop; }
+}
+NFT
+check "every UDP datagram into the node netns is dropped (nftables)" \
+	ip netns exec "$NODE_NS" nft list table inet tscni_block
+sup_start_tailnet || tscni_finish
+
+for i in 0 1; do
+	pod_add "$i" || tscni_finish
+done
+A=${POD_NS[0]}
+B=${POD_NS[1]}
+
+# home_of ADDR4: the home DERP region control holds for the pod at ADDR4.
+home_of()
+{
+	tc_get /nodes | jq -r --arg a "$1" \
+		'[.[] | select(.addresses | index($a + "/32"))][0].home_derp // 0'
+}
+for ((k = 0; k < 100; k++)); do
+	h0=$(home_of "${POD4[0]}")
+	h1=$(home_of "${POD4[1]}")
+	[[ $h0 != 0 && $h1 != 0 ]] && break
+	sleep 0.1
+done
+echo "# home regions: $h0 $h1; DERP: $(tc_get /derp | jq -c .)"
+check "both pods report home region 900 to control (PreferredDERP)" \
+	test "$h0" == 900 -a "$h1" == 900
+check "region 900 has both pods connected, as their home" \
+	jqq '[.[] | select(.region == 900)][0].clients | map(select(.preferred)) | length == 2' \
+	<<<"$(tc_get /derp)"
+
+check "ICMP v4 through DERP: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
+check "ICMP v6 through DERP: pod A -> pod B" ns_ping_until "$A" "${POD6[1]}"
+check "ICMP v4 through DERP: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
+check "ICMP v6 through DERP: pod B -> pod A" ns_ping_until "$B" "${POD6[0]}"
+
+# --- the home region goes down -------------------------------------------------
+tc_post /derp '{"region": 900, "up": false}' >/dev/null
+for ((k = 0; k < 300; k++)); do
+	h0=$(home_of "${POD4[0]}")
+	h1=$(home_of "${POD4[1]}")
+	[[ $h0 == 901 && $h1 == 901 ]] && break
+	sleep 0.1
+done
+check "with region 900 down, both pods move home to region 901 ($h0 $h1)" \
+	test "$h0" == 901 -a "$h1" == 901
+check "ICMP v4 through region 901: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
+check "ICMP v4 through region 901: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
+
+pod_del 0
+pod_del 1
+tscni_finish

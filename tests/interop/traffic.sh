@@ -1,0 +1,107 @@
+#!/bin/bash
+# interop traffic: a pod and a genuine Tailscale v1.68.2 node exchange
+# packets over a direct path disco found, then through DERP when direct
+# UDP is dropped (docs/tailscale-protocol.md §6, §7).
+#
+#   netns ${GP}hub: br0 ─┬─ ${GP}ctl  10.99.0.1    peerctl (testcontrol, DERP, STUN)
+#                        ├─ ${GP}n1   10.99.0.11   genuine tailscaled "n1"
+#                        └─ NODE      10.99.0.100  our supervisor, its workers' UDP sockets
+#   pod netns p0: ts0 (the worker's TUN)
+#
+# Checked:
+#   - ICMP echo over IPv4 and IPv6, genuine node -> pod and pod -> genuine
+#     node (its tailscale0);
+#   - `tailscale ping` (a disco ping to the pod's endpoints) gets a pong from
+#     the pod over a direct path, and `tailscale status` shows the pod direct;
+#   - with UDP between the two nodes dropped (nftables in the genuine node's
+#     netns): the pod's home DERP region carries the traffic (`relay` in
+#     `tailscale status`), ICMP both ways, disco pongs via DERP;
+#   - the worker's STUN request to the home region's STUN port is answered.
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/genuine.sh"
+
+genuine_or_skip
+tscni_init "traffic"
+source "$(dirname "$0")/../lib/tailnet.sh"
+
+genuine_one_pod || tscni_finish
+P=${POD_NS[0]}
+N1=${GP}n1
+echo "# pod 0: ${POD4[0]} ${POD6[0]}; our node netns $NODE_NS at $NODE_ADDR"
+
+# The genuine node's tailnet addresses, once control told it its own.
+n1_4="" n1_6=""
+for ((k = 0; k < 100; k++)); do
+	ips=$(genuine_ts 1 ip 2>/dev/null | tr '\n' ' ')
+	n1_4=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^100\.')
+	n1_6=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^fd7a:')
+	[[ -n $n1_4 && -n $n1_6 ]] && break
+	sleep 0.1
+done
+echo "# n1: $n1_4 $n1_6"
+check "the genuine node has its tailnet addresses" test -n "$n1_4" -a -n "$n1_6"
+
+# Both sides must know each other before the first packet: our data plane
+# has its peer, the genuine node lists the pod.
+for ((k = 0; k < 100; k++)); do
+	[[ $(pod_stat "${POD_UID[0]}" peers) == 1 ]] &&
+		genuine_ts 1 status --json 2>/dev/null |
+		jq -e --arg a "${POD4[0]}" '[.Peer[]? | select(.TailscaleIPs | index($a))] | length == 1' \
+			>/dev/null && break
+	sleep 0.1
+done
+
+check "ICMP v4: genuine node -> pod (${POD4[0]})" ns_ping_until "$N1" "${POD4[0]}"
+check "ICMP v6: genuine node -> pod (${POD6[0]})" ns_ping_until "$N1" "${POD6[0]}"
+check "ICMP v4: pod -> genuine node ($n1_4)" ns_ping_until "$P" "$n1_4"
+check "ICMP v6: pod -> genuine node ($n1_6)" ns_ping_until "$P" "$n1_6"
+
+out=$(genuine_ts 1 ping -c 5 --timeout 3s "${POD4[0]}" 2>&1)
+echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
+check "tailscale ping (disco) gets a pong from the pod over a direct path" \
+	grep -qE "^pong from .* via ${NODE_ADDR//./\\.}:[0-9]+ in" <<<"$out"
+st=$(genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}")
+echo "# tailscale status: $st"
+check "tailscale status shows the pod direct at our node's address" \
+	grep -qE "direct ${NODE_ADDR//./\\.}:[0-9]+" <<<"$st"
+
+# The engine asks the home region's STUN port (peerctl's, 10.99.0.1:3478)
+# where its socket is seen: from our node's bridge address (no NAT here).
+check "STUN: the worker learns its reflexive address from the DERP region's STUN port" \
+	grep -qE "STUN: our UDP socket is seen at ${NODE_ADDR//./\\.}:[0-9]+" "$T/sup.log"
+
+# --- DERP: direct UDP between the two dropped ------------------------------
+# nftables in the genuine node's netns (the test's own) drops every UDP
+# datagram between it and our node; DERP (TCP to the control netns) stays.
+ip netns exec "$N1" nft -f - <<NFT
+table inet tscni_block {
+	chain in { type filter hook input priority 0; ip saddr $NODE_ADDR meta l4proto udp drop; }
+	chain out { type filter hook output priority 0; ip daddr $NODE_ADDR meta l4proto udp drop; }
+}
+NFT
+check "direct UDP between the genuine node and ours is dropped (nftables in n1)" \
+	ip netns exec "$N1" nft list table inet tscni_block
+
+# relay_until: the genuine node's status shows the pod through DERP within
+# 40 s (its direct path loses trust 6.5 s after the last Pong), while ICMP
+# keeps the path in use.
+relay_until()
+{
+	local k
+	for ((k = 0; k < 40; k++)); do
+		ip netns exec "$N1" busybox ping -c 1 -W 1 "${POD4[0]}" >/dev/null 2>&1
+		genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}" | grep -q 'relay "' && return 0
+	done
+	return 1
+}
+check "the genuine node reaches the pod through DERP (relay in tailscale status)" relay_until
+st=$(genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}")
+echo "# tailscale status: $st"
+check "ICMP v4 through DERP: genuine node -> pod" ns_ping_until "$N1" "${POD4[0]}"
+check "ICMP v6 through DERP: pod -> genuine node" ns_ping_until "$P" "$n1_6"
+out=$(genuine_ts 1 ping -c 3 --timeout 3s "${POD4[0]}" 2>&1)
+echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
+check "tailscale ping gets a pong from the pod via DERP" grep -q "via DERP" <<<"$out"
+
+pod_del 0
+tscni_finish
