@@ -523,6 +523,26 @@ static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *ep
 	return n;
 }
 
+/* Control gets eps; the engine too, for its CallMeMaybe. */
+static void endpoints_set(struct worker_ctx *ctx, const struct netmap_endpoint *eps,
+			  const int *types, size_t n)
+{
+	struct disco_addr da[DATAPLANE_OWN_EPS] = {0};
+	size_t k = 0;
+
+	if (n)
+		client_set_endpoints(ctx->ctl, eps, types, n);
+	for (size_t i = 0; ctx->dp && i < n && k < DATAPLANE_OWN_EPS; i++, k++) {
+		if (eps[i].family == AF_INET)
+			disco_addr_from4(eps[i].addr, eps[i].port, &da[k]);
+		else
+			memcpy(da[k].ip, eps[i].addr, 16);
+		da[k].port = eps[i].port;
+	}
+	if (ctx->dp)
+		dataplane_set_endpoints(ctx->dp, da, k);
+}
+
 /* The control client on our loop: created before the filter loads (curl's
  * multi handle makes its wakeup socketpair here), started at
  * control_thread_run. */
@@ -567,8 +587,7 @@ static int new_client(struct worker_ctx *ctx)
 	}
 	/* Sent with the first lite update. */
 	neps = local_endpoints(ctx, eps, types, CLIENT_MAX_ENDPOINTS);
-	if (neps)
-		client_set_endpoints(ctx->ctl, eps, types, neps);
+	endpoints_set(ctx, eps, types, neps);
 	ctx->local_eps = xcalloc(neps + 1, sizeof(*eps));
 	ctx->local_types = xcalloc(neps + 1, sizeof(*types));
 	memcpy(ctx->local_eps, eps, neps * sizeof(*eps));
@@ -616,7 +635,7 @@ void worker_endpoints_refresh(struct worker_ctx *ctx)
 		eps[n] = e;
 		types[n++] = 2; /* tailcfg.EndpointSTUN */
 	}
-	client_set_endpoints(ctx->ctl, eps, types, n);
+	endpoints_set(ctx, eps, types, n);
 }
 
 static void ctl_closed(struct worker_ctx *ctx)

@@ -16,7 +16,8 @@
 #   - with UDP between the two nodes dropped (nftables in the genuine node's
 #     netns): the pod's home DERP region carries the traffic (`relay` in
 #     `tailscale status`), ICMP both ways, disco pongs via DERP;
-#   - the worker's STUN request to the home region's STUN port is answered.
+#   - the worker's STUN request to the home region's STUN port is answered;
+#   - our CallMeMaybe reaches the genuine node through DERP.
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
 
@@ -102,6 +103,11 @@ check "ICMP v6 through DERP: pod -> genuine node" ns_ping_until "$P" "$n1_6"
 out=$(genuine_ts 1 ping -c 3 --timeout 3s "${POD4[0]}" 2>&1)
 echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
 check "tailscale ping gets a pong from the pod via DERP" grep -q "via DERP" <<<"$out"
+# Our engine, sending through DERP without a trusted direct path, asks the
+# genuine node to ping its endpoints (tailscaled's client metric counts it).
+cmm=$(genuine_ts 1 debug metrics 2>/dev/null | awk '$1 == "magicsock_disco_recv_callmemaybe" {print $2}')
+echo "# CallMeMaybe received by the genuine node: ${cmm:-none}"
+check "the genuine node got our CallMeMaybe through DERP" test "${cmm:-0}" -gt 0
 
 pod_del 0
 tscni_finish

@@ -55,6 +55,7 @@
 #include "wg_device.h"
 
 struct chan;
+struct disco_addr;
 struct netmap;
 struct dataplane;
 struct dataplane_config;
@@ -67,6 +68,7 @@ enum dataplane_limits {
 	 * per worker (USS 2.1 vs 1.7 MiB; PSS over the 4 MiB goal). */
 	DATAPLANE_BATCH = 64,
 	DATAPLANE_DISCO_MAX = 256,    /* disco keys remembered (oldest replaced) */
+	DATAPLANE_OWN_EPS = 16,	      /* in a CallMeMaybe */
 	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
 	/* STUN again this often (upstream re-STUNs every 20-26 s). */
 	DATAPLANE_STUN_INTERVAL_MS = 20000,
@@ -176,6 +178,11 @@ size_t dataplane_config_peer_count(const struct dataplane_config *cfg);
  * control thread holds the DERP connections). Before dataplane_start();
  * the caller keeps c and frees it after dataplane_free(). */
 void dataplane_set_derp(struct dataplane *dp, struct chan *c);
+
+/* Our own endpoints, for the CallMeMaybe the engine sends a peer through
+ * DERP when path.c asks (the first DATAPLANE_OWN_EPS are kept).
+ * Any thread. */
+void dataplane_set_endpoints(struct dataplane *dp, const struct disco_addr *eps, size_t n);
 
 /* The STUN server the engine asks, every DATAPLANE_STUN_INTERVAL_MS, where
  * the pod's UDP socket is seen from outside (the home DERP region's STUN

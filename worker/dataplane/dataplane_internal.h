@@ -151,6 +151,8 @@ struct dataplane {
 	bool has_stun_server, has_stun_addr;
 	atomic_uint stun_gen; /* read by the engine without the lock */
 	struct sockaddr_storage stun_server, stun_addr;
+	struct disco_addr own_eps[DATAPLANE_OWN_EPS];
+	size_t n_own_eps;
 	uint8_t rekeys[DP_MAX_REKEYS][WG_KEY_LEN];
 	size_t n_rekeys;
 	atomic_bool rekey_pending;

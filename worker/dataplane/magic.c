@@ -104,10 +104,40 @@ static int disco_send(struct dataplane *dp, const struct dp_magic_peer *m,
 	return 0;
 }
 
+void dataplane_set_endpoints(struct dataplane *dp, const struct disco_addr *eps, size_t n)
+{
+	if (n > DATAPLANE_OWN_EPS)
+		n = DATAPLANE_OWN_EPS;
+	pthread_mutex_lock(&dp->lock);
+	memcpy(dp->own_eps, eps, n * sizeof(*eps));
+	dp->n_own_eps = n;
+	pthread_mutex_unlock(&dp->lock);
+}
+
+/* A CallMeMaybe with our endpoints to `to` (through DERP): the peer pings
+ * them all at once, which opens NAT mappings on both sides. */
+static void call_me_maybe_send(struct dataplane *dp, const struct dp_magic_peer *m,
+			       const struct disco_addr *to)
+{
+	uint8_t raw[DATAPLANE_OWN_EPS * DISCO_ADDR_WIRE_LEN];
+	struct disco_addr eps[DATAPLANE_OWN_EPS];
+	struct disco_msg msg = {.type = DISCO_CALL_ME_MAYBE};
+	size_t n;
+
+	pthread_mutex_lock(&dp->lock);
+	n = dp->n_own_eps;
+	memcpy(eps, dp->own_eps, n * sizeof(*eps));
+	pthread_mutex_unlock(&dp->lock);
+	if (!n)
+		return;
+	disco_call_me_maybe_fill(raw, eps, n);
+	msg.cmm.raw = raw;
+	msg.cmm.n = n;
+	(void)disco_send(dp, m, to, &msg);
+}
+
 /* Carries out what path.c asked for. A ping that cannot leave (no DERP)
- * fails at once, so path.c does not wait for its Pong. CallMeMaybe is not
- * sent: the engine does not know our endpoints (the control thread does);
- * peers ping the endpoints control gives them anyway. */
+ * fails at once, so path.c does not wait for its Pong. */
 static void actions_run(struct dataplane *dp, struct dp_magic_peer *m, const struct path_out *out)
 {
 	for (size_t i = 0; i < out->n; i++) {
@@ -115,8 +145,10 @@ static void actions_run(struct dataplane *dp, struct dp_magic_peer *m, const str
 		struct disco_msg msg = {0};
 		int ret;
 
-		if (a->type == PATH_SEND_CALL_ME_MAYBE)
-			continue; /* only ever through DERP */
+		if (a->type == PATH_SEND_CALL_ME_MAYBE) {
+			call_me_maybe_send(dp, m, &a->to);
+			continue;
+		}
 		if (a->type == PATH_SEND_PING) {
 			msg.type = DISCO_PING;
 			memcpy(msg.ping.txid, a->txid, DISCO_TXID_LEN);
