@@ -41,11 +41,6 @@ POLICY_WEB80='[{"src": ["tag:web"], "dst": ["tag:pod:80"]}]'
 POLICY_WEB80_22='[{"src": ["tag:web"], "dst": ["tag:pod:22", "tag:pod:80"]}]'
 POLICY_NOBODY='[{"src": ["tag:nobody"], "dst": ["tag:pod:80"]}]'
 
-now_ms()
-{
-	echo $((${EPOCHREALTIME/./} / 1000))
-}
-
 # policy_post DESC JSON: POST /policy and check testcontrol's answer (the
 # rules it keeps, as given).
 policy_post()

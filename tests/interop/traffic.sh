@@ -13,6 +13,7 @@
 #     node (its tailscale0);
 #   - `tailscale ping` (a disco ping to the pod's endpoints) gets a pong from
 #     the pod over a direct path, and `tailscale status` shows the pod direct;
+#   - TCP, 50 MB each way over that path, same size and SHA-256 (Mbit/s printed);
 #   - with UDP between the two nodes dropped (nftables in the genuine node's
 #     netns): the pod's home DERP region carries the traffic (`relay` in
 #     `tailscale status`), ICMP both ways, disco pongs via DERP;
@@ -65,6 +66,12 @@ st=$(genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}")
 echo "# tailscale status: $st"
 check "tailscale status shows the pod direct at our node's address" \
 	grep -qE "direct ${NODE_ADDR//./\\.}:[0-9]+" <<<"$st"
+
+# TCP, 50 MB each way over the direct path, whole and in order.
+SIZE=$((50 * 1000 * 1000))
+head -c "$SIZE" /dev/urandom >"$T/big.in"
+transfer "$P" "$N1" "$n1_4" 5001 "TCP 50 MB pod -> genuine node"
+transfer "$N1" "$P" "${POD4[0]}" 5002 "TCP 50 MB genuine node -> pod"
 
 # The engine asks the home region's STUN port (peerctl's, 10.99.0.1:3478)
 # where its socket is seen: from our node's bridge address (no NAT here).

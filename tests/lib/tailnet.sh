@@ -365,3 +365,44 @@ ns_ping_until()
 	echo "# last: $(tr '\n' ' ' <<<"$out")"
 	return 1
 }
+
+# now_ms: wall-clock milliseconds.
+now_ms()
+{
+	echo $((${EPOCHREALTIME/./} / 1000))
+}
+
+# Bulk transfers with a check of size and SHA-256 (e2e and interop tests).
+# Set SIZE and write $T/big.in (SIZE bytes) first.
+same_sha()
+{
+	[[ $(sha256sum <"$1" | cut -d' ' -f1) == $(sha256sum <"$2" | cut -d' ' -f1) ]]
+}
+
+# same_whole GOT SIZE IN OUT: GOT bytes arrived of SIZE, and OUT is IN.
+same_whole()
+{
+	[[ $1 -eq $2 ]] && same_sha "$3" "$4"
+}
+
+# transfer FROM_NS TO_NS DST PORT LABEL: $T/big.in from FROM_NS to DST:PORT
+# (a receiver in TO_NS); checks the size and SHA-256 and prints Mbit/s.
+transfer()
+{
+	local from=$1 to=$2 dst=$3 port=$4 label=$5 t0 t1 rc got
+
+	rm -f "$T/big.out"
+	recv_start "$to" "$port" "$T/big.out" || fail "$label: receiver listens"
+	t0=$(now_ms)
+	ip netns exec "$from" timeout $((120 * TIME_SCALE)) \
+		bash -c "cat '$T/big.in' >/dev/tcp/$dst/$port"
+	rc=$?
+	recv_wait "$T/big.out" "$SIZE"
+	t1=$(now_ms) # the last byte arrived (or the wait gave up)
+	got=$(stat -c %s "$T/big.out" 2>/dev/null || echo 0)
+	check "$label: the sender finished (exit $rc)" test "$rc" -eq 0
+	check "$label: $got of $SIZE bytes arrived, same SHA-256" \
+		same_whole "$got" "$SIZE" "$T/big.in" "$T/big.out"
+	echo "# $label: $SIZE bytes in $((t1 - t0)) ms =" \
+		"$((SIZE * 8 / 1000 / (t1 - t0 > 0 ? t1 - t0 : 1))) Mbit/s"
+}
