@@ -158,12 +158,12 @@ struct tc_conn {
 
 /* Test switches set through the admin API. */
 struct tc_switches {
-	bool hang;	/* accept, read, never answer */
-	bool garbage;	/* 101, then junk where the Noise response belongs */
-	bool truncate;	/* the next map message is cut in half and its stream ended */
-	bool oversize;	/* the next map message declares a 2 GiB length */
-	bool wrong_key; /* /key names a key we do not hold */
-	bool no_early;	/* no early payload after the handshake */
+	bool hang;	   /* accept, read, never answer */
+	bool garbage;	   /* 101, then junk where the Noise response belongs */
+	bool truncate;	   /* the next map message is cut in half and its stream ended */
+	bool oversize;	   /* the next map message declares a 2 GiB length */
+	bool wrong_key;	   /* /key names a key we do not hold */
+	bool no_early;	   /* no early payload after the handshake */
 	bool derp_garbage; /* DERP relays an oversized frame header instead of packets */
 };
 

@@ -398,7 +398,8 @@ static void test_worker_record_roundtrip(void **state)
 
 	a = add_attachment(f, "n1", "w1", "/nonexistent/w", 1, 2,
 			   TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY, true);
-	assert_int_equal(pods__attachment_save_worker(f->sup.pods, a, &wi, WORKERS_UID_BASE + 7), 0);
+	assert_int_equal(pods__attachment_save_worker(f->sup.pods, a, &wi, WORKERS_UID_BASE + 7),
+			 0);
 	snprintf(dir, sizeof(dir), "%s/pods/w1/attachments", f->dir);
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(dfd >= 0);
@@ -540,7 +541,8 @@ static void test_identity_registration(void **state)
 	assert_ptr_equal(spec.auth_key, key);
 
 	/* Ready: registered, with the node's addresses and stable id. */
-	assert_int_equal(pods__identity_record(f->sup.pods, "uid-1", true, addrs, 2, "nStable7"), 0);
+	assert_int_equal(pods__identity_record(f->sup.pods, "uid-1", true, addrs, 2, "nStable7"),
+			 0);
 	id = state_identity_get(f->sup.st, "uid-1", &err);
 	assert_non_null(id);
 	assert_true(id->registered);
@@ -567,7 +569,8 @@ static void test_identity_registration(void **state)
 	pods__identity_wipe_free(id);
 
 	/* A pod without an identity: -ENOENT, nothing created. */
-	assert_int_equal(pods__identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""), -ENOENT);
+	assert_int_equal(pods__identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""),
+			 -ENOENT);
 	f->sup.auth_key = NULL;
 }
 
