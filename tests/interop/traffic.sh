@@ -22,7 +22,9 @@
 #   - TCP, 50 MB each way through DERP, same size and SHA-256;
 #   - UDP unblocked: direct again within 10 s (the time is printed);
 #   - our supervisor killed with SIGKILL and restarted during a 10/s ping
-#     from the genuine node: every echo answered, the same worker adopted.
+#     from the genuine node: every echo answered, the same worker adopted;
+#   - the worker killed with SIGKILL: respawned, the same node at control,
+#     ICMP both ways and a direct disco path again.
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
 
@@ -166,6 +168,29 @@ echo "# 10/s ping across supervisor kill -9 + restart: $(tail -n 2 "$T/ping10.ou
 check "supervisor kill -9 and restart during a 10/s ping: 100 of 100 answered" test "${rx:-0}" -eq 100
 check "the restarted supervisor adopted the same worker (pid $wpid)" \
 	test "$(pod_stat "${POD_UID[0]}" worker_pid)" == "$wpid"
+
+# --- worker kill -9: the supervisor respawns it ---------------------------------
+# The new process resumes the same node (its keys are kept by the
+# supervisor; control is not asked to register it again) with a fresh disco
+# key, and the genuine node finds the pod again.
+kill -KILL "$wpid"
+t0=$(now_ms)
+for ((k = 0; k < 100; k++)); do
+	npid=$(pod_stat "${POD_UID[0]}" worker_pid)
+	[[ -n $npid && $npid != "$wpid" && $npid != 0 ]] && break
+	sleep 0.1
+done
+check "the supervisor respawned the killed worker (pid $wpid -> $npid)" \
+	test -n "$npid" -a "$npid" != "$wpid" -a "$npid" != 0
+check "ICMP v4 after the respawn: genuine node -> pod" ns_ping_until "$N1" "${POD4[0]}"
+echo "# genuine node -> pod answered again $(($(now_ms) - t0)) ms after the worker's SIGKILL"
+check "ICMP v6 after the respawn: pod -> genuine node" ns_ping_until "$P" "$n1_6"
+n=$(genuine_nodes | jq --arg a "${POD4[0]}/32" '[.[] | select(.addresses | index($a))] | length')
+check "control still lists the pod as one node ($n)" test "$n" -eq 1
+out=$(genuine_ts 1 ping -c 5 --timeout 3s "${POD4[0]}" 2>&1)
+echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
+check "tailscale ping reaches the respawned worker over a direct path" \
+	grep -qE "^pong from .* via ${NODE_ADDR//./\\.}:[0-9]+ in" <<<"$out"
 
 pod_del 0
 tscni_finish
