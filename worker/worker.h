@@ -179,6 +179,9 @@ struct netmap;
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
 /* A new netmap: its DERP map; the home region chosen at the first. */
 void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+/* Connections closed because their server sent a bad (oversized or
+ * malformed) frame, over the worker's life; 0 for NULL. */
+uint64_t derp_link_bad_frames(const struct derp_link *dl);
 /* control_thread.c: when the engine's STUN answer changed, the endpoints
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);
