@@ -130,30 +130,39 @@ static void attempt_end(struct derp_conn *c)
 	uv_timer_stop(&c->timer);
 }
 
-static void conn_down(struct derp_conn *c, int err, const char *why)
+/* The wait before the next attempt, the current one having ended with err
+ * at now (loop time; called before attempt_end, while c->up still says
+ * whether it had reached ServerInfo). */
+static unsigned int retry_ms(struct derp_conn *c, int err, uint64_t now)
 {
-	unsigned int ms, bad = 0;
+	unsigned int ms, n, bad = 0;
 
-	if (c->closing)
-		return;
-	if (c->up && uv_now(c->loop) - c->up_at >= BAD_STREAK_RESET_MS)
+	if (c->up && now - c->up_at >= BAD_STREAK_RESET_MS)
 		c->bad_streak = 0;
 	if (derp_conn_err_is_bad_server(err))
 		bad = c->bad_streak++;
-	attempt_end(c);
 	if (c->restart_ms) {
 		ms = c->restart_ms; /* the server said when to come back */
 		c->restart_ms = 0;
-	} else {
-		unsigned int n = c->failures > bad ? c->failures : bad;
-		unsigned int shift = n < 6 ? n : 6;
-
-		ms = BACKOFF_MIN_MS << shift;
-		if (ms > BACKOFF_MAX_MS)
-			ms = BACKOFF_MAX_MS;
-		ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
-		c->failures++;
+		return ms;
 	}
+	n = c->failures > bad ? c->failures : bad;
+	ms = BACKOFF_MIN_MS << (n < 6 ? n : 6);
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
+	c->failures++;
+	return ms;
+}
+
+static void conn_down(struct derp_conn *c, int err, const char *why)
+{
+	unsigned int ms;
+
+	if (c->closing)
+		return;
+	ms = retry_ms(c, err, uv_now(c->loop));
+	attempt_end(c);
 	log_debug("DERP %s: down (%s), retry in %u ms", c->host, why, ms);
 	schedule(c, ms);
 	if (c->on_down)
