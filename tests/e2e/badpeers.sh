@@ -49,13 +49,7 @@ check "UDP into the node netns is dropped unless it comes from netns X (nftables
 	ip netns exec "$NODE_NS" nft list table inet tscni_block
 
 tc_start --derp 127.0.0.1:0 || tscni_finish
-tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
-sup_start_tailnet || tscni_finish
-for i in 0 1; do
-	pod_add "$i" || tscni_finish
-done
-A=${POD_NS[0]}
-B=${POD_NS[1]}
+tailnet_two_pods || tscni_finish
 check "ICMP through DERP: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
 check "ICMP through DERP: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
 

@@ -22,7 +22,6 @@ source "$(dirname "$0")/../lib/tailnet.sh"
 
 node_ns_new || tscni_finish
 tc_start --derp 127.0.0.1:0 --derp 127.0.0.1:0 || tscni_finish
-tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
 ip netns exec "$NODE_NS" nft -f - <<'NFT'
 table inet tscni_block {
 	chain in { type filter hook input priority 0; meta l4proto udp drop; }
@@ -30,13 +29,7 @@ table inet tscni_block {
 NFT
 check "every UDP datagram into the node netns is dropped (nftables)" \
 	ip netns exec "$NODE_NS" nft list table inet tscni_block
-sup_start_tailnet || tscni_finish
-
-for i in 0 1; do
-	pod_add "$i" || tscni_finish
-done
-A=${POD_NS[0]}
-B=${POD_NS[1]}
+tailnet_two_pods || tscni_finish
 
 # home_of ADDR4: the home DERP region control holds for the pod at ADDR4.
 home_of()
