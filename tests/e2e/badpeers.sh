@@ -157,45 +157,64 @@ check "the first line counts 1 dropped" \
 	grep -qF "dropped 1 disco whose box does not open" "$T/sup.log"
 check "no key in the log lines (B's disco key)" bash -c "! grep -qi '$B_DISCO' '$T/sup.log'"
 
-# --- DERP: a 2 GiB frame header instead of RecvPacket ---------------------------------
-A_CONNECTS=$(lines_of "$A_UID" "DERP region 900 connected")
-check "the DERP server sends garbage (derp_garbage on)" \
-	jqq '.derp_garbage == true' <<<"$(tc_post /switches '{"derp_garbage": true}')"
-for ((k = 0; k < 30; k++)); do
-	# Anything relayed to A now arrives as garbage: B's ICMP does.
-	ip netns exec "$B" busybox ping -c 1 -W 1 "${POD4[0]}" >/dev/null 2>&1
-	mid=$(stats "$A_UID")
-	[[ $(delta "$before" "$mid" derp_bad_frames) -ge 1 ]] && break
-done
-tc_post /switches '{"derp_garbage": false}' >/dev/null
-echo "# pod A with DERP garbage: $mid"
-bad=$(delta "$before" "$mid" derp_bad_frames)
-check "a DERP connection closed on the oversized frame: counted ($bad)" test "$bad" -ge 1
+# --- DERP: bad frames -------------------------------------------------------------
+# derp_phase SWITCH: SWITCH on until pod A's worker has closed a DERP
+# connection on a bad frame (B's ICMP is what the server relays to A), then
+# off; afterwards the pods reach each other again both ways.
+derp_phase()
+{
+	local sw=$1 k s0 s n
 
-check "ICMP through DERP again: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
-check "ICMP through DERP again: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
-end=$(stats "$A_UID")
-echo "# pod A at the end: $end"
-bad=$(delta "$before" "$end" derp_bad_frames)
-reconnects=$(($(lines_of "$A_UID" "DERP region 900 connected") - A_CONNECTS))
-check "every DERP connection closed on a bad frame was redialled ($bad closed, $reconnects connected)" \
-	test "$bad" -ge 1 -a "$bad" -eq "$reconnects"
+	s0=$(stats "$A_UID")
+	check "the DERP server turns bad ($sw on)" \
+		jqq ".$sw == true" <<<"$(tc_post /switches "{\"$sw\": true}")"
+	for ((k = 0; k < 30; k++)); do
+		ip netns exec "$B" busybox ping -c 1 -W 1 "${POD4[0]}" >/dev/null 2>&1
+		s=$(stats "$A_UID")
+		[[ $(delta "$s0" "$s" derp_bad_frames) -ge 1 ]] && break
+	done
+	tc_post /switches "{\"$sw\": false}" >/dev/null
+	n=$(delta "$s0" "$s" derp_bad_frames)
+	check "$sw: pod A's worker closed DERP connections on bad frames ($n)" test "$n" -ge 1
+	check "$sw over: ICMP through DERP: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
+	check "$sw over: ICMP through DERP: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
+}
+A_CONNECTS=$(lines_of "$A_UID" "DERP region 900 connected")
+
+# A ServerInfo frame of junk where a RecvPacket belongs: a box that does not
+# open.
+t_junk=$(date +%s)
+derp_phase derp_junk
 check "one log line for the DERP bad frames ($(lines_of "$A_UID" "on a bad frame"))" \
 	test "$(lines_of "$A_UID" "on a bad frame")" -eq 1
 check "the DERP line names the region and the reason" \
-	grep -qF "the latest to region 900: DERP frame longer than allowed" "$T/sup.log"
-check "the disco and STUN counters did not move meanwhile" \
-	test "$(jq -c 'del(.derp_bad_frames)' <<<"$end")" == \
-	"$(jq -c 'del(.derp_bad_frames)' <<<"$after")"
+	grep -qF "the latest to region 900: ServerInfo box does not open" "$T/sup.log"
 
-# --- the next window --------------------------------------------------------------------
+# --- the next window ---------------------------------------------------------------
 # A line a window later counts what the window swallowed.
-left=$((t_first + LOG_WINDOW_S + 1 - $(date +%s)))
+left=$((t_junk + LOG_WINDOW_S + 1 - $(date +%s)))
 ((left > 0)) && sleep "$left"
 send "$DISCO_MAGIC$B_DISCO$(rnd 24)$(rnd 48)"
 sleep 0.5
 check "a window later, one more line: 2 swallowed + 1 ($(lines_of "$A_UID" "disco whose box does not open"))" \
 	grep -qF "dropped 3 disco whose box does not open" "$T/sup.log"
+
+# A 2 GiB frame header (and the packet after it) where a RecvPacket belongs.
+derp_phase derp_garbage
+check "a second DERP line, the window over ($(lines_of "$A_UID" "on a bad frame"))" \
+	test "$(lines_of "$A_UID" "on a bad frame")" -eq 2
+check "it names the oversized frame" \
+	grep -qF "the latest to region 900: DERP frame longer than allowed" "$T/sup.log"
+
+end=$(stats "$A_UID")
+echo "# pod A at the end: $end"
+bad=$(delta "$before" "$end" derp_bad_frames)
+reconnects=$(($(lines_of "$A_UID" "DERP region 900 connected") - A_CONNECTS))
+check "every DERP connection closed on a bad frame was redialled ($bad closed, $reconnects connected)" \
+	test "$bad" -ge 2 -a "$bad" -eq "$reconnects"
+check "the disco and STUN counters moved only by the one datagram sent since" \
+	test "$(jq -c 'del(.derp_bad_frames) | .disco_bad_box -= 1' <<<"$end")" == \
+	"$(jq -c 'del(.derp_bad_frames)' <<<"$after")"
 
 check "pod A's worker is the same process ($A_PID)" \
 	test "$(pod_stat "$A_UID" worker_pid)" == "$A_PID" -a \
