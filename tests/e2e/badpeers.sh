@@ -92,15 +92,18 @@ lines_of()
 {
 	grep -F "pod $1 pid " "$T/sup.log" | grep -cF "$2"
 }
-# send HEX: one datagram from netns X to pod A's UDP socket.
+# send HEX: one datagram from netns X to pod A's UDP socket (bash's printf
+# writes its whole output at once: one datagram).
 send()
 {
-	ip netns exec "$X_NS" bash -c 'exec 3>"/dev/udp/$1/$2" && xxd -r -p <<<"$3" >&3' \
-		_ "$NODE_X_ADDR" "$A_PORT" "$1"
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	ip netns exec "$X_NS" bash -c 'exec 3>"/dev/udp/$1/$2" && printf "$3" >&3' \
+		_ "$NODE_X_ADDR" "$A_PORT" "$(sed 's/../\\x&/g' <<<"$1")"
 }
+# rnd N: N random bytes in hex.
 rnd()
 {
-	head -c "$1" /dev/urandom | xxd -p -c 256
+	head -c "$1" /dev/urandom | od -An -tx1 -v | tr -d ' \n'
 }
 DISCO_MAGIC=5453f09f92ac # "TS💬"
 STUN_COOKIE=2112a442
@@ -110,21 +113,20 @@ echo "# pod A before: $before"
 
 # --- disco and STUN from netns X ------------------------------------------------
 # A sealed box from B's disco key that is noise: it cannot open. 3 of them.
-for i in 1 2 3; do
+for _ in 1 2 3; do
 	send "$DISCO_MAGIC$B_DISCO$(rnd 24)$(rnd 48)"
 done
-t_first=$(date +%s)
 # From a disco key no peer has: 2.
-for i in 1 2; do
+for _ in 1 2; do
 	send "$DISCO_MAGIC$(rnd 32)$(rnd 24)$(rnd 48)"
 done
 # A well-formed binding success (0x0101, 12 bytes of XOR-MAPPED-ADDRESS 10.0.0.1:4660) for a
 # transaction A never started: 4.
-for i in 1 2 3 4; do
+for _ in 1 2 3 4; do
 	send "0101000c$STUN_COOKIE$(rnd 12)00200008000133262b12a443"
 done
 # Malformed: the attribute's value runs past the declared length: 2.
-for i in 1 2; do
+for _ in 1 2; do
 	send "01010004$STUN_COOKIE$(rnd 12)0020000800013326"
 done
 
