@@ -105,6 +105,8 @@ static void on_event(void *arg, const struct derp_event *ev)
 		lc->last_up = uv_now(&lc->dl->ctx->loop);
 		log_info("pod %s: DERP region %u connected%s", lc->dl->ctx->pod_uid, lc->region,
 			 lc->region == lc->dl->home ? " (home)" : "");
+		if (lc->region == lc->dl->home)
+			worker_maybe_ready(lc->dl->ctx);
 	}
 }
 
@@ -315,6 +317,18 @@ static void on_tick(uv_timer_t *t)
 			conn_close(lc);
 		}
 	}
+}
+
+enum derp_home_state derp_link_home_state(const struct derp_link *dl)
+{
+	if (!dl->home)
+		return DERP_HOME_NONE;
+	for (size_t i = 0; i < DERP_LINK_CONNS; i++) {
+		if (dl->conns[i].region == dl->home && dl->conns[i].c &&
+		    derp_conn_is_up(dl->conns[i].c))
+			return DERP_HOME_UP;
+	}
+	return DERP_HOME_CONNECTING;
 }
 
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out)

@@ -47,6 +47,8 @@ enum worker_proto {
 enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000,  /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		  /* control thread housekeeping */
+	/* Ready waits this long for the home DERP region at most. */
+	WORKER_READY_DERP_WAIT_MS = 5000,
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
 	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
 	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
@@ -128,6 +130,8 @@ struct worker_ctx {
 	bool netop_failed;
 	bool control_up;
 	bool ready_sent;
+	/* When Ready began waiting for the home DERP region (uv_now), 0. */
+	uint64_t ready_wait_since;
 	bool logging_out;
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
@@ -179,6 +183,15 @@ struct netmap;
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
 /* A new netmap: its DERP map; the home region chosen at the first. */
 void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+enum derp_home_state {
+	DERP_HOME_NONE,	      /* no DERP map yet, or no region may be home */
+	DERP_HOME_CONNECTING, /* a home region, not connected (yet) */
+	DERP_HOME_UP,	      /* the home region's server greeted us */
+};
+enum derp_home_state derp_link_home_state(const struct derp_link *dl);
+/* control_thread.c: sends Ready when everything it waits for is there;
+ * derp_link.c calls it when the home region connects. */
+void worker_maybe_ready(struct worker_ctx *ctx);
 /* Connections closed because their server sent a bad (oversized or
  * malformed) frame, over the worker's life; 0 for NULL. */
 uint64_t derp_link_bad_frames(const struct derp_link *dl);
