@@ -171,6 +171,11 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.filter_drops = s->filter_drops,
 		.peers = s->peers,
 		.configured = s->configured,
+		.disco_unknown_sender = s->disco_unknown_sender,
+		.disco_bad_box = s->disco_bad_box,
+		.stun_bad_txid = s->stun_bad_txid,
+		.stun_malformed = s->stun_malformed,
+		.derp_bad_frames = s->derp_bad_frames,
 	};
 	r.stats = w->stats;
 	workers__emit(w, WORKER_EV_STATS, &r);

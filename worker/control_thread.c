@@ -52,6 +52,11 @@ static void send_stats(struct worker_ctx *ctx)
 		s.handshakes = st.wg.handshakes_completed;
 		s.peers = (uint32_t)ctx->peers;
 		s.configured = ctx->configured;
+		s.disco_unknown_sender = st.drops[DATAPLANE_DROP_DISCO_UNKNOWN];
+		s.disco_bad_box = st.drops[DATAPLANE_DROP_DISCO_BOX];
+		s.stun_bad_txid = st.drops[DATAPLANE_DROP_STUN];
+		s.stun_malformed = st.drops[DATAPLANE_DROP_STUN_MALFORMED];
+		s.derp_bad_frames = derp_link_bad_frames(ctx->derp);
 	} else {
 		s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);
 		s.tun_rx_bytes = atomic_load(&ctx->tun_rx_bytes);

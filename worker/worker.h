@@ -192,6 +192,9 @@ enum derp_home_state derp_link_home_state(const struct derp_link *dl);
 /* control_thread.c: sends Ready when everything it waits for is there;
  * derp_link.c calls it when the home region connects. */
 void worker_maybe_ready(struct worker_ctx *ctx);
+/* Connections closed because their server sent a bad (oversized or
+ * malformed) frame, over the worker's life; 0 for NULL. */
+uint64_t derp_link_bad_frames(const struct derp_link *dl);
 /* control_thread.c: when the engine's STUN answer changed, the endpoints
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);
