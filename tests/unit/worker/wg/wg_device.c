@@ -606,9 +606,8 @@ static void test_early_initiator(void **state)
 	(void)state;
 	set_peers(0, 0x2);
 	set_peers(1, 0x0);
-	assert_int_equal(wg_device_initiate(net->n[0].dev, net->n[1].pub, net->now,
-					    &net->n[0].udp_out),
-			 0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[1].pub, net->now, &net->n[0].udp_out), 0);
 	pump();
 	assert_int_not_equal(stats(1)->drop_bad_handshake, 0);
 	/* Not a peer yet: nothing to answer. */
@@ -627,9 +626,8 @@ static void test_early_initiator(void **state)
 	/* Too old: forgotten. */
 	set_peers(0, 0x4); /* A stops retrying towards B */
 	set_peers(2, 0x0);
-	assert_int_equal(wg_device_initiate(net->n[0].dev, net->n[2].pub, net->now,
-					    &net->n[0].udp_out),
-			 0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[2].pub, net->now, &net->n[0].udp_out), 0);
 	pump();
 	set_peers(0, 0x0);
 	net->now += WG_EARLY_INITIATOR_NS + 1;
