@@ -168,7 +168,7 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 		log_warn("%s: the worker's spec is invalid: not adopted", a->tag);
 	if (ret < 0)
 		return; /* workers_adopt logged why it refused; pass 2 rebuilds */
-	a->worker_ready = true;
+	a->worker_ready = workers_is_ready(a->worker);
 	/* Custody is back: our own fd, if any, is one too many. */
 	if (a->tun_fd >= 0) {
 		close(a->tun_fd);

@@ -117,6 +117,21 @@ static bool prefixes_equal(const struct ip_prefix *x, size_t nx, const struct ip
 	return true;
 }
 
+/* A new process runs for a: its record names it from now on, so that a
+ * supervisor restarted before its Ready (control unreachable, say) adopts
+ * it instead of taking its ts0 away. */
+static void on_started(struct attachment *a, struct worker *w)
+{
+	struct worker_identity id;
+
+	if (workers_identity(w, &id) < 0 ||
+	    (id.pid == a->wi.pid && id.start_time == a->wi.start_time &&
+	     id.version == a->wi.version && !strcmp(id.boot_id, a->wi.boot_id)))
+		return;
+	a->wi = id;
+	pods__record_worker(a->pods, a, false, NULL);
+}
+
 static void on_ready(struct attachment *a, struct worker *w, const struct worker_report *r)
 {
 	struct pods *p = a->pods;
@@ -195,6 +210,9 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 		 * runtime's DEL that follows a failed ADD removes the rest. */
 		if (r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED)
 			pods__add_refused(a, r->detail);
+		break;
+	case WORKER_EV_STARTED:
+		on_started(a, w);
 		break;
 	case WORKER_EV_EXIT:
 		a->worker_ready = false;

@@ -363,6 +363,11 @@ void workers__link(struct worker *w)
 	ws->head = w;
 }
 
+bool workers_is_ready(const struct worker *w)
+{
+	return w->proc && w->state == WS_READY;
+}
+
 int workers_identity(const struct worker *w, struct worker_identity *out)
 {
 	memset(out, 0, sizeof(*out));

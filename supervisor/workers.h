@@ -146,6 +146,9 @@ enum worker_event {
 	WORKER_EV_TEST_REPLY, /* r->test_id, r->err, r->detail (escaped) */
 	WORKER_EV_EXIT,	      /* the process died; r->status, r->respawn_ms */
 	WORKER_EV_GONE,	      /* final, no respawn: r->why. w is freed after the callback */
+	/* A spawned process's Hello: it runs (workers_identity names it) and
+	 * may be adopted from now on, Ready or not. */
+	WORKER_EV_STARTED,
 };
 
 struct worker_stats {
@@ -243,6 +246,9 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 		  struct worker **out);
 /* The identity of the running process: 0, or -ENOTCONN without one. */
 int workers_identity(const struct worker *w, struct worker_identity *out);
+/* Whether the running process has sent Ready (to us or, adopted, to an
+ * earlier supervisor). */
+bool workers_is_ready(const struct worker *w);
 
 /* Asks the worker to stop (logout: log the node out first) and SIGKILLs it
  * after WORKERS_STOP_GRACE_MS. WORKER_EV_GONE follows, never synchronously. */

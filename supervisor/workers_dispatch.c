@@ -118,6 +118,7 @@ static int on_hello(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		return -EPERM;
 	}
 	w->state = WS_STARTING;
+	workers__emit(w, WORKER_EV_STARTED, &(struct worker_report){.pid = workers_pid(w)});
 	return 0;
 }
 

@@ -389,7 +389,11 @@ static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n
 			return;
 	}
 	if (!ctx->ctl_open) {
-		log_warn("pod %s: new addresses while the supervisor is away", ctx->pod_uid);
+		log_warn("pod %s: new addresses while the supervisor is away: set on adoption",
+			 ctx->pod_uid);
+		memcpy(ctx->addrs_owed, addrs, n * sizeof(*addrs));
+		ctx->n_addrs_owed = n;
+		ctx->addrs_owed_set = true;
 		return;
 	}
 	ctx->netop_first = ctx->next_id + 1;
@@ -693,6 +697,14 @@ static void ctl_closed(struct worker_ctx *ctx)
 	uv_poll_stop(&ctx->ctl_poll[ctx->ctl_idx]);
 	if (ctx->ctl)
 		resolves_fail(ctx);
+	if (ctx->netops_pending) {
+		/* Their replies died with the supervisor: ask the next one. */
+		memcpy(ctx->addrs_owed, ctx->addrs, ctx->naddrs * sizeof(*ctx->addrs));
+		ctx->n_addrs_owed = ctx->naddrs;
+		ctx->addrs_owed_set = true;
+		ctx->naddrs = 0;
+		ctx->netops_pending = 0;
+	}
 }
 
 /* A supervisor's Hello on an adoption connection: check its versions, then
@@ -712,7 +724,13 @@ static void adopted(struct worker_ctx *ctx, const Tscni__Hello *h)
 	for (size_t i = 0; i < n; i++)
 		fds[i] = WORKER_FD_TUN + (int)i;
 	ipc_send_custody(WORKER_FD_CTL, fds, n);
-	log_info("pod %s: adopted by supervisor %d", ctx->pod_uid, (int)h->pid);
+	log_info("pod %s: adopted by supervisor %d%s", ctx->pod_uid, (int)h->pid,
+		 ctx->ready_sent ? "" : " (not Ready yet)");
+	if (ctx->addrs_owed_set) {
+		ctx->addrs_owed_set = false;
+		on_self_addresses(ctx, ctx->addrs_owed, ctx->n_addrs_owed);
+	}
+	worker_maybe_ready(ctx);
 }
 
 static void on_ctl(uv_poll_t *h, int status, int events)
@@ -838,7 +856,7 @@ static void on_rdv(uv_poll_t *h, int status, int events)
 	uv_poll_start(&ctx->ctl_poll[next], UV_READABLE | UV_DISCONNECT, on_ctl);
 	ctx->ctl_open = true;
 	ctx->adopting = true;
-	ipc_send_hello(WORKER_FD_CTL, ctx->pod_uid);
+	ipc_send_hello(WORKER_FD_CTL, ctx->pod_uid, ctx->ready_sent ? 1 : 2);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -926,7 +944,8 @@ int control_thread_run(struct worker_ctx *ctx)
 		 * path runs. */
 		m.body_case = TSCNI__WORKER_MSG__BODY_READY;
 		m.ready = &r;
-		ipc_send(WORKER_FD_CTL, &m);
+		if (ipc_send(WORKER_FD_CTL, &m) == 0)
+			ctx->ready_sent = true;
 	}
 	uv_run(&ctx->loop, UV_RUN_DEFAULT);
 	return 0;

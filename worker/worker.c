@@ -222,7 +222,7 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 	}
 	log_init("worker", LOG_INFO);
 	log_set_sink(ipc_log_sink, &ctx);
-	ret = ipc_send_hello(WORKER_FD_CTL, "");
+	ret = ipc_send_hello(WORKER_FD_CTL, "", 0);
 	if (ret == 0)
 		ret = await_start(&ctx, &why);
 	if (ret < 0) {

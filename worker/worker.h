@@ -127,6 +127,11 @@ struct worker_ctx {
 	size_t naddrs;
 	uint32_t netop_first;
 	unsigned int netops_pending;
+	/* Addresses control gave while no supervisor could put them on ts0
+	 * (or whose netops were lost with it): asked for again on adoption. */
+	struct ip_prefix addrs_owed[PREFIX_MAX];
+	size_t n_addrs_owed;
+	bool addrs_owed_set;
 	bool netop_failed;
 	bool control_up;
 	bool ready_sent;
@@ -224,8 +229,9 @@ int ipc_send(int fd, const Tscni__WorkerMsg *m);
  * set (free with tscni__supervisor_msg__free_unpacked(*out, NULL)), 0 on
  * EOF, -EAGAIN, or -EBADMSG/-EMSGSIZE with *why set. */
 int ipc_recv(int fd, Tscni__SupervisorMsg **out, const char **why);
-/* Sends Hello with this binary's version range. */
-int ipc_send_hello(int fd, const char *pod_uid);
+/* Sends Hello with this binary's version range; ready_state as
+ * worker.proto's Hello.ready_state (0 on the spawn link). */
+int ipc_send_hello(int fd, const char *pod_uid, uint32_t ready_state);
 int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail);
 /* Hands fds back to a re-adopting supervisor: one Custody message. */
 int ipc_send_custody(int fd, const int *fds, size_t nfds);

@@ -50,7 +50,7 @@ struct fx {
 	char cgroup[64];
 	int tun;
 	/* What the callbacks saw. */
-	int ready, exits, gone, stats_n, traps, test_replies;
+	int ready, started, exits, gone, stats_n, traps, test_replies;
 	int exit_code, exit_status;
 	struct worker_stats stats;
 	int test_err;
@@ -110,6 +110,9 @@ static void on_worker(struct worker *w, enum worker_event ev, const struct worke
 		f->gone++;
 		snprintf(f->gone_why, sizeof(f->gone_why), "%s", r->why);
 		f->w = NULL;
+		break;
+	case WORKER_EV_STARTED:
+		f->started++;
 		break;
 	}
 }
@@ -230,12 +233,14 @@ static struct worker *spawn(struct fx *f, bool test_requests, bool debug)
 		.test_requests = test_requests,
 		.debug_seccomp = debug,
 	};
-	int ready = f->ready;
+	int ready = f->ready, started = f->started;
 
 	memset(spec.machine_private, 0x11, sizeof(spec.machine_private));
 	memset(spec.node_private, 0x22, sizeof(spec.node_private));
 	assert_int_equal(workers_spawn(f->ws, &spec, on_worker, f, &f->w), 0);
 	assert_true(run_until(f, &f->ready, ready + 1, 5000) >= 0);
+	/* Its Hello came first (WORKER_EV_STARTED: the record names it). */
+	assert_int_equal(f->started, started + 1);
 	return f->w;
 }
 
