@@ -313,8 +313,8 @@ bool workers__spec_ok(const struct workers *ws, const struct worker_spec *spec)
 {
 	return spec->pod_uid && valid_name(spec->pod_uid, POD_FIELD_MAX_LEN) &&
 	       spec->n_addresses <= PREFIX_MAX && spec->n_extra_fds <= WORKERS_EXTRA_FDS_MAX &&
-	       spec->slot < ws->uid_count && (!spec->n_extra_fds || spec->extra_fds) &&
-	       (!spec->n_addresses || spec->addresses) &&
+	       spec->n_extra_fds_optional <= spec->n_extra_fds && spec->slot < ws->uid_count &&
+	       (!spec->n_extra_fds || spec->extra_fds) && (!spec->n_addresses || spec->addresses) &&
 	       (!spec->hostname || strlen(spec->hostname) <= HOST_MAX_LEN) &&
 	       (!spec->auth_key || strlen(spec->auth_key) <= AUTHKEY_MAX_LEN) &&
 	       (!spec->control_url || strlen(spec->control_url) <= URL_MAX_LEN);
@@ -539,6 +539,8 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->ca_pem = cfg->ca_pem;
 	ws->ca_pem_len = cfg->ca_pem_len;
 	ws->control_test_flags = cfg->control_test_flags;
+	ws->endpoint_deny = cfg->endpoint_deny;
+	ws->n_endpoint_deny = cfg->n_endpoint_deny;
 	memcpy(ws->wg_timers_ms, cfg->wg_timers_ms, sizeof(ws->wg_timers_ms));
 	uv_timer_init(loop, &ws->zyg_timer);
 	ws->zyg_timer.data = ws;

@@ -108,6 +108,10 @@ struct workers_config {
 	const char *ca_pem;
 	size_t ca_pem_len;
 	unsigned int control_test_flags; /* tests only: Start.control_test_flags */
+	/* Start.endpoint_deny_iface: borrowed, lives as long as workers; at
+	 * most ENDPOINT_DENY_MAX valid_iface_glob strings. */
+	const char *const *endpoint_deny;
+	size_t n_endpoint_deny;
 	/* Tests only: Start.wg_timers in ms (rekey after, reject after, rekey
 	 * attempt, rekey timeout, keepalive, jitter); all 0: not sent. */
 	uint32_t wg_timers_ms[6];
@@ -132,6 +136,9 @@ struct worker_spec {
 	int tun_fd;
 	const int *extra_fds;
 	size_t n_extra_fds; /* <= WORKERS_EXTRA_FDS_MAX */
+	/* Adoption: how many of the last extra fds a worker spawned by an
+	 * older supervisor may not hold (its custody is then shorter). */
+	size_t n_extra_fds_optional;
 	uint32_t slot;	    /* uid = uid_base + slot; slot < uid_count */
 	unsigned int mtu;
 	bool debug_seccomp; /* trap and report denied syscalls instead of killing */
