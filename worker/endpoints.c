@@ -405,6 +405,8 @@ int endpoints_test_newaddr(struct worker_ctx *ctx, char *detail, size_t dlen)
 		      NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 	if (ret < 0)
 		snprintf(detail, dlen, "send refused: %s", strerror(-ret));
+	else
+		ret = -ETIMEDOUT; /* until the kernel's answer */
 	while (ret == -ETIMEDOUT && now_ms() < deadline) {
 		struct pollfd pfd = {.fd = e->fd, .events = POLLIN};
 		ssize_t n;
