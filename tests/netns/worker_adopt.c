@@ -414,10 +414,32 @@ static void test_adopt_after_kill9(void **state)
 		       "swapped records x2, version 7..9\n");
 	}
 
-	/* The real adoption: both, timed. */
+	/* A supervisor that hands one more extra fd than the worker holds (a
+	 * worker spawned before the host's netlink socket existed): refused
+	 * unless that fd is marked optional. */
+	{
+		const int no_fd = -1;
+		struct worker_spec s = spec_of(&t.pods[1]);
+
+		s.extra_fds = &no_fd;
+		s.n_extra_fds = 1;
+		assert_int_equal(workers_adopt(t.ws, &s, &t.pods[1].id, on_worker, NULL, &w),
+				 -EBADMSG);
+		printf("refused: custody without a mandatory extra fd\n");
+	}
+
+	/* The real adoption: both, timed; pod 1's spec names one optional
+	 * extra fd it does not hold. */
 	t0 = now_ms();
 	for (int i = 0; i < NPODS; i++) {
 		struct worker_spec s = spec_of(&t.pods[i]);
+		const int no_fd = -1;
+
+		if (i == 1) {
+			s.extra_fds = &no_fd;
+			s.n_extra_fds = 1;
+			s.n_extra_fds_optional = 1;
+		}
 
 		assert_int_equal(
 			workers_adopt(t.ws, &s, &t.pods[i].id, on_worker, NULL, &t.pods[i].w), 0);
