@@ -115,18 +115,6 @@ check "pod 0: the address is withdrawn once removed: $(pod_eps 0)" \
 	wait_eps 0 'all(.[]; startswith("10.205.") | not) and length > 0' 15
 
 # --- custody: adoption and respawn keep the port and the subscription -----
-# wait_ready I: pod I's worker is ready (status).
-wait_ready()
-{
-	local k
-	for ((k = 0; k < 100; k++)); do
-		sup_status_json | jq -e --arg u "uid-$$-$1" \
-			'[.pods[]? | select(.pod_uid == $u and .worker_state == "ready")] | length == 1' \
-			>/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wpid()
 {
 	sup_status_json | jq -r --arg u "uid-$$-$1" '.pods[] | select(.pod_uid == $u) | .worker_pid'

@@ -221,19 +221,19 @@ static void test_bounds(void **state)
 		off = 0;
 		assert_int_equal(ifaddr_next(d.b, d.len, &off, &m, &why), -EBADMSG);
 	}
-	/* A link message shorter than ifinfomsg. */
-	len = NLHDR_LEN + IFINFO_LEN - 1;
-	memcpy(d.b, &len, 4);
-	off = 0;
-	assert_int_equal(ifaddr_next(d.b, len, &off, &m, &why), -EBADMSG);
-
-	/* An address message shorter than ifaddrmsg. */
-	d = (struct dgram){0};
-	add_addr(&d, AF_INET, 2, v4_a, NULL, 0);
-	len = NLHDR_LEN + IFADDRM_LEN - 1;
-	memcpy(d.b, &len, 4);
-	off = 0;
-	assert_int_equal(ifaddr_next(d.b, len, &off, &m, &why), -EBADMSG);
+	/* A link message shorter than ifinfomsg, an address message shorter
+	 * than ifaddrmsg. */
+	for (int k = 0; k < 2; k++) {
+		d = (struct dgram){0};
+		if (k == 0)
+			add_link(&d, 3, IFF_UP, "eth1");
+		else
+			add_addr(&d, AF_INET, 2, v4_a, NULL, 0);
+		len = NLHDR_LEN + (k == 0 ? IFINFO_LEN : IFADDRM_LEN) - 1;
+		memcpy(d.b, &len, 4);
+		off = 0;
+		assert_int_equal(ifaddr_next(d.b, len, &off, &m, &why), -EBADMSG);
+	}
 
 	/* An attribute whose length overruns its message: no address, and
 	 * the message itself still reads. */
