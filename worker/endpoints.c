@@ -78,11 +78,10 @@ static bool same_ep(const struct netmap_endpoint *a, const struct netmap_endpoin
 	       !memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16);
 }
 
-/* The local endpoints and the STUN one (unless it is one of them: no NAT). */
-static void publish(struct worker_ctx *ctx)
+/* The local endpoints and the STUN one (unless it is one of them: no NAT)
+ * into eps and types (CLIENT_MAX_ENDPOINTS each). Returns how many. */
+static size_t compose(const struct worker_ctx *ctx, struct netmap_endpoint *eps, int *types)
 {
-	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS];
-	int types[CLIENT_MAX_ENDPOINTS];
 	size_t n = ctx->n_local_eps;
 	bool listed = false;
 
@@ -97,7 +96,15 @@ static void publish(struct worker_ctx *ctx)
 		eps[n] = ctx->stun_ep;
 		types[n++] = EP_TYPE_STUN;
 	}
-	endpoints_set(ctx, eps, types, n);
+	return n;
+}
+
+static void publish(struct worker_ctx *ctx)
+{
+	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS];
+	int types[CLIENT_MAX_ENDPOINTS];
+
+	endpoints_set(ctx, eps, types, compose(ctx, eps, types));
 }
 
 /* A finished dump: its addresses with our port are the local endpoints. */
@@ -182,6 +189,14 @@ static void on_settle(uv_timer_t *t)
 	dump_start(t->data);
 }
 
+/* What we know may be stale (notifications dropped, a dump cut short):
+ * dump again once things settle. */
+static void resync(struct endpoints *e)
+{
+	e->phase = DUMP_IDLE;
+	uv_timer_start(&e->settle, on_settle, NL_SETTLE_MS, 0);
+}
+
 /* Can this change notification change our endpoints? Most changes on a
  * busy node are veths of other pods coming and going, with link-local
  * addresses: every worker dumping again for each would cost the node far
@@ -216,9 +231,12 @@ static void handle(struct endpoints *e, const struct ifaddr_msg *m)
 	if (m->type == NLMSG_ERROR && m->error < 0) {
 		log_warn_r(m->error, "pod %s: the host's %s dump", e->ctx->pod_uid,
 			   e->phase == DUMP_LINKS ? "link" : "address");
-		e->phase = DUMP_IDLE;
+		resync(e);
 		return;
 	}
+	/* The host changed while the kernel walked its tables. */
+	if (m->nl_flags & NLM_F_DUMP_INTR)
+		e->again = true;
 	if (m->type != NLMSG_DONE) {
 		ifaddr_table_add(&e->next, m, &e->deny);
 		return;
@@ -235,7 +253,7 @@ static void handle(struct endpoints *e, const struct ifaddr_msg *m)
 }
 
 /* Reads what the socket holds. ENOBUFS: the kernel dropped notifications
- * (our queue overflowed), so what we know may be stale: dump again. */
+ * (our queue overflowed). */
 static void drain(struct endpoints *e)
 {
 	for (int i = 0; i < 64; i++) {
@@ -246,8 +264,7 @@ static void drain(struct endpoints *e)
 		int ret;
 
 		if (n < 0 && errno == ENOBUFS) {
-			e->phase = DUMP_IDLE;
-			dump_start(e);
+			resync(e);
 			continue;
 		}
 		if (n < 0)
@@ -255,8 +272,7 @@ static void drain(struct endpoints *e)
 		if ((size_t)n > sizeof(e->buf)) {
 			log_warn("pod %s: a netlink datagram of %zd bytes cut: dumping again",
 				 e->ctx->pod_uid, n);
-			e->phase = DUMP_IDLE;
-			dump_start(e);
+			resync(e);
 			continue;
 		}
 		while ((ret = ifaddr_next(e->buf, (size_t)n, &off, &m, &why)) > 0)
