@@ -30,6 +30,12 @@ enum validate_limits {
 	CA_BUNDLE_MAX_LEN = 48 * 1024,
 	ENDPOINT_DENY_MAX = 32, /* --endpoint-deny-iface globs */
 	ENDPOINT_DENY_GLOB_MAX_LEN = 64,
+	/* PeerStatus (cni.proto): entries in one Stats or PodStatus, the
+	 * node key's short form "[" + 5 base64 characters + "]", the host
+	 * name (one DNS label). */
+	PEER_STATUS_MAX = 256,
+	PEER_KEY_SHORT_LEN = 7,
+	PEER_HOST_MAX_LEN = 63,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options

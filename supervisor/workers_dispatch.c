@@ -146,12 +146,52 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	/* The one-use auth key has done its job. */
 	workers__free_wiped(w->auth_key);
 	w->auth_key = NULL;
+	w->auth_retried = false;
 	w->backoff_ms = 0;
 	log_escape(node, sizeof(node), m->ready->stable_node_id, strlen(m->ready->stable_node_id));
 	r.stable_node_id = node;
 	log_info("pod %s: worker %d ready", w->pod_uid, (int)r.pid);
 	workers__emit(w, WORKER_EV_READY, &r);
 	return 0;
+}
+
+/* Copies one PeerStatus that validate_worker_msg accepted: lengths within
+ * the fixed fields are checked there, and bounded again by the copies. */
+static void peer_copy(struct worker_peer *d, const Tscni__PeerStatus *s)
+{
+	size_t klen = strnlen(s->node_key, PEER_KEY_SHORT_LEN);
+	size_t hlen = strnlen(s->host_name, PEER_HOST_MAX_LEN);
+
+	memset(d, 0, sizeof(*d));
+	memcpy(d->node_key, s->node_key, klen);
+	memcpy(d->host_name, s->host_name, hlen);
+	d->has_ipv4 = s->tailnet_ipv4.len == sizeof(d->ipv4);
+	if (d->has_ipv4)
+		memcpy(d->ipv4, s->tailnet_ipv4.data, sizeof(d->ipv4));
+	d->path = (int)s->path;
+	if (s->direct_ip.len == 4 || s->direct_ip.len == 16) {
+		d->direct_ip_len = (uint8_t)s->direct_ip.len;
+		memcpy(d->direct_ip, s->direct_ip.data, s->direct_ip.len);
+	}
+	d->direct_port = (uint16_t)s->direct_port;
+	d->derp_region = (uint16_t)s->derp_region;
+	d->last_handshake_unix = s->last_handshake_unix;
+	d->rx_bytes = s->rx_bytes;
+	d->tx_bytes = s->tx_bytes;
+}
+
+/* Stats.peer replaces the last one: exactly as many entries as arrived
+ * (the count is bounded by PEER_STATUS_MAX in validate_worker_msg). */
+static void peers_copy(struct worker *w, const Tscni__Stats *s)
+{
+	size_t n = s->n_peer < PEER_STATUS_MAX ? s->n_peer : PEER_STATUS_MAX;
+
+	free(w->peers);
+	w->peers = n ? xcalloc(n, sizeof(*w->peers)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		peer_copy(&w->peers[i], s->peer[i]);
+	w->n_peers = n;
+	w->peers_left_off = s->peers_left_off;
 }
 
 static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
@@ -170,7 +210,13 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.filter_drops = s->filter_drops,
 		.peers = s->peers,
 		.configured = s->configured,
+		.disco_unknown_sender = s->disco_unknown_sender,
+		.disco_bad_box = s->disco_bad_box,
+		.stun_bad_txid = s->stun_bad_txid,
+		.stun_malformed = s->stun_malformed,
+		.derp_bad_frames = s->derp_bad_frames,
 	};
+	peers_copy(w, s);
 	r.stats = w->stats;
 	workers__emit(w, WORKER_EV_STATS, &r);
 	return 0;
@@ -188,6 +234,20 @@ static int on_event(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		/* The pod's netns is gone: this worker is not respawned. */
 		w->tun_gone = true;
 		log_info("pod %s: worker %d: TUN gone (%s)", w->pod_uid, (int)r.pid, detail);
+	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED && !w->auth_key &&
+		   !w->auth_retried && w->ws && w->ws->auth_key && w->state != WS_READY) {
+		/* A node that registered before resumes without its auth key
+		 * (docs/design.md §4), which real control servers accept; some
+		 * (upstream's testcontrol) want the key on every registration.
+		 * One more process, given the key, presents it; a second refusal
+		 * is reported as such. */
+		log_info("pod %s: worker %d: control refused the node without its auth key (%s): "
+			 "respawning it with the key",
+			 w->pod_uid, (int)r.pid, detail);
+		w->auth_key = xstrdup(w->ws->auth_key);
+		w->auth_retried = true;
+		(void)workers_roll(w);
+		return 0;
 	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_SECCOMP_TRAP) {
 		log_warn("pod %s: worker %d: seccomp trapped %s", w->pod_uid, (int)r.pid, detail);
 	} else {

@@ -118,6 +118,9 @@ struct worker {
 	int child_sock;	  /* our end of the socketpair while SPAWNING */
 	uv_timer_t timer; /* respawn, Ready deadline, stop grace, deferred GONE */
 	bool stopping, tun_gone, gone_pending, freed;
+	/* Respawned once with the auth key after control refused the node
+	 * without it (workers_dispatch.c on_event); cleared by Ready. */
+	bool auth_retried;
 	const char *gone_why;
 	unsigned int respawns;
 	unsigned int backoff_ms;
@@ -128,6 +131,10 @@ struct worker {
 	struct outmsg outq[WORKERS_OUTQ_MAX];
 	size_t outq_head, outq_len;
 	struct worker_stats stats;
+	/* The last Stats.peer, copied (workers_get_peers). */
+	struct worker_peer *peers;
+	size_t n_peers;
+	uint32_t peers_left_off;
 };
 
 struct workers {

@@ -51,6 +51,8 @@ enum worker_proto {
 enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000,  /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		  /* control thread housekeeping */
+	/* Ready waits this long for the home DERP region at most. */
+	WORKER_READY_DERP_WAIT_MS = 5000,
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
 	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
 	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
@@ -134,6 +136,8 @@ struct worker_ctx {
 	bool netop_failed;
 	bool control_up;
 	bool ready_sent;
+	/* When Ready began waiting for the home DERP region (uv_now), 0. */
+	uint64_t ready_wait_since;
 	bool logging_out;
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
@@ -189,6 +193,18 @@ struct netmap;
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
 /* A new netmap: its DERP map; the home region chosen at the first. */
 void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+enum derp_home_state {
+	DERP_HOME_NONE,	      /* no DERP map yet, or no region may be home */
+	DERP_HOME_CONNECTING, /* a home region, not connected (yet) */
+	DERP_HOME_UP,	      /* the home region's server greeted us */
+};
+enum derp_home_state derp_link_home_state(const struct derp_link *dl);
+/* control_thread.c: sends Ready when everything it waits for is there;
+ * derp_link.c calls it when the home region connects. */
+void worker_maybe_ready(struct worker_ctx *ctx);
+/* Connections closed because their server sent a bad (oversized or
+ * malformed) frame, over the worker's life; 0 for NULL. */
+uint64_t derp_link_bad_frames(const struct derp_link *dl);
 /* endpoints.c: when the engine's STUN answer changed, the endpoints
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);
@@ -201,6 +217,22 @@ int endpoints_init(struct worker_ctx *ctx);
  * returns the kernel's answer (0: allowed, a sandbox hole; else the
  * negative errno, -EPERM without CAP_NET_ADMIN), with detail filled. */
 int endpoints_test_newaddr(struct worker_ctx *ctx, char *detail, size_t dlen);
+
+/* peer_status.c: Stats.peer from the engine's per-peer report v[0..n) (of a
+ * configuration with `total` peers) and what netmap nm (NULL: none yet)
+ * says of each peer: at most PEER_STATUS_MAX entries, the rest counted in
+ * s->peers_left_off, every field in the shape the supervisor's checks
+ * (common/validate.c) accept. now_unix and now_mono_ns (CLOCK_MONOTONIC)
+ * turn handshake times into Unix seconds. s->peer points into the returned
+ * buffer (NULL when there are no entries): peer_status_free() it once s is
+ * packed. */
+struct dataplane_peer_info;
+struct peer_status_buf;
+struct peer_status_buf *peer_status_fill(Tscni__Stats *s, const struct dataplane_peer_info *v,
+					 size_t n, size_t total, const struct netmap *nm,
+					 int64_t now_unix, uint64_t now_mono_ns);
+/* NULL does nothing. */
+void peer_status_free(struct peer_status_buf *b);
 
 /* worker.c: wipes and frees what Start left in ctx->start. */
 void worker_start_clear(struct worker_start *s);

@@ -17,6 +17,7 @@
 
 #include "dataplane.h"
 #include "disco.h"
+#include "log.h"
 #include "netmap.h"
 #include "path.h"
 #include "packet.h"
@@ -39,6 +40,7 @@ enum dataplane_internal {
 	 * or a Pong is about 120 bytes. */
 	DP_DISCO_SLOTS = 32,
 	DP_DISCO_BUF_LEN = 512,
+	DP_BAD_PEER_LOG_MS = 10000,
 };
 
 /* A peer's disco side in a configuration: its key, its home DERP region
@@ -140,6 +142,9 @@ struct dataplane {
 	uint8_t stun_txid[12];
 	bool wg_ok_valid; /* wg_ok was accepted and nothing changed since */
 	struct disco_addr wg_ok;
+	/* One log line per kind of bad disco or STUN per
+	 * DP_BAD_PEER_LOG_MS (the counters count every one). */
+	struct log_ratelimit bad_log[DATAPLANE_DROP_COUNT];
 
 	/* Guarded by lock: the published counters, disco keys, rekeys. */
 	pthread_mutex_t lock;
@@ -156,6 +161,13 @@ struct dataplane {
 	uint8_t rekeys[DP_MAX_REKEYS][WG_KEY_LEN];
 	size_t n_rekeys;
 	atomic_bool rekey_pending;
+	/* The per-peer report (dataplane_peers): peers_pub is replaced (and
+	 * grown) only by the engine, under lock. */
+	struct dataplane_peer_info *peers_pub;
+	size_t n_peers_pub, peers_pub_cap, peers_total;
+	/* The engine's: when it last published them; a new configuration. */
+	uint64_t peers_published_ms;
+	bool peers_stale;
 };
 
 static inline socklen_t dataplane__sockaddr_len(const struct sockaddr_storage *ss)
@@ -215,6 +227,10 @@ int dataplane__derp_rx(struct dataplane *dp, uint64_t now_ns);
 bool dataplane__derp_divert(struct dataplane *dp, struct wg_packet *w);
 /* Path timers (pings, heartbeats); from the engine's tick. */
 void dataplane__magic_tick(struct dataplane *dp, uint64_t now_ns);
+/* The first cap peers of the configuration in use (none before one), as
+ * they are now, into out; returns how many. */
+size_t dataplane__peers_gather(const struct dataplane *dp, uint64_t now_ns,
+			       struct dataplane_peer_info *out, size_t cap);
 /* Sets up the disco queue (allocates) / frees everything of magic.c. */
 void dataplane__magic_init(struct dataplane *dp);
 void dataplane__magic_free(struct dataplane *dp);

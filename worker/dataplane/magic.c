@@ -11,6 +11,7 @@
 #include "dataplane.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,6 +170,22 @@ static void actions_run(struct dataplane *dp, struct dp_magic_peer *m, const str
 
 /* ---- the path selector ---------------------------------------------------- */
 
+/* Where WireGuard goes by path.c's route r: DERP as 127.3.3.40:region, or
+ * the UDP address, in *to. While the direct path is not trusted path.c
+ * says both; WireGuard takes DERP then (one address per packet here), and
+ * the direct path again once a Pong restored trust. Returns false when
+ * there is no path. */
+static bool route_to(const struct dataplane *dp, const struct path_route *r, struct disco_addr *to)
+{
+	if (r->has_derp && dp->derp)
+		disco_addr_derp(r->derp_region, to);
+	else if (r->has_udp)
+		*to = r->udp;
+	else
+		return false;
+	return true;
+}
+
 static int path_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_storage *out)
 {
 	struct dataplane *dp = arg;
@@ -184,14 +201,7 @@ static int path_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_
 	actions_run(dp, m, &po);
 	if (heartbeat != m->path.heartbeat_at)
 		dp->path_deadline = 0;
-	/* While the direct path is not trusted path.c says both; WireGuard
-	 * takes DERP then (one address per packet here), and the direct
-	 * path again once a Pong restored trust. */
-	if (po.route.has_derp && dp->derp)
-		disco_addr_derp(po.route.derp_region, &to);
-	else if (po.route.has_udp)
-		to = po.route.udp;
-	else
+	if (!route_to(dp, &po.route, &to))
 		return -EHOSTUNREACH;
 	memset(out, 0, sizeof(*out));
 	if (!disco_addr_to_sockaddr(&to, (struct sockaddr *)out, sizeof(*out)))
@@ -268,6 +278,35 @@ void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config 
 
 /* ---- receiving ----------------------------------------------------------- */
 
+/* A datagram or DERP packet from a bad or confused peer: dropped and
+ * counted, and told in at most one line per kind every
+ * DP_BAD_PEER_LOG_MS, since a peer can send as many as it likes. The line
+ * names where the latest came from and the parser's reason, never a key. */
+static void bad_peer(struct dataplane *dp, enum dataplane_drop kind, const struct disco_addr *src,
+		     const char *why)
+{
+	static const char *const what[DATAPLANE_DROP_COUNT] = {
+		[DATAPLANE_DROP_DISCO] = "malformed disco",
+		[DATAPLANE_DROP_STUN] = "STUN for another transaction",
+		[DATAPLANE_DROP_DISCO_UNKNOWN] = "disco from an unknown disco key",
+		[DATAPLANE_DROP_DISCO_BOX] = "disco whose box does not open",
+		[DATAPLANE_DROP_STUN_MALFORMED] = "malformed STUN",
+	};
+	char from[DISCO_ADDR_STRLEN + 16];
+	uint64_t n;
+
+	dp->st.drops[kind]++;
+	n = log_ratelimit_hit(&dp->bad_log[kind], dp->now_ms, DP_BAD_PEER_LOG_MS);
+	if (!n || !what[kind])
+		return;
+	if (disco_addr_is_derp(src))
+		snprintf(from, sizeof(from), "DERP region %u", src->port);
+	else
+		disco_addr_format(src, from, sizeof(from));
+	log_warn("dropped %llu %s since the last such line; the latest from %s: %s",
+		 (unsigned long long)n, what[kind], from, why);
+}
+
 /* Upstream's peerMap.endpointForIPPort: WireGuard only from an ip:port
  * disco confirmed for some peer, unless a peer without disco is in the
  * configuration (it may send from anywhere). */
@@ -331,7 +370,7 @@ static void ping_rx(struct dataplane *dp, const uint8_t *sender, const struct di
 		/* The sender named its node: it must be that peer's disco key. */
 		m = mpeer_find(dp, ping->node_key);
 		if (!m || sodium_memcmp(m->disco, sender, WG_KEY_LEN) != 0) {
-			dp->st.drops[DATAPLANE_DROP_DISCO]++;
+			bad_peer(dp, DATAPLANE_DROP_DISCO, src, "Ping names another node");
 			return;
 		}
 		confirm = true;
@@ -404,12 +443,17 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 			m = dp->mpeers[i];
 	}
 	if (!m) {
-		dp->st.drops[DATAPLANE_DROP_DISCO]++;
+		bad_peer(dp, DATAPLANE_DROP_DISCO_UNKNOWN, src,
+			 node ? "not the disco key of the node DERP names" : "no peer has it");
 		return;
 	}
 	n = disco_open(&m->shared, pkt, len, payload, sizeof(payload), &why);
-	if (n < 0 || disco_parse(payload, (size_t)n, &msg, &why) < 0) {
-		dp->st.drops[DATAPLANE_DROP_DISCO]++;
+	if (n < 0) {
+		bad_peer(dp, DATAPLANE_DROP_DISCO_BOX, src, why);
+		return;
+	}
+	if (disco_parse(payload, (size_t)n, &msg, &why) < 0) {
+		bad_peer(dp, DATAPLANE_DROP_DISCO, src, why);
 		return;
 	}
 	dp->st.disco_in++;
@@ -430,16 +474,24 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 	}
 }
 
-/* A STUN answer: kept when it is for our transaction, else dropped. */
-static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len)
+/* A STUN answer from src: kept when it is for our transaction, else
+ * dropped (an answer to an earlier request, once a newer one is in flight
+ * or answered, counts as another transaction's). */
+static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len,
+		    const struct disco_addr *src)
 {
 	struct sockaddr_storage ss;
 	struct disco_addr addr;
-	const char *why = "";
+	const char *why = "STUN response for no request in flight";
+	int ret = stun_check_response(p, len, dp->stun_txid, &addr, &why);
 
-	if (!dp->stun_waiting || stun_check_response(p, len, dp->stun_txid, &addr, &why) < 0 ||
-	    !disco_addr_is_valid(&addr)) {
-		dp->st.drops[DATAPLANE_DROP_STUN]++;
+	if (ret == -ESRCH || (ret == 0 && !dp->stun_waiting)) {
+		bad_peer(dp, DATAPLANE_DROP_STUN, src, why);
+		return;
+	}
+	if (ret < 0 || !disco_addr_is_valid(&addr)) {
+		bad_peer(dp, DATAPLANE_DROP_STUN_MALFORMED, src,
+			 ret < 0 ? why : "STUN response maps to no usable address");
 		return;
 	}
 	memset(&ss, 0, sizeof(ss));
@@ -517,7 +569,7 @@ bool dataplane__magic_rx(struct dataplane *dp, const struct wg_packet *w, uint64
 		return false;
 	switch (disco_classify(p, w->len)) {
 	case DISCO_KIND_STUN:
-		stun_rx(dp, p, w->len);
+		stun_rx(dp, p, w->len, &src);
 		return true;
 	case DISCO_KIND_DISCO:
 		disco_rx(dp, p, w->len, &src, NULL, now_ns);
@@ -619,6 +671,62 @@ void dataplane__magic_tick(struct dataplane *dp, uint64_t now_ns)
 			next = d;
 	}
 	dp->path_deadline = next;
+}
+
+/* ---- the per-peer report ------------------------------------------------- */
+
+/* Where peer i of cfg sends now: what path_endpoint() would answer, without
+ * its side effects (no pings start). */
+static void peer_path(const struct dataplane *dp, const struct dataplane_config *cfg, size_t i,
+		      struct dataplane_peer_info *info)
+{
+	const struct wg_peer_config *pc = &cfg->peers[i];
+	const struct dp_magic_peer *m = mpeer_find(dp, pc->public_key);
+	struct path_route r;
+	struct disco_addr to;
+
+	info->path = DATAPLANE_PATH_NONE;
+	if (!m) {
+		/* wg_path_first: the first configured endpoint. */
+		if (pc->n_endpoints &&
+		    disco_addr_from_sockaddr((const struct sockaddr *)&pc->endpoints[0],
+					     &info->direct) == 0)
+			info->path = DATAPLANE_PATH_DIRECT;
+		return;
+	}
+	path_route(&m->path, dp->now_ms, &r);
+	if (!route_to(dp, &r, &to))
+		return;
+	if (disco_addr_is_derp(&to)) {
+		info->path = DATAPLANE_PATH_DERP;
+		info->derp_region = to.port;
+	} else {
+		info->path = DATAPLANE_PATH_DIRECT;
+		info->direct = to;
+	}
+}
+
+size_t dataplane__peers_gather(const struct dataplane *dp, uint64_t now_ns,
+			       struct dataplane_peer_info *out, size_t cap)
+{
+	const struct dataplane_config *cfg = dp->cur;
+	size_t n = 0;
+
+	for (size_t i = 0; cfg && i < cfg->n_peers && n < cap; i++) {
+		struct dataplane_peer_info *info = &out[n++];
+		struct wg_peer_status st;
+
+		memset(info, 0, sizeof(*info));
+		memcpy(info->key, cfg->peers[i].public_key, WG_KEY_LEN);
+		peer_path(dp, cfg, i, info);
+		/* dp->cur's peers are the device's (config_apply). */
+		if (wg_device_peer_status(dp->dev, info->key, now_ns, &st) == 0) {
+			info->last_handshake_ns = st.last_handshake_ns;
+			info->rx_bytes = st.rx_bytes;
+			info->tx_bytes = st.tx_bytes;
+		}
+	}
+	return n;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -465,6 +465,8 @@ int wg_device_peer_status(const struct wg_device *dev, const uint8_t public_key[
 		st->session_created_ns = kp->created_ns;
 	}
 	st->last_handshake_ns = peer->last_handshake_ns;
+	st->rx_bytes = peer->rx_bytes;
+	st->tx_bytes = peer->tx_bytes;
 	st->handshake_attempts = peer->handshake_attempts;
 	st->staged = peer->staged_count;
 	st->n_keypairs =

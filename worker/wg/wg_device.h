@@ -160,6 +160,9 @@ struct wg_peer_status {
 	uint32_t session_index; /* its local index (changes on every rekey) */
 	uint64_t session_created_ns;
 	uint64_t last_handshake_ns; /* 0 = never */
+	/* Data messages (keepalives included) as datagrams: bytes of those
+	 * opened from the peer and sealed for it, since it was added. */
+	uint64_t rx_bytes, tx_bytes;
 	uint32_t handshake_attempts;
 	size_t staged;
 	size_t n_keypairs;

@@ -61,6 +61,9 @@ struct wg_peer {
 	bool initiation_sent;
 	uint64_t last_initiation_sent_ns;
 	uint64_t last_handshake_ns;
+	/* Wire bytes of the data messages (keepalives too) this peer's
+	 * sessions opened and sealed: wg_peer_status's rx/tx_bytes. */
+	uint64_t rx_bytes, tx_bytes;
 
 	/* Staged packets: a ring of pool entries, oldest at staged_head. */
 	struct wg_staged **staged;

@@ -307,6 +307,7 @@ static bool receive_data(struct wg_stage *st, struct wg_packet *pkt, const struc
 		return false;
 	}
 	path_received(dev, peer, &pkt->addr);
+	peer->rx_bytes += pkt->len; /* the message as it came, authenticated */
 	if (wg_noise_keypairs_received_with(&peer->kps, kp, dropped, &ndropped)) {
 		/* The initiator confirmed our session: it may send now. */
 		wg_device__index_release(dev, dropped, ndropped);

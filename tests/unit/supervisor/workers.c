@@ -23,10 +23,14 @@ enum msg_kind {
 	M_HELLO_OTHER_POD,
 	M_READY,
 	M_STATS,
+	M_STATS_PEERS,	    /* two peers, one left off */
+	M_STATS_BAD_PEER,   /* a host name control's text left uncleaned */
+	M_STATS_MANY_PEERS, /* PEER_STATUS_MAX + 1 */
 	M_LOG,
 	M_LOG_BADLEVEL,
 	M_EVENT_TUN_GONE,
 	M_EVENT_BADKIND,
+	M_EVENT_AUTH_FAILED,
 	M_NETOP_OUTSIDE,
 	M_NETOP_BADLEN,
 	M_RESOLVE,
@@ -82,6 +86,35 @@ static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
 		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
 		m.stats = &s;
 		break;
+	case M_STATS_PEERS:
+	case M_STATS_BAD_PEER:
+	case M_STATS_MANY_PEERS: {
+		static uint8_t ip4[4] = {100, 64, 0, 2}, ep[4] = {198, 51, 100, 2};
+		static Tscni__PeerStatus a = TSCNI__PEER_STATUS__INIT, b = TSCNI__PEER_STATUS__INIT;
+		static Tscni__PeerStatus *v[PEER_STATUS_MAX + 1];
+
+		a.node_key = (char *)"[IiIiI]";
+		a.host_name = (char *)(k == M_STATS_BAD_PEER ? "Bob's phone" : "web-1");
+		a.tailnet_ipv4 = (ProtobufCBinaryData){4, ip4};
+		a.path = TSCNI__PEER_PATH__PEER_PATH_DIRECT;
+		a.direct_ip = (ProtobufCBinaryData){4, ep};
+		a.direct_port = 41641;
+		a.last_handshake_unix = 1700000000;
+		a.rx_bytes = 1234;
+		a.tx_bytes = 5678;
+		b.node_key = (char *)"[MzMzM]";
+		b.host_name = (char *)"";
+		b.path = TSCNI__PEER_PATH__PEER_PATH_DERP;
+		b.derp_region = 900;
+		for (size_t i = 0; i < PEER_STATUS_MAX + 1; i++)
+			v[i] = i % 2 ? &b : &a;
+		s.peer = v;
+		s.n_peer = k == M_STATS_MANY_PEERS ? PEER_STATUS_MAX + 1 : 2;
+		s.peers_left_off = 1;
+		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+		m.stats = &s;
+		break;
+	}
 	case M_LOG_BADLEVEL:
 		l.level = 9;
 		/* fall through */
@@ -98,6 +131,12 @@ static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
 	case M_EVENT_TUN_GONE:
 		e.kind = TSCNI__EVENT_KIND__EVENT_TUN_GONE;
 		e.detail = (char *)"EBADFD";
+		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		m.event = &e;
+		break;
+	case M_EVENT_AUTH_FAILED:
+		e.kind = TSCNI__EVENT_KIND__EVENT_AUTH_FAILED;
+		e.detail = (char *)"control refused registration: invalid authkey";
 		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
 		m.event = &e;
 		break;
@@ -181,6 +220,9 @@ static const struct vec vecs[] = {
 	/* 26 */ {DD, M_STATS, -EPROTO, 0},
 	/* 27 */ {RD, M_CUSTODY, -EBADMSG, 0}, /* only on an adoption connection */
 	/* 28 */ {HE, M_RESOLVE, -EPROTO, 0},
+	/* 29 */ {RD, M_STATS_PEERS, 0, 0},
+	/* 30 */ {RD, M_STATS_BAD_PEER, -EBADMSG, 0},
+	/* 31 */ {RD, M_STATS_MANY_PEERS, -EBADMSG, 0},
 };
 
 static void test_dispatch_table(void **state)
@@ -190,7 +232,7 @@ static void test_dispatch_table(void **state)
 		const struct vec *v = &vecs[i];
 		struct worker *w = workers__test_new(v->state, false);
 		const char *why = "";
-		uint8_t buf[512];
+		static uint8_t buf[WMSG_MAX_LEN];
 		size_t len = make(v->msg, buf, sizeof(buf));
 		int ret = workers__dispatch(w, buf, len, &why);
 
@@ -223,6 +265,98 @@ static void test_ready_once_then_stats(void **state)
 	len = make(M_EVENT_TUN_GONE, buf, sizeof(buf));
 	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
 	assert_true(w->tun_gone);
+	workers__test_free(w);
+}
+
+static unsigned int auth_failed_seen;
+
+static void count_auth_failed(struct worker *w, enum worker_event ev, const struct worker_report *r,
+			      void *arg)
+{
+	(void)w;
+	(void)arg;
+	if (ev == WORKER_EV_EVENT && r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED)
+		auth_failed_seen++;
+}
+
+/* A worker that resumed a registered node without the auth key and was
+ * refused: once, it is given the key (for its next process) and the
+ * refusal is not reported; refused again with the key, it is reported.
+ * Without a key to give, the first refusal is reported. */
+static void test_auth_refused_retry_with_key(void **state)
+{
+	struct workers ws = {.auth_key = "tskey-auth-test"};
+	struct worker *w = workers__test_new(WORKERS_TS_STARTING, false);
+	const char *why = "";
+	uint8_t buf[256];
+	size_t len = make(M_EVENT_AUTH_FAILED, buf, sizeof(buf));
+
+	(void)state;
+	auth_failed_seen = 0;
+	w->ws = &ws;
+	w->cb = count_auth_failed;
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 0);
+	assert_non_null(w->auth_key);
+	assert_string_equal(w->auth_key, "tskey-auth-test");
+	assert_true(w->auth_retried);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 1);
+	w->ws = NULL; /* a test worker has no handles to close */
+	workers__test_free(w);
+
+	w = workers__test_new(WORKERS_TS_STARTING, false);
+	ws.auth_key = NULL;
+	w->ws = &ws;
+	w->cb = count_auth_failed;
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 2);
+	assert_null(w->auth_key);
+	w->ws = NULL; /* a test worker has no handles to close */
+	workers__test_free(w);
+}
+
+/* Stats.peer is copied into the worker's own array, replaced by the next
+ * Stats (none: no peers). */
+static void test_stats_peers_copied(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, false);
+	const struct worker_peer *p;
+	const char *why = "";
+	uint8_t buf[1024];
+	uint32_t left_off;
+	size_t len, n;
+
+	(void)state;
+	p = workers_get_peers(w, &n, &left_off);
+	assert_null(p);
+	assert_int_equal(n, 0);
+	len = make(M_STATS_PEERS, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	p = workers_get_peers(w, &n, &left_off);
+	assert_int_equal(n, 2);
+	assert_int_equal(left_off, 1);
+	assert_string_equal(p[0].node_key, "[IiIiI]");
+	assert_string_equal(p[0].host_name, "web-1");
+	assert_true(p[0].has_ipv4);
+	assert_memory_equal(p[0].ipv4, "\x64\x40\x00\x02", 4);
+	assert_int_equal(p[0].path, TSCNI__PEER_PATH__PEER_PATH_DIRECT);
+	assert_int_equal(p[0].direct_ip_len, 4);
+	assert_memory_equal(p[0].direct_ip, "\xc6\x33\x64\x02", 4);
+	assert_int_equal(p[0].direct_port, 41641);
+	assert_int_equal(p[0].last_handshake_unix, 1700000000);
+	assert_int_equal(p[0].rx_bytes, 1234);
+	assert_int_equal(p[0].tx_bytes, 5678);
+	assert_string_equal(p[1].host_name, "");
+	assert_false(p[1].has_ipv4);
+	assert_int_equal(p[1].path, TSCNI__PEER_PATH__PEER_PATH_DERP);
+	assert_int_equal(p[1].derp_region, 900);
+	assert_int_equal(p[1].direct_ip_len, 0);
+	len = make(M_STATS, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_null(workers_get_peers(w, &n, &left_off));
+	assert_int_equal(n, 0);
+	assert_int_equal(left_off, 0);
 	workers__test_free(w);
 }
 
@@ -375,7 +509,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dispatch_table),
 		cmocka_unit_test(test_ready_once_then_stats),
+		cmocka_unit_test(test_stats_peers_copied),
 		cmocka_unit_test(test_test_reply_in_test_mode),
+		cmocka_unit_test(test_auth_refused_retry_with_key),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_no_process_no_send),
 		cmocka_unit_test(test_spawn_spec_checked),
