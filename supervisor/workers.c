@@ -450,6 +450,24 @@ int workers_tun_fd(const struct worker *w)
 	return w->fds[0];
 }
 
+size_t workers_custody_count(const struct worker *w)
+{
+	return w->nfds;
+}
+
+int workers_custody_add(struct worker *w, int fd)
+{
+	int dup;
+
+	if (w->nfds >= WORKERS_CUSTODY_MAX)
+		return -ENOSPC;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0)
+		return -errno;
+	w->fds[w->nfds++] = dup;
+	return 0;
+}
+
 int workers_check_host_pidns(const char **why)
 {
 	/* PROC_PID_INIT_INO: the inode of the initial pid namespace, fixed by

@@ -295,6 +295,14 @@ const char *workers_pod_uid(const struct worker *w);
 unsigned int workers_respawns(const struct worker *w);
 /* The custody dup of the TUN fd (owned by workers). */
 int workers_tun_fd(const struct worker *w);
+/* How many fds w's custody holds: the TUN, the rendezvous listener (if
+ * any) and the extra fds. */
+size_t workers_custody_count(const struct worker *w);
+/* Adds a dup of fd (borrowed) to w's custody, after the others: the
+ * running process does not get it, its respawns do (an adopted worker
+ * spawned by a supervisor that handed it fewer extra fds). 0, -ENOSPC
+ * when custody is full, or -errno. */
+int workers_custody_add(struct worker *w, int fd);
 /* The zygote's pid (0 while it is being restarted) and how often it was. */
 pid_t workers_zygote_pid(const struct workers *ws);
 unsigned int workers_zygote_restarts(const struct workers *ws);
