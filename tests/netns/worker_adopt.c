@@ -484,8 +484,8 @@ static void test_adopt_after_kill9(void **state)
 		assert_int_equal(workers_custody_add(t.pods[1].w, nl), 0);
 		close(nl);
 		assert_int_equal(workers_custody_count(t.pods[1].w), 3);
-		assert_int_equal(syscall(SYS_pidfd_send_signal, workers_pidfd(t.pods[1].w),
-					 SIGKILL, NULL, 0),
+		assert_int_equal(syscall(SYS_pidfd_send_signal, workers_pidfd(t.pods[1].w), SIGKILL,
+					 NULL, 0),
 				 0);
 		assert_true(run_until(&t.ready, 2, 3000) >= 0);
 		assert_int_not_equal(workers_pid(t.pods[1].w), old);
