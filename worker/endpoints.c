@@ -112,20 +112,27 @@ static void dump_done(struct endpoints *e)
 {
 	struct worker_ctx *ctx = e->ctx;
 	struct netmap_endpoint eps[IFADDR_ADDRS_MAX];
+	bool same;
 	size_t n = 0;
 
+	/* Padding too: the control client compares endpoint lists bytewise. */
+	memset(eps, 0, sizeof(eps));
 	for (size_t i = 0; i < e->next.n_addrs; i++) {
 		const struct ifaddr_addr *a = &e->next.addrs[i];
 
 		if ((a->family == AF_INET && !e->v4) || (a->family == AF_INET6 && !e->v6))
 			continue;
-		eps[n] = (struct netmap_endpoint){.family = a->family, .port = e->port};
+		eps[n].family = a->family;
+		eps[n].port = e->port;
 		memcpy(eps[n++].addr, a->addr, a->family == AF_INET ? 4 : 16);
 	}
 	if (e->next.dropped)
 		log_warn("pod %s: %zu host links or addresses over the bounds (%d, %d) left out",
 			 ctx->pod_uid, e->next.dropped, IFADDR_LINKS_MAX, IFADDR_ADDRS_MAX);
-	if (n == ctx->n_local_eps && !memcmp(eps, ctx->local_eps, n * sizeof(*eps)))
+	same = n == ctx->n_local_eps;
+	for (size_t i = 0; same && i < n; i++)
+		same = same_ep(&eps[i], &ctx->local_eps[i]);
+	if (same)
 		return;
 	memcpy(ctx->local_eps, eps, n * sizeof(*eps));
 	ctx->n_local_eps = n;
