@@ -567,9 +567,11 @@ static void add_done(struct op *op)
 			return;
 		}
 		if (ret == -EADDRINUSE && p->sup->cfg.udp_port_lo)
-			/* Ports free up as pods go: the runtime's retry may
+			/* Not code 11: failurePolicy "ignore" would start the
+			 * pod without ts0, and this is no supervisor outage.
+			 * Ports free up as pods go; the runtime's retry may
 			 * find one. */
-			pods__op_fail(op, CNI_ERR_TRY_AGAIN,
+			pods__op_fail(op, CNI_ERR_INTERNAL,
 				      "no free UDP port left in --udp-port-range", 0,
 				      "%s: %u-%u all in use", a->tag, p->sup->cfg.udp_port_lo,
 				      p->sup->cfg.udp_port_hi);

@@ -18,7 +18,8 @@
 # range; pods 0 and 1 take the range's two ports; after a supervisor kill -9
 # and restart (adoption) and a worker kill -9 (respawn from the custody the
 # adoption got back) pod 0 keeps its port and still sees address changes; pod 2's ADD then fails with
-# a message naming --udp-port-range (code 11), its DEL succeeds, and once pod
+# a message naming --udp-port-range (code 999: not a supervisor outage, so
+# failurePolicy "ignore" does not start the pod without ts0), its DEL succeeds, and once pod
 # 1 is gone an ADD of pod 2 gets the port pod 1 had. Every address and
 # interface lives in the test's own namespaces.
 source "$(dirname "$0")/../lib/common.sh"
@@ -59,11 +60,12 @@ wait_eps()
 	return 1
 }
 
-# add_raw I: an ADD of pod I that may fail (sets OUT, RC; POD_NS[I]).
+# add_raw I [JQ]: an ADD of pod I that may fail (sets OUT, RC; POD_NS[I]);
+# JQ: a jq filter applied to the network config.
 add_raw()
 {
 	local c
-	c=$(mkconf 1.0.0 '.syncTimeout = "10s"')
+	c=$(mkconf 1.0.0 ".syncTimeout = \"10s\" | ${2:-.}")
 	CID="pod-$$-$1" NETNS=$(ns_path "${POD_NS[$1]}") cni "$c" CNI_COMMAND=ADD \
 		"CNI_ARGS=K8S_POD_NAMESPACE=ns$1;K8S_POD_NAME=web-$1;K8S_POD_UID=uid-$$-$1"
 }
@@ -138,10 +140,13 @@ ip -n "$NODE_NS" addr del 10.205.0.9/24 dev ext1
 ns_new p2 || tscni_finish
 POD_NS[2]=$NS_NAME
 add_raw 2
-expect_err 11 "pod 2: ADD with every port of the range taken"
+expect_err 999 "pod 2: ADD with every port of the range taken"
 check "the error names the option: $(jq -c '{msg, details}' <<<"$OUT" 2>/dev/null)" \
 	jqq '.msg | test("--udp-port-range")' <<<"$OUT"
 check "the supervisor's log says so" grep -q "no free UDP port left in --udp-port-range" "$T/sup.log"
+pod_del 2
+add_raw 2 '.failurePolicy = "ignore"'
+expect_err 999 "pod 2: the same with failurePolicy \"ignore\" (no pod without ts0)"
 pod_del 2
 # Pod 1 goes: its port is free again, and pod 2's next ADD takes it.
 pod_del 1
