@@ -108,6 +108,18 @@ static bool valid_plain(const char *s, size_t max)
 	return true;
 }
 
+bool valid_iface_glob(const char *s)
+{
+	size_t i;
+
+	if (!s || !s[0])
+		return false;
+	for (i = 0; s[i]; i++)
+		if (i >= ENDPOINT_DENY_GLOB_MAX_LEN || s[i] <= ' ' || s[i] > '~' || s[i] == '/')
+			return false;
+	return true;
+}
+
 static bool empty(const char *s)
 {
 	return !s || !s[0];
@@ -600,6 +612,11 @@ static int start(const Tscni__Start *m, const char **why)
 		return bad(why, "start.ca_bundle too large");
 	if (m->control_test_flags & ~(uint32_t)START_TEST_NO_LITE)
 		return bad(why, "start.control_test_flags has unknown bits");
+	if (m->n_endpoint_deny_iface > ENDPOINT_DENY_MAX)
+		return bad(why, "start.endpoint_deny_iface: too many");
+	for (size_t i = 0; i < m->n_endpoint_deny_iface; i++)
+		if (!valid_iface_glob(m->endpoint_deny_iface[i]))
+			return bad(why, "start.endpoint_deny_iface: not a bounded glob");
 	return prefixes(m->addresses, m->n_addresses, "start.addresses: too many", why);
 }
 

@@ -28,6 +28,8 @@ enum validate_limits {
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,
 	CA_BUNDLE_MAX_LEN = 48 * 1024,
+	ENDPOINT_DENY_MAX = 32, /* --endpoint-deny-iface globs */
+	ENDPOINT_DENY_GLOB_MAX_LEN = 64,
 	/* PeerStatus (cni.proto): entries in one Stats or PodStatus, the
 	 * node key's short form "[" + 5 base64 characters + "]", the host
 	 * name (one DNS label). */
@@ -50,6 +52,9 @@ enum start_test_knobs {
 bool valid_name(const char *s, size_t max);
 /* 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
 bool valid_ifname(const char *s);
+/* An interface-name glob (fnmatch): 1..ENDPOINT_DENY_GLOB_MAX_LEN printable
+ * ASCII bytes, no whitespace or '/'. */
+bool valid_iface_glob(const char *s);
 /* Absolute, no NUL, bounded by PATH_MAX_LEN. */
 bool valid_abs_path(const char *s);
 

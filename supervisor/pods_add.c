@@ -566,10 +566,21 @@ static void add_done(struct op *op)
 			sync_begin(add, a);
 			return;
 		}
-		pods__op_fail(op,
-			      pods__errno_cni_code(ret) == CNI_ERR_TRY_AGAIN ? CNI_ERR_TRY_AGAIN
-									     : CNI_ERR_INTERNAL,
-			      "cannot start the pod's worker", ret, "%s", a->tag);
+		if (ret == -EADDRINUSE && p->sup->cfg.udp_port_lo)
+			/* Not code 11: failurePolicy "ignore" would start the
+			 * pod without ts0, and this is no supervisor outage.
+			 * Ports free up as pods go; the runtime's retry may
+			 * find one. */
+			pods__op_fail(op, CNI_ERR_INTERNAL,
+				      "no free UDP port left in --udp-port-range", 0,
+				      "%s: %u-%u all in use", a->tag, p->sup->cfg.udp_port_lo,
+				      p->sup->cfg.udp_port_hi);
+		else
+			pods__op_fail(op,
+				      pods__errno_cni_code(ret) == CNI_ERR_TRY_AGAIN
+					      ? CNI_ERR_TRY_AGAIN
+					      : CNI_ERR_INTERNAL,
+				      "cannot start the pod's worker", ret, "%s", a->tag);
 	}
 	if (op->cni_code)
 		log_warn("%s: ADD failed (code %u): %s: %s", op->tag, op->cni_code, op->msg,

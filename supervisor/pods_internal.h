@@ -314,6 +314,14 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 		     bool registered);
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
 			   const uint8_t *node, const char *hostname, bool registered);
+
+/* pods_sockets.c: the pod's UDP socket in our netns (bound as cfg's
+ * --udp-port-range says) and its worker's read-only NETLINK_ROUTE socket.
+ * 0 with *fd set, or a negative errno (-EADDRINUSE: the range is full)
+ * with *fd = -1 and *why naming what failed. */
+struct supervisor_config;
+int pods__udp_socket_new(const struct supervisor_config *cfg, int *fd, const char **why);
+int pods__netlink_socket_new(int *fd, const char **why);
 void pods__identity_wipe_free(Tscni__Identity *id);
 int pods__identity_record(struct pods *p, const char *pod_uid, bool registered,
 			  const struct ip_prefix *addrs, size_t naddrs, const char *stable);

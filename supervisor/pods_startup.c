@@ -145,7 +145,7 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 {
 	struct worker_spec spec;
 	struct worker_identity id;
-	const int no_fd = -1;
+	const int no_fds[2] = {-1, -1};
 	uint32_t slot;
 	int ret;
 
@@ -156,11 +156,14 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 		return;
 	pods__spec_fill(p, a, &spec, slot, k->machine, k->node, k->hostname, k->registered);
 	spec.tun_fd = -1;
-	/* With a control plane it holds the pod's UDP socket too (its
-	 * custody comes back from the worker: the fd here is a stand-in). */
+	/* With a control plane it holds the pod's UDP and netlink sockets
+	 * too (their custody comes back from the worker: the fds here are
+	 * stand-ins); one spawned by an older supervisor has no netlink
+	 * socket and gets one for its respawns below. */
 	if (p->sup->cfg.control_url) {
-		spec.extra_fds = &no_fd;
-		spec.n_extra_fds = 1;
+		spec.extra_fds = no_fds;
+		spec.n_extra_fds = 2;
+		spec.n_extra_fds_optional = 1;
 	}
 	ret = workers_adopt(p->sup->workers, &spec, &a->wi, pods__on_worker, a, &a->worker);
 	sodium_memzero(&spec, sizeof(spec));
@@ -173,6 +176,21 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 	if (a->tun_fd >= 0) {
 		close(a->tun_fd);
 		a->tun_fd = -1;
+	}
+	/* Spawned by a supervisor older than the host's netlink socket: its
+	 * respawns get one (pods_sockets.c), so they follow the host's
+	 * addresses. */
+	if (p->sup->cfg.control_url && workers_custody_count(a->worker) < 2 + 2) {
+		const char *why = "";
+		int nl;
+
+		ret = pods__netlink_socket_new(&nl, &why);
+		if (ret == 0) {
+			ret = workers_custody_add(a->worker, nl);
+			close(nl);
+		}
+		if (ret < 0)
+			log_warn_r(ret, "%s: no netlink socket for the worker's respawns", a->tag);
 	}
 	if (workers_identity(a->worker, &id) == 0 && id.version != a->wi.version) {
 		a->wi = id;

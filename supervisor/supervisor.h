@@ -10,6 +10,7 @@
 
 #include "cni.pb-c.h"
 #include "log.h"
+#include "validate.h"
 
 struct state;
 struct pods;
@@ -58,6 +59,14 @@ struct supervisor_config {
 	 * (rekey after, reject after, rekey attempt, rekey timeout,
 	 * keepalive, jitter); all 0: the protocol's. */
 	uint32_t test_wg_timers_ms[6];
+	/* --udp-port-range LO-HI: pods' UDP sockets bind the first free port
+	 * in it; 0: an ephemeral port. */
+	uint16_t udp_port_lo, udp_port_hi;
+	/* --endpoint-deny-iface GLOB (repeatable, valid_iface_glob): host
+	 * interfaces whose addresses are never a pod's endpoints, on top of
+	 * the workers' built-in list. Point into argv. */
+	const char *endpoint_deny[ENDPOINT_DENY_MAX];
+	size_t n_endpoint_deny;
 };
 
 struct supervisor {

@@ -109,6 +109,10 @@ struct workers_config {
 	const char *ca_pem;
 	size_t ca_pem_len;
 	unsigned int control_test_flags; /* tests only: Start.control_test_flags */
+	/* Start.endpoint_deny_iface: borrowed, lives as long as workers; at
+	 * most ENDPOINT_DENY_MAX valid_iface_glob strings. */
+	const char *const *endpoint_deny;
+	size_t n_endpoint_deny;
 	/* Tests only: Start.wg_timers in ms (rekey after, reject after, rekey
 	 * attempt, rekey timeout, keepalive, jitter); all 0: not sent. */
 	uint32_t wg_timers_ms[6];
@@ -133,6 +137,9 @@ struct worker_spec {
 	int tun_fd;
 	const int *extra_fds;
 	size_t n_extra_fds; /* <= WORKERS_EXTRA_FDS_MAX */
+	/* Adoption: how many of the last extra fds a worker spawned by an
+	 * older supervisor may not hold (its custody is then shorter). */
+	size_t n_extra_fds_optional;
 	uint32_t slot;	    /* uid = uid_base + slot; slot < uid_count */
 	unsigned int mtu;
 	bool debug_seccomp; /* trap and report denied syscalls instead of killing */
@@ -294,6 +301,14 @@ const char *workers_pod_uid(const struct worker *w);
 unsigned int workers_respawns(const struct worker *w);
 /* The custody dup of the TUN fd (owned by workers). */
 int workers_tun_fd(const struct worker *w);
+/* How many fds w's custody holds: the TUN, the rendezvous listener (if
+ * any) and the extra fds. */
+size_t workers_custody_count(const struct worker *w);
+/* Adds a dup of fd (borrowed) to w's custody, after the others: the
+ * running process does not get it, its respawns do (an adopted worker
+ * spawned by a supervisor that handed it fewer extra fds). 0, -ENOSPC
+ * when custody is full, or -errno. */
+int workers_custody_add(struct worker *w, int fd);
 /* The zygote's pid (0 while it is being restarted) and how often it was. */
 pid_t workers_zygote_pid(const struct workers *ws);
 unsigned int workers_zygote_restarts(const struct workers *ws);

@@ -126,6 +126,7 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	Tscni__Hello ours = TSCNI__HELLO__INIT;
 	Tscni__WorkerMsg *m = NULL;
 	size_t want = 2 + spec->n_extra_fds, len;
+	size_t least = want - spec->n_extra_fds_optional;
 	uint8_t *buf = ws->rbuf;
 	ssize_t n;
 	int ret;
@@ -179,7 +180,7 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	ret = -EBADMSG;
 	*why = "expected Custody with the TUN, the rendezvous and the extra fds";
 	if (!m || m->body_case != TSCNI__WORKER_MSG__BODY_CUSTODY || !m->custody ||
-	    m->custody->fd_count != *nfds || *nfds != want || !is_tun(fds[0]) ||
+	    m->custody->fd_count != *nfds || *nfds < least || *nfds > want || !is_tun(fds[0]) ||
 	    !is_unix_listener(fds[1]))
 		goto out;
 	ret = 0;

@@ -27,3 +27,8 @@ tscni_test(NAME wgo_interop_fallback LABEL e2e TIMEOUT 300
 # e2e DERP (tests/e2e/derp.sh): two pods with every UDP datagram dropped
 # reach each other through testcontrol's DERP regions; home region failover.
 tscni_test(NAME derp LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/derp.sh)
+
+# e2e endpoints (tests/e2e/endpoints.sh): a pod's endpoints follow the node's
+# addresses (netlink), never name denied interfaces, and take their port from
+# --udp-port-range; a full range fails ADD saying so.
+tscni_test(NAME endpoints LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/endpoints.sh)

@@ -146,6 +146,20 @@ pod_add()
 		test "${POD4[$i]}" != null -a "${POD6[$i]}" != null
 }
 
+# wait_ready I: pod I's worker (pod uid uid-<pid>-<I>) is ready, as the
+# supervisor's status says (up to 10 s).
+wait_ready()
+{
+	local k
+	for ((k = 0; k < 100; k++)); do
+		sup_status_json | jq -e --arg u "uid-$$-$1" \
+			'[.pods[]? | select(.pod_uid == $u and .worker_state == "ready")] | length == 1' \
+			>/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # tailnet_two_pods: pods 0 and 1 on the tailnet of the testcontrol already
 # started (a reusable ephemeral tag:e2e key, the supervisor, both ADDs); sets
 # A and B to their netns. Returns 1 at the first step that fails.

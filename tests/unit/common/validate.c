@@ -252,8 +252,8 @@ static int status_reply_with(size_t pods, const char *reason)
 	return ret;
 }
 
-static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
-		      size_t key_len)
+static int start_full(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len, char **deny, size_t n_deny)
 {
 	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
 	Tscni__Start s = TSCNI__START__INIT;
@@ -273,11 +273,48 @@ static int start_with(const char *hostname, const char *auth_key, const char *ur
 	s.ca_bundle.len = ca_len;
 	s.fd_count = 2;
 	s.mtu = 1280;
+	s.endpoint_deny_iface = deny;
+	s.n_endpoint_deny_iface = n_deny;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
 	m.start = &s;
 	ret = validate_supervisor_msg(&m, &why);
 	free(ca);
 	return ret;
+}
+
+static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len)
+{
+	return start_full(hostname, auth_key, url, ca_len, key_len, NULL, 0);
+}
+
+/* Start.endpoint_deny_iface: at most ENDPOINT_DENY_MAX globs, each
+ * valid_iface_glob (1..ENDPOINT_DENY_GLOB_MAX_LEN printable bytes, no space
+ * or '/'). */
+static void test_start_deny(void **state)
+{
+	char *globs[ENDPOINT_DENY_MAX + 1], longest[ENDPOINT_DENY_GLOB_MAX_LEN + 2];
+	static const char *const bad[] = {"", "a b", "eth/0", "a\x7f", "\t", "\xc3\xa9"};
+
+	(void)state;
+	for (size_t i = 0; i <= ENDPOINT_DENY_MAX; i++)
+		globs[i] = "ens*";
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, ENDPOINT_DENY_MAX), 0);
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, ENDPOINT_DENY_MAX + 1), -EBADMSG);
+	memset(longest, 'a', sizeof(longest));
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN] = '\0';
+	globs[0] = longest;
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, 1), 0);
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN] = 'a';
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN + 1] = '\0';
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, 1), -EBADMSG);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		globs[1] = (char *)bad[i];
+		if (start_full("h", "", "", 0, 32, globs + 1, 1) != -EBADMSG)
+			fail_msg("glob %zu accepted", i);
+	}
+	assert_true(valid_iface_glob("cali*"));
+	assert_true(valid_iface_glob("br-[0-9]?"));
 }
 
 static int stop_with(char *auth_key)
@@ -996,6 +1033,7 @@ int main(void)
 		cmocka_unit_test(test_add_valid_and_required),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_keys_exact),
+		cmocka_unit_test(test_start_deny),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_enums),
 		cmocka_unit_test(test_oneofs_unset),
