@@ -32,8 +32,10 @@ enum {
 	CSOCK_MAX = 4,
 	RECV_CHUNK = 64 << 10,
 	DIAL_TIMEOUT_MS = 10000,
-	BACKOFF_MIN_MS = 500,
-	BACKOFF_MAX_MS = 30000,
+	BACKOFF_STEP_MS = 10,
+	BACKOFF_MAX_MS = 5000,
+	BACKOFF_N_MAX = 23,	  /* 23² · 10 ms > BACKOFF_MAX_MS: no need to count on */
+	BACKOFF_STABLE_MS = 2000, /* up this long: the next drop is a first failure */
 	RESTART_MAX_MS = 60000,
 	PEM_MAX = 16 << 10,
 };
@@ -78,6 +80,7 @@ struct derp_conn {
 	struct derp_client client;
 	bool client_live, up;
 	unsigned int failures, restart_ms;
+	uint64_t up_since; /* loop time of the last ServerInfo */
 
 	bool closing;
 	int handles_open;
@@ -125,24 +128,41 @@ static void attempt_end(struct derp_conn *c)
 	uv_timer_stop(&c->timer);
 }
 
+/* The wait before the next dial after `failures` failed attempts in a row
+ * (0: the first since a connection lasted), as upstream's DERP client
+ * backs off (docs/tailscale-protocol.md §6): min(n² · 10 ms, 5 s) for the
+ * n-th failure, times a factor in [0.5, 1.5) so that the pods of a node do
+ * not all dial at once. A connection that drops is redialled within 15 ms,
+ * and a server back from a restart is found within 7.5 s at worst. rnd: a
+ * uniform number below 1000. */
+static unsigned int backoff_ms(unsigned int failures, uint32_t rnd)
+{
+	unsigned int n = failures < BACKOFF_N_MAX ? failures + 1 : BACKOFF_N_MAX;
+	unsigned int ms = n * n * BACKOFF_STEP_MS;
+
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	return ms / 2 + (unsigned int)((uint64_t)ms * (rnd % 1000) / 1000);
+}
+
 static void conn_down(struct derp_conn *c, int err, const char *why)
 {
 	unsigned int ms;
 
 	if (c->closing)
 		return;
+	/* Only a connection that lasted starts the backoff over: one the
+	 * server drops as soon as it is up must not be redialled every 10 ms. */
+	if (c->up && uv_now(c->loop) - c->up_since >= BACKOFF_STABLE_MS)
+		c->failures = 0;
 	attempt_end(c);
 	if (c->restart_ms) {
 		ms = c->restart_ms; /* the server said when to come back */
 		c->restart_ms = 0;
 	} else {
-		unsigned int shift = c->failures < 6 ? c->failures : 6;
-
-		ms = BACKOFF_MIN_MS << shift;
-		if (ms > BACKOFF_MAX_MS)
-			ms = BACKOFF_MAX_MS;
-		ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
-		c->failures++;
+		ms = backoff_ms(c->failures, randombytes_uniform(1000));
+		if (c->failures < BACKOFF_N_MAX)
+			c->failures++;
 	}
 	log_debug("DERP %s: down (%s), retry in %u ms", c->host, why, ms);
 	schedule(c, ms);
@@ -299,7 +319,7 @@ static int deliver(struct derp_conn *c, const char **why)
 				return -ENOBUFS;
 		} else if (ev.type == DERP_EV_SERVER_INFO) {
 			c->up = true;
-			c->failures = 0;
+			c->up_since = uv_now(c->loop);
 			log_info("DERP %s: connected", c->host);
 		} else if (ev.type == DERP_EV_RESTARTING) {
 			c->restart_ms = ev.reconnect_in_ms < RESTART_MAX_MS ? ev.reconnect_in_ms
