@@ -3,8 +3,8 @@
 # their STUN) across a router, node B behind a NAT; every node its own
 # supervisor, workers and real CNI plugin; three pods on node A, two on B.
 #
-#   netns PUB 192.0.2.2: testcontrol (control over http, DERP 900 and 901,
-#        STUN), admin on its 127.0.0.1
+#   netns PUB 192.0.2.2: testcontrol (DERP 900 and 901, STUN; control over
+#        http: its certificate names loopback only), admin on its 127.0.0.1
 #   netns RT  br0 192.0.2.1/24 (bridge: PUB, node A) + lanb 10.99.0.1/24;
 #        nftables: B's subnet masqueraded out of br0, nothing new from br0
 #        into lanb (a NAT's filter)
