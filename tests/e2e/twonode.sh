@@ -27,7 +27,7 @@
 #    delivered, DERP relaying every ping.
 # 3. The home DERP region restarted under a 10/s ping between pods across
 #    the NATs (POST /derp down, then up): the ping's gap is printed; at most
-#    5 s for a 1 s restart, and back within 2.5 s of the region's return
+#    5 s for a 1 s restart, and back within 3 s of the region's return
 #    after a 4 s one.
 # 4. The home region down for good: the pods move to the other region (the
 #    time is printed: a worker gives its home up after 15 s without it) and
@@ -267,7 +267,9 @@ ping_stop()
 
 # A quick restart (1 s) and a slower one (4 s): the worker redials a lost
 # region at once and then backs off as upstream does (n² · 10 ms, at most
-# 5 s), so it is back within about a second of the region's return.
+# 5 s, ±50 %): around 4 s the steps are 1-1.5 s, so the region is found
+# again within about 2 s of its return (3 s allowed; the old backoff, 500 ms
+# doubling, could take 5.5 s).
 for down in 1 4; do
 	ping_bg "$T/ping.restart$down"
 	sleep 2
@@ -285,8 +287,8 @@ for down in 1 4; do
 		check "region 900 restarted in 1 s: the pings recover within 5 s ($gap ms)" \
 			test "$gap" -le $((5000 * TIME_SCALE))
 	else
-		check "region 900 restarted in 4 s: the pings are back within 2.5 s of its return" \
-			test $((gap - (t1 - t0))) -le $((2500 * TIME_SCALE))
+		check "region 900 restarted in 4 s: the pings are back within 3 s of its return" \
+			test $((gap - (t1 - t0))) -le $((3000 * TIME_SCALE))
 	fi
 	check "region 900 restarted in $down s: the last second's pings are answered" \
 		test "$(tail -n 12 "$T/ping.restart$down" | grep -c ' seq=')" -ge 8
