@@ -32,3 +32,9 @@ tscni_test(NAME derp LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/derp.sh)
 # addresses (netlink), never name denied interfaces, and take their port from
 # --udp-port-range; a full range fails ADD saying so.
 tscni_test(NAME endpoints LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/endpoints.sh)
+
+# e2e two nodes (tests/e2e/twonode.sh): five pods on two nodes, one behind a
+# NAT, each node its own supervisor; direct paths, DERP under hard NATs, a
+# DERP restart and a home region failover. Heavy (50 MB streams): alone.
+tscni_test(NAME twonode LABEL e2e TIMEOUT 420 COMMAND bash ${E2E_DIR}/twonode.sh)
+set_tests_properties(e2e.twonode PROPERTIES RUN_SERIAL TRUE)

@@ -282,7 +282,8 @@ static void set_policy(struct tc_conn *c, json_t *req)
 	reply(c, 200, json_pack("{s:O}", "acls", s->policy));
 }
 
-/* The DERP regions and the node keys connected to each. */
+/* The DERP regions, the node keys connected to each and the packets each
+ * relayed. */
 static json_t *derp_info(struct tc_server *s)
 {
 	json_t *list = json_array();
@@ -300,9 +301,10 @@ static json_t *derp_info(struct tc_server *s)
 								keys_to_text("nodekey", c->derp_key,
 									     key, sizeof(key)),
 								"preferred", c->derp_preferred));
-		json_array_append_new(list, json_pack("{s:i, s:s, s:i, s:b, s:o}", "region", r->id,
-						      "host", r->host, "port", r->port, "up",
-						      !r->down, "clients", clients));
+		json_array_append_new(list, json_pack("{s:i, s:s, s:i, s:b, s:o, s:I}", "region",
+						      r->id, "host", r->host, "port", r->port, "up",
+						      !r->down, "clients", clients, "relayed",
+						      (json_int_t)r->relayed));
 	}
 	return list;
 }
