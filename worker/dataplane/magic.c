@@ -434,11 +434,17 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len)
 {
 	struct sockaddr_storage ss;
+	struct stun_addr seen;
 	struct disco_addr addr;
 	const char *why = "";
 
-	if (!dp->stun_waiting || stun_check_response(p, len, dp->stun_txid, &addr, &why) < 0 ||
-	    !disco_addr_is_valid(&addr)) {
+	if (!dp->stun_waiting || stun_check_response(p, len, dp->stun_txid, &seen, &why) < 0) {
+		dp->st.drops[DATAPLANE_DROP_STUN]++;
+		return;
+	}
+	memcpy(addr.ip, seen.ip, sizeof(addr.ip));
+	addr.port = seen.port;
+	if (!disco_addr_is_valid(&addr)) {
 		dp->st.drops[DATAPLANE_DROP_STUN]++;
 		return;
 	}
