@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-
 /* An ip:port as a STUN server reports it: 16 address bytes, IPv4 as
  * ::ffff:a.b.c.d (the layout of the worker's struct stun_addr); port in
  * host order. */

@@ -48,8 +48,7 @@ static void check_response(const uint8_t *data, size_t size)
 			abort();
 		return;
 	}
-	if (stun_check_response(data, size, txid, &addr2, &why) != 0 ||
-	    !addr_equal(&addr, &addr2))
+	if (stun_check_response(data, size, txid, &addr2, &why) != 0 || !addr_equal(&addr, &addr2))
 		abort();
 	n = stun_response(txid, &addr, resp);
 	if (n > sizeof(resp) || stun_parse_response(resp, n, again, &addr2, &why) != 0 ||
