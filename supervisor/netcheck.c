@@ -228,8 +228,8 @@ static void round_end(struct nc_map *m)
 	}
 	m->in_round = false;
 	m->rounds++;
-	log_debug("netcheck: round %u of a %zu-region map: preferred region %u", m->rounds,
-		  m->n_regions, m->preferred);
+	log_debug("netcheck: round %u of a %zu-region map, %u users: preferred region %u",
+		  m->rounds, m->n_regions, m->users, m->preferred);
 	for (struct nc_user *u = m->nc->users; u; u = u->next)
 		if (u->m == m)
 			report_send(m, u->w);
@@ -498,6 +498,9 @@ void netcheck_request(struct worker *w, const struct Tscni__DerpMapReport *rep, 
 	u->next = nc->users;
 	nc->users = u;
 	m->users++;
+	if (fresh)
+		log_info("pod %s: netcheck: measuring a new DERP map (%zu regions)",
+			 workers_pod_uid(w), m->n_regions);
 	if (fresh && start_allowed(nc))
 		round_start(m);
 	else if (fresh)

@@ -27,3 +27,8 @@ tscni_test(NAME wgo_interop_fallback LABEL e2e TIMEOUT 300
 # e2e DERP (tests/e2e/derp.sh): two pods with every UDP datagram dropped
 # reach each other through testcontrol's DERP regions; home region failover.
 tscni_test(NAME derp LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/derp.sh)
+
+# e2e netcheck (tests/e2e/netcheck.sh): the supervisor's node-wide netcheck;
+# one region's STUN dropped, three pods make the other one home; one probe
+# set per node, not per pod.
+tscni_test(NAME netcheck LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/netcheck.sh)
