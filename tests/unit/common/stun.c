@@ -11,43 +11,19 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-
 #include "common/stun.c"
+#include "tests/unit/addr_text.h"
 #include "tests/unit/vectors.h"
 
-/* A bare address as the vectors write it, IPv4 stored as ::ffff:a.b.c.d. */
 static void test_ip(const char *s, struct stun_addr *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, s, out->ip + sizeof(V4_MAPPED)) == 1) {
-		memcpy(out->ip, V4_MAPPED, sizeof(V4_MAPPED));
-		return;
-	}
-	if (inet_pton(AF_INET6, s, out->ip) != 1)
-		fail_msg("bad address %s", s);
+	text_ip(s, out->ip);
 }
 
-/* "198.51.100.7:41641" or "[2001:db8::7]:41641". */
 static void test_addr(const char *s, struct stun_addr *out)
 {
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	size_t n;
-
-	if (!colon)
-		fail_msg("no port in %s", s);
-	n = (size_t)(colon - s);
-	if (s[0] == '[') {
-		s++;
-		n -= 2;
-	}
-	if (n >= sizeof(host))
-		fail_msg("address too long %s", s);
-	memcpy(host, s, n);
-	host[n] = '\0';
-	test_ip(host, out);
-	out->port = (uint16_t)strtoul(colon + 1, NULL, 10);
+	text_ip_port(s, out->ip, &out->port);
 }
 
 static bool addr_equal(const struct stun_addr *a, const struct stun_addr *b)
