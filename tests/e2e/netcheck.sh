@@ -10,7 +10,8 @@
 #
 # Checked: with region 900's STUN dropped, all three pods make region 901
 # their home (Hostinfo.NetInfo.PreferredDERP: the node's home_derp), though
-# 900 comes first in the DERP map; the supervisor measures one map for the
+# 900 comes first in the DERP map, and report a latency for 901 only
+# (NetInfo.DERPLatency); the supervisor measures one map for the
 # three pods, and sends exactly three probes per region and round, not one
 # set per pod; with 901 dropped instead, the pods go back to 900.
 source "$(dirname "$0")/../lib/common.sh"
@@ -69,6 +70,13 @@ home_of()
 	tc_get /nodes | jq -r --arg a "$1" \
 		'[.[] | select(.addresses | index($a + "/32"))][0].home_derp // 0'
 }
+# latencies ADDR4: the DERPLatency keys control holds for the pod at ADDR4.
+latencies()
+{
+	tc_get /nodes | jq -c --arg a "$1" \
+		'[.[] | select(.addresses | index($a + "/32"))][0].derp_latency // {} |
+		 with_entries(select(.value > 0)) | keys'
+}
 # wait_home REGION SECONDS: until every pod's home is REGION.
 wait_home()
 {
@@ -96,6 +104,10 @@ done
 
 check "with 900's STUN dropped, every pod moves home to region 901" wait_home 901 90
 echo "# homes: $HOMES; DERP: $(tc_get /derp | jq -c .)"
+for ((i = 0; i < NPODS; i++)); do
+	check "pod $i reports a latency for region 901 only" \
+		test "$(latencies "${POD4[$i]}")" == '["901-v4"]'
+done
 check "one DERP map measured for the $NPODS pods" \
 	test "$(grep -c 'netcheck: measuring a new DERP map' "$T/sup.log")" -eq 1
 
@@ -120,6 +132,8 @@ check "rounds come every 20-30 s, not faster ($r rounds in $elapsed s)" \
 drop_stun "$P901"
 check "with 901's STUN dropped, every pod goes home to region 900" wait_home 900 90
 echo "# homes: $HOMES"
+check "pod 0 now reports a latency for region 900 only" \
+	test "$(latencies "${POD4[0]}")" == '["900-v4"]'
 
 for ((i = 0; i < NPODS; i++)); do
 	pod_del "$i"
