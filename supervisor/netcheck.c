@@ -79,6 +79,7 @@ struct netcheck {
 	unsigned int inflight;
 	uint64_t probes_sent;			/* for the tests and the log */
 	uint64_t start_credit, start_credit_ms; /* new sets' first rounds */
+	uint64_t refused;			/* reports beyond NETCHECK_MAPS sets */
 	struct nc_map maps[NETCHECK_MAPS];
 	struct nc_probe probes[NETCHECK_INFLIGHT];
 	uint8_t rbuf[1500];
@@ -486,12 +487,18 @@ void netcheck_request(struct worker *w, const struct Tscni__DerpMapReport *rep, 
 		user_unlink(nc, u);
 	m = cand->n_regions ? map_get(nc, cand, &fresh) : NULL;
 	free(cand);
-	if (!m) {
-		if (rep->n_regions)
-			log_warn("pod %s: netcheck: %d DERP maps measured already: this one is not",
-				 workers_pod_uid(w), NETCHECK_MAPS);
-		return;
+	if (!m && rep->n_regions) {
+		/* A worker may send this at its message rate: the 1st, 2nd,
+		 * 4th, 8th... time only. */
+		nc->refused++;
+		if (!(nc->refused & (nc->refused - 1)))
+			log_warn("pod %s: netcheck: %d DERP maps measured already: this one is "
+				 "not (%llu times)",
+				 workers_pod_uid(w), NETCHECK_MAPS,
+				 (unsigned long long)nc->refused);
 	}
+	if (!m)
+		return;
 	u = xcalloc(1, sizeof(*u));
 	u->w = w;
 	u->m = m;
@@ -499,8 +506,8 @@ void netcheck_request(struct worker *w, const struct Tscni__DerpMapReport *rep, 
 	nc->users = u;
 	m->users++;
 	if (fresh)
-		log_info("pod %s: netcheck: measuring a new DERP map (%zu regions)",
-			 workers_pod_uid(w), m->n_regions);
+		log_debug("pod %s: netcheck: measuring a new DERP map (%zu regions)",
+			  workers_pod_uid(w), m->n_regions);
 	if (fresh && start_allowed(nc))
 		round_start(m);
 	else if (fresh)
