@@ -123,3 +123,18 @@ char *log_escape(char *dst, size_t n, const char *src, size_t srclen)
 	dst[o] = '\0';
 	return dst;
 }
+
+uint64_t log_ratelimit_hit(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms)
+{
+	uint64_t n;
+
+	if (rl->armed && now_ms < rl->next_ms) {
+		rl->missed++;
+		return 0;
+	}
+	n = rl->missed + 1;
+	rl->missed = 0;
+	rl->next_ms = now_ms + interval_ms;
+	rl->armed = true;
+	return n;
+}

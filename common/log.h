@@ -4,7 +4,9 @@
 #define TSCNI_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
@@ -35,5 +37,20 @@ void log_emit(enum log_level level, const char *func, int err, const char *fmt, 
  * everything else as \xNN, always NUL-terminated, truncated with "..." if
  * needed. Returns dst. For strings that came from a worker or a peer. */
 char *log_escape(char *dst, size_t n, const char *src, size_t srclen);
+
+/* At most one line per interval for an event a remote peer can cause at
+ * will (docs/style.md §5): one of these per kind of event, zeroed at first,
+ * owned by the one thread that logs that kind. */
+struct log_ratelimit {
+	uint64_t next_ms; /* no line before this */
+	uint64_t missed;  /* events since the last line that had none */
+	bool armed;	  /* a line was written: next_ms holds */
+};
+
+/* Counts one event at now_ms (a monotonic clock, milliseconds). Returns 0
+ * when no line may be written for it, else how many events happened since
+ * the previous line, this one included, for the line to say; the next line
+ * is then allowed interval_ms later. */
+uint64_t log_ratelimit_hit(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms);
 
 #endif

@@ -557,6 +557,11 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			b->s.handshakes = ws.handshakes;
 			b->s.filter_drops = ws.filter_drops;
 			b->s.configured = ws.configured;
+			b->s.disco_unknown_sender = ws.disco_unknown_sender;
+			b->s.disco_bad_box = ws.disco_bad_box;
+			b->s.stun_bad_txid = ws.stun_bad_txid;
+			b->s.stun_malformed = ws.stun_malformed;
+			b->s.derp_bad_frames = ws.derp_bad_frames;
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);
 		}

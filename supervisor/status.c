@@ -115,6 +115,13 @@ static void print_text(const Tscni__StatusReply *st)
 		       esc(d, p->key->network), cid, esc(e, p->key->ifname), pod,
 		       esc(c, p->interface_name), p->ifindex, esc(a, p->state), worker, addrs,
 		       esc(b, p->netns_path));
+		if (p->disco_unknown_sender || p->disco_bad_box || p->stun_bad_txid ||
+		    p->stun_malformed || p->derp_bad_frames)
+			printf("  bad peers: disco unknown sender %" PRIu64
+			       ", disco bad box %" PRIu64 ", STUN wrong txid %" PRIu64
+			       ", STUN malformed %" PRIu64 ", DERP bad frames %" PRIu64 "\n",
+			       p->disco_unknown_sender, p->disco_bad_box, p->stun_bad_txid,
+			       p->stun_malformed, p->derp_bad_frames);
 	}
 }
 
@@ -185,6 +192,14 @@ static int print_json(const Tscni__StatusReply *st)
 		json_object_set_new(o, "handshakes", json_integer((json_int_t)p->handshakes));
 		json_object_set_new(o, "filter_drops", json_integer((json_int_t)p->filter_drops));
 		json_object_set_new(o, "configured", json_boolean(p->configured));
+		json_object_set_new(o, "disco_unknown_sender",
+				    json_integer((json_int_t)p->disco_unknown_sender));
+		json_object_set_new(o, "disco_bad_box", json_integer((json_int_t)p->disco_bad_box));
+		json_object_set_new(o, "stun_bad_txid", json_integer((json_int_t)p->stun_bad_txid));
+		json_object_set_new(o, "stun_malformed",
+				    json_integer((json_int_t)p->stun_malformed));
+		json_object_set_new(o, "derp_bad_frames",
+				    json_integer((json_int_t)p->derp_bad_frames));
 		json_array_append_new(pods, o);
 	}
 	json_object_set_new(root, "pods", pods);

@@ -160,6 +160,8 @@ struct worker_stats {
 	uint64_t handshakes, filter_drops;
 	uint32_t peers;
 	bool configured;
+	uint64_t disco_unknown_sender, disco_bad_box, stun_bad_txid, stun_malformed;
+	uint64_t derp_bad_frames;
 };
 
 struct worker_report {

@@ -146,6 +146,7 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	/* The one-use auth key has done its job. */
 	workers__free_wiped(w->auth_key);
 	w->auth_key = NULL;
+	w->auth_retried = false;
 	w->backoff_ms = 0;
 	log_escape(node, sizeof(node), m->ready->stable_node_id, strlen(m->ready->stable_node_id));
 	r.stable_node_id = node;
@@ -170,6 +171,11 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.filter_drops = s->filter_drops,
 		.peers = s->peers,
 		.configured = s->configured,
+		.disco_unknown_sender = s->disco_unknown_sender,
+		.disco_bad_box = s->disco_bad_box,
+		.stun_bad_txid = s->stun_bad_txid,
+		.stun_malformed = s->stun_malformed,
+		.derp_bad_frames = s->derp_bad_frames,
 	};
 	r.stats = w->stats;
 	workers__emit(w, WORKER_EV_STATS, &r);
@@ -188,6 +194,20 @@ static int on_event(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		/* The pod's netns is gone: this worker is not respawned. */
 		w->tun_gone = true;
 		log_info("pod %s: worker %d: TUN gone (%s)", w->pod_uid, (int)r.pid, detail);
+	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED && !w->auth_key &&
+		   !w->auth_retried && w->ws && w->ws->auth_key && w->state != WS_READY) {
+		/* A node that registered before resumes without its auth key
+		 * (docs/design.md §4), which real control servers accept; some
+		 * (upstream's testcontrol) want the key on every registration.
+		 * One more process, given the key, presents it; a second refusal
+		 * is reported as such. */
+		log_info("pod %s: worker %d: control refused the node without its auth key (%s): "
+			 "respawning it with the key",
+			 w->pod_uid, (int)r.pid, detail);
+		w->auth_key = xstrdup(w->ws->auth_key);
+		w->auth_retried = true;
+		(void)workers_roll(w);
+		return 0;
 	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_SECCOMP_TRAP) {
 		log_warn("pod %s: worker %d: seccomp trapped %s", w->pod_uid, (int)r.pid, detail);
 	} else {

@@ -118,6 +118,9 @@ struct worker {
 	int child_sock;	  /* our end of the socketpair while SPAWNING */
 	uv_timer_t timer; /* respawn, Ready deadline, stop grace, deferred GONE */
 	bool stopping, tun_gone, gone_pending, freed;
+	/* Respawned once with the auth key after control refused the node
+	 * without it (workers_dispatch.c on_event); cleared by Ready. */
+	bool auth_retried;
 	const char *gone_why;
 	unsigned int respawns;
 	unsigned int backoff_ms;

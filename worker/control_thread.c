@@ -52,6 +52,11 @@ static void send_stats(struct worker_ctx *ctx)
 		s.handshakes = st.wg.handshakes_completed;
 		s.peers = (uint32_t)ctx->peers;
 		s.configured = ctx->configured;
+		s.disco_unknown_sender = st.drops[DATAPLANE_DROP_DISCO_UNKNOWN];
+		s.disco_bad_box = st.drops[DATAPLANE_DROP_DISCO_BOX];
+		s.stun_bad_txid = st.drops[DATAPLANE_DROP_STUN];
+		s.stun_malformed = st.drops[DATAPLANE_DROP_STUN_MALFORMED];
+		s.derp_bad_frames = derp_link_bad_frames(ctx->derp);
 	} else {
 		s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);
 		s.tun_rx_bytes = atomic_load(&ctx->tun_rx_bytes);
@@ -267,9 +272,30 @@ static void resolves_fail(struct worker_ctx *ctx)
 	}
 }
 
-/* Ready, once per process: the self node's addresses are on ts0 and
- * control accepted the first lite update. */
-static void maybe_ready(struct worker_ctx *ctx)
+/* Whether Ready must wait for the home DERP region: a pod is reachable
+ * through DERP from the moment ADD returns, whatever the NATs between it
+ * and its peers. The wait is bounded (WORKER_READY_DERP_WAIT_MS) so that a
+ * relay that is down costs the pod its relay, not its network: direct
+ * paths work without it, and the region connects later. */
+static bool derp_wait(struct worker_ctx *ctx)
+{
+	uint64_t now = uv_now(&ctx->loop);
+
+	if (!ctx->derp || derp_link_home_state(ctx->derp) != DERP_HOME_CONNECTING)
+		return false;
+	if (!ctx->ready_wait_since)
+		ctx->ready_wait_since = now;
+	if (now - ctx->ready_wait_since < WORKER_READY_DERP_WAIT_MS)
+		return true;
+	log_warn("pod %s: the home DERP region is not connected after %u ms; Ready without it",
+		 ctx->pod_uid, WORKER_READY_DERP_WAIT_MS);
+	return false;
+}
+
+/* Ready, once per process: the self node's addresses are on ts0, control
+ * accepted the first lite update and the home DERP region is connected
+ * (or derp_wait gave up on it). */
+void worker_maybe_ready(struct worker_ctx *ctx)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Ready r = TSCNI__READY__INIT;
@@ -277,7 +303,7 @@ static void maybe_ready(struct worker_ctx *ctx)
 	struct netmap *nm;
 
 	if (ctx->ready_sent || !ctx->control_up || !ctx->naddrs || ctx->netops_pending ||
-	    ctx->netop_failed || !ctx->ctl_open)
+	    ctx->netop_failed || !ctx->ctl_open || derp_wait(ctx))
 		return;
 	nm = client_netmap(ctx->ctl);
 	for (size_t i = 0; i < ctx->naddrs; i++) {
@@ -384,7 +410,7 @@ static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 			  ctx->pod_uid, r->id, r->why[0] ? r->why : "");
 		return;
 	}
-	maybe_ready(ctx);
+	worker_maybe_ready(ctx);
 }
 
 static void on_state(void *arg, enum client_status st, int err, const char *msg)
@@ -398,7 +424,7 @@ static void on_state(void *arg, enum client_status st, int err, const char *msg)
 		if (ctx->ctl_open)
 			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_UP,
 				       client_transport(ctx->ctl));
-		maybe_ready(ctx);
+		worker_maybe_ready(ctx);
 		break;
 	case CLIENT_DOWN:
 		if (msg && ctx->ctl_open)
@@ -805,6 +831,8 @@ static void on_timer(uv_timer_t *t)
 
 	if (ctx->dp)
 		dataplane_reclaim(ctx->dp);
+	if (ctx->ready_wait_since && !ctx->ready_sent)
+		worker_maybe_ready(ctx); /* derp_wait's bound */
 	if (atomic_load(&ctx->tun_gone) && !ctx->tun_gone_sent) {
 		char detail[64];
 
@@ -870,7 +898,7 @@ int control_thread_run(struct worker_ctx *ctx)
 
 	if (ctx->ctl) {
 		/* Ready follows once the node is up and ts0 has its addresses
-		 * (maybe_ready). */
+		 * (worker_maybe_ready). */
 		int ret = client_start(ctx->ctl);
 
 		if (ret < 0) {

@@ -23,6 +23,7 @@
 #include "dataplane.h"
 #include "derp_conn.h"
 #include "home.h"
+#include "log.h"
 #include "mem.h"
 #include "netmap.h"
 
@@ -31,6 +32,7 @@ enum derp_link_limits {
 	DERP_LINK_TICK_MS = 1000,	/* failover and idle checks */
 	DERP_LINK_HOME_DOWN_MS = 15000, /* home down this long: another region */
 	DERP_LINK_IDLE_MS = 60000,	/* a peer's region unused this long: closed */
+	DERP_LINK_BAD_LOG_MS = 10000,	/* one line about bad servers this often */
 };
 
 struct derp_link_conn {
@@ -53,6 +55,9 @@ struct derp_link {
 	uint8_t *ca_pem;
 	size_t ca_pem_len;
 	struct derp_link_conn conns[DERP_LINK_CONNS];
+	/* Connections closed because the server sent a bad frame. */
+	uint64_t bad_frames;
+	struct log_ratelimit bad_log;
 	/* The regions of our last DerpMapReport, in its order; a
 	 * NetcheckReport for another set is stale and ignored. */
 	uint16_t reported[NETCHECK_REGIONS_MAX];
@@ -112,15 +117,34 @@ static void on_event(void *arg, const struct derp_event *ev)
 		lc->last_up = uv_now(&lc->dl->ctx->loop);
 		log_info("pod %s: DERP region %u connected%s", lc->dl->ctx->pod_uid, lc->region,
 			 lc->region == lc->dl->home ? " (home)" : "");
+		if (lc->region == lc->dl->home)
+			worker_maybe_ready(lc->dl->ctx);
 	}
 }
 
 static void on_down(void *arg, int err, const char *why, unsigned int retry_ms)
 {
 	struct derp_link_conn *lc = arg;
+	struct derp_link *dl = lc->dl;
+	uint64_t n;
 
-	log_debug("pod %s: DERP region %u down (%d: %s), retry in %u ms", lc->dl->ctx->pod_uid,
+	log_debug("pod %s: DERP region %u down (%d: %s), retry in %u ms", dl->ctx->pod_uid,
 		  lc->region, err, why, retry_ms);
+	if (!derp_conn_err_is_bad_server(err))
+		return;
+	/* A server can do this at every reconnect: counted each time,
+	 * told once per DERP_LINK_BAD_LOG_MS. */
+	dl->bad_frames++;
+	n = log_ratelimit_hit(&dl->bad_log, uv_now(&dl->ctx->loop), DERP_LINK_BAD_LOG_MS);
+	if (n)
+		log_warn("pod %s: closed %llu DERP connections on a bad frame since the last such "
+			 "line; the latest to region %u: %s; retry in %u ms",
+			 dl->ctx->pod_uid, (unsigned long long)n, lc->region, why, retry_ms);
+}
+
+uint64_t derp_link_bad_frames(const struct derp_link *dl)
+{
+	return dl ? dl->bad_frames : 0;
 }
 
 static void conn_close(struct derp_link_conn *lc)
@@ -428,6 +452,18 @@ static void on_tick(uv_timer_t *t)
 			conn_close(lc);
 		}
 	}
+}
+
+enum derp_home_state derp_link_home_state(const struct derp_link *dl)
+{
+	if (!dl->home)
+		return DERP_HOME_NONE;
+	for (size_t i = 0; i < DERP_LINK_CONNS; i++) {
+		if (dl->conns[i].region == dl->home && dl->conns[i].c &&
+		    derp_conn_is_up(dl->conns[i].c))
+			return DERP_HOME_UP;
+	}
+	return DERP_HOME_CONNECTING;
 }
 
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out)

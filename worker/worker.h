@@ -47,6 +47,8 @@ enum worker_proto {
 enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000,  /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		  /* control thread housekeeping */
+	/* Ready waits this long for the home DERP region at most. */
+	WORKER_READY_DERP_WAIT_MS = 5000,
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
 	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
 	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
@@ -128,6 +130,8 @@ struct worker_ctx {
 	bool netop_failed;
 	bool control_up;
 	bool ready_sent;
+	/* When Ready began waiting for the home DERP region (uv_now), 0. */
+	uint64_t ready_wait_since;
 	bool logging_out;
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
@@ -187,6 +191,18 @@ void derp_link_report_map(struct derp_link *dl);
  * region reconsidered (magicsock/home.h). A report for another map than the
  * one we last reported is ignored. NULL-safe. */
 void derp_link_netcheck(struct derp_link *dl, const Tscni__NetcheckReport *r);
+enum derp_home_state {
+	DERP_HOME_NONE,	      /* no DERP map yet, or no region may be home */
+	DERP_HOME_CONNECTING, /* a home region, not connected (yet) */
+	DERP_HOME_UP,	      /* the home region's server greeted us */
+};
+enum derp_home_state derp_link_home_state(const struct derp_link *dl);
+/* control_thread.c: sends Ready when everything it waits for is there;
+ * derp_link.c calls it when the home region connects. */
+void worker_maybe_ready(struct worker_ctx *ctx);
+/* Connections closed because their server sent a bad (oversized or
+ * malformed) frame, over the worker's life; 0 for NULL. */
+uint64_t derp_link_bad_frames(const struct derp_link *dl);
 /* control_thread.c: when the engine's STUN answer changed, the endpoints
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);

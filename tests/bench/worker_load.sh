@@ -107,86 +107,9 @@ for ((k = 0; k < 50; k++)); do
 done
 kill -0 "$SRV_PID" 2>/dev/null || die "iperf3 -s does not start in pod 1"
 
-# --- sampling ----------------------------------------------------------------
-# A FIFO nobody writes: `read -t 0.1` on it is a sleep without a fork.
-mkfifo -m 0600 "$T/tick"
-
-# pss_of PID: from /proc/PID/smaps_rollup (KiB; 0 when the process is gone)
-# sets PSS, USS (Private_Clean + Private_Dirty: what the process alone
-# holds, freed when it exits) and ANON (Pss_Anon). No fork (sampled every
-# 100 ms).
-pss_of()
-{
-	local key val rest
-
-	PSS=0 USS=0 ANON=0
-	[[ -r /proc/$1/smaps_rollup ]] || return 0
-	while read -r key val rest; do
-		case $key in
-		Pss:) PSS=$val ;;
-		Private_Clean: | Private_Dirty:) USS=$((USS + val)) ;;
-		Pss_Anon:) ANON=$val ;;
-		esac
-	done <"/proc/$1/smaps_rollup"
-}
-
-# sampler FILE: every 100 ms one line "PSS of each of PIDS" appended to
-# FILE, until stopped.
-sampler()
-{
-	local out=$1 p line
-
-	exec 9<>"$T/tick"
-	while :; do
-		line=""
-		for p in "${PIDS[@]}"; do
-			pss_of "$p"
-			line+="$PSS $USS $ANON "
-		done
-		echo "$line" >>"$out"
-		read -r -t 0.1 -u 9 _
-	done
-}
-
-sample_start()
-{
-	: >"$1"
-	sampler "$1" &
-	SAMPLER_PID=$!
-	CLEAN_PIDS+=("$SAMPLER_PID")
-}
-
-sample_stop()
-{
-	kill "$SAMPLER_PID" 2>/dev/null
-	wait "$SAMPLER_PID" 2>/dev/null
-}
-
-# col_max COLUMN FILE...: the largest value of a column: 3*i+1 is process i's
-# PSS, 3*i+2 its USS, 3*i+3 its Pss_Anon (i = 0 for worker 0).
-col_max()
-{
-	local c=$1
-	shift
-	awk -v c="$c" '$c > m { m = $c } END { print m + 0 }' "$@"
-}
-
-# cpu_ticks PID: utime + stime of the whole process (clock ticks).
-cpu_ticks()
-{
-	local line rest
-	local -a f
-
-	if ! read -r line <"/proc/$1/stat" 2>/dev/null; then
-		echo 0
-		return
-	fi
-	rest=${line##*) }
-	read -r -a f <<<"$rest"
-	# rest starts at field 3 (state): utime is field 14, stime 15.
-	echo $((f[11] + f[12]))
-}
-HZ=$(getconf CLK_TCK)
+# --- sampling (tests/lib/bench.sh) ---------------------------------------------
+source "$(dirname "$0")/../lib/bench.sh"
+bench_tick_init
 
 # --- the runs ----------------------------------------------------------------
 echo "# worker_load: 2 pods on one node, iperf3 -t $SECS pod 0 -> pod 1 at $DST over ts0"

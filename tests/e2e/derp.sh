@@ -7,7 +7,9 @@
 #   every UDP datagram, so disco finds no direct path and WireGuard and
 #   disco go through DERP (TLS over TCP).
 #
-# Checked: each worker connects to a home region and reports it to control
+# Checked: ADD returns once the pod's worker is connected to its home
+# region (which was down when ADD began), and with every region down after
+# a bounded wait (5 s); each worker connects to a home region and reports it to control
 # (Hostinfo.NetInfo.PreferredDERP: the node's home_derp); ICMP v4 and v6
 # both ways between the pods; with the home region taken down (POST /derp),
 # the workers move to the other region and the pods still reach each other.
@@ -32,9 +34,34 @@ check "every UDP datagram into the node netns is dropped (nftables)" \
 	ip netns exec "$NODE_NS" nft list table inet tscni_block
 sup_start_tailnet || tscni_finish
 
-for i in 0 1; do
-	pod_add "$i" || tscni_finish
-done
+# home_clients REGION: how many clients have REGION as their home.
+home_clients()
+{
+	tc_get /derp | jq --argjson r "$1" \
+		'[.[] | select(.region == $r)][0].clients | map(select(.preferred)) | length'
+}
+
+# Ready (and so ADD's answer) waits for the home region: the moment ADD
+# returns, the pod is connected to it, reachable through DERP. Pod 0's home
+# region is down when its ADD begins and comes back 2 s later.
+tc_post /derp '{"region": 900, "up": false}' >/dev/null
+(sleep 2 && tc_post /derp '{"region": 900, "up": true}' >/dev/null) &
+up_pid=$!
+CLEAN_PIDS+=("$up_pid")
+t0=$(now_ms)
+pod_add 0 || tscni_finish
+t1=$(now_ms)
+n=$(home_clients 900)
+echo "# pod 0's ADD, its home region down for its first 2 s: $((t1 - t0)) ms"
+check "ADD waited for the home region to come back ($((t1 - t0)) ms >= 2000)" \
+	test $((t1 - t0)) -ge 2000
+check "when pod 0's ADD returns it is connected to its home region ($n home clients)" \
+	test "$n" -eq 1
+wait "$up_pid"
+pod_add 1 || tscni_finish
+n=$(home_clients 900)
+check "when pod 1's ADD returns it is connected to its home region ($n home clients)" \
+	test "$n" -eq 2
 A=${POD_NS[0]}
 B=${POD_NS[1]}
 
@@ -75,6 +102,20 @@ check "with region 900 down, both pods move home to region 901 ($h0 $h1)" \
 check "ICMP v4 through region 901: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
 check "ICMP v4 through region 901: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
 
+# --- no region at all -----------------------------------------------------------
+# Ready's wait for DERP is bounded: a pod whose relays are all down still
+# gets its network (direct paths need no relay), about 5 s later.
+tc_post /derp '{"region": 901, "up": false}' >/dev/null
+t0=$(now_ms)
+pod_add 2 || tscni_finish
+t1=$(now_ms)
+echo "# pod 2's ADD with every DERP region down: $((t1 - t0)) ms"
+check "with every region down ADD still returns, after the bounded wait ($((t1 - t0)) ms)" \
+	test $((t1 - t0)) -ge 4500 -a $((t1 - t0)) -le 9000
+check "the worker says it went Ready without its home region" \
+	grep -q "home DERP region is not connected after 5000 ms; Ready without it" "$T/sup.log"
+
 pod_del 0
 pod_del 1
+pod_del 2
 tscni_finish

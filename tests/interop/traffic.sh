@@ -18,7 +18,13 @@
 #     netns): the pod's home DERP region carries the traffic (`relay` in
 #     `tailscale status`), ICMP both ways, disco pongs via DERP;
 #   - the worker's STUN request to the home region's STUN port is answered;
-#   - our CallMeMaybe reaches the genuine node through DERP.
+#   - our CallMeMaybe reaches the genuine node through DERP;
+#   - TCP, 50 MB each way through DERP, same size and SHA-256;
+#   - UDP unblocked: direct again within 10 s (the time is printed);
+#   - our supervisor killed with SIGKILL and restarted during a 10/s ping
+#     from the genuine node: every echo answered, the same worker adopted;
+#   - the worker killed with SIGKILL: respawned, the same node at control,
+#     ICMP both ways and a direct disco path again.
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
 
@@ -115,6 +121,76 @@ check "tailscale ping gets a pong from the pod via DERP" grep -q "via DERP" <<<"
 cmm=$(genuine_ts 1 debug metrics 2>/dev/null | awk '$1 == "magicsock_disco_recv_callmemaybe" {print $2}')
 echo "# CallMeMaybe received by the genuine node: ${cmm:-none}"
 check "the genuine node got our CallMeMaybe through DERP" test "${cmm:-0}" -gt 0
+
+# TCP through DERP: the same 50 MB each way, relayed by the home region.
+transfer "$P" "$N1" "$n1_4" 5003 "TCP 50 MB through DERP pod -> genuine node"
+transfer "$N1" "$P" "${POD4[0]}" 5004 "TCP 50 MB through DERP genuine node -> pod"
+st=$(genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}")
+check "after the transfers the genuine node still relays to the pod" grep -q 'relay "' <<<"$st"
+
+# --- direct again: the block lifted ----------------------------------------
+# With traffic flowing (a ping every 200 ms), disco's next round of pings
+# (every 5 s while a peer is in use over DERP) finds the direct path again.
+direct_until()
+{
+	local k
+	for ((k = 0; k < 50; k++)); do
+		ip netns exec "$N1" busybox ping -c 1 -W 1 "${POD4[0]}" >/dev/null 2>&1
+		genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}" |
+			grep -qE "direct ${NODE_ADDR//./\\.}:[0-9]+" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+ip netns exec "$N1" nft delete table inet tscni_block
+t0=$(now_ms)
+direct_until
+rc=$?
+t1=$(now_ms)
+echo "# direct again $((t1 - t0)) ms after UDP was unblocked"
+check "unblocked: the genuine node reaches the pod directly again" test $rc -eq 0
+check "unblocked: direct again within 10 s ($((t1 - t0)) ms)" test $((t1 - t0)) -le 10000
+
+# --- supervisor kill -9 during a 10/s ping from the genuine node ------------
+# Workers own the pod's traffic; the supervisor's death and its restart
+# (which re-adopts them) must not lose one echo.
+wpid=$(pod_stat "${POD_UID[0]}" worker_pid)
+ip netns exec "$N1" busybox ping -i 0.1 -c 100 -W 2 "${POD4[0]}" >"$T/ping10.out" 2>&1 &
+ping_pid=$!
+CLEAN_PIDS+=("$ping_pid")
+sleep 2
+sup_kill9
+sleep 1
+sup_start_genuine
+wait "$ping_pid"
+rx=$(grep -oE '[0-9]+ packets received' "$T/ping10.out" | cut -d' ' -f1)
+echo "# 10/s ping across supervisor kill -9 + restart: $(tail -n 2 "$T/ping10.out" | tr '\n' ' ')"
+check "supervisor kill -9 and restart during a 10/s ping: 100 of 100 answered" test "${rx:-0}" -eq 100
+check "the restarted supervisor adopted the same worker (pid $wpid)" \
+	test "$(pod_stat "${POD_UID[0]}" worker_pid)" == "$wpid"
+
+# --- worker kill -9: the supervisor respawns it ---------------------------------
+# The new process resumes the same node (its keys are kept by the
+# supervisor; control is not asked to register it again) with a fresh disco
+# key, and the genuine node finds the pod again.
+kill -KILL "$wpid"
+t0=$(now_ms)
+for ((k = 0; k < 100; k++)); do
+	npid=$(pod_stat "${POD_UID[0]}" worker_pid)
+	[[ -n $npid && $npid != "$wpid" && $npid != 0 ]] && break
+	sleep 0.1
+done
+check "the supervisor respawned the killed worker (pid $wpid -> $npid)" \
+	test -n "$npid" -a "$npid" != "$wpid" -a "$npid" != 0
+check "ICMP v4 after the respawn: genuine node -> pod" ns_ping_until "$N1" "${POD4[0]}"
+echo "# genuine node -> pod answered again $(($(now_ms) - t0)) ms after the worker's SIGKILL"
+check "ICMP v6 after the respawn: pod -> genuine node" ns_ping_until "$P" "$n1_6"
+n=$(genuine_nodes | jq --arg a "${POD4[0]}/32" '[.[] | select(.addresses | index($a))] | length')
+check "control still lists the pod as one node ($n)" test "$n" -eq 1
+out=$(genuine_ts 1 ping -c 5 --timeout 3s "${POD4[0]}" 2>&1)
+echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
+check "tailscale ping reaches the respawned worker over a direct path" \
+	grep -qE "^pong from .* via ${NODE_ADDR//./\\.}:[0-9]+ in" <<<"$out"
 
 pod_del 0
 tscni_finish

@@ -146,6 +146,22 @@ pod_add()
 		test "${POD4[$i]}" != null -a "${POD6[$i]}" != null
 }
 
+# tailnet_two_pods: pods 0 and 1 on the tailnet of the testcontrol already
+# started (a reusable ephemeral tag:e2e key, the supervisor, both ADDs); sets
+# A and B to their netns. Returns 1 at the first step that fails.
+tailnet_two_pods()
+{
+	local i
+
+	tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || return 1
+	sup_start_tailnet || return 1
+	for i in 0 1; do
+		pod_add "$i" || return 1
+	done
+	A=${POD_NS[0]}
+	B=${POD_NS[1]}
+}
+
 # pod_del I: DEL of pod I (same config as its ADD).
 pod_del()
 {

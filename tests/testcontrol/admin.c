@@ -215,6 +215,7 @@ static void set_switches(struct tc_conn *c, json_t *req)
 		{"wrong_key", &sw->wrong_key},
 		{"no_early", &sw->no_early},
 		{"derp_garbage", &sw->derp_garbage},
+		{"derp_junk", &sw->derp_junk},
 	};
 	const char *key;
 	json_t *v, *out = json_object();

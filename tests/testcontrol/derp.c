@@ -262,6 +262,12 @@ static void send_packet(struct tc_conn *c, const uint8_t *p, size_t len)
 		net_send(dst, payload, plen);
 		return;
 	}
+	if (c->srv->sw.derp_junk) {
+		/* A frame of a length any client reads whose body is junk: a
+		 * ServerInfo (nonce and box) that was never sealed. */
+		send_frame(dst, DERP_SERVER_INFO, payload, plen, NULL, 0);
+		return;
+	}
 	send_frame(dst, DERP_RECV_PACKET, c->derp_key, DERP_KEY_LEN, payload, plen);
 }
 

@@ -165,6 +165,7 @@ struct tc_switches {
 	bool wrong_key;	   /* /key names a key we do not hold */
 	bool no_early;	   /* no early payload after the handshake */
 	bool derp_garbage; /* DERP relays an oversized frame header instead of packets */
+	bool derp_junk;	   /* DERP relays a ServerInfo of junk instead of packets */
 };
 
 struct tc_server {

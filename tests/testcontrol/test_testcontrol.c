@@ -1053,6 +1053,15 @@ static void test_derp_bad_clients_and_failover(void **state)
 	assert_true(dc_read(&b, body, 5, WAIT_MS));
 	assert_int_equal(body[0], 0x7e);
 	json_decref(admin("POST", "/switches", "{\"derp_garbage\": false}", 200));
+	assert_true(dc_read(&b, body, 1, WAIT_MS)); /* the relayed "x" after it */
+	assert_int_equal(body[0], 'x');
+	/* The junk switch: a ServerInfo frame that is the packet. */
+	json_decref(admin("POST", "/switches", "{\"derp_junk\": true}", 200));
+	dc_frame(&a, F_SEND, b.pub, 32, "junk", 4);
+	assert_true(dc_read(&b, body, 9, WAIT_MS));
+	assert_int_equal(body[0], 0x03);
+	assert_memory_equal(body + 1, "\0\0\0\4junk", 8);
+	json_decref(admin("POST", "/switches", "{\"derp_junk\": false}", 200));
 	dc_close(&b);
 	assert_int_equal(dc_next(&a, body, sizeof(body), &len, WAIT_MS), F_PEER_GONE);
 	/* Region 901 down: its clients are cut off; back up on the same port. */

@@ -83,8 +83,11 @@ enum dataplane_drop {
 	DATAPLANE_DROP_TSMP_IN,	       /* TSMP we do not answer (unknown, short) */
 	DATAPLANE_DROP_UDP_SEND,       /* socket full for too long, or refused */
 	DATAPLANE_DROP_WG_SOURCE,      /* WireGuard from an ip:port disco did not confirm */
-	DATAPLANE_DROP_DISCO,	       /* disco from an unknown key, unopenable, malformed */
-	DATAPLANE_DROP_STUN,	       /* STUN that answers no request of ours */
+	DATAPLANE_DROP_DISCO,	       /* disco malformed once opened, or naming another node */
+	DATAPLANE_DROP_STUN,	       /* STUN that answers no request of ours (wrong TxID) */
+	DATAPLANE_DROP_DISCO_UNKNOWN,  /* disco from a disco key no peer of the netmap has */
+	DATAPLANE_DROP_DISCO_BOX,      /* disco from a known key whose box does not open */
+	DATAPLANE_DROP_STUN_MALFORMED, /* STUN that is no binding success we can read */
 	DATAPLANE_DROP_COUNT,
 };
 

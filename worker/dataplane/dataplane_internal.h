@@ -17,6 +17,7 @@
 
 #include "dataplane.h"
 #include "disco.h"
+#include "log.h"
 #include "netmap.h"
 #include "path.h"
 #include "packet.h"
@@ -39,6 +40,7 @@ enum dataplane_internal {
 	 * or a Pong is about 120 bytes. */
 	DP_DISCO_SLOTS = 32,
 	DP_DISCO_BUF_LEN = 512,
+	DP_BAD_PEER_LOG_MS = 10000,
 };
 
 /* A peer's disco side in a configuration: its key, its home DERP region
@@ -140,6 +142,9 @@ struct dataplane {
 	uint8_t stun_txid[12];
 	bool wg_ok_valid; /* wg_ok was accepted and nothing changed since */
 	struct disco_addr wg_ok;
+	/* One log line per kind of bad disco or STUN per
+	 * DP_BAD_PEER_LOG_MS (the counters count every one). */
+	struct log_ratelimit bad_log[DATAPLANE_DROP_COUNT];
 
 	/* Guarded by lock: the published counters, disco keys, rekeys. */
 	pthread_mutex_t lock;

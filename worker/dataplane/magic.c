@@ -11,6 +11,7 @@
 #include "dataplane.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,35 @@ void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config 
 
 /* ---- receiving ----------------------------------------------------------- */
 
+/* A datagram or DERP packet from a bad or confused peer: dropped and
+ * counted, and told in at most one line per kind every
+ * DP_BAD_PEER_LOG_MS, since a peer can send as many as it likes. The line
+ * names where the latest came from and the parser's reason, never a key. */
+static void bad_peer(struct dataplane *dp, enum dataplane_drop kind, const struct disco_addr *src,
+		     const char *why)
+{
+	static const char *const what[DATAPLANE_DROP_COUNT] = {
+		[DATAPLANE_DROP_DISCO] = "malformed disco",
+		[DATAPLANE_DROP_STUN] = "STUN for another transaction",
+		[DATAPLANE_DROP_DISCO_UNKNOWN] = "disco from an unknown disco key",
+		[DATAPLANE_DROP_DISCO_BOX] = "disco whose box does not open",
+		[DATAPLANE_DROP_STUN_MALFORMED] = "malformed STUN",
+	};
+	char from[DISCO_ADDR_STRLEN + 16];
+	uint64_t n;
+
+	dp->st.drops[kind]++;
+	n = log_ratelimit_hit(&dp->bad_log[kind], dp->now_ms, DP_BAD_PEER_LOG_MS);
+	if (!n || !what[kind])
+		return;
+	if (disco_addr_is_derp(src))
+		snprintf(from, sizeof(from), "DERP region %u", src->port);
+	else
+		disco_addr_format(src, from, sizeof(from));
+	log_warn("dropped %llu %s since the last such line; the latest from %s: %s",
+		 (unsigned long long)n, what[kind], from, why);
+}
+
 /* Upstream's peerMap.endpointForIPPort: WireGuard only from an ip:port
  * disco confirmed for some peer, unless a peer without disco is in the
  * configuration (it may send from anywhere). */
@@ -331,7 +361,7 @@ static void ping_rx(struct dataplane *dp, const uint8_t *sender, const struct di
 		/* The sender named its node: it must be that peer's disco key. */
 		m = mpeer_find(dp, ping->node_key);
 		if (!m || sodium_memcmp(m->disco, sender, WG_KEY_LEN) != 0) {
-			dp->st.drops[DATAPLANE_DROP_DISCO]++;
+			bad_peer(dp, DATAPLANE_DROP_DISCO, src, "Ping names another node");
 			return;
 		}
 		confirm = true;
@@ -404,12 +434,17 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 			m = dp->mpeers[i];
 	}
 	if (!m) {
-		dp->st.drops[DATAPLANE_DROP_DISCO]++;
+		bad_peer(dp, DATAPLANE_DROP_DISCO_UNKNOWN, src,
+			 node ? "not the disco key of the node DERP names" : "no peer has it");
 		return;
 	}
 	n = disco_open(&m->shared, pkt, len, payload, sizeof(payload), &why);
-	if (n < 0 || disco_parse(payload, (size_t)n, &msg, &why) < 0) {
-		dp->st.drops[DATAPLANE_DROP_DISCO]++;
+	if (n < 0) {
+		bad_peer(dp, DATAPLANE_DROP_DISCO_BOX, src, why);
+		return;
+	}
+	if (disco_parse(payload, (size_t)n, &msg, &why) < 0) {
+		bad_peer(dp, DATAPLANE_DROP_DISCO, src, why);
 		return;
 	}
 	dp->st.disco_in++;
@@ -430,22 +465,28 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 	}
 }
 
-/* A STUN answer: kept when it is for our transaction, else dropped. */
-static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len)
+/* A STUN answer from src: kept when it is for our transaction, else
+ * dropped (an answer to an earlier request, once a newer one is in flight
+ * or answered, counts as another transaction's). */
+static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len,
+		    const struct disco_addr *src)
 {
 	struct sockaddr_storage ss;
 	struct stun_addr seen;
 	struct disco_addr addr;
-	const char *why = "";
+	const char *why = "STUN response for no request in flight";
+	int ret = stun_check_response(p, len, dp->stun_txid, &seen, &why);
 
-	if (!dp->stun_waiting || stun_check_response(p, len, dp->stun_txid, &seen, &why) < 0) {
-		dp->st.drops[DATAPLANE_DROP_STUN]++;
-		return;
-	}
 	memcpy(addr.ip, seen.ip, sizeof(addr.ip));
 	addr.port = seen.port;
-	if (!disco_addr_is_valid(&addr)) {
-		dp->st.drops[DATAPLANE_DROP_STUN]++;
+
+	if (ret == -ESRCH || (ret == 0 && !dp->stun_waiting)) {
+		bad_peer(dp, DATAPLANE_DROP_STUN, src, why);
+		return;
+	}
+	if (ret < 0 || !disco_addr_is_valid(&addr)) {
+		bad_peer(dp, DATAPLANE_DROP_STUN_MALFORMED, src,
+			 ret < 0 ? why : "STUN response maps to no usable address");
 		return;
 	}
 	memset(&ss, 0, sizeof(ss));
@@ -523,7 +564,7 @@ bool dataplane__magic_rx(struct dataplane *dp, const struct wg_packet *w, uint64
 		return false;
 	switch (disco_classify(p, w->len)) {
 	case DISCO_KIND_STUN:
-		stun_rx(dp, p, w->len);
+		stun_rx(dp, p, w->len, &src);
 		return true;
 	case DISCO_KIND_DISCO:
 		disco_rx(dp, p, w->len, &src, NULL, now_ns);

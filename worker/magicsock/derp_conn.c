@@ -35,6 +35,7 @@ enum {
 	BACKOFF_MIN_MS = 500,
 	BACKOFF_MAX_MS = 30000,
 	RESTART_MAX_MS = 60000,
+	BAD_STREAK_RESET_MS = 30000,
 	PEM_MAX = 16 << 10,
 };
 
@@ -77,7 +78,11 @@ struct derp_conn {
 	uint8_t *rbuf; /* RECV_CHUNK bytes of scratch for reads */
 	struct derp_client client;
 	bool client_live, up;
-	unsigned int failures, restart_ms;
+	uint64_t up_at; /* when ServerInfo arrived (loop time) */
+	/* failures: attempts since one reached ServerInfo; bad_streak:
+	 * connections in a row the server's bytes ended (reset by one that
+	 * lasted BAD_STREAK_RESET_MS). The backoff follows the larger. */
+	unsigned int failures, bad_streak, restart_ms;
 
 	bool closing;
 	int handles_open;
@@ -125,25 +130,39 @@ static void attempt_end(struct derp_conn *c)
 	uv_timer_stop(&c->timer);
 }
 
+/* The wait before the next attempt, the current one having ended with err
+ * at now (loop time; called before attempt_end, while c->up still says
+ * whether it had reached ServerInfo). */
+static unsigned int retry_ms(struct derp_conn *c, int err, uint64_t now)
+{
+	unsigned int ms, n, bad = 0;
+
+	if (c->up && now - c->up_at >= BAD_STREAK_RESET_MS)
+		c->bad_streak = 0;
+	if (derp_conn_err_is_bad_server(err))
+		bad = c->bad_streak++;
+	if (c->restart_ms) {
+		ms = c->restart_ms; /* the server said when to come back */
+		c->restart_ms = 0;
+		return ms;
+	}
+	n = c->failures > bad ? c->failures : bad;
+	ms = BACKOFF_MIN_MS << (n < 6 ? n : 6);
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
+	c->failures++;
+	return ms;
+}
+
 static void conn_down(struct derp_conn *c, int err, const char *why)
 {
 	unsigned int ms;
 
 	if (c->closing)
 		return;
+	ms = retry_ms(c, err, uv_now(c->loop));
 	attempt_end(c);
-	if (c->restart_ms) {
-		ms = c->restart_ms; /* the server said when to come back */
-		c->restart_ms = 0;
-	} else {
-		unsigned int shift = c->failures < 6 ? c->failures : 6;
-
-		ms = BACKOFF_MIN_MS << shift;
-		if (ms > BACKOFF_MAX_MS)
-			ms = BACKOFF_MAX_MS;
-		ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
-		c->failures++;
-	}
 	log_debug("DERP %s: down (%s), retry in %u ms", c->host, why, ms);
 	schedule(c, ms);
 	if (c->on_down)
@@ -299,6 +318,7 @@ static int deliver(struct derp_conn *c, const char **why)
 				return -ENOBUFS;
 		} else if (ev.type == DERP_EV_SERVER_INFO) {
 			c->up = true;
+			c->up_at = uv_now(c->loop);
 			c->failures = 0;
 			log_info("DERP %s: connected", c->host);
 		} else if (ev.type == DERP_EV_RESTARTING) {

@@ -13,6 +13,7 @@
 #ifndef TSCNI_WORKER_MAGICSOCK_DERP_CONN_H
 #define TSCNI_WORKER_MAGICSOCK_DERP_CONN_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,8 +30,19 @@ typedef void derp_conn_event_fn(void *arg, const struct derp_event *ev);
 typedef void derp_conn_packet_fn(void *arg, const uint8_t src[static DERP_KEY_LEN],
 				 const uint8_t *pkt, size_t len);
 /* The connection went down (err < 0, why says what); a reconnect is
- * scheduled in retry_ms. */
+ * scheduled in retry_ms. derp_conn_err_is_bad_server(err) tells a server
+ * that sent what no DERP server may send. */
 typedef void derp_conn_down_fn(void *arg, int err, const char *why, unsigned int retry_ms);
+
+/* Whether a connection went down because of the server's bytes: an
+ * oversized or malformed frame (derp_client_next) or HTTP answer
+ * (derp_http_parse_reply). Such a server is retried with the backoff of a
+ * failed dial even though it had accepted us, so a server that greets
+ * every client and then sends garbage is not redialled twice a second. */
+static inline bool derp_conn_err_is_bad_server(int err)
+{
+	return err == -EMSGSIZE || err == -EPROTO || err == -EBADMSG;
+}
 typedef void derp_conn_closed_fn(void *arg);
 
 struct derp_conn_config {

@@ -54,12 +54,30 @@ static void test_escape(void **state)
 	assert_string_equal(log_escape(out, 4, "\n\n", 2), "...");
 }
 
+/* A burst is one line; the next line, a window later, counts what the
+ * window swallowed. */
+static void test_ratelimit(void **state)
+{
+	struct log_ratelimit rl = {0};
+
+	assert_int_equal(log_ratelimit_hit(&rl, 0, 10000), 1); /* the first at once, even at t=0 */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(log_ratelimit_hit(&rl, 1000 + i, 10000), 0);
+	assert_int_equal(log_ratelimit_hit(&rl, 9999, 10000), 0);
+	assert_int_equal(log_ratelimit_hit(&rl, 10000, 10000), 7); /* 6 swallowed + this one */
+	assert_int_equal(log_ratelimit_hit(&rl, 10001, 10000), 0);
+	/* Quiet for long: the next one is logged at once, counting 2. */
+	assert_int_equal(log_ratelimit_hit(&rl, 50000, 10000), 2);
+	assert_int_equal(log_ratelimit_hit(&rl, 60000, 10000), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_levels_and_suffix),
 		cmocka_unit_test(test_level_parse),
 		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_ratelimit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

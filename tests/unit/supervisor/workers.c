@@ -27,6 +27,7 @@ enum msg_kind {
 	M_LOG_BADLEVEL,
 	M_EVENT_TUN_GONE,
 	M_EVENT_BADKIND,
+	M_EVENT_AUTH_FAILED,
 	M_NETOP_OUTSIDE,
 	M_NETOP_BADLEN,
 	M_RESOLVE,
@@ -139,6 +140,12 @@ static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
 	case M_EVENT_TUN_GONE:
 		e.kind = TSCNI__EVENT_KIND__EVENT_TUN_GONE;
 		e.detail = (char *)"EBADFD";
+		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		m.event = &e;
+		break;
+	case M_EVENT_AUTH_FAILED:
+		e.kind = TSCNI__EVENT_KIND__EVENT_AUTH_FAILED;
+		e.detail = (char *)"control refused registration: invalid authkey";
 		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
 		m.event = &e;
 		break;
@@ -280,6 +287,54 @@ static void test_ready_once_then_stats(void **state)
 	len = make(M_EVENT_TUN_GONE, buf, sizeof(buf));
 	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
 	assert_true(w->tun_gone);
+	workers__test_free(w);
+}
+
+static unsigned int auth_failed_seen;
+
+static void count_auth_failed(struct worker *w, enum worker_event ev, const struct worker_report *r,
+			      void *arg)
+{
+	(void)w;
+	(void)arg;
+	if (ev == WORKER_EV_EVENT && r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED)
+		auth_failed_seen++;
+}
+
+/* A worker that resumed a registered node without the auth key and was
+ * refused: once, it is given the key (for its next process) and the
+ * refusal is not reported; refused again with the key, it is reported.
+ * Without a key to give, the first refusal is reported. */
+static void test_auth_refused_retry_with_key(void **state)
+{
+	struct workers ws = {.auth_key = "tskey-auth-test"};
+	struct worker *w = workers__test_new(WORKERS_TS_STARTING, false);
+	const char *why = "";
+	uint8_t buf[256];
+	size_t len = make(M_EVENT_AUTH_FAILED, buf, sizeof(buf));
+
+	(void)state;
+	auth_failed_seen = 0;
+	w->ws = &ws;
+	w->cb = count_auth_failed;
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 0);
+	assert_non_null(w->auth_key);
+	assert_string_equal(w->auth_key, "tskey-auth-test");
+	assert_true(w->auth_retried);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 1);
+	w->ws = NULL; /* a test worker has no handles to close */
+	workers__test_free(w);
+
+	w = workers__test_new(WORKERS_TS_STARTING, false);
+	ws.auth_key = NULL;
+	w->ws = &ws;
+	w->cb = count_auth_failed;
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(auth_failed_seen, 2);
+	assert_null(w->auth_key);
+	w->ws = NULL; /* a test worker has no handles to close */
 	workers__test_free(w);
 }
 
@@ -436,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_dispatch_table),
 		cmocka_unit_test(test_ready_once_then_stats),
 		cmocka_unit_test(test_test_reply_in_test_mode),
+		cmocka_unit_test(test_auth_refused_retry_with_key),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_no_process_no_send),
 		cmocka_unit_test(test_spawn_spec_checked),
