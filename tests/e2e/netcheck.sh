@@ -113,8 +113,11 @@ check "one DERP map measured for the $NPODS pods" \
 
 # Per round, 3 probes to each region from the supervisor's one socket: a
 # probe set per pod would be 3 x $NPODS. A round in progress may have sent
-# its probes already without having finished.
-sleep 25
+# its probes already without having finished. The second round comes 20-30 s
+# after the first.
+for ((k = 0; k < 450 && $(rounds) < 2; k++)); do
+	sleep 0.1
+done
 r=$(rounds)
 n900=$(probes 900)
 n901=$(probes 901)
