@@ -48,8 +48,7 @@ struct nc_map {
 	unsigned int pending;  /* probes of this round in flight */
 	unsigned int rounds;   /* completed */
 	uint16_t preferred;    /* the last round's */
-	struct stun_addr seen; /* our address as the last answer said */
-	bool seen_v4, seen_v6;
+	bool seen_v4, seen_v6; /* our addresses as the latest answers said */
 	uint8_t v4[4], v6[16];
 };
 
