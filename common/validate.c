@@ -318,6 +318,61 @@ static int gc_reply(const Tscni__GcReply *m, const char **why)
 	return 0;
 }
 
+/* "[" + 5 characters of standard base64 + "]". */
+static bool valid_key_short(const char *s)
+{
+	if (!s || strlen(s) != PEER_KEY_SHORT_LEN || s[0] != '[' ||
+	    s[PEER_KEY_SHORT_LEN - 1] != ']')
+		return false;
+	for (size_t i = 1; i < PEER_KEY_SHORT_LEN - 1; i++)
+		if (!is_name_start((unsigned char)s[i]) && s[i] != '+' && s[i] != '/')
+			return false;
+	return true;
+}
+
+/* One PeerStatus: the path's fields are set exactly when its kind uses them,
+ * so a reader never guesses which apply. */
+static int peer_status(const Tscni__PeerStatus *m, const char **why)
+{
+	bool direct, derp;
+
+	if (!m)
+		return bad(why, "peer entry missing");
+	if (!valid_key_short(m->node_key))
+		return bad(why, "peer.node_key invalid");
+	if (m->tailnet_ipv4.len != 0 && m->tailnet_ipv4.len != 4)
+		return bad(why, "peer.tailnet_ipv4 not 4 bytes");
+	if (!opt_name(m->host_name, PEER_HOST_MAX_LEN))
+		return bad(why, "peer.host_name invalid");
+	if (m->path < TSCNI__PEER_PATH__PEER_PATH_NONE ||
+	    m->path > TSCNI__PEER_PATH__PEER_PATH_DERP)
+		return bad(why, "peer.path not a known value");
+	direct = m->path == TSCNI__PEER_PATH__PEER_PATH_DIRECT;
+	derp = m->path == TSCNI__PEER_PATH__PEER_PATH_DERP;
+	if (direct != (m->direct_ip.len == 4 || m->direct_ip.len == 16) ||
+	    (!direct && m->direct_ip.len))
+		return bad(why, "peer.direct_ip does not match the path");
+	if (direct != (m->direct_port >= 1 && m->direct_port <= 65535) ||
+	    (!direct && m->direct_port))
+		return bad(why, "peer.direct_port does not match the path");
+	if (derp != (m->derp_region >= 1 && m->derp_region <= 65535) || (!derp && m->derp_region))
+		return bad(why, "peer.derp_region does not match the path");
+	return 0;
+}
+
+static int peers(Tscni__PeerStatus *const *v, size_t n, const char **why)
+{
+	if (n > PEER_STATUS_MAX)
+		return bad(why, "peer: too many");
+	for (size_t i = 0; i < n; i++) {
+		int ret = peer_status(v[i], why);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 static int pod_status(const Tscni__PodStatus *m, const char **why)
 {
 	int ret;
@@ -340,6 +395,9 @@ static int pod_status(const Tscni__PodStatus *m, const char **why)
 		return bad(why, "status.pod.worker_pid negative");
 	if (!opt_name(m->worker_state, STATE_NAME_MAX_LEN))
 		return bad(why, "status.pod.worker_state invalid");
+	ret = peers(m->peer, m->n_peer, why);
+	if (ret < 0)
+		return ret;
 	return prefixes(m->addresses, m->n_addresses, "status.pod.addresses: too many", why);
 }
 
@@ -703,7 +761,8 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 	case TSCNI__WORKER_MSG__BODY_READY:
 		return m->ready ? ready(m->ready, why) : bad(why, "ready body missing");
 	case TSCNI__WORKER_MSG__BODY_STATS:
-		return m->stats ? 0 : bad(why, "stats body missing");
+		return m->stats ? peers(m->stats->peer, m->stats->n_peer, why)
+				: bad(why, "stats body missing");
 	case TSCNI__WORKER_MSG__BODY_EVENT:
 		return m->event ? event(m->event, why) : bad(why, "event body missing");
 	case TSCNI__WORKER_MSG__BODY_LOG:

@@ -28,6 +28,12 @@ enum validate_limits {
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,
 	CA_BUNDLE_MAX_LEN = 48 * 1024,
+	/* PeerStatus (cni.proto): entries in one Stats or PodStatus, the
+	 * node key's short form "[" + 5 base64 characters + "]", the host
+	 * name (one DNS label). */
+	PEER_STATUS_MAX = 256,
+	PEER_KEY_SHORT_LEN = 7,
+	PEER_HOST_MAX_LEN = 63,
 	/* DerpMapReport / NetcheckReport (docs/tailscale-protocol.md §6.5). */
 	NETCHECK_REGIONS_MAX = 64,
 	NETCHECK_TARGETS_MAX = 4, /* STUN targets of one region */

@@ -156,6 +156,7 @@ static void send_status(struct conn *c, bool verbose)
 	Tscni__CniReply rep = TSCNI__CNI_REPLY__INIT;
 	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
 	uint64_t now = (uint64_t)time(NULL);
+	size_t filled;
 
 	st.health = sup->health;
 	st.reason = (char *)(sup->health_reason ? sup->health_reason : "");
@@ -166,6 +167,7 @@ static void send_status(struct conn *c, bool verbose)
 		st.zygote_restarts = workers_zygote_restarts(sup->workers);
 	}
 	pods_status_fill(sup->pods, &st, verbose);
+	filled = st.n_pod;
 	rep.protocol_version = CNI_PROTOCOL_VERSION;
 	rep.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
 	rep.status = &st;
@@ -173,6 +175,7 @@ static void send_status(struct conn *c, bool verbose)
 	while (st.n_pod > 0 && tscni__cni_reply__get_packed_size(&rep) > FRAME_MAX_BODY)
 		st.n_pod /= 2;
 	conn_send(c, &rep);
+	st.n_pod = filled; /* the entries cut above are freed too */
 	pods_status_clear(&st);
 }
 

@@ -506,16 +506,64 @@ static const char *worker_state_name(struct pods *p, const struct attachment *a)
 	return "none";
 }
 
+/* Peers in one status reply, all pods together: at about 150 bytes each
+ * (worker/peer_status.c) they keep the reply well inside FRAME_MAX_BODY;
+ * pods past the budget list fewer (PodStatus.peers_left_off counts them). */
+enum { STATUS_MAX_PEERS = 4096 };
+
 struct status_buf {
 	Tscni__PodStatus s; /* first: rep->pod[i] points at the whole buffer */
 	Tscni__AttachmentKey key;
 	Tscni__PodMeta meta;
 	struct pb_prefixes addrs;
+	/* PodStatus.peer: its strings and bytes point into the worker's
+	 * array, so the reply is packed before the loop runs again (as
+	 * send_status does). */
+	Tscni__PeerStatus *peers;
+	Tscni__PeerStatus **peer_ptrs;
 };
+
+/* PodStatus.peer from the worker's last Stats, at most *budget of them (the
+ * budget shrinks by as many). */
+static void peers_fill(struct status_buf *b, const struct worker *w, size_t *budget)
+{
+	uint32_t left_off;
+	size_t n;
+	const struct worker_peer *v = workers_get_peers(w, &n, &left_off);
+	size_t keep = n < *budget ? n : *budget;
+
+	b->s.peers_left_off = left_off + (uint32_t)(n - keep);
+	if (!keep)
+		return;
+	*budget -= keep;
+	b->peers = xcalloc(keep, sizeof(*b->peers));
+	b->peer_ptrs = xcalloc(keep, sizeof(*b->peer_ptrs));
+	for (size_t i = 0; i < keep; i++) {
+		Tscni__PeerStatus *p = &b->peers[i];
+
+		tscni__peer_status__init(p);
+		p->node_key = (char *)v[i].node_key;
+		p->host_name = (char *)v[i].host_name;
+		if (v[i].has_ipv4)
+			p->tailnet_ipv4 = (ProtobufCBinaryData){4, (uint8_t *)v[i].ipv4};
+		p->path = (Tscni__PeerPath)v[i].path;
+		if (v[i].direct_ip_len)
+			p->direct_ip = (ProtobufCBinaryData){v[i].direct_ip_len,
+							     (uint8_t *)v[i].direct_ip};
+		p->direct_port = v[i].direct_port;
+		p->derp_region = v[i].derp_region;
+		p->last_handshake_unix = v[i].last_handshake_unix;
+		p->rx_bytes = v[i].rx_bytes;
+		p->tx_bytes = v[i].tx_bytes;
+		b->peer_ptrs[i] = p;
+	}
+	b->s.peer = b->peer_ptrs;
+	b->s.n_peer = keep;
+}
 
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 {
-	size_t i = 0;
+	size_t i = 0, peer_budget = STATUS_MAX_PEERS;
 
 	rep->pods = (uint32_t)p->natts;
 	rep->n_pod = 0;
@@ -524,7 +572,7 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 		return;
 	rep->pod = xcalloc(p->natts, sizeof(*rep->pod));
 	for (struct attachment *a = p->atts; a && i < STATUS_MAX_PODS; a = a->next, i++) {
-		struct status_buf *b = xmalloc(sizeof(*b));
+		struct status_buf *b = xcalloc(1, sizeof(*b));
 
 		tscni__pod_status__init(&b->s);
 		tscni__attachment_key__init(&b->key);
@@ -562,6 +610,7 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			b->s.stun_bad_txid = ws.stun_bad_txid;
 			b->s.stun_malformed = ws.stun_malformed;
 			b->s.derp_bad_frames = ws.derp_bad_frames;
+			peers_fill(b, a->worker, &peer_budget);
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);
 		}
@@ -572,8 +621,13 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 
 void pods_status_clear(Tscni__StatusReply *rep)
 {
-	for (size_t i = 0; i < rep->n_pod; i++)
-		free(rep->pod[i]);
+	for (size_t i = 0; i < rep->n_pod; i++) {
+		struct status_buf *b = (struct status_buf *)rep->pod[i];
+
+		free(b->peers);
+		free(b->peer_ptrs);
+		free(b);
+	}
 	free(rep->pod);
 	rep->pod = NULL;
 	rep->n_pod = 0;

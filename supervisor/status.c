@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
 
 #include "frame.h"
@@ -86,6 +87,64 @@ static void addrs_text(Tscni__IpPrefix *const *v, size_t n, char *out, size_t le
 		snprintf(out, len, "-");
 }
 
+/* ---- peers: `tailscale status`'s columns for each of a pod's peers ---- */
+
+/* "direct 198.51.100.7:41641" ("[2001:db8::7]:41641" for IPv6), "derp-900"
+ * or "none". */
+static const char *peer_path_text(const Tscni__PeerStatus *p, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "";
+
+	switch (p->path) {
+	case TSCNI__PEER_PATH__PEER_PATH_DIRECT:
+		inet_ntop(p->direct_ip.len == 4 ? AF_INET : AF_INET6, p->direct_ip.data, ip,
+			  sizeof(ip));
+		snprintf(out, len, p->direct_ip.len == 4 ? "direct %s:%u" : "direct [%s]:%u", ip,
+			 p->direct_port);
+		break;
+	case TSCNI__PEER_PATH__PEER_PATH_DERP:
+		snprintf(out, len, "derp-%u", p->derp_region);
+		break;
+	default:
+		snprintf(out, len, "none");
+		break;
+	}
+	return out;
+}
+
+/* Its tailnet IPv4, or "" when the worker did not know it. */
+static const char *peer_ip_text(const Tscni__PeerStatus *p, char out[static INET_ADDRSTRLEN])
+{
+	out[0] = '\0';
+	if (p->tailnet_ipv4.len == 4)
+		inet_ntop(AF_INET, p->tailnet_ipv4.data, out, INET_ADDRSTRLEN);
+	return out;
+}
+
+/* One indented line per peer (validate.c checked every field's shape, so
+ * names are plain). */
+static void print_peers(const Tscni__PodStatus *p, uint64_t now)
+{
+	for (size_t i = 0; i < p->n_peer; i++) {
+		const Tscni__PeerStatus *q = p->peer[i];
+		char ip[INET_ADDRSTRLEN], path[80], hs[48];
+		uint64_t hs_at = q->last_handshake_unix;
+
+		if (!hs_at)
+			snprintf(hs, sizeof(hs), "never");
+		else
+			snprintf(hs, sizeof(hs), "%" PRIu64 " (%" PRIu64 "s ago)", hs_at,
+				 now > hs_at ? now - hs_at : 0);
+		peer_ip_text(q, ip);
+		printf("    peer %-15s %-20s %s  %-30s handshake %s  rx %" PRIu64 " tx %" PRIu64
+		       "\n",
+		       ip[0] ? ip : "-", q->host_name[0] ? q->host_name : "-", q->node_key,
+		       peer_path_text(q, path, sizeof(path)), hs, q->rx_bytes, q->tx_bytes);
+	}
+	if (p->peers_left_off)
+		printf("    ... %u more peers not listed\n", p->peers_left_off);
+}
+
 static void print_text(const Tscni__StatusReply *st)
 {
 	char a[FIELD_LEN], b[FIELD_LEN], c[FIELD_LEN], d[FIELD_LEN], e[FIELD_LEN], f[FIELD_LEN];
@@ -122,6 +181,7 @@ static void print_text(const Tscni__StatusReply *st)
 			       ", STUN malformed %" PRIu64 ", DERP bad frames %" PRIu64 "\n",
 			       p->disco_unknown_sender, p->disco_bad_box, p->stun_bad_txid,
 			       p->stun_malformed, p->derp_bad_frames);
+		print_peers(p, (uint64_t)time(NULL));
 	}
 }
 
@@ -144,6 +204,28 @@ static json_t *jaddrs(Tscni__IpPrefix *const *v, size_t n)
 
 		if (ip_prefix_from_pb(v[i], &p) == 0)
 			json_array_append_new(arr, json_string(ip_prefix_format(&p, b, sizeof(b))));
+	}
+	return arr;
+}
+
+static json_t *jpeers(const Tscni__PodStatus *p)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < p->n_peer; i++) {
+		const Tscni__PeerStatus *q = p->peer[i];
+		char ip[INET_ADDRSTRLEN], path[80];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "node_key", jstr(q->node_key));
+		json_object_set_new(o, "tailnet_ip", jstr(peer_ip_text(q, ip)));
+		json_object_set_new(o, "host_name", jstr(q->host_name));
+		json_object_set_new(o, "path", jstr(peer_path_text(q, path, sizeof(path))));
+		json_object_set_new(o, "last_handshake_unix",
+				    json_integer((json_int_t)q->last_handshake_unix));
+		json_object_set_new(o, "rx_bytes", json_integer((json_int_t)q->rx_bytes));
+		json_object_set_new(o, "tx_bytes", json_integer((json_int_t)q->tx_bytes));
+		json_array_append_new(arr, o);
 	}
 	return arr;
 }
@@ -200,6 +282,8 @@ static int print_json(const Tscni__StatusReply *st)
 				    json_integer((json_int_t)p->stun_malformed));
 		json_object_set_new(o, "derp_bad_frames",
 				    json_integer((json_int_t)p->derp_bad_frames));
+		json_object_set_new(o, "peer_status", jpeers(p));
+		json_object_set_new(o, "peers_left_off", json_integer(p->peers_left_off));
 		json_array_append_new(pods, o);
 	}
 	json_object_set_new(root, "pods", pods);

@@ -263,6 +263,9 @@ void workers__free(struct worker *w)
 	workers__free_wiped(w->auth_key);
 	free(w->hostname);
 	free(w->control_url);
+	free(w->peers);
+	w->peers = NULL;
+	w->n_peers = 0;
 	if (w->has_rdv && w->unlink_rdv && ws) {
 		struct sockaddr_un sun;
 
@@ -413,6 +416,13 @@ int workers_roll(struct worker *w)
 void workers_get_stats(const struct worker *w, struct worker_stats *out)
 {
 	*out = w->stats;
+}
+
+const struct worker_peer *workers_get_peers(const struct worker *w, size_t *n, uint32_t *left_off)
+{
+	*n = w->n_peers;
+	*left_off = w->peers_left_off;
+	return w->peers;
 }
 
 pid_t workers_pid(const struct worker *w)

@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "ip.h"
+#include "validate.h"
 
 struct workers;
 struct worker;
@@ -164,6 +165,22 @@ struct worker_stats {
 	uint64_t derp_bad_frames;
 };
 
+/* One peer of a worker's last Stats.peer, checked (validate_worker_msg) and
+ * copied: what the status command shows of it (cni.proto's PeerStatus). */
+struct worker_peer {
+	char node_key[PEER_KEY_SHORT_LEN + 1];
+	char host_name[PEER_HOST_MAX_LEN + 1]; /* "" unknown */
+	bool has_ipv4;
+	uint8_t ipv4[4];
+	int path;	       /* Tscni__PeerPath */
+	uint8_t direct_ip_len; /* PEER_PATH_DIRECT: 4 or 16 */
+	uint8_t direct_ip[16];
+	uint16_t direct_port;	      /* PEER_PATH_DIRECT */
+	uint16_t derp_region;	      /* PEER_PATH_DERP */
+	uint64_t last_handshake_unix; /* 0: never */
+	uint64_t rx_bytes, tx_bytes;
+};
+
 struct worker_report {
 	pid_t pid;
 	/* EXIT: a waitid si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
@@ -271,6 +288,10 @@ int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_s
 
 /* The last Stats received (zeros before any). */
 void workers_get_stats(const struct worker *w, struct worker_stats *out);
+/* The peers of the last Stats (at most PEER_STATUS_MAX; *n 0 before any)
+ * and in *left_off how many that Stats left out. The array is owned by w
+ * and valid until its next Stats or its end. */
+const struct worker_peer *workers_get_peers(const struct worker *w, size_t *n, uint32_t *left_off);
 /* The running process: its pid and pidfd (owned by workers), or 0 / -1. */
 pid_t workers_pid(const struct worker *w);
 int workers_pidfd(const struct worker *w);

@@ -155,6 +155,45 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	return 0;
 }
 
+/* Copies one PeerStatus that validate_worker_msg accepted: lengths within
+ * the fixed fields are checked there, and bounded again by the copies. */
+static void peer_copy(struct worker_peer *d, const Tscni__PeerStatus *s)
+{
+	size_t klen = strnlen(s->node_key, PEER_KEY_SHORT_LEN);
+	size_t hlen = strnlen(s->host_name, PEER_HOST_MAX_LEN);
+
+	memset(d, 0, sizeof(*d));
+	memcpy(d->node_key, s->node_key, klen);
+	memcpy(d->host_name, s->host_name, hlen);
+	d->has_ipv4 = s->tailnet_ipv4.len == sizeof(d->ipv4);
+	if (d->has_ipv4)
+		memcpy(d->ipv4, s->tailnet_ipv4.data, sizeof(d->ipv4));
+	d->path = (int)s->path;
+	if (s->direct_ip.len == 4 || s->direct_ip.len == 16) {
+		d->direct_ip_len = (uint8_t)s->direct_ip.len;
+		memcpy(d->direct_ip, s->direct_ip.data, s->direct_ip.len);
+	}
+	d->direct_port = (uint16_t)s->direct_port;
+	d->derp_region = (uint16_t)s->derp_region;
+	d->last_handshake_unix = s->last_handshake_unix;
+	d->rx_bytes = s->rx_bytes;
+	d->tx_bytes = s->tx_bytes;
+}
+
+/* Stats.peer replaces the last one: exactly as many entries as arrived
+ * (the count is bounded by PEER_STATUS_MAX in validate_worker_msg). */
+static void peers_copy(struct worker *w, const Tscni__Stats *s)
+{
+	size_t n = s->n_peer < PEER_STATUS_MAX ? s->n_peer : PEER_STATUS_MAX;
+
+	free(w->peers);
+	w->peers = n ? xcalloc(n, sizeof(*w->peers)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		peer_copy(&w->peers[i], s->peer[i]);
+	w->n_peers = n;
+	w->peers_left_off = s->peers_left_off;
+}
+
 static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
 {
 	struct worker_report r = {.pid = workers_pid(w)};
@@ -177,6 +216,7 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.stun_malformed = s->stun_malformed,
 		.derp_bad_frames = s->derp_bad_frames,
 	};
+	peers_copy(w, s);
 	r.stats = w->stats;
 	workers__emit(w, WORKER_EV_STATS, &r);
 	return 0;

@@ -131,6 +131,10 @@ struct worker {
 	struct outmsg outq[WORKERS_OUTQ_MAX];
 	size_t outq_head, outq_len;
 	struct worker_stats stats;
+	/* The last Stats.peer, copied (workers_get_peers). */
+	struct worker_peer *peers;
+	size_t n_peers;
+	uint32_t peers_left_off;
 };
 
 struct workers {

@@ -29,10 +29,29 @@
 #include "mem.h"
 #include "sandbox.h"
 
+/* Stats.peer from the engine's latest per-peer report. Returns what
+ * s->peer points into (peer_status_free after sending). */
+static struct peer_status_buf *peers_fill(struct worker_ctx *ctx, Tscni__Stats *s)
+{
+	struct dataplane_peer_info *v = xcalloc(DATAPLANE_PEERS_REPORTED, sizeof(*v));
+	struct peer_status_buf *b;
+	struct timespec mono;
+	size_t n, total;
+
+	n = dataplane_peers(ctx->dp, v, DATAPLANE_PEERS_REPORTED, &total);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	b = peer_status_fill(s, v, n, total, ctx->ctl ? client_netmap(ctx->ctl) : NULL,
+			     (int64_t)time(NULL),
+			     (uint64_t)mono.tv_sec * 1000000000 + (uint64_t)mono.tv_nsec);
+	free(v);
+	return b;
+}
+
 static void send_stats(struct worker_ctx *ctx)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Stats s = TSCNI__STATS__INIT;
+	struct peer_status_buf *peers = NULL;
 
 	if (ctx->dp) {
 		struct dataplane_stats st;
@@ -57,6 +76,7 @@ static void send_stats(struct worker_ctx *ctx)
 		s.stun_bad_txid = st.drops[DATAPLANE_DROP_STUN];
 		s.stun_malformed = st.drops[DATAPLANE_DROP_STUN_MALFORMED];
 		s.derp_bad_frames = derp_link_bad_frames(ctx->derp);
+		peers = peers_fill(ctx, &s);
 	} else {
 		s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);
 		s.tun_rx_bytes = atomic_load(&ctx->tun_rx_bytes);
@@ -66,6 +86,7 @@ static void send_stats(struct worker_ctx *ctx)
 	m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
 	m.stats = &s;
 	ipc_send(WORKER_FD_CTL, &m);
+	peer_status_free(peers);
 }
 
 /* Test-only actions (Start.test_requests): each tries something the sandbox

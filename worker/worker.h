@@ -207,6 +207,22 @@ uint64_t derp_link_bad_frames(const struct derp_link *dl);
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);
 
+/* peer_status.c: Stats.peer from the engine's per-peer report v[0..n) (of a
+ * configuration with `total` peers) and what netmap nm (NULL: none yet)
+ * says of each peer: at most PEER_STATUS_MAX entries, the rest counted in
+ * s->peers_left_off, every field in the shape the supervisor's checks
+ * (common/validate.c) accept. now_unix and now_mono_ns (CLOCK_MONOTONIC)
+ * turn handshake times into Unix seconds. s->peer points into the returned
+ * buffer (NULL when there are no entries): peer_status_free() it once s is
+ * packed. */
+struct dataplane_peer_info;
+struct peer_status_buf;
+struct peer_status_buf *peer_status_fill(Tscni__Stats *s, const struct dataplane_peer_info *v,
+					 size_t n, size_t total, const struct netmap *nm,
+					 int64_t now_unix, uint64_t now_mono_ns);
+/* NULL does nothing. */
+void peer_status_free(struct peer_status_buf *b);
+
 /* worker.c: wipes and frees what Start left in ctx->start. */
 void worker_start_clear(struct worker_start *s);
 

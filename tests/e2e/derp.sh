@@ -11,7 +11,8 @@
 # region (which was down when ADD began), and with every region down after
 # a bounded wait (5 s); each worker connects to a home region and reports it to control
 # (Hostinfo.NetInfo.PreferredDERP: the node's home_derp); ICMP v4 and v6
-# both ways between the pods; with the home region taken down (POST /derp),
+# both ways between the pods; status --json lists each pod's peer on path
+# derp-900; with the home region taken down (POST /derp),
 # the workers move to the other region and the pods still reach each other.
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -88,6 +89,15 @@ check "ICMP v4 through DERP: pod A -> pod B" ns_ping_until "$A" "${POD4[1]}"
 check "ICMP v6 through DERP: pod A -> pod B" ns_ping_until "$A" "${POD6[1]}"
 check "ICMP v4 through DERP: pod B -> pod A" ns_ping_until "$B" "${POD4[0]}"
 check "ICMP v6 through DERP: pod B -> pod A" ns_ping_until "$B" "${POD6[0]}"
+
+# Per peer in status --json: with every datagram dropped the other pod's
+# WireGuard goes through the home region, after a handshake there.
+for i in 0 1; do
+	peer_wait "${POD_UID[i]}" "${POD4[1 - i]}" \
+		'.path == "derp-900" and .last_handshake_unix > 0 and .rx_bytes > 0 and .tx_bytes > 0'
+	rc=$?
+	check "status --json: pod $i lists pod $((1 - i)) through derp-900 ($PEER)" test $rc -eq 0
+done
 
 # --- the home region goes down -------------------------------------------------
 tc_post /derp '{"region": 900, "up": false}' >/dev/null

@@ -6,6 +6,9 @@
 #   1. testcontrol's default policy (allow all): pod A pings pod B's 100.x
 #      and fd7a: addresses (busybox ping in A's netns), and a TCP stream from
 #      A to B arrives whole (same size, same SHA-256).
+#      status --json counts the stream (UDP datagrams), and lists each pod
+#      as the other's peer on a direct path (disco's address on the node),
+#      with a completed handshake and bytes both ways.
 #   2. a policy allowing only tcp:80 to pod B (POST /policy): A connects to
 #      B's port 80, not to its port 22 (B listens on both); the change takes
 #      effect within 2 s.
@@ -110,6 +113,26 @@ rx=$(udp_tx_of 1)
 # offloads on, whose coalesced writes make the ACKs fewer still).
 check "status --json: pod B sent fewer than half as many ($rx)" \
 	test "${rx:-0}" -lt $((SIZE / 2560)) -a "${rx:-0}" -gt 0
+
+# Per peer (status's peer_status): each pod reaches the other directly at
+# the node's address (10.201.0.1, node_ns_new), after a handshake; pod A's
+# WireGuard bytes out hold the whole stream.
+direct='.path | startswith("direct 10.201.0.1:")'
+peer_wait "${POD_UID[0]}" "${ADDR4[1]}" \
+	"($direct) and .last_handshake_unix > 0 and .rx_bytes > 0 and .tx_bytes >= $SIZE"
+rc=$?
+check "status --json: pod A lists pod B, direct, a handshake, bytes both ways ($PEER)" \
+	test $rc -eq 0
+peer_wait "${POD_UID[1]}" "${ADDR4[0]}" \
+	"($direct) and .last_handshake_unix > 0 and .rx_bytes >= $SIZE and .tx_bytes > 0"
+rc=$?
+check "status --json: pod B lists pod A the same way ($PEER)" test $rc -eq 0
+now=$(date +%s)
+hs=$(jq -r .last_handshake_unix <<<"$PEER")
+check "the last handshake is a recent Unix time ($hs, now $now)" \
+	test "${hs:-0}" -le "$now" -a "${hs:-0}" -gt $((now - 180))
+check "status (text) prints a line for the peer" \
+	grep -q "^    peer ${ADDR4[0]} .* direct 10.201.0.1:" <<<"$(timeout 10 "$SUP" status --socket "$SOCK")"
 
 # --- 2. only tcp:80 to pod B ------------------------------------------------
 # Listeners on 80 and 22 in pod B (busybox nc, persistent: each connection

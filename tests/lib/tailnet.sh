@@ -220,6 +220,33 @@ pod_stat()
 		'[.pods[] | select(.pod_uid == $u)][0][$f] // empty'
 }
 
+# pod_peer UID IP4: pod UID's entry in `status --json` for its peer at tailnet
+# address IP4 (its peer_status list: node_key, host_name, path,
+# last_handshake_unix, rx_bytes, tx_bytes), one line of JSON, or nothing.
+# Primed like pod_stat; the worker's report is at most 1 s old.
+pod_peer()
+{
+	sup_status_json >/dev/null
+	sleep 0.2
+	sup_status_json | jq -c --arg u "$1" --arg ip "$2" \
+		'[.pods[] | select(.pod_uid == $u)][0].peer_status // [] |
+		 map(select(.tailnet_ip == $ip))[0] // empty'
+}
+
+# peer_wait UID IP4 COND: until pod_peer UID IP4 satisfies the jq condition
+# COND (10 s at most); sets PEER to the entry seen last.
+peer_wait()
+{
+	local k
+
+	for ((k = 0; k < 25; k++)); do
+		PEER=$(pod_peer "$1" "$2")
+		[[ -n $PEER ]] && jq -e "$3" <<<"$PEER" >/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
 # key_b64 HEX: a 32-byte key from its hex form (after "nodekey:") to
 # WireGuard's base64 (wg(8)).
 key_b64()

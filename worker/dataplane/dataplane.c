@@ -88,6 +88,18 @@ void dataplane_set_config(struct dataplane *dp, struct dataplane_config *cfg)
 	dataplane_reclaim(dp);
 }
 
+/* Peers that tried to handshake with us before this configuration made
+ * them peers (a process that restarted, or a peer that heard of us first):
+ * our handshake now rather than their retry in REKEY_TIMEOUT. */
+static void early_initiators_answer(struct dataplane *dp, uint64_t now)
+{
+	uint8_t keys[WG_EARLY_INITIATORS][WG_KEY_LEN];
+	size_t n = wg_device_take_early_initiators(dp->dev, now, keys, WG_EARLY_INITIATORS);
+
+	for (size_t i = 0; i < n; i++)
+		dataplane__handshake_owed(dp, keys[i], now);
+}
+
 static void config_apply(struct dataplane *dp, uint64_t now)
 {
 	struct dataplane_config *cfg = atomic_exchange(&dp->pending, NULL);
@@ -106,6 +118,8 @@ static void config_apply(struct dataplane *dp, uint64_t now)
 	dp->cur = cfg;
 	dataplane__magic_apply(dp, cfg);
 	dp->st.configs_applied++;
+	dp->peers_stale = true;
+	early_initiators_answer(dp, now);
 }
 
 /* ---- shared by both directions ------------------------------------------- */
@@ -166,6 +180,46 @@ static void stats_publish(struct dataplane *dp)
 	pthread_mutex_lock(&dp->lock);
 	dp->pub = dp->st;
 	pthread_mutex_unlock(&dp->lock);
+}
+
+/* The per-peer report, from the tick: gathered straight into the published
+ * array under the lock (a reader waits for at most one pass over
+ * DATAPLANE_PEERS_REPORTED peers, once a second), which grows outside it. */
+static void peers_publish(struct dataplane *dp, uint64_t now)
+{
+	size_t total = dp->cur ? dp->cur->n_peers : 0;
+	size_t n = total < DATAPLANE_PEERS_REPORTED ? total : DATAPLANE_PEERS_REPORTED;
+	struct dataplane_peer_info *grown = NULL, *old = NULL;
+
+	dp->peers_published_ms = dp->now_ms;
+	dp->peers_stale = false;
+	if (n > dp->peers_pub_cap)
+		grown = xcalloc(n, sizeof(*grown));
+	pthread_mutex_lock(&dp->lock);
+	if (grown) {
+		old = dp->peers_pub;
+		dp->peers_pub = grown;
+		dp->peers_pub_cap = n;
+	}
+	dp->n_peers_pub = dataplane__peers_gather(dp, now, dp->peers_pub, n);
+	dp->peers_total = total;
+	pthread_mutex_unlock(&dp->lock);
+	free(old);
+}
+
+size_t dataplane_peers(const struct dataplane *dp, struct dataplane_peer_info *out, size_t cap,
+		       size_t *total)
+{
+	struct dataplane *m = (struct dataplane *)dp;
+	size_t n;
+
+	pthread_mutex_lock(&m->lock);
+	n = m->n_peers_pub < cap ? m->n_peers_pub : cap;
+	if (n)
+		memcpy(out, m->peers_pub, n * sizeof(*out));
+	*total = m->peers_total;
+	pthread_mutex_unlock(&m->lock);
+	return n;
 }
 
 void dataplane_stats(const struct dataplane *dp, struct dataplane_stats *out)
@@ -238,6 +292,8 @@ static void timers_run(struct dataplane *dp, uint64_t now)
 	wg_device_timers(dp->dev, now, &dp->udp_out);
 	dataplane__udp_flush(dp);
 	stats_publish(dp);
+	if (dp->peers_stale || dp->now_ms - dp->peers_published_ms >= DATAPLANE_PEERS_PUBLISH_MS)
+		peers_publish(dp, now);
 }
 
 static void rekeys_run(struct dataplane *dp, uint64_t now)
@@ -562,6 +618,7 @@ void dataplane_free(struct dataplane *dp)
 	if (dp->tfd >= 0)
 		close(dp->tfd);
 	free(dp->bufs);
+	free(dp->peers_pub);
 	pthread_mutex_destroy(&dp->lock);
 	sodium_memzero(dp->disco, sizeof(dp->disco));
 	sodium_memzero(dp->disco_priv, sizeof(dp->disco_priv));

@@ -39,7 +39,9 @@
  * Counters: the engine keeps its own and copies them, under a mutex taken
  * once per wakeup and once per timer tick (never per packet), into a
  * published snapshot; dataplane_stats() copies that snapshot from any
- * thread. */
+ * thread. Per peer (path, last handshake, bytes) the same, but from the
+ * tick only: once every DATAPLANE_PEERS_PUBLISH_MS and right after a new
+ * configuration, for dataplane_peers(). */
 #ifndef TSCNI_WORKER_DATAPLANE_DATAPLANE_H
 #define TSCNI_WORKER_DATAPLANE_DATAPLANE_H
 
@@ -48,6 +50,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "disco.h"
 #include "filter.h"
 #include "ip.h"
 #include "tunio.h"
@@ -55,7 +58,6 @@
 #include "wg_device.h"
 
 struct chan;
-struct disco_addr;
 struct netmap;
 struct dataplane;
 struct dataplane_config;
@@ -72,6 +74,10 @@ enum dataplane_limits {
 	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
 	/* STUN again this often (upstream re-STUNs every 20-26 s). */
 	DATAPLANE_STUN_INTERVAL_MS = 20000,
+	/* Peers dataplane_peers() reports (the status command's bound). */
+	DATAPLANE_PEERS_REPORTED = 256,
+	/* How often the engine refreshes that report. */
+	DATAPLANE_PEERS_PUBLISH_MS = 1000,
 };
 
 /* Why the engine dropped a packet (its own reasons; the filter's reasons are
@@ -108,6 +114,23 @@ struct dataplane_stats {
 	int tid;				  /* the engine thread (0 before it runs) */
 	int error;				  /* -errno that stopped the engine, else 0 */
 	struct wg_device_stats wg;		  /* copied at each wakeup */
+};
+
+/* Where a peer's WireGuard packets go now. */
+enum dataplane_path {
+	DATAPLANE_PATH_NONE = 0, /* nowhere: they are dropped */
+	DATAPLANE_PATH_DIRECT,	 /* UDP to direct (disco's choice, or the first endpoint) */
+	DATAPLANE_PATH_DERP,	 /* through DERP region derp_region */
+};
+
+/* One peer of the configuration in use, as dataplane_peers() reports it. */
+struct dataplane_peer_info {
+	uint8_t key[WG_KEY_LEN]; /* its node key */
+	enum dataplane_path path;
+	struct disco_addr direct;    /* DATAPLANE_PATH_DIRECT */
+	uint16_t derp_region;	     /* DATAPLANE_PATH_DERP */
+	uint64_t last_handshake_ns;  /* CLOCK_MONOTONIC of the last one; 0: never */
+	uint64_t rx_bytes, tx_bytes; /* wg_peer_status's: data messages' wire bytes */
 };
 
 /* The offloads in use, as one bit set. */
@@ -224,6 +247,15 @@ void dataplane_stop(struct dataplane *dp);
 void dataplane_free(struct dataplane *dp);
 
 void dataplane_stats(const struct dataplane *dp, struct dataplane_stats *out);
+
+/* Copies the engine's latest per-peer report (at most
+ * DATAPLANE_PEERS_PUBLISH_MS old; the configuration's first
+ * DATAPLANE_PEERS_REPORTED peers, in its order) into out[0..cap). Returns
+ * how many were copied; *total is the number of peers of that
+ * configuration (more than the copies when the report or cap cut it).
+ * Any thread. */
+size_t dataplane_peers(const struct dataplane *dp, struct dataplane_peer_info *out, size_t cap,
+		       size_t *total);
 
 /* The disco key a peer advertised over TSMP ('a'), for the disco issue.
  * Returns 0 with disco set, or -ENOENT. */

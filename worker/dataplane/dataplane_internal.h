@@ -59,6 +59,10 @@ struct dp_magic_peer {
 	uint8_t disco[WG_KEY_LEN];
 	struct disco_shared shared;
 	bool kept; /* in the configuration being applied */
+	/* A handshake is owed to the peer (it restarted, or it initiated
+	 * before it was a peer): started at once, and again when the first
+	 * direct path appears, since the first may have had no route. */
+	bool handshake_wanted;
 	struct path path;
 };
 
@@ -161,6 +165,13 @@ struct dataplane {
 	uint8_t rekeys[DP_MAX_REKEYS][WG_KEY_LEN];
 	size_t n_rekeys;
 	atomic_bool rekey_pending;
+	/* The per-peer report (dataplane_peers): peers_pub is replaced (and
+	 * grown) only by the engine, under lock. */
+	struct dataplane_peer_info *peers_pub;
+	size_t n_peers_pub, peers_pub_cap, peers_total;
+	/* The engine's: when it last published them; a new configuration. */
+	uint64_t peers_published_ms;
+	bool peers_stale;
 };
 
 static inline socklen_t dataplane__sockaddr_len(const struct sockaddr_storage *ss)
@@ -208,6 +219,9 @@ void dataplane__udp_send_batch(struct dataplane *dp, struct wg_batch *b);
 extern const struct wg_path_ops dataplane__path_ops;
 /* Takes the peers of the configuration just applied (allocates). */
 void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config *cfg);
+/* A handshake with the peer `node` now (and, for a peer with disco, again
+ * when its first direct path appears). */
+void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns);
 /* A datagram from UDP: disco and STUN are handled here, WireGuard from
  * an ip:port no peer may send from is dropped. Returns true when the
  * datagram is consumed (not WireGuard for the device). */
@@ -220,6 +234,10 @@ int dataplane__derp_rx(struct dataplane *dp, uint64_t now_ns);
 bool dataplane__derp_divert(struct dataplane *dp, struct wg_packet *w);
 /* Path timers (pings, heartbeats); from the engine's tick. */
 void dataplane__magic_tick(struct dataplane *dp, uint64_t now_ns);
+/* The first cap peers of the configuration in use (none before one), as
+ * they are now, into out; returns how many. */
+size_t dataplane__peers_gather(const struct dataplane *dp, uint64_t now_ns,
+			       struct dataplane_peer_info *out, size_t cap);
 /* Sets up the disco queue (allocates) / frees everything of magic.c. */
 void dataplane__magic_init(struct dataplane *dp);
 void dataplane__magic_free(struct dataplane *dp);

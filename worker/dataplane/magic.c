@@ -170,6 +170,22 @@ static void actions_run(struct dataplane *dp, struct dp_magic_peer *m, const str
 
 /* ---- the path selector ---------------------------------------------------- */
 
+/* Where WireGuard goes by path.c's route r: DERP as 127.3.3.40:region, or
+ * the UDP address, in *to. While the direct path is not trusted path.c
+ * says both; WireGuard takes DERP then (one address per packet here), and
+ * the direct path again once a Pong restored trust. Returns false when
+ * there is no path. */
+static bool route_to(const struct dataplane *dp, const struct path_route *r, struct disco_addr *to)
+{
+	if (r->has_derp && dp->derp)
+		disco_addr_derp(r->derp_region, to);
+	else if (r->has_udp)
+		*to = r->udp;
+	else
+		return false;
+	return true;
+}
+
 static int path_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_storage *out)
 {
 	struct dataplane *dp = arg;
@@ -185,14 +201,7 @@ static int path_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_
 	actions_run(dp, m, &po);
 	if (heartbeat != m->path.heartbeat_at)
 		dp->path_deadline = 0;
-	/* While the direct path is not trusted path.c says both; WireGuard
-	 * takes DERP then (one address per packet here), and the direct
-	 * path again once a Pong restored trust. */
-	if (po.route.has_derp && dp->derp)
-		disco_addr_derp(po.route.derp_region, &to);
-	else if (po.route.has_udp)
-		to = po.route.udp;
-	else
+	if (!route_to(dp, &po.route, &to))
 		return -EHOSTUNREACH;
 	memset(out, 0, sizeof(*out));
 	if (!disco_addr_to_sockaddr(&to, (struct sockaddr *)out, sizeof(*out)))
@@ -204,6 +213,30 @@ const struct wg_path_ops dataplane__path_ops = {.endpoint = path_endpoint};
 
 /* ---- configurations ------------------------------------------------------ */
 
+static bool session_with(struct dataplane *dp, const uint8_t *node)
+{
+	struct wg_peer_status st;
+
+	return wg_device_peer_status(dp->dev, node, dp->now_ms * DP_NS_PER_MS, &st) == 0 &&
+	       st.has_session;
+}
+
+static void initiate(struct dataplane *dp, const uint8_t *node, uint64_t now_ns)
+{
+	dataplane__udp_flush(dp);
+	(void)wg_device_initiate(dp->dev, node, now_ns, &dp->udp_out);
+	dataplane__udp_flush(dp);
+}
+
+void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns)
+{
+	struct dp_magic_peer *m = mpeer_find(dp, node);
+
+	if (m)
+		m->handshake_wanted = true;
+	initiate(dp, node, now_ns);
+}
+
 static struct dp_magic_peer *mpeer_take(struct dataplane *dp, const uint8_t *node,
 					const struct dataplane_disco_peer *d)
 {
@@ -213,9 +246,14 @@ static struct dp_magic_peer *mpeer_take(struct dataplane *dp, const uint8_t *nod
 		m->kept = true;
 		if (sodium_memcmp(m->disco, d->disco, WG_KEY_LEN) == 0)
 			return m;
-		/* The peer restarted with a new disco key. */
+		/* The peer restarted (a new disco key is a new process):
+		 * whatever WireGuard session we hold with it is gone on its
+		 * side. Rather than send into it until the 15 s without an
+		 * answer that make WireGuard handshake again, handshake now
+		 * (magic_apply, once its paths are set). */
 		disco_shared_destroy(&m->shared);
 		path_reset(&m->path);
+		m->handshake_wanted = session_with(dp, node);
 	} else {
 		m = xcalloc(1, sizeof(*m));
 		memcpy(m->node, node, WG_KEY_LEN);
@@ -255,6 +293,10 @@ void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config 
 		path_set_derp(&m->path, d->home_derp);
 		path_set_endpoints(&m->path, dp->now_ms, &cfg->disco_eps[d->ep_off], d->n_eps);
 		next[n++] = m;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (next[i]->handshake_wanted)
+			initiate(dp, next[i]->node, dp->now_ms * DP_NS_PER_MS);
 	}
 	for (size_t i = 0; i < dp->n_mpeers; i++) {
 		if (!dp->mpeers[i]->kept)
@@ -329,15 +371,16 @@ static void unconfirm_others(struct dataplane *dp, const struct dp_magic_peer *m
 
 /* The peer's first direct path just appeared: packets staged while it had
  * none need not wait for the handshake retry timer. */
-static void path_up(struct dataplane *dp, const struct dp_magic_peer *m, uint64_t now_ns)
+static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_ns)
 {
 	struct wg_peer_status st;
+	bool owed = m->handshake_wanted;
 
-	if (wg_device_peer_status(dp->dev, m->node, now_ns, &st) < 0 || st.has_session ||
-	    !st.staged)
+	m->handshake_wanted = false;
+	if (wg_device_peer_status(dp->dev, m->node, now_ns, &st) < 0 ||
+	    (!owed && (st.has_session || !st.staged)))
 		return;
-	dataplane__udp_flush(dp);
-	(void)wg_device_initiate(dp->dev, m->node, now_ns, &dp->udp_out);
+	initiate(dp, m->node, now_ns);
 }
 
 static void ping_rx(struct dataplane *dp, const uint8_t *sender, const struct disco_ping *ping,
@@ -666,6 +709,62 @@ void dataplane__magic_tick(struct dataplane *dp, uint64_t now_ns)
 			next = d;
 	}
 	dp->path_deadline = next;
+}
+
+/* ---- the per-peer report ------------------------------------------------- */
+
+/* Where peer i of cfg sends now: what path_endpoint() would answer, without
+ * its side effects (no pings start). */
+static void peer_path(const struct dataplane *dp, const struct dataplane_config *cfg, size_t i,
+		      struct dataplane_peer_info *info)
+{
+	const struct wg_peer_config *pc = &cfg->peers[i];
+	const struct dp_magic_peer *m = mpeer_find(dp, pc->public_key);
+	struct path_route r;
+	struct disco_addr to;
+
+	info->path = DATAPLANE_PATH_NONE;
+	if (!m) {
+		/* wg_path_first: the first configured endpoint. */
+		if (pc->n_endpoints &&
+		    disco_addr_from_sockaddr((const struct sockaddr *)&pc->endpoints[0],
+					     &info->direct) == 0)
+			info->path = DATAPLANE_PATH_DIRECT;
+		return;
+	}
+	path_route(&m->path, dp->now_ms, &r);
+	if (!route_to(dp, &r, &to))
+		return;
+	if (disco_addr_is_derp(&to)) {
+		info->path = DATAPLANE_PATH_DERP;
+		info->derp_region = to.port;
+	} else {
+		info->path = DATAPLANE_PATH_DIRECT;
+		info->direct = to;
+	}
+}
+
+size_t dataplane__peers_gather(const struct dataplane *dp, uint64_t now_ns,
+			       struct dataplane_peer_info *out, size_t cap)
+{
+	const struct dataplane_config *cfg = dp->cur;
+	size_t n = 0;
+
+	for (size_t i = 0; cfg && i < cfg->n_peers && n < cap; i++) {
+		struct dataplane_peer_info *info = &out[n++];
+		struct wg_peer_status st;
+
+		memset(info, 0, sizeof(*info));
+		memcpy(info->key, cfg->peers[i].public_key, WG_KEY_LEN);
+		peer_path(dp, cfg, i, info);
+		/* dp->cur's peers are the device's (config_apply). */
+		if (wg_device_peer_status(dp->dev, info->key, now_ns, &st) == 0) {
+			info->last_handshake_ns = st.last_handshake_ns;
+			info->rx_bytes = st.rx_bytes;
+			info->tx_bytes = st.tx_bytes;
+		}
+	}
+	return n;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -127,6 +127,7 @@ static int seal(struct wg_stage *st, struct wg_peer *peer, struct wg_keypair *kp
 	pkt->len = msg_len;
 	pkt->addr = *to;
 	pkt->peer = peer;
+	peer->tx_bytes += msg_len;
 	if (plain == 0) {
 		dev->stats.tx_keepalives++;
 	} else {

@@ -823,6 +823,125 @@ static void test_status_zygote_pid(void **state)
 	assert_string_equal(why, "status.zygote_pid negative");
 }
 
+/* A worker's Stats.peer and a status reply's PodStatus.peer: a bounded
+ * count; the short key exactly "[" + 5 base64 characters + "]"; the IPv4
+ * exactly 4 bytes or none; the host name a name of at most 63; the path a
+ * known kind whose fields (and only those) are set. */
+static int stats_with(Tscni__PeerStatus *p, size_t n)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__Stats s = TSCNI__STATS__INIT;
+	Tscni__PeerStatus **v = xcalloc(n + 1, sizeof(*v));
+	const char *why;
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = p;
+	s.peer = v;
+	s.n_peer = n;
+	w.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+	w.stats = &s;
+	ret = validate_worker_msg(&w, &why);
+	free(v);
+	return ret;
+}
+
+static int pod_status_with(Tscni__PeerStatus *p)
+{
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	Tscni__PodStatus ps = TSCNI__POD_STATUS__INIT, *pv[1] = {&ps};
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "tsnet", "c0ffee", "eth0"};
+	Tscni__PeerStatus *v[1] = {p};
+	const char *why;
+
+	ps.key = &key;
+	ps.state = "ready";
+	ps.peer = v;
+	ps.n_peer = 1;
+	st.health = TSCNI__HEALTH__HEALTH_READY;
+	st.reason = "";
+	st.pod = pv;
+	st.n_pod = 1;
+	r.protocol_version = 1;
+	r.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	r.status = &st;
+	return validate_cni_reply(&r, &why);
+}
+
+static void test_peer_status(void **state)
+{
+	Tscni__PeerStatus p = TSCNI__PEER_STATUS__INIT;
+	char *host = rep('h', PEER_HOST_MAX_LEN + 1);
+
+	p.node_key = "[Ab+/9]";
+	p.host_name = "web-1";
+	p.tailnet_ipv4 = (ProtobufCBinaryData){4, v4};
+	p.path = TSCNI__PEER_PATH__PEER_PATH_DIRECT;
+	p.direct_ip = (ProtobufCBinaryData){16, v6};
+	p.direct_port = 41641;
+	assert_int_equal(stats_with(&p, 1), 0);
+	assert_int_equal(pod_status_with(&p), 0);
+	assert_int_equal(stats_with(&p, PEER_STATUS_MAX), 0);
+	assert_int_equal(stats_with(&p, PEER_STATUS_MAX + 1), -EBADMSG);
+	assert_int_equal(stats_with(NULL, 1), -EBADMSG);
+
+	const char *bad_keys[] = {"", "[Ab+/]", "[Ab+/9", "Ab+/9]x", "[Ab-/9]", "[Ab+/99]", NULL};
+
+	for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
+		p.node_key = (char *)bad_keys[i];
+		assert_int_equal(stats_with(&p, 1), -EBADMSG);
+		assert_int_equal(pod_status_with(&p), -EBADMSG);
+	}
+	p.node_key = "[Ab+/9]";
+	p.tailnet_ipv4.len = 16;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.tailnet_ipv4.len = 0;
+	assert_int_equal(stats_with(&p, 1), 0);
+	host[PEER_HOST_MAX_LEN] = '\0';
+	p.host_name = host;
+	assert_int_equal(stats_with(&p, 1), 0);
+	host[PEER_HOST_MAX_LEN] = 'h';
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.host_name = "Bob's phone";
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	assert_int_equal(pod_status_with(&p), -EBADMSG);
+	p.host_name = "";
+	assert_int_equal(stats_with(&p, 1), 0);
+
+	/* DIRECT: an address of 4 or 16 bytes and a port, no region. */
+	p.direct_ip.len = 5;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.direct_ip.len = 4;
+	p.direct_port = 0;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.direct_port = 65536;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.direct_port = 1;
+	p.derp_region = 900;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	/* DERP: a region, no address. */
+	p.path = TSCNI__PEER_PATH__PEER_PATH_DERP;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.direct_ip.len = 0;
+	p.direct_port = 0;
+	assert_int_equal(stats_with(&p, 1), 0);
+	p.derp_region = 0;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.derp_region = 65536;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	/* NONE: nothing else. */
+	p.path = TSCNI__PEER_PATH__PEER_PATH_NONE;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	p.derp_region = 0;
+	assert_int_equal(stats_with(&p, 1), 0);
+	p.path = 3;
+	assert_int_equal(stats_with(&p, 1), -EBADMSG);
+	assert_int_equal(pod_status_with(&p), -EBADMSG);
+	free(host);
+}
+
 /* Custody (fds handed back) belongs to the adoption handshake only, which
  * reads it itself: on the ordinary worker channel it is refused, whatever
  * it says. */
@@ -943,6 +1062,7 @@ int main(void)
 		cmocka_unit_test(test_roll_workers),
 		cmocka_unit_test(test_status_zygote_pid),
 		cmocka_unit_test(test_worker_custody_refused),
+		cmocka_unit_test(test_peer_status),
 		cmocka_unit_test(test_netcheck),
 	};
 

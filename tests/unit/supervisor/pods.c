@@ -384,6 +384,97 @@ static void test_status_fill(void **state)
 	assert_null(rep.pod);
 }
 
+/* A worker whose last Stats had three peers (and left two off). */
+static struct worker *worker_with_peers(void)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, false);
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__Stats s = TSCNI__STATS__INIT;
+	Tscni__PeerStatus a = TSCNI__PEER_STATUS__INIT, b = TSCNI__PEER_STATUS__INIT;
+	Tscni__PeerStatus *v[3] = {&a, &b, &a};
+	uint8_t ip4[4] = {100, 64, 0, 2}, ep[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2}, buf[1024];
+	const char *why = "";
+	size_t len;
+
+	a.node_key = "[IiIiI]";
+	a.host_name = "web-1";
+	a.tailnet_ipv4 = (ProtobufCBinaryData){4, ip4};
+	a.path = TSCNI__PEER_PATH__PEER_PATH_DIRECT;
+	a.direct_ip = (ProtobufCBinaryData){16, ep};
+	a.direct_port = 41641;
+	a.last_handshake_unix = 1700000000;
+	a.rx_bytes = 7;
+	a.tx_bytes = 9;
+	b.node_key = "[MzMzM]";
+	b.host_name = "";
+	s.peer = v;
+	s.n_peer = 3;
+	s.peers_left_off = 2;
+	m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+	m.stats = &s;
+	len = tscni__worker_msg__pack(&m, buf);
+	if (workers__dispatch(w, buf, len, &why) < 0)
+		fail_msg("dispatch: %s", why);
+	return w;
+}
+
+/* PodStatus.peer carries the worker's last Stats.peer on, within the reply's
+ * budget of peers: what the budget cuts is counted in peers_left_off with
+ * what the worker left off; the result passes the status command's checks. */
+static void test_status_peers(void **state)
+{
+	struct worker *w = worker_with_peers();
+	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
+				    "n1", "c1", "eth0"};
+	Tscni__CniReply r = TSCNI__CNI_REPLY__INIT;
+	Tscni__StatusReply st = TSCNI__STATUS_REPLY__INIT;
+	struct status_buf b = {0}, c = {0};
+	Tscni__PodStatus *pods[2] = {&b.s, &c.s};
+	const char *why = "";
+	size_t budget = 2;
+
+	(void)state;
+	tscni__pod_status__init(&b.s);
+	tscni__pod_status__init(&c.s);
+	peers_fill(&b, w, &budget);
+	assert_int_equal(budget, 0);
+	assert_int_equal(b.s.n_peer, 2);
+	assert_int_equal(b.s.peers_left_off, 3);
+	assert_string_equal(b.s.peer[0]->node_key, "[IiIiI]");
+	assert_string_equal(b.s.peer[0]->host_name, "web-1");
+	assert_int_equal(b.s.peer[0]->tailnet_ipv4.len, 4);
+	assert_int_equal(b.s.peer[0]->direct_ip.len, 16);
+	assert_int_equal(b.s.peer[0]->direct_ip.data[15], 2);
+	assert_int_equal(b.s.peer[0]->direct_port, 41641);
+	assert_int_equal(b.s.peer[0]->last_handshake_unix, 1700000000);
+	assert_int_equal(b.s.peer[0]->rx_bytes, 7);
+	assert_int_equal(b.s.peer[0]->tx_bytes, 9);
+	assert_int_equal(b.s.peer[1]->path, TSCNI__PEER_PATH__PEER_PATH_NONE);
+	assert_int_equal(b.s.peer[1]->tailnet_ipv4.len, 0);
+	/* The budget is spent: the next pod lists none. */
+	peers_fill(&c, w, &budget);
+	assert_int_equal(c.s.n_peer, 0);
+	assert_null(c.peers);
+	assert_int_equal(c.s.peers_left_off, 5);
+
+	for (size_t i = 0; i < 2; i++) {
+		pods[i]->key = &key;
+		pods[i]->state = "ready";
+	}
+	st.health = TSCNI__HEALTH__HEALTH_READY;
+	st.reason = "";
+	st.pod = pods;
+	st.n_pod = 2;
+	r.protocol_version = 1;
+	r.body_case = TSCNI__CNI_REPLY__BODY_STATUS;
+	r.status = &st;
+	if (validate_cni_reply(&r, &why) < 0)
+		fail_msg("validate: %s", why);
+	free(b.peers);
+	free(b.peer_ptrs);
+	workers__test_free(w);
+}
+
 /* The worker's identity goes into the record and comes back unchanged;
  * the record's boot id is this boot's. */
 static void test_worker_record_roundtrip(void **state)
@@ -626,6 +717,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconciler_releases_gone_netns, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_status_fill, setup, teardown),
+		cmocka_unit_test(test_status_peers),
 		cmocka_unit_test_setup_teardown(test_worker_record_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slot_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_nothing_to_roll, setup, teardown),

@@ -23,6 +23,9 @@ enum msg_kind {
 	M_HELLO_OTHER_POD,
 	M_READY,
 	M_STATS,
+	M_STATS_PEERS,	    /* two peers, one left off */
+	M_STATS_BAD_PEER,   /* a host name control's text left uncleaned */
+	M_STATS_MANY_PEERS, /* PEER_STATUS_MAX + 1 */
 	M_LOG,
 	M_LOG_BADLEVEL,
 	M_EVENT_TUN_GONE,
@@ -124,6 +127,35 @@ static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
 		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
 		m.stats = &s;
 		break;
+	case M_STATS_PEERS:
+	case M_STATS_BAD_PEER:
+	case M_STATS_MANY_PEERS: {
+		static uint8_t ip4[4] = {100, 64, 0, 2}, ep[4] = {198, 51, 100, 2};
+		static Tscni__PeerStatus a = TSCNI__PEER_STATUS__INIT, b = TSCNI__PEER_STATUS__INIT;
+		static Tscni__PeerStatus *v[PEER_STATUS_MAX + 1];
+
+		a.node_key = (char *)"[IiIiI]";
+		a.host_name = (char *)(k == M_STATS_BAD_PEER ? "Bob's phone" : "web-1");
+		a.tailnet_ipv4 = (ProtobufCBinaryData){4, ip4};
+		a.path = TSCNI__PEER_PATH__PEER_PATH_DIRECT;
+		a.direct_ip = (ProtobufCBinaryData){4, ep};
+		a.direct_port = 41641;
+		a.last_handshake_unix = 1700000000;
+		a.rx_bytes = 1234;
+		a.tx_bytes = 5678;
+		b.node_key = (char *)"[MzMzM]";
+		b.host_name = (char *)"";
+		b.path = TSCNI__PEER_PATH__PEER_PATH_DERP;
+		b.derp_region = 900;
+		for (size_t i = 0; i < PEER_STATUS_MAX + 1; i++)
+			v[i] = i % 2 ? &b : &a;
+		s.peer = v;
+		s.n_peer = k == M_STATS_MANY_PEERS ? PEER_STATUS_MAX + 1 : 2;
+		s.peers_left_off = 1;
+		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+		m.stats = &s;
+		break;
+	}
 	case M_LOG_BADLEVEL:
 		l.level = 9;
 		/* fall through */
@@ -237,14 +269,17 @@ static const struct vec vecs[] = {
 	/* 26 */ {DD, M_STATS, -EPROTO, 0},
 	/* 27 */ {RD, M_CUSTODY, -EBADMSG, 0}, /* only on an adoption connection */
 	/* 28 */ {HE, M_RESOLVE, -EPROTO, 0},
-	/* 29 */ {RD, M_DERPMAP, 0, 0}, /* no netcheck configured: ignored */
-	/* 30 */ {ST, M_DERPMAP, 0, 0}, /* the map comes before Ready */
-	/* 31 */ {HE, M_DERPMAP, -EPROTO, 0},
-	/* 32 */ {RD, M_DERPMAP_MANY, -EBADMSG, 0},
-	/* 33 */ {RD, M_DERPMAP_MULTI, -EBADMSG, 0},
-	/* 34 */ {RD, M_DERPMAP_ORDER, -EBADMSG, 0},
-	/* 35 */ {RD, M_DERPMAP_TARGETS, -EBADMSG, 0},
-	/* 36 */ {RD, M_DERPMAP_NOPORT, -EBADMSG, 0},
+	/* 29 */ {RD, M_STATS_PEERS, 0, 0},
+	/* 30 */ {RD, M_STATS_BAD_PEER, -EBADMSG, 0},
+	/* 31 */ {RD, M_STATS_MANY_PEERS, -EBADMSG, 0},
+	/* 32 */ {RD, M_DERPMAP, 0, 0}, /* no netcheck configured: ignored */
+	/* 33 */ {ST, M_DERPMAP, 0, 0}, /* the map comes before Ready */
+	/* 34 */ {HE, M_DERPMAP, -EPROTO, 0},
+	/* 35 */ {RD, M_DERPMAP_MANY, -EBADMSG, 0},
+	/* 36 */ {RD, M_DERPMAP_MULTI, -EBADMSG, 0},
+	/* 37 */ {RD, M_DERPMAP_ORDER, -EBADMSG, 0},
+	/* 38 */ {RD, M_DERPMAP_TARGETS, -EBADMSG, 0},
+	/* 39 */ {RD, M_DERPMAP_NOPORT, -EBADMSG, 0},
 };
 
 static void test_dispatch_table(void **state)
@@ -254,7 +289,7 @@ static void test_dispatch_table(void **state)
 		const struct vec *v = &vecs[i];
 		struct worker *w = workers__test_new(v->state, false);
 		const char *why = "";
-		uint8_t buf[4096];
+		static uint8_t buf[WMSG_MAX_LEN];
 		size_t len = make(v->msg, buf, sizeof(buf));
 		int ret = workers__dispatch(w, buf, len, &why);
 
@@ -335,6 +370,50 @@ static void test_auth_refused_retry_with_key(void **state)
 	assert_int_equal(auth_failed_seen, 2);
 	assert_null(w->auth_key);
 	w->ws = NULL; /* a test worker has no handles to close */
+	workers__test_free(w);
+}
+
+/* Stats.peer is copied into the worker's own array, replaced by the next
+ * Stats (none: no peers). */
+static void test_stats_peers_copied(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, false);
+	const struct worker_peer *p;
+	const char *why = "";
+	uint8_t buf[1024];
+	uint32_t left_off;
+	size_t len, n;
+
+	(void)state;
+	p = workers_get_peers(w, &n, &left_off);
+	assert_null(p);
+	assert_int_equal(n, 0);
+	len = make(M_STATS_PEERS, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	p = workers_get_peers(w, &n, &left_off);
+	assert_int_equal(n, 2);
+	assert_int_equal(left_off, 1);
+	assert_string_equal(p[0].node_key, "[IiIiI]");
+	assert_string_equal(p[0].host_name, "web-1");
+	assert_true(p[0].has_ipv4);
+	assert_memory_equal(p[0].ipv4, "\x64\x40\x00\x02", 4);
+	assert_int_equal(p[0].path, TSCNI__PEER_PATH__PEER_PATH_DIRECT);
+	assert_int_equal(p[0].direct_ip_len, 4);
+	assert_memory_equal(p[0].direct_ip, "\xc6\x33\x64\x02", 4);
+	assert_int_equal(p[0].direct_port, 41641);
+	assert_int_equal(p[0].last_handshake_unix, 1700000000);
+	assert_int_equal(p[0].rx_bytes, 1234);
+	assert_int_equal(p[0].tx_bytes, 5678);
+	assert_string_equal(p[1].host_name, "");
+	assert_false(p[1].has_ipv4);
+	assert_int_equal(p[1].path, TSCNI__PEER_PATH__PEER_PATH_DERP);
+	assert_int_equal(p[1].derp_region, 900);
+	assert_int_equal(p[1].direct_ip_len, 0);
+	len = make(M_STATS, buf, sizeof(buf));
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_null(workers_get_peers(w, &n, &left_off));
+	assert_int_equal(n, 0);
+	assert_int_equal(left_off, 0);
 	workers__test_free(w);
 }
 
@@ -490,6 +569,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dispatch_table),
 		cmocka_unit_test(test_ready_once_then_stats),
+		cmocka_unit_test(test_stats_peers_copied),
 		cmocka_unit_test(test_test_reply_in_test_mode),
 		cmocka_unit_test(test_auth_refused_retry_with_key),
 		cmocka_unit_test(test_rate_limit),

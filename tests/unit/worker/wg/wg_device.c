@@ -414,6 +414,14 @@ static void assert_all_delivered(int i, int j)
 	}
 }
 
+/* A data message carrying one of ipv4_packet's packets, as sent. */
+static uint64_t data_wire_len(void)
+{
+	size_t len = 20 + PAYLOAD;
+
+	return WG_DATA_HEADER_LEN + (len + 15) / 16 * 16 + WG_AUTHTAG_LEN;
+}
+
 static struct wg_peer_status status(int i, int j)
 {
 	struct wg_peer_status st;
@@ -450,6 +458,13 @@ static void handshake_and_data(int initiator, int responder)
 	assert_int_equal(stats(responder)->drop_bad_data + stats(initiator)->drop_bad_data, 0);
 	assert_int_equal(net->n[responder].got_total, 305);
 	assert_int_equal(net->n[initiator].got_total, 300);
+	/* Per peer, wire bytes of the data messages: header, the packet padded
+	 * to 16 and the tag, for every packet (no keepalive was due), the same
+	 * on both sides since nothing was lost. */
+	assert_int_equal(status(initiator, responder).tx_bytes, 305 * data_wire_len());
+	assert_int_equal(status(responder, initiator).rx_bytes, 305 * data_wire_len());
+	assert_int_equal(status(responder, initiator).tx_bytes, 300 * data_wire_len());
+	assert_int_equal(status(initiator, responder).rx_bytes, 300 * data_wire_len());
 }
 
 static void test_handshake_a_initiates(void **state)
@@ -579,6 +594,45 @@ static void test_peer_removed_and_readded(void **state)
 	 * the session is older than REKEY_AFTER_TIME). */
 	send_packets(2, 1, 3);
 	assert_all_delivered(2, 1);
+}
+
+/* B hears A's initiation before A is its peer: once A is, B is told to
+ * handshake with it (once); an initiation older than
+ * WG_EARLY_INITIATOR_NS is forgotten (A's own retry is due by then). */
+static void test_early_initiator(void **state)
+{
+	uint8_t keys[WG_EARLY_INITIATORS][WG_KEY_LEN];
+
+	(void)state;
+	set_peers(0, 0x2);
+	set_peers(1, 0x0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[1].pub, net->now, &net->n[0].udp_out), 0);
+	pump();
+	assert_int_not_equal(stats(1)->drop_bad_handshake, 0);
+	/* Not a peer yet: nothing to answer. */
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 0);
+	set_peers(1, 0x1);
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 1);
+	assert_memory_equal(keys[0], net->n[0].pub, WG_KEY_LEN);
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 0);
+	/* B's handshake completes the session both ways. */
+	assert_int_equal(wg_device_initiate(net->n[1].dev, keys[0], net->now, &net->n[1].udp_out),
+			 0);
+	pump();
+	assert_true(status(0, 1).has_session);
+	assert_true(status(1, 0).has_session);
+
+	/* Too old: forgotten. */
+	set_peers(0, 0x4); /* A stops retrying towards B */
+	set_peers(2, 0x0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[2].pub, net->now, &net->n[0].udp_out), 0);
+	pump();
+	set_peers(0, 0x0);
+	net->now += WG_EARLY_INITIATOR_NS + 1;
+	set_peers(2, 0x1);
+	assert_int_equal(wg_device_take_early_initiators(net->n[2].dev, net->now, keys, 8), 0);
 }
 
 /* A and B each stage one packet for the other and initiate at once. */
@@ -975,6 +1029,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_reject_after_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_removed_and_readded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_initiator, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_response_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),

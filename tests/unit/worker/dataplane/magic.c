@@ -1,0 +1,179 @@
+/* Unit tests of the engine's per-peer report (worker/dataplane/magic.c
+ * dataplane__peers_gather): for each peer of the configuration in use, the
+ * path its WireGuard takes now as path_endpoint() would choose it. A disco
+ * peer with no proven address goes through its home DERP region while the
+ * engine has DERP, nowhere without; a Pong makes its address the path. A
+ * peer without a disco key sends to its first endpoint. The report stops at
+ * the cap it is given. No sockets: the engine's state is built by hand
+ * around a configuration from a netmap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "worker/dataplane/magic.c"
+
+#include "tests/unit/worker/magicsock/disco_text.h"
+#include "worker/control/mapjson.h"
+#include "worker/magicsock/chan.h"
+
+#define K1  "nodekey:1111111111111111111111111111111111111111111111111111111111111111"
+#define K2  "nodekey:2222222222222222222222222222222222222222222222222222222222222222"
+#define K3  "nodekey:3333333333333333333333333333333333333333333333333333333333333333"
+#define DK2 "discokey:4444444444444444444444444444444444444444444444444444444444444444"
+/* Peer 2 speaks disco (home region 900, two endpoints); peer 3 does not. */
+#define MAP                                                                                  \
+	"{\"Node\":{\"ID\":1,\"Key\":\"" K1 "\",\"Addresses\":[\"100.64.0.1/32\"]},"         \
+	"\"Peers\":[{\"ID\":2,\"Key\":\"" K2 "\",\"DiscoKey\":\"" DK2 "\",\"HomeDERP\":900," \
+	"\"Endpoints\":[\"198.51.100.2:41641\",\"[2001:db8::2]:41642\"],\"Addresses\":"      \
+	"[\"100.64.0.2/32\"]},{\"ID\":3,\"Key\":\"" K3 "\",\"Endpoints\":"                   \
+	"[\"198.51.100.3:51820\"],\"Addresses\":[\"100.64.0.3/32\"]}]}"
+
+enum { NOW_MS = 100000 };
+
+static const uint64_t now_ns = (uint64_t)NOW_MS * DP_NS_PER_MS;
+
+/* An engine without I/O: a WireGuard device with the peers of MAP as its
+ * configuration in use, and magic.c's state for them. */
+static struct dataplane *engine_new(void)
+{
+	struct dataplane *dp = xcalloc(1, sizeof(*dp));
+	struct mapjson_map_response *r = NULL;
+	struct wg_device_config wc;
+	struct netmap *nm = NULL;
+	const char *why = NULL;
+
+	if (sodium_init() < 0)
+		fail_msg("sodium_init");
+	dp->now_ms = NOW_MS;
+	dataplane__magic_init(dp);
+	randombytes_buf(dp->disco_priv, WG_KEY_LEN);
+	wg_device_config_default(&wc);
+	randombytes_buf(wc.private_key, WG_KEY_LEN);
+	if (wg_device_new(&wc, now_ns, &dp->dev, &why) < 0)
+		fail_msg("device: %s", why);
+	dp->fs = filter_state_new();
+	if (mapjson_parse_map_response(MAP, strlen(MAP), &r, &why) < 0 ||
+	    netmap_apply(NULL, r, 1700000000, &nm, &why) < 0 ||
+	    dataplane_config_from_netmap(nm, 1700000000, dp->fs, &dp->cur, &why) < 0 ||
+	    wg_device_set_peers(dp->dev, dp->cur->peers, dp->cur->n_peers, now_ns, &why) < 0)
+		fail_msg("configuration: %s", why);
+	mapjson_map_response_free(r);
+	netmap_put(nm);
+	dataplane__magic_apply(dp, dp->cur);
+	return dp;
+}
+
+static void engine_free(struct dataplane *dp)
+{
+	dataplane__magic_free(dp);
+	dataplane_config_free(dp->cur);
+	wg_device_free(dp->dev);
+	filter_state_free(dp->fs);
+	if (dp->derp)
+		chan_free(dp->derp);
+	free(dp);
+}
+
+/* The report's entry for the peer whose key starts with byte b. */
+static const struct dataplane_peer_info *info_of(const struct dataplane_peer_info *v, size_t n,
+						 uint8_t b)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].key[0] == b)
+			return &v[i];
+	fail_msg("peer %02x not reported", b);
+	return NULL;
+}
+
+static void assert_direct(const struct dataplane_peer_info *p, const char *addr)
+{
+	char text[DISCO_ADDR_STRLEN];
+
+	assert_int_equal(p->path, DATAPLANE_PATH_DIRECT);
+	assert_string_equal(disco_addr_format(&p->direct, text, sizeof(text)), addr);
+}
+
+/* Before any Pong: DERP with it, nowhere without; peer 3 always direct. */
+static void test_unproven_disco_peer_takes_derp(void **state)
+{
+	struct dataplane *dp = engine_new();
+	struct dataplane_peer_info v[4];
+	size_t n;
+
+	(void)state;
+	n = dataplane__peers_gather(dp, now_ns, v, 4);
+	assert_int_equal(n, 2);
+	assert_int_equal(info_of(v, n, 0x22)->path, DATAPLANE_PATH_NONE);
+	assert_direct(info_of(v, n, 0x33), "198.51.100.3:51820");
+	/* No handshake yet, nothing sent. */
+	assert_int_equal(info_of(v, n, 0x22)->last_handshake_ns, 0);
+	assert_int_equal(info_of(v, n, 0x33)->tx_bytes + info_of(v, n, 0x33)->rx_bytes, 0);
+
+	dp->derp = chan_new();
+	n = dataplane__peers_gather(dp, now_ns, v, 4);
+	assert_int_equal(info_of(v, n, 0x22)->path, DATAPLANE_PATH_DERP);
+	assert_int_equal(info_of(v, n, 0x22)->derp_region, 900);
+	engine_free(dp);
+}
+
+/* A Pong from one of the endpoints pinged: that address is the path,
+ * DERP or not. Reporting starts no pings (the report has no side effects). */
+static void test_pong_makes_address_the_path(void **state)
+{
+	struct dataplane *dp = engine_new();
+	struct dp_magic_peer *m = dp->mpeers[0];
+	struct dataplane_peer_info v[4];
+	struct disco_addr src;
+	struct path_out out;
+	const uint8_t *txid = NULL;
+	size_t n;
+
+	(void)state;
+	dp->derp = chan_new();
+	assert_int_equal(dp->n_mpeers, 1);
+	n = dataplane__peers_gather(dp, now_ns, v, 4);
+	assert_int_equal(m->path.last_full_ping, 0);
+	assert_int_equal(path_on_send(&m->path, NOW_MS, &out), 0);
+	test_addr("198.51.100.2:41641", &src);
+	for (size_t i = 0; i < out.n; i++)
+		if (out.actions[i].type == PATH_SEND_PING &&
+		    disco_addr_equal(&out.actions[i].to, &src))
+			txid = out.actions[i].txid;
+	assert_non_null(txid);
+	assert_true(path_on_pong(&m->path, NOW_MS + 20, txid, &src));
+	dp->now_ms = NOW_MS + 30;
+	n = dataplane__peers_gather(dp, now_ns, v, 4);
+	assert_direct(info_of(v, n, 0x22), "198.51.100.2:41641");
+	engine_free(dp);
+}
+
+/* The cap bounds the report; no configuration, no peers. */
+static void test_cap_and_no_configuration(void **state)
+{
+	struct dataplane *dp = engine_new();
+	struct dataplane_peer_info v[2];
+	struct dataplane_config *cfg = dp->cur;
+
+	(void)state;
+	assert_int_equal(dataplane__peers_gather(dp, now_ns, v, 1), 1);
+	assert_int_equal(dataplane__peers_gather(dp, now_ns, v, 0), 0);
+	dp->cur = NULL;
+	assert_int_equal(dataplane__peers_gather(dp, now_ns, v, 2), 0);
+	dp->cur = cfg;
+	engine_free(dp);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unproven_disco_peer_takes_derp),
+		cmocka_unit_test(test_pong_makes_address_the_path),
+		cmocka_unit_test(test_cap_and_no_configuration),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
