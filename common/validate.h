@@ -36,6 +36,10 @@ enum validate_limits {
 	PEER_STATUS_MAX = 256,
 	PEER_KEY_SHORT_LEN = 7,
 	PEER_HOST_MAX_LEN = 63,
+	/* DerpMapReport / NetcheckReport (docs/tailscale-protocol.md §6.5). */
+	NETCHECK_REGIONS_MAX = 64,
+	NETCHECK_TARGETS_MAX = 4, /* STUN targets of one region */
+	NETCHECK_LATENCY_MAX_MS = 60 * 1000,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options
@@ -58,6 +62,10 @@ bool valid_iface_glob(const char *s);
 /* Absolute, no NUL, bounded by PATH_MAX_LEN. */
 bool valid_abs_path(const char *s);
 
+/* A STUN target a worker may name for the supervisor's netcheck: a 4- or
+ * 16-byte unicast address (loopback included: tests), not the unspecified
+ * one, and a port in 1..65535. The worker filters its DERP map with it. */
+bool valid_stun_target(const uint8_t *ip, size_t len, uint32_t port);
 int validate_ip_prefix(const Tscni__IpPrefix *m, const char **why);
 int validate_attachment_key(const Tscni__AttachmentKey *m, const char **why);
 int validate_cni_request(const Tscni__CniRequest *m, const char **why);

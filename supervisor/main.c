@@ -44,6 +44,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
+#include "netcheck.h"
 #include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
@@ -712,12 +713,14 @@ struct signals {
 
 /* Lets the workers go (they keep running: the next supervisor adopts them).
  * The pods forget them first, so that no callback reaches a freed pod; the
- * resolver goes before the workers it answers. NULL-safe. */
+ * resolver and the netcheck go before the workers they answer. NULL-safe. */
 static void let_workers_go(struct supervisor *sup)
 {
 	pods_detach_workers(sup->pods);
 	resolver_free(sup->resolver);
 	sup->resolver = NULL;
+	netcheck_free(sup->netcheck);
+	sup->netcheck = NULL;
 	workers_close(sup->workers);
 	sup->workers = NULL;
 }
@@ -767,7 +770,7 @@ static int check_host(struct supervisor *sup, struct state_origin *origin)
 }
 
 /* Stage: the zygote, before any record or key is read, with what the workers
- * borrow: the CA bundle and the resolver (with a control plane). On failure
+ * borrow: the CA bundle, the resolver and the netcheck (with a control plane). On failure
  * what this stage made is freed here. */
 static int start_workers(struct supervisor *sup, const struct state_origin *origin)
 {
@@ -799,6 +802,11 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 			goto err_ca;
 		wc.resolve = resolver_request;
 		wc.resolve_arg = sup->resolver;
+		ret = netcheck_new(&sup->loop, workers_netcheck_report, &sup->netcheck);
+		if (ret < 0)
+			goto err_resolver;
+		wc.derpmap = netcheck_request;
+		wc.derpmap_arg = sup->netcheck;
 		wc.control_test_flags = sup->cfg.test_control_no_lite ? START_TEST_NO_LITE : 0;
 		wc.endpoint_deny = sup->cfg.endpoint_deny;
 		wc.n_endpoint_deny = sup->cfg.n_endpoint_deny;
@@ -815,6 +823,8 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 	return 0;
 
 err_resolver:
+	netcheck_free(sup->netcheck);
+	sup->netcheck = NULL;
 	resolver_free(sup->resolver);
 	sup->resolver = NULL;
 err_ca:

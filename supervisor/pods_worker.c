@@ -21,6 +21,7 @@
 #include "log.h"
 #include "netops.h"
 #include "pods_internal.h"
+#include "netcheck.h"
 #include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
@@ -172,6 +173,7 @@ static void on_gone(struct attachment *a, struct worker *w, const struct worker_
 
 	pods__netops_forget(p, w);
 	resolver_forget(p->sup->resolver, w);
+	netcheck_forget(p->sup->netcheck, w);
 	a->worker = NULL;
 	a->worker_ready = false;
 	pods__roll_worker(p, a, false, r->why);

@@ -17,6 +17,7 @@ struct pods;
 struct cni_server;
 struct workers;
 struct resolver;
+struct netcheck;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -77,6 +78,7 @@ struct supervisor {
 	struct pods *pods;	   /* owned; pods_free at exit */
 	struct cni_server *srv;	   /* owned; cni_server_close at exit */
 	struct resolver *resolver; /* owned; names for workers (resolver.h) */
+	struct netcheck *netcheck; /* owned; DERP latencies for workers (netcheck.h) */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

@@ -569,6 +569,8 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->netop_arg = cfg->netop_arg;
 	ws->resolve = cfg->resolve;
 	ws->resolve_arg = cfg->resolve_arg;
+	ws->derpmap = cfg->derpmap;
+	ws->derpmap_arg = cfg->derpmap_arg;
 	ws->ca_pem = cfg->ca_pem;
 	ws->ca_pem_len = cfg->ca_pem_len;
 	ws->control_test_flags = cfg->control_test_flags;

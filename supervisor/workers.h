@@ -78,6 +78,12 @@ typedef void worker_netop_fn(struct worker *w, uint32_t id, enum worker_netop op
  * later, with workers_resolve_reply(w, id, ...), as long as w has not been
  * reported GONE. */
 typedef void worker_resolve_fn(struct worker *w, uint32_t id, const char *host, void *arg);
+/* A DerpMapReport (validated: common/validate.c): the STUN targets of the
+ * worker's DERP map, for the node-wide netcheck (netcheck.h). The callee
+ * answers, now or later, with workers_netcheck_report(w, ...), as long as w
+ * has not been reported GONE. */
+struct Tscni__DerpMapReport;
+typedef void worker_derpmap_fn(struct worker *w, const struct Tscni__DerpMapReport *m, void *arg);
 
 struct workers_config {
 	/* Absolute path of tailscale-cni-worker, as seen in host_mntns when
@@ -104,6 +110,8 @@ struct workers_config {
 	void *netop_arg;
 	worker_resolve_fn *resolve; /* NULL: requests answered "no resolver configured" */
 	void *resolve_arg;
+	worker_derpmap_fn *derpmap; /* NULL: DerpMapReports are ignored */
+	void *derpmap_arg;
 	/* PEM CA certificates for the control plane, sent in Start.ca_bundle
 	 * (at most CA_BUNDLE_MAX_LEN). Borrowed, lives as long as workers. */
 	const char *ca_pem;
@@ -284,6 +292,10 @@ int workers_test_request(struct worker *w, uint32_t id, const char *action, cons
 int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why);
 /* Answers a ResolveRequest: n addresses (sockaddr_in/in6, at most
  * PREFIX_MAX used), or n == 0 and error (a short sentence). */
+/* Sends a NetcheckReport (the caller's message, not kept). 0, -ENOTCONN
+ * when w has no process or is not past its Hello, or workers__send's error. */
+struct Tscni__NetcheckReport;
+int workers_netcheck_report(struct worker *w, const struct Tscni__NetcheckReport *r);
 int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_storage *addrs,
 			  size_t n, const char *error);
 

@@ -151,6 +151,8 @@ struct workers {
 	void *netop_arg;
 	worker_resolve_fn *resolve;
 	void *resolve_arg;
+	worker_derpmap_fn *derpmap;
+	void *derpmap_arg;
 	const char *ca_pem; /* borrowed (workers_config) */
 	size_t ca_pem_len;
 	const char *auth_key; /* borrowed (workers_set_auth_key), sent with logouts */

@@ -590,6 +590,8 @@ static void adopted(struct worker_ctx *ctx, const Tscni__Hello *h)
 		on_self_addresses(ctx, ctx->addrs_owed, ctx->n_addrs_owed);
 	}
 	worker_maybe_ready(ctx);
+	/* The new supervisor's netcheck does not know our map yet. */
+	derp_link_report_map(ctx->derp);
 }
 
 static void on_ctl(uv_poll_t *h, int status, int events)
@@ -652,6 +654,9 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 			break;
 		case TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY:
 			resolve_reply(ctx, m->resolve_reply);
+			break;
+		case TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT:
+			derp_link_netcheck(ctx->derp, m->netcheck_report);
 			break;
 		default:
 			log_debug("pod %s: message %d ignored", ctx->pod_uid, (int)m->body_case);

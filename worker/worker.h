@@ -198,6 +198,14 @@ struct netmap;
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
 /* A new netmap: its DERP map; the home region chosen at the first. */
 void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+/* Sends the supervisor the STUN targets of the current DERP map (a
+ * DerpMapReport, for its netcheck): on every new map and to a supervisor
+ * that adopted us. NULL-safe. */
+void derp_link_report_map(struct derp_link *dl);
+/* The supervisor's netcheck measured our map: latencies to control, the home
+ * region reconsidered (magicsock/home.h). A report for another map than the
+ * one we last reported is ignored. NULL-safe. */
+void derp_link_netcheck(struct derp_link *dl, const Tscni__NetcheckReport *r);
 enum derp_home_state {
 	DERP_HOME_NONE,	      /* no DERP map yet, or no region may be home */
 	DERP_HOME_CONNECTING, /* a home region, not connected (yet) */

@@ -38,3 +38,8 @@ tscni_test(NAME endpoints LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/endpoint
 # DERP restart and a home region failover. Heavy (50 MB streams): alone.
 tscni_test(NAME twonode LABEL e2e TIMEOUT 420 COMMAND bash ${E2E_DIR}/twonode.sh)
 set_tests_properties(e2e.twonode PROPERTIES RUN_SERIAL TRUE)
+
+# e2e netcheck (tests/e2e/netcheck.sh): the supervisor's node-wide netcheck;
+# one region's STUN dropped, three pods make the other one home; one probe
+# set per node, not per pod.
+tscni_test(NAME netcheck LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/netcheck.sh)

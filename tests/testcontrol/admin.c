@@ -40,6 +40,11 @@ static json_t *node_info(struct tc_server *s, const struct tc_node *n)
 			      n->ephemeral, "authorized", n->authorized, "logged_out",
 			      n->logged_out, "home_derp", n->home_derp, "cap", n->cap);
 
+	json_t *lat = json_object_get(json_object_get(n->hostinfo, "NetInfo"), "DERPLatency");
+
+	/* As the node last sent it: the netcheck's latencies ("900-v4": s). */
+	if (json_is_object(lat))
+		json_object_set(o, "derp_latency", lat);
 	if (n->has_disco)
 		json_object_set_new(
 			o, "disco_key",

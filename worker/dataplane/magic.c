@@ -515,9 +515,13 @@ static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len,
 		    const struct disco_addr *src)
 {
 	struct sockaddr_storage ss;
+	struct stun_addr seen;
 	struct disco_addr addr;
 	const char *why = "STUN response for no request in flight";
-	int ret = stun_check_response(p, len, dp->stun_txid, &addr, &why);
+	int ret = stun_check_response(p, len, dp->stun_txid, &seen, &why);
+
+	memcpy(addr.ip, seen.ip, sizeof(addr.ip));
+	addr.port = seen.port;
 
 	if (ret == -ESRCH || (ret == 0 && !dp->stun_waiting)) {
 		bad_peer(dp, DATAPLANE_DROP_STUN, src, why);

@@ -997,6 +997,64 @@ static void test_worker_custody_refused(void **state)
 	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
 }
 
+/* The netcheck's messages: a STUN target is a unicast address and a port;
+ * a NetcheckReport has increasing region ids, bounded latencies and global
+ * addresses of exact lengths. */
+static void test_netcheck(void **state)
+{
+	static const uint8_t lo[4] = {127, 0, 0, 1}, zero[16], bcast[4] = {255, 255, 255, 255};
+	static const uint8_t mc6[16] = {0xff, 0x02, [15] = 1}, uni6[16] = {0x20, 0x01, [15] = 1};
+	Tscni__SupervisorMsg s = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__NetcheckReport r = TSCNI__NETCHECK_REPORT__INIT;
+	Tscni__RegionLatency lat[NETCHECK_REGIONS_MAX + 1], *lp[NETCHECK_REGIONS_MAX + 1];
+	uint8_t four[4] = {198, 51, 100, 7};
+	const char *why = NULL;
+
+	(void)state;
+	assert_true(valid_stun_target(lo, 4, 3478));
+	assert_true(valid_stun_target(uni6, 16, 65535));
+	assert_false(valid_stun_target(lo, 4, 0));
+	assert_false(valid_stun_target(lo, 4, 65536));
+	assert_false(valid_stun_target(lo, 3, 3478));
+	assert_false(valid_stun_target(zero, 4, 3478));
+	assert_false(valid_stun_target(zero, 16, 3478));
+	assert_false(valid_stun_target(bcast, 4, 3478));
+	assert_false(valid_stun_target(mc6, 16, 3478));
+	assert_false(valid_stun_target(NULL, 4, 3478));
+
+	for (size_t i = 0; i <= NETCHECK_REGIONS_MAX; i++) {
+		tscni__region_latency__init(&lat[i]);
+		lat[i].region_id = 900 + (uint32_t)i;
+		lat[i].latency_ms = (uint32_t)i;
+		lp[i] = &lat[i];
+	}
+	r.regions = lp;
+	r.n_regions = NETCHECK_REGIONS_MAX;
+	r.preferred_region = 901;
+	r.global_v4 = (ProtobufCBinaryData){.len = 4, .data = four};
+	s.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT;
+	s.netcheck_report = &r;
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	r.n_regions = NETCHECK_REGIONS_MAX + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.n_regions = 2;
+	lat[1].region_id = 900;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	lat[1].region_id = 901;
+	lat[1].latency_ms = NETCHECK_LATENCY_MAX_MS + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	lat[1].latency_ms = 1;
+	r.global_v4.len = 3;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.global_v4.len = 4;
+	r.preferred_region = 65536;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.preferred_region = 0;
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	s.netcheck_report = NULL;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+}
+
 static void test_del_tombstone_optional_fields(void **state)
 {
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
@@ -1043,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(test_status_zygote_pid),
 		cmocka_unit_test(test_worker_custody_refused),
 		cmocka_unit_test(test_peer_status),
+		cmocka_unit_test(test_netcheck),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
