@@ -291,6 +291,71 @@ quirk_del_leaves_foreign()
 	survives "at the end" "$NSA" ts0 "$ia"
 }
 
+quirk_plugin_errors()
+{
+	sup_start || return
+	local conf
+	new_pod
+	conf=$(mkconf 1.0.0)
+	# A FIFO in place of the netns: an open without O_NONBLOCK would wait
+	# for a writer until the budget ran out.
+	mkfifo "$T/fifo"
+	CID=c-fifo
+	cni "$conf" CNI_COMMAND=ADD "CNI_NETNS=$T/fifo"
+	expect_err 3 "ADD with a FIFO as CNI_NETNS"
+	check "FIFO refused in $WALL ms (< 2000)" test "$WALL" -lt $((2000 * TIME_SCALE))
+
+	# Code 100 names the interface that exists, whatever it is called.
+	ip -n "$NS" tuntap add dev net1 mode tun || fail "foreign net1 in $NS"
+	CID=c-net1
+	cni "$(mkconf 1.0.0 '.interfaceName = "net1"')" CNI_COMMAND=ADD
+	expect_err 100 "ADD with interfaceName net1 while net1 exists"
+	check "the error names net1, not ts0" \
+		jqe '(.msg + .details | test("ts0") | not) and (.details | test("net1 exists"))' <<<"$OUT"
+
+	# A socket that is not root's is not the supervisor's.
+	chown 65534 "$SOCK"
+	CID=c-owner
+	cni "$conf" CNI_COMMAND=ADD
+	chown 0 "$SOCK"
+	expect_err 11 "ADD with the socket owned by uid 65534"
+	check "the error says the socket is not owned by root" \
+		jqe '.details | test("not owned by root")' <<<"$OUT"
+	check "nothing was sent: no ts0" bash -c "! ip -n $NS link show ts0 >/dev/null 2>&1"
+	records_without "e2enet c-owner eth0" "socket owned by uid 65534"
+
+	# Without K8S_POD_UID the identity is named after the container ID,
+	# which then must fit a file name: code 4 naming CNI_CONTAINERID.
+	CID=$(printf 'c%.0s' {1..300})
+	cni "$conf" CNI_COMMAND=ADD
+	expect_err 4 "ADD with a 300-byte container ID and no K8S_POD_UID"
+	check "the error names CNI_CONTAINERID" jqe '.msg | test("CNI_CONTAINERID")' <<<"$OUT"
+	cni "$(mkconf 1.0.0 'del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "DEL with the 300-byte container ID" 1
+
+	# A full state directory is transient (11), not an internal error.
+	sup_stop
+	mkdir -p "$T/small"
+	mount -t tmpfs -o size=1m tmpfs "$T/small" || {
+		fail "mount a small tmpfs"
+		return
+	}
+	CLEAN_CMDS+=("umount -l $T/small")
+	STATE=$T/small/state
+	mkdir -m 0700 "$STATE"
+	sup_start || return
+	dd if=/dev/zero of="$T/small/fill" bs=4k >/dev/null 2>&1
+	CID=c-full
+	conf=$(mkconf 1.0.0)
+	cni "$conf" CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_UID=uid-full-$$"
+	expect_err 11 "ADD with the state directory full"
+	check "the error says so, without a repeated word" \
+		jqe '(.details | test("No space left")) and (.details | test("pod pod") | not)' <<<"$OUT"
+	rm -f "$T/small/fill"
+	sup_stop
+	umount -l "$T/small"
+}
+
 if ! declare -F "quirk_$Q" >/dev/null; then
 	echo "quirks.sh: no quirk $Q" >&2
 	exit 1
