@@ -214,8 +214,8 @@ static bool startup_clear_ts0(struct attachment *a, int nsfd)
 		log_warn("%s: %s (ifindex %d) is held by a process that was not adopted: "
 			 "deleting it and starting a new worker",
 			 a->tag, a->interface_name, ret);
-		ret = netops_link_delete(nsfd, a->interface_name);
-		if (ret < 0 && ret != -ENODEV) {
+		ret = netops_link_delete(nsfd, a->interface_name, ret);
+		if (ret < 0) {
 			log_err_r(ret, "%s: delete %s", a->tag, a->interface_name);
 			return false;
 		}
@@ -245,7 +245,7 @@ static void startup_rebuild(struct pods *p, struct attachment *a, const struct p
 		return; /* gone: the reconciler releases it */
 	if (!startup_clear_ts0(a, nsfd))
 		goto out;
-	ret = netops_tun_create(nsfd, a->interface_name, NETOPS_MTU, &tun_fd, &ifindex, &why);
+	ret = pods__tun_create(a, nsfd, &tun_fd, &ifindex, &why);
 	if (ret < 0) {
 		log_err_r(ret, "%s: rebuild %s: %s", a->tag, a->interface_name,
 			  why ? why : "create the TUN device");
