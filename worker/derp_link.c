@@ -204,8 +204,7 @@ static struct derp_link_conn *conn_get(struct derp_link *dl, uint16_t region)
 
 static bool may_be_home(const struct netmap_derp_region *r)
 {
-	return !r->avoid && !r->no_measure_no_home && region_node(r) && r->region_id > 0 &&
-	       r->region_id <= UINT16_MAX;
+	return netmap_derp_region_may_be_home(r);
 }
 
 /* The first region after `after` (wrapping) that may be home. */
