@@ -380,6 +380,11 @@ int pods_startup(struct pods *p)
 			if (!a->worker && (pass == 1 || a->wi.pid > 0))
 				startup_worker(p, a, pass == 0);
 		}
+		/* Every live worker is adopted or stopped before a new one
+		 * takes a uid (a damaged record must not leave two pods'
+		 * workers on one uid). */
+		if (pass == 0 && p->sup->workers)
+			workers_sweep_orphans(p->sup->workers);
 	}
 	ret = 0;
 out:

@@ -256,6 +256,15 @@ int workers_spawn(struct workers *ws, const struct worker_spec *spec, worker_eve
  * spec->tun_fd and spec->extra_fds are ignored (custody comes from the
  * worker). On success *out is set and cb runs as for workers_spawn (no
  * WORKER_EV_READY: it is running already). Each refusal is logged. */
+/* After the adoptions, before any spawn: every rendezvous socket under
+ * <run_dir>/workers that belongs to no worker of ws (its record is damaged,
+ * missing, or refused) is an orphan. One nobody listens on is removed; a
+ * process listening on one, when its uid is one of our worker uids, is
+ * killed (each logged) and waited for up to WORKERS_ADOPT_TIMEOUT_MS, so
+ * that no live worker goes unseen and its uid is free again. Returns how
+ * many processes were killed. */
+unsigned int workers_sweep_orphans(struct workers *ws);
+
 int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 		  const struct worker_identity *id, worker_event_fn *cb, void *arg,
 		  struct worker **out);

@@ -5,6 +5,7 @@
  */
 #include "workers.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -284,4 +285,89 @@ fail:
 	if (pidfd >= 0)
 		close(pidfd);
 	return ret;
+}
+
+/* Is path the rendezvous socket of one of ws's workers? */
+static bool rdv_known(const struct workers *ws, const char *path)
+{
+	struct sockaddr_un sun;
+
+	for (const struct worker *w = ws->head; w; w = w->next) {
+		if (workers__rdv_path(ws, w->pod_uid, &sun) == 0 && strcmp(sun.sun_path, path) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The orphan listening on path: killed when it is one of our workers. */
+static bool sweep_one(struct workers *ws, const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	bool via_pidfd, killed = false;
+	struct pollfd pfd;
+	pid_t pid = 0;
+	int fd, pidfd;
+
+	strscpy(sun.sun_path, path, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		if (errno == ECONNREFUSED || errno == ENOENT) {
+			log_info("workers: %s: nobody listens: removed", path);
+			unlink(path);
+		}
+		close(fd);
+		return false;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    cred.uid < ws->uid_base || cred.uid - ws->uid_base >= ws->uid_count) {
+		log_warn("workers: %s: the listener is not one of our workers: left alone", path);
+		close(fd);
+		return false;
+	}
+	pidfd = peer_pidfd(fd, &pid, &via_pidfd);
+	if (pidfd >= 0 && workers__pidfd_kill(pidfd) == 0) {
+		log_warn("workers: orphan worker %d (uid %u) at %s: no record names it (damaged, "
+			 "missing or refused): killed",
+			 (int)pid, (unsigned int)cred.uid, path);
+		pfd = (struct pollfd){.fd = pidfd, .events = POLLIN};
+		if (poll(&pfd, 1, WORKERS_ADOPT_TIMEOUT_MS) != 1)
+			log_err("workers: orphan worker %d did not die within %u ms", (int)pid,
+				WORKERS_ADOPT_TIMEOUT_MS);
+		killed = true;
+		unlink(path);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	close(fd);
+	return killed;
+}
+
+unsigned int workers_sweep_orphans(struct workers *ws)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)], path[sizeof(dir)];
+	unsigned int killed = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (!ws->run_dir)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/workers", ws->run_dir);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".sock") ||
+		    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
+		    rdv_known(ws, path))
+			continue;
+		killed += sweep_one(ws, path);
+	}
+	closedir(d);
+	return killed;
 }

@@ -2,7 +2,10 @@
 # drill: damaged records in the state directory. With the supervisor stopped,
 # one attachment record is truncated and another overwritten with garbage.
 # At start both are moved aside (into damaged/), each named in the log, and
-# the healthy pod is still served (its record kept, CHECK ok), as is a new ADD.
+# the healthy pod is still served (its record kept, CHECK ok, its worker
+# adopted), as is a new ADD; the workers of the damaged records' pods, named
+# by no record, are killed and logged, not left running unseen, and the new
+# pod's worker shares a uid with no live worker.
 #
 #   $STATE/pods/uid-good/attachments/*.pb    intact
 #   $STATE/pods/uid-trunc/attachments/*.pb   truncated to half
@@ -21,6 +24,14 @@ for p in good trunc junk; do
 	expect_ok "ADD $p" || tscni_finish
 	RES[$p]=$OUT
 done
+# Each pod's worker, before the records are damaged: it outlives the
+# supervisor, and after the restart no record names it.
+declare -A WPID WUID
+for p in good trunc junk; do
+	WPID[$p]=$(sup_status_json | jq -r --arg c "$p" '[.pods[] | select(.container_id == $c)][0].worker_pid')
+	WUID[$p]=$(awk '/^Uid:/ {print $2}' "/proc/${WPID[$p]}/status" 2>/dev/null)
+done
+echo "# workers: good ${WPID[good]} (uid ${WUID[good]}), trunc ${WPID[trunc]} (uid ${WUID[trunc]}), junk ${WPID[junk]} (uid ${WUID[junk]})"
 sup_stop
 echo "# record files: $(state_records | tr '\n' ' ')"
 TRUNC=$(state_records | grep uid-trunc | head -n 1)
@@ -46,8 +57,8 @@ for f in "$TRUNC" "$JUNK"; do
 		fail "no log line names $b"
 	fi
 done
-damaged=$(find "$STATE" -path '*damaged*' -type f | wc -l)
-check "two files under a damaged/ directory ($damaged; $(find "$STATE" -path '*damaged*' -type f | tr '\n' ' '))" \
+damaged=$(find "$STATE/damaged" -type f | wc -l)
+check "two files under $STATE/damaged ($damaged; $(find "$STATE/damaged" -type f | tr "\n" " "))" \
 	test "$damaged" -ge 2
 check "the good pod's record is kept" sup_has_record e2enet good eth0
 NETNS=$(ns_path "${NSN[good]}") CID=good cni "$(conf_with_prev "${CONF[good]}" "${RES[good]}")" \
@@ -57,6 +68,25 @@ ns_new fresh
 NETNS=$(ns_path "$NS_NAME") CID=fresh cni "$(NETNS=$(ns_path "$NS_NAME") mkconf 1.0.0)" CNI_COMMAND=ADD
 expect_ok "a new ADD is served"
 check "the supervisor is still running" kill -0 "$SUP_PID"
+# No live worker goes unseen: those whose records were damaged were killed
+# (and said so), the good one adopted, and the new pod's worker does not
+# share a uid with a live process of another pod.
+for p in trunc junk; do
+	check "the $p pod's worker (${WPID[$p]}), named by no record, is gone" \
+		bash -c "! kill -0 ${WPID[$p]} 2>/dev/null"
+	check "the log says the orphan worker ${WPID[$p]} was killed" \
+		grep -qE "orphan worker ${WPID[$p]} \\(uid [0-9]+\\) .*killed" "$T/sup.log"
+done
+check "the good pod's worker was adopted (${WPID[good]})" \
+	test "$(sup_status_json | jq -r '[.pods[] | select(.container_id == "good")][0].worker_pid')" == "${WPID[good]}"
+fpid=$(sup_status_json | jq -r '[.pods[] | select(.container_id == "fresh")][0].worker_pid')
+fuid=$(awk '/^Uid:/ {print $2}' "/proc/$fpid/status" 2>/dev/null)
+shared=""
+for p in good trunc junk; do
+	kill -0 "${WPID[$p]}" 2>/dev/null && [[ ${WUID[$p]} == "$fuid" ]] && shared+="$p "
+done
+check "the new pod's worker $fpid (uid $fuid) shares its uid with no live worker (${shared:-none})" \
+	test -z "$shared" -a -n "$fuid"
 for p in trunc junk; do
 	NETNS=$(ns_path "${NSN[$p]}") CID=$p cni "$(mkconf 1.0.0 'del(.prevResult)')" CNI_COMMAND=DEL
 	expect_ok "DEL of the pod whose record was damaged" 1
