@@ -58,21 +58,8 @@ pod_add 0 || tscni_finish
 P=${POD_NS[0]}
 echo "# pod 0: ${POD4[0]} ${POD6[0]}; our node $NODE_ADDR behind $ROUTER_ADDR"
 
-n1_4="" n1_6=""
-for ((k = 0; k < 100; k++)); do
-	ips=$(genuine_ts 1 ip 2>/dev/null | tr '\n' ' ')
-	n1_4=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^100\.')
-	n1_6=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^fd7a:')
-	[[ -n $n1_4 && -n $n1_6 ]] && break
-	sleep 0.1
-done
-for ((k = 0; k < 100; k++)); do
-	[[ $(pod_stat "${POD_UID[0]}" peers) == 1 ]] &&
-		genuine_ts 1 status --json 2>/dev/null |
-		jq -e --arg a "${POD4[0]}" '[.Peer[]? | select(.TailscaleIPs | index($a))] | length == 1' \
-			>/dev/null && break
-	sleep 0.1
-done
+genuine_n1_addrs
+genuine_know_each_other
 
 check "STUN: the worker learns it is seen at the router's address" \
 	grep -qE "STUN: our UDP socket is seen at ${ROUTER_ADDR//./\\.}:[0-9]+" "$T/sup.log"

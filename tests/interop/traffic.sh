@@ -38,26 +38,13 @@ N1=${GP}n1
 echo "# pod 0: ${POD4[0]} ${POD6[0]}; our node netns $NODE_NS at $NODE_ADDR"
 
 # The genuine node's tailnet addresses, once control told it its own.
-n1_4="" n1_6=""
-for ((k = 0; k < 100; k++)); do
-	ips=$(genuine_ts 1 ip 2>/dev/null | tr '\n' ' ')
-	n1_4=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^100\.')
-	n1_6=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^fd7a:')
-	[[ -n $n1_4 && -n $n1_6 ]] && break
-	sleep 0.1
-done
+genuine_n1_addrs
 echo "# n1: $n1_4 $n1_6"
 check "the genuine node has its tailnet addresses" test -n "$n1_4" -a -n "$n1_6"
 
 # Both sides must know each other before the first packet: our data plane
 # has its peer, the genuine node lists the pod.
-for ((k = 0; k < 100; k++)); do
-	[[ $(pod_stat "${POD_UID[0]}" peers) == 1 ]] &&
-		genuine_ts 1 status --json 2>/dev/null |
-		jq -e --arg a "${POD4[0]}" '[.Peer[]? | select(.TailscaleIPs | index($a))] | length == 1' \
-			>/dev/null && break
-	sleep 0.1
-done
+genuine_know_each_other
 
 check "ICMP v4: genuine node -> pod (${POD4[0]})" ns_ping_until "$N1" "${POD4[0]}"
 check "ICMP v6: genuine node -> pod (${POD6[0]})" ns_ping_until "$N1" "${POD6[0]}"

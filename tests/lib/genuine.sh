@@ -143,3 +143,35 @@ genuine_one_pod()
 	genuine_up 1 && genuine_control && genuine_node 1 && genuine_authkey &&
 		genuine_node_ns && sup_start_genuine && pod_add 0
 }
+
+# genuine_n1_addrs: n1_4 and n1_6, the genuine node n1's tailnet addresses,
+# once control told it its own (up to 10 s; empty when it did not).
+genuine_n1_addrs()
+{
+	local k ips
+
+	n1_4="" n1_6=""
+	for ((k = 0; k < 100; k++)); do
+		ips=$(genuine_ts 1 ip 2>/dev/null | tr '\n' ' ')
+		n1_4=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^100\.')
+		n1_6=$(tr ' ' '\n' <<<"$ips" | grep -m1 '^fd7a:')
+		[[ -n $n1_4 && -n $n1_6 ]] && return 0
+		sleep 0.1
+	done
+}
+
+# genuine_know_each_other: until pod 0's data plane has its one peer and n1
+# lists pod 0 (up to 10 s): both must know the other before the first packet.
+genuine_know_each_other()
+{
+	local k
+
+	for ((k = 0; k < 100; k++)); do
+		[[ $(pod_stat "${POD_UID[0]}" peers) == 1 ]] &&
+			genuine_ts 1 status --json 2>/dev/null |
+			jq -e --arg a "${POD4[0]}" \
+				'[.Peer[]? | select(.TailscaleIPs | index($a))] | length == 1' \
+				>/dev/null && return 0
+		sleep 0.1
+	done
+}
