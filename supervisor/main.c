@@ -1,7 +1,7 @@
 /* tailscale-cni-supervisor: one per node (docs/design.md §2).
  *
  *   tailscale-cni-supervisor [run] [--state-dir DIR] [--socket PATH]
- *       [--node-name NAME] [--reconcile-interval SECONDS]
+ *       [--node-name NAME] [--reconcile-interval SECONDS] [--identity-grace SECONDS]
  *       [--log-level err|warn|info|debug] [--worker PATH] [--run-dir DIR]
  *       [--cgroup-parent NAME] [--uid-base UID] [--sandbox seccomp|none]
  *       [--host-mntns PATH]
@@ -164,6 +164,22 @@ static int opt_reconcile(struct args *a, const char *val)
 		return -EINVAL;
 	}
 	a->cfg.reconcile_interval_s = (unsigned int)v;
+	return 0;
+}
+
+static int opt_identity_grace(struct args *a, const char *val)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(val, &end, 10);
+	if (errno || end == val || *end || v > SUPERVISOR_IDENTITY_GRACE_MAX_S) {
+		fprintf(stderr, "--identity-grace: '%s' is not a number of seconds from 0 to %d\n",
+			val, SUPERVISOR_IDENTITY_GRACE_MAX_S);
+		return -EINVAL;
+	}
+	a->cfg.identity_grace_s = (unsigned int)v;
 	return 0;
 }
 
@@ -347,6 +363,11 @@ static const struct opt {
 	 .set = opt_reconcile,
 	 .help = "netns check period, 1..# (default #)",
 	 .nums = {SUPERVISOR_RECONCILE_MAX_S, SUPERVISOR_RECONCILE_S}},
+	{.name = "identity-grace",
+	 .metavar = "SECONDS",
+	 .set = opt_identity_grace,
+	 .help = "how long the identity (keys, node) of a pod\nwith no attachment is kept, 0..# (default #)",
+	 .nums = {SUPERVISOR_IDENTITY_GRACE_MAX_S, SUPERVISOR_IDENTITY_GRACE_S}},
 	{.name = "log-level",
 	 .metavar = "LEVEL",
 	 .set = opt_log_level,
@@ -566,6 +587,7 @@ static int parse_args(int argc, char **argv, struct supervisor_config *cfg)
 		.state_dir = SUPERVISOR_STATE_DIR,
 		.socket_path = SUPERVISOR_SOCKET,
 		.reconcile_interval_s = SUPERVISOR_RECONCILE_S,
+		.identity_grace_s = SUPERVISOR_IDENTITY_GRACE_S,
 		.log_level = LOG_INFO,
 		.sandbox = "seccomp",
 	};

@@ -31,8 +31,9 @@
  * kept after its last attachment is deleted, because a sandbox recreated for
  * the same pod must keep its keys and addresses (docs/design.md §3). Whether
  * a pod is gone for good is not decidable from CNI calls alone (it needs the
- * Kubernetes API or a retention policy), so the supervisor never removes
- * identities; state_pod_remove exists for the code that will.
+ * Kubernetes API), so a retention policy decides: pods__identities_gc
+ * (pods_reconcile.c) wipes and removes the identity of a pod that has had
+ * no attachment for --identity-grace (default 10 min).
  *
  * The control plane (--control-url). A worker registers the pod's node and
  * asks for its addresses and routes on ts0 (pods_on_netop: done on the
@@ -310,8 +311,36 @@ struct attachment *pods__table_find_id(struct pods *p, uint64_t id)
 	return NULL;
 }
 
+static void gone_forget(struct pods *p, const char *pod_uid)
+{
+	for (size_t i = 0; i < p->ngone; i++) {
+		if (strcmp(p->gone[i].pod_uid, pod_uid) == 0) {
+			free(p->gone[i].pod_uid);
+			p->gone[i] = p->gone[--p->ngone];
+			return;
+		}
+	}
+}
+
+void pods__gone_note(struct pods *p, const char *pod_uid)
+{
+	for (size_t i = 0; i < p->ngone; i++) {
+		if (strcmp(p->gone[i].pod_uid, pod_uid) == 0)
+			return;
+	}
+	if (p->ngone == p->gone_cap) {
+		p->gone_cap = p->gone_cap ? 2 * p->gone_cap : 16;
+		p->gone = xrealloc(p->gone, p->gone_cap * sizeof(*p->gone));
+	}
+	p->gone[p->ngone++] = (struct pod_gone){
+		.pod_uid = xstrdup(pod_uid),
+		.since_ms = uv_now(&p->sup->loop),
+	};
+}
+
 void pods__table_insert(struct pods *p, struct attachment *a)
 {
+	gone_forget(p, a->pod_uid);
 	if (!a->id)
 		a->id = ++p->next_id;
 	a->pods = p;
@@ -320,7 +349,8 @@ void pods__table_insert(struct pods *p, struct attachment *a)
 	p->natts++;
 }
 
-/* Unlinks a from the table; the caller frees it. */
+/* Unlinks a from the table; the caller frees it. The pod's last one
+ * starts the grace of its identity. */
 void pods__table_remove(struct pods *p, struct attachment *a)
 {
 	for (struct attachment **pp = &p->atts; *pp; pp = &(*pp)->next) {
@@ -328,9 +358,14 @@ void pods__table_remove(struct pods *p, struct attachment *a)
 			*pp = a->next;
 			a->next = NULL;
 			p->natts--;
-			return;
+			break;
 		}
 	}
+	for (struct attachment *o = p->atts; o; o = o->next) {
+		if (strcmp(o->pod_uid, a->pod_uid) == 0)
+			return;
+	}
+	pods__gone_note(p, a->pod_uid);
 }
 
 /* Opens the attachment's netns by path and checks it is still the one it
@@ -496,6 +531,9 @@ void pods_free(struct pods *p)
 		next = a->next;
 		pods__attachment_free(a);
 	}
+	for (size_t i = 0; i < p->ngone; i++)
+		free(p->gone[i].pod_uid);
+	free(p->gone);
 	uv_mutex_destroy(&p->identity_lock);
 	free(p);
 }

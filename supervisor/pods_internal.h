@@ -199,6 +199,15 @@ struct pods {
 	 * identity; this makes the check-then-create atomic. */
 	uv_mutex_t identity_lock;
 	struct netop_job *netops; /* in flight */
+	/* Pods with an identity and no attachment, since when (uv_now):
+	 * their identities go after --identity-grace (pods_reconcile.c). */
+	struct pod_gone *gone;
+	size_t ngone, gone_cap;
+};
+
+struct pod_gone {
+	char *pod_uid;
+	uint64_t since_ms;
 };
 
 /* Storage for a repeated IpPrefix field built from struct ip_prefix. */
@@ -225,6 +234,11 @@ int pods__attachment_unrecord(struct pods *p, const struct attachment *a);
 struct attachment *pods__table_find(struct pods *p, const char *keyname);
 struct attachment *pods__table_find_id(struct pods *p, uint64_t id);
 void pods__table_insert(struct pods *p, struct attachment *a);
+/* The pod has an identity and (now) no attachment: its grace starts. */
+void pods__gone_note(struct pods *p, const char *pod_uid);
+/* pods_reconcile.c: identities of pods gone longer than the grace are
+ * wiped and removed (with the pod's directory). */
+void pods__identities_gc(struct pods *p);
 void pods__table_remove(struct pods *p, struct attachment *a);
 /* Opens the attachment's netns by path and checks it is still the one it
  * was created in. 1: *nsfd open (the caller closes it); 0: gone (missing,

@@ -5,8 +5,10 @@
 #include "pods.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -117,12 +119,64 @@ static void tomb_scan_after(uv_work_t *w, int status)
 	free(s);
 }
 
+static bool pod_attached(const struct pods *p, const char *pod_uid)
+{
+	for (const struct attachment *a = p->atts; a; a = a->next) {
+		if (strcmp(a->pod_uid, pod_uid) == 0)
+			return true;
+	}
+	for (const struct attachment *a = p->dying; a; a = a->next) {
+		if (strcmp(a->pod_uid, pod_uid) == 0)
+			return true;
+	}
+	return false;
+}
+
+void pods__identities_gc(struct pods *p)
+{
+	uint64_t now = uv_now(&p->sup->loop), grace = (uint64_t)p->sup->cfg.identity_grace_s * 1000;
+
+	/* An operation in flight may be creating or reading an identity
+	 * (ADD, under identity_lock in the threadpool): the next tick. */
+	if (p->ops)
+		return;
+	for (size_t i = 0; i < p->ngone;) {
+		struct pod_gone *g = &p->gone[i];
+		int ret;
+
+		if (pod_attached(p, g->pod_uid)) {
+			free(g->pod_uid);
+			*g = p->gone[--p->ngone];
+			continue;
+		}
+		if (now - g->since_ms < grace) {
+			i++;
+			continue;
+		}
+		ret = state_pod_remove(p->st, g->pod_uid);
+		if (ret == -ENOTEMPTY) {
+			i++; /* an attachment record on disk: not gone */
+			continue;
+		}
+		if (ret < 0) {
+			log_warn_r(ret, "pod %s: remove its identity", g->pod_uid);
+			i++;
+			continue;
+		}
+		log_info("pod %s: gone for %u s or more: its identity (keys, node) wiped and removed",
+			 g->pod_uid, p->sup->cfg.identity_grace_s);
+		free(g->pod_uid);
+		*g = p->gone[--p->ngone];
+	}
+}
+
 static void reconcile_cb(uv_timer_t *t)
 {
 	struct pods *p = t->data;
 
 	if (p->stopping)
 		return;
+	pods__identities_gc(p);
 	for (struct attachment *a = p->atts; a; a = a->next) {
 		if (pods__key_active(p, a->keyname))
 			continue; /* whatever runs there will settle it */

@@ -38,6 +38,8 @@ static void load_identity(void *arg, const Tscni__Identity *id)
 	struct load_ctx *ctx = arg;
 
 	ctx->identities++;
+	/* Its grace starts now, unless an attachment takes it back below. */
+	pods__gone_note(ctx->p, id->pod_uid);
 }
 
 static void load_attachment(void *arg, const Tscni__Attachment *m)

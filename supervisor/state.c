@@ -804,6 +804,31 @@ static void remove_temps(int dirfd)
 	free_names(names, n);
 }
 
+/* Overwrites a regular file's bytes with zeros (its private keys must not
+ * stay readable in freed blocks longer than needed), best effort. */
+static void wipe_file(int dirfd, const char *name)
+{
+	static const uint8_t zero[512];
+	int fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		for (off_t off = 0; off < sb.st_size;) {
+			size_t n = (size_t)(sb.st_size - off) < sizeof(zero) ? (size_t)(sb.st_size - off)
+									      : sizeof(zero);
+			ssize_t w = pwrite(fd, zero, n, off);
+
+			if (w <= 0)
+				break;
+			off += w;
+		}
+		(void)fsync(fd);
+	}
+	close(fd);
+}
+
 int state_pod_remove(struct state *st, const char *pod_uid)
 {
 	int pod_fd, att_fd = -1, ret;
@@ -830,6 +855,7 @@ int state_pod_remove(struct state *st, const char *pod_uid)
 	}
 	/* Only our own files: anything else makes the rmdir below fail. */
 	remove_temps(pod_fd);
+	wipe_file(pod_fd, identity_name);
 	if ((unlinkat(pod_fd, identity_name, 0) < 0 && errno != ENOENT) ||
 	    (unlinkat(pod_fd, worker_sock_name, 0) < 0 && errno != ENOENT)) {
 		ret = -errno;

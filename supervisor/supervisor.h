@@ -22,6 +22,10 @@ struct netcheck;
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
 	SUPERVISOR_RECONCILE_MAX_S = 3600,
+	/* A pod gone this long loses its identity (keys, node): a sandbox
+	 * re-created for the same pod UID within it keeps its node. */
+	SUPERVISOR_IDENTITY_GRACE_S = 600,
+	SUPERVISOR_IDENTITY_GRACE_MAX_S = 30 * 24 * 3600,
 };
 
 #define SUPERVISOR_STATE_DIR	    "/var/lib/tailscale-cni"
@@ -34,6 +38,7 @@ struct supervisor_config {
 	const char *socket_path; /* points into argv or a literal */
 	char node_name[256];	 /* empty: state_origin_detect fills it */
 	unsigned int reconcile_interval_s;
+	unsigned int identity_grace_s; /* --identity-grace */
 	enum log_level log_level;
 	/* Workers (workers.h). */
 	char worker_path[4096];	   /* --worker, else found next to this binary */
