@@ -16,7 +16,9 @@
 
 #include "hostname.h"
 #include "ip.h"
+#include "cni_server.h"
 #include "keys.h"
+#include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
 #include "netns.h"
@@ -370,6 +372,26 @@ rollback:
 	pods__attachment_free(a);
 }
 
+/* Refuses the ADD while one more pod's descriptors would leave less than
+ * the reserve free (proc_limits.h): a clear error now rather than EMFILE in the
+ * middle of a spawn, or on the CNI socket. */
+static bool add_fds_short(struct op *op)
+{
+	unsigned long open = 0, limit = 0;
+	int ret = proc_limits_pod_fits(PROC_LIMITS_FD_RESERVE + CNI_SERVER_CONN_MAX, &open, &limit);
+
+	/* Without /proc/self/fd there is nothing to count: the spawn's own
+	 * errors then say what ran short. */
+	if (ret != -EMFILE)
+		return false;
+	pods__op_fail(op, CNI_ERR_TRY_AGAIN, "the supervisor is at its open-file limit", ret,
+		      "%lu of %lu descriptors open, a pod needs %d more and %d stay in reserve "
+		      "(raise the supervisor's LimitNOFILE)",
+		      open, limit, PROC_LIMITS_POD_FDS,
+		      PROC_LIMITS_FD_RESERVE + CNI_SERVER_CONN_MAX);
+	return true;
+}
+
 static void add_work(struct op *op)
 {
 	struct op_add *add = to_add(op);
@@ -392,6 +414,8 @@ static void add_work(struct op *op)
 	}
 	if (cur && cur->netns_dev == add->netns_dev && cur->netns_ino == add->netns_ino &&
 	    cur->state == TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY && add_retry(add, cur))
+		return;
+	if (add_fds_short(op))
 		return;
 	if (cur) {
 		/* Another netns (a lost DEL), or a half-made or vanished ts0:

@@ -67,6 +67,7 @@ struct supervisor {
 	struct state *st;	   /* owned; state_close at exit */
 	struct pods *pods;	   /* owned; pods_free at exit */
 	struct cni_server *srv;	   /* owned; cni_server_close at exit */
+	int sock_lock;		   /* cni_server_claim's lock, held until exit */
 	struct resolver *resolver; /* owned; names for workers (resolver.h) */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */

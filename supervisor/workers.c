@@ -108,6 +108,7 @@ void workers__died(struct worker *w, pid_t pid, int code, int status)
 
 	w->state = WS_DEAD;
 	workers__outq_clear(w);
+	w->stats_asked_ms = 0;
 	if (code == CLD_KILLED || code == CLD_DUMPED)
 		log_warn("pod %s: worker %d killed by signal %d%s", w->pod_uid, (int)pid, status,
 			 status == SIGSYS ? " (seccomp)" : "");
@@ -228,6 +229,7 @@ struct wproc *workers__proc_attach(struct worker *w, int sock, int pidfd, pid_t 
 	uv_poll_start(&p->pid_poll, UV_READABLE, on_pidfd);
 	workers__poll_update(p);
 	w->proc = p;
+	w->stats_asked_ms = 0;
 	w->started_ms = now_ms();
 	w->tokens = (unsigned long long)WORKERS_RATE_BURST * 1000;
 	w->tokens_ms = w->started_ms;

@@ -130,6 +130,7 @@ struct worker {
 	unsigned long long tokens_ms;
 	struct outmsg outq[WORKERS_OUTQ_MAX];
 	size_t outq_head, outq_len;
+	unsigned long long stats_asked_ms; /* the StatsRequest in flight, or 0 */
 	struct worker_stats stats;
 	/* The last Stats.peer, copied (workers_get_peers). */
 	struct worker_peer *peers;

@@ -1,0 +1,205 @@
+#!/bin/bash
+# e2e: the supervisor holds up under misbehaving CNI-socket clients and keeps
+# its secrets and its socket (docs/design.md §2, "Bounds").
+#
+#   sup_bounds.sh conns | pipeline | dumpable | second | fdlimit
+#
+#   host netns
+#   ┌──────────────────────────────────────────────────────────┐
+#   │ sock_flood ──┐                                            │
+#   │ plugin_run ──┼── $T/run/cni.sock ── tailscale-cni-supervisor (A)
+#   │ supervisor B ┘   ($T/run/cni.sock.lock)   │ workers ── pod netns
+#   └──────────────────────────────────────────────────────────┘
+#
+# conns: a client that sends verbose STATUS and never reads a reply, and
+#   2000 connections that send nothing: the supervisor stays under 32 MB RSS
+#   and CNI_SERVER_CONN_MAX + 64 fds, logs the cap once, and serves an ADD.
+# pipeline: 3000 verbose STATUS written at once on one connection with two
+#   pods up: all answered, both workers keep their pid, none is ended.
+# dumpable: the supervisor is not dumpable (a root process without
+#   CAP_SYS_PTRACE cannot read its /proc/<pid>/environ, though it can read a
+#   dumpable root process's) and its core limit is 0.
+# second: a second supervisor with another state dir on the live socket
+#   refuses to start, the first stays reachable on it; once the first is
+#   killed (-9), a new one takes the stale socket over.
+# fdlimit: the open-file soft limit is raised to the hard limit; under a hard
+#   limit too low for a pod, ADD fails with a clear error and STATUS works.
+source "$(dirname "$0")/../lib/common.sh"
+
+CASE=${1:?usage: sup_bounds.sh conns|pipeline|dumpable|second|fdlimit}
+tscni_init "bounds-$CASE"
+FLOOD=$TSCNI_BUILD_DIR/tests/e2e/sock_flood
+CONN_MAX=128 # CNI_SERVER_CONN_MAX in supervisor/cni_server.h
+
+rss_kb()
+{
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+fd_count()
+{
+	ls "/proc/$1/fd" | wc -l
+}
+
+# add_pod TAG: a netns and an ADD through the real plugin; sets NS, NETNS.
+add_pod()
+{
+	ns_new "$1" || return 1
+	NS=$NS_NAME
+	NETNS=$(ns_path "$NS")
+	CID=c-$1
+	cni "$(mkconf 1.0.0)" CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_UID=uid-$$-$1;K8S_POD_NAME=$1"
+}
+
+case_conns()
+{
+	local rss0 rss fds out_idle out_noread
+	sup_start || return
+	rss0=$(rss_kb "$SUP_PID")
+	# The non-reading client writes until the supervisor stops reading
+	# it (2 s without room); its connection goes once stalled for 10 s.
+	"$FLOOD" noread "$SOCK" 100000 40 >"$T/noread.out" 2>&1 &
+	CLEAN_PIDS+=($!)
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $T/noread.out ]] && break
+		sleep 0.1
+	done
+	rss=$(rss_kb "$SUP_PID")
+	echo "# $(cat "$T/noread.out"): supervisor RSS ${rss} kB"
+	if [[ $SANITIZED -eq 0 ]]; then
+		check "supervisor RSS ${rss} kB < 32 MB with a non-reading client" \
+			test "$rss" -lt 32768
+	fi
+	for ((i = 0; i < 150; i++)); do
+		grep -q 'CNI connection stalled' "$T/sup.log" && break
+		sleep 0.1
+	done
+	check "the non-reading client's connection is closed within 15 s" \
+		grep -q 'CNI connection stalled' "$T/sup.log"
+	"$FLOOD" noread "$SOCK" 100000 40 >"$T/noread.out" 2>&1 &
+	CLEAN_PIDS+=($!)
+	"$FLOOD" idle "$SOCK" 2000 40 >"$T/idle.out" 2>&1 &
+	CLEAN_PIDS+=($!)
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $T/idle.out ]] && break
+		sleep 0.1
+	done
+	out_noread=$(cat "$T/noread.out")
+	out_idle=$(cat "$T/idle.out")
+	echo "# supervisor RSS before: ${rss0} kB; noread: $out_noread; idle: $out_idle"
+	check "the idle client opened its 2000 connections" grep -qx "opened=2000" "$T/idle.out"
+	add_pod p1
+	expect_ok "ADD while 2000 idle connections and a non-reading client are open" ||
+		echo "# stderr: ${ERR:0:300}"
+	rss=$(rss_kb "$SUP_PID")
+	fds=$(fd_count "$SUP_PID")
+	echo "# supervisor RSS ${rss} kB, ${fds} fds"
+	if [[ $SANITIZED -eq 1 ]]; then
+		pass "RSS bound not applied to a sanitizer build (${rss} kB)"
+	else
+		check "supervisor RSS ${rss} kB < 32 MB" test "$rss" -lt 32768
+	fi
+	check "supervisor fds $fds <= $CONN_MAX + 64" test "$fds" -le $((CONN_MAX + 64))
+	check "the connection cap is logged once" \
+		test "$(grep -c 'connections open, closing the idle ones' "$T/sup.log")" -eq 1
+	# The idle ones go after 30 s.
+	local gone=0
+	for ((i = 0; i < 400; i++)); do
+		if [[ $(fd_count "$SUP_PID") -le 40 ]]; then
+			gone=1
+			break
+		fi
+		sleep 0.1
+	done
+	check "idle connections are closed ($(fd_count "$SUP_PID") fds left)" test $gone -eq 1
+	check "STATUS still answered" sup_status_json
+}
+
+case_pipeline()
+{
+	sup_start || return
+	add_pod p1
+	expect_ok "ADD p1" || return
+	add_pod p2
+	expect_ok "ADD p2" || return
+	local before after out
+	before=$(sup_status_json | jq -c '[.pods[] | [.container_id, .worker_pid]] | sort')
+	out=$("$FLOOD" pipeline "$SOCK" 3000)
+	echo "# $out; workers before: $before"
+	check "3000 pipelined verbose STATUS all answered" test "$out" == "sent=3000 replies=3000"
+	sleep 1
+	after=$(sup_status_json | jq -c '[.pods[] | [.container_id, .worker_pid]] | sort')
+	check "both workers keep their pid ($after)" test "$after" == "$before"
+	check "no worker was ended" bash -c "! grep -E 'outgoing queue full|killed by signal' '$T/sup.log'"
+	check "no worker respawned" jqq '[.pods[].worker_respawns // 0] | all(. == 0)' \
+		<<<"$(sup_status_json)"
+}
+
+# environ_readable PID: whether a root process without CAP_SYS_PTRACE can
+# read PID's environ (only when PID is dumpable).
+environ_readable()
+{
+	setpriv --bounding-set=-sys_ptrace --inh-caps=-sys_ptrace \
+		cat "/proc/$1/environ" >/dev/null 2>&1
+}
+
+case_dumpable()
+{
+	sleep 60 &
+	local probe=$!
+	CLEAN_PIDS+=("$probe")
+	check "detector: a dumpable root process's environ is readable" environ_readable "$probe"
+	sup_start || return
+	check "the supervisor's environ is not readable: it is not dumpable" \
+		bash -c "! $(declare -f environ_readable); environ_readable $SUP_PID"
+	check "the supervisor's core limit is 0" \
+		grep -qE '^Max core file size +0 +0 ' "/proc/$SUP_PID/limits"
+}
+
+case_second()
+{
+	sup_start || return
+	local first=$SUP_PID rc
+	mkdir -m 0700 "$T/state2"
+	timeout 20 "$SUP" run --state-dir "$T/state2" --socket "$SOCK" --node-name "e2e2-$$" \
+		--log-level debug >"$T/sup2.log" 2>&1 </dev/null
+	rc=$?
+	check "the second supervisor exits with 1 (rc $rc)" test $rc -eq 1
+	check "it says why" grep -q 'refusing to start: another supervisor' "$T/sup2.log"
+	check "the first still runs" kill -0 "$first"
+	check "the socket is still there" test -S "$SOCK"
+	check "the first answers on it" sup_status_json
+	add_pod p1
+	expect_ok "ADD served by the first"
+	check "the first served it" grep -q "c-p1" "$T/sup.log"
+	# A dead supervisor's socket is stale: the next one takes it over.
+	sup_kill9
+	check "a stale socket is left" test -S "$SOCK"
+	sup_start
+	check "a new supervisor takes the stale socket over" sup_status_json
+}
+
+case_fdlimit()
+{
+	# A wrapper sets the limits, then execs the supervisor (same pid).
+	local wrap=$T/sup-wrap real=$SUP
+	printf '#!/bin/bash\nulimit -Sn "$LIM_SOFT" && ulimit -Hn "$LIM_HARD" && exec %q "$@"\n' \
+		"$real" >"$wrap"
+	chmod 0755 "$wrap"
+	SUP=$wrap LIM_HARD=4096 LIM_SOFT=1024 sup_start || return
+	check "soft open-file limit raised to the hard limit" \
+		grep -qE '^Max open files +4096 +4096 ' "/proc/$SUP_PID/limits"
+	sup_stop
+	SUP=$wrap LIM_HARD=150 LIM_SOFT=150 sup_start || return
+	add_pod p1
+	check "ADD under a 150-fd limit fails (rc $RC)" test "$RC" -eq 1
+	check "with a clear error (code 11, open-file limit)" \
+		jqq '.code == 11 and (.msg | test("open-file limit"))' <<<"$OUT"
+	echo "# $OUT"
+	check "STATUS still answered" sup_status_json
+	check "no ts0 was made" bash -c "! ip -n $NS link show ts0 >/dev/null 2>&1"
+}
+
+"case_$CASE"
+tscni_finish
