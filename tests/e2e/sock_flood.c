@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 		goto usage;
 	errno = 0;
 	n = strtoul(argv[3], &end, 10);
-	if (errno || *end || n == 0 || n > 100000)
+	if (errno || *end || n == 0 || n > 1000000)
 		goto usage;
 	if (!strcmp(argv[1], "idle") && argc == 5)
 		return run_idle(argv[2], n, (unsigned int)atoi(argv[4]));
