@@ -52,6 +52,11 @@ struct cni_server {
 	struct conn *conns;
 	unsigned int n_conns;
 	bool cap_logged; /* the cap was hit; logged again once back below half */
+	/* libuv holds a connection for us (and polls the listener no more)
+	 * until server_accept finds room for it. */
+	bool accept_waiting;
+	bool accepting; /* in server_accept: a conn_close there does not recurse */
+	bool closing;
 	uv_timer_t sweep;
 	unsigned int handles_open;
 	unsigned long long last_refuse_log_ms;
@@ -97,6 +102,8 @@ static void conn_closed(uv_handle_t *h)
 	server_put(srv);
 }
 
+static void server_accept(struct cni_server *srv);
+
 static void conn_close(struct conn *c)
 {
 	if (c->closing)
@@ -111,6 +118,7 @@ static void conn_close(struct conn *c)
 	}
 	if (c->srv->n_conns < CNI_SERVER_CONN_MAX / 2)
 		c->srv->cap_logged = false;
+	server_accept(c->srv);
 	if (c->req) {
 		pods_request_detach(c->req);
 		c->req = NULL;
@@ -223,10 +231,13 @@ static void on_reply(void *arg, const Tscni__CniReply *rep)
 	struct conn *c = arg;
 
 	c->req = NULL;
+	c->last_ms = now_ms();
 	conn_send(c, rep);
 	if (c->in_process)
 		return; /* conn_process carries on with the next frame itself */
 	conn_process(c);
+	/* A connection without a request in flight may now make room. */
+	server_accept(c->srv);
 }
 
 static void handle_frame(struct conn *c, const uint8_t *body, size_t len)
@@ -387,7 +398,7 @@ static bool peer_allowed(struct cni_server *srv, struct conn *c)
 
 /* At the cap: the connection idle longest, with no request in pods.c, goes
  * so that a new client (an ADD from the runtime) is served. false when every
- * connection has a request in flight. */
+ * connection has a request in flight: the new one then waits. */
 static bool make_room(struct cni_server *srv)
 {
 	struct conn *victim = NULL;
@@ -396,8 +407,8 @@ static bool make_room(struct cni_server *srv)
 		return true;
 	if (!srv->cap_logged) {
 		srv->cap_logged = true;
-		log_warn("CNI socket: %d connections open, closing the idle ones as new "
-			 "ones arrive",
+		log_warn("CNI socket: %d connections open: idle ones are closed as new ones "
+			 "arrive, and new ones wait while all are busy",
 			 CNI_SERVER_CONN_MAX);
 	}
 	for (struct conn *c = srv->conns; c; c = c->next)
@@ -433,39 +444,50 @@ static void on_sweep(uv_timer_t *t)
 	}
 }
 
+/* Takes the connection libuv holds, when there is room for it. Until then
+ * libuv leaves the listener alone and later clients wait in the backlog:
+ * at the cap with every connection busy, new ones wait rather than fail. */
+static void server_accept(struct cni_server *srv)
+{
+	struct conn *c;
+	bool room;
+	int ret;
+
+	if (!srv->accept_waiting || srv->accepting || srv->closing)
+		return;
+	srv->accepting = true;
+	room = make_room(srv);
+	srv->accepting = false;
+	if (!room)
+		return;
+	srv->accept_waiting = false;
+	c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	uv_pipe_init(srv->listener.loop, &c->pipe, 0); /* cannot fail for a pipe */
+	c->pipe.data = c;
+	c->last_ms = now_ms();
+	srv->handles_open++;
+	srv->n_conns++;
+	c->next = srv->conns;
+	srv->conns = c;
+	ret = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->pipe);
+	if (ret < 0 || !peer_allowed(srv, c)) {
+		conn_close(c);
+		return;
+	}
+	conn_process(c); /* starts reading */
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct cni_server *srv = listener->data;
-	struct conn *c;
-	int ret;
 
 	if (status < 0) {
 		log_warn("accept on the CNI socket: %s", uv_strerror(status));
 		return;
 	}
-	c = xcalloc(1, sizeof(*c));
-	c->srv = srv;
-	ret = uv_pipe_init(listener->loop, &c->pipe, 0);
-	if (ret < 0) {
-		free(c);
-		return;
-	}
-	c->pipe.data = c;
-	c->last_ms = now_ms();
-	srv->handles_open++;
-	/* Accepted even at the cap (the listener would stay readable), then
-	 * closed at once when no older connection can make room. */
-	ret = uv_accept(listener, (uv_stream_t *)&c->pipe);
-	bool room = ret == 0 && make_room(srv);
-
-	srv->n_conns++;
-	c->next = srv->conns;
-	srv->conns = c;
-	if (ret < 0 || !room || !peer_allowed(srv, c)) {
-		conn_close(c);
-		return;
-	}
-	conn_process(c); /* starts reading */
+	srv->accept_waiting = true;
+	server_accept(srv);
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -635,6 +657,7 @@ void cni_server_close(struct cni_server *srv)
 	if (!srv)
 		return;
 	unlink(srv->path);
+	srv->closing = true;
 	while (srv->conns)
 		conn_close(srv->conns);
 	uv_close((uv_handle_t *)&srv->sweep, listener_closed);

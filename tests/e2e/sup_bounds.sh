@@ -101,7 +101,7 @@ case_conns()
 	fi
 	check "supervisor fds $fds <= $CONN_MAX + 64" test "$fds" -le $((CONN_MAX + 64))
 	check "the connection cap is logged once" \
-		test "$(grep -c 'connections open, closing the idle ones' "$T/sup.log")" -eq 1
+		test "$(grep -c 'connections open: idle ones are closed' "$T/sup.log")" -eq 1
 	# The idle ones go after 30 s (their client holds them 70 s).
 	local gone=0 end=$((SECONDS + 38))
 	while ((SECONDS < end)); do
