@@ -41,6 +41,9 @@ enum cni_server_limits {
 	 * read, after this long without progress. */
 	CONN_STALL_MS = 10000,
 	CONN_SWEEP_MS = 1000,
+	/* Only a connection idle this long may be closed to make room: a new
+	 * one is idle until its request is read, in the same loop turn. */
+	CONN_EVICT_MIN_MS = 1000,
 };
 
 enum { CNI_ERR_CONFIG = 7, CNI_ERR_PROTOCOL = 101, CNI_ERR_INTERNAL = 999 };
@@ -116,7 +119,7 @@ static void conn_close(struct conn *c)
 			break;
 		}
 	}
-	if (c->srv->n_conns < CNI_SERVER_CONN_MAX / 2)
+	if (c->srv->n_conns < CNI_SERVER_IDLE_MAX / 2)
 		c->srv->cap_logged = false;
 	server_accept(c->srv);
 	if (c->req) {
@@ -396,28 +399,37 @@ static bool peer_allowed(struct cni_server *srv, struct conn *c)
 	return false;
 }
 
-/* At the cap: the connection idle longest, with no request in pods.c, goes
- * so that a new client (an ADD from the runtime) is served. false when every
- * connection has a request in flight: the new one then waits. */
+/* Whether a new connection may be taken: below both caps, yes; else the
+ * connection idle longest (at least CONN_EVICT_MIN_MS, no request in pods.c)
+ * goes, so that a new client (an ADD from the runtime) is served. false
+ * when the total cap is reached and none can go: the new one then waits. */
 static bool make_room(struct cni_server *srv)
 {
+	unsigned long long now = now_ms();
 	struct conn *victim = NULL;
+	unsigned int idle = 0;
 
-	if (srv->n_conns < CNI_SERVER_CONN_MAX)
+	for (struct conn *c = srv->conns; c; c = c->next) {
+		if (c->req)
+			continue;
+		idle++;
+		if (now - c->last_ms >= CONN_EVICT_MIN_MS &&
+		    (!victim || c->last_ms < victim->last_ms))
+			victim = c;
+	}
+	if (idle < CNI_SERVER_IDLE_MAX && srv->n_conns < CNI_SERVER_CONN_MAX)
 		return true;
 	if (!srv->cap_logged) {
 		srv->cap_logged = true;
-		log_warn("CNI socket: %d connections open: idle ones are closed as new ones "
-			 "arrive, and new ones wait while all are busy",
-			 CNI_SERVER_CONN_MAX);
+		log_warn("CNI socket: %u connections open, %u idle: the idle ones are closed as "
+			 "new ones arrive",
+			 srv->n_conns, idle);
 	}
-	for (struct conn *c = srv->conns; c; c = c->next)
-		if (!c->req && (!victim || c->last_ms < victim->last_ms))
-			victim = c;
-	if (!victim)
-		return false;
-	conn_close(victim);
-	return true;
+	if (victim) {
+		conn_close(victim);
+		return true;
+	}
+	return srv->n_conns < CNI_SERVER_CONN_MAX;
 }
 
 /* Closes the connections that sat too long: idle, or stalled on half a frame
@@ -442,6 +454,8 @@ static void on_sweep(uv_timer_t *t)
 			  (now - c->last_ms) / 1000);
 		conn_close(c);
 	}
+	/* A waiting connection may now find one idle long enough to go. */
+	server_accept(srv);
 }
 
 /* Takes the connection libuv holds, when there is room for it. Until then
