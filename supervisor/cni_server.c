@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
+#include "proc_limits.h"
 #include "supervisor.h"
 #include "validate.h"
 #include "workers.h"
@@ -54,7 +55,8 @@ struct cni_server {
 	char *path;
 	struct conn *conns;
 	unsigned int n_conns;
-	bool cap_logged; /* the cap was hit; logged again once back below half */
+	unsigned long conn_max; /* proc_limits_conn_max */
+	bool cap_logged;	/* the cap was hit; logged again once back below half */
 	/* libuv holds a connection for us (and polls the listener no more)
 	 * until server_accept finds room for it. */
 	bool accept_waiting;
@@ -417,7 +419,7 @@ static bool make_room(struct cni_server *srv)
 		    (!victim || c->last_ms < victim->last_ms))
 			victim = c;
 	}
-	if (idle < CNI_SERVER_IDLE_MAX && srv->n_conns < CNI_SERVER_CONN_MAX)
+	if (idle < CNI_SERVER_IDLE_MAX && srv->n_conns < srv->conn_max)
 		return true;
 	if (!srv->cap_logged) {
 		srv->cap_logged = true;
@@ -429,7 +431,7 @@ static bool make_room(struct cni_server *srv)
 		conn_close(victim);
 		return true;
 	}
-	return srv->n_conns < CNI_SERVER_CONN_MAX;
+	return srv->n_conns < srv->conn_max;
 }
 
 /* Closes the connections that sat too long: idle, or stalled on half a frame
@@ -620,6 +622,7 @@ int cni_server_open(struct supervisor *sup, const char *path, struct cni_server 
 	srv = xcalloc(1, sizeof(*srv));
 	srv->sup = sup;
 	srv->path = xstrdup(path);
+	srv->conn_max = proc_limits_conn_max(proc_limits_nofile());
 	ret = uv_pipe_init(&sup->loop, &srv->listener, 0);
 	if (ret < 0) {
 		log_err("CNI socket: %s", uv_strerror(ret));

@@ -9,11 +9,11 @@
 struct supervisor;
 struct cni_server;
 
-/* At most CONN_MAX connections at once (proc_limits.h reserves their fds;
- * past it new ones wait in the listen backlog), of which at most IDLE_MAX
- * without a request in flight: past that, the one idle longest makes room for
- * a new one (docs/design.md §2). */
-enum { CNI_SERVER_CONN_MAX = 1024, CNI_SERVER_IDLE_MAX = 128 };
+/* At most proc_limits_conn_max connections at once (proc_limits.h reserves
+ * their fds; past it new ones wait in the listen backlog), of which at most
+ * IDLE_MAX without a request in flight: past that, the one idle longest
+ * makes room for a new one (docs/design.md §2). */
+enum { CNI_SERVER_IDLE_MAX = 128 };
 
 /* Claims path for this supervisor before anything else starts: takes an
  * exclusive flock on path + ".lock" (created 0600 beside the socket, the

@@ -999,7 +999,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 1;
 
 	log_init("tailscale-cni-supervisor", sup.cfg.log_level);
-	if (proc_limits_apply(PROC_LIMITS_FD_RESERVE + CNI_SERVER_CONN_MAX) < 0)
+	if (proc_limits_apply() < 0)
 		return 1;
 	/* Files and sockets we create are ours alone (state 0600/0700, the
 	 * socket is chmod'ed too, this closes the window before that). */

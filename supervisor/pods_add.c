@@ -16,7 +16,6 @@
 
 #include "hostname.h"
 #include "ip.h"
-#include "cni_server.h"
 #include "keys.h"
 #include "proc_limits.h"
 #include "log.h"
@@ -377,18 +376,17 @@ rollback:
  * middle of a spawn, or on the CNI socket. */
 static bool add_fds_short(struct op *op)
 {
-	unsigned long open = 0, limit = 0;
-	int ret = proc_limits_pod_fits(PROC_LIMITS_FD_RESERVE + CNI_SERVER_CONN_MAX, &open, &limit);
+	unsigned long open = 0, limit = 0, reserve = 0;
+	int ret = proc_limits_pod_fits(&open, &limit, &reserve);
 
 	/* Without /proc/self/fd there is nothing to count: the spawn's own
 	 * errors then say what ran short. */
 	if (ret != -EMFILE)
 		return false;
 	pods__op_fail(op, CNI_ERR_TRY_AGAIN, "the supervisor is at its open-file limit", ret,
-		      "%lu of %lu descriptors open, a pod needs %d more and %d stay in reserve "
+		      "%lu of %lu descriptors open, a pod needs %d more and %lu stay in reserve "
 		      "(raise the supervisor's LimitNOFILE)",
-		      open, limit, PROC_LIMITS_POD_FDS,
-		      PROC_LIMITS_FD_RESERVE + CNI_SERVER_CONN_MAX);
+		      open, limit, PROC_LIMITS_POD_FDS, reserve);
 	return true;
 }
 

@@ -3,14 +3,40 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include "log.h"
 
-int proc_limits_apply(unsigned long reserve)
+unsigned long proc_limits_nofile(void)
+{
+	struct rlimit nofile;
+
+	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur == RLIM_INFINITY ||
+	    nofile.rlim_cur > ULONG_MAX)
+		return ULONG_MAX;
+	return (unsigned long)nofile.rlim_cur;
+}
+
+unsigned long proc_limits_conn_max(unsigned long nofile)
+{
+	unsigned long n = nofile / 4;
+
+	if (n < PROC_LIMITS_CONN_MIN)
+		return PROC_LIMITS_CONN_MIN;
+	return n > PROC_LIMITS_CONN_MAX ? PROC_LIMITS_CONN_MAX : n;
+}
+
+unsigned long proc_limits_reserve(unsigned long nofile)
+{
+	return PROC_LIMITS_FD_RESERVE + proc_limits_conn_max(nofile);
+}
+
+int proc_limits_apply(void)
 {
 	struct rlimit core = {0, 0}, nofile;
+	unsigned long limit, reserve;
 	int ret;
 
 	/* The pods' private keys are in our memory: no core file, and no
@@ -39,14 +65,16 @@ int proc_limits_apply(unsigned long reserve)
 			return ret;
 		}
 	}
-	if (nofile.rlim_cur > (rlim_t)(reserve + PROC_LIMITS_POD_FDS))
-		log_info("open files: limit %llu, room for about %llu pods",
-			 (unsigned long long)nofile.rlim_cur,
-			 (unsigned long long)((nofile.rlim_cur - reserve) / PROC_LIMITS_POD_FDS));
+	limit = proc_limits_nofile();
+	reserve = proc_limits_reserve(limit);
+	if (limit > reserve + PROC_LIMITS_POD_FDS)
+		log_info("open files: limit %lu, room for about %lu pods beside %lu connections",
+			 limit, (limit - reserve) / PROC_LIMITS_POD_FDS,
+			 proc_limits_conn_max(limit));
 	else
-		log_warn("open files: the limit %llu leaves no room for a pod beside %lu in "
+		log_warn("open files: the limit %lu leaves no room for a pod beside %lu in "
 			 "reserve: every ADD will fail",
-			 (unsigned long long)nofile.rlim_cur, reserve);
+			 limit, reserve);
 	return 0;
 }
 
@@ -76,17 +104,13 @@ static int count_open_fds(unsigned long *out)
 	return 0;
 }
 
-int proc_limits_pod_fits(unsigned long reserve, unsigned long *open, unsigned long *limit)
+int proc_limits_pod_fits(unsigned long *open, unsigned long *limit, unsigned long *reserve)
 {
-	struct rlimit nofile;
-	int ret;
+	int ret = count_open_fds(open);
 
-	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
-		return -errno;
-	ret = count_open_fds(open);
 	if (ret < 0)
 		return ret;
-	*limit = nofile.rlim_cur == RLIM_INFINITY ? (unsigned long)-1
-						  : (unsigned long)nofile.rlim_cur;
-	return proc_limits_fd_room(*open, *limit, PROC_LIMITS_POD_FDS, reserve) ? 0 : -EMFILE;
+	*limit = proc_limits_nofile();
+	*reserve = proc_limits_reserve(*limit);
+	return proc_limits_fd_room(*open, *limit, PROC_LIMITS_POD_FDS, *reserve) ? 0 : -EMFILE;
 }

@@ -12,26 +12,41 @@ enum proc_limits_fds {
 	 * worker is spawned: TUN, rendezvous listener, socketpair, pidfd,
 	 * netns, with room for a respawn in flight. */
 	PROC_LIMITS_POD_FDS = 8,
-	/* Kept free beside the pods: the CNI connections' cap
-	 * (cni_server.h), the state directory, netlink, the zygote link and
-	 * the ADDs the thread pool builds at once. */
+	/* Kept free beside the pods and the CNI connections: the state
+	 * directory, netlink, the zygote link and the ADDs the thread pool
+	 * builds at once. */
 	PROC_LIMITS_FD_RESERVE = 64,
+	/* The CNI connections' cap: a quarter of the open-file limit, within
+	 * these bounds (proc_limits_conn_max). */
+	PROC_LIMITS_CONN_MIN = 128,
+	PROC_LIMITS_CONN_MAX = 1024,
 };
 
 /* At start, before anything is read: PR_SET_DUMPABLE 0 (no core, no
  * ptrace by other uids, /proc/<pid> owned by root), RLIMIT_CORE 0, and the
  * RLIMIT_NOFILE soft limit raised to the hard limit. Logs how many pods fit
- * beside reserve descriptors; returns 0 or the negative errno of the first
- * step that failed. */
-int proc_limits_apply(unsigned long reserve);
+ * beside the reserve; returns 0 or the negative errno of the first step
+ * that failed. */
+int proc_limits_apply(void);
+
+/* The soft RLIMIT_NOFILE now; ULONG_MAX for no limit. */
+unsigned long proc_limits_nofile(void);
+
+/* How many CNI connections may be open at once under an open-file limit of
+ * nofile: nofile / 4 within [PROC_LIMITS_CONN_MIN, PROC_LIMITS_CONN_MAX]. */
+unsigned long proc_limits_conn_max(unsigned long nofile);
+
+/* The descriptors kept free beside the pods under that limit: the
+ * connections' cap and PROC_LIMITS_FD_RESERVE. */
+unsigned long proc_limits_reserve(unsigned long nofile);
 
 /* Whether need more descriptors fit: open + need + reserve <= limit. */
 bool proc_limits_fd_room(unsigned long open, unsigned long limit, unsigned long need,
 			 unsigned long reserve);
 
 /* The same for this process now (counting /proc/self/fd): 0 when one more
- * pod fits beside reserve more descriptors, else -EMFILE with *open and
- * *limit set for the caller's message. */
-int proc_limits_pod_fits(unsigned long reserve, unsigned long *open, unsigned long *limit);
+ * pod fits beside proc_limits_reserve, else -EMFILE with *open, *limit and
+ * *reserve set for the caller's message. */
+int proc_limits_pod_fits(unsigned long *open, unsigned long *limit, unsigned long *reserve);
 
 #endif

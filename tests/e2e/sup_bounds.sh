@@ -13,7 +13,7 @@
 #
 # conns: a client that sends verbose STATUS and never reads a reply, and
 #   2000 connections that send nothing: the supervisor stays under 32 MB RSS
-#   and CNI_SERVER_CONN_MAX + 64 fds, logs the cap once, and serves an ADD.
+#   and its connection cap + 64 fds, logs the cap once, and serves an ADD.
 # pipeline: 3000 verbose STATUS written at once on one connection with two
 #   pods up: all answered, both workers keep their pid, none is ended.
 # dumpable: the supervisor is not dumpable (PR_GET_DUMPABLE, asked through
@@ -28,7 +28,19 @@ source "$(dirname "$0")/../lib/common.sh"
 CASE=${1:?usage: sup_bounds.sh conns|pipeline|dumpable|second|fdlimit}
 tscni_init "bounds-$CASE"
 FLOOD=$TSCNI_BUILD_DIR/tests/e2e/sock_flood
-CONN_MAX=1024 # CNI_SERVER_CONN_MAX in supervisor/cni_server.h
+
+# conn_max PID: the supervisor's connection cap, proc_limits_conn_max of its
+# open-file limit: a quarter of it within [128, 1024].
+conn_max()
+{
+	local n
+	n=$(awk '/^Max open files/ { print $4 }' "/proc/$1/limits")
+	[[ $n == unlimited ]] && n=$((1 << 30))
+	n=$((n / 4))
+	((n < 128)) && n=128
+	((n > 1024)) && n=1024
+	echo "$n"
+}
 
 rss_kb()
 {
@@ -52,9 +64,10 @@ add_pod()
 
 case_conns()
 {
-	local rss0 rss fds out_idle out_noread
+	local rss0 rss fds out_idle out_noread cap
 	sup_start || return
 	rss0=$(rss_kb "$SUP_PID")
+	cap=$(conn_max "$SUP_PID")
 	# The non-reading client writes until the supervisor stops reading
 	# it (2 s without room); its connection goes once stalled for 10 s.
 	"$FLOOD" noread "$SOCK" 300000 40 >"$T/noread.out" 2>&1 &
@@ -99,7 +112,7 @@ case_conns()
 	else
 		check "supervisor RSS ${rss} kB < 32 MB" test "$rss" -lt 32768
 	fi
-	check "supervisor fds $fds <= $CONN_MAX + 64" test "$fds" -le $((CONN_MAX + 64))
+	check "supervisor fds $fds <= $cap (connection cap) + 64" test "$fds" -le $((cap + 64))
 	check "the connection cap is logged once" \
 		test "$(grep -c 'idle: the idle ones are closed' "$T/sup.log")" -eq 1
 	# The idle ones go after 30 s (their client holds them 70 s).
