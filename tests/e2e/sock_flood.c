@@ -8,8 +8,10 @@
  *   sock_flood pipeline SOCK N         one connection, N verbose STATUS
  *                                      requests written at once, then every
  *                                      reply read and checked
+ *   sock_flood partial SOCK N HOLD_S   N connections, each sending the first
+ *                                      half of a 1 MiB frame, then nothing
  *
- * One report line on stdout: "opened=N" (idle), "sent=N" (noread), or
+ * One report line on stdout: "opened=N" (idle, partial), "sent=N" (noread), or
  * "sent=N replies=N" (pipeline: replies counts StatusReply frames; an error
  * reply or EOF ends the count). Exit status 0 when the report was written,
  * 2 on a usage or system error. */
@@ -86,14 +88,33 @@ static void hold(unsigned int seconds)
 		;
 }
 
-static int run_idle(const char *path, unsigned long n, unsigned int hold_s)
+/* With half: each connection sends half of a frame whose header promises
+ * FRAME_MAX_BODY bytes. */
+static int run_idle(const char *path, unsigned long n, unsigned int hold_s, bool half)
 {
 	int *fds = xcalloc(n, sizeof(*fds));
 	unsigned long opened = 0;
+	size_t half_len = FRAME_HDR_LEN + FRAME_MAX_BODY / 2;
+	uint8_t *frame = half ? xcalloc(1, half_len) : NULL;
 
+	if (half)
+		frame_put_header(frame, FRAME_MAX_BODY);
 	for (unsigned long i = 0; i < n; i++) {
 		int fd = connect_retry(path);
+		size_t off = 0;
 
+		while (fd >= 0 && half && off < half_len) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			ssize_t w;
+
+			if (poll(&p, 1, 5000) <= 0)
+				break;
+			w = send(fd, frame + off, half_len - off, MSG_NOSIGNAL);
+			if (w < 0 && errno != EAGAIN)
+				break;
+			if (w > 0)
+				off += (size_t)w;
+		}
 		if (fd < 0) {
 			fprintf(stderr, "sock_flood: connection %lu: %s\n", i, strerror(-fd));
 			break;
@@ -106,6 +127,7 @@ static int run_idle(const char *path, unsigned long n, unsigned int hold_s)
 	for (unsigned long i = 0; i < opened; i++)
 		close(fds[i]);
 	free(fds);
+	free(frame);
 	return 0;
 }
 
@@ -231,12 +253,14 @@ int main(int argc, char **argv)
 	if (errno || *end || n == 0 || n > 1000000)
 		goto usage;
 	if (!strcmp(argv[1], "idle") && argc == 5)
-		return run_idle(argv[2], n, (unsigned int)atoi(argv[4]));
+		return run_idle(argv[2], n, (unsigned int)atoi(argv[4]), false);
+	if (!strcmp(argv[1], "partial") && argc == 5)
+		return run_idle(argv[2], n, (unsigned int)atoi(argv[4]), true);
 	if (!strcmp(argv[1], "noread") && argc == 5)
 		return run_noread(argv[2], n, (unsigned int)atoi(argv[4]));
 	if (!strcmp(argv[1], "pipeline") && argc == 4)
 		return run_pipeline(argv[2], n);
 usage:
-	fprintf(stderr, "usage: sock_flood idle|noread SOCK N HOLD_S | pipeline SOCK N\n");
+	fprintf(stderr, "usage: sock_flood idle|noread|partial SOCK N HOLD_S | pipeline SOCK N\n");
 	return 2;
 }

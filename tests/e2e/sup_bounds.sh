@@ -2,7 +2,7 @@
 # e2e: the supervisor holds up under misbehaving CNI-socket clients and keeps
 # its secrets and its socket (docs/design.md §2, "Bounds").
 #
-#   sup_bounds.sh conns | pipeline | dumpable | second | fdlimit
+#   sup_bounds.sh conns | partial | pipeline | dumpable | second | fdlimit
 #
 #   host netns
 #   ┌──────────────────────────────────────────────────────────┐
@@ -14,6 +14,8 @@
 # conns: a client that sends verbose STATUS and never reads a reply, and
 #   2000 connections that send nothing: the supervisor stays under 32 MB RSS
 #   and its connection cap + 64 fds, logs the cap once, and serves an ADD.
+# partial: 20 connections each holding half of a 1 MiB frame: closed within
+#   15 s, the supervisor's RSS back under 32 MB.
 # pipeline: 3000 verbose STATUS written at once on one connection with two
 #   pods up: all answered, both workers keep their pid, none is ended.
 # dumpable: the supervisor is not dumpable (PR_GET_DUMPABLE, asked through
@@ -25,7 +27,7 @@
 #   limit too low for a pod, ADD fails with a clear error and STATUS works.
 source "$(dirname "$0")/../lib/common.sh"
 
-CASE=${1:?usage: sup_bounds.sh conns|pipeline|dumpable|second|fdlimit}
+CASE=${1:?usage: sup_bounds.sh conns|partial|pipeline|dumpable|second|fdlimit}
 tscni_init "bounds-$CASE"
 FLOOD=$TSCNI_BUILD_DIR/tests/e2e/sock_flood
 
@@ -125,6 +127,30 @@ case_conns()
 		sleep 0.5
 	done
 	check "idle connections are closed ($(fd_count "$SUP_PID") fds left)" test $gone -eq 1
+	check "STATUS still answered" sup_status_json
+}
+
+case_partial()
+{
+	local rss i
+	sup_start || return
+	"$FLOOD" partial "$SOCK" 20 60 >"$T/partial.out" 2>&1 &
+	CLEAN_PIDS+=($!)
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $T/partial.out ]] && break
+		sleep 0.1
+	done
+	echo "# $(cat "$T/partial.out"): supervisor RSS $(rss_kb "$SUP_PID") kB, $(fd_count "$SUP_PID") fds"
+	check "20 connections each sent half a frame" grep -qx "opened=20" "$T/partial.out"
+	for ((i = 0; i < 150; i++)); do
+		[[ $(grep -c 'CNI connection stalled' "$T/sup.log") -ge 20 ]] && break
+		sleep 0.1
+	done
+	check "all 20 closed within 15 s" test "$(grep -c 'CNI connection stalled' "$T/sup.log")" -ge 20
+	rss=$(rss_kb "$SUP_PID")
+	if [[ $SANITIZED -eq 0 ]]; then
+		check "supervisor RSS ${rss} kB < 32 MB after they went" test "$rss" -lt 32768
+	fi
 	check "STATUS still answered" sup_status_json
 }
 
