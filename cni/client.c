@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,47 @@ static int wait_fd(int fd, short events, unsigned long long deadline_ms)
 		if (n < 0 && errno != EINTR)
 			return -errno;
 	}
+}
+
+/* The supervisor runs as root: a socket file, or a listener behind it, that
+ * belongs to anyone else could be a local user's stand-in collecting pod
+ * metadata and answering with addresses of its choosing. The plugin's own
+ * user is accepted too, so that tests and a supervisor run by the same
+ * unprivileged user still meet. */
+static bool trusted_uid(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+static int check_socket_file(const char *path, const char **why)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) < 0)
+		return -errno;
+	if (!S_ISSOCK(sb.st_mode)) {
+		*why = "refusing to connect: the path is not a socket";
+		return -EPERM;
+	}
+	if (!trusted_uid(sb.st_uid)) {
+		*why = "refusing to connect: the socket is not owned by root";
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int check_peer(int fd, const char **why)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	if (!trusted_uid(cred.uid)) {
+		*why = "refusing to talk: the process behind the socket does not run as root";
+		return -EPERM;
+	}
+	return 0;
 }
 
 static int connect_path(const char *path, unsigned long long deadline_ms, int *fd_out)
@@ -115,7 +157,13 @@ int client_call(const char *path, const Tscni__CniRequest *req, unsigned long lo
 	*why = "connect";
 	if (connect_deadline > deadline_ms)
 		connect_deadline = deadline_ms;
+	ret = check_socket_file(path, why);
+	if (ret < 0)
+		goto out;
 	ret = connect_path(path, connect_deadline, &fd);
+	if (ret < 0)
+		goto out;
+	ret = check_peer(fd, why);
 	if (ret < 0)
 		goto out;
 

@@ -20,7 +20,10 @@ enum client_limits {
  * truncated or of another protocol version (*why says what); any other
  * negative errno when the supervisor could not be reached or did not answer
  * in time (-ENOENT, -ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, ...), *why then
- * naming the step ("connect", "send", "receive"). *reply is NULL on failure. */
+ * naming the step ("connect", "send", "receive"). -EPERM, with *why saying
+ * which, when path is not a socket, or the socket or the process listening
+ * on it belongs to neither root nor the caller's own user: nothing is sent.
+ * *reply is NULL on failure. */
 int client_call(const char *path, const Tscni__CniRequest *req, unsigned long long deadline_ms,
 		Tscni__CniReply **reply, const char **why);
 

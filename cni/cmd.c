@@ -85,6 +85,9 @@ static void set_key(const struct cmd *c, Tscni__AttachmentKey *key)
  * STATUS). */
 static int unavailable(struct cmd *c, unsigned int code, int ret, const char *why)
 {
+	if (ret == -EPERM) /* client_call refused the socket: why says how */
+		return error_set(&c->err, code, "tailscale-cni supervisor socket not trusted",
+				 "%s: %s", c->conf.socket_path, why);
 	return error_set(&c->err, code, "tailscale-cni supervisor unavailable",
 			 "%s %s: %s (after %llu ms)", why, c->conf.socket_path, strerror(-ret),
 			 elapsed(c));
@@ -414,9 +417,15 @@ static int cmd_add(struct cmd *c)
 }
 
 /* DEL step 3: delete interfaceName inside CNI_NETNS when that is a live
- * namespace other than our own. Everything else counts as already gone. */
+ * namespace other than our own and the interface is provably this
+ * attachment's: a TUN carrying the alias of this key, set when the
+ * supervisor made it. A foreign interface of that name, or the one of
+ * another network in the same pod, is left alone (docs/cni-contract.md 4.2).
+ * Everything else counts as already gone. */
 static void delete_local(struct cmd *c)
 {
+	char alias[NETLINK_ALIAS_LEN];
+	struct netlink_owned o = {.ifname = c->conf.interface_name, .alias = alias};
 	dev_t dev;
 	ino_t ino;
 	int fd, ret;
@@ -431,8 +440,12 @@ static void delete_local(struct cmd *c)
 		close(fd);
 		return;
 	}
-	ret = netlink_link_delete(fd, c->conf.interface_name);
-	if (ret < 0)
+	netlink_owner_alias(c->conf.name, c->env.container_id, c->env.ifname, alias, sizeof(alias));
+	ret = netlink_link_delete_owned(fd, &o);
+	if (ret == -EEXIST)
+		log_info("%s in %s was not made for %s/%s/%s: left alone", c->conf.interface_name,
+			 c->env.netns, c->conf.name, c->env.container_id, c->env.ifname);
+	else if (ret < 0)
 		log_warn_r(ret, "delete %s in %s", c->conf.interface_name, c->env.netns);
 	close(fd);
 }

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <netlink/errno.h>
@@ -13,6 +15,7 @@
 #include <netlink/route/link.h>
 
 #include "netns.h"
+#include "record.h"
 
 /* libnl folds the kernel's errno into its own codes; this maps them back as
  * closely as the folding allows (ENOENT, ESRCH -> OBJ_NOTFOUND -> ENOENT). */
@@ -139,24 +142,59 @@ out:
 	return ret;
 }
 
-int netlink_link_delete(int nsfd, const char *ifname)
+void netlink_owner_alias(const char *network, const char *container_id, const char *ifname,
+			 char *buf, size_t n)
 {
-	struct rtnl_link *link = NULL;
+	char key[RECORD_KEYNAME_LEN];
+
+	record_key_filename(network, container_id, ifname, key, sizeof(key));
+	snprintf(buf, n, "%s%s", NETLINK_ALIAS_PREFIX, key);
+}
+
+/* Is link the device o describes? */
+static bool link_is(struct rtnl_link *link, const struct netlink_owned *o)
+{
+	const char *alias = rtnl_link_get_ifalias(link), *kind = rtnl_link_get_type(link);
+
+	if (o->ifindex > 0 && rtnl_link_get_ifindex(link) != o->ifindex)
+		return false;
+	if (o->alias &&
+	    (!alias || strcmp(alias, o->alias) != 0 || !kind || strcmp(kind, "tun") != 0))
+		return false;
+	return true;
+}
+
+int netlink_link_delete_owned(int nsfd, const struct netlink_owned *o)
+{
+	struct rtnl_link *link = NULL, *del = NULL;
 	struct nl_sock *sk;
 	int ret;
 
-	if (!ifname_ok(ifname))
+	if (!ifname_ok(o->ifname) || (o->ifindex <= 0 && !o->alias))
 		return -EINVAL;
 	ret = netlink_socket_open(nsfd, &sk);
 	if (ret < 0)
 		return ret;
-	link = rtnl_link_alloc();
-	if (!link) {
+	ret = rtnl_link_get_kernel(sk, 0, o->ifname, &link);
+	if (ret < 0) {
+		ret = netlink_errno(ret);
+		if (ret == -ENODEV || ret == -ENOENT)
+			ret = 0;
+		goto out;
+	}
+	if (!link_is(link, o)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	del = rtnl_link_alloc();
+	if (!del) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	rtnl_link_set_name(link, ifname);
-	ret = rtnl_link_delete(sk, link);
+	/* By index: the device just checked, not whatever holds the name
+	 * by now. */
+	rtnl_link_set_ifindex(del, rtnl_link_get_ifindex(link));
+	ret = rtnl_link_delete(sk, del);
 	if (ret < 0) {
 		ret = netlink_errno(ret);
 		if (ret == -ENODEV || ret == -ENOENT)
@@ -165,6 +203,7 @@ int netlink_link_delete(int nsfd, const char *ifname)
 	}
 	ret = 1;
 out:
+	rtnl_link_put(del);
 	rtnl_link_put(link);
 	nl_socket_free(sk);
 	return ret;

@@ -22,14 +22,23 @@ int netns_open(const char *path, int *fd_out, dev_t *dev, ino_t *ino)
 	int fd, ret;
 
 	*fd_out = -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* A namespace file is a regular file (nsfs and /proc/PID/ns alike).
+	 * Anything else is refused before it is opened: a FIFO would block
+	 * the open, a device could act on it. O_NONBLOCK and the fstat below
+	 * cover a path swapped between the two calls. */
+	if (stat(path, &sb) < 0)
+		return -errno;
+	if (!S_ISREG(sb.st_mode))
+		return -ENOTNAM;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	if (fstatfs(fd, &sfs) < 0 || fstat(fd, &sb) < 0) {
 		ret = -errno;
 		goto err;
 	}
-	if (sfs.f_type != NETNS_NSFS_MAGIC && sfs.f_type != NETNS_PROC_SUPER_MAGIC) {
+	if (!S_ISREG(sb.st_mode) ||
+	    (sfs.f_type != NETNS_NSFS_MAGIC && sfs.f_type != NETNS_PROC_SUPER_MAGIC)) {
 		/* Typically the runtime's empty placeholder after the bind mount
 		 * went away. */
 		ret = -ENOTNAM;

@@ -5,11 +5,12 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Opens path O_RDONLY|O_CLOEXEC and checks that it is a network namespace
- * (nsfs, or procfs for /proc/PID/ns/net). Returns 0 with *fd_out, *dev and
- * *ino set; -ENOENT when it does not exist; -ENOTNAM when the file exists but
- * is not a namespace (an unmounted placeholder); another negative errno
- * otherwise. *fd_out is -1 on failure. */
+/* Opens path O_RDONLY|O_CLOEXEC|O_NONBLOCK and checks that it is a network
+ * namespace (a regular file on nsfs, or procfs for /proc/PID/ns/net); never
+ * blocks, whatever is at the path. Returns 0 with *fd_out, *dev and *ino set;
+ * -ENOENT when it does not exist; -ENOTNAM when the file exists but is not a
+ * namespace (an unmounted placeholder, a FIFO, a directory, a device);
+ * another negative errno otherwise. *fd_out is -1 on failure. */
 int netns_open(const char *path, int *fd_out, dev_t *dev, ino_t *ino);
 
 /* True when (dev, ino) is the calling process's own network namespace. */

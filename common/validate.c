@@ -108,6 +108,18 @@ static bool valid_plain(const char *s, size_t max)
 	return true;
 }
 
+bool valid_iface_glob(const char *s)
+{
+	size_t i;
+
+	if (!s || !s[0])
+		return false;
+	for (i = 0; s[i]; i++)
+		if (i >= ENDPOINT_DENY_GLOB_MAX_LEN || s[i] <= ' ' || s[i] > '~' || s[i] == '/')
+			return false;
+	return true;
+}
+
 static bool empty(const char *s)
 {
 	return !s || !s[0];
@@ -600,6 +612,11 @@ static int start(const Tscni__Start *m, const char **why)
 		return bad(why, "start.ca_bundle too large");
 	if (m->control_test_flags & ~(uint32_t)START_TEST_NO_LITE)
 		return bad(why, "start.control_test_flags has unknown bits");
+	if (m->n_endpoint_deny_iface > ENDPOINT_DENY_MAX)
+		return bad(why, "start.endpoint_deny_iface: too many");
+	for (size_t i = 0; i < m->n_endpoint_deny_iface; i++)
+		if (!valid_iface_glob(m->endpoint_deny_iface[i]))
+			return bad(why, "start.endpoint_deny_iface: not a bounded glob");
 	return prefixes(m->addresses, m->n_addresses, "start.addresses: too many", why);
 }
 
@@ -612,6 +629,29 @@ static int resolve_reply(const Tscni__ResolveReply *m, const char **why)
 			return bad(why, "resolve_reply.addrs: not 4 or 16 bytes");
 	if (!valid_text(m->error, MSG_MAX_LEN))
 		return bad(why, "resolve_reply.error too long");
+	return 0;
+}
+
+static int netcheck_report(const Tscni__NetcheckReport *m, const char **why)
+{
+	uint32_t last = 0;
+
+	if (m->n_regions > NETCHECK_REGIONS_MAX)
+		return bad(why, "netcheck_report.regions: too many");
+	for (size_t i = 0; i < m->n_regions; i++) {
+		const Tscni__RegionLatency *r = m->regions[i];
+
+		if (!r || r->region_id <= last || r->region_id > UINT16_MAX)
+			return bad(why, "netcheck_report.regions: ids not increasing in 1..65535");
+		if (r->latency_ms > NETCHECK_LATENCY_MAX_MS)
+			return bad(why, "netcheck_report.regions: latency out of range");
+		last = r->region_id;
+	}
+	if (m->preferred_region > UINT16_MAX)
+		return bad(why, "netcheck_report.preferred_region out of range");
+	if ((m->global_v4.len != 0 && m->global_v4.len != 4) ||
+	    (m->global_v6.len != 0 && m->global_v6.len != 16))
+		return bad(why, "netcheck_report: global address not 4 / 16 bytes");
 	return 0;
 }
 
@@ -648,6 +688,9 @@ int validate_supervisor_msg(const Tscni__SupervisorMsg *m, const char **why)
 		if (!valid_text(m->netop_reply->why, MSG_MAX_LEN))
 			return bad(why, "netop_reply.why too long");
 		return 0;
+	case TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT:
+		return m->netcheck_report ? netcheck_report(m->netcheck_report, why)
+					  : bad(why, "netcheck_report body missing");
 	case TSCNI__SUPERVISOR_MSG__BODY_TEST_REQUEST:
 		if (!m->test_request)
 			return bad(why, "test_request body missing");
@@ -688,6 +731,43 @@ static int netop_request(const Tscni__NetopRequest *m, const char **why)
 	return validate_ip_prefix(m->prefix, why);
 }
 
+bool valid_stun_target(const uint8_t *ip, size_t len, uint32_t port)
+{
+	static const uint8_t zero[16];
+
+	if (!ip || (len != 4 && len != 16) || port == 0 || port > UINT16_MAX)
+		return false;
+	if (memcmp(ip, zero, len) == 0)
+		return false;
+	if (len == 4)
+		return ip[0] < 224; /* neither multicast nor broadcast */
+	return ip[0] != 0xff;
+}
+
+static int derp_map_report(const Tscni__DerpMapReport *m, const char **why)
+{
+	uint32_t last = 0;
+
+	if (m->n_regions > NETCHECK_REGIONS_MAX)
+		return bad(why, "derp_map_report.regions: too many");
+	for (size_t i = 0; i < m->n_regions; i++) {
+		const Tscni__DerpRegionTargets *r = m->regions[i];
+
+		if (!r || r->region_id <= last || r->region_id > UINT16_MAX)
+			return bad(why, "derp_map_report.regions: ids not increasing in 1..65535");
+		if (r->n_targets == 0 || r->n_targets > NETCHECK_TARGETS_MAX)
+			return bad(why, "derp_map_report.regions: 1 to 4 targets each");
+		for (size_t k = 0; k < r->n_targets; k++)
+			if (!r->targets[k] ||
+			    !valid_stun_target(r->targets[k]->ip.data, r->targets[k]->ip.len,
+					       r->targets[k]->port))
+				return bad(why,
+					   "derp_map_report: a target is not a unicast ip:port");
+		last = r->region_id;
+	}
+	return 0;
+}
+
 int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 {
 	if (!m)
@@ -721,6 +801,9 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 					: bad(why, "netop_request body missing");
 	case TSCNI__WORKER_MSG__BODY_CUSTODY:
 		return bad(why, "custody only on an adoption connection");
+	case TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT:
+		return m->derp_map_report ? derp_map_report(m->derp_map_report, why)
+					  : bad(why, "derp_map_report body missing");
 	case TSCNI__WORKER_MSG__BODY_TEST_REPLY:
 		if (!m->test_reply)
 			return bad(why, "test_reply body missing");

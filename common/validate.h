@@ -28,12 +28,18 @@ enum validate_limits {
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,
 	CA_BUNDLE_MAX_LEN = 48 * 1024,
+	ENDPOINT_DENY_MAX = 32, /* --endpoint-deny-iface globs */
+	ENDPOINT_DENY_GLOB_MAX_LEN = 64,
 	/* PeerStatus (cni.proto): entries in one Stats or PodStatus, the
 	 * node key's short form "[" + 5 base64 characters + "]", the host
 	 * name (one DNS label). */
 	PEER_STATUS_MAX = 256,
 	PEER_KEY_SHORT_LEN = 7,
 	PEER_HOST_MAX_LEN = 63,
+	/* DerpMapReport / NetcheckReport (docs/tailscale-protocol.md §6.5). */
+	NETCHECK_REGIONS_MAX = 64,
+	NETCHECK_TARGETS_MAX = 4, /* STUN targets of one region */
+	NETCHECK_LATENCY_MAX_MS = 60 * 1000,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options
@@ -50,9 +56,16 @@ enum start_test_knobs {
 bool valid_name(const char *s, size_t max);
 /* 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
 bool valid_ifname(const char *s);
+/* An interface-name glob (fnmatch): 1..ENDPOINT_DENY_GLOB_MAX_LEN printable
+ * ASCII bytes, no whitespace or '/'. */
+bool valid_iface_glob(const char *s);
 /* Absolute, no NUL, bounded by PATH_MAX_LEN. */
 bool valid_abs_path(const char *s);
 
+/* A STUN target a worker may name for the supervisor's netcheck: a 4- or
+ * 16-byte unicast address (loopback included: tests), not the unspecified
+ * one, and a port in 1..65535. The worker filters its DERP map with it. */
+bool valid_stun_target(const uint8_t *ip, size_t len, uint32_t port);
 int validate_ip_prefix(const Tscni__IpPrefix *m, const char **why);
 int validate_attachment_key(const Tscni__AttachmentKey *m, const char **why);
 int validate_cni_request(const Tscni__CniRequest *m, const char **why);

@@ -4,7 +4,8 @@
 # (network namespaces) attached the way a container runtime attaches them,
 # chained CNI: Debian's bridge + host-local as the primary plugin, then
 # tailscale-cni. Each pod becomes a node of the local tailnet with its own
-# 100.x and fd7a: addresses on ts0, and the pods ping each other over ts0.
+# 100.x and fd7a: addresses on ts0, connected to its home region of the
+# tailnet's two DERP regions, and the pods ping each other over ts0.
 #
 #   node netns tscni-demo-node-<pid>          pod netns tscni-demo-pod<i>-<pid>
 #   +----------------------------------+      +---------------------------+
@@ -59,11 +60,13 @@ ln -s "$plugin" "$tmp/bin/tailscale-cni"
 ip netns add "$node"
 ip -n "$node" link set lo up
 
-# The local tailnet: testcontrol on the node's loopback, a reusable pre-auth
-# key with a tag minted through its admin API, written to a 0600 file.
+# The local tailnet: testcontrol on the node's loopback with two DERP regions
+# (TLS, STUN on the same port numbers), a reusable pre-auth key with a tag
+# minted through its admin API, written to a 0600 file.
 mkdir -m 0700 "$tmp/tc"
 ip netns exec "$node" "$testcontrol" --state-dir "$tmp/tc" --http 127.0.0.1:0 \
-	--https 127.0.0.1:0 --admin 127.0.0.1:0 >"$tmp/tc.out" 2>"$tmp/tc.log" </dev/null &
+	--https 127.0.0.1:0 --admin 127.0.0.1:0 --derp 127.0.0.1:0 --derp 127.0.0.1:0 \
+	>"$tmp/tc.out" 2>"$tmp/tc.log" </dev/null &
 tc_pid=$!
 for _ in $(seq 100); do grep -q '^listening ' "$tmp/tc.out" && break; sleep 0.05; done
 line=$(grep -m1 '^listening ' "$tmp/tc.out") || { cat "$tmp/tc.log"; exit 1; }
@@ -132,11 +135,17 @@ for i in $(seq 1 "$pods"); do
 	done
 done
 
-echo "== testcontrol's nodes"
+echo "== testcontrol's nodes (home DERP region, endpoints)"
 ip netns exec "$node" curl -sS --max-time 5 "http://$tc_admin/nodes" |
-	jq -r '.[] | "\(.hostname)  \(.addresses | join(" "))  \(.tags | join(","))"'
+	jq -r '.[] | "\(.hostname)  \(.addresses | join(" "))  \(.tags | join(","))  derp \(.home_derp // 0)  \(.endpoints // [] | join(" "))"'
+echo "== testcontrol's DERP regions (each pod keeps a connection to its home region)"
+ip netns exec "$node" curl -sS --max-time 5 "http://$tc_admin/derp" |
+	jq -r '.[] | "region \(.region) at \(.host):\(.port): \(.clients | map(select(.preferred)) | length) pods at home"'
 
-echo "== tailscale-cni-supervisor status"
+echo "== tailscale-cni-supervisor status (per pod, its peers: path, last handshake, bytes)"
+# Each status asks the workers for fresh counters: the second shows them.
+"$supervisor" status --socket "$tmp/cni.sock" >/dev/null
+sleep 1
 "$supervisor" status --socket "$tmp/cni.sock"
 
 if [ $keep -eq 1 ]; then

@@ -6,7 +6,8 @@
  *       [--cgroup-parent NAME] [--uid-base UID] [--sandbox seccomp|none]
  *       [--host-mntns PATH]
  *       [--control-url URL [--auth-key-file PATH] [--ca-file PATH]
- *        [--cluster-name NAME]]
+ *        [--cluster-name NAME] [--udp-port-range LO-HI]
+ *        [--endpoint-deny-iface GLOB]...]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
  *   tailscale-cni-supervisor roll-workers [--socket PATH]
  *   tailscale-cni-supervisor --version | --help
@@ -46,6 +47,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
+#include "netcheck.h"
 #include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
@@ -244,6 +246,29 @@ static int opt_cluster_name(struct args *a, const char *val)
 	return 0;
 }
 
+static int opt_udp_port_range(struct args *a, const char *val)
+{
+	if (pods_port_range_parse(val, &a->cfg.udp_port_lo, &a->cfg.udp_port_hi) < 0) {
+		fprintf(stderr, "--udp-port-range: '%s' is not LO-HI, 1 <= LO <= HI <= 65535\n",
+			val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_endpoint_deny(struct args *a, const char *val)
+{
+	if (!valid_iface_glob(val) || a->cfg.n_endpoint_deny == ENDPOINT_DENY_MAX) {
+		fprintf(stderr,
+			"--endpoint-deny-iface: '%s': at most %d globs of 1 to %d printable "
+			"bytes (no space or '/')\n",
+			val, ENDPOINT_DENY_MAX, ENDPOINT_DENY_GLOB_MAX_LEN);
+		return -EINVAL;
+	}
+	a->cfg.endpoint_deny[a->cfg.n_endpoint_deny++] = val;
+	return 0;
+}
+
 static int opt_wg_timers(struct args *a, const char *val)
 {
 	return parse_wg_timers(val, a->cfg.test_wg_timers_ms);
@@ -375,6 +400,19 @@ static const struct opt {
 	 .metavar = "NAME",
 	 .set = opt_cluster_name,
 	 .help = "hostname prefix: NAME-<namespace>-<pod>"},
+	{.name = "udp-port-range",
+	 .metavar = "LO-HI",
+	 .set = opt_udp_port_range,
+	 .help = "pods' UDP sockets bind the first free port\n"
+		 "in LO-HI (default: an ephemeral port)"},
+	{.name = "endpoint-deny-iface",
+	 .metavar = "GLOB",
+	 .set = opt_endpoint_deny,
+	 .help = "never announce addresses of host interfaces\n"
+		 "matching GLOB (repeatable, at most #; lo, cni0,\n"
+		 "docker0, kube-ipvs0, veth*, flannel*, cilium_*,\n"
+		 "cali* always)",
+	 .nums = {ENDPOINT_DENY_MAX}},
 	{.name = "test-control-no-lite", .set = opt_no_lite},
 	{.name = "test-wg-timers",
 	 .metavar = "R:J:A:T:K",
@@ -425,8 +463,10 @@ static void usage(FILE *f)
  * and an https URL only with a CA (workers cannot read the system's). */
 static int check_control(const struct supervisor_config *cfg)
 {
-	if (!cfg->control_url && (cfg->auth_key_file || cfg->ca_file)) {
-		fprintf(stderr, "--auth-key-file and --ca-file need --control-url\n");
+	if (!cfg->control_url &&
+	    (cfg->auth_key_file || cfg->ca_file || cfg->udp_port_lo || cfg->n_endpoint_deny)) {
+		fprintf(stderr, "--auth-key-file, --ca-file, --udp-port-range and "
+				"--endpoint-deny-iface need --control-url\n");
 		return -EINVAL;
 	}
 	if (cfg->control_url && !strncmp(cfg->control_url, "https://", 8) && !cfg->ca_file) {
@@ -676,12 +716,14 @@ struct signals {
 
 /* Lets the workers go (they keep running: the next supervisor adopts them).
  * The pods forget them first, so that no callback reaches a freed pod; the
- * resolver goes before the workers it answers. NULL-safe. */
+ * resolver and the netcheck go before the workers they answer. NULL-safe. */
 static void let_workers_go(struct supervisor *sup)
 {
 	pods_detach_workers(sup->pods);
 	resolver_free(sup->resolver);
 	sup->resolver = NULL;
+	netcheck_free(sup->netcheck);
+	sup->netcheck = NULL;
 	workers_close(sup->workers);
 	sup->workers = NULL;
 }
@@ -731,7 +773,7 @@ static int check_host(struct supervisor *sup, struct state_origin *origin)
 }
 
 /* Stage: the zygote, before any record or key is read, with what the workers
- * borrow: the CA bundle and the resolver (with a control plane). On failure
+ * borrow: the CA bundle, the resolver and the netcheck (with a control plane). On failure
  * what this stage made is freed here. */
 static int start_workers(struct supervisor *sup, const struct state_origin *origin)
 {
@@ -763,7 +805,14 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 			goto err_ca;
 		wc.resolve = resolver_request;
 		wc.resolve_arg = sup->resolver;
+		ret = netcheck_new(&sup->loop, workers_netcheck_report, &sup->netcheck);
+		if (ret < 0)
+			goto err_resolver;
+		wc.derpmap = netcheck_request;
+		wc.derpmap_arg = sup->netcheck;
 		wc.control_test_flags = sup->cfg.test_control_no_lite ? START_TEST_NO_LITE : 0;
+		wc.endpoint_deny = sup->cfg.endpoint_deny;
+		wc.n_endpoint_deny = sup->cfg.n_endpoint_deny;
 		memcpy(wc.wg_timers_ms, sup->cfg.test_wg_timers_ms, sizeof(wc.wg_timers_ms));
 	}
 	ret = workers_new(&sup->loop, &wc, &sup->workers);
@@ -777,6 +826,8 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 	return 0;
 
 err_resolver:
+	netcheck_free(sup->netcheck);
+	sup->netcheck = NULL;
 	resolver_free(sup->resolver);
 	sup->resolver = NULL;
 err_ca:

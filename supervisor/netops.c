@@ -108,6 +108,7 @@ static bool prefix_ok(const struct ip_prefix *p)
 struct tun_build {
 	int nsfd;
 	const char *ifname;
+	const char *alias; /* NULL: none */
 	unsigned int mtu;
 	char tmpname[IFNAMSIZ];
 	struct nl_sock *host_sk;
@@ -270,10 +271,12 @@ static int tun_configure(struct tun_build *b, const char **why)
 	}
 	rtnl_link_set_name(names, b->ifname);
 	rtnl_link_set_mtu(names, b->mtu);
+	if (b->alias)
+		rtnl_link_set_ifalias(names, b->alias);
 	ret = link_change(b->pod_sk, b->pod_ifindex, names);
 	if (ret < 0) {
 		*why = ret == -EEXIST ? "interface name already exists in the pod's namespace"
-				      : "cannot rename the TUN device or set its MTU";
+				      : "cannot rename the TUN device or set its MTU and alias";
 		goto out;
 	}
 
@@ -321,10 +324,10 @@ out:
 	return ret;
 }
 
-int netops_tun_create(int nsfd, const char *ifname, unsigned int mtu, int *tun_fd, int *ifindex,
-		      const char **why)
+int netops_tun_create(int nsfd, const char *ifname, const char *alias, unsigned int mtu,
+		      int *tun_fd, int *ifindex, const char **why)
 {
-	struct tun_build b = {.nsfd = nsfd, .ifname = ifname, .mtu = mtu, .fd = -1};
+	struct tun_build b = {.nsfd = nsfd, .ifname = ifname, .alias = alias, .mtu = mtu, .fd = -1};
 	int ret;
 
 	*tun_fd = -1;
@@ -383,9 +386,11 @@ out:
 	return ret;
 }
 
-int netops_link_delete(int nsfd, const char *ifname)
+int netops_link_delete(int nsfd, const char *ifname, int ifindex)
 {
-	return netlink_link_delete(nsfd, ifname);
+	struct netlink_owned o = {.ifname = ifname, .ifindex = ifindex};
+
+	return netlink_link_delete_owned(nsfd, &o);
 }
 
 /* ---- CHECK ---- */

@@ -14,8 +14,9 @@
 enum netops_defaults { NETOPS_MTU = 1280 };
 
 /* Creates a TUN device in the host namespace under a temporary name, moves it
- * into the namespace nsfd, renames it to ifname there, sets MTU, IPv6 on with
- * addr_gen_mode none, rp_filter loose (2), and brings it up. On success
+ * into the namespace nsfd, renames it to ifname there, sets MTU and the alias
+ * (when not NULL: netlink_owner_alias(), the mark the plugin's DEL looks for),
+ * IPv6 on with addr_gen_mode none, rp_filter loose (2), and brings it up. On success
  * *tun_fd (O_CLOEXEC|O_NONBLOCK, owned by the caller: fd custody) and
  * *ifindex (inside the pod's namespace) are set. The device is not
  * persistent: it disappears when the last copy of *tun_fd is closed, or with
@@ -25,11 +26,13 @@ enum netops_defaults { NETOPS_MTU = 1280 };
  * bytes) or an MTU outside 1280..65535. On any failure nothing is left
  * behind, *tun_fd is -1 and *why says which step failed. On a kernel booted
  * without IPv6 the device is configured for IPv4 only. */
-int netops_tun_create(int nsfd, const char *ifname, unsigned int mtu, int *tun_fd, int *ifindex,
-		      const char **why);
+int netops_tun_create(int nsfd, const char *ifname, const char *alias, unsigned int mtu,
+		      int *tun_fd, int *ifindex, const char **why);
 
-/* Deletes ifname in nsfd: 1 deleted, 0 absent, < 0 error. */
-int netops_link_delete(int nsfd, const char *ifname);
+/* Deletes ifname in nsfd only when it still has the ifindex it was made
+ * with: 1 deleted, 0 absent, -EEXIST another device holds the name (left
+ * alone), another negative errno on failure. */
+int netops_link_delete(int nsfd, const char *ifname, int ifindex);
 
 /* CHECK: ifname exists in nsfd, is up, has mtu (when mtu != 0) and carries
  * each of addrs. Returns 0 (detail "") or, with a sentence naming the first

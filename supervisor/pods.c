@@ -59,6 +59,7 @@
 #include "ip.h"
 #include "log.h"
 #include "mem.h"
+#include "netlink.h"
 #include "netns.h"
 #include "netops.h"
 #include "pods_internal.h"
@@ -145,10 +146,13 @@ static const char *state_name(Tscni__AttachmentState s)
 }
 
 /* A CNI code for an errno from netlink, the state directory or the system:
- * the transient ones invite the runtime to retry (11), the rest are ours. */
+ * the transient ones invite the runtime to retry (11), a full state
+ * directory among them (space comes back as pods go), the rest are ours. */
 uint32_t pods__errno_cni_code(int ret)
 {
 	switch (-ret) {
+	case ENOSPC:
+	case EDQUOT:
 	case EAGAIN:
 	case EBUSY:
 	case EINTR:
@@ -366,6 +370,15 @@ int pods__ifindex_in_ns(void *arg)
 	return errno == ENODEV || errno == ENXIO ? 0 : -errno;
 }
 
+int pods__tun_create(const struct attachment *a, int nsfd, int *tun_fd, int *ifindex,
+		     const char **why)
+{
+	char alias[NETLINK_ALIAS_LEN];
+
+	netlink_owner_alias(a->network, a->container_id, a->ifname, alias, sizeof(alias));
+	return netops_tun_create(nsfd, a->interface_name, alias, NETOPS_MTU, tun_fd, ifindex, why);
+}
+
 /* Releases a: the TUN fd out of custody, ts0 deleted if its netns is still
  * the same one, the record removed. Runs on the threadpool (or at startup).
  * Returns 0, or a negative errno with nothing removed from disk (a later
@@ -396,7 +409,12 @@ int pods__release(struct pods *p, struct attachment *a, const char **why)
 		if (a->ifindex)
 			ret = netns_run(nsfd, pods__ifindex_in_ns, &q);
 		if (ret > 0 && (uint32_t)ret == a->ifindex)
-			ret = netops_link_delete(nsfd, a->interface_name);
+			ret = netops_link_delete(nsfd, a->interface_name, ret);
+		if (ret == -EEXIST) {
+			log_warn("%s: %s in %s is no longer ours: left alone", a->tag,
+				 a->interface_name, a->netns_path);
+			ret = 0;
+		}
 		close(nsfd);
 		if (ret < 0) {
 			*why = "delete the interface in the pod's network namespace";

@@ -93,4 +93,8 @@ void pods_on_netop(struct worker *w, uint32_t id, enum worker_netop op, const st
  * waits. */
 void pods_attachment_ready(struct pods *p, struct attachment *att);
 
+/* pods_sockets.c: --udp-port-range "LO-HI", 1 <= LO <= HI <= 65535, into
+ * *lo and *hi. 0, or -EINVAL (both set to 0). */
+int pods_port_range_parse(const char *s, uint16_t *lo, uint16_t *hi);
+
 #endif

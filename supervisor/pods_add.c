@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -329,10 +330,10 @@ static void add_build(struct op_add *add, int nsfd, const char *pod_uid)
 		pods__attachment_free(a);
 		return;
 	}
-	ret = netops_tun_create(nsfd, add->interface_name, NETOPS_MTU, &tun_fd, &ifindex, &why);
+	ret = pods__tun_create(a, nsfd, &tun_fd, &ifindex, &why);
 	if (ret == -EEXIST) {
 		pods__op_fail(&add->op, CNI_ERR_IF_EXISTS,
-			      "ts0 already exists in the pod's network namespace", 0,
+			      "the interface already exists in the pod's network namespace", 0,
 			      "%s exists in %s and was left alone", add->interface_name,
 			      add->netns_path);
 		goto rollback;
@@ -363,7 +364,7 @@ rollback:
 	if (a->tun_fd >= 0) {
 		close(a->tun_fd);
 		a->tun_fd = -1;
-		netops_link_delete(nsfd, add->interface_name);
+		netops_link_delete(nsfd, add->interface_name, (int)a->ifindex);
 	}
 	ret = pods__attachment_unrecord(p, a);
 	if (ret < 0)
@@ -399,6 +400,18 @@ static void add_work(struct op *op)
 	const char *why = NULL;
 	int nsfd = -1, ret;
 
+	/* The identity lives in a directory named after the pod UID, or the
+	 * container ID without one (docs/design.md §3): it must fit a file
+	 * name. */
+	if (strlen(pod_uid) > NAME_MAX) {
+		const char *msg = "CNI_CONTAINERID is too long to name the pod's identity";
+
+		pods__op_fail(op, CNI_ERR_ENV, msg, 0,
+			      "without K8S_POD_UID in CNI_ARGS the identity is kept under the "
+			      "container ID, which is %zu bytes (at most %d)",
+			      strlen(pod_uid), NAME_MAX);
+		return;
+	}
 	/* A replaced attachment's worker logged the node out: the new worker
 	 * registers again, with the auth key. */
 	if (op->logged_out && cur)
@@ -406,7 +419,7 @@ static void add_work(struct op *op)
 	ret = identity_ensure(add, pod_uid);
 	if (ret < 0) {
 		pods__op_fail(op, pods__errno_cni_code(ret),
-			      "cannot read or write the pod's identity", ret, "identity of pod %s",
+			      "cannot read or write the pod's identity", ret, "identity of %s",
 			      op->tag);
 		return;
 	}
@@ -588,10 +601,21 @@ static void add_done(struct op *op)
 			sync_begin(add, a);
 			return;
 		}
-		pods__op_fail(op,
-			      pods__errno_cni_code(ret) == CNI_ERR_TRY_AGAIN ? CNI_ERR_TRY_AGAIN
-									     : CNI_ERR_INTERNAL,
-			      "cannot start the pod's worker", ret, "%s", a->tag);
+		if (ret == -EADDRINUSE && p->sup->cfg.udp_port_lo)
+			/* Not code 11: failurePolicy "ignore" would start the
+			 * pod without ts0, and this is no supervisor outage.
+			 * Ports free up as pods go; the runtime's retry may
+			 * find one. */
+			pods__op_fail(op, CNI_ERR_INTERNAL,
+				      "no free UDP port left in --udp-port-range", 0,
+				      "%s: %u-%u all in use", a->tag, p->sup->cfg.udp_port_lo,
+				      p->sup->cfg.udp_port_hi);
+		else
+			pods__op_fail(op,
+				      pods__errno_cni_code(ret) == CNI_ERR_TRY_AGAIN
+					      ? CNI_ERR_TRY_AGAIN
+					      : CNI_ERR_INTERNAL,
+				      "cannot start the pod's worker", ret, "%s", a->tag);
 	}
 	if (op->cni_code)
 		log_warn("%s: ADD failed (code %u): %s: %s", op->tag, op->cni_code, op->msg,

@@ -47,6 +47,7 @@ enum pods_limits {
 /* CNI error codes the supervisor puts into its replies (docs/cni-contract.md 6.2). */
 enum cni_code {
 	CNI_ERR_NETNS = 3,
+	CNI_ERR_ENV = 4,
 	CNI_ERR_BAD_NETNS = 8,
 	CNI_ERR_TRY_AGAIN = 11,
 	CNI_ERR_IF_EXISTS = 100,
@@ -236,6 +237,10 @@ struct ifindex_query {
 /* Runs inside the pod's namespace (netns_run) with a struct ifindex_query:
  * the interface's index, 0 when absent, or a negative errno. */
 int pods__ifindex_in_ns(void *arg);
+/* Creates a's interface in nsfd (netops_tun_create), marked with the alias
+ * of a's key so that only a DEL of this key ever deletes it. */
+int pods__tun_create(const struct attachment *a, int nsfd, int *tun_fd, int *ifindex,
+		     const char **why);
 /* Releases a: the TUN fd out of custody, ts0 deleted if its netns is still
  * the same one, the record removed. Runs on the threadpool (or at startup).
  * Returns 0, or a negative errno with nothing removed from disk (a later
@@ -314,6 +319,14 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 		     bool registered);
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
 			   const uint8_t *node, const char *hostname, bool registered);
+
+/* pods_sockets.c: the pod's UDP socket in our netns (bound as cfg's
+ * --udp-port-range says) and its worker's read-only NETLINK_ROUTE socket.
+ * 0 with *fd set, or a negative errno (-EADDRINUSE: the range is full)
+ * with *fd = -1 and *why naming what failed. */
+struct supervisor_config;
+int pods__udp_socket_new(const struct supervisor_config *cfg, int *fd, const char **why);
+int pods__netlink_socket_new(int *fd, const char **why);
 void pods__identity_wipe_free(Tscni__Identity *id);
 int pods__identity_record(struct pods *p, const char *pod_uid, bool registered,
 			  const struct ip_prefix *addrs, size_t naddrs, const char *stable);

@@ -145,7 +145,7 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 {
 	struct worker_spec spec;
 	struct worker_identity id;
-	const int no_fd = -1;
+	const int no_fds[2] = {-1, -1};
 	uint32_t slot;
 	int ret;
 
@@ -156,11 +156,14 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 		return;
 	pods__spec_fill(p, a, &spec, slot, k->machine, k->node, k->hostname, k->registered);
 	spec.tun_fd = -1;
-	/* With a control plane it holds the pod's UDP socket too (its
-	 * custody comes back from the worker: the fd here is a stand-in). */
+	/* With a control plane it holds the pod's UDP and netlink sockets
+	 * too (their custody comes back from the worker: the fds here are
+	 * stand-ins); one spawned by an older supervisor has no netlink
+	 * socket and gets one for its respawns below. */
 	if (p->sup->cfg.control_url) {
-		spec.extra_fds = &no_fd;
-		spec.n_extra_fds = 1;
+		spec.extra_fds = no_fds;
+		spec.n_extra_fds = 2;
+		spec.n_extra_fds_optional = 1;
 	}
 	ret = workers_adopt(p->sup->workers, &spec, &a->wi, pods__on_worker, a, &a->worker);
 	sodium_memzero(&spec, sizeof(spec));
@@ -168,11 +171,26 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 		log_warn("%s: the worker's spec is invalid: not adopted", a->tag);
 	if (ret < 0)
 		return; /* workers_adopt logged why it refused; pass 2 rebuilds */
-	a->worker_ready = true;
+	a->worker_ready = workers_is_ready(a->worker);
 	/* Custody is back: our own fd, if any, is one too many. */
 	if (a->tun_fd >= 0) {
 		close(a->tun_fd);
 		a->tun_fd = -1;
+	}
+	/* Spawned by a supervisor older than the host's netlink socket: its
+	 * respawns get one (pods_sockets.c), so they follow the host's
+	 * addresses. */
+	if (p->sup->cfg.control_url && workers_custody_count(a->worker) < 2 + 2) {
+		const char *why = "";
+		int nl;
+
+		ret = pods__netlink_socket_new(&nl, &why);
+		if (ret == 0) {
+			ret = workers_custody_add(a->worker, nl);
+			close(nl);
+		}
+		if (ret < 0)
+			log_warn_r(ret, "%s: no netlink socket for the worker's respawns", a->tag);
 	}
 	if (workers_identity(a->worker, &id) == 0 && id.version != a->wi.version) {
 		a->wi = id;
@@ -196,8 +214,8 @@ static bool startup_clear_ts0(struct attachment *a, int nsfd)
 		log_warn("%s: %s (ifindex %d) is held by a process that was not adopted: "
 			 "deleting it and starting a new worker",
 			 a->tag, a->interface_name, ret);
-		ret = netops_link_delete(nsfd, a->interface_name);
-		if (ret < 0 && ret != -ENODEV) {
+		ret = netops_link_delete(nsfd, a->interface_name, ret);
+		if (ret < 0) {
 			log_err_r(ret, "%s: delete %s", a->tag, a->interface_name);
 			return false;
 		}
@@ -227,7 +245,7 @@ static void startup_rebuild(struct pods *p, struct attachment *a, const struct p
 		return; /* gone: the reconciler releases it */
 	if (!startup_clear_ts0(a, nsfd))
 		goto out;
-	ret = netops_tun_create(nsfd, a->interface_name, NETOPS_MTU, &tun_fd, &ifindex, &why);
+	ret = pods__tun_create(a, nsfd, &tun_fd, &ifindex, &why);
 	if (ret < 0) {
 		log_err_r(ret, "%s: rebuild %s: %s", a->tag, a->interface_name,
 			  why ? why : "create the TUN device");

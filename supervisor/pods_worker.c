@@ -21,6 +21,7 @@
 #include "log.h"
 #include "netops.h"
 #include "pods_internal.h"
+#include "netcheck.h"
 #include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
@@ -117,6 +118,21 @@ static bool prefixes_equal(const struct ip_prefix *x, size_t nx, const struct ip
 	return true;
 }
 
+/* A new process runs for a: its record names it from now on, so that a
+ * supervisor restarted before its Ready (control unreachable, say) adopts
+ * it instead of taking its ts0 away. */
+static void on_started(struct attachment *a, struct worker *w)
+{
+	struct worker_identity id;
+
+	if (workers_identity(w, &id) < 0 ||
+	    (id.pid == a->wi.pid && id.start_time == a->wi.start_time &&
+	     id.version == a->wi.version && !strcmp(id.boot_id, a->wi.boot_id)))
+		return;
+	a->wi = id;
+	pods__record_worker(a->pods, a, false, NULL);
+}
+
 static void on_ready(struct attachment *a, struct worker *w, const struct worker_report *r)
 {
 	struct pods *p = a->pods;
@@ -157,6 +173,7 @@ static void on_gone(struct attachment *a, struct worker *w, const struct worker_
 
 	pods__netops_forget(p, w);
 	resolver_forget(p->sup->resolver, w);
+	netcheck_forget(p->sup->netcheck, w);
 	a->worker = NULL;
 	a->worker_ready = false;
 	pods__roll_worker(p, a, false, r->why);
@@ -196,6 +213,9 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 		if (r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED)
 			pods__add_refused(a, r->detail);
 		break;
+	case WORKER_EV_STARTED:
+		on_started(a, w);
+		break;
 	case WORKER_EV_EXIT:
 		a->worker_ready = false;
 		break;
@@ -229,43 +249,6 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 	spec->mtu = NETOPS_MTU;
 }
 
-/* The pod's UDP socket for its worker (WireGuard and disco): created here,
- * in the host's netns, dual-stack, bound to an ephemeral port, with large
- * buffers (SO_*BUFFORCE: the worker has no CAP_NET_ADMIN to ask for them).
- * Its custody then follows the TUN fd's, so the port stays the same across
- * respawns and supervisor restarts. 0 with *fd set, or a negative errno. */
-static int udp_socket_new(int *fd)
-{
-	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
-	int s, off = 0, sz = UDP_BUFFER_BYTES, ret;
-
-	s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s < 0) {
-		/* A kernel without IPv6: an IPv4 socket. */
-		struct sockaddr_in sin = {.sin_family = AF_INET};
-
-		s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (s < 0)
-			return -errno;
-		if (bind(s, (struct sockaddr *)&sin, sizeof(sin)) < 0)
-			goto fail;
-	} else {
-		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-		if (bind(s, (struct sockaddr *)&sin6, sizeof(sin6)) < 0)
-			goto fail;
-	}
-	if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
-		setsockopt(s, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
-		setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	*fd = s;
-	return 0;
-fail:
-	ret = -errno;
-	close(s);
-	return ret;
-}
-
 /* Spawns the pod's worker for a with its TUN fd (a->tun_fd, closed here once
  * workers holds custody). A second attachment of a pod that has a worker
  * keeps its fd and gets none. 0 or a negative errno. */
@@ -274,7 +257,8 @@ int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *
 {
 	struct attachment *owner = pods__pod_worker_att(p, a->pod_uid);
 	struct worker_spec spec;
-	int udp_fd = -1, ret;
+	int fds[2] = {-1, -1}, ret;
+	const char *why = "";
 	uint32_t slot;
 
 	if (owner && owner != a) {
@@ -293,18 +277,25 @@ int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *
 	}
 	pods__spec_fill(p, a, &spec, slot, machine, node, hostname, registered);
 	if (p->sup->cfg.control_url) {
-		ret = udp_socket_new(&udp_fd);
+		ret = pods__udp_socket_new(&p->sup->cfg, &fds[0], &why);
+		if (ret == 0)
+			ret = pods__netlink_socket_new(&fds[1], &why);
 		if (ret < 0) {
-			log_err_r(ret, "%s: the pod's UDP socket", a->tag);
+			log_err_r(ret, "%s: %s", a->tag, why);
+			sodium_memzero(&spec, sizeof(spec));
+			if (fds[0] >= 0)
+				close(fds[0]);
 			return ret;
 		}
-		spec.extra_fds = &udp_fd;
-		spec.n_extra_fds = 1;
+		spec.extra_fds = fds;
+		spec.n_extra_fds = 2;
+		spec.n_extra_fds_optional = 1;
 	}
 	ret = workers_spawn(p->sup->workers, &spec, pods__on_worker, a, &a->worker);
 	sodium_memzero(&spec, sizeof(spec));
-	if (udp_fd >= 0)
-		close(udp_fd); /* workers holds its own dup (custody) */
+	for (size_t i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]); /* workers holds its own dups (custody) */
 	if (ret < 0) {
 		log_err_r(ret, "%s: spawn the worker", a->tag);
 		return ret;

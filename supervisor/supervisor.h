@@ -10,12 +10,14 @@
 
 #include "cni.pb-c.h"
 #include "log.h"
+#include "validate.h"
 
 struct state;
 struct pods;
 struct cni_server;
 struct workers;
 struct resolver;
+struct netcheck;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -58,6 +60,14 @@ struct supervisor_config {
 	 * (rekey after, reject after, rekey attempt, rekey timeout,
 	 * keepalive, jitter); all 0: the protocol's. */
 	uint32_t test_wg_timers_ms[6];
+	/* --udp-port-range LO-HI: pods' UDP sockets bind the first free port
+	 * in it; 0: an ephemeral port. */
+	uint16_t udp_port_lo, udp_port_hi;
+	/* --endpoint-deny-iface GLOB (repeatable, valid_iface_glob): host
+	 * interfaces whose addresses are never a pod's endpoints, on top of
+	 * the workers' built-in list. Point into argv. */
+	const char *endpoint_deny[ENDPOINT_DENY_MAX];
+	size_t n_endpoint_deny;
 };
 
 struct supervisor {
@@ -69,6 +79,7 @@ struct supervisor {
 	struct cni_server *srv;	   /* owned; cni_server_close at exit */
 	int sock_lock;		   /* cni_server_claim's lock, held until exit */
 	struct resolver *resolver; /* owned; names for workers (resolver.h) */
+	struct netcheck *netcheck; /* owned; DERP latencies for workers (netcheck.h) */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

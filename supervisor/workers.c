@@ -321,8 +321,8 @@ bool workers__spec_ok(const struct workers *ws, const struct worker_spec *spec)
 {
 	return spec->pod_uid && valid_name(spec->pod_uid, POD_FIELD_MAX_LEN) &&
 	       spec->n_addresses <= PREFIX_MAX && spec->n_extra_fds <= WORKERS_EXTRA_FDS_MAX &&
-	       spec->slot < ws->uid_count && (!spec->n_extra_fds || spec->extra_fds) &&
-	       (!spec->n_addresses || spec->addresses) &&
+	       spec->n_extra_fds_optional <= spec->n_extra_fds && spec->slot < ws->uid_count &&
+	       (!spec->n_extra_fds || spec->extra_fds) && (!spec->n_addresses || spec->addresses) &&
 	       (!spec->hostname || strlen(spec->hostname) <= HOST_MAX_LEN) &&
 	       (!spec->auth_key || strlen(spec->auth_key) <= AUTHKEY_MAX_LEN) &&
 	       (!spec->control_url || strlen(spec->control_url) <= URL_MAX_LEN);
@@ -371,6 +371,11 @@ void workers__link(struct worker *w)
 	if (ws->head)
 		ws->head->prev = w;
 	ws->head = w;
+}
+
+bool workers_is_ready(const struct worker *w)
+{
+	return w->proc && w->state == WS_READY;
 }
 
 int workers_identity(const struct worker *w, struct worker_identity *out)
@@ -458,6 +463,24 @@ unsigned int workers_respawns(const struct worker *w)
 int workers_tun_fd(const struct worker *w)
 {
 	return w->fds[0];
+}
+
+size_t workers_custody_count(const struct worker *w)
+{
+	return w->nfds;
+}
+
+int workers_custody_add(struct worker *w, int fd)
+{
+	int dup;
+
+	if (w->nfds >= WORKERS_CUSTODY_MAX)
+		return -ENOSPC;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0)
+		return -errno;
+	w->fds[w->nfds++] = dup;
+	return 0;
 }
 
 int workers_check_host_pidns(const char **why)
@@ -556,9 +579,13 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws->netop_arg = cfg->netop_arg;
 	ws->resolve = cfg->resolve;
 	ws->resolve_arg = cfg->resolve_arg;
+	ws->derpmap = cfg->derpmap;
+	ws->derpmap_arg = cfg->derpmap_arg;
 	ws->ca_pem = cfg->ca_pem;
 	ws->ca_pem_len = cfg->ca_pem_len;
 	ws->control_test_flags = cfg->control_test_flags;
+	ws->endpoint_deny = cfg->endpoint_deny;
+	ws->n_endpoint_deny = cfg->n_endpoint_deny;
 	memcpy(ws->wg_timers_ms, cfg->wg_timers_ms, sizeof(ws->wg_timers_ms));
 	uv_timer_init(loop, &ws->zyg_timer);
 	ws->zyg_timer.data = ws;

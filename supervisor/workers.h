@@ -80,6 +80,12 @@ typedef void worker_netop_fn(struct worker *w, uint32_t id, enum worker_netop op
  * later, with workers_resolve_reply(w, id, ...), as long as w has not been
  * reported GONE. */
 typedef void worker_resolve_fn(struct worker *w, uint32_t id, const char *host, void *arg);
+/* A DerpMapReport (validated: common/validate.c): the STUN targets of the
+ * worker's DERP map, for the node-wide netcheck (netcheck.h). The callee
+ * answers, now or later, with workers_netcheck_report(w, ...), as long as w
+ * has not been reported GONE. */
+struct Tscni__DerpMapReport;
+typedef void worker_derpmap_fn(struct worker *w, const struct Tscni__DerpMapReport *m, void *arg);
 
 struct workers_config {
 	/* Absolute path of tailscale-cni-worker, as seen in host_mntns when
@@ -106,11 +112,17 @@ struct workers_config {
 	void *netop_arg;
 	worker_resolve_fn *resolve; /* NULL: requests answered "no resolver configured" */
 	void *resolve_arg;
+	worker_derpmap_fn *derpmap; /* NULL: DerpMapReports are ignored */
+	void *derpmap_arg;
 	/* PEM CA certificates for the control plane, sent in Start.ca_bundle
 	 * (at most CA_BUNDLE_MAX_LEN). Borrowed, lives as long as workers. */
 	const char *ca_pem;
 	size_t ca_pem_len;
 	unsigned int control_test_flags; /* tests only: Start.control_test_flags */
+	/* Start.endpoint_deny_iface: borrowed, lives as long as workers; at
+	 * most ENDPOINT_DENY_MAX valid_iface_glob strings. */
+	const char *const *endpoint_deny;
+	size_t n_endpoint_deny;
 	/* Tests only: Start.wg_timers in ms (rekey after, reject after, rekey
 	 * attempt, rekey timeout, keepalive, jitter); all 0: not sent. */
 	uint32_t wg_timers_ms[6];
@@ -135,6 +147,9 @@ struct worker_spec {
 	int tun_fd;
 	const int *extra_fds;
 	size_t n_extra_fds; /* <= WORKERS_EXTRA_FDS_MAX */
+	/* Adoption: how many of the last extra fds a worker spawned by an
+	 * older supervisor may not hold (its custody is then shorter). */
+	size_t n_extra_fds_optional;
 	uint32_t slot;	    /* uid = uid_base + slot; slot < uid_count */
 	unsigned int mtu;
 	bool debug_seccomp; /* trap and report denied syscalls instead of killing */
@@ -148,6 +163,9 @@ enum worker_event {
 	WORKER_EV_TEST_REPLY, /* r->test_id, r->err, r->detail (escaped) */
 	WORKER_EV_EXIT,	      /* the process died; r->status, r->respawn_ms */
 	WORKER_EV_GONE,	      /* final, no respawn: r->why. w is freed after the callback */
+	/* A spawned process's Hello: it runs (workers_identity names it) and
+	 * may be adopted from now on, Ready or not. */
+	WORKER_EV_STARTED,
 };
 
 struct worker_stats {
@@ -245,6 +263,9 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 		  struct worker **out);
 /* The identity of the running process: 0, or -ENOTCONN without one. */
 int workers_identity(const struct worker *w, struct worker_identity *out);
+/* Whether the running process has sent Ready (to us or, adopted, to an
+ * earlier supervisor). */
+bool workers_is_ready(const struct worker *w);
 
 /* Asks the worker to stop (logout: log the node out first) and SIGKILLs it
  * after WORKERS_STOP_GRACE_MS. WORKER_EV_GONE follows, never synchronously. */
@@ -277,6 +298,10 @@ int workers_test_request(struct worker *w, uint32_t id, const char *action, cons
 int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why);
 /* Answers a ResolveRequest: n addresses (sockaddr_in/in6, at most
  * PREFIX_MAX used), or n == 0 and error (a short sentence). */
+/* Sends a NetcheckReport (the caller's message, not kept). 0, -ENOTCONN
+ * when w has no process or is not past its Hello, or workers__send's error. */
+struct Tscni__NetcheckReport;
+int workers_netcheck_report(struct worker *w, const struct Tscni__NetcheckReport *r);
 int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_storage *addrs,
 			  size_t n, const char *error);
 
@@ -294,6 +319,14 @@ const char *workers_pod_uid(const struct worker *w);
 unsigned int workers_respawns(const struct worker *w);
 /* The custody dup of the TUN fd (owned by workers). */
 int workers_tun_fd(const struct worker *w);
+/* How many fds w's custody holds: the TUN, the rendezvous listener (if
+ * any) and the extra fds. */
+size_t workers_custody_count(const struct worker *w);
+/* Adds a dup of fd (borrowed) to w's custody, after the others: the
+ * running process does not get it, its respawns do (an adopted worker
+ * spawned by a supervisor that handed it fewer extra fds). 0, -ENOSPC
+ * when custody is full, or -errno. */
+int workers_custody_add(struct worker *w, int fd);
 /* The zygote's pid (0 while it is being restarted) and how often it was. */
 pid_t workers_zygote_pid(const struct workers *ws);
 unsigned int workers_zygote_restarts(const struct workers *ws);

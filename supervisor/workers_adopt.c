@@ -119,13 +119,14 @@ static bool is_unix_listener(int fd)
 /* The handshake of workers_adopt on a connected socket. On success the
  * custody fds are in fds[0..*nfds) and 0 is returned. */
 static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, int fd, pid_t pid,
-			   uint32_t *version, int *fds, size_t *nfds, const char **why)
+			   uint32_t *version, bool *ready, int *fds, size_t *nfds, const char **why)
 {
 	unsigned long long deadline = now_ms() + WORKERS_ADOPT_TIMEOUT_MS;
 	Tscni__SupervisorMsg sm = TSCNI__SUPERVISOR_MSG__INIT;
 	Tscni__Hello ours = TSCNI__HELLO__INIT;
 	Tscni__WorkerMsg *m = NULL;
 	size_t want = 2 + spec->n_extra_fds, len;
+	size_t least = want - spec->n_extra_fds_optional;
 	uint8_t *buf = ws->rbuf;
 	ssize_t n;
 	int ret;
@@ -147,6 +148,8 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 		goto out;
 	}
 	*version = m->hello->max_version < ws->proto_max ? m->hello->max_version : ws->proto_max;
+	/* Not said (a worker from before Hello.ready_state): it was Ready. */
+	*ready = m->hello->ready_state != 2;
 	if (strcmp(m->hello->pod_uid, spec->pod_uid) || m->hello->pid != pid) {
 		*why = "hello: another pod's or another process's worker";
 		ret = -EPERM;
@@ -177,7 +180,7 @@ static int adopt_handshake(struct workers *ws, const struct worker_spec *spec, i
 	ret = -EBADMSG;
 	*why = "expected Custody with the TUN, the rendezvous and the extra fds";
 	if (!m || m->body_case != TSCNI__WORKER_MSG__BODY_CUSTODY || !m->custody ||
-	    m->custody->fd_count != *nfds || *nfds != want || !is_tun(fds[0]) ||
+	    m->custody->fd_count != *nfds || *nfds < least || *nfds > want || !is_tun(fds[0]) ||
 	    !is_unix_listener(fds[1]))
 		goto out;
 	ret = 0;
@@ -202,6 +205,7 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	bool peerpidfd = false;
 	uint64_t start = 0;
 	uint32_t version = 0;
+	bool ready = true;
 	struct worker *w;
 	size_t nfds = 0;
 	pid_t pid = 0;
@@ -251,7 +255,7 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	pfd = (struct pollfd){.fd = pidfd, .events = POLLIN};
 	if (poll(&pfd, 1, 0) != 0)
 		goto fail;
-	ret = adopt_handshake(ws, spec, fd, pid, &version, fds, &nfds, &why);
+	ret = adopt_handshake(ws, spec, fd, pid, &version, &ready, fds, &nfds, &why);
 	if (ret < 0)
 		goto fail;
 	w = workers__alloc(ws, spec, cb, arg);
@@ -262,9 +266,14 @@ int workers_adopt(struct workers *ws, const struct worker_spec *spec,
 	/* Not our child: how it dies will not be known (waitid needs a child). */
 	workers__proc_attach(w, fd, pidfd, pid, false);
 	w->id.version = version;
-	w->state = WS_READY;
-	log_info("pod %s: worker %d adopted (identified by %s)", w->pod_uid, (int)pid,
-		 peerpidfd ? "SO_PEERPIDFD" : "SO_PEERCRED + pidfd_open + start time");
+	/* A worker that never reached control (or never got its addresses)
+	 * is adopted all the same; its Ready follows on this connection. */
+	w->state = ready ? WS_READY : WS_STARTING;
+	if (!ready)
+		workers__schedule(w, WORKERS_READY_TIMEOUT_MS);
+	log_info("pod %s: worker %d adopted (identified by %s%s)", w->pod_uid, (int)pid,
+		 peerpidfd ? "SO_PEERPIDFD" : "SO_PEERCRED + pidfd_open + start time",
+		 ready ? "" : "; not Ready yet");
 	*out = w;
 	return 0;
 fail:

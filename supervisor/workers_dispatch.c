@@ -118,6 +118,7 @@ static int on_hello(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		return -EPERM;
 	}
 	w->state = WS_STARTING;
+	workers__emit(w, WORKER_EV_STARTED, &(struct worker_report){.pid = workers_pid(w)});
 	return 0;
 }
 
@@ -325,6 +326,16 @@ static int on_netop(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	return 0;
 }
 
+/* The worker's DERP map changed: the netcheck measures its targets (or
+ * nothing happens without one; the worker then keeps its own choice). */
+static int on_derp_map_report(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	(void)why;
+	if (w->ws && w->ws->derpmap)
+		w->ws->derpmap(w, m->derp_map_report, w->ws->derpmap_arg);
+	return 0;
+}
+
 static int on_test_reply(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
 {
 	struct worker_report r = {.pid = workers_pid(w)};
@@ -357,6 +368,7 @@ static const struct dispatch {
 	{TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST, WS_STARTING | WS_READY, on_resolve},
 	{TSCNI__WORKER_MSG__BODY_NETOP_REQUEST, WS_STARTING | WS_READY, on_netop},
 	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
+	{TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT, WS_STARTING | WS_READY, on_derp_map_report},
 };
 
 int workers__unpack(const uint8_t *buf, size_t len, const char *undecodable, Tscni__WorkerMsg **out,
@@ -510,6 +522,17 @@ int workers_test_request(struct worker *w, uint32_t id, const char *action, cons
 	t.arg = (char *)(arg ? arg : "");
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_TEST_REQUEST;
 	m.test_request = &t;
+	return workers__send(w, &m);
+}
+
+int workers_netcheck_report(struct worker *w, const struct Tscni__NetcheckReport *r)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+
+	if (!w->proc || !(w->state & (WS_STARTING | WS_READY)))
+		return -ENOTCONN;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT;
+	m.netcheck_report = (Tscni__NetcheckReport *)r;
 	return workers__send(w, &m);
 }
 

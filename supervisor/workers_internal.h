@@ -158,10 +158,14 @@ struct workers {
 	void *netop_arg;
 	worker_resolve_fn *resolve;
 	void *resolve_arg;
+	worker_derpmap_fn *derpmap;
+	void *derpmap_arg;
 	const char *ca_pem; /* borrowed (workers_config) */
 	size_t ca_pem_len;
 	const char *auth_key; /* borrowed (workers_set_auth_key), sent with logouts */
 	unsigned int control_test_flags;
+	const char *const *endpoint_deny; /* Start.endpoint_deny_iface, borrowed */
+	size_t n_endpoint_deny;
 	uint32_t wg_timers_ms[6];
 
 	struct zyg *zyg;

@@ -93,8 +93,11 @@ static int send_hello_start(struct worker *w)
 		s.ca_bundle.data = (uint8_t *)w->ws->ca_pem;
 		s.ca_bundle.len = w->ws->ca_pem_len;
 	}
-	if (w->ws)
+	if (w->ws) {
 		s.control_test_flags = w->ws->control_test_flags;
+		s.endpoint_deny_iface = (char **)w->ws->endpoint_deny;
+		s.n_endpoint_deny_iface = w->ws->n_endpoint_deny;
+	}
 	if (w->ws && w->ws->wg_timers_ms[0]) {
 		const uint32_t *t = w->ws->wg_timers_ms;
 

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <net/if.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <net/route.h>
@@ -193,7 +192,10 @@ static void handle_test(struct worker_ctx *ctx, const Tscni__TestRequest *t)
 		return;
 	}
 	rep.id = t->id;
-	rep.err = test_action(t->action, t->arg, detail, sizeof(detail));
+	if (!strcmp(t->action, "netlink_newaddr"))
+		rep.err = endpoints_test_newaddr(ctx, detail, sizeof(detail));
+	else
+		rep.err = test_action(t->action, t->arg, detail, sizeof(detail));
 	rep.detail = detail;
 	m.body_case = TSCNI__WORKER_MSG__BODY_TEST_REPLY;
 	m.test_reply = &rep;
@@ -389,7 +391,11 @@ static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n
 			return;
 	}
 	if (!ctx->ctl_open) {
-		log_warn("pod %s: new addresses while the supervisor is away", ctx->pod_uid);
+		log_warn("pod %s: new addresses while the supervisor is away: set on adoption",
+			 ctx->pod_uid);
+		memcpy(ctx->addrs_owed, addrs, n * sizeof(*addrs));
+		ctx->n_addrs_owed = n;
+		ctx->addrs_owed_set = true;
 		return;
 	}
 	ctx->netop_first = ctx->next_id + 1;
@@ -499,97 +505,6 @@ static void on_netmap(void *arg, struct netmap *nm)
 	malloc_trim(0);
 }
 
-/* Is a one of the tailnet's own addresses (never an endpoint)? */
-static bool in_tailnet(const struct netmap_endpoint *a)
-{
-	static const uint8_t ula[6] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0};
-
-	if (a->family == AF_INET)
-		return a->addr[0] == 100 && (a->addr[1] & 0xc0) == 64;
-	return !memcmp(a->addr, ula, sizeof(ula));
-}
-
-/* The pod's endpoints: the host's addresses (its interfaces, listed before
- * the filter loads: netlink is refused after) with the port of the UDP
- * socket the supervisor handed us. Loopback, IPv6 link-local and tailnet
- * addresses are left out. Returns how many were written (0 without a UDP
- * socket). */
-static size_t local_endpoints(struct worker_ctx *ctx, struct netmap_endpoint *eps, int *types,
-			      size_t max)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct ifaddrs *ifa, *i;
-	bool v6only = false;
-	uint16_t port;
-	size_t n = 0;
-
-	/* data_thread_prepare found the socket. */
-	if (ctx->udp_fd < 0 || getsockname(ctx->udp_fd, (struct sockaddr *)&ss, &sl) < 0)
-		return 0;
-	if (ss.ss_family == AF_INET6) {
-		int on = 0;
-		socklen_t ol = sizeof(on);
-
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		v6only = getsockopt(ctx->udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, &ol) == 0 && on;
-	} else if (ss.ss_family == AF_INET) {
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	} else {
-		return 0;
-	}
-	if (getifaddrs(&ifa) < 0) {
-		log_warn("pod %s: list the host's addresses: %s", ctx->pod_uid, strerror(errno));
-		return 0;
-	}
-	for (i = ifa; i && n < max; i = i->ifa_next) {
-		struct netmap_endpoint e = {.port = port};
-
-		if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
-			continue;
-		if (i->ifa_addr->sa_family == AF_INET && !v6only) {
-			e.family = AF_INET;
-			memcpy(e.addr, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
-		} else if (i->ifa_addr->sa_family == AF_INET6 && ss.ss_family == AF_INET6) {
-			const struct in6_addr *a6 =
-				&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-
-			if (IN6_IS_ADDR_LINKLOCAL(a6))
-				continue;
-			e.family = AF_INET6;
-			memcpy(e.addr, a6, 16);
-		} else {
-			continue;
-		}
-		if (in_tailnet(&e))
-			continue;
-		eps[n] = e;
-		types[n++] = 1; /* tailcfg.EndpointLocal */
-	}
-	freeifaddrs(ifa);
-	return n;
-}
-
-/* Control gets eps; the engine too, for its CallMeMaybe. */
-static void endpoints_set(struct worker_ctx *ctx, const struct netmap_endpoint *eps,
-			  const int *types, size_t n)
-{
-	struct disco_addr da[DATAPLANE_OWN_EPS] = {0};
-	size_t k = 0;
-
-	if (n)
-		client_set_endpoints(ctx->ctl, eps, types, n);
-	for (size_t i = 0; ctx->dp && i < n && k < DATAPLANE_OWN_EPS; i++, k++) {
-		if (eps[i].family == AF_INET)
-			disco_addr_from4(eps[i].addr, eps[i].port, &da[k]);
-		else
-			memcpy(da[k].ip, eps[i].addr, 16);
-		da[k].port = eps[i].port;
-	}
-	if (ctx->dp)
-		dataplane_set_endpoints(ctx->dp, da, k);
-}
-
 /* The control client on our loop: created before the filter loads (curl's
  * multi handle makes its wakeup socketpair here), started at
  * control_thread_run. */
@@ -614,9 +529,6 @@ static int new_client(struct worker_ctx *ctx)
 		.cb_arg = ctx,
 		.test_flags = s->test_flags,
 	};
-	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS];
-	int types[CLIENT_MAX_ENDPOINTS];
-	size_t neps;
 	const char *why = "";
 	int ret;
 
@@ -632,57 +544,8 @@ static int new_client(struct worker_ctx *ctx)
 		log_err_r(ret, "pod %s: control client: %s", ctx->pod_uid, why);
 		return ret;
 	}
-	/* Sent with the first lite update. */
-	neps = local_endpoints(ctx, eps, types, CLIENT_MAX_ENDPOINTS);
-	endpoints_set(ctx, eps, types, neps);
-	ctx->local_eps = xcalloc(neps + 1, sizeof(*eps));
-	ctx->local_types = xcalloc(neps + 1, sizeof(*types));
-	memcpy(ctx->local_eps, eps, neps * sizeof(*eps));
-	memcpy(ctx->local_types, types, neps * sizeof(*types));
-	ctx->n_local_eps = neps;
-	log_info("pod %s: %zu endpoints%s", ctx->pod_uid, neps,
-		 ctx->udp_fd < 0 ? " (no UDP socket)" : "");
-	return 0;
-}
-
-void worker_endpoints_refresh(struct worker_ctx *ctx)
-{
-	struct netmap_endpoint eps[CLIENT_MAX_ENDPOINTS], e = {0};
-	int types[CLIENT_MAX_ENDPOINTS];
-	struct sockaddr_storage ss;
-	size_t n = ctx->n_local_eps;
-	char text[DISCO_ADDR_STRLEN];
-	struct disco_addr da;
-
-	if (!ctx->dp || !ctx->ctl || dataplane_stun_addr(ctx->dp, &ss) < 0 ||
-	    (ctx->has_stun && memcmp(&ss, &ctx->stun, sizeof(ss)) == 0))
-		return;
-	ctx->stun = ss;
-	ctx->has_stun = true;
-	if (disco_addr_from_sockaddr((const struct sockaddr *)&ss, &da) < 0)
-		return;
-	log_info("pod %s: STUN: our UDP socket is seen at %s", ctx->pod_uid,
-		 disco_addr_format(&da, text, sizeof(text)));
-	e.port = da.port;
-	if (disco_addr_is4(&da)) {
-		e.family = AF_INET;
-		memcpy(e.addr, da.ip + 12, 4);
-	} else {
-		e.family = AF_INET6;
-		memcpy(e.addr, da.ip, 16);
-	}
-	memcpy(eps, ctx->local_eps, n * sizeof(*eps));
-	memcpy(types, ctx->local_types, n * sizeof(*types));
-	for (size_t i = 0; i < n; i++) {
-		if (eps[i].family == e.family && eps[i].port == e.port &&
-		    memcmp(eps[i].addr, e.addr, e.family == AF_INET ? 4 : 16) == 0)
-			return; /* no NAT: already listed */
-	}
-	if (n < CLIENT_MAX_ENDPOINTS) {
-		eps[n] = e;
-		types[n++] = 2; /* tailcfg.EndpointSTUN */
-	}
-	endpoints_set(ctx, eps, types, n);
+	/* The host's addresses, sent with the first lite update. */
+	return endpoints_init(ctx);
 }
 
 static void ctl_closed(struct worker_ctx *ctx)
@@ -693,6 +556,14 @@ static void ctl_closed(struct worker_ctx *ctx)
 	uv_poll_stop(&ctx->ctl_poll[ctx->ctl_idx]);
 	if (ctx->ctl)
 		resolves_fail(ctx);
+	if (ctx->netops_pending) {
+		/* Their replies died with the supervisor: ask the next one. */
+		memcpy(ctx->addrs_owed, ctx->addrs, ctx->naddrs * sizeof(*ctx->addrs));
+		ctx->n_addrs_owed = ctx->naddrs;
+		ctx->addrs_owed_set = true;
+		ctx->naddrs = 0;
+		ctx->netops_pending = 0;
+	}
 }
 
 /* A supervisor's Hello on an adoption connection: check its versions, then
@@ -712,7 +583,15 @@ static void adopted(struct worker_ctx *ctx, const Tscni__Hello *h)
 	for (size_t i = 0; i < n; i++)
 		fds[i] = WORKER_FD_TUN + (int)i;
 	ipc_send_custody(WORKER_FD_CTL, fds, n);
-	log_info("pod %s: adopted by supervisor %d", ctx->pod_uid, (int)h->pid);
+	log_info("pod %s: adopted by supervisor %d%s", ctx->pod_uid, (int)h->pid,
+		 ctx->ready_sent ? "" : " (not Ready yet)");
+	if (ctx->addrs_owed_set) {
+		ctx->addrs_owed_set = false;
+		on_self_addresses(ctx, ctx->addrs_owed, ctx->n_addrs_owed);
+	}
+	worker_maybe_ready(ctx);
+	/* The new supervisor's netcheck does not know our map yet. */
+	derp_link_report_map(ctx->derp);
 }
 
 static void on_ctl(uv_poll_t *h, int status, int events)
@@ -776,6 +655,9 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 		case TSCNI__SUPERVISOR_MSG__BODY_RESOLVE_REPLY:
 			resolve_reply(ctx, m->resolve_reply);
 			break;
+		case TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT:
+			derp_link_netcheck(ctx->derp, m->netcheck_report);
+			break;
 		default:
 			log_debug("pod %s: message %d ignored", ctx->pod_uid, (int)m->body_case);
 			break;
@@ -838,7 +720,7 @@ static void on_rdv(uv_poll_t *h, int status, int events)
 	uv_poll_start(&ctx->ctl_poll[next], UV_READABLE | UV_DISCONNECT, on_ctl);
 	ctx->ctl_open = true;
 	ctx->adopting = true;
-	ipc_send_hello(WORKER_FD_CTL, ctx->pod_uid);
+	ipc_send_hello(WORKER_FD_CTL, ctx->pod_uid, ctx->ready_sent ? 1 : 2);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -926,7 +808,8 @@ int control_thread_run(struct worker_ctx *ctx)
 		 * path runs. */
 		m.body_case = TSCNI__WORKER_MSG__BODY_READY;
 		m.ready = &r;
-		ipc_send(WORKER_FD_CTL, &m);
+		if (ipc_send(WORKER_FD_CTL, &m) == 0)
+			ctx->ready_sent = true;
 	}
 	uv_run(&ctx->loop, UV_RUN_DEFAULT);
 	return 0;

@@ -7,6 +7,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
@@ -90,16 +91,21 @@ int data_thread_prepare(struct worker_ctx *ctx, const char **why)
 		return -EINVAL;
 	}
 
-	/* The UDP socket is the one datagram socket among the extra fds. */
+	/* The UDP socket is the one datagram socket among the extra fds; the
+	 * host's NETLINK_ROUTE socket (endpoints.c) the one netlink socket. */
 	for (int fd = WORKER_FD_TUN + 1; fd < WORKER_FD_CTL + (int)ctx->nfds; fd++) {
-		int type = 0;
-		socklen_t tl = sizeof(type);
+		int type = 0, domain = 0, proto = 0;
+		socklen_t tl = sizeof(type), dl = sizeof(domain), pl = sizeof(proto);
 
-		if (fd != ctx->rdv_fd && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
-		    type == SOCK_DGRAM) {
+		if (fd == ctx->rdv_fd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) < 0)
+			continue;
+		if (type == SOCK_DGRAM && (domain == AF_INET || domain == AF_INET6) &&
+		    ctx->udp_fd < 0)
 			ctx->udp_fd = fd;
-			break;
-		}
+		else if (domain == AF_NETLINK && proto == NETLINK_ROUTE && ctx->nl_fd < 0)
+			ctx->nl_fd = fd;
 	}
 	if (!ctx->start.control_url || ctx->udp_fd < 0) {
 		explicit_bzero(p.disco_private, sizeof(p.disco_private));

@@ -4,9 +4,14 @@
  * a peer's packets must reach, opened on demand and closed when idle.
  * Packets cross to and from the engine through a struct chan.
  *
- * The home region is the first of the DERP map that may be one (no
- * netcheck measures latencies yet). When its connection stays down for
- * DERP_LINK_HOME_DOWN_MS the next such region becomes home. */
+ * Home: before any measurement, the first region of the DERP map that may
+ * be one. The worker sends the supervisor its map's STUN targets (a
+ * DerpMapReport) whenever the map changes, and the supervisor's node-wide
+ * netcheck answers with latencies (a NetcheckReport, supervisor/netcheck.h):
+ * home then follows the measured best region with upstream's stickiness
+ * (magicsock/home.h), and the latencies go to control as
+ * NetInfo.DERPLatency. When the home connection stays down for
+ * DERP_LINK_HOME_DOWN_MS the next region that may be home takes over. */
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -17,6 +22,7 @@
 #include "client.h"
 #include "dataplane.h"
 #include "derp_conn.h"
+#include "home.h"
 #include "log.h"
 #include "mem.h"
 #include "netmap.h"
@@ -35,6 +41,7 @@ struct derp_link_conn {
 	struct derp_conn *c;
 	uint64_t last_used; /* a packet sent (not home) */
 	uint64_t last_up;   /* seen connected, or opened */
+	uint64_t last_rx;   /* a packet received through it */
 };
 
 struct derp_link {
@@ -51,6 +58,10 @@ struct derp_link {
 	/* Connections closed because the server sent a bad frame. */
 	uint64_t bad_frames;
 	struct log_ratelimit bad_log;
+	/* The regions of our last DerpMapReport, in its order; a
+	 * NetcheckReport for another set is stale and ignored. */
+	uint16_t reported[NETCHECK_REGIONS_MAX];
+	size_t n_reported;
 };
 
 static const struct netmap_derp_region *region_find(const struct derp_link *dl, uint16_t id)
@@ -93,6 +104,7 @@ static void on_packet(void *arg, const uint8_t src[static DERP_KEY_LEN], const u
 {
 	struct derp_link_conn *lc = arg;
 
+	lc->last_rx = uv_now(&lc->dl->ctx->loop);
 	/* A full ring drops it (counted by the channel). */
 	(void)chan_recv_push(lc->dl->chan, src, lc->region, pkt, len);
 }
@@ -190,6 +202,11 @@ static struct derp_link_conn *conn_get(struct derp_link *dl, uint16_t region)
 	return lc;
 }
 
+static bool may_be_home(const struct netmap_derp_region *r)
+{
+	return netmap_derp_region_may_be_home(r);
+}
+
 /* The first region after `after` (wrapping) that may be home. */
 static uint16_t next_home(const struct derp_link *dl, uint16_t after)
 {
@@ -202,8 +219,7 @@ static uint16_t next_home(const struct derp_link *dl, uint16_t after)
 	for (size_t k = 0; k < n; k++) {
 		const struct netmap_derp_region *r = &dl->map->regions[(start + k) % n];
 
-		if (!r->avoid && !r->no_measure_no_home && region_node(r) && r->region_id > 0 &&
-		    r->region_id <= UINT16_MAX)
+		if (may_be_home(r))
 			return (uint16_t)r->region_id;
 	}
 	return 0;
@@ -264,9 +280,127 @@ void derp_link_netmap(struct derp_link *dl, const struct netmap *nm)
 		dl->map = netmap_derpmap_get(nm->derpmap);
 		if (old)
 			netmap_derpmap_put(old);
+		derp_link_report_map(dl);
 	}
 	if (!dl->home || !region_find(dl, dl->home))
 		home_set(dl, next_home(dl, 0));
+}
+
+/* A region's STUN targets into t (ips backing their bytes): its nodes'
+ * IPv4 and IPv6 literals, never a name (the supervisor resolves nothing for
+ * this), at most NETCHECK_TARGETS_MAX, each one the supervisor accepts.
+ * Returns how many. */
+static size_t region_targets(const struct netmap_derp_region *r,
+			     Tscni__StunTarget t[static NETCHECK_TARGETS_MAX],
+			     uint8_t ips[static NETCHECK_TARGETS_MAX][16])
+{
+	size_t k = 0;
+
+	for (size_t j = 0; j < r->n_nodes && k < NETCHECK_TARGETS_MAX; j++) {
+		const struct netmap_derp_node *n = &r->nodes[j];
+		const char *lit[2] = {n->ipv4, n->ipv6};
+		uint32_t port = n->stun_port ? (uint32_t)n->stun_port : 3478;
+
+		if (n->stun_port < 0 || n->stun_port > UINT16_MAX)
+			continue;
+		for (int f = 0; f < 2 && k < NETCHECK_TARGETS_MAX; f++) {
+			size_t len = f ? 16 : 4;
+
+			if (!lit[f] || inet_pton(f ? AF_INET6 : AF_INET, lit[f], ips[k]) != 1 ||
+			    !valid_stun_target(ips[k], len, port))
+				continue;
+			tscni__stun_target__init(&t[k]);
+			t[k].ip = (ProtobufCBinaryData){.len = len, .data = ips[k]};
+			t[k].port = port;
+			k++;
+		}
+	}
+	return k;
+}
+
+void derp_link_report_map(struct derp_link *dl)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__DerpMapReport rep = TSCNI__DERP_MAP_REPORT__INIT;
+	Tscni__DerpRegionTargets regs[NETCHECK_REGIONS_MAX], *rp[NETCHECK_REGIONS_MAX];
+	Tscni__StunTarget t[NETCHECK_REGIONS_MAX][NETCHECK_TARGETS_MAX];
+	Tscni__StunTarget *tp[NETCHECK_REGIONS_MAX][NETCHECK_TARGETS_MAX];
+	uint8_t ips[NETCHECK_REGIONS_MAX][NETCHECK_TARGETS_MAX][16];
+	size_t n = 0;
+
+	if (!dl || !dl->map)
+		return;
+	for (size_t i = 0; i < dl->map->n_regions && n < NETCHECK_REGIONS_MAX; i++) {
+		const struct netmap_derp_region *r = &dl->map->regions[i];
+		size_t k;
+
+		/* Increasing ids, as the supervisor requires. */
+		if (!may_be_home(r) || (n && r->region_id <= dl->reported[n - 1]))
+			continue;
+		k = region_targets(r, t[n], ips[n]);
+		if (!k)
+			continue;
+		tscni__derp_region_targets__init(&regs[n]);
+		for (size_t j = 0; j < k; j++)
+			tp[n][j] = &t[n][j];
+		regs[n].region_id = (uint32_t)r->region_id;
+		regs[n].targets = tp[n];
+		regs[n].n_targets = k;
+		rp[n] = &regs[n];
+		dl->reported[n++] = (uint16_t)r->region_id;
+	}
+	dl->n_reported = n;
+	rep.regions = rp;
+	rep.n_regions = n;
+	m.body_case = TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT;
+	m.derp_map_report = &rep;
+	if (dl->ctx->ctl_open && ipc_send(WORKER_FD_CTL, &m) < 0)
+		log_warn("pod %s: DERP map report not sent", dl->ctx->pod_uid);
+}
+
+void derp_link_netcheck(struct derp_link *dl, const Tscni__NetcheckReport *r)
+{
+	struct home_choice c = {.cur = dl ? dl->home : 0};
+	int ids[NETCHECK_REGIONS_MAX];
+	double secs[NETCHECK_REGIONS_MAX];
+	const struct derp_link_conn *lc;
+	size_t n = 0;
+	uint16_t home;
+
+	if (!dl)
+		return;
+	/* Measured for another map than ours now: it waits for the next. */
+	if (r->n_regions != dl->n_reported)
+		return;
+	for (size_t i = 0; i < r->n_regions; i++)
+		if (r->regions[i]->region_id != dl->reported[i])
+			return;
+	for (size_t i = 0; i < r->n_regions; i++) {
+		uint16_t id = (uint16_t)r->regions[i]->region_id;
+		uint32_t ms = r->regions[i]->latency_ms;
+
+		if (ms) {
+			ids[n] = id;
+			secs[n++] = ms / 1000.0;
+		}
+		if (id == c.cur)
+			c.cur_ms = ms;
+		if (id == r->preferred_region && ms) {
+			c.best = id;
+			c.best_ms = ms;
+		}
+	}
+	lc = c.cur ? conn_find(dl, c.cur) : NULL;
+	c.cur_heard =
+		lc && lc->last_rx && uv_now(&dl->ctx->loop) - lc->last_rx < HOME_HEARD_RECENT_MS;
+	if (dl->ctx->ctl)
+		client_set_derp_latency(dl->ctx->ctl, ids, secs, n);
+	home = home_pick(&c);
+	if (home != dl->home) {
+		log_info("pod %s: netcheck: home region %u (%u ms) instead of %u (%u ms)",
+			 dl->ctx->pod_uid, home, c.best_ms, c.cur, c.cur_ms);
+		home_set(dl, home);
+	}
 }
 
 /* The engine queued packets for DERP. */

@@ -66,7 +66,7 @@ out:
 	return ret;
 }
 
-int ipc_send_hello(int fd, const char *pod_uid)
+int ipc_send_hello(int fd, const char *pod_uid, uint32_t ready_state)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Hello h = TSCNI__HELLO__INIT;
@@ -75,6 +75,7 @@ int ipc_send_hello(int fd, const char *pod_uid)
 	h.max_version = WORKER_PROTO_MAX;
 	h.pod_uid = (char *)pod_uid;
 	h.pid = getpid();
+	h.ready_state = ready_state;
 	m.body_case = TSCNI__WORKER_MSG__BODY_HELLO;
 	m.hello = &h;
 	return ipc_send(fd, &m);

@@ -191,7 +191,13 @@ struct rule {
 /* Syscalls a worker's two threads make after the filter loads: glibc memory
  * and thread management, libuv's epoll loop, fd 3, the TUN fd (read, readv,
  * writev), the UDP socket (recvmmsg, sendmmsg with UDP_SEGMENT control
- * messages) and the IP sockets it opens for TCP to control and DERP. */
+ * messages), the IP sockets it opens for TCP to control and DERP, and the
+ * host's NETLINK_ROUTE socket the supervisor hands it (endpoints.c: sendto
+ * for its dump requests, recvfrom for dumps and change notifications; no
+ * new syscall). That socket needs no argument filter: a request that would
+ * change the host is refused by the kernel for want of CAP_NET_ADMIN, and
+ * rebinding it (bind is allowed) reaches only other rtnetlink groups, which
+ * carry nothing an unprivileged process may not read. */
 static const int allowed[] = {
 	SCMP_SYS(read),
 	SCMP_SYS(readv),

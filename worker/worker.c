@@ -110,6 +110,9 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
 	ks->test_flags = s->control_test_flags;
 	ks->mtu = s->mtu;
+	/* Validated: at most IFADDR_DENY_MAX bounded globs. */
+	for (size_t i = 0; i < s->n_endpoint_deny_iface; i++)
+		ifaddr_deny_add(&ks->deny, s->endpoint_deny_iface[i]);
 	if (s->wg_timers) {
 		const Tscni__WgTimers *t = s->wg_timers;
 
@@ -208,7 +211,8 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 				 .nfds = nfds,
 				 .ctl_open = true,
 				 .rdv_fd = -1,
-				 .udp_fd = -1};
+				 .udp_fd = -1,
+				 .nl_fd = -1};
 	const char *why = "";
 	int ret;
 
@@ -222,7 +226,7 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 	}
 	log_init("worker", LOG_INFO);
 	log_set_sink(ipc_log_sink, &ctx);
-	ret = ipc_send_hello(WORKER_FD_CTL, "");
+	ret = ipc_send_hello(WORKER_FD_CTL, "", 0);
 	if (ret == 0)
 		ret = await_start(&ctx, &why);
 	if (ret < 0) {

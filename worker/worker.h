@@ -7,7 +7,8 @@
  * fds of a worker: 0-2 /dev/null, 3 its SOCK_SEQPACKET link to the supervisor,
  * 4 the pod's TUN fd, 5.. the rendezvous listener (Start.rendezvous_fd) and
  * extra sockets handed over at spawn: with a control plane, the pod's UDP
- * socket, bound in the host's netns (found by its type: data_thread.c). */
+ * socket, bound in the host's netns, and a NETLINK_ROUTE socket opened there
+ * (each found by its type: data_thread.c). */
 #ifndef TSCNI_WORKER_WORKER_H
 #define TSCNI_WORKER_WORKER_H
 
@@ -19,9 +20,11 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "ifaddr.h"
 #include "ip.h"
 #include "keys.h"
 #include "log.h"
+#include "netmap.h"
 #include "validate.h"
 #include "wg_device.h"
 #include "worker.pb-c.h"
@@ -30,6 +33,7 @@ struct sandbox_ops;
 struct client;
 struct dataplane;
 struct client_resolve;
+struct endpoints;
 
 enum worker_fds {
 	WORKER_FD_CTL = 3,
@@ -71,6 +75,8 @@ struct worker_start {
 	/* Start.wg_timers (tests only): shortened WireGuard timers. */
 	bool has_timers;
 	struct wg_device_timers timers;
+	/* Start.endpoint_deny_iface (validated). */
+	struct ifaddr_deny deny;
 };
 
 struct worker_resolve {
@@ -127,6 +133,11 @@ struct worker_ctx {
 	size_t naddrs;
 	uint32_t netop_first;
 	unsigned int netops_pending;
+	/* Addresses control gave while no supervisor could put them on ts0
+	 * (or whose netops were lost with it): asked for again on adoption. */
+	struct ip_prefix addrs_owed[PREFIX_MAX];
+	size_t n_addrs_owed;
+	bool addrs_owed_set;
 	bool netop_failed;
 	bool control_up;
 	bool ready_sent;
@@ -136,17 +147,21 @@ struct worker_ctx {
 	/* The pod's UDP socket (an extra fd from the supervisor, bound in the
 	 * host's netns), or -1: its port makes the endpoints control learns. */
 	int udp_fd;
+	/* The host netns's NETLINK_ROUTE socket (an extra fd), or -1: where
+	 * the host's addresses and their changes come from (endpoints.c). */
+	int nl_fd;
+	struct endpoints *endpoints; /* NULL: no control plane or no socket */
 	/* DERP: the ring between the engine and the control thread, and the
 	 * connections (derp_link.c); NULL without an engine. */
 	struct chan *chan;
 	struct derp_link *derp;
-	/* Our endpoints on the host's interfaces (found before the filter:
-	 * listing them needs netlink) and the one STUN saw (has_stun). */
-	struct netmap_endpoint *local_eps;
-	int *local_types;
+	/* Our endpoints on the host's interfaces (the last netlink dump) and
+	 * the one STUN saw (has_stun_ep; stun is the engine's raw answer). */
+	struct netmap_endpoint local_eps[IFADDR_ADDRS_MAX];
 	size_t n_local_eps;
-	bool has_stun;
+	bool has_stun, has_stun_ep;
 	struct sockaddr_storage stun;
+	struct netmap_endpoint stun_ep;
 	/* Our disco public key, announced to control as DiscoKey. Its private
 	 * half lives only in the engine (data_thread_prepare makes both). */
 	uint8_t disco_public[KEY_LEN];
@@ -183,6 +198,14 @@ struct netmap;
 int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **out);
 /* A new netmap: its DERP map; the home region chosen at the first. */
 void derp_link_netmap(struct derp_link *dl, const struct netmap *nm);
+/* Sends the supervisor the STUN targets of the current DERP map (a
+ * DerpMapReport, for its netcheck): on every new map and to a supervisor
+ * that adopted us. NULL-safe. */
+void derp_link_report_map(struct derp_link *dl);
+/* The supervisor's netcheck measured our map: latencies to control, the home
+ * region reconsidered (magicsock/home.h). A report for another map than the
+ * one we last reported is ignored. NULL-safe. */
+void derp_link_netcheck(struct derp_link *dl, const Tscni__NetcheckReport *r);
 enum derp_home_state {
 	DERP_HOME_NONE,	      /* no DERP map yet, or no region may be home */
 	DERP_HOME_CONNECTING, /* a home region, not connected (yet) */
@@ -195,9 +218,18 @@ void worker_maybe_ready(struct worker_ctx *ctx);
 /* Connections closed because their server sent a bad (oversized or
  * malformed) frame, over the worker's life; 0 for NULL. */
 uint64_t derp_link_bad_frames(const struct derp_link *dl);
-/* control_thread.c: when the engine's STUN answer changed, the endpoints
+/* endpoints.c: when the engine's STUN answer changed, the endpoints
  * control gets are the local ones and that one. */
 void worker_endpoints_refresh(struct worker_ctx *ctx);
+/* endpoints.c: with the UDP and netlink sockets, dumps the host's addresses
+ * (before the filter loads; the first lite update carries them) and
+ * watches for changes on ctx->loop. Call after the control client exists.
+ * 0, or a libuv error. */
+int endpoints_init(struct worker_ctx *ctx);
+/* endpoints.c, tests only: sends a RTM_NEWADDR on the netlink socket and
+ * returns the kernel's answer (0: allowed, a sandbox hole; else the
+ * negative errno, -EPERM without CAP_NET_ADMIN), with detail filled. */
+int endpoints_test_newaddr(struct worker_ctx *ctx, char *detail, size_t dlen);
 
 /* peer_status.c: Stats.peer from the engine's per-peer report v[0..n) (of a
  * configuration with `total` peers) and what netmap nm (NULL: none yet)
@@ -224,8 +256,9 @@ int ipc_send(int fd, const Tscni__WorkerMsg *m);
  * set (free with tscni__supervisor_msg__free_unpacked(*out, NULL)), 0 on
  * EOF, -EAGAIN, or -EBADMSG/-EMSGSIZE with *why set. */
 int ipc_recv(int fd, Tscni__SupervisorMsg **out, const char **why);
-/* Sends Hello with this binary's version range. */
-int ipc_send_hello(int fd, const char *pod_uid);
+/* Sends Hello with this binary's version range; ready_state as
+ * worker.proto's Hello.ready_state (0 on the spawn link). */
+int ipc_send_hello(int fd, const char *pod_uid, uint32_t ready_state);
 int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail);
 /* Hands fds back to a re-adopting supervisor: one Custody message. */
 int ipc_send_custody(int fd, const int *fds, size_t nfds);

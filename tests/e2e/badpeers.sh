@@ -92,13 +92,16 @@ lines_of()
 {
 	grep -F "pod $1 pid " "$T/sup.log" | grep -cF "$2"
 }
-# send HEX: one datagram from netns X to pod A's UDP socket (bash's printf
-# writes its whole output at once: one datagram).
+# send HEX: one datagram from netns X to pod A's UDP socket. The bytes go to
+# a file first: bash's printf flushes its output at some bytes (a newline
+# among them), which on a UDP socket would split the datagram; dd then
+# reads the whole file and writes it with one write(2).
 send()
 {
+	printf "$(sed 's/../\\x&/g' <<<"$1")" >"$T/dgram"
 	# shellcheck disable=SC2016 # expanded by the inner bash
-	ip netns exec "$X_NS" bash -c 'exec 3>"/dev/udp/$1/$2" && printf "$3" >&3' \
-		_ "$NODE_X_ADDR" "$A_PORT" "$(sed 's/../\\x&/g' <<<"$1")"
+	ip netns exec "$X_NS" bash -c 'exec 3>"/dev/udp/$1/$2" && dd if="$3" bs=65536 status=none >&3' \
+		_ "$NODE_X_ADDR" "$A_PORT" "$T/dgram"
 }
 # rnd N: N random bytes in hex.
 rnd()

@@ -474,6 +474,8 @@ case_26()
 		after=$(ip -n "$NS" -j addr show dev ts0 | jq -c '[.[0].ifindex, [.[0].addr_info[] | .local]]')
 		check "[$v] existing ts0 keeps ifindex and addresses ($before)" test "$before" == "$after"
 		del_ok "$conf" "[$v] DEL after refused ADD"
+		after=$(ip -n "$NS" -j addr show dev ts0 | jq -c '[.[0].ifindex, [.[0].addr_info[] | .local]]')
+		check "[$v] the foreign ts0 survives the cleanup DEL ($before)" test "$before" == "$after"
 	done
 }
 

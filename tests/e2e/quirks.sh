@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runtime quirks seen on this machine, one per run:
-#   quirks.sh containerd_second_del | podman_del_args | version_dummy | no_leaked_fds
+#   quirks.sh containerd_second_del | podman_del_args | version_dummy | no_leaked_fds |
+#             del_leaves_foreign | plugin_errors
 #
 #   host netns                                       pod netns tscni-quirk...-<pid>-p
 #   ┌────────────────────────────────────────┐      ┌──────────────────────┐
@@ -18,6 +19,14 @@
 # no_leaked_fds: every verb, success and failure paths: the plugin's stdout
 #   and stderr reach EOF when it exits (a runtime waits for EOF). First
 #   proves the detector catches a child that keeps them.
+# del_leaves_foreign: DEL deletes only the interface its own ADD made
+#   (docs/cni-contract.md 4.2): a foreign ts0 that ADD refused (100), a
+#   foreign net1, and the live ts0 of another network in the same pod all
+#   survive the runtime's cleanup DEL, with the supervisor up, down
+#   (tombstone) and back; our own ts0 still goes in each path.
+# plugin_errors: a FIFO as CNI_NETNS is refused at once (3); code 100 names
+#   interfaceName; a socket not owned by root is refused; an over-long
+#   container ID without a pod UID is 4 and a full state directory 11.
 source "$(dirname "$0")/../lib/common.sh"
 
 Q=${1:?usage: quirks.sh QUIRK}
@@ -174,6 +183,177 @@ quirk_no_leaked_fds()
 		fi
 	done
 	[[ $bad -eq 0 ]] && pass "pipes reached EOF at exit for every run (${runs[*]})"
+}
+
+# ifindex_of NS DEV: the device's ifindex, empty when absent.
+ifindex_of()
+{
+	link_json "$1" "$2" | jq -r '.[0].ifindex // empty'
+}
+
+# survives DESC NS DEV IFINDEX: DEV is still in NS with the same ifindex.
+survives()
+{
+	local now
+	now=$(ifindex_of "$2" "$3")
+	if [[ -n $now && $now == "$4" ]]; then
+		pass "$1: $3 in $2 survives (ifindex $4)"
+	else
+		fail "$1: $3 in $2 was deleted or replaced (ifindex '${now}', was $4)"
+	fi
+}
+
+wait_tombstones_gone()
+{
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ -z $(ls -A "$STATE/tombstones" 2>/dev/null) ]] && break
+		sleep 0.1
+	done
+	check "$1: every tombstone processed" test -z "$(ls -A "$STATE/tombstones" 2>/dev/null)"
+}
+
+quirk_del_leaves_foreign()
+{
+	sup_start || return
+	local conf conf2 net1conf res ia ib n1
+	# Pod A: a foreign TUN named ts0 and a foreign net1.
+	new_pod a
+	local NSA=$NS NETNSA=$NETNS CIDA=cfa-$$
+	ip -n "$NSA" tuntap add dev ts0 mode tun && ip -n "$NSA" tuntap add dev net1 mode tun ||
+		{ fail "foreign ts0/net1 in $NSA"; return; }
+	ia=$(ifindex_of "$NSA" ts0)
+	n1=$(ifindex_of "$NSA" net1)
+	CID=$CIDA
+	conf=$(mkconf 1.0.0)
+	cni "$conf" CNI_COMMAND=ADD
+	expect_err 100 "ADD while a foreign ts0 exists"
+	cni "$(mkconf 1.0.0 'del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "cleanup DEL after the refused ADD" 1
+	survives "DEL after refused ADD" "$NSA" ts0 "$ia"
+	net1conf=$(mkconf 1.0.0 '.interfaceName = "net1"')
+	cni "$net1conf" CNI_COMMAND=DEL
+	expect_ok "DEL with interfaceName net1" 1
+	survives "DEL with interfaceName net1" "$NSA" net1 "$n1"
+
+	# Pod B: attached to e2enet; a second network e2enet2 fails ADD with
+	# 100 and its cleanup DEL must not touch e2enet's ts0.
+	new_pod b
+	local NSB=$NS CIDB=cfb-$$
+	CID=$CIDB
+	conf=$(mkconf 1.0.0)
+	cni "$conf" CNI_COMMAND=ADD
+	expect_ok "ADD (network e2enet)" || return
+	res=$OUT
+	ib=$(ifindex_of "$NSB" ts0)
+	check "ts0 carries the alias of its key" \
+		test "$(link_json "$NSB" ts0 | jq -r '.[0].ifalias')" == "tailscale-cni e2enet_${CIDB}_eth0"
+	conf2=$(mkconf 1.0.0 '.name = "e2enet2"')
+	cni "$conf2" CNI_COMMAND=ADD
+	expect_err 100 "ADD of a second network with the same interfaceName"
+	cni "$(mkconf 1.0.0 '.name = "e2enet2" | del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "cleanup DEL of the second network" 1
+	survives "second network's DEL" "$NSB" ts0 "$ib"
+	check "the first network's attachment is still held" sup_has_record e2enet "$CIDB" eth0
+
+	# The same DELs with the supervisor down: tombstones, and nothing of
+	# anyone else's deleted, neither now nor when the supervisor is back.
+	sup_kill9
+	CID=$CIDA
+	cni "$(mkconf 1.0.0 'del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "DEL with the supervisor down (foreign ts0)" 1
+	survives "tombstone DEL" "$NSA" ts0 "$ia"
+	cni "$net1conf" CNI_COMMAND=DEL
+	expect_ok "DEL with the supervisor down (interfaceName net1)" 1
+	survives "tombstone DEL" "$NSA" net1 "$n1"
+	CID=$CIDB
+	cni "$(mkconf 1.0.0 '.name = "e2enet2" | del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "DEL of the second network with the supervisor down" 1
+	survives "second network's tombstone DEL" "$NSB" ts0 "$ib"
+	check "tombstones written" test -n "$(ls -A "$STATE/tombstones" 2>/dev/null)"
+	sup_start || return
+	wait_tombstones_gone "supervisor back"
+	survives "after the tombstones" "$NSA" ts0 "$ia"
+	survives "after the tombstones" "$NSA" net1 "$n1"
+	check "pod B still has a ts0 after the tombstones" has_link "$NSB" ts0
+	check "the first network's attachment is still held after the tombstones" \
+		sup_has_record e2enet "$CIDB" eth0
+
+	# Our own ts0 still goes when its own DEL arrives with the supervisor
+	# down (the plugin deletes it locally), and the record when it is back.
+	sup_kill9
+	cni "$(conf_with_prev "$conf" "$res")" CNI_COMMAND=DEL
+	expect_ok "own DEL with the supervisor down" 1
+	check "own ts0 deleted by the tombstone DEL" bash -c "! ip -n $NSB link show ts0 >/dev/null 2>&1"
+	sup_start || return
+	wait_tombstones_gone "own tombstone"
+	records_without "e2enet $CIDB eth0" "own tombstone"
+	survives "at the end" "$NSA" ts0 "$ia"
+}
+
+quirk_plugin_errors()
+{
+	sup_start || return
+	local conf
+	new_pod
+	conf=$(mkconf 1.0.0)
+	# A FIFO in place of the netns: an open without O_NONBLOCK would wait
+	# for a writer until the budget ran out.
+	mkfifo "$T/fifo"
+	CID=c-fifo
+	cni "$conf" CNI_COMMAND=ADD "CNI_NETNS=$T/fifo"
+	expect_err 3 "ADD with a FIFO as CNI_NETNS"
+	check "FIFO refused in $WALL ms (< 2000)" test "$WALL" -lt $((2000 * TIME_SCALE))
+
+	# Code 100 names the interface that exists, whatever it is called.
+	ip -n "$NS" tuntap add dev net1 mode tun || fail "foreign net1 in $NS"
+	CID=c-net1
+	cni "$(mkconf 1.0.0 '.interfaceName = "net1"')" CNI_COMMAND=ADD
+	expect_err 100 "ADD with interfaceName net1 while net1 exists"
+	check "the error names net1, not ts0" \
+		jqe '(.msg + .details | test("ts0") | not) and (.details | test("net1 exists"))' <<<"$OUT"
+
+	# A socket that is not root's is not the supervisor's.
+	chown 65534 "$SOCK"
+	CID=c-owner
+	cni "$conf" CNI_COMMAND=ADD
+	chown 0 "$SOCK"
+	expect_err 11 "ADD with the socket owned by uid 65534"
+	check "the error says the socket is not owned by root" \
+		jqe '.details | test("not owned by root")' <<<"$OUT"
+	check "nothing was sent: no ts0" bash -c "! ip -n $NS link show ts0 >/dev/null 2>&1"
+	records_without "e2enet c-owner eth0" "socket owned by uid 65534"
+
+	# Without K8S_POD_UID the identity is named after the container ID,
+	# which then must fit a file name: code 4 naming CNI_CONTAINERID.
+	CID=$(printf 'c%.0s' {1..300})
+	cni "$conf" CNI_COMMAND=ADD
+	expect_err 4 "ADD with a 300-byte container ID and no K8S_POD_UID"
+	check "the error names CNI_CONTAINERID" jqe '.msg | test("CNI_CONTAINERID")' <<<"$OUT"
+	cni "$(mkconf 1.0.0 'del(.prevResult)')" CNI_COMMAND=DEL
+	expect_ok "DEL with the 300-byte container ID" 1
+
+	# A full state directory is transient (11), not an internal error.
+	sup_stop
+	mkdir -p "$T/small"
+	mount -t tmpfs -o size=1m tmpfs "$T/small" || {
+		fail "mount a small tmpfs"
+		return
+	}
+	CLEAN_CMDS+=("umount -l $T/small")
+	STATE=$T/small/state
+	mkdir -m 0700 "$STATE"
+	sup_start || return
+	dd if=/dev/zero of="$T/small/fill" bs=4k >/dev/null 2>&1
+	CID=c-full
+	conf=$(mkconf 1.0.0)
+	cni "$conf" CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_UID=uid-full-$$"
+	expect_err 11 "ADD with the state directory full"
+	check "the error says so, without a repeated word" \
+		jqe '(.details | test("No space left")) and (.details | test("pod pod") | not)' <<<"$OUT"
+	rm -f "$T/small/fill"
+	sup_stop
+	umount -l "$T/small"
 }
 
 if ! declare -F "quirk_$Q" >/dev/null; then

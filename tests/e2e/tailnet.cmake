@@ -27,3 +27,19 @@ tscni_test(NAME wgo_interop_fallback LABEL e2e TIMEOUT 300
 # e2e DERP (tests/e2e/derp.sh): two pods with every UDP datagram dropped
 # reach each other through testcontrol's DERP regions; home region failover.
 tscni_test(NAME derp LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/derp.sh)
+
+# e2e endpoints (tests/e2e/endpoints.sh): a pod's endpoints follow the node's
+# addresses (netlink), never name denied interfaces, and take their port from
+# --udp-port-range; a full range fails ADD saying so.
+tscni_test(NAME endpoints LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/endpoints.sh)
+
+# e2e two nodes (tests/e2e/twonode.sh): five pods on two nodes, one behind a
+# NAT, each node its own supervisor; direct paths, DERP under hard NATs, a
+# DERP restart and a home region failover. Heavy (50 MB streams): alone.
+tscni_test(NAME twonode LABEL e2e TIMEOUT 420 COMMAND bash ${E2E_DIR}/twonode.sh)
+set_tests_properties(e2e.twonode PROPERTIES RUN_SERIAL TRUE)
+
+# e2e netcheck (tests/e2e/netcheck.sh): the supervisor's node-wide netcheck;
+# one region's STUN dropped, three pods make the other one home; one probe
+# set per node, not per pod.
+tscni_test(NAME netcheck LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/netcheck.sh)

@@ -372,19 +372,6 @@ if [[ $MODE == restarts ]]; then
 			return 1
 		}
 	}
-	# wait_ready I: the pod's worker is ready again (status).
-	wait_ready()
-	{
-		local k
-		for ((k = 0; k < 100; k++)); do
-			sup_status_json | jq -e --arg u "uid-$$-$1" \
-				'[.pods[]? | select(.pod_uid == $u and .worker_state == "ready")] | length == 1' \
-				>/dev/null 2>&1 && return 0
-			sleep 0.1
-		done
-		return 1
-	}
-
 	# 1. worker kill -9: respawned, registers with the same node key.
 	wpid=$(sup_status_json | jq -r --arg u "uid-$$-0" '.pods[] | select(.pod_uid == $u) | .worker_pid')
 	if [[ $wpid =~ ^[0-9]+$ && $wpid -gt 0 ]]; then

@@ -258,14 +258,14 @@ wait_socket()
 # logging to $T/sup.log (appended across restarts). Fails the test if it
 # does not serve within 10 s.
 # sup_start ARGS...: the supervisor (in netns $SUP_NETNS when set: the plugin
-# still reaches it through the socket's path).
+# still reaches it through the socket's path), logging to $SUP_LOG when set.
 sup_start()
 {
 	local -a pre=()
 
 	[[ -n ${SUP_NETNS:-} ]] && pre=(ip netns exec "$SUP_NETNS")
 	"${pre[@]}" "$SUP" run --state-dir "$STATE" --socket "$SOCK" --node-name "e2e-$$" \
-		--log-level debug "$@" >>"$T/sup.log" 2>&1 </dev/null &
+		--log-level debug "$@" >>"${SUP_LOG:-$T/sup.log}" 2>&1 </dev/null &
 	SUP_PID=$!
 	CLEAN_PIDS+=("$SUP_PID")
 	# A socket file may be left from a killed supervisor: wait until this
@@ -281,7 +281,7 @@ sup_start()
 	done
 	if [[ $up -eq 0 ]]; then
 		echo "# supervisor did not come up; log:"
-		tail -n 20 "$T/sup.log" | sed 's/^/#   /'
+		tail -n 20 "${SUP_LOG:-$T/sup.log}" | sed 's/^/#   /'
 		fail "supervisor starts and serves $SOCK"
 		return 1
 	fi

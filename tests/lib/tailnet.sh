@@ -28,6 +28,64 @@ node_ns_new()
 	ip -n "$NODE_NS" link set nic0 up
 }
 
+# --- several nodes: one supervisor each -------------------------------------
+#
+# The one-node helpers (sup_start, pod_add, pod_del, pod_stat, ...) act on the
+# current node: SOCK, STATE, SUP_PID, SUP_NETNS and SUP_LOG. node_use switches
+# among named nodes, each with its own socket, state directory and log.
+CUR_NODE=""
+declare -A NODE_SOCK NODE_STATE NODE_PID NODE_NETNS NODE_LOG
+
+# node_use NAME: makes node NAME current, keeping the current one's settings
+# under its name. The first node named takes the test's own $SOCK, $STATE and
+# $T/sup.log (what tscni_finish reports on); a later new one gets
+# $T/NAME/run/cni.sock, $T/NAME/state and $T/sup-NAME.log, and no netns until
+# SUP_NETNS is set.
+node_use()
+{
+	local n=$1
+
+	if [[ -n $CUR_NODE ]]; then
+		NODE_SOCK[$CUR_NODE]=$SOCK
+		NODE_STATE[$CUR_NODE]=$STATE
+		NODE_PID[$CUR_NODE]=$SUP_PID
+		NODE_NETNS[$CUR_NODE]=$SUP_NETNS
+		NODE_LOG[$CUR_NODE]=${SUP_LOG:-$T/sup.log}
+	fi
+	if [[ -z ${NODE_SOCK[$n]:-} ]]; then
+		if [[ -z $CUR_NODE ]]; then
+			NODE_SOCK[$n]=$SOCK
+			NODE_STATE[$n]=$STATE
+			NODE_LOG[$n]=$T/sup.log
+		else
+			mkdir -m 0700 "$T/$n" "$T/$n/run" "$T/$n/state" || return 1
+			NODE_SOCK[$n]=$T/$n/run/cni.sock
+			NODE_STATE[$n]=$T/$n/state
+			NODE_LOG[$n]=$T/sup-$n.log
+		fi
+		NODE_PID[$n]=""
+		NODE_NETNS[$n]=""
+	fi
+	SOCK=${NODE_SOCK[$n]}
+	STATE=${NODE_STATE[$n]}
+	SUP_PID=${NODE_PID[$n]}
+	SUP_NETNS=${NODE_NETNS[$n]}
+	SUP_LOG=${NODE_LOG[$n]}
+	CUR_NODE=$n
+}
+
+# node_stop NAME: stops node NAME's supervisor (SIGTERM, so that a sanitizer's
+# exit-time report reaches its log) and fails on any report there. For the
+# nodes other than the one tscni_finish stops.
+node_stop()
+{
+	node_use "$1" || return 1
+	sup_stop
+	if grep -qE 'Sanitizer|runtime error:' "$SUP_LOG" 2>/dev/null; then
+		fail "sanitizer report in $(basename "$SUP_LOG"): $(grep -m 3 -E 'Sanitizer|runtime error:' "$SUP_LOG" | tr '\n' ' ')"
+	fi
+}
+
 # in_ns NS CMD...: CMD in network namespace NS. To start a process in the
 # background, call `ip netns exec NS CMD &` itself: `in_ns ... &` makes $! a
 # subshell's pid, and killing that leaves CMD running.
@@ -38,21 +96,20 @@ in_ns()
 	ip netns exec "$ns" "$@"
 }
 
-# tc_start [ARGS...]: testcontrol on 127.0.0.1 of $NODE_NS (of the test's own
-# netns without one), state in $T/tc, on the ports of TC_HTTP, TC_HTTPS and
-# TC_ADMIN when set (a restart after tc_stop keeps them), else ports 0; extra
-# ARGS go to testcontrol (after ours: e.g. --log-level info wins). Sets TC_PID
-# TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
+# tc_start [ARGS...]: testcontrol in $TC_NS (default $NODE_NS, else the
+# test's own netns) on $TC_BIND (default 127.0.0.1), state in $T/tc, on the
+# ports of TC_HTTP, TC_HTTPS and TC_ADMIN when set (a restart after tc_stop
+# keeps them), else ports 0; extra ARGS go to testcontrol (after ours: e.g.
+# --log-level info wins). Sets TC_PID TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
 tc_start()
 {
-	local line i
-	local -a pre=()
+	local line i b=${TC_BIND:-127.0.0.1}
 
-	[[ -n ${NODE_NS:-} ]] && pre=(ip netns exec "$NODE_NS")
 	[[ -d $T/tc ]] || mkdir -m 0700 "$T/tc"
 	: >"$T/tc.out"
-	"${pre[@]}" "$TC" --state-dir "$T/tc" --http "${TC_HTTP:-127.0.0.1:0}" \
-		--https "${TC_HTTPS:-127.0.0.1:0}" --admin "${TC_ADMIN:-127.0.0.1:0}" \
+	_tc_pre
+	"${TC_PRE[@]}" "$TC" --state-dir "$T/tc" --http "${TC_HTTP:-$b:0}" \
+		--https "${TC_HTTPS:-$b:0}" --admin "${TC_ADMIN:-$b:0}" \
 		--log-level debug "$@" >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
 	TC_PID=$!
 	CLEAN_PIDS+=("$TC_PID")
@@ -85,21 +142,27 @@ tc_stop()
 	TC_PID=""
 }
 
-# tc_get PATH / tc_post PATH JSON: the admin API (in $NODE_NS when set).
+# _tc_pre: TC_PRE, the prefix running a command in testcontrol's netns
+# ($TC_NS, else $NODE_NS, else ours). An array, not a function: `f ... &`
+# would make $! a subshell's pid.
+_tc_pre()
+{
+	TC_PRE=()
+	[[ -n ${TC_NS:-${NODE_NS:-}} ]] && TC_PRE=(ip netns exec "${TC_NS:-$NODE_NS}")
+	return 0
+}
+
+# tc_get PATH / tc_post PATH JSON: the admin API (in testcontrol's netns).
 tc_get()
 {
-	local -a pre=()
-
-	[[ -n ${NODE_NS:-} ]] && pre=(ip netns exec "$NODE_NS")
-	"${pre[@]}" curl -sS --max-time 5 "http://$TC_ADMIN$1"
+	_tc_pre
+	"${TC_PRE[@]}" curl -sS --max-time 5 "http://$TC_ADMIN$1"
 }
 
 tc_post()
 {
-	local -a pre=()
-
-	[[ -n ${NODE_NS:-} ]] && pre=(ip netns exec "$NODE_NS")
-	"${pre[@]}" curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' \
+	_tc_pre
+	"${TC_PRE[@]}" curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' \
 		--data "$2" "http://$TC_ADMIN$1"
 }
 
@@ -144,6 +207,20 @@ pod_add()
 	POD6[$i]=$(jq -r '[.ips[].address | select(startswith("fd7a:"))][0] | sub("/.*"; "")' <<<"$OUT")
 	check "pod $i: a 100.x and an fd7a: address (${POD4[$i]} ${POD6[$i]})" \
 		test "${POD4[$i]}" != null -a "${POD6[$i]}" != null
+}
+
+# wait_ready I: pod I's worker (pod uid uid-<pid>-<I>) is ready, as the
+# supervisor's status says (up to 10 s).
+wait_ready()
+{
+	local k
+	for ((k = 0; k < 100; k++)); do
+		sup_status_json | jq -e --arg u "uid-$$-$1" \
+			'[.pods[]? | select(.pod_uid == $u and .worker_state == "ready")] | length == 1' \
+			>/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 # tailnet_two_pods: pods 0 and 1 on the tailnet of the testcontrol already

@@ -335,7 +335,8 @@ static struct ip_prefix pfx(const char *s)
 static void create_ts0(struct ns *ns, int *fd, int *ifindex)
 {
 	const char *why = NULL;
-	int ret = netops_tun_create(ns->fd, "ts0", NETOPS_MTU, fd, ifindex, &why);
+	int ret = netops_tun_create(ns->fd, "ts0", NETLINK_ALIAS_PREFIX "test", NETOPS_MTU, fd,
+				    ifindex, &why);
 
 	if (ret != 0)
 		fail_msg("netops_tun_create: %d (%s)", ret, why ? why : "no reason");
@@ -494,7 +495,7 @@ static void test_create_twice(void **state)
 
 	create_ts0(ns, &fd, &ifindex);
 	assert_int_equal(netops_addr_add(ns->fd, ifindex, &a4), 0);
-	assert_int_equal(netops_tun_create(ns->fd, "ts0", NETOPS_MTU, &fd2, &ifindex2, &why),
+	assert_int_equal(netops_tun_create(ns->fd, "ts0", NULL, NETOPS_MTU, &fd2, &ifindex2, &why),
 			 -EEXIST);
 	assert_non_null(why);
 	assert_int_equal(fd2, -1);
@@ -586,7 +587,7 @@ static void test_link_check(void **state)
 	struct ns *ns = *state;
 	struct ip_prefix want[3] = {pfx("100.64.0.5/32"), pfx("fd7a:115c:a1e0::5/128"),
 				    pfx("100.64.0.99/32")};
-	char detail[160], cmd[160];
+	char detail[160], cmd[320];
 	int fd, ifindex;
 
 	create_ts0(ns, &fd, &ifindex);
@@ -610,8 +611,22 @@ static void test_link_check(void **state)
 			 -ENETDOWN);
 	assert_string_equal(detail, "ts0 is down");
 
-	assert_int_equal(netops_link_delete(ns->fd, "ts0"), 1);
-	assert_int_equal(netops_link_delete(ns->fd, "ts0"), 0);
+	/* Only the device with the recorded index and, for the plugin, the
+	 * alias of its key on a TUN is deleted. */
+	assert_int_equal(netops_link_delete(ns->fd, "ts0", ifindex + 1), -EEXIST);
+	struct netlink_owned other = {.ifname = "ts0", .alias = NETLINK_ALIAS_PREFIX "other"};
+	struct netlink_owned ours = {.ifname = "ts0", .alias = NETLINK_ALIAS_PREFIX "test"};
+
+	assert_int_equal(netlink_link_delete_owned(ns->fd, &other), -EEXIST);
+	assert_int_equal(netlink_link_delete_owned(ns->fd, &ours), 1);
+	assert_int_equal(netlink_link_delete_owned(ns->fd, &ours), 0);
+	assert_int_equal(netops_link_delete(ns->fd, "ts0", ifindex), 0);
+	/* A TUN of the name made by someone else has no alias of ours. */
+	snprintf(cmd, sizeof(cmd), "ip -n %s tuntap add dev ts0 mode tun", ns->name);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(netlink_link_delete_owned(ns->fd, &ours), -EEXIST);
+	snprintf(cmd, sizeof(cmd), "ip -n %s link del ts0", ns->name);
+	assert_int_equal(system(cmd), 0);
 	assert_int_equal(netops_link_check(ns->fd, "ts0", 1280, want, 2, detail, sizeof(detail)),
 			 -ENOENT);
 	snprintf(cmd, sizeof(cmd), "ts0 not found in network namespace /run/netns/%s", ns->name);
@@ -659,16 +674,17 @@ static void test_bad_arguments_leave_nothing(void **state)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		why = NULL;
 		assert_int_equal(
-			netops_tun_create(ns->fd, names[i], NETOPS_MTU, &fd, &ifindex, &why),
+			netops_tun_create(ns->fd, names[i], NULL, NETOPS_MTU, &fd, &ifindex, &why),
 			-EINVAL);
 		assert_non_null(why);
 		assert_int_equal(fd, -1);
 	}
-	assert_int_equal(netops_tun_create(ns->fd, "ts0", 1000, &fd, &ifindex, &why), -EINVAL);
+	assert_int_equal(netops_tun_create(ns->fd, "ts0", NULL, 1000, &fd, &ifindex, &why),
+			 -EINVAL);
 	/* Not a namespace at all. */
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	assert_true(devnull >= 0);
-	assert_true(netops_tun_create(devnull, "ts0", NETOPS_MTU, &fd, &ifindex, &why) < 0);
+	assert_true(netops_tun_create(devnull, "ts0", NULL, NETOPS_MTU, &fd, &ifindex, &why) < 0);
 	assert_int_equal(fd, -1);
 	close(devnull);
 	assert_host_clean(0);
@@ -693,7 +709,7 @@ static void *par_pod(void *arg)
 	const char *why = NULL;
 	int fd, ifindex;
 
-	p->ret = netops_tun_create(p->ns.fd, "ts0", NETOPS_MTU, &fd, &ifindex, &why);
+	p->ret = netops_tun_create(p->ns.fd, "ts0", NULL, NETOPS_MTU, &fd, &ifindex, &why);
 	if (p->ret < 0)
 		return NULL;
 	for (int i = 0; i < 2 && p->ret == 0; i++)

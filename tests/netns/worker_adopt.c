@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
@@ -414,10 +415,32 @@ static void test_adopt_after_kill9(void **state)
 		       "swapped records x2, version 7..9\n");
 	}
 
-	/* The real adoption: both, timed. */
+	/* A supervisor that hands one more extra fd than the worker holds (a
+	 * worker spawned before the host's netlink socket existed): refused
+	 * unless that fd is marked optional. */
+	{
+		const int no_fd = -1;
+		struct worker_spec s = spec_of(&t.pods[1]);
+
+		s.extra_fds = &no_fd;
+		s.n_extra_fds = 1;
+		assert_int_equal(workers_adopt(t.ws, &s, &t.pods[1].id, on_worker, NULL, &w),
+				 -EBADMSG);
+		printf("refused: custody without a mandatory extra fd\n");
+	}
+
+	/* The real adoption: both, timed; pod 1's spec names one optional
+	 * extra fd it does not hold. */
 	t0 = now_ms();
 	for (int i = 0; i < NPODS; i++) {
 		struct worker_spec s = spec_of(&t.pods[i]);
+		const int no_fd = -1;
+
+		if (i == 1) {
+			s.extra_fds = &no_fd;
+			s.n_extra_fds = 1;
+			s.n_extra_fds_optional = 1;
+		}
 
 		assert_int_equal(
 			workers_adopt(t.ws, &s, &t.pods[i].id, on_worker, NULL, &t.pods[i].w), 0);
@@ -448,6 +471,30 @@ static void test_adopt_after_kill9(void **state)
 	assert_int_equal(workers_pid(t.pods[1].w), t.pods[1].id.pid);
 	send_packets(&t.pods[1], 2);
 	assert_int_equal(stats(t.pods[1].w, 12), 12);
+
+	/* Pod 1's worker was adopted short of its optional extra fd: one
+	 * added to custody now goes to its respawn, which starts with it
+	 * (its Start.fd_count counts it) and forwards as before. */
+	{
+		int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+		pid_t old = workers_pid(t.pods[1].w);
+
+		assert_true(nl >= 0);
+		assert_int_equal(workers_custody_count(t.pods[1].w), 2);
+		assert_int_equal(workers_custody_add(t.pods[1].w, nl), 0);
+		close(nl);
+		assert_int_equal(workers_custody_count(t.pods[1].w), 3);
+		assert_int_equal(syscall(SYS_pidfd_send_signal, workers_pidfd(t.pods[1].w), SIGKILL,
+					 NULL, 0),
+				 0);
+		assert_true(run_until(&t.ready, 2, 3000) >= 0);
+		assert_int_not_equal(workers_pid(t.pods[1].w), old);
+		assert_int_equal(t.exits, 2);
+		send_packets(&t.pods[1], 4);
+		assert_int_equal(stats(t.pods[1].w, 4), 4);
+		printf("pod %s: respawned as %d with one more fd in custody\n", t.pods[1].uid,
+		       (int)workers_pid(t.pods[1].w));
+	}
 }
 
 int main(void)

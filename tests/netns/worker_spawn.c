@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -49,8 +51,9 @@ struct fx {
 	char ifname[IFNAMSIZ];
 	char cgroup[64];
 	int tun;
+	int extra_fd; /* >= 0: handed to the next spawn as an extra fd */
 	/* What the callbacks saw. */
-	int ready, exits, gone, stats_n, traps, test_replies;
+	int ready, started, exits, gone, stats_n, traps, test_replies;
 	int exit_code, exit_status;
 	struct worker_stats stats;
 	int test_err;
@@ -111,6 +114,9 @@ static void on_worker(struct worker *w, enum worker_event ev, const struct worke
 		snprintf(f->gone_why, sizeof(f->gone_why), "%s", r->why);
 		f->w = NULL;
 		break;
+	case WORKER_EV_STARTED:
+		f->started++;
+		break;
 	}
 }
 
@@ -152,6 +158,7 @@ static int setup(void **state)
 	int ret;
 
 	f->tun = -1;
+	f->extra_fd = -1;
 	snprintf(f->ns, sizeof(f->ns), "tscniw%d", (int)getpid());
 	snprintf(f->ifname, sizeof(f->ifname), "tw%d", (int)getpid());
 	snprintf(f->cgroup, sizeof(f->cgroup), "tscni-test-%d", (int)getpid());
@@ -230,12 +237,18 @@ static struct worker *spawn(struct fx *f, bool test_requests, bool debug)
 		.test_requests = test_requests,
 		.debug_seccomp = debug,
 	};
-	int ready = f->ready;
+	int ready = f->ready, started = f->started;
 
 	memset(spec.machine_private, 0x11, sizeof(spec.machine_private));
 	memset(spec.node_private, 0x22, sizeof(spec.node_private));
+	if (f->extra_fd >= 0) {
+		spec.extra_fds = &f->extra_fd;
+		spec.n_extra_fds = 1;
+	}
 	assert_int_equal(workers_spawn(f->ws, &spec, on_worker, f, &f->w), 0);
 	assert_true(run_until(f, &f->ready, ready + 1, 5000) >= 0);
+	/* Its Hello came first (WORKER_EV_STARTED: the record names it). */
+	assert_int_equal(f->started, started + 1);
 	return f->w;
 }
 
@@ -458,13 +471,21 @@ static void test_sandbox_table(void **state)
 		{"io_uring_setup", "", SIGSYS},
 		{"userfaultfd", "", SIGSYS},
 		{"keyctl", "", SIGSYS},
+		/* The host's NETLINK_ROUTE socket the supervisor hands every
+		 * worker (here an extra fd of the test's own): it reads, but
+		 * a change needs CAP_NET_ADMIN, which the worker lacks. */
+		{"netlink_newaddr", "", -EPERM},
 		{"socket_udp", "", 0},
 	};
 
 	/* Another worker, the target of ptrace and /proc/PID/mem. */
 	other = spawn(f, false, false);
 	snprintf(other_pid, sizeof(other_pid), "%d", (int)workers_pid(other));
+	f->extra_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+	assert_true(f->extra_fd >= 0);
 	mine = spawn(f, true, false);
+	close(f->extra_fd); /* workers holds its own dup (custody) */
+	f->extra_fd = -1;
 	snprintf(wpath, sizeof(wpath), "/tmp/tscni-worker-%d", (int)getpid());
 	unlink(wpath);
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

@@ -40,6 +40,11 @@ static json_t *node_info(struct tc_server *s, const struct tc_node *n)
 			      n->ephemeral, "authorized", n->authorized, "logged_out",
 			      n->logged_out, "home_derp", n->home_derp, "cap", n->cap);
 
+	json_t *lat = json_object_get(json_object_get(n->hostinfo, "NetInfo"), "DERPLatency");
+
+	/* As the node last sent it: the netcheck's latencies ("900-v4": s). */
+	if (json_is_object(lat))
+		json_object_set(o, "derp_latency", lat);
 	if (n->has_disco)
 		json_object_set_new(
 			o, "disco_key",
@@ -282,7 +287,8 @@ static void set_policy(struct tc_conn *c, json_t *req)
 	reply(c, 200, json_pack("{s:O}", "acls", s->policy));
 }
 
-/* The DERP regions and the node keys connected to each. */
+/* The DERP regions, the node keys connected to each and the packets each
+ * relayed. */
 static json_t *derp_info(struct tc_server *s)
 {
 	json_t *list = json_array();
@@ -300,9 +306,10 @@ static json_t *derp_info(struct tc_server *s)
 								keys_to_text("nodekey", c->derp_key,
 									     key, sizeof(key)),
 								"preferred", c->derp_preferred));
-		json_array_append_new(list, json_pack("{s:i, s:s, s:i, s:b, s:o}", "region", r->id,
-						      "host", r->host, "port", r->port, "up",
-						      !r->down, "clients", clients));
+		json_array_append_new(list, json_pack("{s:i, s:s, s:i, s:b, s:o, s:I}", "region",
+						      r->id, "host", r->host, "port", r->port, "up",
+						      !r->down, "clients", clients, "relayed",
+						      (json_int_t)r->relayed));
 	}
 	return list;
 }

@@ -269,6 +269,7 @@ static void send_packet(struct tc_conn *c, const uint8_t *p, size_t len)
 		return;
 	}
 	send_frame(dst, DERP_RECV_PACKET, c->derp_key, DERP_KEY_LEN, payload, plen);
+	region_of(c)->relayed++;
 }
 
 /* One whole frame. < 0 ends the connection. */

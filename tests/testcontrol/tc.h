@@ -130,6 +130,9 @@ struct tc_derp_region {
 	int lfd, ufd; /* -1 while the region is down */
 	bool down;
 	uint8_t priv[32], pub[32]; /* the region's DERP server key */
+	/* Packets relayed since start (across downs): tests tell a direct path
+	 * from a relayed one by how little this grows during a transfer. */
+	unsigned long long relayed;
 };
 
 struct tc_conn {

@@ -990,6 +990,16 @@ static void dc_close(struct dc *d)
 	close(d->fd);
 }
 
+/* Packets region (0: the first) has relayed, from the admin list. */
+static json_int_t derp_relayed(size_t region)
+{
+	json_t *info = admin("GET", "/derp", NULL, 200);
+	json_int_t n = json_integer_value(json_object_get(json_array_get(info, region), "relayed"));
+
+	json_decref(info);
+	return n;
+}
+
 static void test_derp_relay(void **state)
 {
 	static const uint8_t disco[8] = {'T', 'S', 0xf0, 0x9f, 0x92, 0xac, 1, 2};
@@ -997,6 +1007,7 @@ static void test_derp_relay(void **state)
 	struct dc a, b;
 	size_t len;
 	json_t *info;
+	json_int_t relayed0 = derp_relayed(0), relayed1 = derp_relayed(1);
 
 	dc_open(&a, tc.derp[0], false);
 	dc_open(&b, tc.derp[0], true);
@@ -1019,6 +1030,9 @@ static void test_derp_relay(void **state)
 	assert_int_equal(len, 33);
 	assert_memory_equal(body, stranger, 32);
 	assert_int_equal(body[32], 1);
+	/* One packet relayed, in region 900 only (the stranger's was not). */
+	assert_int_equal(derp_relayed(0), relayed0 + 1);
+	assert_int_equal(derp_relayed(1), relayed1);
 	/* The admin list shows both clients, A preferred. */
 	info = admin("GET", "/derp", NULL, 200);
 	assert_int_equal(json_array_size(json_object_get(json_array_get(info, 0), "clients")), 2);

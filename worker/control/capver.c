@@ -63,9 +63,9 @@ static const struct capver_row table[] = {
 	 "we never run Funnel: the field is left out (false)"},
 	{114, "NodeAttrMaxKeyDuration may be set (no client change upstream)", true,
 	 "nothing to do"},
-	{115, "DERPRegion.NoMeasureNoHome: such regions are not measured or chosen as home", false,
-	 "worker/control/mapjson_derp.c parse_region keeps no_measure_no_home; no home-region "
-	 "choice honours it yet"},
+	{115, "DERPRegion.NoMeasureNoHome: such regions are not measured or chosen as home", true,
+	 "worker/control/netmap.c netmap_derp_region_may_be_home, used by worker/derp_link.c for "
+	 "the home choice and the DERP map the supervisor's netcheck measures"},
 	{116, "MagicDNS answers AAAA when NodeAttrMagicDNSPeerAAAA is set", true,
 	 "we serve no MagicDNS"},
 	{117, "MapResponse.DisplayMessages", true, "ignored: a pod has no UI"},

@@ -482,6 +482,19 @@ void client_set_preferred_derp(struct client *c, int region)
 	lite_changed(c);
 }
 
+void client_set_derp_latency(struct client *c, const int *regions, const double *secs, size_t n)
+{
+	bool first = c->node.n_derp_lat == 0 && n > 0;
+
+	if (n > CLIENT_MAX_DERP_LATENCY)
+		n = CLIENT_MAX_DERP_LATENCY;
+	memcpy(c->node.derp_lat_regions, regions, n * sizeof(regions[0]));
+	memcpy(c->node.derp_lat_secs, secs, n * sizeof(secs[0]));
+	c->node.n_derp_lat = n;
+	if (first)
+		lite_changed(c);
+}
+
 int client_set_hostname(struct client *c, const char *hostname)
 {
 	if (!hostname || !hostname[0] || strlen(hostname) > 255)

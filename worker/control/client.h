@@ -62,6 +62,7 @@ enum client_limits {
 	CLIENT_RESOLVE_TTL_MS = 300000, /* cached names are refreshed after */
 	CLIENT_RESOLVE_MAX_ADDRS = 8,
 	CLIENT_MAX_ENDPOINTS = NETMAP_MAX_ENDPOINTS,
+	CLIENT_MAX_DERP_LATENCY = 64, /* NetInfo.DERPLatency entries (a netcheck's regions) */
 	CLIENT_MAX_TAGS = 16,
 };
 
@@ -168,6 +169,11 @@ int client_set_endpoints(struct client *c, const struct netmap_endpoint *eps, co
 			 size_t n);
 void client_set_disco_key(struct client *c, const uint8_t disco_pub[static KEY_LEN]);
 void client_set_preferred_derp(struct client *c, int region);
+/* The last netcheck's latencies (Hostinfo.NetInfo.DERPLatency, "<region>-v4"
+ * in seconds; n <= CLIENT_MAX_DERP_LATENCY, more are cut). As upstream's
+ * NetInfo comparison ignores latencies, a change alone sends nothing: the
+ * values ride with the next update, except the first set, which is sent. */
+void client_set_derp_latency(struct client *c, const int *regions, const double *secs, size_t n);
 /* Hostinfo.Hostname changed (the rest of Hostinfo is fixed). 0 or -EINVAL. */
 int client_set_hostname(struct client *c, const char *hostname);
 

@@ -230,6 +230,9 @@ struct client_node {
 	int ep_types[CLIENT_MAX_ENDPOINTS];
 	size_t n_eps;
 	int preferred_derp;
+	int derp_lat_regions[CLIENT_MAX_DERP_LATENCY];
+	double derp_lat_secs[CLIENT_MAX_DERP_LATENCY];
+	size_t n_derp_lat;
 };
 
 /* The caller's callbacks and time limits, from struct client_config. */

@@ -715,3 +715,13 @@ bool netmap_node_expired(const struct netmap *nm, const struct netmap_node *n, i
 		return true;
 	return n->has_key_expiry && n->key_expiry <= now + nm->clock_skew;
 }
+
+bool netmap_derp_region_may_be_home(const struct netmap_derp_region *r)
+{
+	bool relays = false;
+
+	for (size_t i = 0; i < r->n_nodes && !relays; i++)
+		relays = !r->nodes[i].stun_only;
+	return relays && !r->avoid && !r->no_measure_no_home && r->region_id > 0 &&
+	       r->region_id <= UINT16_MAX;
+}

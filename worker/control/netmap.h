@@ -119,6 +119,11 @@ struct netmap_derp_region {
 	size_t n_nodes;
 };
 
+/* Whether region r may be measured and chosen as home: not Avoid, not
+ * NoMeasureNoHome (capability version 115), a node that relays (not STUN
+ * only), an id that is a DERP region number (1..65535). */
+bool netmap_derp_region_may_be_home(const struct netmap_derp_region *r);
+
 struct netmap_region_score {
 	int region_id;
 	double score;

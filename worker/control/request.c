@@ -33,6 +33,9 @@ static void fill_hostinfo(struct client *c, struct mapjson_hostinfo *hi)
 		.has_netinfo = c->node.preferred_derp > 0,
 		.preferred_derp = c->node.preferred_derp,
 		.working_udp = c->node.n_eps > 0,
+		.derp_latency_regions = c->node.derp_lat_regions,
+		.derp_latency_v4 = c->node.derp_lat_secs,
+		.n_derp_latency = c->node.n_derp_lat,
 	};
 }
 

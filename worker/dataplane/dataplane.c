@@ -88,6 +88,18 @@ void dataplane_set_config(struct dataplane *dp, struct dataplane_config *cfg)
 	dataplane_reclaim(dp);
 }
 
+/* Peers that tried to handshake with us before this configuration made
+ * them peers (a process that restarted, or a peer that heard of us first):
+ * our handshake now rather than their retry in REKEY_TIMEOUT. */
+static void early_initiators_answer(struct dataplane *dp, uint64_t now)
+{
+	uint8_t keys[WG_EARLY_INITIATORS][WG_KEY_LEN];
+	size_t n = wg_device_take_early_initiators(dp->dev, now, keys, WG_EARLY_INITIATORS);
+
+	for (size_t i = 0; i < n; i++)
+		dataplane__handshake_owed(dp, keys[i], now);
+}
+
 static void config_apply(struct dataplane *dp, uint64_t now)
 {
 	struct dataplane_config *cfg = atomic_exchange(&dp->pending, NULL);
@@ -107,6 +119,7 @@ static void config_apply(struct dataplane *dp, uint64_t now)
 	dataplane__magic_apply(dp, cfg);
 	dp->st.configs_applied++;
 	dp->peers_stale = true;
+	early_initiators_answer(dp, now);
 }
 
 /* ---- shared by both directions ------------------------------------------- */

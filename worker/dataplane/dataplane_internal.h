@@ -59,6 +59,10 @@ struct dp_magic_peer {
 	uint8_t disco[WG_KEY_LEN];
 	struct disco_shared shared;
 	bool kept; /* in the configuration being applied */
+	/* A handshake is owed to the peer (it restarted, or it initiated
+	 * before it was a peer): started at once, and again when the first
+	 * direct path appears, since the first may have had no route. */
+	bool handshake_wanted;
 	struct path path;
 };
 
@@ -215,6 +219,9 @@ void dataplane__udp_send_batch(struct dataplane *dp, struct wg_batch *b);
 extern const struct wg_path_ops dataplane__path_ops;
 /* Takes the peers of the configuration just applied (allocates). */
 void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config *cfg);
+/* A handshake with the peer `node` now (and, for a peer with disco, again
+ * when its first direct path appears). */
+void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns);
 /* A datagram from UDP: disco and STUN are handled here, WireGuard from
  * an ip:port no peer may send from is dropped. Returns true when the
  * datagram is consumed (not WireGuard for the device). */

@@ -213,6 +213,30 @@ const struct wg_path_ops dataplane__path_ops = {.endpoint = path_endpoint};
 
 /* ---- configurations ------------------------------------------------------ */
 
+static bool session_with(struct dataplane *dp, const uint8_t *node)
+{
+	struct wg_peer_status st;
+
+	return wg_device_peer_status(dp->dev, node, dp->now_ms * DP_NS_PER_MS, &st) == 0 &&
+	       st.has_session;
+}
+
+static void initiate(struct dataplane *dp, const uint8_t *node, uint64_t now_ns)
+{
+	dataplane__udp_flush(dp);
+	(void)wg_device_initiate(dp->dev, node, now_ns, &dp->udp_out);
+	dataplane__udp_flush(dp);
+}
+
+void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns)
+{
+	struct dp_magic_peer *m = mpeer_find(dp, node);
+
+	if (m)
+		m->handshake_wanted = true;
+	initiate(dp, node, now_ns);
+}
+
 static struct dp_magic_peer *mpeer_take(struct dataplane *dp, const uint8_t *node,
 					const struct dataplane_disco_peer *d)
 {
@@ -222,9 +246,14 @@ static struct dp_magic_peer *mpeer_take(struct dataplane *dp, const uint8_t *nod
 		m->kept = true;
 		if (sodium_memcmp(m->disco, d->disco, WG_KEY_LEN) == 0)
 			return m;
-		/* The peer restarted with a new disco key. */
+		/* The peer restarted (a new disco key is a new process):
+		 * whatever WireGuard session we hold with it is gone on its
+		 * side. Rather than send into it until the 15 s without an
+		 * answer that make WireGuard handshake again, handshake now
+		 * (magic_apply, once its paths are set). */
 		disco_shared_destroy(&m->shared);
 		path_reset(&m->path);
+		m->handshake_wanted = session_with(dp, node);
 	} else {
 		m = xcalloc(1, sizeof(*m));
 		memcpy(m->node, node, WG_KEY_LEN);
@@ -264,6 +293,10 @@ void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config 
 		path_set_derp(&m->path, d->home_derp);
 		path_set_endpoints(&m->path, dp->now_ms, &cfg->disco_eps[d->ep_off], d->n_eps);
 		next[n++] = m;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (next[i]->handshake_wanted)
+			initiate(dp, next[i]->node, dp->now_ms * DP_NS_PER_MS);
 	}
 	for (size_t i = 0; i < dp->n_mpeers; i++) {
 		if (!dp->mpeers[i]->kept)
@@ -338,15 +371,16 @@ static void unconfirm_others(struct dataplane *dp, const struct dp_magic_peer *m
 
 /* The peer's first direct path just appeared: packets staged while it had
  * none need not wait for the handshake retry timer. */
-static void path_up(struct dataplane *dp, const struct dp_magic_peer *m, uint64_t now_ns)
+static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_ns)
 {
 	struct wg_peer_status st;
+	bool owed = m->handshake_wanted;
 
-	if (wg_device_peer_status(dp->dev, m->node, now_ns, &st) < 0 || st.has_session ||
-	    !st.staged)
+	m->handshake_wanted = false;
+	if (wg_device_peer_status(dp->dev, m->node, now_ns, &st) < 0 ||
+	    (!owed && (st.has_session || !st.staged)))
 		return;
-	dataplane__udp_flush(dp);
-	(void)wg_device_initiate(dp->dev, m->node, now_ns, &dp->udp_out);
+	initiate(dp, m->node, now_ns);
 }
 
 static void ping_rx(struct dataplane *dp, const uint8_t *sender, const struct disco_ping *ping,
@@ -481,9 +515,13 @@ static void stun_rx(struct dataplane *dp, const uint8_t *p, size_t len,
 		    const struct disco_addr *src)
 {
 	struct sockaddr_storage ss;
+	struct stun_addr seen;
 	struct disco_addr addr;
 	const char *why = "STUN response for no request in flight";
-	int ret = stun_check_response(p, len, dp->stun_txid, &addr, &why);
+	int ret = stun_check_response(p, len, dp->stun_txid, &seen, &why);
+
+	memcpy(addr.ip, seen.ip, sizeof(addr.ip));
+	addr.port = seen.port;
 
 	if (ret == -ESRCH || (ret == 0 && !dp->stun_waiting)) {
 		bad_peer(dp, DATAPLANE_DROP_STUN, src, why);

@@ -204,8 +204,10 @@ static int walk6(struct packet *p, const uint8_t *b, uint8_t nh, const char **wh
 		default:
 			return parse_transport(p, b, nh, why);
 		}
-		if (++p->n_ext > PACKET_MAX_EXT_HDRS)
+		/* n_ext never passes the bound, whatever the packet. */
+		if (p->n_ext == PACKET_MAX_EXT_HDRS)
 			return invalid(p, "IPv6 extension header chain too long", why);
+		p->n_ext++;
 		nh = b[off];
 		p->l4_off = (uint32_t)(off + hlen);
 		p->payload_off = p->l4_off;

@@ -32,8 +32,10 @@ enum {
 	CSOCK_MAX = 4,
 	RECV_CHUNK = 64 << 10,
 	DIAL_TIMEOUT_MS = 10000,
-	BACKOFF_MIN_MS = 500,
-	BACKOFF_MAX_MS = 30000,
+	BACKOFF_STEP_MS = 10,
+	BACKOFF_MAX_MS = 5000,
+	BACKOFF_N_MAX = 23,	  /* 23² · 10 ms > BACKOFF_MAX_MS: no need to count on */
+	BACKOFF_STABLE_MS = 2000, /* up this long: the next drop is a first failure */
 	RESTART_MAX_MS = 60000,
 	BAD_STREAK_RESET_MS = 30000,
 	PEM_MAX = 16 << 10,
@@ -79,9 +81,10 @@ struct derp_conn {
 	struct derp_client client;
 	bool client_live, up;
 	uint64_t up_at; /* when ServerInfo arrived (loop time) */
-	/* failures: attempts since one reached ServerInfo; bad_streak:
-	 * connections in a row the server's bytes ended (reset by one that
-	 * lasted BAD_STREAK_RESET_MS). The backoff follows the larger. */
+	/* failures: attempts in a row since a connection lasted
+	 * BACKOFF_STABLE_MS; bad_streak: connections in a row the server's
+	 * bytes ended (reset by one that lasted BAD_STREAK_RESET_MS). The
+	 * backoff follows the larger. */
 	unsigned int failures, bad_streak, restart_ms;
 
 	bool closing;
@@ -130,28 +133,47 @@ static void attempt_end(struct derp_conn *c)
 	uv_timer_stop(&c->timer);
 }
 
+/* The wait before the next dial after `failures` failed attempts in a row
+ * (0: the first since a connection lasted), as upstream's DERP client
+ * backs off (docs/tailscale-protocol.md §6): min(n² · 10 ms, 5 s) for the
+ * n-th failure, times a factor in [0.5, 1.5) so that the pods of a node do
+ * not all dial at once. A connection that drops is redialled within 15 ms,
+ * and a server back from a restart is found within 7.5 s at worst. rnd: a
+ * uniform number below 1000. */
+static unsigned int backoff_ms(unsigned int failures, uint32_t rnd)
+{
+	unsigned int n = failures < BACKOFF_N_MAX ? failures + 1 : BACKOFF_N_MAX;
+	unsigned int ms = n * n * BACKOFF_STEP_MS;
+
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	return ms / 2 + (unsigned int)((uint64_t)ms * (rnd % 1000) / 1000);
+}
+
 /* The wait before the next attempt, the current one having ended with err
  * at now (loop time; called before attempt_end, while c->up still says
- * whether it had reached ServerInfo). */
+ * whether it had reached ServerInfo). A server that greets us and then
+ * sends bytes we refuse backs off like one that cannot be reached: its
+ * streak ends only with a connection that lasted BAD_STREAK_RESET_MS. */
 static unsigned int retry_ms(struct derp_conn *c, int err, uint64_t now)
 {
-	unsigned int ms, n, bad = 0;
+	unsigned int ms, n;
 
+	if (c->up && now - c->up_at >= BACKOFF_STABLE_MS)
+		c->failures = 0;
 	if (c->up && now - c->up_at >= BAD_STREAK_RESET_MS)
 		c->bad_streak = 0;
-	if (derp_conn_err_is_bad_server(err))
-		bad = c->bad_streak++;
+	if (derp_conn_err_is_bad_server(err) && c->bad_streak < BACKOFF_N_MAX)
+		c->bad_streak++;
 	if (c->restart_ms) {
 		ms = c->restart_ms; /* the server said when to come back */
 		c->restart_ms = 0;
 		return ms;
 	}
-	n = c->failures > bad ? c->failures : bad;
-	ms = BACKOFF_MIN_MS << (n < 6 ? n : 6);
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
-	ms += randombytes_uniform(ms / 2 + 1); /* jitter: not every pod at once */
-	c->failures++;
+	n = c->failures > c->bad_streak ? c->failures : c->bad_streak;
+	ms = backoff_ms(n, randombytes_uniform(1000));
+	if (c->failures < BACKOFF_N_MAX)
+		c->failures++;
 	return ms;
 }
 
@@ -319,7 +341,6 @@ static int deliver(struct derp_conn *c, const char **why)
 		} else if (ev.type == DERP_EV_SERVER_INFO) {
 			c->up = true;
 			c->up_at = uv_now(c->loop);
-			c->failures = 0;
 			log_info("DERP %s: connected", c->host);
 		} else if (ev.type == DERP_EV_RESTARTING) {
 			c->restart_ms = ev.reconnect_in_ms < RESTART_MAX_MS ? ev.reconnect_in_ms

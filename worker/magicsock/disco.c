@@ -12,6 +12,8 @@
 
 #include "stun.h"
 
+_Static_assert((int)STUN_TXID_LEN == (int)DISCO_TXID_LEN, "disco and STUN share transaction ids");
+
 /* "TS" and U+1F4AC in UTF-8. */
 static const uint8_t MAGIC[DISCO_MAGIC_LEN] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};
 static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -439,6 +439,39 @@ void wg_device_free(struct wg_device *dev)
 	free(dev);
 }
 
+void wg_device__note_early_initiator(struct wg_device *dev, const uint8_t *key, uint64_t now_ns)
+{
+	for (size_t i = 0; i < WG_EARLY_INITIATORS; i++) {
+		if (dev->early[i].at_ns && memcmp(dev->early[i].key, key, WG_KEY_LEN) == 0) {
+			dev->early[i].at_ns = now_ns ? now_ns : 1;
+			return;
+		}
+	}
+	memcpy(dev->early[dev->early_next].key, key, WG_KEY_LEN);
+	dev->early[dev->early_next].at_ns = now_ns ? now_ns : 1;
+	dev->early_next = (dev->early_next + 1) % WG_EARLY_INITIATORS;
+}
+
+size_t wg_device_take_early_initiators(struct wg_device *dev, uint64_t now_ns,
+				       uint8_t (*keys)[WG_KEY_LEN], size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < WG_EARLY_INITIATORS && n < max; i++) {
+		if (!dev->early[i].at_ns)
+			continue;
+		if (now_ns - dev->early[i].at_ns > WG_EARLY_INITIATOR_NS) {
+			dev->early[i].at_ns = 0; /* too old: its retry is due anyway */
+			continue;
+		}
+		if (!wg_device__find_peer(dev, dev->early[i].key))
+			continue;
+		memcpy(keys[n++], dev->early[i].key, WG_KEY_LEN);
+		dev->early[i].at_ns = 0;
+	}
+	return n;
+}
+
 const struct wg_device_stats *wg_device_stats(const struct wg_device *dev)
 {
 	return &dev->stats;

@@ -64,7 +64,11 @@ enum wg_device_limits {
 	/* Size of each pool buffer: an IPv6 packet of the largest TUN MTU
 	 * we configure (1500) plus header, padding and tag, rounded up. */
 	WG_DEVICE_STAGED_BUF_LEN = 1600,
+	/* Initiations from non-peers remembered, and for how long: a retry
+	 * comes after REKEY_TIMEOUT (5 s) plus jitter anyway. */
+	WG_EARLY_INITIATORS = 8,
 };
+#define WG_EARLY_INITIATOR_NS (5ull * 1000000000ull)
 
 /* A batch: a fixed array of slots owned by the caller. Slots [0, n) hold
  * packets; every slot [0, cap) always holds a buffer. A stage that emits a
@@ -228,6 +232,17 @@ size_t wg_device_timers(struct wg_device *dev, uint64_t now_ns, struct wg_batch 
  * usual retries follow on the timer. Returns 0 or -ENOENT. */
 int wg_device_initiate(struct wg_device *dev, const uint8_t public_key[static WG_KEY_LEN],
 		       uint64_t now_ns, struct wg_batch *out_udp);
+
+/* Configured peers whose handshake initiation arrived at most
+ * WG_EARLY_INITIATOR_NS before now_ns, while they were not peers (a node
+ * that restarted learned of us before we of it, and dropped initiations
+ * are retried only after REKEY_TIMEOUT): up to max of their keys into
+ * keys, each forgotten once returned. The caller starts a handshake with
+ * each (wg_device_initiate). Returns how many. The key recorded is the one
+ * the initiation names, before it is authenticated: at worst a handshake
+ * with a configured peer that did not ask for one. */
+size_t wg_device_take_early_initiators(struct wg_device *dev, uint64_t now_ns,
+				       uint8_t (*keys)[WG_KEY_LEN], size_t max);
 
 const struct wg_device_stats *wg_device_stats(const struct wg_device *dev);
 /* Returns 0 with *st filled, or -ENOENT for an unknown key. */

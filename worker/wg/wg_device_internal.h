@@ -107,6 +107,14 @@ struct wg_device {
 
 	struct wg_timer_wheel wheel;
 	struct wg_device_stats stats;
+
+	/* Static keys of initiations from nodes that were not peers (yet),
+	 * the oldest overwritten: wg_device_take_early_initiators. */
+	struct {
+		uint8_t key[WG_KEY_LEN];
+		uint64_t at_ns; /* 0: free */
+	} early[WG_EARLY_INITIATORS];
+	size_t early_next;
 };
 
 /* The stage running now: its output batch and clock, for the helpers and
@@ -118,6 +126,8 @@ struct wg_stage {
 };
 
 /* wg_device.c: tables and helpers. */
+/* An initiation from key, not a peer, was received at now_ns. */
+void wg_device__note_early_initiator(struct wg_device *dev, const uint8_t *key, uint64_t now_ns);
 /* Random 0..jitter_max_ns from env.random. */
 uint64_t wg_device__jitter(struct wg_device *dev);
 /* The peer with that node key, or NULL (binary search). */

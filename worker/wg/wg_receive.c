@@ -28,6 +28,7 @@
  * needs to complete with us. */
 struct initiation_lookup {
 	struct wg_device *dev;
+	uint64_t now;
 	struct wg_noise_initiation ours;
 	bool kept;
 };
@@ -37,8 +38,10 @@ static struct wg_handshake *lookup_handshake(void *ctx, const uint8_t public_key
 	struct initiation_lookup *l = ctx;
 	struct wg_peer *peer = wg_device__find_peer(l->dev, public_key);
 
-	if (!peer)
+	if (!peer) {
+		wg_device__note_early_initiator(l->dev, public_key, l->now);
 		return NULL;
+	}
 	l->kept = peer->hs_index_live && peer->hs.local_index == peer->hs_index &&
 		  memcmp(l->dev->local.public_key, public_key, WG_KEY_LEN) > 0 &&
 		  wg_noise_initiation_save(&peer->hs, &l->ours);
@@ -142,7 +145,7 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 			       const struct wg_message *m)
 {
 	struct wg_device *dev = st->dev;
-	struct initiation_lookup l = {.dev = dev};
+	struct initiation_lookup l = {.dev = dev, .now = st->now};
 	struct wg_message_response resp;
 	struct wg_handshake *hs = NULL;
 	struct wg_keypair kp;

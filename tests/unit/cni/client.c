@@ -9,7 +9,9 @@
 #include "cni/client.c"
 #include "fake_supervisor.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 enum mode {
 	M_GOOD,
@@ -143,6 +145,71 @@ static void test_stale_socket(void **state)
 	assert_int_equal(fake_wait(&s), 0);
 }
 
+/* A listener on path in a child running as uid, which then waits for one
+ * connection attempt or 5 s. Returns the child's pid. */
+static pid_t listen_as(const char *path, uid_t uid, int ready[2])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		struct pollfd pfd = {.events = POLLIN};
+		int fd;
+
+		strcpy(sa.sun_path, path);
+		if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+			_exit(1);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0)
+			_exit(2);
+		(void)!write(ready[1], "x", 1);
+		pfd.fd = fd;
+		poll(&pfd, 1, 5000);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void test_untrusted_socket(void **state)
+{
+	Tscni__CniReply *r = NULL;
+	const char *why = NULL;
+	int ready[2], st = 0;
+	struct fake s;
+	char c;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		skip(); /* needs another uid to own the socket */
+	/* A regular file where the socket should be. */
+	fake_mkdir(&s);
+	close(open(s.path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+	assert_int_equal(call(s.path, 2000, &r, &why), -EPERM);
+	assert_non_null(strstr(why, "not a socket"));
+	unlink(s.path);
+
+	/* A socket file and a listener of uid 65534: refused before a byte
+	 * is sent, first for the file, then (file handed to root) for the
+	 * process behind it. */
+	assert_int_equal(chmod(s.dir, 0755), 0);
+	assert_int_equal(chown(s.dir, 65534, 65534), 0);
+	assert_int_equal(pipe(ready), 0);
+	pid = listen_as(s.path, 65534, ready);
+	assert_true(pid > 0);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(call(s.path, 2000, &r, &why), -EPERM);
+	assert_non_null(strstr(why, "socket is not owned by root"));
+	assert_int_equal(chown(s.path, 0, 0), 0);
+	assert_int_equal(call(s.path, 2000, &r, &why), -EPERM);
+	assert_non_null(strstr(why, "does not run as root"));
+	assert_null(r);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(ready[0]);
+	close(ready[1]);
+	assert_int_equal(fake_wait(&s), 0);
+}
+
 static void test_silent_times_out(void **state)
 {
 	unsigned long long t0 = now_ms(), dt;
@@ -185,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_missing_socket),
 		cmocka_unit_test(test_stale_socket),
+		cmocka_unit_test(test_untrusted_socket),
 		cmocka_unit_test(test_silent_times_out),
 		cmocka_unit_test(test_close_is_unavailable),
 		cmocka_unit_test(test_protocol_errors),

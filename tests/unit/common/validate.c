@@ -252,8 +252,8 @@ static int status_reply_with(size_t pods, const char *reason)
 	return ret;
 }
 
-static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
-		      size_t key_len)
+static int start_full(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len, char **deny, size_t n_deny)
 {
 	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
 	Tscni__Start s = TSCNI__START__INIT;
@@ -273,11 +273,48 @@ static int start_with(const char *hostname, const char *auth_key, const char *ur
 	s.ca_bundle.len = ca_len;
 	s.fd_count = 2;
 	s.mtu = 1280;
+	s.endpoint_deny_iface = deny;
+	s.n_endpoint_deny_iface = n_deny;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
 	m.start = &s;
 	ret = validate_supervisor_msg(&m, &why);
 	free(ca);
 	return ret;
+}
+
+static int start_with(const char *hostname, const char *auth_key, const char *url, size_t ca_len,
+		      size_t key_len)
+{
+	return start_full(hostname, auth_key, url, ca_len, key_len, NULL, 0);
+}
+
+/* Start.endpoint_deny_iface: at most ENDPOINT_DENY_MAX globs, each
+ * valid_iface_glob (1..ENDPOINT_DENY_GLOB_MAX_LEN printable bytes, no space
+ * or '/'). */
+static void test_start_deny(void **state)
+{
+	char *globs[ENDPOINT_DENY_MAX + 1], longest[ENDPOINT_DENY_GLOB_MAX_LEN + 2];
+	static const char *const bad[] = {"", "a b", "eth/0", "a\x7f", "\t", "\xc3\xa9"};
+
+	(void)state;
+	for (size_t i = 0; i <= ENDPOINT_DENY_MAX; i++)
+		globs[i] = "ens*";
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, ENDPOINT_DENY_MAX), 0);
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, ENDPOINT_DENY_MAX + 1), -EBADMSG);
+	memset(longest, 'a', sizeof(longest));
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN] = '\0';
+	globs[0] = longest;
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, 1), 0);
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN] = 'a';
+	longest[ENDPOINT_DENY_GLOB_MAX_LEN + 1] = '\0';
+	assert_int_equal(start_full("h", "", "", 0, 32, globs, 1), -EBADMSG);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		globs[1] = (char *)bad[i];
+		if (start_full("h", "", "", 0, 32, globs + 1, 1) != -EBADMSG)
+			fail_msg("glob %zu accepted", i);
+	}
+	assert_true(valid_iface_glob("cali*"));
+	assert_true(valid_iface_glob("br-[0-9]?"));
 }
 
 static int stop_with(char *auth_key)
@@ -960,6 +997,64 @@ static void test_worker_custody_refused(void **state)
 	assert_int_equal(validate_worker_msg(&w, &why), -EBADMSG);
 }
 
+/* The netcheck's messages: a STUN target is a unicast address and a port;
+ * a NetcheckReport has increasing region ids, bounded latencies and global
+ * addresses of exact lengths. */
+static void test_netcheck(void **state)
+{
+	static const uint8_t lo[4] = {127, 0, 0, 1}, zero[16], bcast[4] = {255, 255, 255, 255};
+	static const uint8_t mc6[16] = {0xff, 0x02, [15] = 1}, uni6[16] = {0x20, 0x01, [15] = 1};
+	Tscni__SupervisorMsg s = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__NetcheckReport r = TSCNI__NETCHECK_REPORT__INIT;
+	Tscni__RegionLatency lat[NETCHECK_REGIONS_MAX + 1], *lp[NETCHECK_REGIONS_MAX + 1];
+	uint8_t four[4] = {198, 51, 100, 7};
+	const char *why = NULL;
+
+	(void)state;
+	assert_true(valid_stun_target(lo, 4, 3478));
+	assert_true(valid_stun_target(uni6, 16, 65535));
+	assert_false(valid_stun_target(lo, 4, 0));
+	assert_false(valid_stun_target(lo, 4, 65536));
+	assert_false(valid_stun_target(lo, 3, 3478));
+	assert_false(valid_stun_target(zero, 4, 3478));
+	assert_false(valid_stun_target(zero, 16, 3478));
+	assert_false(valid_stun_target(bcast, 4, 3478));
+	assert_false(valid_stun_target(mc6, 16, 3478));
+	assert_false(valid_stun_target(NULL, 4, 3478));
+
+	for (size_t i = 0; i <= NETCHECK_REGIONS_MAX; i++) {
+		tscni__region_latency__init(&lat[i]);
+		lat[i].region_id = 900 + (uint32_t)i;
+		lat[i].latency_ms = (uint32_t)i;
+		lp[i] = &lat[i];
+	}
+	r.regions = lp;
+	r.n_regions = NETCHECK_REGIONS_MAX;
+	r.preferred_region = 901;
+	r.global_v4 = (ProtobufCBinaryData){.len = 4, .data = four};
+	s.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT;
+	s.netcheck_report = &r;
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	r.n_regions = NETCHECK_REGIONS_MAX + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.n_regions = 2;
+	lat[1].region_id = 900;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	lat[1].region_id = 901;
+	lat[1].latency_ms = NETCHECK_LATENCY_MAX_MS + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	lat[1].latency_ms = 1;
+	r.global_v4.len = 3;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.global_v4.len = 4;
+	r.preferred_region = 65536;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	r.preferred_region = 0;
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	s.netcheck_report = NULL;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+}
+
 static void test_del_tombstone_optional_fields(void **state)
 {
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
@@ -996,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_add_valid_and_required),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_keys_exact),
+		cmocka_unit_test(test_start_deny),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_enums),
 		cmocka_unit_test(test_oneofs_unset),
@@ -1005,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(test_status_zygote_pid),
 		cmocka_unit_test(test_worker_custody_refused),
 		cmocka_unit_test(test_peer_status),
+		cmocka_unit_test(test_netcheck),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

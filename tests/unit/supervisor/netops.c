@@ -225,16 +225,16 @@ static void test_tun_create_arguments(void **state)
 	const char *why = NULL;
 	int fd = 42, ifindex = 42;
 
-	assert_int_equal(netops_tun_create(-1, "bad/name", NETOPS_MTU, &fd, &ifindex, &why),
+	assert_int_equal(netops_tun_create(-1, "bad/name", NULL, NETOPS_MTU, &fd, &ifindex, &why),
 			 -EINVAL);
 	assert_int_equal(fd, -1);
 	assert_int_equal(ifindex, 0);
 	assert_non_null(why);
 	why = NULL;
-	assert_int_equal(netops_tun_create(-1, "ts0", 1279, &fd, &ifindex, &why), -EINVAL);
+	assert_int_equal(netops_tun_create(-1, "ts0", NULL, 1279, &fd, &ifindex, &why), -EINVAL);
 	assert_non_null(strstr(why, "MTU"));
-	assert_int_equal(netops_tun_create(-1, "ts0", 65536, &fd, &ifindex, &why), -EINVAL);
-	assert_int_equal(netops_tun_create(-1, "", NETOPS_MTU, &fd, &ifindex, &why), -EINVAL);
+	assert_int_equal(netops_tun_create(-1, "ts0", NULL, 65536, &fd, &ifindex, &why), -EINVAL);
+	assert_int_equal(netops_tun_create(-1, "", NULL, NETOPS_MTU, &fd, &ifindex, &why), -EINVAL);
 	assert_string_equal(why, "interface name is empty");
 }
 

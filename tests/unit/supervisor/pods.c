@@ -694,8 +694,8 @@ static void test_errno_codes(void **state)
 		int err;
 		uint32_t code;
 	} v[] = {
-		{-EAGAIN, 11}, {-ENOBUFS, 11}, {-ETIMEDOUT, 11},
-		{-EPERM, 999}, {-EINVAL, 999}, {-EIO, 999},
+		{-EAGAIN, 11}, {-ENOBUFS, 11}, {-ETIMEDOUT, 11}, {-ENOSPC, 11},
+		{-EDQUOT, 11}, {-EPERM, 999},  {-EINVAL, 999},	 {-EIO, 999},
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)

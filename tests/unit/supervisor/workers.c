@@ -1,6 +1,6 @@
 /* The supervisor's dispatcher for worker messages, without processes: a
  * numbered table of (state, message) -> verdict, Ready accepted once, the
- * rate limit and the bounded outgoing path. */
+ * DerpMapReport's bounds, the rate limit and the bounded outgoing path. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,7 +38,48 @@ enum msg_kind {
 	M_EMPTY,
 	M_GARBAGE,
 	M_CUSTODY,
+	M_DERPMAP,	   /* two regions, IPv4 and IPv6 targets */
+	M_DERPMAP_MANY,	   /* 65 regions */
+	M_DERPMAP_MULTI,   /* a multicast target */
+	M_DERPMAP_ORDER,   /* region ids not increasing */
+	M_DERPMAP_TARGETS, /* 5 targets in a region */
+	M_DERPMAP_NOPORT,  /* port 0 */
 };
+
+/* A DerpMapReport of the given kind into m (static storage). */
+static void make_derpmap(enum msg_kind k, Tscni__WorkerMsg *m)
+{
+	static Tscni__DerpMapReport rep;
+	static Tscni__DerpRegionTargets regs[NETCHECK_REGIONS_MAX + 1],
+		*rp[NETCHECK_REGIONS_MAX + 1];
+	static Tscni__StunTarget t[NETCHECK_TARGETS_MAX + 1], *tp[NETCHECK_TARGETS_MAX + 1];
+	static uint8_t v4[4] = {127, 0, 0, 1}, mc[4] = {224, 0, 0, 1};
+	static uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	size_t n = k == M_DERPMAP_MANY ? NETCHECK_REGIONS_MAX + 1 : 2;
+
+	tscni__derp_map_report__init(&rep);
+	for (size_t i = 0; i <= NETCHECK_TARGETS_MAX; i++) {
+		tscni__stun_target__init(&t[i]);
+		t[i].ip = (ProtobufCBinaryData){.len = i % 2 ? 16 : 4, .data = i % 2 ? v6 : v4};
+		t[i].port = k == M_DERPMAP_NOPORT ? 0 : 3478;
+		tp[i] = &t[i];
+	}
+	if (k == M_DERPMAP_MULTI)
+		t[0].ip.data = mc;
+	for (size_t i = 0; i < n; i++) {
+		tscni__derp_region_targets__init(&regs[i]);
+		regs[i].region_id = (uint32_t)(900 + i);
+		regs[i].targets = tp;
+		regs[i].n_targets = k == M_DERPMAP_TARGETS ? NETCHECK_TARGETS_MAX + 1 : 2;
+		rp[i] = &regs[i];
+	}
+	if (k == M_DERPMAP_ORDER)
+		regs[1].region_id = 900;
+	rep.regions = rp;
+	rep.n_regions = n;
+	m->body_case = TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT;
+	m->derp_map_report = &rep;
+}
 
 /* Packs one message of the given kind into buf; returns its length. */
 static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
@@ -173,6 +214,14 @@ static size_t make(enum msg_kind k, uint8_t *buf, size_t cap)
 	case M_GARBAGE:
 		memset(buf, 0xff, 8);
 		return 8;
+	case M_DERPMAP:
+	case M_DERPMAP_MANY:
+	case M_DERPMAP_MULTI:
+	case M_DERPMAP_ORDER:
+	case M_DERPMAP_TARGETS:
+	case M_DERPMAP_NOPORT:
+		make_derpmap(k, &m);
+		break;
 	}
 	assert_true(tscni__worker_msg__get_packed_size(&m) <= cap);
 	return tscni__worker_msg__pack(&m, buf);
@@ -223,6 +272,14 @@ static const struct vec vecs[] = {
 	/* 29 */ {RD, M_STATS_PEERS, 0, 0},
 	/* 30 */ {RD, M_STATS_BAD_PEER, -EBADMSG, 0},
 	/* 31 */ {RD, M_STATS_MANY_PEERS, -EBADMSG, 0},
+	/* 32 */ {RD, M_DERPMAP, 0, 0}, /* no netcheck configured: ignored */
+	/* 33 */ {ST, M_DERPMAP, 0, 0}, /* the map comes before Ready */
+	/* 34 */ {HE, M_DERPMAP, -EPROTO, 0},
+	/* 35 */ {RD, M_DERPMAP_MANY, -EBADMSG, 0},
+	/* 36 */ {RD, M_DERPMAP_MULTI, -EBADMSG, 0},
+	/* 37 */ {RD, M_DERPMAP_ORDER, -EBADMSG, 0},
+	/* 38 */ {RD, M_DERPMAP_TARGETS, -EBADMSG, 0},
+	/* 39 */ {RD, M_DERPMAP_NOPORT, -EBADMSG, 0},
 };
 
 static void test_dispatch_table(void **state)
@@ -397,6 +454,9 @@ static void test_no_process_no_send(void **state)
 	assert_int_equal(workers_test_request(w, 1, "open_read", "/x"), -ENOTCONN);
 	assert_int_equal(workers_netop_reply(w, 1, 5, NULL), -EINVAL);
 	assert_int_equal(workers_netop_reply(w, 1, 0, NULL), -ENOTCONN);
+	assert_int_equal(
+		workers_netcheck_report(w, &(Tscni__NetcheckReport)TSCNI__NETCHECK_REPORT__INIT),
+		-ENOTCONN);
 	workers__test_free(w);
 }
 

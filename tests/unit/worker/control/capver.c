@@ -541,7 +541,23 @@ static void test_row_114(void **state)
 
 static void test_row_115(void **state)
 {
-	check_row(115, false);
+	struct netmap_derp_node relay = {.region_id = 900}, stun_only = {.stun_only = true};
+	struct netmap_derp_region r = {.region_id = 900, .nodes = &relay, .n_nodes = 1};
+
+	check_row(115, true);
+	assert_true(netmap_derp_region_may_be_home(&r));
+	/* Flagged: neither measured nor home. */
+	r.no_measure_no_home = true;
+	assert_false(netmap_derp_region_may_be_home(&r));
+	r.no_measure_no_home = false;
+	r.avoid = true;
+	assert_false(netmap_derp_region_may_be_home(&r));
+	r.avoid = false;
+	r.nodes = &stun_only;
+	assert_false(netmap_derp_region_may_be_home(&r));
+	r.nodes = &relay;
+	r.region_id = 70000;
+	assert_false(netmap_derp_region_may_be_home(&r));
 }
 
 static void test_row_116(void **state)

@@ -9,44 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/addr_text.h"
 #include "tests/unit/vectors.h"
 #include "worker/magicsock/disco.h"
 
 /* A bare address, IPv4 stored as ::ffff:a.b.c.d. */
 static inline void test_ip(const char *s, struct disco_addr *out)
 {
-	uint8_t v4[4];
-
 	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, s, v4) == 1) {
-		disco_addr_from4(v4, 0, out);
-		return;
-	}
-	if (inet_pton(AF_INET6, s, out->ip) != 1)
-		fail_msg("bad address %s", s);
+	text_ip(s, out->ip);
 }
 
 static inline void test_addr(const char *s, struct disco_addr *out)
 {
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	size_t n;
-
-	if (!colon)
-		fail_msg("no port in %s", s);
-	n = (size_t)(colon - s);
-	if (s[0] == '[') {
-		if (n < 2 || s[n - 1] != ']')
-			fail_msg("bad bracketed address %s", s);
-		s++;
-		n -= 2;
-	}
-	if (n >= sizeof(host))
-		fail_msg("address too long %s", s);
-	memcpy(host, s, n);
-	host[n] = '\0';
-	test_ip(host, out);
-	out->port = (uint16_t)strtoul(colon + 1, NULL, 10);
+	text_ip_port(s, out->ip, &out->port);
 }
 
 /* "<prefix>:<64 hex>" into 32 bytes. */

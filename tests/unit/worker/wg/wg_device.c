@@ -596,6 +596,45 @@ static void test_peer_removed_and_readded(void **state)
 	assert_all_delivered(2, 1);
 }
 
+/* B hears A's initiation before A is its peer: once A is, B is told to
+ * handshake with it (once); an initiation older than
+ * WG_EARLY_INITIATOR_NS is forgotten (A's own retry is due by then). */
+static void test_early_initiator(void **state)
+{
+	uint8_t keys[WG_EARLY_INITIATORS][WG_KEY_LEN];
+
+	(void)state;
+	set_peers(0, 0x2);
+	set_peers(1, 0x0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[1].pub, net->now, &net->n[0].udp_out), 0);
+	pump();
+	assert_int_not_equal(stats(1)->drop_bad_handshake, 0);
+	/* Not a peer yet: nothing to answer. */
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 0);
+	set_peers(1, 0x1);
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 1);
+	assert_memory_equal(keys[0], net->n[0].pub, WG_KEY_LEN);
+	assert_int_equal(wg_device_take_early_initiators(net->n[1].dev, net->now, keys, 8), 0);
+	/* B's handshake completes the session both ways. */
+	assert_int_equal(wg_device_initiate(net->n[1].dev, keys[0], net->now, &net->n[1].udp_out),
+			 0);
+	pump();
+	assert_true(status(0, 1).has_session);
+	assert_true(status(1, 0).has_session);
+
+	/* Too old: forgotten. */
+	set_peers(0, 0x4); /* A stops retrying towards B */
+	set_peers(2, 0x0);
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[2].pub, net->now, &net->n[0].udp_out), 0);
+	pump();
+	set_peers(0, 0x0);
+	net->now += WG_EARLY_INITIATOR_NS + 1;
+	set_peers(2, 0x1);
+	assert_int_equal(wg_device_take_early_initiators(net->n[2].dev, net->now, keys, 8), 0);
+}
+
 /* A and B each stage one packet for the other and initiate at once. */
 static void cross_initiations(void)
 {
@@ -990,6 +1029,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_reject_after_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_removed_and_readded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_initiator, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_response_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),

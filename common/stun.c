@@ -26,9 +26,10 @@ static const uint8_t COOKIE[4] = {0x21, 0x12, 0xa4, 0x42};
 static const char SOFTWARE[] = "tailnode";
 enum { SOFTWARE_LEN = sizeof(SOFTWARE) - 1 };
 
-_Static_assert((int)STUN_TXID_LEN == (int)DISCO_TXID_LEN, "disco and STUN share transaction ids");
 _Static_assert(STUN_REQUEST_LEN == STUN_HEADER_LEN + 4 + SOFTWARE_LEN + FINGERPRINT_ATTR_LEN,
 	       "request layout");
+
+static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 static uint16_t load_be16(const uint8_t *p)
 {
@@ -178,7 +179,7 @@ static size_t family_len(uint8_t family)
  * family (1), port (2), address (4 or 16; longer values are tolerated).
  * With xor_key (cookie ‖ txid) the port and address are XORed with it. */
 static int read_address(const uint8_t *val, size_t val_len, const uint8_t *xor_key,
-			struct disco_addr *out)
+			struct stun_addr *out)
 {
 	uint8_t ip[16];
 	size_t n;
@@ -195,18 +196,20 @@ static int read_address(const uint8_t *val, size_t val_len, const uint8_t *xor_k
 		for (size_t i = 0; i < n; i++)
 			ip[i] ^= xor_key[i];
 	}
-	if (n == 4)
-		disco_addr_from4(ip, out->port, out);
-	else
+	if (n == 4) {
+		memcpy(out->ip, V4_MAPPED, sizeof(V4_MAPPED));
+		memcpy(out->ip + sizeof(V4_MAPPED), ip, 4);
+	} else {
 		memcpy(out->ip, ip, 16); /* an IPv4-mapped one is the IPv4 address */
+	}
 	return 0;
 }
 
 int stun_parse_response(const uint8_t *b, size_t len, uint8_t txid[static STUN_TXID_LEN],
-			struct disco_addr *addr, const char **why)
+			struct stun_addr *addr, const char **why)
 {
 	uint8_t xor_key[4 + STUN_TXID_LEN];
-	struct disco_addr xored = {0}, plain = {0};
+	struct stun_addr xored = {0}, plain = {0};
 	bool have_xored = false, have_plain = false;
 	const uint8_t *pos, *end, *val;
 	size_t attrs_len, val_len;
@@ -254,7 +257,7 @@ int stun_parse_response(const uint8_t *b, size_t len, uint8_t txid[static STUN_T
 }
 
 int stun_check_response(const uint8_t *b, size_t len, const uint8_t want[static STUN_TXID_LEN],
-			struct disco_addr *addr, const char **why)
+			struct stun_addr *addr, const char **why)
 {
 	uint8_t txid[STUN_TXID_LEN];
 	int ret = stun_parse_response(b, len, txid, addr, why);
@@ -269,10 +272,10 @@ int stun_check_response(const uint8_t *b, size_t len, const uint8_t want[static 
 	return 0;
 }
 
-size_t stun_response(const uint8_t txid[static STUN_TXID_LEN], const struct disco_addr *addr,
+size_t stun_response(const uint8_t txid[static STUN_TXID_LEN], const struct stun_addr *addr,
 		     uint8_t out[static STUN_RESPONSE_MAX])
 {
-	bool v4 = disco_addr_is4(addr);
+	bool v4 = memcmp(addr->ip, V4_MAPPED, sizeof(V4_MAPPED)) == 0;
 	size_t n = v4 ? 4 : 16;
 	const uint8_t *ip = v4 ? addr->ip + 12 : addr->ip;
 	uint8_t *p = out;
