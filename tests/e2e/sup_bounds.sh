@@ -44,6 +44,21 @@ conn_max()
 	echo "$n"
 }
 
+# flood OUT ARGS...: sock_flood ARGS in the background, its report to OUT;
+# returns once the report is there (at most 30 s).
+flood()
+{
+	local out=$1 i
+	shift
+	"$FLOOD" "$@" >"$out" 2>&1 &
+	CLEAN_PIDS+=($!)
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $out ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 rss_kb()
 {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
@@ -72,13 +87,8 @@ case_conns()
 	cap=$(conn_max "$SUP_PID")
 	# The non-reading client writes until the supervisor stops reading
 	# it (2 s without room); its connection goes once stalled for 10 s.
-	"$FLOOD" noread "$SOCK" 300000 40 >"$T/noread.out" 2>&1 &
-	CLEAN_PIDS+=($!)
 	local i
-	for ((i = 0; i < 300; i++)); do
-		[[ -s $T/noread.out ]] && break
-		sleep 0.1
-	done
+	flood "$T/noread.out" noread "$SOCK" 300000 40
 	rss=$(rss_kb "$SUP_PID")
 	echo "# $(cat "$T/noread.out"): supervisor RSS ${rss} kB"
 	if [[ $SANITIZED -eq 0 ]]; then
@@ -93,12 +103,7 @@ case_conns()
 		grep -q 'CNI connection stalled' "$T/sup.log"
 	"$FLOOD" noread "$SOCK" 300000 40 >"$T/noread.out" 2>&1 &
 	CLEAN_PIDS+=($!)
-	"$FLOOD" idle "$SOCK" 2000 70 >"$T/idle.out" 2>&1 &
-	CLEAN_PIDS+=($!)
-	for ((i = 0; i < 300; i++)); do
-		[[ -s $T/idle.out ]] && break
-		sleep 0.1
-	done
+	flood "$T/idle.out" idle "$SOCK" 2000 70
 	out_noread=$(cat "$T/noread.out")
 	out_idle=$(cat "$T/idle.out")
 	echo "# supervisor RSS before: ${rss0} kB; noread: $out_noread; idle: $out_idle"
@@ -134,12 +139,7 @@ case_partial()
 {
 	local rss i
 	sup_start || return
-	"$FLOOD" partial "$SOCK" 20 60 >"$T/partial.out" 2>&1 &
-	CLEAN_PIDS+=($!)
-	for ((i = 0; i < 300; i++)); do
-		[[ -s $T/partial.out ]] && break
-		sleep 0.1
-	done
+	flood "$T/partial.out" partial "$SOCK" 20 60
 	echo "# $(cat "$T/partial.out"): supervisor RSS $(rss_kb "$SUP_PID") kB, $(fd_count "$SUP_PID") fds"
 	check "20 connections each sent half a frame" grep -qx "opened=20" "$T/partial.out"
 	for ((i = 0; i < 150; i++)); do
