@@ -9,8 +9,23 @@
 struct supervisor;
 struct cni_server;
 
+/* At most proc_limits_conn_max connections at once (proc_limits.h reserves
+ * their fds; past it new ones wait in the listen backlog), of which at most
+ * IDLE_MAX without a request in flight: past that, the one idle longest
+ * makes room for a new one (docs/design.md §2). */
+enum { CNI_SERVER_IDLE_MAX = 128 };
+
+/* Claims path for this supervisor before anything else starts: takes an
+ * exclusive flock on path + ".lock" (created 0600 beside the socket, the
+ * directory made 0700 when missing) and, holding it, tries to connect to
+ * path. Another supervisor holding the lock or answering there refuses the
+ * start: -EADDRINUSE after a log line naming it. Returns the lock's fd
+ * (close-on-exec, held until exit) or a negative errno. */
+int cni_server_claim(const char *path);
+
 /* Creates the socket at path on sup->loop and starts accepting: the parent
- * directory is created 0700 when missing, a stale socket file is removed,
+ * directory is created 0700 when missing, a stale socket file is removed
+ * (cni_server_claim has proved it stale),
  * the socket is bound at a temporary name in the same directory, made 0600,
  * put to listen and only then renamed to path, so a socket that exists is
  * ready. Returns 0 or a negative errno (with a log line naming the step);

@@ -12,7 +12,9 @@
  *   tailscale-cni-supervisor roll-workers [--socket PATH]
  *   tailscale-cni-supervisor --version | --help
  *
- * Startup refuses a private pid namespace (workers must outlive us), then
+ * Startup makes the process undumpable and raises its fd limit (proc_limits.h),
+ * refuses a private pid namespace (workers must outlive us) and a socket path
+ * another supervisor serves (cni_server_claim), then
  * acquires one thing per stage and unwinds in reverse order: the loop, the
  * zygote (started before any state or secret is read, so it inherits none),
  * the auth key (read only now, from a root-only file),
@@ -41,6 +43,7 @@
 
 #include "cni_server.h"
 #include "hostname.h"
+#include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
@@ -962,10 +965,13 @@ static int start(struct supervisor *sup, struct signals *sig)
 	ret = check_host(sup, &origin);
 	if (ret < 0)
 		return ret;
+	ret = sup->sock_lock = cni_server_claim(sup->cfg.socket_path);
+	if (ret < 0)
+		return ret;
 	ret = uv_loop_init(&sup->loop);
 	if (ret < 0) {
 		log_err("libuv loop: %s", uv_strerror(ret));
-		return ret;
+		goto err_claim;
 	}
 	ret = start_workers(sup, &origin);
 	if (ret < 0)
@@ -1009,6 +1015,8 @@ err_workers:
 	free_workers(sup);
 err_loop:
 	close_loop(sup);
+err_claim:
+	close(sup->sock_lock);
 	return ret;
 }
 
@@ -1021,6 +1029,7 @@ static void stop(struct supervisor *sup)
 	free_auth_key(sup);
 	free_workers(sup);
 	close_loop(sup);
+	close(sup->sock_lock);
 }
 
 static int run(struct supervisor *sup)
@@ -1063,6 +1072,8 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 1;
 
 	log_init("tailscale-cni-supervisor", sup.cfg.log_level);
+	if (proc_limits_apply() < 0)
+		return 1;
 	/* Files and sockets we create are ours alone (state 0600/0700, the
 	 * socket is chmod'ed too, this closes the window before that). */
 	umask(077);

@@ -18,6 +18,7 @@
 #include "hostname.h"
 #include "ip.h"
 #include "keys.h"
+#include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
 #include "netns.h"
@@ -371,6 +372,25 @@ rollback:
 	pods__attachment_free(a);
 }
 
+/* Refuses the ADD while one more pod's descriptors would leave less than
+ * the reserve free (proc_limits.h): a clear error now rather than EMFILE in the
+ * middle of a spawn, or on the CNI socket. */
+static bool add_fds_short(struct op *op)
+{
+	unsigned long open = 0, limit = 0, reserve = 0;
+	int ret = proc_limits_pod_fits(&open, &limit, &reserve);
+
+	/* Without /proc/self/fd there is nothing to count: the spawn's own
+	 * errors then say what ran short. */
+	if (ret != -EMFILE)
+		return false;
+	pods__op_fail(op, CNI_ERR_TRY_AGAIN, "the supervisor is at its open-file limit", ret,
+		      "%lu of %lu descriptors open, a pod needs %d more and %lu stay in reserve "
+		      "(raise the supervisor's LimitNOFILE)",
+		      open, limit, PROC_LIMITS_POD_FDS, reserve);
+	return true;
+}
+
 static void add_work(struct op *op)
 {
 	struct op_add *add = to_add(op);
@@ -405,6 +425,8 @@ static void add_work(struct op *op)
 	}
 	if (cur && cur->netns_dev == add->netns_dev && cur->netns_ino == add->netns_ino &&
 	    cur->state == TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY && add_retry(add, cur))
+		return;
+	if (add_fds_short(op))
 		return;
 	if (cur) {
 		/* Another netns (a lost DEL), or a half-made or vanished ts0:

@@ -82,6 +82,7 @@ struct supervisor {
 	struct state *st;	   /* owned; state_close at exit */
 	struct pods *pods;	   /* owned; pods_free at exit */
 	struct cni_server *srv;	   /* owned; cni_server_close at exit */
+	int sock_lock;		   /* cni_server_claim's lock, held until exit */
 	struct resolver *resolver; /* owned; names for workers (resolver.h) */
 	struct netcheck *netcheck; /* owned; DERP latencies for workers (netcheck.h) */
 	/* Read once at start-up, after the zygote exists: the pre-auth key

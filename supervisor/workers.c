@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "kfeat.h"
 #include "log.h"
 #include "mem.h"
@@ -108,6 +110,7 @@ void workers__died(struct worker *w, pid_t pid, int code, int status)
 
 	w->state = WS_DEAD;
 	workers__outq_clear(w);
+	w->stats_asked_ms = 0;
 	if (code == CLD_KILLED || code == CLD_DUMPED)
 		log_warn("pod %s: worker %d killed by signal %d%s", w->pod_uid, (int)pid, status,
 			 status == SIGSYS ? " (seccomp)" : "");
@@ -228,6 +231,7 @@ struct wproc *workers__proc_attach(struct worker *w, int sock, int pidfd, pid_t 
 	uv_poll_start(&p->pid_poll, UV_READABLE, on_pidfd);
 	workers__poll_update(p);
 	w->proc = p;
+	w->stats_asked_ms = 0;
 	w->started_ms = now_ms();
 	w->tokens = (unsigned long long)WORKERS_RATE_BURST * 1000;
 	w->tokens_ms = w->started_ms;
@@ -258,8 +262,9 @@ void workers__free(struct worker *w)
 		proc_close(w->proc);
 	w->proc = NULL;
 	workers__outq_clear(w);
-	explicit_bzero(w->machine_private, sizeof(w->machine_private));
-	explicit_bzero(w->node_private, sizeof(w->node_private));
+	if (w->keys)
+		sodium_free(w->keys); /* wipes them */
+	w->keys = NULL;
 	workers__free_wiped(w->auth_key);
 	free(w->hostname);
 	free(w->control_url);
@@ -337,8 +342,13 @@ struct worker *workers__alloc(struct workers *ws, const struct worker_spec *spec
 	w->hostname = spec->hostname ? xstrdup(spec->hostname) : NULL;
 	w->auth_key = spec->auth_key ? xstrdup(spec->auth_key) : NULL;
 	w->control_url = spec->control_url ? xstrdup(spec->control_url) : NULL;
-	memcpy(w->machine_private, spec->machine_private, WORKERS_KEY_LEN);
-	memcpy(w->node_private, spec->node_private, WORKERS_KEY_LEN);
+	/* sodium_init is idempotent; sodium_malloc needs it first. */
+	if (sodium_init() < 0 || !(w->keys = sodium_malloc(sizeof(*w->keys)))) {
+		log_err("out of memory for a worker's keys");
+		abort();
+	}
+	memcpy(w->keys->machine_private, spec->machine_private, WORKERS_KEY_LEN);
+	memcpy(w->keys->node_private, spec->node_private, WORKERS_KEY_LEN);
 	if (spec->n_addresses)
 		memcpy(w->addresses, spec->addresses, spec->n_addresses * sizeof(*w->addresses));
 	w->n_addresses = spec->n_addresses;

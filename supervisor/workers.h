@@ -51,6 +51,8 @@ enum workers_defaults {
 	WORKERS_RATE_PER_S = 200,  /* messages a worker may send per second ... */
 	WORKERS_RATE_BURST = 1000, /* ... after a burst of this many */
 	WORKERS_OUTQ_MAX = 32,	   /* queued messages to one worker */
+	/* A StatsRequest unanswered this long may be asked again. */
+	WORKERS_STATS_RETRY_MS = 5000,
 	WORKERS_READY_TIMEOUT_MS = 60000,
 	WORKERS_STOP_GRACE_MS = 2000,
 	WORKERS_RESPAWN_MIN_MS = 10, /* first respawn; doubles per quick death */
@@ -292,8 +294,12 @@ int workers_roll(struct worker *w);
  * -ENOTCONN while it is already being restarted. */
 int workers_zygote_reexec(struct workers *ws);
 
-/* Asks for Stats; the reply arrives as WORKER_EV_STATS. 0 or -errno
- * (-ENOTCONN while no worker process is up). */
+/* Asks for Stats; the reply arrives as WORKER_EV_STATS. At most one request
+ * is in flight per worker (its answer serves every caller meanwhile) and
+ * none is sent while earlier messages still wait in the outgoing queue, so
+ * however often the supervisor asks, asking never fills that queue (which
+ * would end the worker). 0 when asked or already asked, or -errno (-ENOTCONN
+ * while no worker process is up). */
 int workers_request_stats(struct worker *w);
 /* Tests: asks the worker (spawned with test_requests) to try action. */
 int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg);

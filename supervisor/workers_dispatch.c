@@ -201,6 +201,7 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	const Tscni__Stats *s = m->stats;
 
 	(void)why;
+	w->stats_asked_ms = 0;
 	w->stats = (struct worker_stats){
 		.tun_rx_packets = s->tun_rx_packets,
 		.tun_tx_packets = s->tun_tx_packets,
@@ -492,12 +493,19 @@ int workers_request_stats(struct worker *w)
 {
 	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
 	Tscni__StatsRequest s = TSCNI__STATS_REQUEST__INIT;
+	unsigned long long now = now_ms();
+	int ret;
 
 	if (!w->proc || !(w->state & (WS_STARTING | WS_READY)))
 		return -ENOTCONN;
+	if (w->outq_len || (w->stats_asked_ms && now - w->stats_asked_ms < WORKERS_STATS_RETRY_MS))
+		return 0;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_STATS_REQUEST;
 	m.stats_request = &s;
-	return workers__send(w, &m);
+	ret = workers__send(w, &m);
+	if (ret == 0)
+		w->stats_asked_ms = now;
+	return ret;
 }
 
 int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg)

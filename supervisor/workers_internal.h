@@ -92,13 +92,19 @@ struct outmsg {
 	size_t len;
 };
 
+/* A pod's keys, for every (re)spawn of its worker: sodium_malloc'ed, so
+ * kept out of core dumps (MADV_DONTDUMP) and fenced by guard pages. */
+struct worker_keys {
+	uint8_t machine_private[WORKERS_KEY_LEN];
+	uint8_t node_private[WORKERS_KEY_LEN];
+};
+
 struct worker {
 	struct workers *ws;
 	struct worker *prev, *next;
 	char pod_uid[POD_FIELD_MAX_LEN + 1];
 	char *hostname, *auth_key, *control_url;
-	uint8_t machine_private[WORKERS_KEY_LEN];
-	uint8_t node_private[WORKERS_KEY_LEN];
+	struct worker_keys *keys;
 	struct ip_prefix addresses[PREFIX_MAX];
 	size_t n_addresses;
 	int fds[WORKERS_CUSTODY_MAX]; /* custody: TUN, rendezvous (if any), extras */
@@ -130,6 +136,7 @@ struct worker {
 	unsigned long long tokens_ms;
 	struct outmsg outq[WORKERS_OUTQ_MAX];
 	size_t outq_head, outq_len;
+	unsigned long long stats_asked_ms; /* the StatsRequest in flight, or 0 */
 	struct worker_stats stats;
 	/* The last Stats.peer, copied (workers_get_peers). */
 	struct worker_peer *peers;

@@ -83,9 +83,9 @@ static int send_hello_start(struct worker *w)
 
 	s.pod_uid = w->pod_uid;
 	s.hostname = w->hostname ? w->hostname : (char *)"";
-	s.machine_private.data = w->machine_private;
+	s.machine_private.data = w->keys->machine_private;
 	s.machine_private.len = WORKERS_KEY_LEN;
-	s.node_private.data = w->node_private;
+	s.node_private.data = w->keys->node_private;
 	s.node_private.len = WORKERS_KEY_LEN;
 	s.auth_key = w->auth_key ? w->auth_key : (char *)"";
 	s.control_url = w->control_url ? w->control_url : (char *)"";

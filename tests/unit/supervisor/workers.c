@@ -460,6 +460,86 @@ static void test_no_process_no_send(void **state)
 	workers__test_free(w);
 }
 
+/* A process stand-in for w: one end of a SOCK_SEQPACKET pair (the worker's
+ * end returned in *peer), on loop. */
+static struct wproc *fake_proc(uv_loop_t *loop, struct worker *w, int *peer)
+{
+	struct wproc *p = xcalloc(1, sizeof(*p));
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	p->sock = sv[0];
+	p->pidfd = -1;
+	p->sock_open = true;
+	p->w = w;
+	p->sock_poll.data = p;
+	assert_int_equal(uv_poll_init(loop, &p->sock_poll, p->sock), 0);
+	w->proc = p;
+	*peer = sv[1];
+	return p;
+}
+
+/* Datagrams waiting at the worker's end, drained. */
+static unsigned int drain(int fd)
+{
+	uint8_t buf[WMSG_MAX_LEN];
+	unsigned int n = 0;
+
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		n++;
+	return n;
+}
+
+/* However often STATUS asks (3000 pipelined verbose STATUS), one
+ * StatsRequest is in flight per worker, and none joins a queue that has not
+ * drained: asking never ends a worker. The answer allows the next one. */
+static void test_stats_requests_coalesced(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_READY, false);
+	const char *why = "";
+	uv_loop_t loop;
+	struct wproc *p;
+	uint8_t buf[256];
+	size_t len = make(M_STATS, buf, sizeof(buf));
+	unsigned int filled = 0;
+	int peer;
+
+	(void)state;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	p = fake_proc(&loop, w, &peer);
+	for (int i = 0; i < 3000; i++)
+		assert_int_equal(workers_request_stats(w), 0);
+	assert_int_equal(drain(peer), 1);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	assert_int_equal(workers_request_stats(w), 0);
+	assert_int_equal(drain(peer), 1);
+
+	/* The worker reads nothing: its socket fills, one request waits in
+	 * the queue, and asking again adds nothing. */
+	while (seqpacket_send(p->sock, buf, len, NULL, 0) == 0)
+		filled++;
+	assert_true(filled > 0);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	for (int i = 0; i < 3000; i++) {
+		assert_int_equal(workers_request_stats(w), 0);
+		/* Answered meanwhile, as by a slow worker. */
+		if (i % 100 == 0)
+			assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	}
+	assert_int_equal(w->outq_len, 1);
+	assert_int_equal(w->state, WS_READY);
+
+	workers__outq_clear(w);
+	w->proc = NULL;
+	uv_close((uv_handle_t *)&p->sock_poll, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	close(p->sock);
+	close(peer);
+	free(p);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	workers__test_free(w);
+}
+
 static void test_spawn_spec_checked(void **state)
 {
 	struct workers ws = {.uid_base = WORKERS_UID_BASE, .uid_count = 10};
@@ -574,6 +654,7 @@ int main(void)
 		cmocka_unit_test(test_auth_refused_retry_with_key),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_no_process_no_send),
+		cmocka_unit_test(test_stats_requests_coalesced),
 		cmocka_unit_test(test_spawn_spec_checked),
 		cmocka_unit_test(test_new_checks_config),
 		cmocka_unit_test(test_rdv_long_uid),
