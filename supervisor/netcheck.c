@@ -626,8 +626,11 @@ void netcheck_free(struct netcheck *nc)
 	nc->closing = true;
 	while (nc->users)
 		user_unlink(nc, nc->users);
-	for (size_t i = 0; i < NETCHECK_MAPS; i++)
+	for (size_t i = 0; i < NETCHECK_MAPS; i++) {
+		/* A timer's data is its map; on_closed counts on nc. */
+		nc->maps[i].timer.data = nc;
 		uv_close((uv_handle_t *)&nc->maps[i].timer, on_closed);
+	}
 	if (nc->handles_open > NETCHECK_MAPS)
 		uv_close((uv_handle_t *)&nc->sock, on_closed);
 }
