@@ -14,7 +14,7 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${TSCNI_OUT:-$src/out}
 jobs=${TSCNI_JOBS:-2}
-fuzz_seconds=${TSCNI_FUZZ_SECONDS:-20}
+fuzz_seconds=${TSCNI_FUZZ_SECONDS:-60}
 failed=()
 
 step() { printf '\n=== %s ===\n' "$*"; }
