@@ -61,8 +61,18 @@ echo "# pod 0: ${POD4[0]} ${POD6[0]}; our node $NODE_ADDR behind $ROUTER_ADDR"
 genuine_n1_addrs
 genuine_know_each_other
 
-check "STUN: the worker learns it is seen at the router's address" \
-	grep -qE "STUN: our UDP socket is seen at ${ROUTER_ADDR//./\\.}:[0-9]+" "$T/sup.log"
+# The engine STUNs its home region on its next tick after DERP is up.
+stun_seen()
+{
+	local k
+	for ((k = 0; k < 100; k++)); do
+		grep -qE "STUN: our UDP socket is seen at ${ROUTER_ADDR//./\\.}:[0-9]+" "$T/sup.log" &&
+			return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "STUN: the worker learns it is seen at the router's address" stun_seen
 check "ICMP v4: pod -> genuine node ($n1_4)" ns_ping_until "$P" "$n1_4"
 check "ICMP v6: pod -> genuine node ($n1_6)" ns_ping_until "$P" "$n1_6"
 check "ICMP v4: genuine node -> pod (${POD4[0]})" ns_ping_until "$N1" "${POD4[0]}"
@@ -84,7 +94,7 @@ t0=$(now_ms)
 direct_until
 rc=$?
 echo "# tailscale ping: $(tr '\n' ' ' <<<"$out")"
-echo "# direct through the NAT $(($(now_ms) - t0)) ms after `tailscale ping` began"
+echo "# direct through the NAT $(($(now_ms) - t0)) ms after tailscale ping began"
 check "tailscale ping gets a pong over a direct path through the NAT" test $rc -eq 0
 st=$(genuine_ts 1 status 2>/dev/null | grep -F "${POD4[0]}")
 echo "# tailscale status: $st"
