@@ -71,9 +71,14 @@ check "the supervisor is still running" kill -0 "$SUP_PID"
 # No live worker goes unseen: those whose records were damaged were killed
 # (and said so), the good one adopted, and the new pod's worker does not
 # share a uid with a live process of another pod.
+# dead PID: no such process, or only its zombie (the old zygote that forked
+# it is gone, and whoever inherited it may reap it late).
+dead()
+{
+	[[ ! -e /proc/$1/stat ]] || [[ $(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat") == Z ]]
+}
 for p in trunc junk; do
-	check "the $p pod's worker (${WPID[$p]}), named by no record, is gone" \
-		bash -c "! kill -0 ${WPID[$p]} 2>/dev/null"
+	check "the $p pod's worker (${WPID[$p]}), named by no record, is gone" dead "${WPID[$p]}"
 	check "the log says the orphan worker ${WPID[$p]} was killed" \
 		grep -qE "orphan worker ${WPID[$p]} \\(uid [0-9]+\\) .*killed" "$T/sup.log"
 done
@@ -83,7 +88,7 @@ fpid=$(sup_status_json | jq -r '[.pods[] | select(.container_id == "fresh")][0].
 fuid=$(awk '/^Uid:/ {print $2}' "/proc/$fpid/status" 2>/dev/null)
 shared=""
 for p in good trunc junk; do
-	kill -0 "${WPID[$p]}" 2>/dev/null && [[ ${WUID[$p]} == "$fuid" ]] && shared+="$p "
+	! dead "${WPID[$p]}" && [[ ${WUID[$p]} == "$fuid" ]] && shared+="$p "
 done
 check "the new pod's worker $fpid (uid $fuid) shares its uid with no live worker (${shared:-none})" \
 	test -z "$shared" -a -n "$fuid"
