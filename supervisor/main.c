@@ -369,7 +369,8 @@ static const struct opt {
 	{.name = "identity-grace",
 	 .metavar = "SECONDS",
 	 .set = opt_identity_grace,
-	 .help = "how long the identity (keys, node) of a pod\nwith no attachment is kept, 0..# (default #)",
+	 .help = "how long the identity (keys, node) of a pod\nwith no attachment is kept, 0..# "
+		 "(default #)",
 	 .nums = {SUPERVISOR_IDENTITY_GRACE_MAX_S, SUPERVISOR_IDENTITY_GRACE_S}},
 	{.name = "log-level",
 	 .metavar = "LEVEL",

@@ -163,7 +163,8 @@ void pods__identities_gc(struct pods *p)
 			i++;
 			continue;
 		}
-		log_info("pod %s: gone for %u s or more: its identity (keys, node) wiped and removed",
+		log_info("pod %s: gone for %u s or more: its identity (keys, node) wiped and "
+			 "removed",
 			 g->pod_uid, p->sup->cfg.identity_grace_s);
 		free(g->pod_uid);
 		*g = p->gone[--p->ngone];

@@ -816,8 +816,9 @@ static void wipe_file(int dirfd, const char *name)
 		return;
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
 		for (off_t off = 0; off < sb.st_size;) {
-			size_t n = (size_t)(sb.st_size - off) < sizeof(zero) ? (size_t)(sb.st_size - off)
-									      : sizeof(zero);
+			size_t n = (size_t)(sb.st_size - off) < sizeof(zero)
+					   ? (size_t)(sb.st_size - off)
+					   : sizeof(zero);
 			ssize_t w = pwrite(fd, zero, n, off);
 
 			if (w <= 0)

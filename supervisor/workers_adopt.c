@@ -322,8 +322,8 @@ static bool sweep_one(struct workers *ws, const char *path)
 		close(fd);
 		return false;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    cred.uid < ws->uid_base || cred.uid - ws->uid_base >= ws->uid_count) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid < ws->uid_base ||
+	    cred.uid - ws->uid_base >= ws->uid_count) {
 		log_warn("workers: %s: the listener is not one of our workers: left alone", path);
 		close(fd);
 		return false;

@@ -49,8 +49,8 @@ enum worker_proto {
 };
 
 enum worker_limits {
-	WORKER_START_TIMEOUT_MS = 30000,  /* Hello + Start after spawn */
-	WORKER_TIMER_MS = 100,		  /* control thread housekeeping */
+	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
+	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
 	/* Ready waits this long for the home DERP region at most. */
 	WORKER_READY_DERP_WAIT_MS = 5000,
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */

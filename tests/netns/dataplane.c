@@ -302,7 +302,8 @@ static void engine_child(int side)
 		setenv("TSCNI_FORCE_FALLBACK", "tun_vnet_hdr,tun_uso,udp_gso,udp_gro", 1);
 	podfd = open_ns(fx.pod[side]);
 	nodefd = open_ns(fx.node[side]);
-	if (podfd < 0 || nodefd < 0 || netops_tun_create(podfd, "ts0", NULL, MTU, &tun, &ifindex, &why))
+	if (podfd < 0 || nodefd < 0 ||
+	    netops_tun_create(podfd, "ts0", NULL, MTU, &tun, &ifindex, &why))
 		_exit(91);
 	snprintf(a, sizeof(a), "100.64.0.%d/32", side + 1);
 	if (ip_prefix_parse(a, false, &pf) || netops_addr_add(podfd, ifindex, &pf))
