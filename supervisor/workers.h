@@ -150,7 +150,7 @@ struct worker_spec {
 	/* Adoption: how many of the last extra fds a worker spawned by an
 	 * older supervisor may not hold (its custody is then shorter). */
 	size_t n_extra_fds_optional;
-	uint32_t slot;	    /* uid = uid_base + slot; slot < uid_count */
+	uint32_t slot; /* uid = uid_base + slot; slot < uid_count */
 	unsigned int mtu;
 	bool debug_seccomp; /* trap and report denied syscalls instead of killing */
 	bool test_requests; /* the worker honours TestRequest (tests only) */
