@@ -43,12 +43,18 @@ void log_set_sink(log_sink_fn *fn, void *arg)
 	log_cfg.sink_arg = arg;
 }
 
+static const char *const level_names[] = {"err", "warn", "info", "debug"};
+
+const char *log_level_name(enum log_level level)
+{
+	return (unsigned)level < sizeof(level_names) / sizeof(level_names[0]) ? level_names[level]
+									      : "info";
+}
+
 int log_level_parse(const char *s, enum log_level *out)
 {
-	static const char *const names[] = {"err", "warn", "info", "debug"};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(s, names[i]) == 0) {
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;
 		}

@@ -18,6 +18,8 @@ void log_init(const char *ident, enum log_level level);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 void log_set_sink(log_sink_fn *fn, void *arg);
+/* "err", "warn", "info" or "debug": what log_level_parse reads. */
+const char *log_level_name(enum log_level level);
 /* Parses "err", "warn", "info", "debug"; returns -EINVAL on anything else. */
 int log_level_parse(const char *s, enum log_level *out);
 

@@ -181,6 +181,8 @@ int workers__zygote_start(struct workers *ws)
 			forks,
 			(char *)"--sandbox",
 			ws->sandbox,
+			(char *)"--log-level",
+			(char *)log_level_name(log_get_level()),
 			ws->force_fallbacks ? (char *)"--force-fallbacks" : NULL,
 			NULL};
 	sigset_t all, old;

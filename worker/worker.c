@@ -224,7 +224,8 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 		early_log("sandbox", why, ret);
 		_exit(72);
 	}
-	log_init("worker", LOG_INFO);
+	/* The zygote's --log-level (the supervisor's) carries over the fork. */
+	log_init("worker", log_get_level());
 	log_set_sink(ipc_log_sink, &ctx);
 	ret = ipc_send_hello(WORKER_FD_CTL, "", 0);
 	if (ret == 0)
