@@ -119,6 +119,7 @@ static void config_apply(struct dataplane *dp, uint64_t now)
 	dataplane__magic_apply(dp, cfg);
 	dp->st.configs_applied++;
 	dp->peers_stale = true;
+	dataplane__early_disco_run(dp, now);
 	early_initiators_answer(dp, now);
 }
 

@@ -41,6 +41,27 @@ enum dataplane_internal {
 	DP_DISCO_SLOTS = 32,
 	DP_DISCO_BUF_LEN = 512,
 	DP_BAD_PEER_LOG_MS = 10000,
+	/* Disco from a key no peer has (yet): the last DP_EARLY_DISCO of at
+	 * most DP_EARLY_DISCO_LEN bytes, kept DP_EARLY_DISCO_MS (a Ping's
+	 * life at its sender, PATH_PING_TIMEOUT_MS). */
+	DP_EARLY_DISCO = 8,
+	DP_EARLY_DISCO_LEN = 256,
+	DP_EARLY_DISCO_MS = 5000,
+};
+
+/* A disco message that came before the configuration naming its sender:
+ * a restarted peer pings us as soon as control tells it of us, which can
+ * be before control's news of it reaches us. Run again once a
+ * configuration makes the sender a peer (magic.c), its Ping is answered
+ * while the sender still waits for the Pong, not 5 s later at its next
+ * round. */
+struct dp_early_disco {
+	uint64_t at_ms; /* 0: free */
+	struct disco_addr src;
+	bool has_node; /* through DERP from node */
+	uint8_t node[WG_KEY_LEN];
+	uint16_t len;
+	uint8_t pkt[DP_EARLY_DISCO_LEN];
 };
 
 /* A peer's disco side in a configuration: its key, its home DERP region
@@ -149,6 +170,8 @@ struct dataplane {
 	/* One log line per kind of bad disco or STUN per
 	 * DP_BAD_PEER_LOG_MS (the counters count every one). */
 	struct log_ratelimit bad_log[DATAPLANE_DROP_COUNT];
+	struct dp_early_disco early_disco[DP_EARLY_DISCO];
+	size_t early_disco_next;
 
 	/* Guarded by lock: the published counters, disco keys, rekeys. */
 	pthread_mutex_t lock;
@@ -221,6 +244,9 @@ extern const struct wg_path_ops dataplane__path_ops;
 void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config *cfg);
 /* A handshake with the peer `node` now (and, for a peer with disco, again
  * when its first direct path appears). */
+/* Disco kept by disco_rx for a sender no peer had: run now for the
+ * senders the configuration just applied knows; older ones go. */
+void dataplane__early_disco_run(struct dataplane *dp, uint64_t now_ns);
 void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns);
 /* A datagram from UDP: disco and STUN are handled here, WireGuard from
  * an ip:port no peer may send from is dropped. Returns true when the

@@ -209,7 +209,17 @@ static int path_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_
 	return 0;
 }
 
-const struct wg_path_ops dataplane__path_ops = {.endpoint = path_endpoint};
+/* A peer without disco has only the endpoints it was configured with. */
+static bool path_proven_for(void *arg, const struct wg_peer *peer)
+{
+	struct dataplane *dp = arg;
+	struct dp_magic_peer *m = mpeer_find(dp, wg_peer_public_key(peer));
+
+	return !m || path_proven(&m->path, dp->now_ms);
+}
+
+const struct wg_path_ops dataplane__path_ops = {.endpoint = path_endpoint,
+						.proven = path_proven_for};
 
 /* ---- configurations ------------------------------------------------------ */
 
@@ -454,6 +464,65 @@ static void call_me_maybe_rx(struct dataplane *dp, struct dp_magic_peer *m,
 	actions_run(dp, m, &out);
 }
 
+/* The sender of a disco message no peer has may be a peer control has not
+ * told us of yet: the message is kept (the oldest goes), the counters
+ * still count it as dropped. */
+static void early_disco_keep(struct dataplane *dp, const uint8_t *pkt, size_t len,
+			     const struct disco_addr *src, const uint8_t *node)
+{
+	struct dp_early_disco *e = &dp->early_disco[dp->early_disco_next];
+
+	if (len > DP_EARLY_DISCO_LEN || !disco_sender(pkt, len))
+		return;
+	dp->early_disco_next = (dp->early_disco_next + 1) % DP_EARLY_DISCO;
+	e->at_ms = dp->now_ms ? dp->now_ms : 1;
+	e->src = *src;
+	e->has_node = node != NULL;
+	if (node)
+		memcpy(e->node, node, WG_KEY_LEN);
+	e->len = (uint16_t)len;
+	memcpy(e->pkt, pkt, len);
+}
+
+static bool disco_key_known(const struct dataplane *dp, const uint8_t *disco)
+{
+	for (size_t i = 0; i < dp->n_mpeers; i++) {
+		if (sodium_memcmp(dp->mpeers[i]->disco, disco, WG_KEY_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
+		     const struct disco_addr *src, const uint8_t *node, uint64_t now_ns);
+
+void dataplane__early_disco_run(struct dataplane *dp, uint64_t now_ns)
+{
+	bool ran = false;
+
+	for (size_t i = 0; i < DP_EARLY_DISCO; i++) {
+		struct dp_early_disco *e = &dp->early_disco[i];
+		struct dp_early_disco copy;
+
+		if (!e->at_ms)
+			continue;
+		if (dp->now_ms - e->at_ms > DP_EARLY_DISCO_MS) {
+			e->at_ms = 0;
+			continue;
+		}
+		if (!disco_key_known(dp, disco_sender(e->pkt, e->len)))
+			continue;
+		/* disco_rx may keep another message in this very slot. */
+		copy = *e;
+		e->at_ms = 0;
+		disco_rx(dp, copy.pkt, copy.len, &copy.src, copy.has_node ? copy.node : NULL,
+			 now_ns);
+		ran = true;
+	}
+	if (ran)
+		dataplane__udp_flush(dp);
+}
+
 /* A disco message from src: a datagram (node NULL), or through DERP from
  * the peer with node key `node` (src 127.3.3.40:region), which must be
  * the disco key's owner. */
@@ -477,8 +546,11 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 			m = dp->mpeers[i];
 	}
 	if (!m) {
-		bad_peer(dp, DATAPLANE_DROP_DISCO_UNKNOWN, src,
-			 node ? "not the disco key of the node DERP names" : "no peer has it");
+		early_disco_keep(dp, pkt, len, src, node);
+		bad_peer(
+			dp, DATAPLANE_DROP_DISCO_UNKNOWN, src,
+			node ? "not the disco key of the node DERP names (kept for the next netmap)"
+			     : "no peer has it (kept for the next netmap)");
 		return;
 	}
 	n = disco_open(&m->shared, pkt, len, payload, sizeof(payload), &why);

@@ -359,6 +359,11 @@ void path_note_bad_endpoint(struct path *p, const struct disco_addr *addr)
 		ep_clear(ep);
 }
 
+bool path_proven(const struct path *p, uint64_t now)
+{
+	return disco_addr_is_valid(&p->best) && now <= p->trust_best_until;
+}
+
 void path_route(const struct path *p, uint64_t now, struct path_route *r)
 {
 	memset(r, 0, sizeof(*r));

@@ -158,6 +158,8 @@ void path_note_connectivity_change(struct path *p);
 /* Sending to addr failed in a way that says it is unusable. */
 void path_note_bad_endpoint(struct path *p, const struct disco_addr *addr);
 
+/* A Pong proved the best address and its trust has not run out. */
+bool path_proven(const struct path *p, uint64_t now);
 /* The route for WireGuard at now, without side effects. */
 void path_route(const struct path *p, uint64_t now, struct path_route *r);
 /* A WireGuard packet is about to go to the peer: out->route says where;

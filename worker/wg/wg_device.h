@@ -109,11 +109,16 @@ struct wg_device_env {
  * peer has no path now (the packet is dropped; handshakes retry on their
  * timer). received() (may be NULL) is told of every authenticated datagram
  * from a peer and its source, for path liveness; it must not change where
- * endpoint() sends. wg_path_first is this stage's selector: the first of
- * the peer's configured endpoints. */
+ * endpoint() sends. proven() (may be NULL: always) says whether what
+ * endpoint() chose is a path known to work now; when it is not, the
+ * response to an initiation goes to the initiation's source as well, so
+ * that a peer which reached us directly completes even if the path chosen
+ * (DERP not yet connected, a stale address) loses it. wg_path_first is
+ * this stage's selector: the first of the peer's configured endpoints. */
 struct wg_path_ops {
 	int (*endpoint)(void *arg, const struct wg_peer *peer, struct sockaddr_storage *out);
 	void (*received)(void *arg, const struct wg_peer *peer, const struct sockaddr_storage *src);
+	bool (*proven)(void *arg, const struct wg_peer *peer);
 };
 extern const struct wg_path_ops wg_path_first;
 

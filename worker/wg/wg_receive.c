@@ -95,6 +95,47 @@ static void answer_to(struct wg_device *dev, struct wg_peer *peer,
 		*to = *src;
 }
 
+static bool sockaddr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* The response went to `to`; when that is not a proven path, the
+ * initiation's source gets a copy (wg_path_ops.proven). The initiator
+ * takes the first to arrive; the other finds its handshake index spent. */
+static void answer_copy_to_source(struct wg_stage *st, struct wg_peer *peer,
+				  const struct wg_packet *resp, const struct sockaddr_storage *src)
+{
+	struct wg_device *dev = st->dev;
+	struct wg_packet *slot;
+
+	if (sockaddr_same(&resp->addr, src) || !dev->path->proven ||
+	    dev->path->proven(dev->path_arg, peer))
+		return;
+	slot = wg_send__out_slot(st);
+	if (!slot || slot->cap < resp->len)
+		return;
+	memcpy(slot->buf, resp->buf + resp->off, resp->len);
+	slot->off = 0;
+	slot->len = resp->len;
+	slot->addr = *src;
+	slot->peer = peer;
+	st->out_udp->n++;
+}
+
 /* Checks MAC1 (and MAC2 under load). Returns 0 to go on, -EBADMSG (drop)
  * or -EAGAIN (a cookie reply was sent instead). */
 static int handshake_gate(struct wg_stage *st, const struct wg_packet *pkt, size_t *seen)
@@ -207,6 +248,7 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 	slot->peer = peer;
 	st->out_udp->n++;
 	dev->stats.handshake_responses_sent++;
+	answer_copy_to_source(st, peer, slot, &pkt->addr);
 	wg_peer__timers_any_authenticated_packet_sent(st, peer);
 }
 

@@ -151,6 +151,97 @@ static void test_pong_makes_address_the_path(void **state)
 	engine_free(dp);
 }
 
+/* The configuration of MAP with peer 2's disco key replaced by disco. */
+static void reconfigure(struct dataplane *dp, const uint8_t disco[WG_KEY_LEN])
+{
+	char hex[2 * WG_KEY_LEN + 1], map[sizeof(MAP) + 8];
+	struct mapjson_map_response *r = NULL;
+	struct netmap *nm = NULL;
+	struct dataplane_config *cfg = NULL;
+	const char *why = NULL;
+	char *at;
+
+	sodium_bin2hex(hex, sizeof(hex), disco, WG_KEY_LEN);
+	snprintf(map, sizeof(map), "%s", MAP);
+	at = strstr(map, DK2 + strlen("discokey:"));
+	assert_non_null(at);
+	memcpy(at, hex, 2 * WG_KEY_LEN);
+	if (mapjson_parse_map_response(map, strlen(map), &r, &why) < 0 ||
+	    netmap_apply(NULL, r, 1700000000, &nm, &why) < 0 ||
+	    dataplane_config_from_netmap(nm, 1700000000, dp->fs, &cfg, &why) < 0 ||
+	    wg_device_set_peers(dp->dev, cfg->peers, cfg->n_peers, now_ns, &why) < 0)
+		fail_msg("configuration: %s", why);
+	mapjson_map_response_free(r);
+	netmap_put(nm);
+	dataplane_config_free(dp->cur);
+	dp->cur = cfg;
+	dataplane__magic_apply(dp, cfg);
+	dataplane__early_disco_run(dp, dp->now_ms * DP_NS_PER_MS);
+}
+
+/* A Ping sealed by the disco key priv/pub for our engine. */
+static size_t ping_from(const struct dataplane *dp, const uint8_t priv[WG_KEY_LEN],
+			const uint8_t pub[WG_KEY_LEN], uint8_t *out, size_t cap)
+{
+	struct disco_msg msg = {.type = DISCO_PING};
+	uint8_t nonce[DISCO_NONCE_LEN];
+	struct disco_shared sh;
+	int n;
+
+	randombytes_buf(msg.ping.txid, sizeof(msg.ping.txid));
+	randombytes_buf(nonce, sizeof(nonce));
+	assert_int_equal(disco_shared_init(&sh, dp->disco_pub, priv), 0);
+	n = disco_encode(&sh, pub, nonce, &msg, out, cap);
+	disco_shared_destroy(&sh);
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
+/* Peer 2 restarted: its Ping under its new disco key comes before the
+ * netmap that has the key. It is dropped and counted, then answered when
+ * that configuration comes (within DP_EARLY_DISCO_MS): the Pong goes out
+ * and the source is confirmed for WireGuard, where before it waited for
+ * the peer's next round of pings. One older than DP_EARLY_DISCO_MS is not
+ * run. */
+static void test_early_disco_answered_after_netmap(void **state)
+{
+	struct dataplane *dp = engine_new();
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN], pkt[256];
+	struct disco_addr src;
+	size_t len;
+
+	(void)state;
+	crypto_scalarmult_base(dp->disco_pub, dp->disco_priv);
+	randombytes_buf(priv, sizeof(priv));
+	crypto_scalarmult_base(pub, priv);
+	test_addr("198.51.100.2:41641", &src);
+
+	len = ping_from(dp, priv, pub, pkt, sizeof(pkt));
+	disco_rx(dp, pkt, len, &src, NULL, now_ns);
+	assert_int_equal(dp->st.disco_in, 0);
+	assert_int_equal(dp->st.drops[DATAPLANE_DROP_DISCO_UNKNOWN], 1);
+	assert_false(path_accepts_wg(&dp->mpeers[0]->path, &src));
+
+	dp->now_ms = NOW_MS + 300;
+	reconfigure(dp, pub);
+	assert_int_equal(dp->st.disco_in, 1);
+	assert_int_equal(dp->st.disco_out, 1); /* the Pong */
+	assert_true(path_accepts_wg(&dp->mpeers[0]->path, &src));
+	/* Run once only. */
+	reconfigure(dp, pub);
+	assert_int_equal(dp->st.disco_in, 1);
+
+	/* Too old: forgotten. */
+	randombytes_buf(priv, sizeof(priv));
+	crypto_scalarmult_base(pub, priv);
+	len = ping_from(dp, priv, pub, pkt, sizeof(pkt));
+	disco_rx(dp, pkt, len, &src, NULL, now_ns);
+	dp->now_ms += DP_EARLY_DISCO_MS + 1;
+	reconfigure(dp, pub);
+	assert_int_equal(dp->st.disco_in, 1);
+	engine_free(dp);
+}
+
 /* The cap bounds the report; no configuration, no peers. */
 static void test_cap_and_no_configuration(void **state)
 {
@@ -173,6 +264,7 @@ int main(void)
 		cmocka_unit_test(test_unproven_disco_peer_takes_derp),
 		cmocka_unit_test(test_pong_makes_address_the_path),
 		cmocka_unit_test(test_cap_and_no_configuration),
+		cmocka_unit_test(test_early_disco_answered_after_netmap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -635,6 +635,92 @@ static void test_early_initiator(void **state)
 	assert_int_equal(wg_device_take_early_initiators(net->n[2].dev, net->now, keys, 8), 0);
 }
 
+/* A path selector for node 1 that sends everything to 127.3.3.40:900 (as
+ * DERP is addressed) and calls that proven or not as the test says. */
+static bool path_proven_now;
+
+static int derp_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_storage *out)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)out;
+
+	(void)arg;
+	(void)peer;
+	memset(out, 0, sizeof(*out));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(900);
+	sin->sin_addr.s_addr = htonl(0x7f030328);
+	return 0;
+}
+
+static bool derp_proven(void *arg, const struct wg_peer *peer)
+{
+	(void)arg;
+	(void)peer;
+	return path_proven_now;
+}
+
+static const struct wg_path_ops derp_path = {.endpoint = derp_endpoint, .proven = derp_proven};
+
+/* The responder's path is not proven (DERP it may not be connected to
+ * yet): its response goes there and to the initiation's source, and the
+ * copy alone completes the initiator's handshake. Once the path is proven
+ * the response goes there only. */
+static void test_response_copied_to_source(void **state)
+{
+	struct node *a = &net->n[0], *b = &net->n[1];
+	struct wg_device_config cfg;
+	const char *why = NULL;
+
+	(void)state;
+	wg_device_free(b->dev);
+	shortened(&cfg);
+	memcpy(cfg.private_key, b->priv, WG_KEY_LEN);
+	cfg.env = (struct wg_device_env){.random = test_random, .tai64n = test_tai64n, .arg = net};
+	cfg.path = &derp_path;
+	assert_int_equal(wg_device_new(&cfg, net->now, &b->dev, &why), 0);
+	set_peers(0, 0x2);
+	set_peers(1, 0x1);
+	for (int proven = 0; proven < 2; proven++) {
+		path_proven_now = proven;
+		net->now += WG_NSEC_PER_SEC;
+		assert_int_equal(wg_device_initiate(a->dev, b->pub, net->now, &a->udp_out), 0);
+		assert_int_equal(a->udp_out.n, 1);
+		b->udp_in.n = 0;
+		memcpy(b->udp_in.pkt[0].buf, a->udp_out.pkt[0].buf + a->udp_out.pkt[0].off,
+		       a->udp_out.pkt[0].len);
+		b->udp_in.pkt[0].off = 0;
+		b->udp_in.pkt[0].len = a->udp_out.pkt[0].len;
+		b->udp_in.pkt[0].addr = a->addr;
+		b->udp_in.n = 1;
+		a->udp_out.n = 0;
+		wg_device_udp_rx(b->dev, &b->udp_in, &b->tun_out, &b->udp_out, net->now);
+		assert_int_equal(b->udp_out.n, proven ? 1 : 2);
+		assert_int_equal(ntohs(((struct sockaddr_in *)&b->udp_out.pkt[0].addr)->sin_port),
+				 900);
+		assert_int_equal(stats(1)->handshake_responses_sent, (uint64_t)proven + 1);
+		if (!proven) {
+			const struct wg_packet *copy = &b->udp_out.pkt[1];
+
+			assert_int_equal(node_of(&copy->addr), 0);
+			assert_int_equal(copy->len, b->udp_out.pkt[0].len);
+			assert_memory_equal(copy->buf + copy->off,
+					    b->udp_out.pkt[0].buf + b->udp_out.pkt[0].off,
+					    copy->len);
+			/* The copy reaches the initiator: its session is up. */
+			a->udp_in.n = 0;
+			memcpy(a->udp_in.pkt[0].buf, copy->buf + copy->off, copy->len);
+			a->udp_in.pkt[0].off = 0;
+			a->udp_in.pkt[0].len = copy->len;
+			a->udp_in.pkt[0].addr = b->addr;
+			a->udp_in.n = 1;
+			wg_device_udp_rx(a->dev, &a->udp_in, &a->tun_out, &a->udp_out, net->now);
+			assert_true(status(0, 1).has_session);
+			a->udp_out.n = 0;
+		}
+		b->udp_out.n = 0;
+	}
+}
+
 /* A and B each stage one packet for the other and initiate at once. */
 static void cross_initiations(void)
 {
@@ -1030,6 +1116,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_removed_and_readded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_initiator, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_copied_to_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_response_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
