@@ -120,7 +120,7 @@ void workers__died(struct worker *w, pid_t pid, int code, int status)
 		log_info("pod %s: worker %d gone", w->pod_uid, (int)pid);
 	if (w->stopping) {
 		workers__emit(w, WORKER_EV_EXIT, &r);
-		emit_gone(w, "stopped");
+		emit_gone(w, w->tun_gone ? "the pod's network namespace is gone" : "stopped");
 		return;
 	}
 	if (w->tun_gone || !tun_alive(w)) {

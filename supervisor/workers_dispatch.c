@@ -233,9 +233,13 @@ static int on_event(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	log_escape(detail, sizeof(detail), m->event->detail, strlen(m->event->detail));
 	r.detail = detail;
 	if (m->event->kind == TSCNI__EVENT_KIND__EVENT_TUN_GONE) {
-		/* The pod's netns is gone: this worker is not respawned. */
+		/* The pod's netns is gone: this worker is not respawned, and
+		 * its node logs out (with the auth key, as on DEL) before it
+		 * exits, within WORKERS_STOP_GRACE_MS. */
 		w->tun_gone = true;
-		log_info("pod %s: worker %d: TUN gone (%s)", w->pod_uid, (int)r.pid, detail);
+		log_info("pod %s: worker %d: TUN gone (%s): logging the node out", w->pod_uid,
+			 (int)r.pid, detail);
+		workers_stop(w, true);
 	} else if (m->event->kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED && !w->auth_key &&
 		   !w->auth_retried && w->ws && w->ws->auth_key && w->state != WS_READY) {
 		/* A node that registered before resumes without its auth key

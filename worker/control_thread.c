@@ -625,12 +625,16 @@ static void on_ctl(uv_poll_t *h, int status, int events)
 			send_stats(ctx);
 			break;
 		case TSCNI__SUPERVISOR_MSG__BODY_STOP:
-			if (ctx->ctl && m->stop->logout && !ctx->logging_out) {
+			if (ctx->ctl && m->stop->logout) {
 				/* on_state(LOGGED_OUT or ERROR) ends the loop;
-				 * the supervisor's grace period bounds it. */
-				log_info("pod %s: logging out, then stopping", ctx->pod_uid);
-				ctx->logging_out = true;
-				client_logout(ctx->ctl, m->stop->auth_key);
+				 * the supervisor's grace period bounds it. One
+				 * under way (the TUN went) goes on. */
+				if (!ctx->logging_out) {
+					log_info("pod %s: logging out, then stopping",
+						 ctx->pod_uid);
+					ctx->logging_out = true;
+					client_logout(ctx->ctl, m->stop->auth_key);
+				}
 				/* Copied: leave no auth key in freed memory. */
 				explicit_bzero(m->stop->auth_key, strlen(m->stop->auth_key));
 				break;
@@ -723,6 +727,40 @@ static void on_rdv(uv_poll_t *h, int status, int events)
 	ipc_send_hello(WORKER_FD_CTL, ctx->pod_uid, ctx->ready_sent ? 1 : 2);
 }
 
+/* The pod is gone (its netns, or ts0 deleted by a DEL): nothing is left to
+ * forward, and the node must not stay listed at control. A supervisor that
+ * hears of it sends Stop{logout} with the auth key (upstream's control
+ * wants it on every register request); without one, or if its Stop does
+ * not come, we log out with what we hold. The exit is bounded either way. */
+static void tun_gone_tick(struct worker_ctx *ctx)
+{
+	uint64_t now = uv_now(&ctx->loop);
+
+	if (!ctx->tun_gone_sent) {
+		char detail[64];
+
+		ctx->tun_gone_sent = true;
+		ctx->tun_gone_at = now;
+		snprintf(detail, sizeof(detail), "TUN read failed: %s",
+			 strerror(atomic_load(&ctx->tun_errno)));
+		if (ctx->ctl_open)
+			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_TUN_GONE, detail);
+	}
+	if (!ctx->ctl || now - ctx->tun_gone_at >= WORKER_TUN_GONE_LOGOUT_MS) {
+		if (ctx->ctl)
+			log_warn("pod %s: TUN gone and no logout in %u ms: stopping", ctx->pod_uid,
+				 (unsigned)WORKER_TUN_GONE_LOGOUT_MS);
+		uv_stop(&ctx->loop);
+		return;
+	}
+	if (!ctx->logging_out &&
+	    (!ctx->ctl_open || now - ctx->tun_gone_at >= WORKER_TUN_GONE_STOP_WAIT_MS)) {
+		log_info("pod %s: TUN gone: logging out, then stopping", ctx->pod_uid);
+		ctx->logging_out = true;
+		client_logout(ctx->ctl, NULL);
+	}
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct worker_ctx *ctx = t->data;
@@ -731,17 +769,8 @@ static void on_timer(uv_timer_t *t)
 		dataplane_reclaim(ctx->dp);
 	if (ctx->ready_wait_since && !ctx->ready_sent)
 		worker_maybe_ready(ctx); /* derp_wait's bound */
-	if (atomic_load(&ctx->tun_gone) && !ctx->tun_gone_sent) {
-		char detail[64];
-
-		ctx->tun_gone_sent = true;
-		snprintf(detail, sizeof(detail), "TUN read failed: %s",
-			 strerror(atomic_load(&ctx->tun_errno)));
-		if (ctx->ctl_open)
-			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_TUN_GONE, detail);
-		/* The pod is gone: nothing left to forward. */
-		uv_stop(&ctx->loop);
-	}
+	if (atomic_load(&ctx->tun_gone))
+		tun_gone_tick(ctx);
 }
 
 int control_thread_init(struct worker_ctx *ctx)

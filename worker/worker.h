@@ -53,6 +53,11 @@ enum worker_limits {
 	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
 	/* Ready waits this long for the home DERP region at most. */
 	WORKER_READY_DERP_WAIT_MS = 5000,
+	/* The pod's TUN is gone: the supervisor's Stop{logout} is awaited
+	 * this long before we log out on our own (without the auth key it
+	 * holds), and the logout this long in all before we exit anyway. */
+	WORKER_TUN_GONE_STOP_WAIT_MS = 1000,
+	WORKER_TUN_GONE_LOGOUT_MS = 5000,
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
 	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
 	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
@@ -121,6 +126,7 @@ struct worker_ctx {
 	uv_poll_t rdv_poll;
 	uv_timer_t timer;
 	bool tun_gone_sent;
+	uint64_t tun_gone_at; /* uv_now when the control thread saw it, 0 */
 
 	/* The control client (control/client.h), NULL without a control URL. */
 	struct worker_start start;
