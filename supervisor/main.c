@@ -48,6 +48,7 @@
 #include "mem.h"
 #include "pods.h"
 #include "netcheck.h"
+#include "pool_watch.h"
 #include "resolver.h"
 #include "state.h"
 #include "supervisor.h"
@@ -757,6 +758,8 @@ static void shut_down(struct supervisor *sup)
 {
 	cni_server_close(sup->srv);
 	sup->srv = NULL;
+	pool_watch_stop(sup->pool_watch);
+	sup->pool_watch = NULL;
 	pods_stop(sup->pods);
 	let_workers_go(sup);
 }
@@ -1043,6 +1046,10 @@ static int run(struct supervisor *sup)
 		return ret;
 	sup->health = TSCNI__HEALTH__HEALTH_READY;
 	sup->health_reason = NULL;
+	ret = pool_watch_start(sup, &sup->pool_watch);
+	if (ret < 0)
+		log_warn_r(ret,
+			   "the threadpool watch did not start: health will not show a stuck pool");
 	log_info("ready: %zu attachments, socket %s, state %s, node %s", pods_count(sup->pods),
 		 sup->cfg.socket_path, sup->cfg.state_dir, state_get_origin(sup->st)->node_name);
 	uv_run(&sup->loop, UV_RUN_DEFAULT);

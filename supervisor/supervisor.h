@@ -18,6 +18,7 @@ struct cni_server;
 struct workers;
 struct resolver;
 struct netcheck;
+struct pool_watch;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -78,13 +79,14 @@ struct supervisor_config {
 struct supervisor {
 	uv_loop_t loop;
 	struct supervisor_config cfg;
-	struct workers *workers;   /* owned; workers_close at exit (workers live on) */
-	struct state *st;	   /* owned; state_close at exit */
-	struct pods *pods;	   /* owned; pods_free at exit */
-	struct cni_server *srv;	   /* owned; cni_server_close at exit */
-	int sock_lock;		   /* cni_server_claim's lock, held until exit */
-	struct resolver *resolver; /* owned; names for workers (resolver.h) */
-	struct netcheck *netcheck; /* owned; DERP latencies for workers (netcheck.h) */
+	struct workers *workers;       /* owned; workers_close at exit (workers live on) */
+	struct state *st;	       /* owned; state_close at exit */
+	struct pods *pods;	       /* owned; pods_free at exit */
+	struct cni_server *srv;	       /* owned; cni_server_close at exit */
+	int sock_lock;		       /* cni_server_claim's lock, held until exit */
+	struct resolver *resolver;     /* owned; names for workers (resolver.h) */
+	struct netcheck *netcheck;     /* owned; DERP latencies for workers (netcheck.h) */
+	struct pool_watch *pool_watch; /* owned; health when the threadpool is stuck */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

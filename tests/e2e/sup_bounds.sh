@@ -2,7 +2,7 @@
 # e2e: the supervisor holds up under misbehaving CNI-socket clients and keeps
 # its secrets and its socket (docs/design.md §2, "Bounds").
 #
-#   sup_bounds.sh conns | partial | pipeline | dumpable | second | fdlimit
+#   sup_bounds.sh conns | partial | pipeline | dumpable | second | fdlimit | pool
 #
 #   host netns
 #   ┌──────────────────────────────────────────────────────────┐
@@ -25,9 +25,13 @@
 #   killed (-9), a new one takes the stale socket over.
 # fdlimit: the open-file soft limit is raised to the hard limit; under a hard
 #   limit too low for a pod, ADD fails with a clear error and STATUS works.
+# pool: every threadpool thread stuck (freeze_threads stops all threads but
+#   the loop's): within 10 s health is not-ready naming the threadpool, and
+#   the plugin's CNI STATUS fails with code 50 and that reason; once the
+#   threads go on, health is ready again within 3 s and STATUS succeeds.
 source "$(dirname "$0")/../lib/common.sh"
 
-CASE=${1:?usage: sup_bounds.sh conns|partial|pipeline|dumpable|second|fdlimit}
+CASE=${1:?usage: sup_bounds.sh conns|partial|pipeline|dumpable|second|fdlimit|pool}
 tscni_init "bounds-$CASE"
 FLOOD=$TSCNI_BUILD_DIR/tests/e2e/sock_flood
 
@@ -244,6 +248,66 @@ case_fdlimit()
 	echo "# $OUT"
 	check "STATUS still answered" sup_status_json
 	check "no ts0 was made" bash -c "! ip -n $NS link show ts0 >/dev/null 2>&1"
+}
+
+# health: the supervisor's health as status --json says it.
+health()
+{
+	sup_status_json | jq -r .health
+}
+
+# cni_status: the plugin's CNI STATUS (CNI 1.1.0), result in RC and OUT.
+cni_status()
+{
+	cni "$(mkconf 1.1.0 'del(.prevResult)')" CNI_COMMAND=STATUS CNI_CONTAINERID= \
+		CNI_NETNS= CNI_IFNAME=
+}
+
+case_pool()
+{
+	local i h t0 t1 n
+	sup_start || return
+	add_pod p1
+	expect_ok "ADD (the pool's threads are running)" || return
+	check "health ready at first" test "$(health)" == ready
+	mkfifo "$T/thaw"
+	"$TSCNI_BUILD_DIR/tests/e2e/freeze_threads" "$SUP_PID" <"$T/thaw" >"$T/frozen" \
+		2>&1 &
+	CLEAN_PIDS+=($!)
+	exec 7>"$T/thaw"
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $T/frozen ]] && break
+		sleep 0.1
+	done
+	n=$(sed -n 's/^frozen //p' "$T/frozen")
+	check "the supervisor's threads but its loop's are stopped ($(cat "$T/frozen"))" \
+		test "${n:-0}" -ge 1
+	t0=$(date +%s%3N)
+	for ((i = 0; i < 100; i++)); do
+		h=$(health)
+		[[ $h != ready ]] && break
+		sleep 0.1
+	done
+	t1=$(date +%s%3N)
+	echo "# health $h $((t1 - t0)) ms after the pool stopped: $(sup_status_json | jq -r .reason)"
+	check "within 10 s health is not-ready" test "$h" == not-ready
+	check "status --json names the threadpool" \
+		jqq '.reason | test("threadpool")' <<<"$(sup_status_json)"
+	cni_status
+	check "CNI STATUS fails with code 50 naming the threadpool (rc $RC)" \
+		jqq '.code == 50 and (.details | test("threadpool"))' <<<"$OUT"
+	echo "# $OUT"
+	check "the log says so once" test "$(grep -c 'not ready: every threadpool thread' "$T/sup.log")" -eq 1
+	exec 7>&-
+	for ((i = 0; i < 30; i++)); do
+		h=$(health)
+		[[ $h == ready ]] && break
+		sleep 0.1
+	done
+	check "once the threads go on, health is ready again within 3 s" test "$h" == ready
+	check "the log says how long the pool was stuck" grep -q 'threadpool free again after' "$T/sup.log"
+	cni_status
+	expect_ok "CNI STATUS succeeds again" 1
 }
 
 "case_$CASE"
