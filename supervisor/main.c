@@ -48,6 +48,7 @@
 #include "options.h"
 #include "pool_watch.h"
 #include "resolver.h"
+#include "secret_file.h"
 #include "state.h"
 #include "supervisor.h"
 #include "validate.h"
@@ -89,72 +90,6 @@ static int read_ca(const char *path, char **out, size_t *len)
 	buf = NULL;
 out:
 	free(buf);
-	close(fd);
-	return ret;
-}
-
-/* The pre-auth key, read after the zygote started (it must inherit no
- * secret). The file must be root's and readable by root only. The key
- * itself never reaches a log line. 0, or -errno after a line naming the
- * file and the fault. */
-static int read_auth_key(const char *path, char **out)
-{
-	char buf[AUTHKEY_MAX_LEN + 2];
-	struct stat st;
-	ssize_t n;
-	size_t len;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		ret = -errno;
-		log_err_r(ret, "--auth-key-file %s: cannot open (a symlink is refused)", path);
-		return ret;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_err("--auth-key-file %s: not a regular file", path);
-		ret = -EINVAL;
-		goto out;
-	}
-	if (st.st_uid != 0 || ((st.st_mode & 07777) != 0600 && (st.st_mode & 07777) != 0400)) {
-		log_err("--auth-key-file %s: owned by uid %u with mode %04o; it must be owned by "
-			"root with mode 0600 or 0400",
-			path, (unsigned int)st.st_uid, (unsigned int)(st.st_mode & 07777));
-		ret = -EPERM;
-		goto out;
-	}
-	n = read(fd, buf, sizeof(buf));
-	if (n < 0) {
-		ret = -errno;
-		log_err_r(ret, "--auth-key-file %s: read", path);
-		goto out;
-	}
-	len = (size_t)n;
-	while (len && isspace((unsigned char)buf[len - 1]))
-		len--;
-	if (len == 0 || len > AUTHKEY_MAX_LEN) {
-		log_err("--auth-key-file %s: the key must be 1 to %d bytes", path, AUTHKEY_MAX_LEN);
-		ret = -EINVAL;
-		goto out;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (!isgraph((unsigned char)buf[i])) {
-			log_err("--auth-key-file %s: the key holds a space or control character "
-				"(at byte %zu)",
-				path, i);
-			ret = -EINVAL;
-			goto out;
-		}
-	}
-	*out = sodium_malloc(len + 1);
-	if (!*out) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memcpy(*out, buf, len);
-	(*out)[len] = '\0';
-out:
-	sodium_memzero(buf, sizeof(buf));
 	close(fd);
 	return ret;
 }
@@ -307,6 +242,19 @@ static void free_workers(struct supervisor *sup)
 	sup->ca_pem = NULL;
 }
 
+/* A rotated --auth-key-file (a Secret updated by kubelet): registrations
+ * from now on present the new key. Workers copy the key they are spawned
+ * with, so the old one can go at once. */
+static void auth_key_changed(void *arg, char *key)
+{
+	struct supervisor *sup = arg;
+
+	workers_set_auth_key(sup->workers, key);
+	if (sup->auth_key)
+		sodium_free(sup->auth_key);
+	sup->auth_key = key;
+}
+
 /* Stage: the auth key, now that the zygote cannot inherit it. */
 static int load_auth_key(struct supervisor *sup)
 {
@@ -317,7 +265,25 @@ static int load_auth_key(struct supervisor *sup)
 			log_err("libsodium init failed");
 			return -EIO;
 		}
-		ret = read_auth_key(sup->cfg.auth_key_file, &sup->auth_key);
+		ret = secret_file_read("--auth-key-file", sup->cfg.auth_key_file, AUTHKEY_MAX_LEN,
+				       &sup->auth_key);
+		if (ret < 0)
+			return ret;
+		ret = secret_watch_start(&sup->loop, "--auth-key-file", sup->cfg.auth_key_file,
+					 AUTHKEY_MAX_LEN, AUTH_KEY_WATCH_MS, sup->auth_key,
+					 auth_key_changed, sup, &sup->auth_key_watch);
+		if (ret < 0)
+			log_warn_r(ret,
+				   "--auth-key-file %s: not watched: a new key needs a restart",
+				   sup->cfg.auth_key_file);
+		workers_set_auth_key(sup->workers, sup->auth_key);
+	} else if (sup->cfg.auth_key_env) {
+		if (sodium_init() < 0) {
+			log_err("libsodium init failed");
+			return -EIO;
+		}
+		ret = secret_env_read("--auth-key-env", sup->cfg.auth_key_env, AUTHKEY_MAX_LEN,
+				      &sup->auth_key);
 		if (ret < 0)
 			return ret;
 		workers_set_auth_key(sup->workers, sup->auth_key);
@@ -332,6 +298,8 @@ static int load_auth_key(struct supervisor *sup)
 
 static void free_auth_key(struct supervisor *sup)
 {
+	secret_watch_stop(sup->auth_key_watch);
+	sup->auth_key_watch = NULL;
 	if (sup->auth_key)
 		sodium_free(sup->auth_key);
 	sup->auth_key = NULL;

@@ -383,7 +383,13 @@ static const struct opt {
 	{.name = "auth-key-file",
 	 .metavar = "PATH",
 	 .field = ARG_FIELD(cfg.auth_key_file),
-	 .help = "pre-auth key for new nodes (root's, mode 0600 or\n0400)"},
+	 .help = "pre-auth key for new nodes: a root-owned file\nonly root may write, or a "
+		 "Kubernetes Secret\nvolume's file; re-read when it changes"},
+	{.name = "auth-key-env",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(cfg.auth_key_env),
+	 .help = "pre-auth key from environment variable NAME\n(wiped from the environment "
+		 "once read)"},
 	{.name = "ca-file",
 	 .metavar = "PATH",
 	 .field = ARG_FIELD(cfg.ca_file),
@@ -455,10 +461,14 @@ static void usage(FILE *f)
  * and an https URL only with a CA (workers cannot read the system's). */
 static int check_control(const struct supervisor_config *cfg)
 {
-	if (!cfg->control_url &&
-	    (cfg->auth_key_file || cfg->ca_file || cfg->udp_port_lo || cfg->n_endpoint_deny)) {
-		fprintf(stderr, "--auth-key-file, --ca-file, --udp-port-range and "
+	if (!cfg->control_url && (cfg->auth_key_file || cfg->auth_key_env || cfg->ca_file ||
+				  cfg->udp_port_lo || cfg->n_endpoint_deny)) {
+		fprintf(stderr, "--auth-key-file, --auth-key-env, --ca-file, --udp-port-range and "
 				"--endpoint-deny-iface need --control-url\n");
+		return -EINVAL;
+	}
+	if (cfg->auth_key_file && cfg->auth_key_env) {
+		fprintf(stderr, "--auth-key-file and --auth-key-env: give one of them\n");
 		return -EINVAL;
 	}
 	if (cfg->control_url && !strncmp(cfg->control_url, "https://", 8) && !cfg->ca_file) {

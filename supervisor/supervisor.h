@@ -19,6 +19,7 @@ struct workers;
 struct resolver;
 struct netcheck;
 struct pool_watch;
+struct secret_watch;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -27,6 +28,9 @@ enum supervisor_defaults {
 	 * re-created for the same pod UID within it keeps its node. */
 	SUPERVISOR_IDENTITY_GRACE_S = 600,
 	SUPERVISOR_IDENTITY_GRACE_MAX_S = 30 * 24 * 3600,
+	/* How often --auth-key-file is stat'ed for a rotation (kubelet
+	 * updates a Secret volume within about a minute). */
+	AUTH_KEY_WATCH_MS = 2000,
 };
 
 #define SUPERVISOR_STATE_DIR	    "/var/lib/tailscale-cni"
@@ -56,7 +60,8 @@ struct supervisor_config {
 	/* The control plane. control_url NULL: none, workers are
 	 * Ready as soon as their data path runs. */
 	const char *control_url;   /* --control-url, "http(s)://host[:port]" */
-	const char *auth_key_file; /* --auth-key-file: root's, 0600 or 0400 */
+	const char *auth_key_file; /* --auth-key-file: root's (secret_file.h), watched */
+	const char *auth_key_env;  /* --auth-key-env: the variable holding the key */
 	const char *ca_file;	   /* --ca-file: PEM handed to workers */
 	const char *cluster_name;  /* --cluster-name: hostname prefix; NULL: none */
 	/* --test-control-no-lite, tests only: workers never send lite updates
@@ -79,14 +84,15 @@ struct supervisor_config {
 struct supervisor {
 	uv_loop_t loop;
 	struct supervisor_config cfg;
-	struct workers *workers;       /* owned; workers_close at exit (workers live on) */
-	struct state *st;	       /* owned; state_close at exit */
-	struct pods *pods;	       /* owned; pods_free at exit */
-	struct cni_server *srv;	       /* owned; cni_server_close at exit */
-	int sock_lock;		       /* cni_server_claim's lock, held until exit */
-	struct resolver *resolver;     /* owned; names for workers (resolver.h) */
-	struct netcheck *netcheck;     /* owned; DERP latencies for workers (netcheck.h) */
-	struct pool_watch *pool_watch; /* owned; health when the threadpool is stuck */
+	struct workers *workers;	     /* owned; workers_close at exit (workers live on) */
+	struct state *st;		     /* owned; state_close at exit */
+	struct pods *pods;		     /* owned; pods_free at exit */
+	struct cni_server *srv;		     /* owned; cni_server_close at exit */
+	int sock_lock;			     /* cni_server_claim's lock, held until exit */
+	struct resolver *resolver;	     /* owned; names for workers (resolver.h) */
+	struct secret_watch *auth_key_watch; /* owned; --auth-key-file's rotation */
+	struct netcheck *netcheck;	     /* owned; DERP latencies for workers (netcheck.h) */
+	struct pool_watch *pool_watch;	     /* owned; health when the threadpool is stuck */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;
