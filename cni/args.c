@@ -95,10 +95,11 @@ int args_env_validate(const struct cni_env *env, struct cni_error *err)
 		break;
 	case CNI_VERB_UNKNOWN:
 		log_escape(esc, sizeof(esc), env->command, strlen(env->command));
-		return error_set(err, CNI_ERR_ENV, "unknown CNI_COMMAND",
-				 "unknown CNI_COMMAND: %s (expected ADD, DEL, CHECK, GC, STATUS or "
-				 "VERSION, in upper case)",
-				 esc);
+		return error_set(
+			err, CNI_ERR_ENV, "unknown CNI_COMMAND",
+			"%s is not one of ADD, DEL, CHECK, GC, STATUS or VERSION (in upper "
+			"case)",
+			esc);
 	}
 	if (need_id) {
 		if (!env->container_id)

@@ -11,6 +11,28 @@
 # (default ./out). Exits non-zero if any step fails; later steps still run.
 set -uo pipefail
 
+case ${1:-} in
+-h | --help | help)
+	cat <<'EOF2'
+usage: scripts/test.sh
+  Installs what the tests need (Debian packages), builds with -Werror and runs
+  the unit, netns, e2e, drill and interop suites, the netns suite again with
+  every kernel-feature fallback forced, an ASan+UBSan build of the unit and
+  netns suites, and each libFuzzer target. Needs root. About 35 minutes on 2
+  cores. Environment: TSCNI_OUT (build trees, default ./out), TSCNI_JOBS
+  (default 2), TSCNI_FUZZ_SECONDS (per target, default 60).
+  One suite by hand: ctest --test-dir out/build -L e2e (labels: unit, netns,
+  e2e, drill, interop, bench).
+EOF2
+	exit 0
+	;;
+"") ;;
+*)
+	echo "test.sh: unexpected argument '$1' (see --help)" >&2
+	exit 2
+	;;
+esac
+
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${TSCNI_OUT:-$src/out}
 jobs=${TSCNI_JOBS:-2}

@@ -465,6 +465,10 @@ int main(int argc, char **argv)
 		return status_command(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "roll-workers") == 0)
 		return roll_workers_command(argc - 1, argv + 1);
+	if (argc == 2 && strcmp(argv[1], "help") == 0) {
+		options_usage_short(stdout);
+		return 0;
+	}
 	if (argc > 1 && strcmp(argv[1], "run") == 0) {
 		argv[1] = argv[0];
 		argc--;
@@ -475,7 +479,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 1;
 
 	log_init("tailscale-cni-supervisor", sup.cfg.log_level);
-	if (proc_limits_apply() < 0)
+	if (proc_caps_check() < 0 || proc_limits_apply() < 0)
 		return 1;
 	/* Files and sockets we create are ours alone (state 0600/0700, the
 	 * socket is chmod'ed too, this closes the window before that). */

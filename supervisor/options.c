@@ -293,13 +293,13 @@ static int opt_version(struct args *a, const char *val)
 	return 1;
 }
 
-static void usage(FILE *f);
+static void usage(FILE *f, bool options);
 
 static int opt_help(struct args *a, const char *val)
 {
 	(void)a;
 	(void)val;
-	usage(stdout);
+	usage(stdout, true);
 	return 1;
 }
 
@@ -411,12 +411,11 @@ static const struct opt {
 		 "docker0, kube-ipvs0, veth*, flannel*, cilium_*,\n"
 		 "cali* always)",
 	 .nums = {ENDPOINT_DENY_MAX}},
+	/* Tests only, so not in --help: workers never send lite updates; the
+	 * workers' WireGuard timers in ms (REKEY_AFTER, REJECT_AFTER,
+	 * REKEY_ATTEMPT, REKEY_TIMEOUT, KEEPALIVE). */
 	{.name = "test-control-no-lite", .set = opt_no_lite},
-	{.name = "test-wg-timers",
-	 .metavar = "R:J:A:T:K",
-	 .set = opt_wg_timers,
-	 .help = "tests only: the workers' WireGuard timers in ms\n(REKEY_AFTER, REJECT_AFTER, "
-		 "REKEY_ATTEMPT,\nREKEY_TIMEOUT, KEEPALIVE)"},
+	{.name = "test-wg-timers", .metavar = "R:J:A:T:K", .set = opt_wg_timers},
 	{.name = "version", .set = opt_version},
 	{.name = "help", .set = opt_help},
 };
@@ -444,17 +443,27 @@ static void usage_opt(FILE *f, const struct opt *o)
 	fputc('\n', f);
 }
 
-static void usage(FILE *f)
+/* The usage lines; with options, every option --help lists. */
+static void usage(FILE *f, bool options)
 {
 	fputs("usage: tailscale-cni-supervisor [run] [options]\n"
 	      "       tailscale-cni-supervisor status [--json] [--socket PATH]\n"
 	      "       tailscale-cni-supervisor roll-workers [--socket PATH]\n"
-	      "       tailscale-cni-supervisor --version | --help\n"
-	      "options:\n",
+	      "       tailscale-cni-supervisor --version | --help\n",
 	      f);
+	if (!options) {
+		fputs("(--help lists the options)\n", f);
+		return;
+	}
+	fputs("options:\n", f);
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (opts[i].help)
 			usage_opt(f, &opts[i]);
+}
+
+void options_usage_short(FILE *f)
+{
+	usage(f, false);
 }
 
 /* The control plane's options go together: a key or a CA only with a URL,
@@ -575,16 +584,39 @@ int options_parse(int argc, char **argv, struct supervisor_config *cfg)
 		.log_level = LOG_INFO,
 		.sandbox = "seccomp",
 	};
-	/* getopt_long returns the index + 1 of the option it found. */
+	/* getopt_long returns the index + 1 of the option it found; 'h' for
+	 * -h, ':' and '?' for a missing value and an unknown option, which
+	 * are told here (opterr 0), naming the option. */
 	for (size_t i = 0; i < N_OPTS; i++)
 		longopts[i] = (struct option){opts[i].name,
 					      opts[i].metavar ? required_argument : no_argument,
 					      NULL, (int)i + 1};
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		const struct opt *o = c >= 1 && c <= N_OPTS ? &opts[c - 1] : NULL;
 
+		if (c == 'h') {
+			usage(stdout, false);
+			return 1;
+		}
+		if (c == ':') {
+			fprintf(stderr,
+				"tailscale-cni-supervisor: option '%s' needs a value (see "
+				"--help)\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		}
 		if (!o) {
-			usage(stderr);
+			if (optopt)
+				fprintf(stderr,
+					"tailscale-cni-supervisor: unknown option '-%c' (see "
+					"--help)\n",
+					optopt);
+			else
+				fprintf(stderr,
+					"tailscale-cni-supervisor: unknown option '%s' (see "
+					"--help)\n",
+					argv[optind - 1]);
 			return -EINVAL;
 		}
 		if (!o->set) {
@@ -596,8 +628,11 @@ int options_parse(int argc, char **argv, struct supervisor_config *cfg)
 			return ret;
 	}
 	if (optind != argc) {
-		fprintf(stderr, "unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+		fprintf(stderr,
+			"tailscale-cni-supervisor: unexpected argument '%s' (commands: run, "
+			"status, "
+			"roll-workers, help; see --help)\n",
+			argv[optind]);
 		return -EINVAL;
 	}
 	ret = check_args(&a);

@@ -4,8 +4,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+
+#include <cap-ng.h>
 
 #include "log.h"
 
@@ -113,4 +116,36 @@ int proc_limits_pod_fits(unsigned long *open, unsigned long *limit, unsigned lon
 	*limit = proc_limits_nofile();
 	*reserve = proc_limits_reserve(*limit);
 	return proc_limits_fd_room(*open, *limit, PROC_LIMITS_POD_FDS, *reserve) ? 0 : -EMFILE;
+}
+
+int proc_caps_check(void)
+{
+	static const struct {
+		int cap;
+		const char *name;
+	} need[] = {
+		{CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
+		{CAP_SETUID, "CAP_SETUID"},	  {CAP_SETGID, "CAP_SETGID"},
+		{CAP_KILL, "CAP_KILL"},
+	};
+	char missing[128] = "";
+	size_t off = 0;
+
+	if (capng_get_caps_process() < 0) {
+		log_err("refusing to start: cannot read this process's capabilities");
+		return -EPERM;
+	}
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (capng_have_capability(CAPNG_EFFECTIVE, (unsigned int)need[i].cap))
+			continue;
+		off += (size_t)snprintf(missing + off, sizeof(missing) - off, "%s%s",
+					off ? ", " : "", need[i].name);
+	}
+	if (!off)
+		return 0;
+	log_err("refusing to start: missing %s (CAP_NET_ADMIN for TUN devices, addresses and "
+		"routes, CAP_SYS_ADMIN to enter pods' network namespaces, CAP_SETUID and "
+		"CAP_SETGID for the workers' own uids, CAP_KILL to stop them): run it as root",
+		missing);
+	return -EPERM;
 }

@@ -29,6 +29,13 @@ enum proc_limits_fds {
  * that failed. */
 int proc_limits_apply(void);
 
+/* The capabilities the supervisor cannot run without, in its effective
+ * set: CAP_NET_ADMIN (TUN devices, addresses, routes), CAP_SYS_ADMIN
+ * (entering pods' network namespaces), CAP_SETUID and CAP_SETGID (the
+ * workers' own uids), CAP_KILL (stopping workers of other uids). 0, or
+ * -EPERM after one line naming those missing. */
+int proc_caps_check(void);
+
 /* The soft RLIMIT_NOFILE now; ULONG_MAX for no limit. */
 unsigned long proc_limits_nofile(void);
 

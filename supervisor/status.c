@@ -301,9 +301,9 @@ static void status_usage(FILE *f)
 }
 
 /* One request, one reply on the CNI socket. 0 with *out (free it with
- * tscni__cni_reply__free_unpacked), or 1 after a message on stderr. */
+ * tscni__cni_reply__free_unpacked), or 1 with what went wrong in err. */
 static int round_trip(const char *path, const Tscni__CniRequest *req, unsigned int timeout_ms,
-		      Tscni__CniReply **out)
+		      Tscni__CniReply **out, char *err, size_t errlen)
 {
 	Tscni__CniReply *rep = NULL;
 	uint8_t *buf = NULL, *in = NULL;
@@ -315,8 +315,8 @@ static int round_trip(const char *path, const Tscni__CniRequest *req, unsigned i
 	*out = NULL;
 	ret = connect_socket(path, &fd);
 	if (ret < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor is not reachable at %s: %s\n", path,
-			strerror(-ret));
+		snprintf(err, errlen, "tailscale-cni-supervisor is not reachable at %s: %s", path,
+			 strerror(-ret));
 		goto out;
 	}
 	len = tscni__cni_request__get_packed_size(req);
@@ -326,14 +326,14 @@ static int round_trip(const char *path, const Tscni__CniRequest *req, unsigned i
 	if (ret == 0)
 		ret = frame_read_fd(fd, &in, &in_len, deadline, &why);
 	if (ret < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor at %s did not answer: %s%s%s\n", path,
-			strerror(-ret), why ? ": " : "", why ? why : "");
+		snprintf(err, errlen, "tailscale-cni-supervisor at %s did not answer: %s%s%s", path,
+			 strerror(-ret), why ? ": " : "", why ? why : "");
 		goto out;
 	}
 	rep = tscni__cni_reply__unpack(NULL, in_len, in);
 	if (!rep || validate_cni_reply(rep, &why) < 0) {
-		fprintf(stderr, "tailscale-cni-supervisor at %s sent a malformed reply%s%s\n", path,
-			why ? ": " : "", why ? why : "");
+		snprintf(err, errlen, "tailscale-cni-supervisor at %s sent a malformed reply%s%s",
+			 path, why ? ": " : "", why ? why : "");
 		if (rep)
 			tscni__cni_reply__free_unpacked(rep, NULL);
 		goto out;
@@ -346,6 +346,21 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+/* A wrong option of a subcommand: named, with a pointer to --help. */
+static void bad_option(const char *cmd, int c, char **argv)
+{
+	if (c == ':')
+		fprintf(stderr,
+			"tailscale-cni-supervisor %s: option '%s' needs a value (see --help)\n",
+			cmd, argv[optind - 1]);
+	else if (optopt)
+		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '-%c' (see --help)\n",
+			cmd, optopt);
+	else
+		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '%s' (see --help)\n",
+			cmd, argv[optind - 1]);
 }
 
 static void roll_usage(FILE *f)
@@ -369,10 +384,12 @@ int roll_workers_command(int argc, char **argv)
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
 	Tscni__RollWorkersRequest rr = TSCNI__ROLL_WORKERS_REQUEST__INIT;
 	Tscni__CniReply *rep = NULL;
+	char err[512];
 	int c, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			path = optarg;
@@ -381,20 +398,24 @@ int roll_workers_command(int argc, char **argv)
 			roll_usage(stdout);
 			return 0;
 		default:
-			roll_usage(stderr);
+			bad_option("roll-workers", c, argv);
 			return 1;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "roll-workers: unexpected argument '%s'\n", argv[optind]);
-		roll_usage(stderr);
+		fprintf(stderr,
+			"tailscale-cni-supervisor roll-workers: unexpected argument '%s' (see "
+			"--help)\n",
+			argv[optind]);
 		return 1;
 	}
 	req.protocol_version = CNI_PROTOCOL_VERSION;
 	req.body_case = TSCNI__CNI_REQUEST__BODY_ROLL_WORKERS;
 	req.roll_workers = &rr;
-	if (round_trip(path, &req, ROLL_TIMEOUT_MS, &rep))
+	if (round_trip(path, &req, ROLL_TIMEOUT_MS, &rep, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
 		return 1;
+	}
 	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR) {
 		char m[FIELD_LEN], d[FIELD_LEN];
 
@@ -429,10 +450,12 @@ int status_command(int argc, char **argv)
 	Tscni__StatusRequest sreq = TSCNI__STATUS_REQUEST__INIT;
 	Tscni__CniReply *rep = NULL;
 	bool json = false;
+	char err[512];
 	int c, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -444,13 +467,14 @@ int status_command(int argc, char **argv)
 			status_usage(stdout);
 			return 0;
 		default:
-			status_usage(stderr);
+			bad_option("status", c, argv);
 			return 1;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "status: unexpected argument '%s'\n", argv[optind]);
-		status_usage(stderr);
+		fprintf(stderr,
+			"tailscale-cni-supervisor status: unexpected argument '%s' (see --help)\n",
+			argv[optind]);
 		return 1;
 	}
 
@@ -458,30 +482,45 @@ int status_command(int argc, char **argv)
 	req.protocol_version = CNI_PROTOCOL_VERSION;
 	req.body_case = TSCNI__CNI_REQUEST__BODY_STATUS;
 	req.status = &sreq;
-	if (round_trip(path, &req, STATUS_TIMEOUT_MS, &rep))
-		goto out;
+	if (round_trip(path, &req, STATUS_TIMEOUT_MS, &rep, err, sizeof(err)))
+		goto fail;
 	if (rep->body_case == TSCNI__CNI_REPLY__BODY_ERROR) {
 		char m[FIELD_LEN], d[FIELD_LEN];
 
-		fprintf(stderr, "tailscale-cni-supervisor refused STATUS (code %u): %s: %s\n",
-			rep->error->cni_code, esc(m, rep->error->msg), esc(d, rep->error->details));
-		goto out;
+		snprintf(err, sizeof(err),
+			 "tailscale-cni-supervisor refused STATUS (code %u): %s: %s",
+			 rep->error->cni_code, esc(m, rep->error->msg),
+			 esc(d, rep->error->details));
+		goto fail;
 	}
 	if (rep->body_case != TSCNI__CNI_REPLY__BODY_STATUS) {
-		fprintf(stderr,
-			"tailscale-cni-supervisor at %s answered STATUS with another reply\n",
-			path);
-		goto out;
+		snprintf(err, sizeof(err),
+			 "tailscale-cni-supervisor at %s answered STATUS with another reply", path);
+		goto fail;
 	}
 	if (json) {
 		if (print_json(rep->status) < 0) {
-			fprintf(stderr, "status: cannot write the JSON\n");
-			goto out;
+			snprintf(err, sizeof(err), "cannot write the JSON");
+			goto fail;
 		}
 	} else {
 		print_text(rep->status);
 	}
 	rc = 0;
+	goto out;
+fail:
+	/* With --json, what went wrong is JSON too: a script reads stdout. */
+	if (json) {
+		json_t *o = json_pack("{s:s}", "error", err);
+
+		if (o) {
+			json_dumpf(o, stdout, JSON_INDENT(2));
+			printf("\n");
+			json_decref(o);
+		}
+	} else {
+		fprintf(stderr, "%s\n", err);
+	}
 out:
 	if (rep)
 		tscni__cni_reply__free_unpacked(rep, NULL);
