@@ -122,6 +122,9 @@ static void shut_down(struct supervisor *sup)
 	sup->srv = NULL;
 	pool_watch_stop(sup->pool_watch);
 	sup->pool_watch = NULL;
+	/* An active watch would keep the loop running. */
+	secret_watch_stop(sup->auth_key_watch);
+	sup->auth_key_watch = NULL;
 	pods_stop(sup->pods);
 	let_workers_go(sup);
 }

@@ -81,7 +81,7 @@ static int dirs_safe(const char *dir, char *bad, size_t badlen, const char **why
 
 static int dir_of_safe(const char *what, const char *path, const char *file)
 {
-	char copy[PATH_MAX], bad[PATH_MAX];
+	char copy[PATH_MAX], bad[PATH_MAX], resolved[PATH_MAX];
 	const char *why = "";
 	char *slash;
 	int ret;
@@ -97,7 +97,13 @@ static int dir_of_safe(const char *what, const char *path, const char *file)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-	ret = dirs_safe(copy, bad, sizeof(bad), &why);
+	/* A relative path's directory is checked where it resolves to. */
+	if (copy[0] != '/' && !realpath(copy, resolved)) {
+		ret = -errno;
+		log_err_r(ret, "%s %s: cannot resolve %s", what, path, copy);
+		return ret;
+	}
+	ret = dirs_safe(copy[0] == '/' ? copy : resolved, bad, sizeof(bad), &why);
 	if (ret < 0)
 		log_err("%s %s: %s %s", what, path, bad, why);
 	return ret;

@@ -86,7 +86,10 @@ check "pod 1 registered with the rotated key (tags: $(tags_of 1))" test "$(tags_
 check "pod 0 keeps its node (tags: $(tags_of 0))" test "$(tags_of 0)" == tag:first
 pod_del 0
 pod_del 1
+t0=$(now_ms)
 sup_stop
+check "SIGTERM stops the supervisor watching the key file ($(($(now_ms) - t0)) ms)" \
+	grep -q "run: stopped" "$T/sup.log"
 
 # Refusals.
 secret_write "$T/other" 2026_12_07_05_00_00.000000003 "$K1" 0600
