@@ -484,13 +484,25 @@ static void early_disco_keep(struct dataplane *dp, const uint8_t *pkt, size_t le
 	memcpy(e->pkt, pkt, len);
 }
 
-static bool disco_key_known(const struct dataplane *dp, const uint8_t *disco)
+/* The peer a disco message is from: through DERP (node set) the node's,
+ * if sender is its disco key; else the peer with disco key sender. NULL
+ * when none (or sender is NULL: not a disco packet). */
+static struct dp_magic_peer *disco_peer(const struct dataplane *dp, const uint8_t *sender,
+					const uint8_t *node)
 {
-	for (size_t i = 0; i < dp->n_mpeers; i++) {
-		if (sodium_memcmp(dp->mpeers[i]->disco, disco, WG_KEY_LEN) == 0)
-			return true;
+	struct dp_magic_peer *m;
+
+	if (!sender)
+		return NULL;
+	if (node) {
+		m = mpeer_find(dp, node);
+		return m && sodium_memcmp(m->disco, sender, WG_KEY_LEN) == 0 ? m : NULL;
 	}
-	return false;
+	for (size_t i = 0; i < dp->n_mpeers; i++) {
+		if (sodium_memcmp(dp->mpeers[i]->disco, sender, WG_KEY_LEN) == 0)
+			return dp->mpeers[i];
+	}
+	return NULL;
 }
 
 static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
@@ -510,7 +522,7 @@ void dataplane__early_disco_run(struct dataplane *dp, uint64_t now_ns)
 			e->at_ms = 0;
 			continue;
 		}
-		if (!disco_key_known(dp, disco_sender(e->pkt, e->len)))
+		if (!disco_peer(dp, disco_sender(e->pkt, e->len), e->has_node ? e->node : NULL))
 			continue;
 		/* disco_rx may keep another message in this very slot. */
 		copy = *e;
@@ -531,20 +543,11 @@ static void disco_rx(struct dataplane *dp, const uint8_t *pkt, size_t len,
 {
 	uint8_t payload[DP_BUF_LEN];
 	const uint8_t *sender = disco_sender(pkt, len);
-	struct dp_magic_peer *m = NULL;
+	struct dp_magic_peer *m = disco_peer(dp, sender, node);
 	const char *why = "";
 	struct disco_msg msg;
 	int n;
 
-	if (node && sender) {
-		m = mpeer_find(dp, node);
-		if (m && sodium_memcmp(m->disco, sender, WG_KEY_LEN) != 0)
-			m = NULL;
-	}
-	for (size_t i = 0; !node && sender && !m && i < dp->n_mpeers; i++) {
-		if (sodium_memcmp(dp->mpeers[i]->disco, sender, WG_KEY_LEN) == 0)
-			m = dp->mpeers[i];
-	}
 	if (!m) {
 		early_disco_keep(dp, pkt, len, src, node);
 		bad_peer(
