@@ -497,6 +497,10 @@ int conf_parse(const char *buf, size_t len, enum cni_verb verb, const char *ifna
 		.gc_timeout_ms = 25000,
 		.sync_timeout_ms = 3000,
 		.report_ips = true,
+		/* ts0's routes stay off the pod's own networks (the supervisor's
+		 * netops_routes_plan), so a cluster range inside 100.64.0.0/10
+		 * is safe; "allowOverlap": false refuses one at ADD. */
+		.allow_overlap = true,
 	};
 	root = load(buf, len, err);
 	if (!root)

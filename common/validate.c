@@ -799,6 +799,16 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 	case TSCNI__WORKER_MSG__BODY_NETOP_REQUEST:
 		return m->netop_request ? netop_request(m->netop_request, why)
 					: bad(why, "netop_request body missing");
+	case TSCNI__WORKER_MSG__BODY_ROUTE_SET:
+		if (!m->route_set)
+			return bad(why, "route_set body missing");
+		if (m->route_set->n_routes > ROUTE_SET_MAX)
+			return bad(why, "route_set.routes: too many");
+		for (size_t i = 0; i < m->route_set->n_routes; i++)
+			if (!m->route_set->routes[i] ||
+			    validate_ip_prefix(m->route_set->routes[i], why) < 0)
+				return bad(why, "route_set.routes: not a prefix");
+		return 0;
 	case TSCNI__WORKER_MSG__BODY_CUSTODY:
 		return bad(why, "custody only on an adoption connection");
 	case TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT:

@@ -40,6 +40,9 @@ enum validate_limits {
 	NETCHECK_REGIONS_MAX = 64,
 	NETCHECK_TARGETS_MAX = 4, /* STUN targets of one region */
 	NETCHECK_LATENCY_MAX_MS = 60 * 1000,
+	/* RouteSet: prefixes in one part, and in one set (parts together). */
+	ROUTE_SET_MAX = 4096,
+	ROUTE_SET_TOTAL_MAX = 65536,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options

@@ -179,6 +179,7 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 		.proto_min = sup->cfg.worker_proto_min,
 		.proto_max = sup->cfg.worker_proto_max,
 		.netop = pods_on_netop,
+		.routes = pods_on_route_set,
 		.netop_arg = sup,
 	};
 	int ret;

@@ -534,9 +534,11 @@ static int addr_request(int nsfd, int ifindex, const struct ip_prefix *p, bool a
 	rtnl_addr_set_prefixlen(addr, p->len);
 	/* No duplicate address detection: the address is ours by the control
 	 * plane's word, and a tentative address could not be used for the
-	 * first second of the pod's life. */
+	 * first second of the pod's life. No prefix route either: the /128
+	 * needs none (the local table delivers to it), and ts0's main-table
+	 * routes are then exactly the peers' (netops_routes_sync). */
 	if (p->family == AF_INET6)
-		rtnl_addr_set_flags(addr, IFA_F_NODAD);
+		rtnl_addr_set_flags(addr, IFA_F_NODAD | IFA_F_NOPREFIXROUTE);
 	ret = netlink_socket_open(nsfd, &sk);
 	if (ret < 0)
 		goto out;

@@ -59,6 +59,72 @@ struct netops_policy {
 	size_t n_extra_routes;
 };
 
+/* ---- ts0's routes as a whole (netops_routes.c) ---- */
+
+enum netops_routes_limits_pub {
+	NETOPS_ROUTES_MAX = 65536, /* prefixes in one route set */
+	NETOPS_REFUSED_KEPT = 4,   /* refused routes named in a result (the rest counted) */
+	NETOPS_OWN_MAX = 4096,	   /* the pod's own prefixes looked at (more: unchecked) */
+};
+
+/* The operator's route policy (--route-all, --accept-routes, --route-deny). */
+struct netops_route_policy {
+	/* 100.64.0.0/10 and fd7a:115c:a1e0::/48 on ts0 instead of one route
+	 * per peer address (and quad-100). */
+	bool route_all;
+	/* Peers' subnet routes (anything outside the Tailscale ranges), like
+	 * `tailscale up --accept-routes`; without it they are not routed. */
+	bool accept_routes;
+	/* Prefixes no subnet route may overlap. */
+	const struct ip_prefix *deny;
+	size_t n_deny;
+};
+
+struct netops_refused_route {
+	struct ip_prefix prefix;
+	struct ip_prefix over; /* the pod's network or deny entry in the way (family 0: none) */
+	const char *why;       /* static */
+};
+
+struct netops_routes_result {
+	unsigned int added, removed, kept, failed;
+	unsigned int not_accepted; /* subnet routes left out: accept_routes is off */
+	unsigned int refused;	   /* left out: over the pod's own networks or the deny list */
+	struct netops_refused_route refused_kept[NETOPS_REFUSED_KEPT];
+	size_t n_refused_kept;
+	bool own_unchecked; /* the pod has more own prefixes than we look at */
+	int first_err;	    /* the first netlink failure, with its prefix */
+	struct ip_prefix failed_prefix;
+	const char *why; /* static; set when the call failed */
+};
+
+/* The routes ts0 gets for want[] (what the worker's netmap reaches: peers'
+ * addresses, quad-100, peers' subnet routes) under pol, given own[] (the
+ * pod's other networks: prefixes of its other interfaces' addresses and of
+ * main-table routes through them, default routes excluded). Pure; writes at
+ * most n + 2 prefixes to out, sorted and unique, and returns their count.
+ * - quad-100 (/32, /128): kept (covered by the wide routes with route_all);
+ * - with route_all, anything inside the Tailscale ranges gives way to the
+ *   two wide routes;
+ * - a /32 or /128 inside the ranges (a node's address): kept unless an own
+ *   prefix contains it;
+ * - anything else is a subnet route: only with accept_routes, and only when
+ *   it overlaps neither a deny entry nor an own prefix.
+ * A wide route contained in an own prefix is refused; one that contains an
+ * own prefix is kept (the longer prefix keeps the pod's traffic). */
+size_t netops_routes_plan(const struct ip_prefix *want, size_t n, const struct netops_route_policy *pol,
+			  const struct ip_prefix *own, size_t n_own, struct ip_prefix *out,
+			  struct netops_routes_result *res);
+
+/* Makes ts0's routes (main table, RTPROT_STATIC, single next hop ifindex)
+ * in nsfd exactly netops_routes_plan(want): removes the others, adds the
+ * missing, leaves the rest alone; nothing else in the pod's routing is
+ * changed. n <= NETOPS_ROUTES_MAX. 0, or a negative errno with res->why
+ * (the first failing route in res->failed_prefix; the other changes are
+ * still made). res is always filled. */
+int netops_routes_sync(int nsfd, int ifindex, const struct ip_prefix *want, size_t n,
+		       const struct netops_route_policy *pol, struct netops_routes_result *res);
+
 /* Worker requests (docs/design.md §1): an address must be exactly a /32 in
  * 100.64.0.0/10 or a /128 in fd7a:115c:a1e0::/48; a route must lie inside
  * those ranges, or be quad-100, or inside one of policy's extra prefixes.

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "hostname.h"
+#include "ip.h"
 #include "log.h"
 #include "mem.h"
 #include "pods.h"
@@ -255,6 +256,34 @@ static int opt_endpoint_deny(struct args *a, const char *val)
 	return 0;
 }
 
+static int opt_route_all(struct args *a, const char *val)
+{
+	(void)val;
+	a->cfg.route_all = true;
+	return 0;
+}
+
+static int opt_accept_routes(struct args *a, const char *val)
+{
+	(void)val;
+	a->cfg.accept_routes = true;
+	return 0;
+}
+
+static int opt_route_deny(struct args *a, const char *val)
+{
+	struct ip_prefix p;
+
+	if (a->cfg.n_route_deny == SUPERVISOR_ROUTE_DENY_MAX ||
+	    ip_prefix_parse(val, false, &p) < 0) {
+		fprintf(stderr, "--route-deny: '%s' is not a CIDR prefix (at most %d of them)\n",
+			val, SUPERVISOR_ROUTE_DENY_MAX);
+		return -EINVAL;
+	}
+	a->cfg.route_deny[a->cfg.n_route_deny++] = p;
+	return 0;
+}
+
 static int opt_wg_timers(struct args *a, const char *val)
 {
 	return parse_wg_timers(val, a->cfg.test_wg_timers_ms);
@@ -411,6 +440,19 @@ static const struct opt {
 		 "docker0, kube-ipvs0, veth*, flannel*, cilium_*,\n"
 		 "cali* always)",
 	 .nums = {ENDPOINT_DENY_MAX}},
+	{.name = "route-all",
+	 .set = opt_route_all,
+	 .help = "route all of 100.64.0.0/10 and fd7a:115c:a1e0::/48\n"
+		 "into ts0 (default: each peer's addresses and\n100.100.100.100)"},
+	{.name = "accept-routes",
+	 .set = opt_accept_routes,
+	 .help = "route peers' subnet routes into ts0, never\n"
+		 "over the pod's own networks (like tailscale up\n--accept-routes)"},
+	{.name = "route-deny",
+	 .metavar = "CIDR",
+	 .set = opt_route_deny,
+	 .help = "no subnet route may overlap CIDR (repeatable,\nat most #)",
+	 .nums = {SUPERVISOR_ROUTE_DENY_MAX}},
 	/* Tests only, so not in --help: workers never send lite updates; the
 	 * workers' WireGuard timers in ms (REKEY_AFTER, REJECT_AFTER,
 	 * REKEY_ATTEMPT, REKEY_TIMEOUT, KEEPALIVE). */

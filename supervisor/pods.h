@@ -80,6 +80,12 @@ size_t pods_count(const struct pods *p);
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose);
 void pods_status_clear(Tscni__StatusReply *rep);
 
+/* workers_config.routes (arg: the struct supervisor): a worker's whole
+ * route set, made ts0's routes under the operator's route policy
+ * (netops_routes_sync) on the threadpool and answered with
+ * workers_routes_reply. Takes routes (free()). */
+void pods_on_route_set(struct worker *w, uint32_t id, struct ip_prefix *routes, size_t n,
+		       void *arg);
 /* workers_config.netop (arg: the struct supervisor): a worker's request
  * to add or remove an address or route on its pod's ts0, done inside the
  * pod's netns (re-opened by path and checked by inode) on the threadpool,

@@ -1,7 +1,9 @@
 /* A worker's requests for addresses and routes on its pod's ts0
- * (workers_config.netop): done on the threadpool inside the pod's netns,
+ * (workers_config.netop, one address or route; workers_config.routes, the
+ * whole route set): done on the threadpool inside the pod's netns,
  * re-opened by path and checked by inode, and answered with
- * workers_netop_reply unless the worker is GONE by then. */
+ * workers_netop_reply / workers_routes_reply unless the worker is GONE by
+ * then. */
 #include "pods.h"
 
 #include <errno.h>
@@ -26,6 +28,12 @@ struct netop_job {
 	uint32_t id;
 	enum worker_netop kind;
 	struct ip_prefix prefix;
+	/* A route set instead (routes != NULL): the operator's policy and
+	 * what became of the set. */
+	struct ip_prefix *routes;
+	size_t n_routes;
+	struct netops_route_policy policy;
+	struct netops_routes_result res;
 	char *netns_path;
 	uint64_t netns_dev, netns_ino;
 	uint32_t ifindex;
@@ -53,6 +61,14 @@ static void netop_work(uv_work_t *w)
 				 : "the pod's network namespace is gone";
 		return;
 	}
+	if (j->routes) {
+		ret = netops_routes_sync(nsfd, (int)j->ifindex, j->routes, j->n_routes, &j->policy,
+					 &j->res);
+		close(nsfd);
+		j->err = ret < 0 ? ret : 0;
+		j->why = ret < 0 ? j->res.why : NULL;
+		return;
+	}
 	switch (j->kind) {
 	case WORKER_NETOP_ADDR_ADD:
 		ret = netops_addr_add(nsfd, (int)j->ifindex, &j->prefix);
@@ -75,6 +91,52 @@ static void netop_work(uv_work_t *w)
 	j->why = ret < 0 ? "netlink refused the change" : NULL;
 }
 
+static void job_free(struct netop_job *j)
+{
+	free(j->routes);
+	free(j->netns_path);
+	free(j);
+}
+
+/* What became of a route set, in the log: refused routes always (the
+ * operator's policy or the pod's own networks won), changes at debug. */
+static void routes_after(struct netop_job *j)
+{
+	const char *uid = j->w ? workers_pod_uid(j->w) : "-";
+	char a[IP_PREFIX_STRLEN], b[IP_PREFIX_STRLEN];
+	const struct netops_routes_result *r = &j->res;
+	unsigned int now = r->kept + r->added;
+
+	for (size_t i = 0; i < r->n_refused_kept; i++) {
+		const struct netops_refused_route *x = &r->refused_kept[i];
+
+		if (x->over.family)
+			log_warn("pod %s: route %s refused: %s (%s)", uid,
+				 ip_prefix_format(&x->prefix, a, sizeof(a)), x->why,
+				 ip_prefix_format(&x->over, b, sizeof(b)));
+		else
+			log_warn("pod %s: route %s refused: %s", uid,
+				 ip_prefix_format(&x->prefix, a, sizeof(a)), x->why);
+	}
+	if (r->refused > r->n_refused_kept)
+		log_warn("pod %s: %u more routes refused", uid,
+			 r->refused - (unsigned int)r->n_refused_kept);
+	if (r->own_unchecked)
+		log_warn("pod %s: more own networks than checked (%d): routes were checked "
+			 "against the first only",
+			 uid, NETOPS_OWN_MAX);
+	if (j->err < 0)
+		log_warn_r(j->err, "pod %s: ts0's routes: %s (%s); %u of %u changes failed", uid,
+			   j->why ? j->why : "", ip_prefix_format(&r->failed_prefix, a, sizeof(a)),
+			   r->failed, r->failed + r->added + r->removed);
+	log_debug("pod %s: ts0's routes: %u (+%u -%u), %u refused, %u subnet routes not "
+		  "accepted",
+		  uid, now, r->added, r->removed, r->refused, r->not_accepted);
+	if (j->w)
+		workers_routes_reply(j->w, j->id, j->err, j->why, now, r->refused, r->not_accepted);
+	job_free(j);
+}
+
 static void netop_after(uv_work_t *w, int status)
 {
 	struct netop_job *j = w->data;
@@ -90,6 +152,10 @@ static void netop_after(uv_work_t *w, int status)
 		j->err = status;
 		j->why = "cancelled";
 	}
+	if (j->routes) {
+		routes_after(j);
+		return;
+	}
 	if (j->err < 0) {
 		char text[IP_PREFIX_STRLEN];
 
@@ -99,8 +165,82 @@ static void netop_after(uv_work_t *w, int status)
 	}
 	if (j->w)
 		workers_netop_reply(j->w, j->id, j->err, j->why);
-	free(j->netns_path);
-	free(j);
+	job_free(j);
+}
+
+/* The attachment w serves, if it has a ts0 to change: else answered here. */
+static struct attachment *netop_attachment(struct pods *p, struct worker *w, uint32_t id, bool set)
+{
+	struct attachment *a;
+
+	if (!p || p->stopping) {
+		if (set)
+			workers_routes_reply(w, id, -EAGAIN, "the supervisor is starting or stopping",
+					     0, 0, 0);
+		else
+			workers_netop_reply(w, id, -EAGAIN,
+					    "the supervisor is starting or stopping");
+		return NULL;
+	}
+	for (a = p->atts; a && a->worker != w; a = a->next)
+		;
+	if (!a || a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY || !a->ifindex) {
+		if (set)
+			workers_routes_reply(w, id, -ENODEV, "no interface for this worker", 0, 0,
+					     0);
+		else
+			workers_netop_reply(w, id, -ENODEV, "no interface for this worker");
+		return NULL;
+	}
+	return a;
+}
+
+static struct netop_job *job_new(struct pods *p, struct worker *w, uint32_t id,
+				 const struct attachment *a)
+{
+	struct netop_job *j = xcalloc(1, sizeof(*j));
+
+	j->pods = p;
+	j->w = w;
+	j->id = id;
+	j->netns_path = xstrdup(a->netns_path);
+	j->netns_dev = a->netns_dev;
+	j->netns_ino = a->netns_ino;
+	j->ifindex = a->ifindex;
+	j->work.data = j;
+	return j;
+}
+
+void pods_on_route_set(struct worker *w, uint32_t id, struct ip_prefix *routes, size_t n,
+		       void *arg)
+{
+	struct supervisor *sup = arg;
+	struct pods *p = sup->pods;
+	struct attachment *a = netop_attachment(p, w, id, true);
+	struct netop_job *j;
+	int ret;
+
+	if (!a) {
+		free(routes);
+		return;
+	}
+	j = job_new(p, w, id, a);
+	j->routes = routes ? routes : xcalloc(1, sizeof(*routes));
+	j->n_routes = n;
+	j->policy = (struct netops_route_policy){
+		.route_all = sup->cfg.route_all,
+		.accept_routes = sup->cfg.accept_routes,
+		.deny = sup->cfg.route_deny,
+		.n_deny = sup->cfg.n_route_deny,
+	};
+	ret = uv_queue_work(&sup->loop, &j->work, netop_work, netop_after);
+	if (ret < 0) {
+		workers_routes_reply(w, id, ret, "supervisor internal error", 0, 0, 0);
+		job_free(j);
+		return;
+	}
+	j->next = p->netops;
+	p->netops = j;
 }
 
 void pods_on_netop(struct worker *w, uint32_t id, enum worker_netop op, const struct ip_prefix *pfx,
@@ -108,36 +248,19 @@ void pods_on_netop(struct worker *w, uint32_t id, enum worker_netop op, const st
 {
 	struct supervisor *sup = arg;
 	struct pods *p = sup->pods;
-	struct attachment *a = NULL;
+	struct attachment *a = netop_attachment(p, w, id, false);
 	struct netop_job *j;
 	int ret;
 
-	if (!p || p->stopping) {
-		workers_netop_reply(w, id, -EAGAIN, "the supervisor is starting or stopping");
+	if (!a)
 		return;
-	}
-	for (a = p->atts; a && a->worker != w; a = a->next)
-		;
-	if (!a || a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY || !a->ifindex) {
-		workers_netop_reply(w, id, -ENODEV, "no interface for this worker");
-		return;
-	}
-	j = xcalloc(1, sizeof(*j));
-	j->pods = p;
-	j->w = w;
-	j->id = id;
+	j = job_new(p, w, id, a);
 	j->kind = op;
 	j->prefix = *pfx;
-	j->netns_path = xstrdup(a->netns_path);
-	j->netns_dev = a->netns_dev;
-	j->netns_ino = a->netns_ino;
-	j->ifindex = a->ifindex;
-	j->work.data = j;
 	ret = uv_queue_work(&sup->loop, &j->work, netop_work, netop_after);
 	if (ret < 0) {
 		workers_netop_reply(w, id, ret, "supervisor internal error");
-		free(j->netns_path);
-		free(j);
+		job_free(j);
 		return;
 	}
 	j->next = p->netops;

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "cni.pb-c.h"
+#include "ip.h"
 #include "log.h"
 #include "validate.h"
 
@@ -31,6 +32,7 @@ enum supervisor_defaults {
 	/* How often --auth-key-file is stat'ed for a rotation (kubelet
 	 * updates a Secret volume within about a minute). */
 	AUTH_KEY_WATCH_MS = 2000,
+	SUPERVISOR_ROUTE_DENY_MAX = 64, /* --route-deny prefixes */
 };
 
 #define SUPERVISOR_STATE_DIR	    "/var/lib/tailscale-cni"
@@ -79,6 +81,11 @@ struct supervisor_config {
 	 * the workers' built-in list. Point into argv. */
 	const char *endpoint_deny[ENDPOINT_DENY_MAX];
 	size_t n_endpoint_deny;
+	/* Routes into ts0 (netops.h's struct netops_route_policy):
+	 * --route-all, --accept-routes, --route-deny CIDR (repeatable). */
+	bool route_all, accept_routes;
+	struct ip_prefix route_deny[SUPERVISOR_ROUTE_DENY_MAX];
+	size_t n_route_deny;
 };
 
 struct supervisor {

@@ -231,6 +231,11 @@ struct wproc *workers__proc_attach(struct worker *w, int sock, int pidfd, pid_t 
 	uv_poll_start(&p->pid_poll, UV_READABLE, on_pidfd);
 	workers__poll_update(p);
 	w->proc = p;
+	/* A new process numbers its requests afresh: no part of an older
+	 * one's RouteSet may join its own. */
+	free(w->rs);
+	w->rs = NULL;
+	w->rs_n = 0;
 	w->stats_asked_ms = 0;
 	w->started_ms = now_ms();
 	w->tokens = (unsigned long long)WORKERS_RATE_BURST * 1000;
@@ -271,6 +276,9 @@ void workers__free(struct worker *w)
 	free(w->peers);
 	w->peers = NULL;
 	w->n_peers = 0;
+	free(w->rs);
+	w->rs = NULL;
+	w->rs_n = 0;
 	if (w->has_rdv && w->unlink_rdv && ws) {
 		struct sockaddr_un sun;
 
@@ -577,6 +585,7 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	}
 	ws->netop = cfg->netop;
 	ws->netop_arg = cfg->netop_arg;
+	ws->routes = cfg->routes;
 	ws->resolve = cfg->resolve;
 	ws->resolve_arg = cfg->resolve_arg;
 	ws->derpmap = cfg->derpmap;

@@ -76,6 +76,13 @@ enum worker_netop {
  * been reported GONE. */
 typedef void worker_netop_fn(struct worker *w, uint32_t id, enum worker_netop op,
 			     const struct ip_prefix *p, void *arg);
+/* A whole RouteSet (protocol 2; every part validated, at most
+ * ROUTE_SET_TOTAL_MAX prefixes): ts0's routes are to be exactly what routes
+ * reach. The callee owns routes (free()) and answers, now or later, with
+ * workers_routes_reply(w, id, ...), as long as w has not been reported GONE;
+ * until then a further RouteSet from w is refused with -EBUSY. */
+typedef void worker_routes_fn(struct worker *w, uint32_t id, struct ip_prefix *routes, size_t n,
+			      void *arg);
 /* A ResolveRequest (host: a validated name). The callee answers, now or
  * later, with workers_resolve_reply(w, id, ...), as long as w has not been
  * reported GONE. */
@@ -110,6 +117,7 @@ struct workers_config {
 	worker_netop_fn *netop;		    /* NULL: requests answered -EOPNOTSUPP */
 	bool force_fallbacks; /* tests: the zygote forks + pidfd_open, no close_range */
 	void *netop_arg;
+	worker_routes_fn *routes; /* NULL: RouteSets answered -EOPNOTSUPP; arg: netop_arg */
 	worker_resolve_fn *resolve; /* NULL: requests answered "no resolver configured" */
 	void *resolve_arg;
 	worker_derpmap_fn *derpmap; /* NULL: DerpMapReports are ignored */
@@ -305,6 +313,11 @@ int workers_request_stats(struct worker *w);
 int workers_test_request(struct worker *w, uint32_t id, const char *action, const char *arg);
 /* Answers a NetopRequest: err 0 or a negative errno, why NULL or static. */
 int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why);
+/* The answer to a RouteSet: err and why as workers_netop_reply, with what
+ * became of it (netops.h's struct netops_routes_result). Frees w to send its
+ * next set. */
+int workers_routes_reply(struct worker *w, uint32_t id, int err, const char *why, uint32_t routes,
+			 uint32_t refused, uint32_t not_accepted);
 /* Answers a ResolveRequest: n addresses (sockaddr_in/in6, at most
  * PREFIX_MAX used), or n == 0 and error (a short sentence). */
 /* Sends a NetcheckReport (the caller's message, not kept). 0, -ENOTCONN

@@ -330,6 +330,58 @@ static int on_netop(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	return 0;
 }
 
+/* A part of a RouteSet: gathered until the last, then handed over whole. A
+ * worker gets one set at a time; a part of another id restarts the set. */
+static int on_route_set(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	const Tscni__RouteSet *q = m->route_set;
+	struct workers *ws = w->ws;
+	struct ip_prefix *all;
+	size_t n;
+
+	(void)why;
+	if (w->rs_busy) {
+		workers_netop_reply(w, q->id, -EBUSY, "the previous route set is still being applied");
+		return 0;
+	}
+	if (w->rs && w->rs_id != q->id) {
+		free(w->rs);
+		w->rs = NULL;
+		w->rs_n = 0;
+	}
+	if (w->rs_n + q->n_routes > ROUTE_SET_TOTAL_MAX) {
+		free(w->rs);
+		w->rs = NULL;
+		w->rs_n = 0;
+		workers_netop_reply(w, q->id, -E2BIG, "more routes than a route set may hold");
+		return 0;
+	}
+	if (q->n_routes) {
+		w->rs = xrealloc(w->rs, (w->rs_n + q->n_routes) * sizeof(*w->rs));
+		for (size_t i = 0; i < q->n_routes; i++)
+			if (ip_prefix_from_pb(q->routes[i], &w->rs[w->rs_n + i]) < 0) {
+				*why = "route_set.routes: not a prefix";
+				return -EBADMSG;
+			}
+	}
+	w->rs_n += q->n_routes;
+	w->rs_id = q->id;
+	if (q->more)
+		return 0;
+	all = w->rs;
+	n = w->rs_n;
+	w->rs = NULL;
+	w->rs_n = 0;
+	if (!ws || !ws->routes) {
+		free(all);
+		workers_netop_reply(w, q->id, -EOPNOTSUPP, "no network operations configured");
+		return 0;
+	}
+	w->rs_busy = true;
+	ws->routes(w, q->id, all, n, ws->netop_arg);
+	return 0;
+}
+
 /* The worker's DERP map changed: the netcheck measures its targets (or
  * nothing happens without one; the worker then keeps its own choice). */
 static int on_derp_map_report(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
@@ -371,6 +423,7 @@ static const struct dispatch {
 	{TSCNI__WORKER_MSG__BODY_LOG, WS_HELLO | WS_STARTING | WS_READY, on_log},
 	{TSCNI__WORKER_MSG__BODY_RESOLVE_REQUEST, WS_STARTING | WS_READY, on_resolve},
 	{TSCNI__WORKER_MSG__BODY_NETOP_REQUEST, WS_STARTING | WS_READY, on_netop},
+	{TSCNI__WORKER_MSG__BODY_ROUTE_SET, WS_STARTING | WS_READY, on_route_set},
 	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
 	{TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT, WS_STARTING | WS_READY, on_derp_map_report},
 };
@@ -550,6 +603,26 @@ int workers_netop_reply(struct worker *w, uint32_t id, int err, const char *why)
 	r.id = id;
 	r.err = err;
 	r.why = (char *)(why ? why : "");
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETOP_REPLY;
+	m.netop_reply = &r;
+	return workers__send(w, &m);
+}
+
+int workers_routes_reply(struct worker *w, uint32_t id, int err, const char *why, uint32_t routes,
+			 uint32_t refused, uint32_t not_accepted)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__NetopReply r = TSCNI__NETOP_REPLY__INIT;
+
+	w->rs_busy = false;
+	if (err > 0 || err < -4095)
+		return -EINVAL;
+	r.id = id;
+	r.err = err;
+	r.why = (char *)(why ? why : "");
+	r.routes = routes;
+	r.refused = refused;
+	r.not_accepted = not_accepted;
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_NETOP_REPLY;
 	m.netop_reply = &r;
 	return workers__send(w, &m);

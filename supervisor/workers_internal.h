@@ -43,7 +43,7 @@
 
 enum workers_proto {
 	WORKERS_PROTO_MIN = 1, /* the supervisor <-> worker versions we speak */
-	WORKERS_PROTO_MAX = 1,
+	WORKERS_PROTO_MAX = 2, /* 2: RouteSet */
 	WORKERS_RECV_BATCH = 32, /* messages per poll wake-up: one worker cannot starve others */
 	WORKERS_ZYGOTE_RESTART_MS = 100,
 	WORKERS_ZYGOTE_REPLY_MAX = 128,
@@ -142,6 +142,12 @@ struct worker {
 	struct worker_peer *peers;
 	size_t n_peers;
 	uint32_t peers_left_off;
+	/* The RouteSet being received in parts (rs, rs_n, rs_id), or handed
+	 * to ws->routes and not answered yet (rs_busy): one at a time. */
+	struct ip_prefix *rs;
+	size_t rs_n;
+	uint32_t rs_id;
+	bool rs_busy;
 };
 
 struct workers {
@@ -156,6 +162,7 @@ struct workers {
 	const struct netops_policy *policy;
 	worker_netop_fn *netop;
 	void *netop_arg;
+	worker_routes_fn *routes;
 	worker_resolve_fn *resolve;
 	void *resolve_arg;
 	worker_derpmap_fn *derpmap;

@@ -26,6 +26,7 @@
 #include "disco.h"
 #include "log.h"
 #include "mem.h"
+#include "routes.h"
 #include "sandbox.h"
 
 /* Stats.peer from the engine's latest per-peer report. Returns what
@@ -326,7 +327,7 @@ void worker_maybe_ready(struct worker_ctx *ctx)
 	struct netmap *nm;
 
 	if (ctx->ready_sent || !ctx->control_up || !ctx->naddrs || ctx->netops_pending ||
-	    ctx->netop_failed || !ctx->ctl_open || derp_wait(ctx))
+	    ctx->netop_failed || !ctx->ctl_open || !routes_ready(ctx) || derp_wait(ctx))
 		return;
 	nm = client_netmap(ctx->ctl);
 	for (size_t i = 0; i < ctx->naddrs; i++) {
@@ -371,8 +372,10 @@ static bool prefix_in(const struct ip_prefix *p, const struct ip_prefix *set, si
 	return false;
 }
 
-/* The self node's addresses (/32 and /128) and the tailnet's routes go on
- * ts0 through the supervisor's netops; addresses no longer ours come off. */
+/* The self node's addresses (/32 and /128) go on ts0 through the
+ * supervisor's netops; addresses no longer ours come off. Routes follow the
+ * netmap (routes.c), except with a protocol 1 supervisor, which gets the
+ * two wide routes here. */
 static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n)
 {
 	static const char *const routes[WORKER_ROUTES] = {"100.64.0.0/10", "fd7a:115c:a1e0::/48"};
@@ -410,7 +413,7 @@ static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n
 		ret = send_netop(ctx, TSCNI__NETOP_KIND__NETOP_ADDR_ADD, &addrs[i]);
 		sent += ret == 0;
 	}
-	for (size_t i = 0; i < WORKER_ROUTES && ret == 0; i++) {
+	for (size_t i = 0; ctx->sup_version < 2 && i < WORKER_ROUTES && ret == 0; i++) {
 		struct ip_prefix r;
 
 		ip_prefix_parse(routes[i], false, &r);
@@ -428,6 +431,8 @@ static void on_self_addresses(void *arg, const struct ip_prefix *addrs, size_t n
 
 static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 {
+	if (routes_reply(ctx, r))
+		return;
 	if (r->id < ctx->netop_first || !ctx->netops_pending)
 		return; /* an older set of addresses */
 	ctx->netops_pending--;
@@ -494,6 +499,7 @@ static void on_netmap(void *arg, struct netmap *nm)
 	}
 	n = dataplane_config_peer_count(cfg);
 	dataplane_set_config(ctx->dp, cfg);
+	routes_update(ctx, nm);
 	/* One line per change of the peer count (the e2e tests wait for it),
 	 * not one per snapshot. */
 	if (n != ctx->peers || !ctx->configured)
@@ -556,6 +562,7 @@ static void ctl_closed(struct worker_ctx *ctx)
 	uv_poll_stop(&ctx->ctl_poll[ctx->ctl_idx]);
 	if (ctx->ctl)
 		resolves_fail(ctx);
+	routes_supervisor_gone(ctx);
 	if (ctx->netops_pending) {
 		/* Their replies died with the supervisor: ask the next one. */
 		memcpy(ctx->addrs_owed, ctx->addrs, ctx->naddrs * sizeof(*ctx->addrs));
@@ -583,12 +590,14 @@ static void adopted(struct worker_ctx *ctx, const Tscni__Hello *h)
 	for (size_t i = 0; i < n; i++)
 		fds[i] = WORKER_FD_TUN + (int)i;
 	ipc_send_custody(WORKER_FD_CTL, fds, n);
+	ctx->sup_version = h->max_version < WORKER_PROTO_MAX ? h->max_version : WORKER_PROTO_MAX;
 	log_info("pod %s: adopted by supervisor %d%s", ctx->pod_uid, (int)h->pid,
 		 ctx->ready_sent ? "" : " (not Ready yet)");
 	if (ctx->addrs_owed_set) {
 		ctx->addrs_owed_set = false;
 		on_self_addresses(ctx, ctx->addrs_owed, ctx->n_addrs_owed);
 	}
+	routes_adopted(ctx);
 	worker_maybe_ready(ctx);
 	/* The new supervisor's netcheck does not know our map yet. */
 	derp_link_report_map(ctx->derp);
@@ -771,6 +780,8 @@ static void on_timer(uv_timer_t *t)
 		worker_maybe_ready(ctx); /* derp_wait's bound */
 	if (atomic_load(&ctx->tun_gone))
 		tun_gone_tick(ctx);
+	if (ctx->ctl_open && !ctx->adopting)
+		routes_tick(ctx);
 }
 
 int control_thread_init(struct worker_ctx *ctx)

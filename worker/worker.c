@@ -168,6 +168,9 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 				*why = "supervisor speaks no version we know";
 				ret = -EPROTONOSUPPORT;
 			}
+			ctx->sup_version = m->hello->max_version < WORKER_PROTO_MAX
+						   ? m->hello->max_version
+						   : WORKER_PROTO_MAX;
 			hello = true;
 		} else if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_START && hello) {
 			Tscni__Start *s = m->start;

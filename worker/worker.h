@@ -45,7 +45,7 @@ enum worker_fds {
 enum worker_proto {
 	/* The supervisor <-> worker protocol versions this binary speaks. */
 	WORKER_PROTO_MIN = 1,
-	WORKER_PROTO_MAX = 1,
+	WORKER_PROTO_MAX = 2, /* 2: RouteSet */
 };
 
 enum worker_limits {
@@ -61,7 +61,7 @@ enum worker_limits {
 	WORKER_DATA_STACK = 128 * 1024,	  /* the data thread's stack (counting only) */
 	WORKER_ENGINE_STACK = 512 * 1024, /* the data thread's stack (the engine) */
 	WORKER_RESOLVES_MAX = 8,	  /* name look-ups in flight at the supervisor */
-	WORKER_ROUTES = 2,		  /* 100.64.0.0/10 and fd7a:115c:a1e0::/48 on ts0 */
+	WORKER_ROUTES = 2, /* 100.64.0.0/10 and fd7a:115c:a1e0::/48 (a protocol 1 supervisor) */
 };
 
 /* What Start said about the control plane, kept from Start until
@@ -145,6 +145,20 @@ struct worker_ctx {
 	size_t n_addrs_owed;
 	bool addrs_owed_set;
 	bool netop_failed;
+	/* The protocol agreed with the current supervisor (worker_proto). */
+	uint32_t sup_version;
+	/* ts0's routes (routes.c): the set the netmap reaches (sorted,
+	 * unique; routes_known once a netmap came), the RouteSet in flight
+	 * (routes_id, 0: none; routes_sending while parts remain from
+	 * routes_cursor), whether want changed since it was sent, and the
+	 * last reply's outcome. */
+	struct ip_prefix *routes_want;
+	size_t n_routes_want;
+	bool routes_known, routes_dirty, routes_sending, routes_applied;
+	uint32_t routes_id;
+	size_t routes_cursor;
+	uint64_t routes_retry_at; /* uv_now before which no set is sent, 0 */
+	uint32_t routes_refused, routes_not_accepted;
 	bool control_up;
 	bool ready_sent;
 	/* When Ready began waiting for the home DERP region (uv_now), 0. */

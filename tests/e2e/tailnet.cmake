@@ -43,3 +43,9 @@ set_tests_properties(e2e.twonode PROPERTIES RUN_SERIAL TRUE)
 # one region's STUN dropped, three pods make the other one home; one probe
 # set per node, not per pod.
 tscni_test(NAME netcheck LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/netcheck.sh)
+
+# e2e routes (tests/e2e/routes.sh): ts0 carries exactly the tailnet's peers
+# (and quad-100), never the pod's cluster network inside 100.64.0.0/10;
+# joins and leaves, subnet routes with --accept-routes and --route-deny,
+# the supervisor away, --route-all.
+tscni_test(NAME routes LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/routes.sh)

@@ -135,6 +135,7 @@ static void register_external(struct tc_conn *c, json_t *req)
 	const char *mk = json_string_value(json_object_get(req, "machine_key"));
 	json_t *addrs = json_object_get(req, "addresses"), *eps = json_object_get(req, "endpoints");
 	json_t *tags = json_object_get(req, "tags"), *v;
+	json_t *routes = json_object_get(req, "routes");
 	struct tc_node *n = xcalloc(1, sizeof(*n));
 	size_t i;
 
@@ -177,6 +178,20 @@ static void register_external(struct tc_conn *c, json_t *req)
 	if (eps && !json_is_array(eps)) {
 		fail(c, 400, "endpoints must be a list of \"ip:port\"");
 		goto bad;
+	}
+	if (routes) {
+		if (!json_is_array(routes)) {
+			fail(c, 400, "routes must be a list of prefixes");
+			goto bad;
+		}
+		json_array_foreach(routes, i, v)
+		{
+			if (!json_is_string(v) || !strchr(json_string_value(v), '/')) {
+				fail(c, 400, "routes must be prefixes like \"10.77.0.0/16\"");
+				goto bad;
+			}
+		}
+		n->routes = json_deep_copy(routes);
 	}
 	if (tags && !tags_valid(tags)) {
 		fail(c, 400, "tags must be a list of \"tag:<name>\" strings");

@@ -57,6 +57,7 @@ void control_node_free(struct tc_node *n)
 	json_decref(n->endpoints);
 	json_decref(n->hostinfo);
 	json_decref(n->addresses);
+	json_decref(n->routes);
 	free(n);
 }
 
@@ -133,9 +134,17 @@ static json_t *node_json(struct tc_server *s, const struct tc_node *n, int versi
 			o, "DiscoKey",
 			json_string(keys_to_text("discokey", n->disco, key, sizeof(key))));
 	json_object_set(o, "Addresses", addrs);
-	/* From capability 112 on, absent AllowedIPs means Addresses. */
-	if (version < TC_CAP_ALLOWEDIPS)
+	if (json_array_size(n->routes)) {
+		/* A subnet router: its routes are allowed and primary. */
+		json_t *allowed = json_deep_copy(addrs);
+
+		json_array_extend(allowed, n->routes);
+		json_object_set_new(o, "AllowedIPs", allowed);
+		json_object_set(o, "PrimaryRoutes", n->routes);
+	} else if (version < TC_CAP_ALLOWEDIPS) {
+		/* From capability 112 on, absent AllowedIPs means Addresses. */
 		json_object_set(o, "AllowedIPs", addrs);
+	}
 	if (json_array_size(n->endpoints))
 		json_object_set(o, "Endpoints", n->endpoints);
 	if (n->home_derp > 0) {

@@ -158,6 +158,8 @@ static json_t *node_to_json(const struct tc_node *n)
 		json_object_set(o, "hostinfo", n->hostinfo);
 	if (n->addresses)
 		json_object_set(o, "addresses", n->addresses);
+	if (n->routes)
+		json_object_set(o, "routes", n->routes);
 	return o;
 }
 
@@ -236,6 +238,8 @@ static int load_node(struct tc_server *s, json_t *o, const char **why)
 	n->hostinfo = json_is_object(v) ? json_incref(v) : NULL;
 	v = json_object_get(o, "addresses");
 	n->addresses = json_is_array(v) ? json_incref(v) : NULL;
+	v = json_object_get(o, "routes");
+	n->routes = json_is_array(v) ? json_incref(v) : NULL;
 	n->ephemeral = get_bool(o, "ephemeral");
 	n->authorized = get_bool(o, "authorized");
 	n->logged_out = get_bool(o, "logged_out");

@@ -81,6 +81,7 @@ struct tc_node {
 	json_t *endpoints; /* array of "ip:port", owned */
 	json_t *hostinfo;  /* object as the node sent it, owned, may be NULL */
 	json_t *addresses; /* external nodes may bring their own; NULL = from index */
+	json_t *routes;	   /* subnet routes it serves (PrimaryRoutes), owned, may be NULL */
 	int home_derp;
 	int cap;
 	bool ephemeral, authorized, logged_out, external, wg_only;

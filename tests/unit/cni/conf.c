@@ -56,7 +56,7 @@ static void test_defaults(void **state)
 	assert_false(c.fail_open);
 	assert_true(c.report_ips);
 	assert_false(c.select_annotation);
-	assert_false(c.allow_overlap);
+	assert_true(c.allow_overlap);
 	assert_null(c.prev_result);
 	assert_null(c.annotations);
 	assert_true(conf_pod_selected(&c));
@@ -72,7 +72,7 @@ static void test_every_key(void **state)
 		"\"checkTimeoutMs\":4000,\"statusTimeoutMs\":500,\"gcTimeoutMs\":20000,"
 		"\"failurePolicy\":\"ignore\",\"reportIPs\":false,\"syncTimeout\":\"1500ms\","
 		"\"selection\":\"annotation\",\"logLevel\":\"debug\",\"logFile\":\"/tmp/p.log\","
-		"\"allowOverlap\":true,\"foo\":{\"bar\":1},\"capabilities\":{\"x\":true},"
+		"\"allowOverlap\":false,\"foo\":{\"bar\":1},\"capabilities\":{\"x\":true},"
 		"\"args\":{\"cni\":{}}}";
 	struct cni_error err;
 	struct conf c;
@@ -94,7 +94,7 @@ static void test_every_key(void **state)
 	assert_true(c.fail_open);
 	assert_false(c.report_ips);
 	assert_true(c.select_annotation);
-	assert_true(c.allow_overlap);
+	assert_false(c.allow_overlap);
 	conf_destroy(&c);
 }
 
