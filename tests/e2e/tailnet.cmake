@@ -49,3 +49,8 @@ tscni_test(NAME netcheck LABEL e2e TIMEOUT 300 COMMAND bash ${E2E_DIR}/netcheck.
 # joins and leaves, subnet routes with --accept-routes and --route-deny,
 # the supervisor away, --route-all.
 tscni_test(NAME routes LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/routes.sh)
+
+# e2e MagicDNS (tests/e2e/dns.sh): a pod resolving through quad-100 (UDP,
+# TCP, IPv4 and IPv6): tailnet names, short names, reverse lookups,
+# forwarding and split DNS through the worker, REFUSED, a peer that left.
+tscni_test(NAME dns LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/dns.sh)

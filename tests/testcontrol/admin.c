@@ -417,6 +417,14 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 			store_save(s);
 			reply(c, 200, json_object());
 		}
+	} else if (post && strcmp(path, "/dns") == 0) {
+		/* The DNSConfig every node gets from now on, as given ({}: the
+		 * default again). Not kept across restarts. */
+		json_decref(s->dns);
+		s->dns = req && json_object_size(req) ? json_incref(req) : NULL;
+		s->dirty = true;
+		log_info("DNSConfig replaced by admin");
+		reply(c, 200, json_object());
 	} else if (post && strcmp(path, "/nodes/register") == 0) {
 		register_external(c, req ? req : empty);
 	} else if (post && strcmp(path, "/policy") == 0) {

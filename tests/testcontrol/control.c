@@ -493,12 +493,20 @@ static void map_send(struct tc_server *s, struct tc_map *m, json_t *msg)
 	free(json);
 }
 
+/* The DNSConfig every node gets (a new reference). */
+static json_t *dns_config(struct tc_server *s)
+{
+	if (s->dns)
+		return json_incref(s->dns);
+	return json_pack("{s:b, s:[s]}", "Proxied", 1, "Domains", s->domain);
+}
+
 /* Builds the full MapResponse for node me, and, when m is set, records
  * what it sent as that stream's baseline. */
 static json_t *full_map(struct tc_server *s, const struct tc_node *me, int version,
 			struct tc_map *m, bool omit_peers)
 {
-	json_t *msg = json_object(), *peers = json_array(), *self, *filter;
+	json_t *msg = json_object(), *peers = json_array(), *self, *filter, *dns;
 
 	self = node_json(s, me, version);
 	filter = packet_filter(s, me);
@@ -524,10 +532,13 @@ static json_t *full_map(struct tc_server *s, const struct tc_node *me, int versi
 			json_decref(p);
 		}
 	}
+	dns = dns_config(s);
 	if (m) {
 		m->last_self = dump(self);
 		m->last_filter = dump(filter);
+		m->last_dns = dump(dns);
 	}
+	json_object_set_new(msg, "DNSConfig", dns);
 	json_object_set_new(msg, "Node", self);
 	json_object_set_new(msg, "DERPMap", derp_map(s));
 	if (json_array_size(peers))
@@ -582,7 +593,7 @@ static void cache_clear(struct tc_node *n)
 static void map_delta(struct tc_server *s, struct tc_map *m, const struct tc_node *me)
 {
 	json_t *msg = json_object(), *changed = json_array(), *removed = json_array();
-	json_t *patches = json_array(), *self, *filter, *seen = json_object(), *v;
+	json_t *patches = json_array(), *self, *filter, *dns, *seen = json_object(), *v;
 	const char *id;
 	void *tmp;
 	char *text;
@@ -605,6 +616,16 @@ static void map_delta(struct tc_server *s, struct tc_map *m, const struct tc_nod
 	} else {
 		free(text);
 	}
+	dns = dns_config(s);
+	text = dump(dns);
+	if (strcmp(text, m->last_dns) != 0) {
+		json_object_set(msg, "DNSConfig", dns);
+		free(m->last_dns);
+		m->last_dns = text;
+	} else {
+		free(text);
+	}
+	json_decref(dns);
 	for (struct tc_node *n = s->nodes; node_visible(me) && n; n = n->next) {
 		struct tc_node_cache *pc;
 		json_t *old;
@@ -664,6 +685,7 @@ static void map_free(struct tc_map *m)
 	json_decref(m->sent);
 	free(m->last_self);
 	free(m->last_filter);
+	free(m->last_dns);
 	free(m);
 }
 

@@ -68,6 +68,7 @@ static void server_free(struct tc_server *s)
 		free(k);
 	}
 	json_decref(s->policy);
+	json_decref(s->dns);
 	if (s->ssl_ctx)
 		SSL_CTX_free(s->ssl_ctx);
 	for (int k = 0; k < 3; k++)

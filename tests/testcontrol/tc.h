@@ -115,6 +115,7 @@ struct tc_map {
 	json_t *sent;	   /* "<id>" -> {"rest": string, "patch": object} last sent per peer */
 	char *last_self;   /* last "Node" sent, compact sorted JSON */
 	char *last_filter; /* last "PacketFilter" sent */
+	char *last_dns;	   /* last "DNSConfig" sent */
 	unsigned long long last_send_ms;
 	struct tc_map *next;
 };
@@ -197,6 +198,9 @@ struct tc_server {
 	bool stop;
 	struct tc_switches sw;
 	char domain[TC_DOMAIN_MAX];
+	/* DNSConfig as POST /dns set it (owned); NULL: MagicDNS on, no
+	 * resolvers ({"Proxied": true, "Domains": [domain]}). */
+	json_t *dns;
 };
 
 /* net.c */

@@ -608,6 +608,7 @@ void dataplane_free(struct dataplane *dp)
 	filter_free(dp->deny_all);
 	wg_device_free(dp->dev);
 	dataplane__magic_free(dp);
+	dataplane__q100_free(dp);
 	filter_state_free(dp->fs);
 	tunio_free(dp->tio);
 	for (size_t k = 0; k < DATAPLANE_MAX_UDP; k++)

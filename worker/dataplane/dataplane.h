@@ -105,6 +105,9 @@ struct dataplane_stats {
 	uint64_t filter_drop_in[FILTER_REASON_COUNT];
 	uint64_t filter_drop_out[FILTER_REASON_COUNT];
 	uint64_t tsmp_pings_answered, tsmp_disco_keys;
+	/* quad-100 (quad100.c): queries from the pod, answers written back
+	 * (ours and upstream's), queries forwarded upstream. */
+	uint64_t dns_queries, dns_answers, dns_forwarded;
 	uint64_t disco_in, disco_out; /* disco messages opened / sent */
 	uint64_t configs_applied, configs_refused;
 	uint64_t wakeups;			  /* epoll_wait returns */

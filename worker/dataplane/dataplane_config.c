@@ -21,6 +21,7 @@ void dataplane_config_free(struct dataplane_config *cfg)
 		return;
 	filter_free(cfg->filter);
 	filter_free(cfg->jailed);
+	dataplane__dns_free(cfg->dns);
 	if (cfg->jailed_src) {
 		allowedips_destroy(cfg->jailed_src);
 		free(cfg->jailed_src);
@@ -328,6 +329,13 @@ int dataplane_config_from_netmap(const struct netmap *nm, int64_t now, struct fi
 	}
 	ret = dataplane_config_new(peers, n, &rules, nm->self->addresses, nm->self->n_addresses,
 				   caps, n_caps, fs, out, why);
+	if (ret == 0) {
+		ret = dataplane__dns_from_netmap(nm, &(*out)->dns, why);
+		if (ret < 0) {
+			dataplane_config_free(*out);
+			*out = NULL;
+		}
+	}
 	free(peers);
 	free(eps);
 	free(caps);

@@ -106,6 +106,9 @@ struct dataplane_config {
 	 * jailed and a free peer are told apart. NULL: none jailed. */
 	struct allowedips *jailed_src;
 	struct filter *jailed;
+	/* quad-100's names and resolvers (quad100.c); NULL: REFUSED for
+	 * everything but quad-100's own names. */
+	struct dataplane_dns *dns;
 	struct dataplane_config *retired_next;
 };
 
@@ -195,6 +198,8 @@ struct dataplane {
 	/* The engine's: when it last published them; a new configuration. */
 	uint64_t peers_published_ms;
 	bool peers_stale;
+	/* quad-100 (quad100.c): allocated with the first query. */
+	struct dp_q100 *q100;
 };
 
 static inline socklen_t dataplane__sockaddr_len(const struct sockaddr_storage *ss)
@@ -235,6 +240,27 @@ int dataplane__tun_to_peers(struct dataplane *dp, uint64_t now, bool *more);
 void dataplane__udp_flush(struct dataplane *dp);
 /* Sends batch b (disco messages, or udp_out) and empties it; uses dp->pb. */
 void dataplane__udp_send_batch(struct dataplane *dp, struct wg_batch *b);
+
+/* ---- quad100.c ---- */
+
+struct dataplane_dns;
+struct dp_q100;
+/* quad-100's names (MagicDNS, when DNSConfig.Proxied) and resolvers from
+ * nm's DNSConfig. 0 or -E2BIG with *why (a netmap over the table's bounds). */
+int dataplane__dns_from_netmap(const struct netmap *nm, struct dataplane_dns **out,
+			       const char **why);
+void dataplane__dns_free(struct dataplane_dns *d);
+/* A packet from the pod to quad-100 (p parsed from pkt): true when it was
+ * DNS (UDP or TCP port 53) and is handled; replies wait for
+ * dataplane__q100_flush, forwarded queries for the next UDP flush. */
+bool dataplane__q100_rx(struct dataplane *dp, const struct packet *p, const uint8_t *pkt,
+			uint64_t now_ns);
+/* Writes the replies waiting to the TUN. */
+void dataplane__q100_flush(struct dataplane *dp);
+/* A datagram from UDP: true when it is an upstream resolver's answer to a
+ * query we forwarded (then sent on to the pod). */
+bool dataplane__q100_upstream_rx(struct dataplane *dp, const struct wg_packet *w, uint64_t now_ns);
+void dataplane__q100_free(struct dataplane *dp);
 
 /* ---- magic.c ---- */
 

@@ -146,6 +146,8 @@ int dataplane__peers_to_tun(struct dataplane *dp, size_t k, uint64_t now, bool *
 	dp->st.udp_in_dgrams += b->n;
 	/* pb is free again: disco may send (dataplane__udp_flush). */
 	for (size_t i = 0; i < b->n; i++) {
+		if (dataplane__q100_upstream_rx(dp, &b->pkt[i], now))
+			continue;
 		if (!dataplane__magic_rx(dp, &b->pkt[i], now))
 			dataplane__batch_keep(b, i, &kept);
 	}

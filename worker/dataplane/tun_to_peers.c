@@ -1,6 +1,6 @@
 /* TUN -> peers: what the pod sends, read from the TUN in batches, passed
- * through the packet filter (outbound: flows recorded, quad-100 and TSMP
- * dropped), encrypted by WireGuard and sent on the UDP socket(s). The
+ * through the packet filter (outbound: flows recorded, DNS to quad-100
+ * answered by quad100.c, the rest of quad-100 and TSMP dropped), encrypted by WireGuard and sent on the UDP socket(s). The
  * sending half (dataplane__udp_flush) also carries handshakes, keepalives
  * and TSMP answers. */
 #include "dataplane.h"
@@ -132,7 +132,8 @@ int dataplane__tun_to_peers(struct dataplane *dp, uint64_t now, bool *more)
 			continue;
 		}
 		if (is_quad100(&p)) {
-			dp->st.drops[DATAPLANE_DROP_QUAD100]++;
+			if (!dataplane__q100_rx(dp, &p, w->buf + w->off, now))
+				dp->st.drops[DATAPLANE_DROP_QUAD100]++;
 			continue;
 		}
 		if (p.proto == PACKET_PROTO_TSMP) {
@@ -145,7 +146,10 @@ int dataplane__tun_to_peers(struct dataplane *dp, uint64_t now, bool *more)
 	if (b->n) {
 		wg_device_tun_rx(dp->dev, b, &dp->udp_out, now);
 		dataplane__udp_flush(dp);
+	} else if (dp->disco_out.n) {
+		dataplane__udp_send_batch(dp, &dp->disco_out); /* forwarded queries */
 	}
 	b->n = 0;
+	dataplane__q100_flush(dp);
 	return 0;
 }

@@ -28,6 +28,7 @@ struct mdns_rev {
 struct mdns_domain {
 	uint32_t off;
 	uint8_t len;
+	uint32_t index; /* split domains: the caller's index */
 };
 
 /* Immutable once built: magicdns_answer() only reads it. names is sorted
@@ -41,6 +42,8 @@ struct magicdns {
 	size_t n_rev;
 	struct mdns_domain *domains;
 	size_t n_domains;
+	struct mdns_domain *split; /* split-DNS suffixes with their own resolvers */
+	size_t n_split;
 	bool have_upstream;
 };
 
@@ -416,7 +419,7 @@ int magicdns_new(const struct magicdns_config *cfg, struct magicdns **out, size_
 		return -E2BIG;
 	}
 	total += cfg->n_extra;
-	if (cfg->n_local_domains > MAGICDNS_MAX_DOMAINS) {
+	if (cfg->n_local_domains > MAGICDNS_MAX_DOMAINS || cfg->n_split > MAGICDNS_MAX_DOMAINS) {
 		*why = "more MagicDNS local domains than MAGICDNS_MAX_DOMAINS";
 		return -E2BIG;
 	}
@@ -438,6 +441,20 @@ int magicdns_new(const struct magicdns_config *cfg, struct magicdns **out, size_
 			.len = (uint8_t)len,
 		};
 	}
+	m->split = xcalloc(cfg->n_split ? cfg->n_split : 1, sizeof(*m->split));
+	for (size_t i = 0; i < cfg->n_split; i++) {
+		size_t len = name_to_wire(cfg->split[i], wire, true);
+
+		if (!len) {
+			bad++;
+			continue;
+		}
+		m->split[m->n_split++] = (struct mdns_domain){
+			.off = arena_add(&arena, wire, len),
+			.len = (uint8_t)len,
+			.index = (uint32_t)i,
+		};
+	}
 	m->arena = arena.buf; /* no longer moves */
 	index_records(m, recs, n);
 	free(recs);
@@ -456,6 +473,7 @@ void magicdns_free(struct magicdns *m)
 	free(m->addrs);
 	free(m->rev);
 	free(m->domains);
+	free(m->split);
 	free(m);
 }
 
@@ -511,6 +529,23 @@ static bool in_local_domain(const struct magicdns *m, const uint8_t *name, size_
 			return true;
 	}
 	return false;
+}
+
+/* The split domain with the longest suffix of name, or -1. */
+static int split_for(const struct magicdns *m, const uint8_t *name, size_t len)
+{
+	int best = -1;
+	uint8_t best_len = 0;
+
+	for (size_t i = 0; i < m->n_split; i++) {
+		const struct mdns_domain *d = &m->split[i];
+
+		if (d->len > best_len && name_in(name, len, m->arena + d->off, d->len)) {
+			best = (int)d->index;
+			best_len = d->len;
+		}
+	}
+	return best;
 }
 
 /* The name for a PTR answer for addr, or NULL. */
@@ -880,7 +915,7 @@ enum magicdns_verdict magicdns_answer(const struct magicdns *m, const uint8_t *q
 			n = compose(&dq, q, flags, r.rcode, true, &r, out, outcap);
 			break;
 		}
-		if (m->have_upstream)
+		if (m->have_upstream || split_for(m, dq.qname, dq.qname_len) >= 0)
 			return MAGICDNS_FORWARD;
 		n = compose(&dq, q, flags, DNS_RCODE_REFUSED, false, NULL, out, outcap);
 		break;
@@ -889,4 +924,18 @@ enum magicdns_verdict magicdns_answer(const struct magicdns *m, const uint8_t *q
 		return MAGICDNS_DROP;
 	*outlen = n;
 	return MAGICDNS_ANSWER;
+}
+
+int magicdns_upstream(const struct magicdns *m, const uint8_t *q, size_t qlen)
+{
+	struct dns_query dq;
+	const char *why = NULL;
+	int i;
+
+	if (!m || dns_wire_parse_query(q, qlen, &dq, &why) != DNS_PARSE_OK)
+		return -1;
+	i = split_for(m, dq.qname, dq.qname_len);
+	if (i >= 0)
+		return i;
+	return m->have_upstream ? MAGICDNS_UPSTREAM_DEFAULT : -1;
 }

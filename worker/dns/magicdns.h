@@ -99,8 +99,9 @@ struct magicdns_extra_record {
 /* Everything the table is built from; the builder copies what it keeps.
  * local_domains are the names quad-100 answers for itself: the tailnet's
  * MagicDNS suffix ("tail1234.ts.net.") and every DNSConfig.Routes suffix
- * whose resolver list is empty. have_upstream says whether any resolver
- * exists to forward other queries to. */
+ * whose resolver list is empty. have_upstream says whether default
+ * resolvers exist to forward other queries to; names under a split domain
+ * are forwarded to its own (magicdns_upstream). */
 struct magicdns_config {
 	const struct magicdns_host *hosts;
 	size_t n_hosts;
@@ -108,6 +109,10 @@ struct magicdns_config {
 	size_t n_extra;
 	const char *const *local_domains;
 	size_t n_local_domains;
+	/* Split DNS: DNSConfig.Routes suffixes that have resolvers of their
+	 * own; a name under one (the longest wins) is forwarded to it. */
+	const char *const *split;
+	size_t n_split;
 	bool have_upstream;
 };
 
@@ -137,5 +142,13 @@ void magicdns_free(struct magicdns *m);
 enum magicdns_verdict magicdns_answer(const struct magicdns *m, const uint8_t *q, size_t qlen,
 				      unsigned int flags, uint8_t *out, size_t outcap,
 				      size_t *outlen);
+
+enum { MAGICDNS_UPSTREAM_DEFAULT = -2 };
+
+/* Where a query magicdns_answer() said MAGICDNS_FORWARD for goes: the index
+ * into cfg->split of the longest split domain its name lies under,
+ * MAGICDNS_UPSTREAM_DEFAULT for the default resolvers (have_upstream), or
+ * -1 (not a well-formed query, or nowhere). */
+int magicdns_upstream(const struct magicdns *m, const uint8_t *q, size_t qlen);
 
 #endif

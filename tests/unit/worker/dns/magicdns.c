@@ -494,6 +494,52 @@ static void test_forward_refused(void **state)
 	assert_local(&r, DNS_RCODE_NXDOMAIN, 0);
 }
 
+/* Split DNS: a name under a split domain is forwarded to that domain's
+ * resolvers (the longest suffix wins) even with no default resolvers;
+ * other outside names are then refused; local names stay local. */
+static void test_split(void **state)
+{
+	static const char *const domains[] = {"tail1234.ts.net."};
+	static const char *const split[] = {"corp.example.", "eu.corp.example", "BAD..name"};
+	struct magicdns_config cfg = {
+		.local_domains = domains,
+		.n_local_domains = 1,
+		.split = split,
+		.n_split = 3,
+	};
+	struct magicdns *m = NULL;
+	const char *why = NULL;
+	size_t skipped = 0;
+	uint8_t q[128];
+	struct reply r;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(magicdns_new(&cfg, &m, &skipped, &why), 0);
+	assert_int_equal(skipped, 1);
+	n = encode(q, "db.corp.example.", DNS_TYPE_A, NO_EDNS);
+	assert_int_equal(ask_raw(m, q, n, 0, 512, &r), MAGICDNS_FORWARD);
+	assert_int_equal(magicdns_upstream(m, q, n), 0);
+	n = encode(q, "DB.EU.corp.example.", DNS_TYPE_AAAA, NO_EDNS);
+	assert_int_equal(ask_raw(m, q, n, 0, 512, &r), MAGICDNS_FORWARD);
+	assert_int_equal(magicdns_upstream(m, q, n), 1);
+	n = encode(q, "corp.example.", DNS_TYPE_A, NO_EDNS);
+	assert_int_equal(magicdns_upstream(m, q, n), 0);
+	n = encode(q, "xcorp.example.", DNS_TYPE_A, NO_EDNS);
+	assert_int_equal(ask_raw(m, q, n, 0, 512, &r), MAGICDNS_ANSWER);
+	assert_int_equal(rcode(&r), DNS_RCODE_REFUSED);
+	assert_int_equal(magicdns_upstream(m, q, n), -1);
+	n = encode(q, "nope.tail1234.ts.net.", DNS_TYPE_A, NO_EDNS);
+	assert_int_equal(ask_raw(m, q, n, 0, 512, &r), MAGICDNS_ANSWER);
+	assert_int_equal(rcode(&r), DNS_RCODE_NXDOMAIN);
+	/* The default resolvers take what no split domain claims. */
+	n = encode(q, "example.com.", DNS_TYPE_A, NO_EDNS);
+	assert_int_equal(magicdns_upstream(table, q, n), MAGICDNS_UPSTREAM_DEFAULT);
+	assert_int_equal(magicdns_upstream(table_no_upstream, q, n), -1);
+	assert_int_equal(magicdns_upstream(m, q, 5), -1);
+	magicdns_free(m);
+}
+
 /* The ip6.arpa. name of a into buf. */
 static const char *rev6(const uint8_t a[16], bool upper, char *buf)
 {
@@ -1045,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_a_aaaa),	   cmocka_unit_test(test_case_insensitive),
 		cmocka_unit_test(test_bare_names), cmocka_unit_test(test_no_such_name_or_type),
 		cmocka_unit_test(test_class),	   cmocka_unit_test(test_forward_refused),
+		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_ptr_v4),	   cmocka_unit_test(test_ptr_v6),
 		cmocka_unit_test(test_formerr),	   cmocka_unit_test(test_notimp_drop),
 		cmocka_unit_test(test_truncation), cmocka_unit_test(test_edns),
