@@ -177,18 +177,18 @@ int dataplane__dns_from_netmap(const struct netmap *nm, struct dataplane_dns **o
 	int ret;
 
 	*out = NULL;
-	/* MagicDNS names only when control turned MagicDNS on (Proxied), as
-	 * tailscaled: the self node and every peer with a name. */
-	if (dns->proxied) {
-		hosts = xcalloc(nm->n_peers + 1, sizeof(*hosts));
-		for (size_t i = 0; i <= nm->n_peers; i++) {
-			const struct netmap_node *n = i ? nm->peers[i - 1] : nm->self;
+	/* The self node's and every peer's name, whether or not MagicDNS is
+	 * on, as tailscaled (so that quad-100 answers them even when the
+	 * tailnet's domain is not the pod's search domain); the domain itself
+	 * is ours (NXDOMAIN for the rest) only with MagicDNS (Proxied). */
+	hosts = xcalloc(nm->n_peers + 1, sizeof(*hosts));
+	for (size_t i = 0; i <= nm->n_peers; i++) {
+		const struct netmap_node *n = i ? nm->peers[i - 1] : nm->self;
 
-			if (!n || !n->name[0] || !n->n_addresses)
-				continue;
-			hosts[n_hosts++] = (struct magicdns_host){
-				.name = n->name, .addrs = n->addresses, .n_addrs = n->n_addresses};
-		}
+		if (!n || !n->name[0] || !n->n_addresses)
+			continue;
+		hosts[n_hosts++] = (struct magicdns_host){
+			.name = n->name, .addrs = n->addresses, .n_addrs = n->n_addresses};
 	}
 	extra = xcalloc(dns->n_extra_records ? dns->n_extra_records : 1, sizeof(*extra));
 	for (size_t i = 0; i < dns->n_extra_records; i++)
