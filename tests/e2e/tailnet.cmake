@@ -54,3 +54,8 @@ tscni_test(NAME routes LABEL e2e TIMEOUT 240 COMMAND bash ${E2E_DIR}/routes.sh)
 # TCP, IPv4 and IPv6): tailnet names, short names, reverse lookups,
 # forwarding and split DNS through the worker, REFUSED, a peer that left.
 tscni_test(NAME dns LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/dns.sh)
+
+# e2e IPv6 underlay (tests/e2e/v6underlay.sh): two nodes that reach each
+# other only over IPv6; their pods find a direct IPv6 path (disco and
+# WireGuard over [2001:db8:...]:port) and move 20 MB over it.
+tscni_test(NAME v6underlay LABEL e2e TIMEOUT 180 COMMAND bash ${E2E_DIR}/v6underlay.sh)
