@@ -108,6 +108,35 @@ bool ip_prefix_equal(const struct ip_prefix *a, const struct ip_prefix *b)
 	       memcmp(a->addr, b->addr, addr_len(a->family)) == 0;
 }
 
+void ip_prefix_mask(struct ip_prefix *p)
+{
+	size_t alen = addr_len(p->family);
+
+	for (size_t i = 0; i < alen; i++) {
+		unsigned int bit = (unsigned int)i * 8;
+
+		if (bit >= p->len)
+			p->addr[i] = 0;
+		else if (bit + 8 > p->len)
+			p->addr[i] &= (uint8_t)(0xff << (8 - (p->len - bit)));
+	}
+	if (alen < sizeof(p->addr))
+		memset(p->addr + alen, 0, sizeof(p->addr) - alen);
+}
+
+int ip_prefix_cmp(const void *a, const void *b)
+{
+	const struct ip_prefix *x = a, *y = b;
+	int d;
+
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	d = memcmp(x->addr, y->addr, sizeof(x->addr));
+	if (d)
+		return d;
+	return (int)x->len - (int)y->len;
+}
+
 int ip_prefix_from_pb(const struct Tscni__IpPrefix *m, struct ip_prefix *out)
 {
 	memset(out, 0, sizeof(*out));

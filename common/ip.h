@@ -25,6 +25,11 @@ bool ip_prefix_overlaps(const struct ip_prefix *a, const struct ip_prefix *b);
 /* True when inner lies inside outer (same family, inner->len >= outer->len). */
 bool ip_prefix_contains(const struct ip_prefix *outer, const struct ip_prefix *inner);
 bool ip_prefix_equal(const struct ip_prefix *a, const struct ip_prefix *b);
+/* Clears the host bits (and, for IPv4, bytes 4..15). */
+void ip_prefix_mask(struct ip_prefix *p);
+/* A total order (family, address bytes, length), for qsort and bsearch on
+ * masked prefixes: 0 exactly when they are the same prefix. */
+int ip_prefix_cmp(const void *a, const void *b);
 
 /* 100.64.0.0/10 and fd7a:115c:a1e0::/48. */
 extern const struct ip_prefix ip_tailscale_v4;

@@ -32,35 +32,6 @@ static const struct ip_prefix wide_v4 = {.family = AF_INET, .len = 10, .addr = {
 static const struct ip_prefix wide_v6 = {
 	.family = AF_INET6, .len = 48, .addr = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0}};
 
-static void mask(struct ip_prefix *p)
-{
-	size_t alen = p->family == AF_INET ? 4 : 16;
-
-	for (size_t i = 0; i < alen; i++) {
-		unsigned int bit = (unsigned int)i * 8;
-
-		if (bit >= p->len)
-			p->addr[i] = 0;
-		else if (bit + 8 > p->len)
-			p->addr[i] &= (uint8_t)(0xff << (8 - (p->len - bit)));
-	}
-	if (alen == 4)
-		memset(p->addr + 4, 0, 12);
-}
-
-static int cmp_prefix(const void *a, const void *b)
-{
-	const struct ip_prefix *x = a, *y = b;
-	int d;
-
-	if (x->family != y->family)
-		return x->family < y->family ? -1 : 1;
-	d = memcmp(x->addr, y->addr, sizeof(x->addr));
-	if (d)
-		return d;
-	return (int)x->len - (int)y->len;
-}
-
 static bool prefix_valid(const struct ip_prefix *p)
 {
 	return (p->family == AF_INET && p->len <= 32) || (p->family == AF_INET6 && p->len <= 128);
@@ -112,7 +83,7 @@ size_t netops_routes_plan(const struct ip_prefix *want, size_t n, const struct n
 			refuse(res, &p, NULL, "not an IPv4 or IPv6 prefix");
 			continue;
 		}
-		mask(&p);
+		ip_prefix_mask(&p);
 		if (ip_prefix_equal(&p, &ip_quad100_v4) || ip_prefix_equal(&p, &ip_quad100_v6)) {
 			if (!pol->route_all)
 				out[k++] = p;
@@ -162,14 +133,14 @@ size_t netops_routes_plan(const struct ip_prefix *want, size_t n, const struct n
 		}
 	}
 	if (k > 1)
-		qsort(out, k, sizeof(*out), cmp_prefix);
+		qsort(out, k, sizeof(*out), ip_prefix_cmp);
 	/* Peers may share an address (a node listed twice, a subnet route
 	 * announced by two routers): one route each. */
 	{
 		size_t u = 0;
 
 		for (size_t i = 0; i < k; i++)
-			if (!u || cmp_prefix(&out[u - 1], &out[i]) != 0)
+			if (!u || ip_prefix_cmp(&out[u - 1], &out[i]) != 0)
 				out[u++] = out[i];
 		k = u;
 	}
@@ -240,7 +211,7 @@ static void scan_route(struct nl_object *obj, void *arg)
 	if (oif == s->ifindex) {
 		if (rtnl_route_get_protocol(r) != RTPROT_STATIC || s->n_ours >= s->cap_ours)
 			return;
-		mask(&p);
+		ip_prefix_mask(&p);
 		s->ours[s->n_ours++] = p;
 		return;
 	}
@@ -250,7 +221,7 @@ static void scan_route(struct nl_object *obj, void *arg)
 		s->own_full = true;
 		return;
 	}
-	mask(&p);
+	ip_prefix_mask(&p);
 	s->own[s->n_own++] = p;
 }
 
@@ -270,7 +241,7 @@ static void scan_addr(struct nl_object *obj, void *arg)
 		s->own_full = true;
 		return;
 	}
-	mask(&p);
+	ip_prefix_mask(&p);
 	s->own[s->n_own++] = p;
 }
 
@@ -335,7 +306,7 @@ static int route_change(struct nl_sock *sk, int ifindex, const struct ip_prefix 
 
 static bool in_sorted(const struct ip_prefix *set, size_t n, const struct ip_prefix *p)
 {
-	return n && bsearch(p, set, n, sizeof(*set), cmp_prefix) != NULL;
+	return n && bsearch(p, set, n, sizeof(*set), ip_prefix_cmp) != NULL;
 }
 
 int netops_routes_sync(int nsfd, int ifindex, const struct ip_prefix *want, size_t n,
@@ -379,7 +350,7 @@ int netops_routes_sync(int nsfd, int ifindex, const struct ip_prefix *want, size
 	res->own_unchecked = s.own_full;
 	n_plan = netops_routes_plan(want, n, pol, s.own, s.n_own, plan, res);
 	if (s.n_ours > 1)
-		qsort(s.ours, s.n_ours, sizeof(*s.ours), cmp_prefix);
+		qsort(s.ours, s.n_ours, sizeof(*s.ours), ip_prefix_cmp);
 	/* Removals first: a route that moved between prefixes never has two
 	 * entries at once, and the kernel table only shrinks before it grows. */
 	for (size_t i = 0; i < s.n_ours; i++) {

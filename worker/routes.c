@@ -21,19 +21,6 @@
 #include "validate.h"
 #include "worker.h"
 
-static int cmp_prefix(const void *a, const void *b)
-{
-	const struct ip_prefix *x = a, *y = b;
-	int d;
-
-	if (x->family != y->family)
-		return x->family < y->family ? -1 : 1;
-	d = memcmp(x->addr, y->addr, sizeof(x->addr));
-	if (d)
-		return d;
-	return (int)x->len - (int)y->len;
-}
-
 static uint32_t new_id(struct worker_ctx *ctx)
 {
 	if (++ctx->next_id == 0)
@@ -129,12 +116,14 @@ void routes_update(struct worker_ctx *ctx, const struct netmap *nm)
 		for (size_t j = 0; j < p->n_primary_routes && k < n; j++)
 			want[k++] = p->primary_routes[j];
 	}
-	qsort(want, k, sizeof(*want), cmp_prefix);
+	for (size_t i = 0; i < k; i++)
+		ip_prefix_mask(&want[i]); /* as the supervisor compares them */
+	qsort(want, k, sizeof(*want), ip_prefix_cmp);
 	{
 		size_t u = 0;
 
 		for (size_t i = 0; i < k; i++)
-			if (!u || cmp_prefix(&want[u - 1], &want[i]) != 0)
+			if (!u || ip_prefix_cmp(&want[u - 1], &want[i]) != 0)
 				want[u++] = want[i];
 		k = u;
 	}
