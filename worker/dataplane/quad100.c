@@ -32,7 +32,7 @@ enum dp_q100_limits {
 	DP_Q100_SLOTS = 16,	  /* reply packets waiting for the TUN write */
 	DP_Q100_BUF = 1536,	  /* one reply packet */
 	DP_Q100_TCP = 16,	  /* TCP connections */
-	DP_Q100_TCP_RX = 1024 + 2, /* unanswered query bytes of one connection */
+	DP_Q100_TCP_RX = 2 * 1200 + 2, /* unanswered query bytes of one connection: two full segments */
 	DP_Q100_TCP_REPLY = 8192, /* the largest answer over TCP (else TC) */
 	DP_Q100_TCP_IDLE_MS = 10000,
 	DP_Q100_MSS = 1200, /* fits ts0's MTU of 1280 with IPv6 and TCP headers */
@@ -430,7 +430,8 @@ static void tcp_segment(struct dataplane *dp, struct dp_q100_tcp *c, uint8_t fla
 		l4[21] = 4;
 		put16(l4 + 22, DP_Q100_MSS);
 	}
-	memcpy(l4 + hl, data, len);
+	if (len) /* data is NULL for a bare SYN, ACK, FIN or RST */
+		memcpy(l4 + hl, data, len);
 	l4_checksum(&c->peer, PACKET_PROTO_TCP, l4, hl + len, l4 + 16);
 	c->snd_nxt += (uint32_t)len + ((flags & (PACKET_TCP_SYN | PACKET_TCP_FIN)) ? 1 : 0);
 }
@@ -445,7 +446,9 @@ static void tcp_reset(struct dataplane *dp, const struct dp_q100_peer *peer, con
 		c.snd_nxt = load32(th + 8);
 		tcp_segment(dp, &c, PACKET_TCP_RST, NULL, 0, false);
 	} else {
-		c.rcv_nxt = load32(th + 4) + (uint32_t)seglen;
+		/* SYN and FIN each count one in the sequence space. */
+		c.rcv_nxt = load32(th + 4) + (uint32_t)seglen + ((th[13] & PACKET_TCP_SYN) ? 1 : 0) +
+			    ((th[13] & PACKET_TCP_FIN) ? 1 : 0);
 		tcp_segment(dp, &c, PACKET_TCP_RST | PACKET_TCP_ACK, NULL, 0, false);
 	}
 }
@@ -644,6 +647,12 @@ static void tcp_rx(struct dataplane *dp, const struct packet *p, const uint8_t *
 	}
 	if ((fl & (PACKET_TCP_SYN | PACKET_TCP_ACK)) == PACKET_TCP_SYN) {
 		if (!c || c->rcv_nxt != seq + 1) {
+			/* A new connection from the address and port of one
+			 * we hold ends that one: kept, it is the one
+			 * tcp_find() returns, and the new one would get
+			 * only its ACKs until it idles out. */
+			if (c)
+				c->last_ms = 0;
 			c = tcp_new(q, peer, dp->now_ms);
 			randombytes_buf(&c->snd_nxt, sizeof(c->snd_nxt));
 			c->rcv_nxt = seq + 1;
@@ -770,6 +779,10 @@ static size_t truncated(uint8_t *m, size_t len)
 			return 0; /* a pointer or reserved label type */
 		o += 1 + (size_t)m[o];
 	}
+	/* A name over 255 bytes (RFC 1035 3.1) would make this reply
+	 * larger than the client takes. */
+	if (o - 12 + 1 > MAGICDNS_WIRE_NAME_MAX)
+		return 0;
 	o += 1 + 4;
 	if (o > len)
 		return 0;
@@ -792,7 +805,11 @@ bool dataplane__q100_upstream_rx(struct dataplane *dp, const struct wg_packet *w
 		struct dp_q100_fwd *f = &q->fwd[i];
 		bool from = false;
 
-		if (!f->at_ms || f->up_id != (uint16_t)(m[0] << 8 | m[1]))
+		/* An entry older than DP_Q100_FWD_MS waits no more (fwd_slot
+		 * takes it as free), though a later forward keeps
+		 * fwd_until_ms ahead: its client has given up or retried. */
+		if (!f->at_ms || dp->now_ms - f->at_ms > DP_Q100_FWD_MS ||
+		    f->up_id != (uint16_t)(m[0] << 8 | m[1]))
 			continue;
 		for (size_t k = 0; k < f->n_to && !from; k++)
 			from = same_addr(&f->to[k], &w->addr);
