@@ -2,10 +2,12 @@
 # e2e IPv6 underlay: two nodes that reach each other only over IPv6 (their
 # IPv4 between each other is dropped by the router), so pods on different
 # nodes must find and use an IPv6 direct path: disco pings and WireGuard over
-# the workers' dual-stack UDP sockets to [2001:db8:...]:port endpoints.
+# the workers' dual-stack UDP sockets to [2001:db8:...]:port endpoints; then,
+# with UDP between the nodes dropped too, DERP over IPv6.
 #
-#   netns PUB 192.0.2.2: testcontrol (control, DERP 900 over IPv4)
-#   netns RT  br0 192.0.2.1/24 (PUB), pa 198.51.100.1/24 2001:db8:a::1/64,
+#   netns PUB 192.0.2.2 2001:db8:c::2: testcontrol (control over IPv4; DERP
+#             region 900 and its STUN on IPv6 only)
+#   netns RT  br0 192.0.2.1/24 2001:db8:c::1/64 (PUB), pa 198.51.100.1/24 2001:db8:a::1/64,
 #             pb 203.0.113.1/24 2001:db8:b::1/64; forwards both families;
 #             nftables drops every IPv4 packet between the two node subnets
 #   netns NA  198.51.100.2/24 2001:db8:a::2/64 (supervisor a, pod 0)
@@ -14,7 +16,9 @@
 # Checked: each pod announces an IPv6 endpoint; pods 0 and 1 ping each other
 # over ts0 (v4 and v6 tailnet addresses) and move 20 MB with the same SHA-256;
 # status shows the peer on a direct path to an IPv6 endpoint, DERP relays
-# (almost) nothing of the stream.
+# (almost) nothing of the stream. Part 2: UDP between the nodes dropped as
+# well: the pods' home region (IPv6 only) relays their pings and a 5 MB
+# stream, status shows the DERP path.
 source "$(dirname "$0")/../lib/common.sh"
 
 tscni_init "v6underlay"
@@ -52,8 +56,9 @@ ip netns exec "$RT" sysctl -qw net.ipv6.conf.all.forwarding=1
 ip -n "$RT" link add br0 type bridge || tscni_finish
 ip -n "$RT" addr add 192.0.2.1/24 dev br0
 ip -n "$RT" link set br0 up
-wire "$PUB" pp 192.0.2.2/24 192.0.2.1 || tscni_finish
+wire "$PUB" pp 192.0.2.2/24 192.0.2.1 2001:db8:c::2/64 2001:db8:c::1 || tscni_finish
 ip -n "$RT" link set pp master br0
+ip -n "$RT" addr add 2001:db8:c::1/64 dev br0 nodad
 wire "$NA" pa 198.51.100.2/24 198.51.100.1 2001:db8:a::2/64 2001:db8:a::1 || tscni_finish
 wire "$NB" pb 203.0.113.2/24 203.0.113.1 2001:db8:b::2/64 2001:db8:b::1 || tscni_finish
 ip -n "$RT" addr add 198.51.100.1/24 dev pa
@@ -85,7 +90,7 @@ ctr()
 }
 
 TC_NS=$PUB TC_BIND=192.0.2.2 TC_ADMIN=127.0.0.1:0
-tc_start --derp 192.0.2.2:0 || tscni_finish
+tc_start --derp '[2001:db8:c::2]:0' || tscni_finish
 tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
 for n in a b; do
 	node_use "$n" || tscni_finish
@@ -132,6 +137,28 @@ node_use a
 peer_wait "${POD_UID[0]}" "${POD4[1]}" '.path | startswith("direct [2001:db8:b::2]:")'
 rc=$?
 check "pod 0's status: pod 1 on a direct IPv6 path ($(jq -r .path <<<"$PEER"))" test $rc -eq 0
+
+# --- 2. no UDP between the nodes: DERP over IPv6 ----------------------------
+# Region 900's node has IPv4 "none": connecting at all is over IPv6.
+check "both nodes' workers connected to region 900 (IPv6 only)" \
+	bash -c "grep -q 'DERP derp900.testcontrol.invalid: connected' '$T/sup.log' &&
+		grep -q 'DERP derp900.testcontrol.invalid: connected' '$T/sup-b.log'"
+ip netns exec "$RT" nft add rule inet tscni_v6u forward meta l4proto udp \
+	ip6 saddr '{ 2001:db8:a::/64, 2001:db8:b::/64 }' ip6 daddr '{ 2001:db8:a::/64, 2001:db8:b::/64 }' drop
+r0=$(tc_get /derp | jq '[.[].relayed] | add')
+check "pod 0 pings pod 1 through DERP (${POD6[1]})" ns_ping_until "${POD_NS[0]}" "${POD6[1]}"
+check "pod 1 pings pod 0 through DERP (${POD4[0]})" ns_ping_until "${POD_NS[1]}" "${POD4[0]}"
+SIZE=$((5 * 1000 * 1000))
+head -c "$SIZE" /dev/urandom >"$T/big.in"
+transfer "${POD_NS[0]}" "${POD_NS[1]}" "${POD4[1]}" 5201 "pod 0 -> pod 1 through DERP (5 MB)"
+r1=$(tc_get /derp | jq '[.[].relayed] | add')
+echo "# DERP over IPv6 relayed $((r1 - r0)) packets"
+check "DERP (IPv6 only) relayed the pings and the stream ($((r1 - r0)) packets)" \
+	test $((r1 - r0)) -ge $((SIZE / 1280))
+node_use a
+peer_wait "${POD_UID[0]}" "${POD4[1]}" '.path | startswith("derp-900")'
+rc=$?
+check "pod 0's status: pod 1 through DERP region 900 ($(jq -r .path <<<"$PEER"))" test $rc -eq 0
 
 node_use b
 pod_del 1

@@ -99,21 +99,22 @@ static struct tc_derp_region *region_of(const struct tc_conn *c)
 
 int derp_region_open(struct tc_server *s, struct tc_derp_region *r)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
+	struct sockaddr_storage sa;
+	socklen_t salen;
 	char hostport[96];
 	int ret;
 
-	snprintf(hostport, sizeof(hostport), "%s:%d", r->host, r->port);
+	snprintf(hostport, sizeof(hostport), strchr(r->host, ':') ? "[%s]:%d" : "%s:%d", r->host,
+		 r->port);
 	ret = net_listen_fd(hostport, &r->lfd, &r->port);
 	if (ret < 0)
 		return ret;
-	sa.sin_port = htons((uint16_t)r->port);
-	if (inet_pton(AF_INET, r->host, &sa.sin_addr) != 1)
+	if (net_sockaddr(r->host, r->port, &sa, &salen) < 0)
 		return -EINVAL;
-	r->ufd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	r->ufd = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (r->ufd < 0)
 		return -errno;
-	if (bind(r->ufd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (bind(r->ufd, (struct sockaddr *)&sa, salen) < 0) {
 		ret = -errno;
 		close(r->ufd);
 		r->ufd = -1;
@@ -378,8 +379,8 @@ void derp_keepalive(struct tc_server *s, unsigned long long now)
  * else is dropped. */
 void derp_stun_input(struct tc_derp_region *r)
 {
-	uint8_t in[1500], out[STUN_HDR_LEN + 12];
-	struct sockaddr_in from;
+	uint8_t in[1500], out[STUN_HDR_LEN + 24];
+	struct sockaddr_storage from;
 	socklen_t flen = sizeof(from);
 	ssize_t n;
 
@@ -394,20 +395,34 @@ void derp_stun_input(struct tc_derp_region *r)
 		memset(out, 0, sizeof(out));
 		out[0] = STUN_BINDING_SUCCESS >> 8;
 		out[1] = STUN_BINDING_SUCCESS & 0xff;
-		out[3] = 12;
 		memcpy(out + 4, in + 4, 16); /* cookie and transaction id */
 		out[STUN_HDR_LEN + 1] = STUN_ATTR_XOR_MAPPED;
-		out[STUN_HDR_LEN + 3] = 8;
-		out[STUN_HDR_LEN + 5] = 0x01; /* IPv4 */
-		{
-			uint16_t port = ntohs(from.sin_port) ^ (uint16_t)(stun_cookie >> 16);
-			uint32_t addr = ntohl(from.sin_addr.s_addr) ^ stun_cookie;
+		if (from.ss_family == AF_INET) {
+			const struct sockaddr_in *f4 = (const struct sockaddr_in *)&from;
+			uint16_t port = ntohs(f4->sin_port) ^ (uint16_t)(stun_cookie >> 16);
+			uint32_t addr = ntohl(f4->sin_addr.s_addr) ^ stun_cookie;
 
+			out[3] = 12;
+			out[STUN_HDR_LEN + 3] = 8;
+			out[STUN_HDR_LEN + 5] = 0x01; /* IPv4 */
 			out[STUN_HDR_LEN + 6] = (uint8_t)(port >> 8);
 			out[STUN_HDR_LEN + 7] = (uint8_t)port;
 			put_be32(out + STUN_HDR_LEN + 8, addr);
+		} else {
+			/* IPv6: the address XORed with the cookie and the
+			 * transaction id (RFC 8489 14.2). */
+			const struct sockaddr_in6 *f6 = (const struct sockaddr_in6 *)&from;
+			uint16_t port = ntohs(f6->sin6_port) ^ (uint16_t)(stun_cookie >> 16);
+
+			out[3] = 24;
+			out[STUN_HDR_LEN + 3] = 20;
+			out[STUN_HDR_LEN + 5] = 0x02;
+			out[STUN_HDR_LEN + 6] = (uint8_t)(port >> 8);
+			out[STUN_HDR_LEN + 7] = (uint8_t)port;
+			for (int i = 0; i < 16; i++)
+				out[STUN_HDR_LEN + 8 + i] = f6->sin6_addr.s6_addr[i] ^ in[4 + i];
 		}
-		sendto(r->ufd, out, sizeof(out), 0, (struct sockaddr *)&from, flen);
+		sendto(r->ufd, out, STUN_HDR_LEN + (size_t)out[3], 0, (struct sockaddr *)&from, flen);
 		flen = sizeof(from);
 	}
 }
@@ -422,16 +437,27 @@ json_t *derp_map(struct tc_server *s)
 		const struct tc_derp_region *r = &s->derp[i];
 		char id[16], code[16], name[16];
 
+		bool v6 = strchr(r->host, ':') != NULL;
+		char host[64];
+
 		snprintf(id, sizeof(id), "%d", r->id);
 		snprintf(code, sizeof(code), "test%d", i + 1);
 		snprintf(name, sizeof(name), "%da", r->id);
+		/* An IPv6-only region is dialled by name, as real DERP maps
+		 * are, with its literal in IPv6: a URL cannot carry a bare
+		 * IPv6 host name. */
+		if (v6)
+			snprintf(host, sizeof(host), "derp%d.testcontrol.invalid", r->id);
+		else
+			snprintf(host, sizeof(host), "%s", r->host);
 		json_object_set_new(
 			regions, id,
 			json_pack("{s:i, s:s, s:s, s:[{s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:b}]}",
 				  "RegionID", r->id, "RegionCode", code, "RegionName",
 				  "testcontrol DERP", "Nodes", "Name", name, "RegionID", r->id,
-				  "HostName", r->host, "IPv4", r->host, "IPv6", "none", "STUNPort",
-				  r->port, "DERPPort", r->port, "InsecureForTests", 1));
+				  "HostName", host, "IPv4", v6 ? "none" : r->host, "IPv6",
+				  v6 ? r->host : "none", "STUNPort", r->port, "DERPPort", r->port,
+				  "InsecureForTests", 1));
 	}
 	return json_pack("{s:o}", "Regions", regions);
 }

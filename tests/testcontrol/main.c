@@ -135,7 +135,11 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			memcpy(r->host, optarg, (size_t)(colon - optarg));
+			/* "[v6]:port": the brackets go. */
+			if (optarg[0] == '[' && colon > optarg + 1 && colon[-1] == ']')
+				memcpy(r->host, optarg + 1, (size_t)(colon - optarg - 2));
+			else
+				memcpy(r->host, optarg, (size_t)(colon - optarg));
 			r->id = TC_DERP_REGION + s.nderp++;
 			r->lfd = r->ufd = -1;
 			r->down = true; /* until derp_region_open */
@@ -226,7 +230,8 @@ int main(int argc, char **argv)
 	printf("listening http=%s https=%s admin=%s ca=%s", s.addr[TC_CONN_HTTP],
 	       s.addr[TC_CONN_HTTPS], s.addr[TC_CONN_ADMIN], s.ca_path);
 	for (int i = 0; i < s.nderp; i++)
-		printf("%s%s:%d", i ? "," : " derp=", s.derp[i].host, s.derp[i].port);
+		printf(strchr(s.derp[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d", i ? "," : " derp=",
+		       s.derp[i].host, s.derp[i].port);
 	printf("\n");
 	fflush(stdout);
 	log_info("listening http=%s https=%s admin=%s", s.addr[TC_CONN_HTTP], s.addr[TC_CONN_HTTPS],

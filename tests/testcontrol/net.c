@@ -59,12 +59,41 @@ void tc_buf_free(struct tc_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
+int net_sockaddr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char h[64];
+	size_t n = strlen(host);
+
+	memset(ss, 0, sizeof(*ss));
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		host++;
+		n -= 2;
+	}
+	if (n >= sizeof(h))
+		return -EINVAL;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	if (inet_pton(AF_INET, h, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, h, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
 int net_listen_fd(const char *hostport, int *fd_out, int *port_out)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t salen = sizeof(sa);
+	struct sockaddr_storage sa;
+	socklen_t salen;
 	const char *colon = strrchr(hostport, ':');
-	char host[48], *end;
+	char host[64], *end;
 	unsigned long port;
 	int fd, one = 1;
 
@@ -76,14 +105,13 @@ int net_listen_fd(const char *hostport, int *fd_out, int *port_out)
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);
 	if (errno || *end || end == colon + 1 || port > 65535 ||
-	    inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+	    net_sockaddr(host, (int)port, &sa, &salen) < 0)
 		return -EINVAL;
-	sa.sin_port = htons((uint16_t)port);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0 ||
+	if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, 128) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
 		int ret = -errno;
 
@@ -91,7 +119,8 @@ int net_listen_fd(const char *hostport, int *fd_out, int *port_out)
 		return ret;
 	}
 	*fd_out = fd;
-	*port_out = ntohs(sa.sin_port);
+	*port_out = sa.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&sa)->sin_port)
+					    : ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
 	return 0;
 }
 

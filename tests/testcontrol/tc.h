@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
@@ -208,6 +209,8 @@ int net_listen(struct tc_server *s, enum tc_conn_kind kind, const char *hostport
 /* A listening TCP socket on hostport (IPv4 HOST:PORT, PORT 0 for any);
  * *port_out is the port it got. */
 int net_listen_fd(const char *hostport, int *fd_out, int *port_out);
+/* host (IPv4, IPv6, or [IPv6]) and port as a socket address. 0 or -EINVAL. */
+int net_sockaddr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
 int net_run(struct tc_server *s);
 /* Queues bytes for the peer of c; for Noise connections they are HTTP/2
  * bytes produced by nghttp2 and sealed here. */
