@@ -112,9 +112,9 @@ struct netops_routes_result {
  *   it overlaps neither a deny entry nor an own prefix.
  * A wide route contained in an own prefix is refused; one that contains an
  * own prefix is kept (the longer prefix keeps the pod's traffic). */
-size_t netops_routes_plan(const struct ip_prefix *want, size_t n, const struct netops_route_policy *pol,
-			  const struct ip_prefix *own, size_t n_own, struct ip_prefix *out,
-			  struct netops_routes_result *res);
+size_t netops_routes_plan(const struct ip_prefix *want, size_t n,
+			  const struct netops_route_policy *pol, const struct ip_prefix *own,
+			  size_t n_own, struct ip_prefix *out, struct netops_routes_result *res);
 
 /* Makes ts0's routes (main table, RTPROT_STATIC, single next hop ifindex)
  * in nsfd exactly netops_routes_plan(want): removes the others, adds the

@@ -65,9 +65,9 @@ static const struct ip_prefix *own_conflict(const struct ip_prefix *p, bool any_
 	return NULL;
 }
 
-size_t netops_routes_plan(const struct ip_prefix *want, size_t n, const struct netops_route_policy *pol,
-			  const struct ip_prefix *own, size_t n_own, struct ip_prefix *out,
-			  struct netops_routes_result *res)
+size_t netops_routes_plan(const struct ip_prefix *want, size_t n,
+			  const struct netops_route_policy *pol, const struct ip_prefix *own,
+			  size_t n_own, struct ip_prefix *out, struct netops_routes_result *res)
 {
 	static const struct netops_route_policy none;
 	size_t k = 0;
@@ -197,6 +197,20 @@ struct scan {
 	bool own_full;
 };
 
+/* One of the pod's own networks, unless it is one we never route over
+ * anyway (loopback, link-local, multicast, a default route). */
+static void own_add(struct scan *s, struct ip_prefix *p)
+{
+	if (skip_own(p))
+		return;
+	if (s->n_own >= NETOPS_OWN_MAX) {
+		s->own_full = true;
+		return;
+	}
+	ip_prefix_mask(p);
+	s->own[s->n_own++] = *p;
+}
+
 static void scan_route(struct nl_object *obj, void *arg)
 {
 	struct rtnl_route *r = (struct rtnl_route *)obj;
@@ -215,14 +229,7 @@ static void scan_route(struct nl_object *obj, void *arg)
 		s->ours[s->n_ours++] = p;
 		return;
 	}
-	if (skip_own(&p))
-		return;
-	if (s->n_own >= NETOPS_OWN_MAX) {
-		s->own_full = true;
-		return;
-	}
-	ip_prefix_mask(&p);
-	s->own[s->n_own++] = p;
+	own_add(s, &p);
 }
 
 static void scan_addr(struct nl_object *obj, void *arg)
@@ -231,18 +238,11 @@ static void scan_addr(struct nl_object *obj, void *arg)
 	struct scan *s = arg;
 	struct ip_prefix p;
 
-	if (rtnl_addr_get_ifindex(a) == s->ifindex ||
-	    !prefix_from_nl(rtnl_addr_get_local(a), &p))
+	if (rtnl_addr_get_ifindex(a) == s->ifindex || !prefix_from_nl(rtnl_addr_get_local(a), &p))
 		return;
 	p.len = (uint8_t)rtnl_addr_get_prefixlen(a);
-	if (!prefix_valid(&p) || skip_own(&p))
-		return;
-	if (s->n_own >= NETOPS_OWN_MAX) {
-		s->own_full = true;
-		return;
-	}
-	ip_prefix_mask(&p);
-	s->own[s->n_own++] = p;
+	if (prefix_valid(&p))
+		own_add(s, &p);
 }
 
 static int dump(struct nl_sock *sk, bool routes, struct nl_cache **out)

@@ -175,8 +175,8 @@ static struct attachment *netop_attachment(struct pods *p, struct worker *w, uin
 
 	if (!p || p->stopping) {
 		if (set)
-			workers_routes_reply(w, id, -EAGAIN, "the supervisor is starting or stopping",
-					     0, 0, 0);
+			workers_routes_reply(w, id, -EAGAIN,
+					     "the supervisor is starting or stopping", 0, 0, 0);
 		else
 			workers_netop_reply(w, id, -EAGAIN,
 					    "the supervisor is starting or stopping");
@@ -211,8 +211,7 @@ static struct netop_job *job_new(struct pods *p, struct worker *w, uint32_t id,
 	return j;
 }
 
-void pods_on_route_set(struct worker *w, uint32_t id, struct ip_prefix *routes, size_t n,
-		       void *arg)
+void pods_on_route_set(struct worker *w, uint32_t id, struct ip_prefix *routes, size_t n, void *arg)
 {
 	struct supervisor *sup = arg;
 	struct pods *p = sup->pods;

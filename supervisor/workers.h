@@ -117,7 +117,7 @@ struct workers_config {
 	worker_netop_fn *netop;		    /* NULL: requests answered -EOPNOTSUPP */
 	bool force_fallbacks; /* tests: the zygote forks + pidfd_open, no close_range */
 	void *netop_arg;
-	worker_routes_fn *routes; /* NULL: RouteSets answered -EOPNOTSUPP; arg: netop_arg */
+	worker_routes_fn *routes;   /* NULL: RouteSets answered -EOPNOTSUPP; arg: netop_arg */
 	worker_resolve_fn *resolve; /* NULL: requests answered "no resolver configured" */
 	void *resolve_arg;
 	worker_derpmap_fn *derpmap; /* NULL: DerpMapReports are ignored */

@@ -341,7 +341,8 @@ static int on_route_set(struct worker *w, const Tscni__WorkerMsg *m, const char 
 
 	(void)why;
 	if (w->rs_busy) {
-		workers_netop_reply(w, q->id, -EBUSY, "the previous route set is still being applied");
+		workers_netop_reply(w, q->id, -EBUSY,
+				    "the previous route set is still being applied");
 		return 0;
 	}
 	if (w->rs && w->rs_id != q->id) {

@@ -42,8 +42,8 @@
 #endif
 
 enum workers_proto {
-	WORKERS_PROTO_MIN = 1, /* the supervisor <-> worker versions we speak */
-	WORKERS_PROTO_MAX = 2, /* 2: RouteSet */
+	WORKERS_PROTO_MIN = 1,	 /* the supervisor <-> worker versions we speak */
+	WORKERS_PROTO_MAX = 2,	 /* 2: RouteSet */
 	WORKERS_RECV_BATCH = 32, /* messages per poll wake-up: one worker cannot starve others */
 	WORKERS_ZYGOTE_RESTART_MS = 100,
 	WORKERS_ZYGOTE_REPLY_MAX = 128,

@@ -59,7 +59,8 @@ int main(int argc, char **argv)
 	}
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-		fprintf(stderr, "dns_upstream: bind %s:%s: %s\n", argv[1], argv[2], strerror(errno));
+		fprintf(stderr, "dns_upstream: bind %s:%s: %s\n", argv[1], argv[2],
+			strerror(errno));
 		return 1;
 	}
 	printf("listening\n");

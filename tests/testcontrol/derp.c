@@ -422,7 +422,8 @@ void derp_stun_input(struct tc_derp_region *r)
 			for (int i = 0; i < 16; i++)
 				out[STUN_HDR_LEN + 8 + i] = f6->sin6_addr.s6_addr[i] ^ in[4 + i];
 		}
-		sendto(r->ufd, out, STUN_HDR_LEN + (size_t)out[3], 0, (struct sockaddr *)&from, flen);
+		sendto(r->ufd, out, STUN_HDR_LEN + (size_t)out[3], 0, (struct sockaddr *)&from,
+		       flen);
 		flen = sizeof(from);
 	}
 }

@@ -230,8 +230,8 @@ int main(int argc, char **argv)
 	printf("listening http=%s https=%s admin=%s ca=%s", s.addr[TC_CONN_HTTP],
 	       s.addr[TC_CONN_HTTPS], s.addr[TC_CONN_ADMIN], s.ca_path);
 	for (int i = 0; i < s.nderp; i++)
-		printf(strchr(s.derp[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d", i ? "," : " derp=",
-		       s.derp[i].host, s.derp[i].port);
+		printf(strchr(s.derp[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d",
+		       i ? "," : " derp=", s.derp[i].host, s.derp[i].port);
 	printf("\n");
 	fflush(stdout);
 	log_info("listening http=%s https=%s admin=%s", s.addr[TC_CONN_HTTP], s.addr[TC_CONN_HTTPS],

@@ -56,9 +56,10 @@ static const char *const cluster[] = {"100.64.5.0/24", "10.244.0.0/16", NULL};
  * a peer address inside the pod's own network is refused, naming it. */
 static void test_default(void **state)
 {
-	static const char *const want[] = {
-		"100.100.100.100/32", "fd7a:115c:a1e0::53/128", "100.64.0.2/32",
-		"fd7a:115c:a1e0::2/128", "10.77.0.0/16", "100.64.5.0/25", "100.64.5.9/32", NULL};
+	static const char *const want[] = {"100.100.100.100/32", "fd7a:115c:a1e0::53/128",
+					   "100.64.0.2/32",	 "fd7a:115c:a1e0::2/128",
+					   "10.77.0.0/16",	 "100.64.5.0/25",
+					   "100.64.5.9/32",	 NULL};
 	char t[IP_PREFIX_STRLEN];
 
 	(void)state;
@@ -83,9 +84,15 @@ static void test_accept_routes(void **state)
 		{.family = AF_INET, .len = 16, .addr = {10, 78}},
 	};
 	struct netops_route_policy pol = {.accept_routes = true, .deny = deny, .n_deny = 1};
-	static const char *const want[] = {"10.77.0.0/16", "10.78.1.0/24",	 "100.64.5.0/25",
-					   "10.0.0.0/8",   "0.0.0.0/0",		 "192.168.9.0/24",
-					   "2001:db8::/32", "fd7a:115c:a1e0:9::/64", NULL};
+	static const char *const want[] = {"10.77.0.0/16",
+					   "10.78.1.0/24",
+					   "100.64.5.0/25",
+					   "10.0.0.0/8",
+					   "0.0.0.0/0",
+					   "192.168.9.0/24",
+					   "2001:db8::/32",
+					   "fd7a:115c:a1e0:9::/64",
+					   NULL};
 
 	(void)state;
 	assert_string_equal(plan(&pol, cluster, want),
@@ -104,8 +111,8 @@ static void test_route_all(void **state)
 {
 	struct netops_route_policy pol = {.route_all = true};
 	static const char *const want[] = {"100.100.100.100/32", "fd7a:115c:a1e0::53/128",
-					   "100.64.0.2/32", "fd7a:115c:a1e0::2/128", "10.77.0.0/16",
-					   NULL};
+					   "100.64.0.2/32",	 "fd7a:115c:a1e0::2/128",
+					   "10.77.0.0/16",	 NULL};
 	static const char *const big[] = {"100.0.0.0/8", NULL};
 
 	(void)state;
