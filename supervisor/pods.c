@@ -666,6 +666,9 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			b->s.stun_bad_txid = ws.stun_bad_txid;
 			b->s.stun_malformed = ws.stun_malformed;
 			b->s.derp_bad_frames = ws.derp_bad_frames;
+			b->s.dns_queries = ws.dns_queries;
+			b->s.dns_answers = ws.dns_answers;
+			b->s.dns_forwarded = ws.dns_forwarded;
 			peers_fill(b, a->worker, &peer_budget);
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);

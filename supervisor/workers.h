@@ -183,6 +183,7 @@ struct worker_stats {
 	bool configured;
 	uint64_t disco_unknown_sender, disco_bad_box, stun_bad_txid, stun_malformed;
 	uint64_t derp_bad_frames;
+	uint64_t dns_queries, dns_answers, dns_forwarded; /* quad-100 */
 };
 
 /* One peer of a worker's last Stats.peer, checked (validate_worker_msg) and

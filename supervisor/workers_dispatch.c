@@ -217,6 +217,9 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.stun_bad_txid = s->stun_bad_txid,
 		.stun_malformed = s->stun_malformed,
 		.derp_bad_frames = s->derp_bad_frames,
+		.dns_queries = s->dns_queries,
+		.dns_answers = s->dns_answers,
+		.dns_forwarded = s->dns_forwarded,
 	};
 	peers_copy(w, s);
 	r.stats = w->stats;

@@ -76,6 +76,9 @@ static void send_stats(struct worker_ctx *ctx)
 		s.stun_bad_txid = st.drops[DATAPLANE_DROP_STUN];
 		s.stun_malformed = st.drops[DATAPLANE_DROP_STUN_MALFORMED];
 		s.derp_bad_frames = derp_link_bad_frames(ctx->derp);
+		s.dns_queries = st.dns_queries;
+		s.dns_answers = st.dns_answers;
+		s.dns_forwarded = st.dns_forwarded;
 		peers = peers_fill(ctx, &s);
 	} else {
 		s.tun_rx_packets = atomic_load(&ctx->tun_rx_packets);

@@ -128,6 +128,15 @@ done
 check "without default resolvers an outside name is REFUSED again" grep -q REFUSED <<<"$out"
 check "... while the split-DNS route still forwards" resolves db.corp.example ahostsv4 10.9.8.8
 
+# status --json counts pod 0's quad-100 traffic (each status asks for fresh
+# Stats: the second answer has them).
+sup_status_json >/dev/null
+st=$(sup_status_json | jq -c --arg u "${POD_UID[0]}" '.pods[] | select(.pod_uid == $u) |
+	{dns_queries, dns_answers, dns_forwarded}')
+check "status --json: pod 0's quad-100 counters ($st)" \
+	jqq '.dns_queries >= 20 and .dns_answers >= 20 and .dns_forwarded >= 2 and
+		.dns_answers <= .dns_queries' <<<"$st"
+
 # --- 5. a peer leaves ---------------------------------------------------------
 pod_del 1
 t0=$(now_ms)
