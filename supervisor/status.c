@@ -284,8 +284,7 @@ static int print_json(const Tscni__StatusReply *st)
 				    json_integer((json_int_t)p->derp_bad_frames));
 		json_object_set_new(o, "dns_queries", json_integer((json_int_t)p->dns_queries));
 		json_object_set_new(o, "dns_answers", json_integer((json_int_t)p->dns_answers));
-		json_object_set_new(o, "dns_forwarded",
-				    json_integer((json_int_t)p->dns_forwarded));
+		json_object_set_new(o, "dns_forwarded", json_integer((json_int_t)p->dns_forwarded));
 		json_object_set_new(o, "peer_status", jpeers(p));
 		json_object_set_new(o, "peers_left_off", json_integer(p->peers_left_off));
 		json_array_append_new(pods, o);

@@ -101,8 +101,8 @@ void routes_update(struct worker_ctx *ctx, const struct netmap *nm)
 	for (size_t i = 0; i < nm->n_peers; i++)
 		n += nm->peers[i]->n_addresses + nm->peers[i]->n_primary_routes;
 	if (n > ROUTE_SET_TOTAL_MAX) {
-		log_warn("pod %s: the netmap reaches %zu prefixes; ts0 gets the first %d", ctx->pod_uid,
-			 n, ROUTE_SET_TOTAL_MAX);
+		log_warn("pod %s: the netmap reaches %zu prefixes; ts0 gets the first %d",
+			 ctx->pod_uid, n, ROUTE_SET_TOTAL_MAX);
 		n = ROUTE_SET_TOTAL_MAX;
 	}
 	want = xcalloc(n, sizeof(*want));

@@ -12,7 +12,7 @@ struct worker_ctx;
 struct netmap;
 
 enum routes_limits {
-	ROUTES_PART = 2000,	  /* prefixes per RouteSet datagram (< WMSG_MAX_LEN) */
+	ROUTES_PART = 2000,	/* prefixes per RouteSet datagram (< WMSG_MAX_LEN) */
 	ROUTES_RETRY_MS = 1000, /* after a refused or failed set */
 };
 

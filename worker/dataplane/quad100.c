@@ -29,16 +29,17 @@
 #include "tunio.h"
 
 enum dp_q100_limits {
-	DP_Q100_SLOTS = 16,	  /* reply packets waiting for the TUN write */
-	DP_Q100_BUF = 1536,	  /* one reply packet */
-	DP_Q100_TCP = 16,	  /* TCP connections */
-	DP_Q100_TCP_RX = 2 * 1200 + 2, /* unanswered query bytes of one connection: two full segments */
+	DP_Q100_SLOTS = 16, /* reply packets waiting for the TUN write */
+	DP_Q100_BUF = 1536, /* one reply packet */
+	DP_Q100_TCP = 16,   /* TCP connections */
+	DP_Q100_TCP_RX =
+		2 * 1200 + 2,	  /* unanswered query bytes of one connection: two full segments */
 	DP_Q100_TCP_REPLY = 8192, /* the largest answer over TCP (else TC) */
 	DP_Q100_TCP_IDLE_MS = 10000,
 	DP_Q100_MSS = 1200, /* fits ts0's MTU of 1280 with IPv6 and TCP headers */
 	DP_Q100_FWD = 64,   /* forwarded queries awaiting their answer */
 	DP_Q100_FWD_MS = 5000,
-	DP_Q100_FWD_TO = 3, /* resolvers asked per query */
+	DP_Q100_FWD_TO = 3,	/* resolvers asked per query */
 	DP_Q100_UDP_MAX = 1232, /* a reply over UDP (EDNS's safe size) */
 	DP_Q100_TTL = 64,
 	DP_DNS_PORT = 53,
@@ -447,7 +448,8 @@ static void tcp_reset(struct dataplane *dp, const struct dp_q100_peer *peer, con
 		tcp_segment(dp, &c, PACKET_TCP_RST, NULL, 0, false);
 	} else {
 		/* SYN and FIN each count one in the sequence space. */
-		c.rcv_nxt = load32(th + 4) + (uint32_t)seglen + ((th[13] & PACKET_TCP_SYN) ? 1 : 0) +
+		c.rcv_nxt = load32(th + 4) + (uint32_t)seglen +
+			    ((th[13] & PACKET_TCP_SYN) ? 1 : 0) +
 			    ((th[13] & PACKET_TCP_FIN) ? 1 : 0);
 		tcp_segment(dp, &c, PACKET_TCP_RST | PACKET_TCP_ACK, NULL, 0, false);
 	}
@@ -720,8 +722,7 @@ bool dataplane__q100_rx(struct dataplane *dp, const struct packet *p, const uint
 	size_t end = p->len < p->buf_len ? p->len : p->buf_len;
 
 	if (p->dst_port != DP_DNS_PORT || (p->flags & PACKET_F_FRAGMENT) ||
-	    (p->proto != PACKET_PROTO_UDP && p->proto != PACKET_PROTO_TCP) ||
-	    p->payload_off > end)
+	    (p->proto != PACKET_PROTO_UDP && p->proto != PACKET_PROTO_TCP) || p->payload_off > end)
 		return false;
 	if (!q100_init(dp))
 		return false;

@@ -1,7 +1,7 @@
 /* TUN -> peers: what the pod sends, read from the TUN in batches, passed
  * through the packet filter (outbound: flows recorded, DNS to quad-100
- * answered by quad100.c, the rest of quad-100 and TSMP dropped), encrypted by WireGuard and sent on the UDP socket(s). The
- * sending half (dataplane__udp_flush) also carries handshakes, keepalives
+ * answered by quad100.c, the rest of quad-100 and TSMP dropped), encrypted by WireGuard and sent on
+ * the UDP socket(s). The sending half (dataplane__udp_flush) also carries handshakes, keepalives
  * and TSMP answers. */
 #include "dataplane.h"
 

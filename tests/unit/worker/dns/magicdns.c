@@ -1088,15 +1088,14 @@ static void test_builder(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_a_aaaa),	   cmocka_unit_test(test_case_insensitive),
-		cmocka_unit_test(test_bare_names), cmocka_unit_test(test_no_such_name_or_type),
-		cmocka_unit_test(test_class),	   cmocka_unit_test(test_forward_refused),
-		cmocka_unit_test(test_split),
-		cmocka_unit_test(test_ptr_v4),	   cmocka_unit_test(test_ptr_v6),
-		cmocka_unit_test(test_formerr),	   cmocka_unit_test(test_notimp_drop),
-		cmocka_unit_test(test_truncation), cmocka_unit_test(test_edns),
-		cmocka_unit_test(test_id_rd),	   cmocka_unit_test(test_glibc),
-		cmocka_unit_test(test_builder),
+		cmocka_unit_test(test_a_aaaa),	    cmocka_unit_test(test_case_insensitive),
+		cmocka_unit_test(test_bare_names),  cmocka_unit_test(test_no_such_name_or_type),
+		cmocka_unit_test(test_class),	    cmocka_unit_test(test_forward_refused),
+		cmocka_unit_test(test_split),	    cmocka_unit_test(test_ptr_v4),
+		cmocka_unit_test(test_ptr_v6),	    cmocka_unit_test(test_formerr),
+		cmocka_unit_test(test_notimp_drop), cmocka_unit_test(test_truncation),
+		cmocka_unit_test(test_edns),	    cmocka_unit_test(test_id_rd),
+		cmocka_unit_test(test_glibc),	    cmocka_unit_test(test_builder),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
