@@ -1,23 +1,41 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages tailscale-cni needs to build, test and run
-# its local setup. Idempotent, and quiet when everything is already there.
+# Installs the Debian 12 packages tailscale-cni needs. Idempotent, and quiet
+# when everything is already there.
+#   scripts/install-deps.sh          everything: build, run, every test suite
+#   scripts/install-deps.sh --demo   only what scripts/demo.sh needs
 set -euo pipefail
 
-packages=(
+demo=(
 	# build
-	build-essential cmake pkg-config clang protobuf-c-compiler
+	build-essential cmake pkg-config protobuf-c-compiler
 	# libraries
 	libuv1-dev libnl-3-dev libnl-route-3-dev libsodium-dev libb2-dev
 	libcurl4-openssl-dev libnghttp2-dev libjansson-dev libzstd-dev libprotobuf-c-dev
-	libseccomp-dev libcap-ng-dev libcmocka-dev
-	# tests/testcontrol only: its TLS server (libcurl already depends on it)
+	libseccomp-dev libcap-ng-dev
+	# tests/testcontrol, the demo's local tailnet: its TLS server
 	libssl-dev
-	# tests: sanitizer and fuzzer runtimes, real peers, runtimes, tools
-	libclang-rt-14-dev valgrind
-	iproute2 util-linux procps jq curl
-	wireguard-go wireguard-tools iperf3 containernetworking-plugins
-	podman runc busybox-static nftables
+	# the demo's node and pods: netns, the primary CNI plugins, ping, JSON
+	iproute2 containernetworking-plugins busybox-static jq curl
 )
+tests=(
+	clang libcmocka-dev
+	# sanitizer and fuzzer runtimes, real peers, runtimes, tools
+	libclang-rt-14-dev valgrind util-linux procps
+	wireguard-go wireguard-tools iperf3 podman runc nftables
+)
+
+case ${1:-} in
+"") packages=("${demo[@]}" "${tests[@]}") ;;
+--demo) packages=("${demo[@]}") ;;
+-h | --help | help)
+	echo "usage: scripts/install-deps.sh [--demo]  (--demo: only what scripts/demo.sh needs)"
+	exit 0
+	;;
+*)
+	echo "install-deps: unexpected argument '$1' (see --help)" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,7 +48,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: need root to install: ${missing[*]}" >&2
 	exit 1
 fi
-echo "install-deps: installing ${missing[*]}" >&2
+echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -55,7 +55,8 @@ step "dependencies"
 "$src/scripts/install-deps.sh" || exit 1
 
 step "build (-Werror)"
-cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSCNI_WERROR=ON >/dev/null &&
+cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSCNI_WERROR=ON \
+	-DBUILD_TESTING=ON >/dev/null &&
 	cmake --build "$out/build" -j"$jobs" || exit 1
 
 step "unit, netns, e2e, drill"
@@ -68,7 +69,7 @@ run fallbacks env TSCNI_FORCE_FALLBACK=all ctest --test-dir "$out/build" -L netn
 
 step "ASan+UBSan build: unit and netns"
 cmake -S "$src" -B "$out/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTSCNI_WERROR=ON \
-	-DTSCNI_SANITIZE=address,undefined >/dev/null &&
+	-DTSCNI_SANITIZE=address,undefined -DBUILD_TESTING=ON >/dev/null &&
 	cmake --build "$out/build-asan" -j"$jobs" || failed+=(asan-build)
 run asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
