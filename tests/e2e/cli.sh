@@ -72,6 +72,22 @@ run_cmd "$SUP" roll-workers --socket
 exactly "roll-workers --socket without a value" \
 	"tailscale-cni-supervisor roll-workers: option '--socket' needs a value (see --help)" "$ERR"
 
+# The worker binary, as a person might run it.
+WORKER=$TSCNI_BUILD_DIR/worker/tailscale-cni-worker
+VER=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$TSCNI_BUILD_DIR/CMakeCache.txt")
+run_cmd "$WORKER" --version
+exactly "worker --version" "tailscale-cni-worker $VER" "$OUT"
+run_cmd "$WORKER" -h
+check "worker -h: usage on stdout, exit 0 ($RC)" bash -c "[[ $RC -eq 0 && '${OUT:0:27}' == 'usage: tailscale-cni-worker' ]]"
+run_cmd "$WORKER" --frob
+exactly "worker --frob" "tailscale-cni-worker: unknown option '--frob' (see --help)" "$ERR"
+run_cmd "$WORKER"
+exactly "worker without --zygote" \
+	"tailscale-cni-worker: only the supervisor starts me, as --zygote (see --help)" "$ERR"
+run_cmd "$WORKER" --zygote --max-forks
+exactly "worker --max-forks without a value" \
+	"tailscale-cni-worker: --max-forks needs a value (see --help)" "$ERR"
+
 # Privileges: as nobody, and as root without CAP_KILL.
 mkdir -m 0777 "$T/np"
 run_cmd setpriv --reuid=65534 --regid=65534 --clear-groups "$SUP" run --state-dir "$T/np/state" \

@@ -41,12 +41,22 @@ int main(int argc, char **argv)
 			cfg.force_fallbacks = true;
 			continue;
 		}
-		if (!strcmp(a, "--help")) {
+		if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "help")) {
 			usage(stdout);
 			return 0;
 		}
+		if (!strcmp(a, "--version")) {
+			printf("tailscale-cni-worker %s\n", TSCNI_VERSION);
+			return 0;
+		}
+		if (strcmp(a, "--cgroup-parent") && strcmp(a, "--max-forks") &&
+		    strcmp(a, "--sandbox") && strcmp(a, "--log-level")) {
+			fprintf(stderr, "tailscale-cni-worker: unknown option '%s' (see --help)\n",
+				a);
+			return 2;
+		}
 		if (!v) {
-			fprintf(stderr, "tailscale-cni-worker: %s needs a value\n", a);
+			fprintf(stderr, "tailscale-cni-worker: %s needs a value (see --help)\n", a);
 			return 2;
 		}
 		i++;
@@ -94,14 +104,11 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			log_set_level(level);
-		} else {
-			fprintf(stderr, "tailscale-cni-worker: unknown option %s\n", a);
-			usage(stderr);
-			return 2;
 		}
 	}
 	if (!zygote) {
-		usage(stderr);
+		fprintf(stderr, "tailscale-cni-worker: only the supervisor starts me, as --zygote "
+				"(see --help)\n");
 		return 2;
 	}
 	return zygote_run(&cfg);
