@@ -88,6 +88,10 @@ static void create_key(struct tc_conn *c, json_t *req)
 		fail(c, 400, "expires_in must be an integer number of seconds");
 		return;
 	}
+	if (api_count_keys(s) >= TC_KEYS_MAX) {
+		fail(c, 409, "too many pre-auth keys (4096)");
+		return;
+	}
 	k = xcalloc(1, sizeof(*k));
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
@@ -96,6 +100,7 @@ static void create_key(struct tc_conn *c, json_t *req)
 	k->reusable = json_is_true(json_object_get(req, "reusable"));
 	k->ephemeral = json_is_true(json_object_get(req, "ephemeral"));
 	k->preauthorized = pre ? json_is_true(pre) : true;
+	k->created = tc_now();
 	k->tags = tags ? json_deep_copy(tags) : json_array();
 	if (exp)
 		k->expires = tc_now() + json_integer_value(exp);
@@ -110,14 +115,23 @@ static void create_key(struct tc_conn *c, json_t *req)
 			k->tags));
 }
 
+/* The node named by {"node_key": "nodekey:…"} or {"id": N}; answers 400
+ * or 404 itself and returns NULL when there is none. */
 static struct tc_node *node_arg(struct tc_conn *c, json_t *req)
 {
 	const char *text = json_string_value(json_object_get(req, "node_key"));
+	json_t *id = json_object_get(req, "id");
 	uint8_t key[32];
 	struct tc_node *n;
 
+	if (!text && json_is_integer(id)) {
+		n = control_find_id(c->srv, json_integer_value(id));
+		if (!n)
+			fail(c, 404, "no node with that id");
+		return n;
+	}
 	if (!text || keys_from_text("nodekey", text, key) < 0) {
-		fail(c, 400, "node_key must be \"nodekey:<64 hex>\"");
+		fail(c, 400, "want {\"node_key\": \"nodekey:<64 hex>\"} or {\"id\": N}");
 		return NULL;
 	}
 	n = control_find_key(c->srv, key);
@@ -358,6 +372,24 @@ static void set_derp(struct tc_conn *c, json_t *req)
 	reply(c, 200, derp_info(s));
 }
 
+/* "/nodes/<id><suffix>" with a positive decimal id. */
+static bool path_node_id(const char *path, const char *suffix, long long *id)
+{
+	const char *p = path + strlen("/nodes/");
+	char *end;
+	long long v;
+
+	*id = 0;
+	if (strncmp(path, "/nodes/", strlen("/nodes/")) != 0 || *p < '1' || *p > '9')
+		return false;
+	errno = 0;
+	v = strtoll(p, &end, 10);
+	if (errno || strcmp(end, suffix) != 0)
+		return false;
+	*id = v;
+	return true;
+}
+
 void admin_handle(struct tc_conn *c, const char *method, const char *path, const uint8_t *body,
 		  size_t n)
 {
@@ -366,6 +398,7 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 	json_error_t jerr;
 	json_t *req = NULL, *empty = json_object();
 	struct tc_node *node;
+	long long id = 0;
 
 	if (n) {
 		req = json_loadb((const char *)body, n, 0, &jerr);
@@ -389,13 +422,18 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 		char pub[80];
 
 		reply(c, 200,
-		      json_pack("{s:s, s:s, s:s, s:s, s:s}", "http", s->addr[TC_CONN_HTTP], "https",
-				s->addr[TC_CONN_HTTPS], "admin", s->addr[TC_CONN_ADMIN], "ca",
-				s->ca_path, "public_key",
+		      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "http", s->addr[TC_CONN_HTTP],
+				"https", s->addr[TC_CONN_HTTPS], "admin", s->addr[TC_CONN_ADMIN],
+				"api", s->addr[TC_CONN_API], "ca", s->ca_path, "public_key",
 				keys_to_text("mkey", s->noise_pub, pub, sizeof(pub))));
 	} else if (post && strcmp(path, "/keys") == 0) {
 		create_key(c, req ? req : empty);
-	} else if (post && strcmp(path, "/nodes/expire") == 0) {
+	} else if (post &&
+		   (strcmp(path, "/nodes/expire") == 0 || path_node_id(path, "/expire", &id))) {
+		if (id) {
+			json_decref(req);
+			req = json_pack("{s:I}", "id", (json_int_t)id);
+		}
 		if ((node = node_arg(c, req))) {
 			node->key_expiry = tc_now() - 1;
 			s->dirty = true;
@@ -435,6 +473,8 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 		set_derp(c, req ? req : empty);
 	} else if (post && strcmp(path, "/switches") == 0) {
 		set_switches(c, req ? req : empty);
+	} else if (api_admin(c, method, path, req ? req : empty)) {
+		/* answered */
 	} else {
 		fail(c, 404, "no such admin route");
 	}

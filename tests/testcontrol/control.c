@@ -98,6 +98,12 @@ json_t *control_addresses(const struct tc_node *n)
 	return json_pack("[s, s]", v4, v6);
 }
 
+const char *control_stable_id(const struct tc_node *n, char *out, size_t size)
+{
+	snprintf(out, size, "TESTCTRL%08llx", n->id);
+	return out;
+}
+
 static bool node_visible(const struct tc_node *n)
 {
 	return n->authorized && !n->logged_out;
@@ -113,8 +119,7 @@ static json_t *node_json(struct tc_server *s, const struct tc_node *n, int versi
 	o = json_pack("{s:I, s:s, s:s, s:I}", "ID", (json_int_t)n->id, "StableID", "", "Name", name,
 		      "User", (json_int_t)1);
 	free(name);
-	snprintf(key, sizeof(key), "TESTCTRL%08llx", n->id);
-	json_object_set_new(o, "StableID", json_string(key));
+	json_object_set_new(o, "StableID", json_string(control_stable_id(n, key, sizeof(key))));
 	if (json_array_size(n->tags))
 		json_object_set(o, "Tags", n->tags);
 	json_object_set_new(o, "Key",
@@ -990,6 +995,8 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 	n->key_expiry = 0;
 	n->ephemeral = k->ephemeral || json_is_true(json_object_get(req, "Ephemeral"));
 	n->authorized = k->preauthorized;
+	n->user_id = k->user_id;
+	n->last_seen = tc_now();
 	n->cap = (int)json_integer_value(json_object_get(req, "Version"));
 	json_decref(n->tags);
 	n->tags = json_deep_copy(k->tags);
@@ -1070,6 +1077,7 @@ static void do_map(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 		reply_text(r, 400, "node doesn't match machine key\n");
 		return;
 	}
+	n->last_seen = tc_now();
 	if (compress && compress[0] && strcmp(compress, "zstd") != 0) {
 		reply_text(r, 400, "unsupported Compress\n");
 		return;

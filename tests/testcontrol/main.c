@@ -1,12 +1,14 @@
 /* testcontrol: a Tailscale control server for tests and the local demo.
  *
  *   testcontrol --state-dir DIR --http 127.0.0.1:PORT --https 127.0.0.1:PORT
- *               --admin 127.0.0.1:PORT [--derp HOST:PORT]...
+ *               --admin 127.0.0.1:PORT [--api 127.0.0.1:PORT] [--derp HOST:PORT]...
  *               [--policy FILE] [--min-capver N] [--keepalive-ms N]
  *
  * Port 0 picks a free port. Once every listener is up, one line
- *   listening http=H:P https=H:P admin=H:P ca=PATH
- * goes to stdout (tests parse it). Logs go to stderr. */
+ *   listening http=H:P https=H:P admin=H:P ca=PATH [api=H:P] [derp=H:P,...]
+ * goes to stdout (tests parse it). Logs go to stderr. --api serves the
+ * Tailscale API subset (/api/v2) and the Headscale API fake (/api/v1) over
+ * plain HTTP; see README.md. */
 #include "tc.h"
 
 #include <errno.h>
@@ -34,7 +36,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: testcontrol --state-dir DIR --http ADDR:PORT --https ADDR:PORT "
-			"--admin ADDR:PORT [--derp HOST:PORT]... [--policy FILE] "
+			"--admin ADDR:PORT [--api ADDR:PORT] [--derp HOST:PORT]... [--policy FILE] "
 			"[--min-capver N] [--keepalive-ms N] [--log-level LEVEL]\n");
 }
 
@@ -69,9 +71,10 @@ static void server_free(struct tc_server *s)
 	}
 	json_decref(s->policy);
 	json_decref(s->dns);
+	api_free(s->api);
 	if (s->ssl_ctx)
 		SSL_CTX_free(s->ssl_ctx);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < TC_LISTENERS; k++)
 		if (s->lfd[k] >= 0)
 			close(s->lfd[k]);
 	for (int i = 0; i < s->nderp; i++) {
@@ -89,6 +92,7 @@ int main(int argc, char **argv)
 		{"http", required_argument, NULL, 'h'},
 		{"https", required_argument, NULL, 't'},
 		{"admin", required_argument, NULL, 'a'},
+		{"api", required_argument, NULL, 'A'},
 		{"derp", required_argument, NULL, 'd'},
 		{"policy", required_argument, NULL, 'p'},
 		{"min-capver", required_argument, NULL, 'm'},
@@ -96,10 +100,10 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'l'},
 		{NULL, 0, NULL, 0},
 	};
-	struct tc_server s = {.lfd = {-1, -1, -1},
+	struct tc_server s = {.lfd = {-1, -1, -1, -1},
 			      .keepalive_ms = TC_KEEPALIVE_MS,
 			      .derp_keepalive_ms = TC_DERP_KEEPALIVE_MS};
-	const char *listen_at[3] = {NULL, NULL, NULL}, *why = NULL;
+	const char *listen_at[TC_LISTENERS] = {NULL}, *why = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	enum log_level level = LOG_INFO;
 	int opt, ret = 1;
@@ -119,6 +123,9 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			listen_at[TC_CONN_ADMIN] = optarg;
+			break;
+		case 'A':
+			listen_at[TC_CONN_API] = optarg;
 			break;
 		case 'd': {
 			const char *colon = strrchr(optarg, ':');
@@ -207,9 +214,13 @@ int main(int argc, char **argv)
 		}
 		ret = 1;
 	}
-	for (int k = 0; k < 3; k++) {
-		int r = net_listen(&s, (enum tc_conn_kind)k, listen_at[k]);
+	s.api = api_new();
+	for (int k = 0; k < TC_LISTENERS; k++) {
+		int r;
 
+		if (!listen_at[k])
+			continue; /* --api is optional */
+		r = net_listen(&s, (enum tc_conn_kind)k, listen_at[k]);
 		if (r < 0) {
 			log_err_r(r, "listen on %s", listen_at[k]);
 			goto out;
@@ -229,6 +240,8 @@ int main(int argc, char **argv)
 	}
 	printf("listening http=%s https=%s admin=%s ca=%s", s.addr[TC_CONN_HTTP],
 	       s.addr[TC_CONN_HTTPS], s.addr[TC_CONN_ADMIN], s.ca_path);
+	if (listen_at[TC_CONN_API])
+		printf(" api=%s", s.addr[TC_CONN_API]);
 	for (int i = 0; i < s.nderp; i++)
 		printf(strchr(s.derp[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d",
 		       i ? "," : " derp=", s.derp[i].host, s.derp[i].port);

@@ -207,19 +207,31 @@ static const char *status_text(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 409:
+		return "Conflict";
 	case 413:
 		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
 	default:
 		return "Error";
 	}
 }
 
-void net_http_reply(struct tc_conn *c, int status, const char *ctype, const char *body)
+void net_http_reply_ex(struct tc_conn *c, int status, const char *ctype, const char *headers,
+		       const void *body, size_t n)
 {
-	size_t n = body ? strlen(body) : 0;
 	char *head = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			       "Connection: close\r\n\r\n",
-			       status, status_text(status), ctype, n);
+			       "%sConnection: close\r\n\r\n",
+			       status, status_text(status), ctype, n, headers ? headers : "");
 
 	raw_send(c, head, strlen(head));
 	raw_send(c, body, n);
@@ -227,11 +239,17 @@ void net_http_reply(struct tc_conn *c, int status, const char *ctype, const char
 	c->close_after_flush = true;
 }
 
+void net_http_reply(struct tc_conn *c, int status, const char *ctype, const char *body)
+{
+	net_http_reply_ex(c, status, ctype, NULL, body, body ? strlen(body) : 0);
+}
+
 struct http_req {
 	char method[16];
 	char path[256];
 	char upgrade[64];
 	char handshake[256];
+	char authorization[1024];
 	bool fast_start; /* Derp-Fast-Start: 1 */
 	long content_length;
 	size_t head_len;
@@ -281,6 +299,12 @@ static int http_parse(const struct tc_buf *in, struct http_req *r, const char **
 			if (vlen >= sizeof(r->upgrade))
 				vlen = sizeof(r->upgrade) - 1;
 			memcpy(r->upgrade, v, vlen);
+		} else if (HDR_IS("authorization")) {
+			if (vlen >= sizeof(r->authorization)) {
+				*why = "Authorization header too long";
+				return -EBADMSG;
+			}
+			memcpy(r->authorization, v, vlen);
 		} else if (HDR_IS("derp-fast-start")) {
 			r->fast_start = vlen == 1 && *v == '1';
 		} else if (HDR_IS("x-tailscale-handshake")) {
@@ -426,6 +450,27 @@ static void http_input(struct tc_conn *c)
 	if (ret < 0) {
 		net_http_reply(c, 400, "text/plain", why);
 		c->state = TC_ST_HANG;
+		return;
+	}
+	if (c->kind == TC_CONN_API) {
+		struct tc_api_req ar = {
+			.method = r.method, .path = r.path, .authorization = r.authorization};
+
+		if (r.content_length > TC_API_BODY_MAX) {
+			net_http_reply(c, 413, "application/json",
+				       "{\"message\":\"request body over 65536 bytes\"}\n");
+			c->state = TC_ST_HANG;
+			return;
+		}
+		if (c->in.len - r.head_len < (size_t)r.content_length)
+			return;
+		c->state = TC_ST_HANG; /* one request per connection */
+		ar.body = c->in.p + r.head_len;
+		ar.len = (size_t)r.content_length;
+		api_handle(c, &ar);
+		sodium_memzero(r.authorization, sizeof(r.authorization));
+		sodium_memzero(c->in.p, c->in.len); /* it held secrets */
+		tc_buf_consume(&c->in, c->in.len);
 		return;
 	}
 	if (c->kind == TC_CONN_ADMIN) {
@@ -783,8 +828,18 @@ static void conn_read(struct tc_conn *c)
 		derp_input(c);
 }
 
+static bool held(struct tc_conn *c)
+{
+	if (c->hold_until_ms && now_ms() < c->hold_until_ms)
+		return true;
+	c->hold_until_ms = 0;
+	return false;
+}
+
 static void conn_write(struct tc_conn *c)
 {
+	if (held(c))
+		return;
 	while (c->out.len) {
 		ssize_t n;
 
@@ -846,17 +901,17 @@ static void conn_io(struct tc_conn *c, short revents)
 
 int net_run(struct tc_server *s)
 {
-	enum { LISTENERS = 3 + 2 * TC_DERP_REGIONS_MAX };
+	enum { LISTENERS = TC_LISTENERS + 2 * TC_DERP_REGIONS_MAX };
 	struct pollfd *pfd = xcalloc(TC_MAX_CONNS + LISTENERS, sizeof(*pfd));
 	struct tc_conn **who = xcalloc(TC_MAX_CONNS + LISTENERS, sizeof(*who));
 
 	while (!tc_signalled) {
 		nfds_t n = 0;
-		int r;
+		int r, timeout = 500;
 
 		/* Slots 0..LISTENERS-1: control listeners, then each region's
 		 * TLS listener and STUN socket (-1, ignored by poll, while down). */
-		for (int k = 0; k < 3; k++) {
+		for (int k = 0; k < TC_LISTENERS; k++) {
 			pfd[n] = (struct pollfd){.fd = s->lfd[k], .events = POLLIN};
 			who[n++] = NULL;
 		}
@@ -871,12 +926,19 @@ int net_run(struct tc_server *s)
 		for (struct tc_conn *c = s->conns; c; c = c->next) {
 			short ev = POLLIN;
 
-			if (c->out.len || c->ssl_want_write)
+			if (held(c)) {
+				/* A slow answer: wake when it is due, not on POLLOUT. */
+				unsigned long long left = c->hold_until_ms - now_ms();
+
+				if (left < (unsigned long long)timeout)
+					timeout = (int)left + 1;
+			} else if (c->out.len || c->ssl_want_write) {
 				ev |= POLLOUT;
+			}
 			pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
 			who[n++] = c;
 		}
-		r = poll(pfd, n, 500);
+		r = poll(pfd, n, timeout);
 		if (r < 0 && errno != EINTR) {
 			log_err_r(-errno, "poll");
 			break;
@@ -884,12 +946,12 @@ int net_run(struct tc_server *s)
 		for (nfds_t i = 0; r > 0 && i < n; i++) {
 			if (!pfd[i].revents)
 				continue;
-			if (i < 3)
+			if (i < TC_LISTENERS)
 				conn_new(s, s->lfd[i], (enum tc_conn_kind)i, 0);
-			else if (i < LISTENERS && (i - 3) % 2 == 0)
-				conn_new(s, pfd[i].fd, TC_CONN_DERP, (int)(i - 3) / 2);
+			else if (i < LISTENERS && (i - TC_LISTENERS) % 2 == 0)
+				conn_new(s, pfd[i].fd, TC_CONN_DERP, (int)(i - TC_LISTENERS) / 2);
 			else if (i < LISTENERS)
-				derp_stun_input(&s->derp[(i - 3) / 2]);
+				derp_stun_input(&s->derp[(i - TC_LISTENERS) / 2]);
 			else
 				conn_io(who[i], pfd[i].revents);
 		}

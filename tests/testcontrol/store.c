@@ -160,6 +160,8 @@ static json_t *node_to_json(const struct tc_node *n)
 		json_object_set(o, "addresses", n->addresses);
 	if (n->routes)
 		json_object_set(o, "routes", n->routes);
+	json_object_set_new(o, "last_seen", json_integer(n->last_seen));
+	json_object_set_new(o, "user_id", json_integer(n->user_id));
 	return o;
 }
 
@@ -172,11 +174,14 @@ int store_save(struct tc_server *s)
 	for (struct tc_node *n = s->nodes; n; n = n->next)
 		json_array_append_new(nodes, node_to_json(n));
 	for (struct tc_key *k = s->keys; k; k = k->next)
-		json_array_append_new(keys, json_pack("{s:s, s:b, s:b, s:b, s:b, s:I, s:O}", "key",
-						      k->key, "reusable", k->reusable, "ephemeral",
-						      k->ephemeral, "preauthorized",
-						      k->preauthorized, "used", k->used, "expires",
-						      (json_int_t)k->expires, "tags", k->tags));
+		json_array_append_new(
+			keys,
+			json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:I, s:I, s:O}", "key",
+				  k->key, "id", k->id, "description", k->desc, "reusable",
+				  k->reusable, "ephemeral", k->ephemeral, "preauthorized",
+				  k->preauthorized, "used", k->used, "expires",
+				  (json_int_t)k->expires, "created", (json_int_t)k->created,
+				  "user_id", (json_int_t)k->user_id, "tags", k->tags));
 	json_object_set_new(root, "next_id", json_integer(s->next_id));
 	json_object_set_new(root, "next_index", json_integer(s->next_index));
 	json_object_set_new(root, "nodes", nodes);
@@ -196,6 +201,13 @@ int store_save(struct tc_server *s)
 static bool get_bool(json_t *o, const char *k)
 {
 	return json_is_true(json_object_get(o, k));
+}
+
+static const char *get_str(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v ? v : "";
 }
 
 static int load_node(struct tc_server *s, json_t *o, const char **why)
@@ -249,6 +261,8 @@ static int load_node(struct tc_server *s, json_t *o, const char **why)
 	n->cap = (int)json_integer_value(json_object_get(o, "cap"));
 	n->key_expiry = json_integer_value(json_object_get(o, "key_expiry"));
 	n->created = json_integer_value(json_object_get(o, "created"));
+	n->last_seen = json_integer_value(json_object_get(o, "last_seen"));
+	n->user_id = json_integer_value(json_object_get(o, "user_id"));
 	control_node_insert(s, n);
 	return 0;
 bad:
@@ -313,6 +327,10 @@ int store_load(struct tc_server *s)
 		k->preauthorized = get_bool(v, "preauthorized");
 		k->used = get_bool(v, "used");
 		k->expires = json_integer_value(json_object_get(v, "expires"));
+		k->created = json_integer_value(json_object_get(v, "created"));
+		k->user_id = json_integer_value(json_object_get(v, "user_id"));
+		strscpy(k->id, get_str(v, "id"), sizeof(k->id));
+		strscpy(k->desc, get_str(v, "description"), sizeof(k->desc));
 		k->tags = json_is_array(json_object_get(v, "tags"))
 				  ? json_incref(json_object_get(v, "tags"))
 				  : json_array();

@@ -9,6 +9,8 @@
  *              map streams and their deltas, the packet filter policy
  *   derp.c     DERP regions (TLS relays) and their STUN responders
  *   admin.c    the loopback JSON admin API
+ *   api.c      the Tailscale API subset (OAuth, keys, devices) and the
+ *              Headscale API fake, on the --api listener
  *   store.c    the state directory: Noise key, state file, test CA
  */
 #ifndef TSCNI_TESTCONTROL_TC_H
@@ -38,10 +40,12 @@ enum tc_limits {
 	TC_DERP_REGIONS_MAX = 4,
 	TC_DERP_SENT_MAX = 64, /* peers one DERP client is told about when they go */
 	TC_DERP_KEEPALIVE_MS = 60 * 1000,
-	TC_CAP_PATCH = 33,	 /* PeersChangedPatch understood */
-	TC_CAP_READONLY = 68,	 /* streaming requests are read-only */
-	TC_CAP_HOMEDERP = 111,	 /* HomeDERP instead of the legacy DERP string */
-	TC_CAP_ALLOWEDIPS = 112, /* absent AllowedIPs means Addresses */
+	TC_CAP_PATCH = 33,	    /* PeersChangedPatch understood */
+	TC_CAP_READONLY = 68,	    /* streaming requests are read-only */
+	TC_CAP_HOMEDERP = 111,	    /* HomeDERP instead of the legacy DERP string */
+	TC_CAP_ALLOWEDIPS = 112,    /* absent AllowedIPs means Addresses */
+	TC_API_BODY_MAX = 64 << 10, /* Tailscale/Headscale API request body */
+	TC_KEYS_MAX = 4096,	    /* pre-auth keys held (admin and API together) */
 };
 
 /* A growable byte buffer. */
@@ -57,8 +61,12 @@ void tc_buf_free(struct tc_buf *b);
 /* A pre-auth key made through the admin API. */
 struct tc_key {
 	char key[80];
+	char id[24];   /* the API's key id ("k…CNTRL"; Headscale: decimal); may be empty */
+	char desc[64]; /* the API's description */
 	bool reusable, ephemeral, preauthorized, used;
 	long long expires; /* unix seconds, 0 = never */
+	long long created;
+	long long user_id; /* Headscale user owning it, 0 = none */
 	json_t *tags;	   /* array of "tag:x" strings, owned */
 	struct tc_key *next;
 };
@@ -88,7 +96,9 @@ struct tc_node {
 	bool ephemeral, authorized, logged_out, external, wg_only;
 	long long key_expiry; /* unix seconds, 0 = none */
 	long long created;
-	int online; /* open map streams */
+	long long last_seen; /* unix seconds: last register or map request */
+	long long user_id;   /* Headscale user of the key it registered with, 0 = none */
+	int online;	     /* open map streams */
 	struct tc_node_cache cache[3];
 	struct tc_node *next;
 };
@@ -121,7 +131,10 @@ struct tc_map {
 	struct tc_map *next;
 };
 
-enum tc_conn_kind { TC_CONN_HTTP, TC_CONN_HTTPS, TC_CONN_ADMIN, TC_CONN_DERP };
+/* The listeners' kinds (lfd[] and addr[] are indexed by the first
+ * TC_LISTENERS); DERP connections come from the regions' listeners. */
+enum tc_conn_kind { TC_CONN_HTTP, TC_CONN_HTTPS, TC_CONN_ADMIN, TC_CONN_API, TC_CONN_DERP };
+enum { TC_LISTENERS = TC_CONN_DERP };
 enum tc_conn_state { TC_ST_TLS, TC_ST_HTTP, TC_ST_NOISE, TC_ST_DERP, TC_ST_HANG, TC_ST_DEAD };
 
 /* One DERP region: a TLS listener for the relay and a UDP socket for STUN on
@@ -147,6 +160,8 @@ struct tc_conn {
 	bool ssl_want_write;
 	struct tc_buf in, out;
 	bool close_after_flush;
+	/* API "slow" fault: nothing is written before this (monotonic ms). */
+	unsigned long long hold_until_ms;
 	struct ts2021_conn noise;
 	struct ts2021_reader reader;
 	bool noise_up;
@@ -180,8 +195,8 @@ struct tc_server {
 	uint8_t noise_priv[32], noise_pub[32], wrong_pub[32];
 	SSL_CTX *ssl_ctx;
 	char ca_path[4096];
-	int lfd[3]; /* indexed by enum tc_conn_kind */
-	char addr[3][64];
+	int lfd[TC_LISTENERS]; /* indexed by enum tc_conn_kind; -1 = not listening */
+	char addr[TC_LISTENERS][64];
 	struct tc_conn *conns;
 	int nconns;
 	struct tc_node *nodes; /* sorted by id */
@@ -202,6 +217,16 @@ struct tc_server {
 	/* DNSConfig as POST /dns set it (owned); NULL: MagicDNS on, no
 	 * resolvers ({"Proxied": true, "Domains": [domain]}). */
 	json_t *dns;
+	struct tc_api *api; /* OAuth clients, tokens, API keys, faults (api.c) */
+};
+
+/* One request on the API listener. The strings point into the connection's
+ * input buffer and live until the handler returns. */
+struct tc_api_req {
+	const char *method, *path; /* path with its query string */
+	const char *authorization; /* "" when absent */
+	const uint8_t *body;
+	size_t len;
 };
 
 /* net.c */
@@ -217,6 +242,10 @@ int net_run(struct tc_server *s);
 void net_send(struct tc_conn *c, const void *p, size_t n);
 /* One HTTP/1.1 response, then the connection closes. */
 void net_http_reply(struct tc_conn *c, int status, const char *ctype, const char *body);
+/* The same with extra header lines (each ending in \r\n, or NULL) and a
+ * body of n bytes. */
+void net_http_reply_ex(struct tc_conn *c, int status, const char *ctype, const char *headers,
+		       const void *body, size_t n);
 /* Appends to a request's response body and wakes nghttp2 for it. */
 void net_h2_append(struct tc_h2req *r, const void *p, size_t n, bool eof);
 void net_h2_respond(struct tc_h2req *r, int status, const char *ctype, const void *body, size_t n,
@@ -250,11 +279,23 @@ void control_node_free(struct tc_node *n);
 void control_node_remove(struct tc_server *s, struct tc_node *n);
 void control_node_insert(struct tc_server *s, struct tc_node *n);
 json_t *control_addresses(const struct tc_node *n);
+/* The node's StableID ("TESTCTRL<hex id>", the API's nodeId) in out. */
+const char *control_stable_id(const struct tc_node *n, char *out, size_t size);
 int control_policy_load(struct tc_server *s, json_t *policy, const char **why);
 
 /* admin.c */
 void admin_handle(struct tc_conn *c, const char *method, const char *path, const uint8_t *body,
 		  size_t n);
+
+/* api.c */
+struct tc_api *api_new(void);
+void api_free(struct tc_api *a);
+void api_handle(struct tc_conn *c, const struct tc_api_req *r);
+/* The API's admin routes (/oauth-clients, /headscale/..., /api-faults).
+ * True when path was one of them (and answered). */
+bool api_admin(struct tc_conn *c, const char *method, const char *path, json_t *req);
+/* How many pre-auth keys the server holds. */
+size_t api_count_keys(const struct tc_server *s);
 
 /* store.c */
 int store_noise_key(struct tc_server *s);
