@@ -1154,7 +1154,7 @@ out:
 static json_t *hs_node_json(struct tc_server *s, const struct tc_node *n)
 {
 	char id[24], nk[80], mk[80], dk[80];
-	json_t *tags = n->tags, *routes = n->routes ? n->routes : NULL;
+	json_t *tags = n->tags, *routes = n->routes;
 	json_t *o;
 
 	snprintf(id, sizeof(id), "%lld", n->id);
