@@ -108,6 +108,31 @@ static bool valid_plain(const char *s, size_t max)
 	return true;
 }
 
+bool valid_printable(const char *s, size_t max)
+{
+	size_t i;
+
+	if (!s)
+		return false;
+	for (i = 0; s[i]; i++)
+		if (i >= max || s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+void printable_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0, n = src ? strlen(src) : 0;
+
+	if (!size)
+		return;
+	for (; i < n && i + 1 < size; i++)
+		dst[i] = src[i] >= 0x20 && src[i] <= 0x7e ? src[i] : '?';
+	dst[i] = '\0';
+	if (i < n && size > 4)
+		memcpy(dst + size - 4, "...", 4);
+}
+
 bool valid_iface_glob(const char *s)
 {
 	size_t i;
@@ -407,6 +432,13 @@ static int pod_status(const Tscni__PodStatus *m, const char **why)
 		return bad(why, "status.pod.worker_pid negative");
 	if (!opt_name(m->worker_state, STATE_NAME_MAX_LEN))
 		return bad(why, "status.pod.worker_state invalid");
+	if (!opt_name(m->hostname, HOST_MAX_LEN))
+		return bad(why, "status.pod.hostname invalid");
+	if (!opt_name(m->control_state, STATE_NAME_MAX_LEN))
+		return bad(why, "status.pod.control_state invalid");
+	if (!valid_printable(m->control_reason, CONTROL_REASON_MAX_LEN))
+		return bad(why, "status.pod.control_reason not printable ASCII of at most 160 "
+				"bytes");
 	ret = peers(m->peer, m->n_peer, why);
 	if (ret < 0)
 		return ret;
@@ -711,6 +743,23 @@ static int ready(const Tscni__Ready *m, const char **why)
 	return prefixes(m->addresses, m->n_addresses, "ready.addresses: too many", why);
 }
 
+/* A missing ControlStatus is fine (an older worker); a present one is
+ * exact: a known state, a short printable reason, a retry time only while
+ * retrying. */
+static int control_status(const Tscni__ControlStatus *m, const char **why)
+{
+	if (!m)
+		return 0;
+	if (m->state < TSCNI__CONTROL_STATE__CONTROL_UNKNOWN ||
+	    m->state > TSCNI__CONTROL_STATE__CONTROL_LOGGED_OUT)
+		return bad(why, "control.state not a known value");
+	if (!valid_printable(m->reason, CONTROL_REASON_MAX_LEN))
+		return bad(why, "control.reason not printable ASCII of at most 160 bytes");
+	if (m->retry_unix && m->state != TSCNI__CONTROL_STATE__CONTROL_RETRYING)
+		return bad(why, "control.retry_unix set while not retrying");
+	return 0;
+}
+
 static int event(const Tscni__Event *m, const char **why)
 {
 	if (m->kind < TSCNI__EVENT_KIND__EVENT_TUN_GONE ||
@@ -718,7 +767,14 @@ static int event(const Tscni__Event *m, const char **why)
 		return bad(why, "event.kind not a known value");
 	if (!valid_text(m->detail, MSG_MAX_LEN))
 		return bad(why, "event.detail too long");
-	return 0;
+	return control_status(m->control, why);
+}
+
+static int stats(const Tscni__Stats *m, const char **why)
+{
+	int ret = peers(m->peer, m->n_peer, why);
+
+	return ret < 0 ? ret : control_status(m->control, why);
 }
 
 static int netop_request(const Tscni__NetopRequest *m, const char **why)
@@ -778,8 +834,7 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 	case TSCNI__WORKER_MSG__BODY_READY:
 		return m->ready ? ready(m->ready, why) : bad(why, "ready body missing");
 	case TSCNI__WORKER_MSG__BODY_STATS:
-		return m->stats ? peers(m->stats->peer, m->stats->n_peer, why)
-				: bad(why, "stats body missing");
+		return m->stats ? stats(m->stats, why) : bad(why, "stats body missing");
 	case TSCNI__WORKER_MSG__BODY_EVENT:
 		return m->event ? event(m->event, why) : bad(why, "event body missing");
 	case TSCNI__WORKER_MSG__BODY_LOG:

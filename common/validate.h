@@ -43,6 +43,9 @@ enum validate_limits {
 	/* RouteSet: prefixes in one part, and in one set (parts together). */
 	ROUTE_SET_MAX = 4096,
 	ROUTE_SET_TOTAL_MAX = 65536,
+	/* ControlStatus.reason (worker.proto) and PodStatus.control_reason:
+	 * printable ASCII only (valid_printable). */
+	CONTROL_REASON_MAX_LEN = 160,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options
@@ -64,6 +67,13 @@ bool valid_ifname(const char *s);
 bool valid_iface_glob(const char *s);
 /* Absolute, no NUL, bounded by PATH_MAX_LEN. */
 bool valid_abs_path(const char *s);
+/* 0..max bytes, each printable ASCII (0x20..0x7e): text a terminal shows
+ * as it is. */
+bool valid_printable(const char *s, size_t max);
+/* Copies src into dst (size > 0) as valid_printable text of at most
+ * size - 1 bytes: every other byte becomes '?'; a cut ends in "...". What
+ * a worker does to text before sending it where valid_printable checks. */
+void printable_copy(char *dst, size_t size, const char *src);
 
 /* A STUN target a worker may name for the supervisor's netcheck: a 4- or
  * 16-byte unicast address (loopback included: tests), not the unspecified

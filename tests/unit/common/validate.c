@@ -982,6 +982,98 @@ static void test_peer_status(void **state)
 /* Custody (fds handed back) belongs to the adoption handshake only, which
  * reads it itself: on the ordinary worker channel it is refused, whatever
  * it says. */
+/* ControlStatus in a Stats or an Event: absent is fine (an older worker);
+ * present, a known state, a reason of at most 160 printable ASCII bytes, a
+ * retry time only while retrying. PodStatus.control_reason likewise. */
+static int control_with(Tscni__ControlStatus *c, bool in_event, const char **why)
+{
+	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
+	Tscni__Stats s = TSCNI__STATS__INIT;
+	Tscni__Event e = TSCNI__EVENT__INIT;
+
+	if (in_event) {
+		e.kind = TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN;
+		e.detail = "x";
+		e.control = c;
+		w.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		w.event = &e;
+	} else {
+		s.control = c;
+		w.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+		w.stats = &s;
+	}
+	return validate_worker_msg(&w, why);
+}
+
+static void test_control_status(void **state)
+{
+	Tscni__ControlStatus c = TSCNI__CONTROL_STATUS__INIT;
+	char *at = rep('a', CONTROL_REASON_MAX_LEN), *over = rep('a', CONTROL_REASON_MAX_LEN + 1);
+	const char *why = NULL;
+
+	(void)state;
+	for (int ev = 0; ev < 2; ev++) {
+		assert_int_equal(control_with(NULL, ev, &why), 0);
+		c.state = TSCNI__CONTROL_STATE__CONTROL_RETRYING;
+		c.reason = at;
+		c.since_unix = 1796640000;
+		c.retry_unix = 1796640008;
+		assert_int_equal(control_with(&c, ev, &why), 0);
+		c.reason = over;
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		assert_string_equal(why, "control.reason not printable ASCII of at most 160 bytes");
+		c.reason = "tab\there";
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		c.reason = "caf\xc3\xa9";
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		c.reason = "\x1b[2J";
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		c.reason = "";
+		c.state = TSCNI__CONTROL_STATE__CONTROL_CONNECTED;
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		assert_string_equal(why, "control.retry_unix set while not retrying");
+		c.retry_unix = 0;
+		assert_int_equal(control_with(&c, ev, &why), 0);
+		c.state = TSCNI__CONTROL_STATE__CONTROL_LOGGED_OUT + 1;
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+		assert_string_equal(why, "control.state not a known value");
+		c.state = (Tscni__ControlState)-1;
+		assert_int_equal(control_with(&c, ev, &why), -EBADMSG);
+	}
+	free(at);
+	free(over);
+}
+
+/* printable_copy: what a worker sends passes valid_printable, whatever it
+ * was given; a cut ends in "...". */
+static void test_printable_copy(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t size;
+		const char *out;
+	} v[] = {
+		/* 1 */ {"plain text", 32, "plain text"},
+		/* 2 */ {"caf\xc3\xa9\t\x1b", 32, "caf????"},
+		/* 3 */ {"0123456789", 8, "0123..."},
+		/* 4 */ {"0123456", 8, "0123456"},
+		/* 5 */ {"", 8, ""},
+		/* 6 */ {NULL, 8, ""},
+		/* 7 */ {"abc", 1, ""},
+	};
+	char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		printable_copy(buf, v[i].size, v[i].in);
+		assert_string_equal(buf, v[i].out);
+		assert_true(valid_printable(buf, v[i].size - 1));
+	}
+	assert_false(valid_printable(NULL, 8));
+	assert_false(valid_printable("abc", 2));
+	assert_true(valid_printable("abc", 3));
+}
+
 static void test_worker_custody_refused(void **state)
 {
 	Tscni__WorkerMsg w = TSCNI__WORKER_MSG__INIT;
@@ -1100,6 +1192,8 @@ int main(void)
 		cmocka_unit_test(test_roll_workers),
 		cmocka_unit_test(test_status_zygote_pid),
 		cmocka_unit_test(test_worker_custody_refused),
+		cmocka_unit_test(test_control_status),
+		cmocka_unit_test(test_printable_copy),
 		cmocka_unit_test(test_peer_status),
 		cmocka_unit_test(test_netcheck),
 	};
