@@ -47,10 +47,42 @@ static struct peer_status_buf *peers_fill(struct worker_ctx *ctx, Tscni__Stats *
 	return b;
 }
 
+/* The worker's PSS in bytes from the smaps_rollup fd opened before the
+ * sandbox (a stack buffer: Stats allocates nothing for it), or 0. */
+static uint64_t read_pss(int fd)
+{
+	char buf[2048];
+	const char *p;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "\nPss:");
+	if (!p)
+		return 0;
+	return strtoull(p + 5, NULL, 10) * 1024; /* "Pss:   1234 kB" */
+}
+
+/* ctx->control as worker.proto's ControlStatus; its strings point into
+ * ctx, valid until the next change. */
+static void control_pb(struct worker_ctx *ctx, Tscni__ControlStatus *c)
+{
+	tscni__control_status__init(c);
+	c->state = (Tscni__ControlState)ctx->control.state;
+	c->reason = ctx->control.reason;
+	c->since_unix = ctx->control.since_unix;
+	c->retry_unix = ctx->control.retry_unix;
+}
+
 static void send_stats(struct worker_ctx *ctx)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Stats s = TSCNI__STATS__INIT;
+	Tscni__ControlStatus control;
 	struct peer_status_buf *peers = NULL;
 
 	if (ctx->dp) {
@@ -86,6 +118,9 @@ static void send_stats(struct worker_ctx *ctx)
 		s.tun_tx_packets = atomic_load(&ctx->tun_tx_packets);
 		s.drops = atomic_load(&ctx->drops);
 	}
+	s.pss_bytes = read_pss(ctx->smaps_fd);
+	control_pb(ctx, &control);
+	s.control = &control;
 	m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
 	m.stats = &s;
 	ipc_send(WORKER_FD_CTL, &m);
@@ -448,6 +483,36 @@ static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 	worker_maybe_ready(ctx);
 }
 
+/* Records the control client's new state for Stats. A run of failures
+ * keeps the time of its first one (reason is the latest); the reason is
+ * cut to CONTROL_REASON_MAX_LEN and made printable, as the supervisor
+ * checks. */
+static void control_set(struct worker_ctx *ctx, int state, const char *reason)
+{
+	if (state != ctx->control.state)
+		ctx->control.since_unix = (uint64_t)time(NULL);
+	ctx->control.state = state;
+	printable_copy(ctx->control.reason, sizeof(ctx->control.reason), reason ? reason : "");
+	ctx->control.retry_unix = 0;
+	if (state == TSCNI__CONTROL_STATE__CONTROL_RETRYING) {
+		uint64_t ms = client_retry_in_ms(ctx->ctl);
+
+		if (ms)
+			ctx->control.retry_unix = (uint64_t)time(NULL) + (ms + 999) / 1000;
+	}
+}
+
+/* A control Event with the state it leaves (worker.proto's Event.control). */
+static void control_event(struct worker_ctx *ctx, Tscni__EventKind kind, const char *detail)
+{
+	Tscni__ControlStatus c;
+
+	if (!ctx->ctl_open)
+		return;
+	control_pb(ctx, &c);
+	ipc_send_event_control(WORKER_FD_CTL, kind, detail ? detail : "", &c);
+}
+
 static void on_state(void *arg, enum client_status st, int err, const char *msg)
 {
 	struct worker_ctx *ctx = arg;
@@ -456,23 +521,26 @@ static void on_state(void *arg, enum client_status st, int err, const char *msg)
 	switch (st) {
 	case CLIENT_UP:
 		ctx->control_up = true;
-		if (ctx->ctl_open)
-			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_UP,
-				       client_transport(ctx->ctl));
+		control_set(ctx, TSCNI__CONTROL_STATE__CONTROL_CONNECTED, NULL);
+		control_event(ctx, TSCNI__EVENT_KIND__EVENT_CONTROL_UP, client_transport(ctx->ctl));
 		worker_maybe_ready(ctx);
 		break;
 	case CLIENT_DOWN:
-		if (msg && ctx->ctl_open)
-			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN, msg);
+		/* No msg: the first attempt starts. */
+		control_set(ctx,
+			    msg ? TSCNI__CONTROL_STATE__CONTROL_RETRYING
+				: TSCNI__CONTROL_STATE__CONTROL_CONNECTING,
+			    msg);
+		control_event(ctx, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN, msg);
 		break;
 	case CLIENT_ERROR:
-		if (ctx->ctl_open)
-			ipc_send_event(WORKER_FD_CTL, TSCNI__EVENT_KIND__EVENT_AUTH_FAILED,
-				       msg ? msg : "");
+		control_set(ctx, TSCNI__CONTROL_STATE__CONTROL_FAILED, msg);
+		control_event(ctx, TSCNI__EVENT_KIND__EVENT_AUTH_FAILED, msg);
 		if (ctx->logging_out)
 			uv_stop(&ctx->loop);
 		break;
 	case CLIENT_LOGGED_OUT:
+		control_set(ctx, TSCNI__CONTROL_STATE__CONTROL_LOGGED_OUT, NULL);
 		log_info("pod %s: logged out", ctx->pod_uid);
 		uv_stop(&ctx->loop);
 		break;
@@ -816,7 +884,10 @@ int control_thread_init(struct worker_ctx *ctx)
 	if (ret < 0)
 		return ret;
 	ctx->timer.data = ctx;
+	ctx->control.state = TSCNI__CONTROL_STATE__CONTROL_NONE;
+	ctx->control.since_unix = (uint64_t)time(NULL);
 	if (ctx->start.control_url) {
+		ctx->control.state = TSCNI__CONTROL_STATE__CONTROL_CONNECTING;
 		ret = new_client(ctx);
 		if (ret == 0 && ctx->chan)
 			ret = derp_link_new(ctx, ctx->chan, &ctx->derp);

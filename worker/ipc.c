@@ -81,16 +81,23 @@ int ipc_send_hello(int fd, const char *pod_uid, uint32_t ready_state)
 	return ipc_send(fd, &m);
 }
 
-int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail)
+int ipc_send_event_control(int fd, Tscni__EventKind kind, const char *detail,
+			   Tscni__ControlStatus *control)
 {
 	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
 	Tscni__Event ev = TSCNI__EVENT__INIT;
 
 	ev.kind = kind;
 	ev.detail = (char *)detail;
+	ev.control = control;
 	m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
 	m.event = &ev;
 	return ipc_send(fd, &m);
+}
+
+int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail)
+{
+	return ipc_send_event_control(fd, kind, detail, NULL);
 }
 
 int ipc_send_custody(int fd, const int *fds, size_t nfds)

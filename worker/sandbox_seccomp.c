@@ -200,6 +200,7 @@ struct rule {
  * carry nothing an unprivileged process may not read. */
 static const int allowed[] = {
 	SCMP_SYS(read),
+	SCMP_SYS(pread64), /* Stats' PSS: the smaps_rollup fd opened before */
 	SCMP_SYS(readv),
 	SCMP_SYS(write),
 	SCMP_SYS(writev),

@@ -215,13 +215,17 @@ _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t
 				 .ctl_open = true,
 				 .rdv_fd = -1,
 				 .udp_fd = -1,
-				 .nl_fd = -1};
+				 .nl_fd = -1,
+				 .smaps_fd = -1};
 	const char *why = "";
 	int ret;
 
 	ret = arrange_fds(fds, nfds, fallbacks);
 	if (ret < 0)
 		_exit(71);
+	/* The sandbox hides /proc: the one file Stats reads (PSS) is opened
+	 * now, as root, and read with pread later. Without it Stats says 0. */
+	ctx.smaps_fd = open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
 	ret = sb->enter(uid, &why);
 	if (ret < 0) {
 		early_log("sandbox", why, ret);

@@ -160,6 +160,16 @@ struct worker_ctx {
 	uint64_t routes_retry_at; /* uv_now before which no set is sent, 0 */
 	uint32_t routes_refused, routes_not_accepted;
 	bool control_up;
+	/* The control client's state as Stats and control Events report it
+	 * (worker.proto's ControlStatus; reason already printable). */
+	struct {
+		int state; /* Tscni__ControlState */
+		char reason[CONTROL_REASON_MAX_LEN + 1];
+		uint64_t since_unix, retry_unix;
+	} control;
+	/* /proc/self/smaps_rollup, opened before the sandbox hid /proc, or
+	 * -1: Stats.pss_bytes. */
+	int smaps_fd;
 	bool ready_sent;
 	/* When Ready began waiting for the home DERP region (uv_now), 0. */
 	uint64_t ready_wait_since;
@@ -280,6 +290,9 @@ int ipc_recv(int fd, Tscni__SupervisorMsg **out, const char **why);
  * worker.proto's Hello.ready_state (0 on the spawn link). */
 int ipc_send_hello(int fd, const char *pod_uid, uint32_t ready_state);
 int ipc_send_event(int fd, Tscni__EventKind kind, const char *detail);
+/* The same with the control client's state after it (control may be NULL). */
+int ipc_send_event_control(int fd, Tscni__EventKind kind, const char *detail,
+			   Tscni__ControlStatus *control);
 /* Hands fds back to a re-adopting supervisor: one Custody message. */
 int ipc_send_custody(int fd, const int *fds, size_t nfds);
 /* A log sink (common/log.h) that turns each line into a Log message on fd 3. */

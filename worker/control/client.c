@@ -238,8 +238,19 @@ static void settle_failure(struct client *c)
 	}
 	c->phase = PH_BACKOFF;
 	log_warn("%s; reconnecting in %" PRIu64 " ms", c->failure.msg, d);
-	client__set_status(c, CLIENT_DOWN, c->failure.err, c->failure.msg);
+	/* Armed first: on_state may ask client_retry_in_ms. */
 	uv_timer_start(&c->backoff_timer, on_backoff, d, 0);
+	client__set_status(c, CLIENT_DOWN, c->failure.err, c->failure.msg);
+}
+
+uint64_t client_retry_in_ms(const struct client *c)
+{
+	uint64_t due;
+
+	if (c->phase != PH_BACKOFF || !uv_is_active((const uv_handle_t *)&c->backoff_timer))
+		return 0;
+	due = uv_timer_get_due_in(&c->backoff_timer);
+	return due ? due : 1;
 }
 
 void client__settle(struct client *c)

@@ -193,6 +193,10 @@ bool client_lite_accepted(const struct client *c);
 /* How the current Noise connection runs: "plain" (HTTP upgrade on the
  * plain port), "tls" (on the TLS port) or NULL when not connected. */
 const char *client_transport(const struct client *c);
+/* While not connected and waiting for the next attempt: the ms until it
+ * starts (at least 1). 0 when an attempt is under way, when connected, and
+ * after a fatal error. on_state(DOWN) can ask: the wait is set by then. */
+uint64_t client_retry_in_ms(const struct client *c);
 /* The capability version sent everywhere (capver.h). */
 int client_capver(void);
 
