@@ -572,6 +572,7 @@ struct status_buf {
 	Tscni__AttachmentKey key;
 	Tscni__PodMeta meta;
 	struct pb_prefixes addrs;
+	struct worker_control control; /* control_reason points here */
 	/* PodStatus.peer: its strings and bytes point into the worker's
 	 * array, so the reply is packed before the loop runs again (as
 	 * send_status does). */
@@ -617,6 +618,50 @@ static void peers_fill(struct status_buf *b, const struct worker *w, size_t *bud
 	b->s.n_peer = keep;
 }
 
+/* PodStatus.control_state: worker.proto's ControlState in words. */
+static const char *control_state_name(int state)
+{
+	switch (state) {
+	case TSCNI__CONTROL_STATE__CONTROL_NONE:
+		return "none";
+	case TSCNI__CONTROL_STATE__CONTROL_CONNECTING:
+		return "connecting";
+	case TSCNI__CONTROL_STATE__CONTROL_CONNECTED:
+		return "connected";
+	case TSCNI__CONTROL_STATE__CONTROL_RETRYING:
+		return "retrying";
+	case TSCNI__CONTROL_STATE__CONTROL_FAILED:
+		return "failed";
+	case TSCNI__CONTROL_STATE__CONTROL_LOGGED_OUT:
+		return "logged-out";
+	default:
+		return "unknown";
+	}
+}
+
+static bool control_failing(int state)
+{
+	return state == TSCNI__CONTROL_STATE__CONTROL_RETRYING ||
+	       state == TSCNI__CONTROL_STATE__CONTROL_FAILED;
+}
+
+/* StatusReply.control_pods and control_failing: every pod's worker counted
+ * once (a second attachment of a pod shares its worker). */
+static void control_count(struct pods *p, Tscni__StatusReply *rep)
+{
+	rep->control_pods = 0;
+	rep->control_failing = 0;
+	for (struct attachment *a = p->atts; a; a = a->next) {
+		struct worker_control wc;
+
+		if (!a->worker)
+			continue;
+		workers_get_control(a->worker, &wc);
+		rep->control_pods++;
+		rep->control_failing += control_failing(wc.state);
+	}
+}
+
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 {
 	size_t i = 0, peer_budget = STATUS_MAX_PEERS;
@@ -624,6 +669,7 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 	rep->pods = (uint32_t)p->natts;
 	rep->n_pod = 0;
 	rep->pod = NULL;
+	control_count(p, rep);
 	if (!verbose || !p->natts)
 		return;
 	rep->pod = xcalloc(p->natts, sizeof(*rep->pod));
@@ -646,9 +692,21 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 		b->s.addresses = b->addrs.p;
 		b->s.created_unix = a->created_unix;
 		b->s.worker_state = (char *)worker_state_name(p, a);
+		b->s.control_state = (char *)"unknown";
 		if (a->worker) {
 			struct worker_stats ws;
+			const char *hn = workers_hostname(a->worker);
 
+			/* control is copied into b; the hostname is the
+			 * worker's, valid until the reply is packed (before
+			 * the loop runs again). */
+			workers_get_control(a->worker, &b->control);
+			b->s.control_state = (char *)control_state_name(b->control.state);
+			b->s.control_reason = b->control.reason;
+			b->s.control_since_unix = b->control.since_unix;
+			b->s.control_retry_unix = b->control.retry_unix;
+			if (hn && valid_name(hn, HOST_MAX_LEN))
+				b->s.hostname = (char *)hn;
 			b->s.worker_pid = workers_pid(a->worker);
 			b->s.worker_respawns = workers_respawns(a->worker);
 			workers_get_stats(a->worker, &ws);
@@ -669,6 +727,7 @@ void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose)
 			b->s.dns_queries = ws.dns_queries;
 			b->s.dns_answers = ws.dns_answers;
 			b->s.dns_forwarded = ws.dns_forwarded;
+			b->s.pss_bytes = ws.pss_bytes;
 			peers_fill(b, a->worker, &peer_budget);
 			/* Fresh counters for the next STATUS. */
 			workers_request_stats(a->worker);

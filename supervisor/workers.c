@@ -237,6 +237,8 @@ struct wproc *workers__proc_attach(struct worker *w, int sock, int pidfd, pid_t 
 	w->rs = NULL;
 	w->rs_n = 0;
 	w->stats_asked_ms = 0;
+	/* What the last process said of control is not this one's. */
+	memset(&w->control, 0, sizeof(w->control));
 	w->started_ms = now_ms();
 	w->tokens = (unsigned long long)WORKERS_RATE_BURST * 1000;
 	w->tokens_ms = w->started_ms;
@@ -439,6 +441,16 @@ int workers_roll(struct worker *w)
 void workers_get_stats(const struct worker *w, struct worker_stats *out)
 {
 	*out = w->stats;
+}
+
+void workers_get_control(const struct worker *w, struct worker_control *out)
+{
+	*out = w->control;
+}
+
+const char *workers_hostname(const struct worker *w)
+{
+	return w->hostname;
 }
 
 const struct worker_peer *workers_get_peers(const struct worker *w, size_t *n, uint32_t *left_off)

@@ -184,6 +184,18 @@ struct worker_stats {
 	uint64_t disco_unknown_sender, disco_bad_box, stun_bad_txid, stun_malformed;
 	uint64_t derp_bad_frames;
 	uint64_t dns_queries, dns_answers, dns_forwarded; /* quad-100 */
+	uint64_t pss_bytes; /* 0: not known (a worker that does not report it) */
+};
+
+/* The worker's control client as it last told us (worker.proto's
+ * ControlStatus, from its Stats and control Events; checked by
+ * validate_worker_msg, so reason is printable ASCII). Zero (unknown) for a
+ * process that has said nothing yet. */
+struct worker_control {
+	int state; /* Tscni__ControlState */
+	char reason[CONTROL_REASON_MAX_LEN + 1];
+	uint64_t since_unix; /* 0: not known */
+	uint64_t retry_unix; /* RETRYING: the next attempt; 0: under way */
 };
 
 /* One peer of a worker's last Stats.peer, checked (validate_worker_msg) and
@@ -330,6 +342,10 @@ int workers_resolve_reply(struct worker *w, uint32_t id, const struct sockaddr_s
 
 /* The last Stats received (zeros before any). */
 void workers_get_stats(const struct worker *w, struct worker_stats *out);
+/* The control client's state (state 0, unknown, before the process said
+ * anything) and the hostname the worker was started with (NULL: none). */
+void workers_get_control(const struct worker *w, struct worker_control *out);
+const char *workers_hostname(const struct worker *w);
 /* The peers of the last Stats (at most PEER_STATUS_MAX; *n 0 before any)
  * and in *left_off how many that Stats left out. The array is owned by w
  * and valid until its next Stats or its end. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -195,6 +196,39 @@ static void peers_copy(struct worker *w, const Tscni__Stats *s)
 	w->peers_left_off = s->peers_left_off;
 }
 
+/* A ControlStatus the worker sent (validate_worker_msg checked it). */
+static void control_copy(struct worker *w, const Tscni__ControlStatus *c)
+{
+	w->control.state = (int)c->state;
+	strscpy(w->control.reason, c->reason, sizeof(w->control.reason));
+	w->control.since_unix = c->since_unix;
+	w->control.retry_unix = c->retry_unix;
+}
+
+/* A control Event from a worker that sends no ControlStatus (older than
+ * it): the kind says the state, the detail the reason (made printable). */
+static void control_from_kind(struct worker *w, const Tscni__Event *e)
+{
+	int state = w->control.state;
+
+	if (e->kind == TSCNI__EVENT_KIND__EVENT_CONTROL_UP)
+		state = TSCNI__CONTROL_STATE__CONTROL_CONNECTED;
+	else if (e->kind == TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN)
+		state = TSCNI__CONTROL_STATE__CONTROL_RETRYING;
+	else if (e->kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED)
+		state = TSCNI__CONTROL_STATE__CONTROL_FAILED;
+	else
+		return;
+	if (state != w->control.state)
+		w->control.since_unix = (uint64_t)time(NULL);
+	w->control.state = state;
+	w->control.retry_unix = 0;
+	if (state == TSCNI__CONTROL_STATE__CONTROL_CONNECTED)
+		w->control.reason[0] = '\0';
+	else
+		printable_copy(w->control.reason, sizeof(w->control.reason), e->detail);
+}
+
 static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
 {
 	struct worker_report r = {.pid = workers_pid(w)};
@@ -220,7 +254,12 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.dns_queries = s->dns_queries,
 		.dns_answers = s->dns_answers,
 		.dns_forwarded = s->dns_forwarded,
+		.pss_bytes = s->pss_bytes,
 	};
+	/* An older worker's Stats say nothing of control: keep what its
+	 * Events said. */
+	if (s->control)
+		control_copy(w, s->control);
 	peers_copy(w, s);
 	r.stats = w->stats;
 	workers__emit(w, WORKER_EV_STATS, &r);
@@ -235,6 +274,10 @@ static int on_event(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	(void)why;
 	log_escape(detail, sizeof(detail), m->event->detail, strlen(m->event->detail));
 	r.detail = detail;
+	if (m->event->control)
+		control_copy(w, m->event->control);
+	else
+		control_from_kind(w, m->event);
 	if (m->event->kind == TSCNI__EVENT_KIND__EVENT_TUN_GONE) {
 		/* The pod's netns is gone: this worker is not respawned, and
 		 * its node logs out (with the auth key, as on DEL) before it

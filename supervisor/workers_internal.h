@@ -138,6 +138,7 @@ struct worker {
 	size_t outq_head, outq_len;
 	unsigned long long stats_asked_ms; /* the StatsRequest in flight, or 0 */
 	struct worker_stats stats;
+	struct worker_control control; /* reset for each new process */
 	/* The last Stats.peer, copied (workers_get_peers). */
 	struct worker_peer *peers;
 	size_t n_peers;

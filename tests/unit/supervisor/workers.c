@@ -373,6 +373,97 @@ static void test_auth_refused_retry_with_key(void **state)
 	workers__test_free(w);
 }
 
+/* One WorkerMsg packed into buf: a control Event of kind (with c, or
+ * without a ControlStatus as an older worker sends it), or Stats with c. */
+static size_t make_control(uint8_t *buf, bool stats, Tscni__EventKind kind, const char *detail,
+			   Tscni__ControlStatus *c)
+{
+	Tscni__WorkerMsg m = TSCNI__WORKER_MSG__INIT;
+	Tscni__Event e = TSCNI__EVENT__INIT;
+	Tscni__Stats s = TSCNI__STATS__INIT;
+
+	if (stats) {
+		s.control = c;
+		s.pss_bytes = 3 << 20;
+		m.body_case = TSCNI__WORKER_MSG__BODY_STATS;
+		m.stats = &s;
+	} else {
+		e.kind = kind;
+		e.detail = (char *)detail;
+		e.control = c;
+		m.body_case = TSCNI__WORKER_MSG__BODY_EVENT;
+		m.event = &e;
+	}
+	return tscni__worker_msg__pack(&m, buf);
+}
+
+/* The control state a worker reports is kept per worker: from its Events
+ * and Stats when they carry a ControlStatus; from an older worker's Event
+ * kind and detail (made printable) when they do not; a Stats without one
+ * leaves it as it was. */
+static void test_control_state_kept(void **state)
+{
+	struct worker *w = workers__test_new(WORKERS_TS_STARTING, false);
+	Tscni__ControlStatus c = TSCNI__CONTROL_STATUS__INIT;
+	struct worker_control wc;
+	struct worker_stats st;
+	const char *why = "";
+	uint8_t buf[512];
+	size_t len;
+
+	(void)state;
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_UNKNOWN);
+	/* A new worker: the Event carries the state. */
+	c.state = TSCNI__CONTROL_STATE__CONTROL_RETRYING;
+	c.reason = (char *)"GET /key: connect to 127.0.0.1 port 1 failed";
+	c.since_unix = 1796640000;
+	c.retry_unix = 1796640008;
+	len = make_control(buf, false, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN, c.reason, &c);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_RETRYING);
+	assert_string_equal(wc.reason, "GET /key: connect to 127.0.0.1 port 1 failed");
+	assert_int_equal(wc.since_unix, 1796640000);
+	assert_int_equal(wc.retry_unix, 1796640008);
+	/* Stats with one replace it; Stats without one (older) keep it. */
+	c.state = TSCNI__CONTROL_STATE__CONTROL_CONNECTED;
+	c.reason = (char *)"";
+	c.retry_unix = 0;
+	len = make_control(buf, true, 0, NULL, &c);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_CONNECTED);
+	assert_string_equal(wc.reason, "");
+	workers_get_stats(w, &st);
+	assert_int_equal(st.pss_bytes, 3 << 20);
+	len = make_control(buf, true, 0, NULL, NULL);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_CONNECTED);
+	/* An older worker's Events: the kind says the state, the detail
+	 * (any bytes: Event.detail is free text) the reason, made printable. */
+	len = make_control(buf, false, TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN,
+			   "map stream lost \x1b[2J\xc3\xa9", NULL);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_RETRYING);
+	assert_string_equal(wc.reason, "map stream lost ?[2J??");
+	assert_true(wc.since_unix > 0);
+	assert_int_equal(wc.retry_unix, 0);
+	len = make_control(buf, false, TSCNI__EVENT_KIND__EVENT_CONTROL_UP, "tls", NULL);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
+	workers_get_control(w, &wc);
+	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_CONNECTED);
+	assert_string_equal(wc.reason, "");
+	/* A ControlStatus that fails its checks ends the worker. */
+	c.state = TSCNI__CONTROL_STATE__CONTROL_FAILED;
+	c.reason = (char *)"bell\a";
+	len = make_control(buf, true, 0, NULL, &c);
+	assert_int_equal(workers__dispatch(w, buf, len, &why), -EBADMSG);
+	workers__test_free(w);
+}
+
 /* Stats.peer is copied into the worker's own array, replaced by the next
  * Stats (none: no peers). */
 static void test_stats_peers_copied(void **state)
@@ -650,6 +741,7 @@ int main(void)
 		cmocka_unit_test(test_dispatch_table),
 		cmocka_unit_test(test_ready_once_then_stats),
 		cmocka_unit_test(test_stats_peers_copied),
+		cmocka_unit_test(test_control_state_kept),
 		cmocka_unit_test(test_test_reply_in_test_mode),
 		cmocka_unit_test(test_auth_refused_retry_with_key),
 		cmocka_unit_test(test_rate_limit),
