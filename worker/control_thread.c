@@ -485,14 +485,21 @@ static void netop_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 
 /* Records the control client's new state for Stats. A run of failures
  * keeps the time of its first one (reason is the latest); the reason is
- * cut to CONTROL_REASON_MAX_LEN and made printable, as the supervisor
- * checks. */
+ * cut to CONTROL_REASON_MAX_LEN (ending in "...") and made printable, as
+ * the supervisor checks. */
 static void control_set(struct worker_ctx *ctx, int state, const char *reason)
 {
+	const char *kind = reason && ctx->ctl ? client_failure_kind(ctx->ctl) : NULL;
+	char text[2 * CONTROL_REASON_MAX_LEN];
+
 	if (state != ctx->control.state)
 		ctx->control.since_unix = (uint64_t)time(NULL);
 	ctx->control.state = state;
-	printable_copy(ctx->control.reason, sizeof(ctx->control.reason), reason ? reason : "");
+	/* "unreachable: GET /key: connect to ... failed: ...": what failed
+	 * first, then the client's own words. */
+	snprintf(text, sizeof(text), "%s%s%s", kind ? kind : "", kind ? ": " : "",
+		 reason ? reason : "");
+	printable_copy(ctx->control.reason, sizeof(ctx->control.reason), text);
 	ctx->control.retry_unix = 0;
 	if (state == TSCNI__CONTROL_STATE__CONTROL_RETRYING) {
 		uint64_t ms = client_retry_in_ms(ctx->ctl);

@@ -33,6 +33,7 @@ void client__fail(struct client *c, bool fatal, int err, const char *fmt, ...)
 	c->failure.pending = true;
 	c->failure.fatal = fatal;
 	c->failure.err = err;
+	c->failure.phase = (int)c->phase;
 	va_start(ap, fmt);
 	vsnprintf(c->failure.msg, sizeof(c->failure.msg), fmt, ap);
 	va_end(ap);
@@ -241,6 +242,26 @@ static void settle_failure(struct client *c)
 	/* Armed first: on_state may ask client_retry_in_ms. */
 	uv_timer_start(&c->backoff_timer, on_backoff, d, 0);
 	client__set_status(c, CLIENT_DOWN, c->failure.err, c->failure.msg);
+}
+
+const char *client_failure_kind(const struct client *c)
+{
+	if (!c->status_sent || c->status == CLIENT_UP)
+		return NULL;
+	if (c->failure.fatal)
+		return "refused";
+	switch (c->failure.phase) {
+	case PH_RESOLVE:
+	case PH_KEY:
+	case PH_DIAL:
+		return "unreachable";
+	case PH_REGISTER:
+		return "registration failed";
+	case PH_RUNNING:
+		return "connection lost";
+	default:
+		return "not connected";
+	}
 }
 
 uint64_t client_retry_in_ms(const struct client *c)

@@ -197,6 +197,12 @@ const char *client_transport(const struct client *c);
  * starts (at least 1). 0 when an attempt is under way, when connected, and
  * after a fatal error. on_state(DOWN) can ask: the wait is set by then. */
 uint64_t client_retry_in_ms(const struct client *c);
+/* What the last failure interrupted, for a person: "unreachable"
+ * (resolving the name, GET /key, dialling), "registration failed",
+ * "connection lost" (the map stream or a request on the running
+ * connection), "refused" (fatal: on_state(ERROR)); NULL while connected or
+ * before any failure. A static string. */
+const char *client_failure_kind(const struct client *c);
 /* The capability version sent everywhere (capver.h). */
 int client_capver(void);
 

@@ -279,6 +279,7 @@ struct client_dial {
 struct client_failure {
 	bool pending, fatal, refetch_key;
 	int err;
+	int phase; /* enum client_phase when it was recorded (client_failure_kind) */
 	char msg[MSG_MAX];
 };
 
