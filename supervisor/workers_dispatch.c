@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -223,10 +224,18 @@ static void control_from_kind(struct worker *w, const Tscni__Event *e)
 		w->control.since_unix = (uint64_t)time(NULL);
 	w->control.state = state;
 	w->control.retry_unix = 0;
-	if (state == TSCNI__CONTROL_STATE__CONTROL_CONNECTED)
+	if (state == TSCNI__CONTROL_STATE__CONTROL_CONNECTED) {
 		w->control.reason[0] = '\0';
-	else
-		printable_copy(w->control.reason, sizeof(w->control.reason), e->detail);
+	} else {
+		char text[2 * CONTROL_REASON_MAX_LEN];
+
+		/* As a newer worker words it: what failed, then the detail. */
+		snprintf(text, sizeof(text), "%s: %s",
+			 state == TSCNI__CONTROL_STATE__CONTROL_FAILED ? "refused"
+								       : "not connected",
+			 e->detail);
+		printable_copy(w->control.reason, sizeof(w->control.reason), text);
+	}
 }
 
 static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **why)

@@ -448,7 +448,7 @@ static void test_control_state_kept(void **state)
 	assert_int_equal(workers__dispatch(w, buf, len, &why), 0);
 	workers_get_control(w, &wc);
 	assert_int_equal(wc.state, TSCNI__CONTROL_STATE__CONTROL_RETRYING);
-	assert_string_equal(wc.reason, "map stream lost ?[2J??");
+	assert_string_equal(wc.reason, "not connected: map stream lost ?[2J??");
 	assert_true(wc.since_unix > 0);
 	assert_int_equal(wc.retry_unix, 0);
 	len = make_control(buf, false, TSCNI__EVENT_KIND__EVENT_CONTROL_UP, "tls", NULL);
