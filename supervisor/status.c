@@ -1,5 +1,7 @@
-/* `tailscale-cni-supervisor status [--json] [--socket PATH]`: one STATUS
- * round trip on the CNI socket, printed for a person or for jq. */
+/* `tailscale-cni-supervisor status [--json] [--peers] [--socket PATH]`: one
+ * STATUS round trip on the CNI socket, printed for a person (one aligned row
+ * per pod, as `tailscale status`; its peers as `wg show` with --peers) or
+ * for jq. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -66,6 +68,8 @@ static int connect_socket(const char *path, int *fd_out)
 	return 0;
 }
 
+/* The pod's addresses, space-separated; a host prefix (/32, /128) as its
+ * bare address, as `tailscale status` shows them. "-" when none. */
 static void addrs_text(Tscni__IpPrefix *const *v, size_t n, char *out, size_t len)
 {
 	size_t used = 0;
@@ -73,12 +77,15 @@ static void addrs_text(Tscni__IpPrefix *const *v, size_t n, char *out, size_t le
 	out[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
 		struct ip_prefix p;
-		char b[IP_PREFIX_STRLEN];
+		char b[IP_PREFIX_STRLEN], *slash;
 
 		if (ip_prefix_from_pb(v[i], &p) < 0)
 			continue;
-		int w = snprintf(out + used, len - used, "%s%s", used ? "," : "",
-				 ip_prefix_format(&p, b, sizeof(b)));
+		ip_prefix_format(&p, b, sizeof(b));
+		slash = strchr(b, '/');
+		if (slash && p.len == (p.family == AF_INET ? 32 : 128))
+			*slash = '\0';
+		int w = snprintf(out + used, len - used, "%s%s", used ? " " : "", b);
 		if (w < 0 || (size_t)w >= len - used)
 			break;
 		used += (size_t)w;
@@ -145,44 +152,146 @@ static void print_peers(const Tscni__PodStatus *p, uint64_t now)
 		printf("    ... %u more peers not listed\n", p->peers_left_off);
 }
 
-static void print_text(const Tscni__StatusReply *st)
+/* What the operator's view calls the supervisor's health: the CNI STATUS
+ * verb's (st->health: can ADD be served?), except that a ready supervisor
+ * with pods whose control is failing reads "degraded" with a reason naming
+ * how many. The plugin does not look at control_failing: one pod's
+ * unreachable control server must not make the runtime's network NotReady
+ * (docs/cni-contract.md 4.5). */
+static const char *shown_health(const Tscni__StatusReply *st, char *reason, size_t len)
 {
-	char a[FIELD_LEN], b[FIELD_LEN], c[FIELD_LEN], d[FIELD_LEN], e[FIELD_LEN], f[FIELD_LEN];
-	char addrs[256], worker[FIELD_LEN + 16];
+	char r[FIELD_LEN];
 
-	printf("health: %s", health_name(st->health));
-	if (st->reason[0])
-		printf(" (%s)", esc(a, st->reason));
+	if (st->health == TSCNI__HEALTH__HEALTH_READY && st->control_failing) {
+		snprintf(reason, len, "control failing for %u of %u pod%s", st->control_failing,
+			 st->control_pods, st->control_pods == 1 ? "" : "s");
+		return "degraded";
+	}
+	snprintf(reason, len, "%s", st->reason[0] ? esc(r, st->reason) : "");
+	return health_name(st->health);
+}
+
+/* "1.9 MiB" ("-": not known). */
+static const char *mem_text(uint64_t bytes, char *out, size_t len)
+{
+	if (!bytes)
+		snprintf(out, len, "-");
+	else if (bytes < 1024 * 1024)
+		snprintf(out, len, "%" PRIu64 " KiB", bytes / 1024);
+	else
+		snprintf(out, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+	return out;
+}
+
+/* One row of the pod table, each cell formatted (and escaped) once so the
+ * widths come from the content. */
+enum { COL_POD, COL_HOST, COL_ADDRS, COL_CONTROL, COL_PEERS, COL_WORKER, COL_MEM, NCOLS };
+enum { CELL_LEN = 2 * FIELD_LEN + 2 };
+
+struct row {
+	char cell[NCOLS][CELL_LEN];
+};
+
+static void row_fill(struct row *r, const Tscni__PodStatus *p)
+{
+	char a[FIELD_LEN], b[FIELD_LEN];
+
+	snprintf(r->cell[COL_POD], CELL_LEN, "%s/%s", esc(a, p->pod ? p->pod->namespace_ : ""),
+		 esc(b, p->pod ? p->pod->name : ""));
+	snprintf(r->cell[COL_HOST], CELL_LEN, "%s", p->hostname[0] ? esc(a, p->hostname) : "-");
+	addrs_text(p->addresses, p->n_addresses, r->cell[COL_ADDRS], CELL_LEN);
+	snprintf(r->cell[COL_CONTROL], CELL_LEN, "%s", esc(a, p->control_state));
+	snprintf(r->cell[COL_PEERS], CELL_LEN, "%u", p->peers);
+	if (!p->worker_pid)
+		snprintf(r->cell[COL_WORKER], CELL_LEN, "- (%s)", esc(a, p->worker_state));
+	else if (!strcmp(p->worker_state, "ready"))
+		snprintf(r->cell[COL_WORKER], CELL_LEN, "%d", (int)p->worker_pid);
+	else
+		snprintf(r->cell[COL_WORKER], CELL_LEN, "%d (%s)", (int)p->worker_pid,
+			 esc(a, p->worker_state));
+	mem_text(p->pss_bytes, r->cell[COL_MEM], CELL_LEN);
+}
+
+/* Under a pod whose control is not connected: why, since when, and when
+ * the next attempt comes. */
+static void print_control(const Tscni__PodStatus *p, uint64_t now)
+{
+	char reason[4 * CONTROL_REASON_MAX_LEN + 1], since[48] = "", next[48] = "";
+	bool retrying = !strcmp(p->control_state, "retrying");
+
+	if (!retrying && strcmp(p->control_state, "failed"))
+		return;
+	log_escape(reason, sizeof(reason), p->control_reason, strlen(p->control_reason));
+	if (p->control_since_unix)
+		snprintf(since, sizeof(since), " (failing for %" PRIu64 " s)",
+			 now > p->control_since_unix ? now - p->control_since_unix : 0);
+	if (retrying && p->control_retry_unix > now)
+		snprintf(next, sizeof(next), "; retrying in %" PRIu64 " s",
+			 p->control_retry_unix - now);
+	else if (retrying)
+		snprintf(next, sizeof(next), "; retrying now");
+	else
+		snprintf(next, sizeof(next), "; not retrying");
+	printf("    control %s%s%s\n", reason[0] ? reason : "not connected", next, since);
+}
+
+/* Cells padded to their column's width, two spaces apart; the last one not
+ * padded. */
+static void print_row(const char *const cell[static NCOLS], const int width[static NCOLS])
+{
+	for (size_t c = 0; c + 1 < NCOLS; c++)
+		printf("%-*s  ", width[c], cell[c]);
+	printf("%s\n", cell[NCOLS - 1]);
+}
+
+static void print_text(const Tscni__StatusReply *st, bool peers)
+{
+	static const char *const head[NCOLS] = {"POD",	 "HOSTNAME", "ADDRESSES", "CONTROL",
+						"PEERS", "WORKER",   "MEMORY"};
+	char a[FIELD_LEN], reason[FIELD_LEN + 64];
+	const char *health = shown_health(st, reason, sizeof(reason));
+	uint64_t now = (uint64_t)time(NULL);
+	int width[NCOLS];
+	struct row *rows;
+
+	printf("health: %s", health);
+	if (reason[0])
+		printf(" (%s)", reason);
 	printf("  version: %s  uptime: %" PRIu64 "s  attachments: %u  zygote: %d (%u restarts)\n",
-	       esc(b, st->version), st->uptime_s, st->pods, (int)st->zygote_pid,
+	       esc(a, st->version), st->uptime_s, st->pods, (int)st->zygote_pid,
 	       st->zygote_restarts);
 	if (!st->n_pod)
 		return;
-	printf("%-16s %-14s %-6s %-32s %-6s %-7s %-9s %-20s %s\n", "NETWORK", "CONTAINER", "IFNAME",
-	       "POD (ns/name)", "IFACE", "IFINDEX", "STATE", "WORKER", "ADDRESSES  NETNS");
+	rows = xcalloc(st->n_pod, sizeof(*rows));
+	for (size_t c = 0; c < NCOLS; c++)
+		width[c] = (int)strlen(head[c]);
+	for (size_t i = 0; i < st->n_pod; i++) {
+		row_fill(&rows[i], st->pod[i]);
+		for (size_t c = 0; c < NCOLS; c++)
+			if ((int)strlen(rows[i].cell[c]) > width[c])
+				width[c] = (int)strlen(rows[i].cell[c]);
+	}
+	print_row(head, width);
 	for (size_t i = 0; i < st->n_pod; i++) {
 		const Tscni__PodStatus *p = st->pod[i];
-		char pod[2 * FIELD_LEN + 2], cid[13];
 
-		snprintf(pod, sizeof(pod), "%s/%s", esc(a, p->pod ? p->pod->namespace_ : ""),
-			 esc(b, p->pod ? p->pod->name : ""));
-		snprintf(cid, sizeof(cid), "%s", esc(c, p->key->container_id));
-		addrs_text(p->addresses, p->n_addresses, addrs, sizeof(addrs));
-		snprintf(worker, sizeof(worker), "%d/%s", (int)p->worker_pid,
-			 esc(f, p->worker_state));
-		printf("%-16s %-14s %-6s %-32s %-6s %-7u %-9s %-20s %s  %s\n",
-		       esc(d, p->key->network), cid, esc(e, p->key->ifname), pod,
-		       esc(c, p->interface_name), p->ifindex, esc(a, p->state), worker, addrs,
-		       esc(b, p->netns_path));
+		const char *cells[NCOLS];
+
+		for (size_t c = 0; c < NCOLS; c++)
+			cells[c] = rows[i].cell[c];
+		print_row(cells, width);
+		print_control(p, now);
 		if (p->disco_unknown_sender || p->disco_bad_box || p->stun_bad_txid ||
 		    p->stun_malformed || p->derp_bad_frames)
-			printf("  bad peers: disco unknown sender %" PRIu64
+			printf("    bad peers: disco unknown sender %" PRIu64
 			       ", disco bad box %" PRIu64 ", STUN wrong txid %" PRIu64
 			       ", STUN malformed %" PRIu64 ", DERP bad frames %" PRIu64 "\n",
 			       p->disco_unknown_sender, p->disco_bad_box, p->stun_bad_txid,
 			       p->stun_malformed, p->derp_bad_frames);
-		print_peers(p, (uint64_t)time(NULL));
+		if (peers)
+			print_peers(p, now);
 	}
+	free(rows);
 }
 
 /* jansson wants UTF-8; anything else is shown escaped. */
@@ -234,9 +343,17 @@ static int print_json(const Tscni__StatusReply *st)
 {
 	json_t *root = json_object(), *pods = json_array();
 	int ret;
+	char reason[FIELD_LEN + 64];
+	const char *health = shown_health(st, reason, sizeof(reason));
 
-	json_object_set_new(root, "health", json_string(health_name(st->health)));
-	json_object_set_new(root, "reason", jstr(st->reason));
+	/* health and reason as the text shows them; supervisor_health and
+	 * supervisor_reason as the CNI STATUS verb reads them. */
+	json_object_set_new(root, "health", json_string(health));
+	json_object_set_new(root, "reason", jstr(reason));
+	json_object_set_new(root, "supervisor_health", json_string(health_name(st->health)));
+	json_object_set_new(root, "supervisor_reason", jstr(st->reason));
+	json_object_set_new(root, "control_failing", json_integer(st->control_failing));
+	json_object_set_new(root, "control_pods", json_integer(st->control_pods));
 	json_object_set_new(root, "version", jstr(st->version));
 	json_object_set_new(root, "uptime_s", json_integer((json_int_t)st->uptime_s));
 	json_object_set_new(root, "attachments", json_integer(st->pods));
@@ -285,6 +402,14 @@ static int print_json(const Tscni__StatusReply *st)
 		json_object_set_new(o, "dns_queries", json_integer((json_int_t)p->dns_queries));
 		json_object_set_new(o, "dns_answers", json_integer((json_int_t)p->dns_answers));
 		json_object_set_new(o, "dns_forwarded", json_integer((json_int_t)p->dns_forwarded));
+		json_object_set_new(o, "hostname", jstr(p->hostname));
+		json_object_set_new(o, "control_state", jstr(p->control_state));
+		json_object_set_new(o, "control_reason", jstr(p->control_reason));
+		json_object_set_new(o, "control_since_unix",
+				    json_integer((json_int_t)p->control_since_unix));
+		json_object_set_new(o, "control_retry_unix",
+				    json_integer((json_int_t)p->control_retry_unix));
+		json_object_set_new(o, "pss_bytes", json_integer((json_int_t)p->pss_bytes));
 		json_object_set_new(o, "peer_status", jpeers(p));
 		json_object_set_new(o, "peers_left_off", json_integer(p->peers_left_off));
 		json_array_append_new(pods, o);
@@ -298,8 +423,12 @@ static int print_json(const Tscni__StatusReply *st)
 
 static void status_usage(FILE *f)
 {
-	fprintf(f, "usage: tailscale-cni-supervisor status [--json] [--socket PATH]\n"
-		   "  Prints the supervisor's health and every attachment it holds.\n"
+	fprintf(f, "usage: tailscale-cni-supervisor status [--json] [--peers] [--socket PATH]\n"
+		   "  Prints the supervisor's health and, per pod: its tailnet hostname and\n"
+		   "  addresses, its control connection (why, when it is not connected), its\n"
+		   "  peer count, worker pid and memory (PSS).\n"
+		   "  --peers  also one line per peer: address, name, path, last handshake, bytes\n"
+		   "  --json   everything, peers included, as JSON (errors too)\n"
 		   "  Exit status 0 when the supervisor answered, 1 otherwise.\n");
 }
 
@@ -444,6 +573,7 @@ int status_command(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, 'j'},
+		{"peers", no_argument, NULL, 'p'},
 		{"socket", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -452,7 +582,7 @@ int status_command(int argc, char **argv)
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
 	Tscni__StatusRequest sreq = TSCNI__STATUS_REQUEST__INIT;
 	Tscni__CniReply *rep = NULL;
-	bool json = false;
+	bool json = false, peers = false;
 	char err[512];
 	int c, rc = 1;
 
@@ -462,6 +592,9 @@ int status_command(int argc, char **argv)
 		switch (c) {
 		case 'j':
 			json = true;
+			break;
+		case 'p':
+			peers = true;
 			break;
 		case 's':
 			path = optarg;
@@ -507,7 +640,7 @@ int status_command(int argc, char **argv)
 			goto fail;
 		}
 	} else {
-		print_text(rep->status);
+		print_text(rep->status, peers);
 	}
 	rc = 0;
 	goto out;

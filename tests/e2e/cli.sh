@@ -65,6 +65,14 @@ exactly "status --json, no supervisor: nothing on stderr" "" "$ERR"
 run_cmd "$SUP" status --socket "$T/none.sock"
 exactly "status, no supervisor: the reason on stderr" \
 	"tailscale-cni-supervisor is not reachable at $T/none.sock: No such file or directory" "$ERR"
+run_cmd "$SUP" status --json --peers --socket "$T/none.sock"
+exactly "status --json --peers, no supervisor: JSON on stdout" \
+	"tailscale-cni-supervisor is not reachable at $T/none.sock: No such file or directory" \
+	"$(jq -r .error <<<"$OUT" 2>/dev/null)"
+run_cmd "$SUP" status --help
+exactly "status --help: the usage line" \
+	"usage: tailscale-cni-supervisor status [--json] [--peers] [--socket PATH]" "$(head -n 1 <<<"$OUT")"
+check "status --help: --peers explained" grep -q -- "^  --peers  also one line per peer" <<<"$OUT"
 run_cmd "$SUP" status --bogus
 exactly "status --bogus" "tailscale-cni-supervisor status: unknown option '--bogus' (see --help)" \
 	"$ERR"

@@ -132,7 +132,7 @@ hs=$(jq -r .last_handshake_unix <<<"$PEER")
 check "the last handshake is a recent Unix time ($hs, now $now)" \
 	test "${hs:-0}" -le "$now" -a "${hs:-0}" -gt $((now - 180))
 check "status (text) prints a line for the peer" \
-	grep -q "^    peer ${ADDR4[0]} .* direct 10.201.0.1:" <<<"$(timeout 10 "$SUP" status --socket "$SOCK")"
+	grep -q "^    peer ${ADDR4[0]} .* direct 10.201.0.1:" <<<"$(timeout 10 "$SUP" status --peers --socket "$SOCK")"
 
 # --- 2. only tcp:80 to pod B ------------------------------------------------
 # Listeners on 80 and 22 in pod B (busybox nc, persistent: each connection
