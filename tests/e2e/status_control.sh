@@ -140,8 +140,8 @@ check "text: columns aligned (CONTROL starts at the same offset on every line)" 
 	test "$(awk '/^(POD|ns[12]\/)/ { print index($0, $4 == "CONTROL" ? "CONTROL" : "connected") }' \
 		<<<"$txt" | sort -u | wc -l)" == 1
 check "text: no control line while connected" \
-	bash -c "! grep -q '^    control' <<<'$txt'"
-check "plain status lists no peer" bash -c "! grep -q '^    peer ' <<<'$txt'"
+	bash -c '! grep -q "^    control" <<<"$1"' _ "$txt"
+check "plain status lists no peer" bash -c '! grep -q "^    peer " <<<"$1"' _ "$txt"
 check "status --peers: pod 1's peer line (pod 2: address, name, path, handshake, bytes)" \
 	grep -qE "$peer_re" <<<"$peers"
 check "status --peers: one peer line a pod" test "$(grep -c '^    peer ' <<<"$peers")" == 2
