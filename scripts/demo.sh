@@ -302,7 +302,11 @@ fi
 "$supervisor" status --socket "$tmp/cni.sock" >/dev/null
 sleep 1
 echo "--- tailscale-cni-supervisor status"
-"$supervisor" status --socket "$tmp/cni.sock"
+if [ $verbose -eq 1 ]; then
+	"$supervisor" status --peers --socket "$tmp/cni.sock"
+else
+	"$supervisor" status --socket "$tmp/cni.sock"
+fi
 echo
 
 if [ $failed -gt 0 ]; then
@@ -322,6 +326,7 @@ if [ $keep -eq 1 ]; then
   ip netns exec tscni-demo-pod1-$$ ip route show dev ts0         # its routes: exactly the peers
   ip netns exec tscni-demo-pod1-$$ busybox ping -c 3 ${v4[$((pods > 1 ? 2 : 1))]}
   $supervisor status --socket $tmp/cni.sock
+  $supervisor status --peers --socket $tmp/cni.sock              # each pod's peers: path, handshake, bytes
   $supervisor status --json --socket $tmp/cni.sock | jq .
   less $tmp/supervisor.log                                        # the supervisor's log
 To tear it down (CNI DEL for each pod, then the supervisor and testcontrol):

@@ -508,6 +508,7 @@ int roll_workers_command(int argc, char **argv)
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	/* Each worker has 10 s to come back Ready; allow for many. */
@@ -528,6 +529,9 @@ int roll_workers_command(int argc, char **argv)
 			break;
 		case 'h':
 			roll_usage(stdout);
+			return 0;
+		case 'V':
+			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 0;
 		default:
 			bad_option("roll-workers", c, argv);
@@ -576,6 +580,7 @@ int status_command(int argc, char **argv)
 		{"peers", no_argument, NULL, 'p'},
 		{"socket", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	const char *path = SUPERVISOR_SOCKET;
@@ -601,6 +606,9 @@ int status_command(int argc, char **argv)
 			break;
 		case 'h':
 			status_usage(stdout);
+			return 0;
+		case 'V':
+			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 0;
 		default:
 			bad_option("status", c, argv);

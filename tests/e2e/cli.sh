@@ -80,6 +80,11 @@ run_cmd "$SUP" roll-workers --socket
 exactly "roll-workers --socket without a value" \
 	"tailscale-cni-supervisor roll-workers: option '--socket' needs a value (see --help)" "$ERR"
 
+run_cmd "$SUP" status --version
+exactly "status --version" "tailscale-cni-supervisor $(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$TSCNI_BUILD_DIR/CMakeCache.txt")" "$OUT"
+run_cmd "$SUP" roll-workers --version
+exactly "roll-workers --version" "tailscale-cni-supervisor $(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$TSCNI_BUILD_DIR/CMakeCache.txt")" "$OUT"
+
 # The worker binary, as a person might run it.
 WORKER=$TSCNI_BUILD_DIR/worker/tailscale-cni-worker
 VER=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$TSCNI_BUILD_DIR/CMakeCache.txt")
