@@ -145,6 +145,61 @@ bool valid_iface_glob(const char *s)
 	return true;
 }
 
+static bool is_alpha(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool valid_tag(const char *s, const char **why)
+{
+	const char *name;
+	const char *unused;
+
+	if (!why)
+		why = &unused;
+	if (!s || strncmp(s, "tag:", 4) != 0) {
+		*why = "tags must start with 'tag:'";
+		return false;
+	}
+	name = s + 4;
+	if (!*name) {
+		*why = "tag names must not be empty";
+		return false;
+	}
+	if (strnlen(s, TAG_MAX_LEN + 1) > TAG_MAX_LEN) {
+		*why = "tags are at most 128 bytes";
+		return false;
+	}
+	if (!is_alpha((unsigned char)*name)) {
+		*why = "tag names must start with a letter, after 'tag:'";
+		return false;
+	}
+	for (; *name; name++) {
+		unsigned char c = (unsigned char)*name;
+
+		if (!is_alpha(c) && !(c >= '0' && c <= '9') && c != '-') {
+			*why = "tag names can only contain numbers, letters, or dashes";
+			return false;
+		}
+	}
+	return true;
+}
+
+/* At most POD_TAGS_MAX valid tags, none twice. */
+static bool valid_tags(char *const *tags, size_t n)
+{
+	if (n > POD_TAGS_MAX || (n && !tags))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!valid_tag(tags[i], NULL))
+			return false;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(tags[i], tags[j]) == 0)
+				return false;
+	}
+	return true;
+}
+
 static bool empty(const char *s)
 {
 	return !s || !s[0];
@@ -538,6 +593,8 @@ int validate_identity(const Tscni__Identity *m, const char **why)
 		return ret;
 	if (!opt_name(m->stable_node_id, HOST_MAX_LEN))
 		return bad(why, "identity.stable_node_id invalid");
+	if (!valid_tags(m->tags, m->n_tags))
+		return bad(why, "identity.tags: too many, repeated or not tags");
 	return pod_meta(m->pod, why);
 }
 
@@ -649,6 +706,8 @@ static int start(const Tscni__Start *m, const char **why)
 	for (size_t i = 0; i < m->n_endpoint_deny_iface; i++)
 		if (!valid_iface_glob(m->endpoint_deny_iface[i]))
 			return bad(why, "start.endpoint_deny_iface: not a bounded glob");
+	if (!valid_tags(m->tags, m->n_tags))
+		return bad(why, "start.tags: too many, repeated or not tags");
 	return prefixes(m->addresses, m->n_addresses, "start.addresses: too many", why);
 }
 

@@ -46,6 +46,11 @@ enum validate_limits {
 	/* ControlStatus.reason (worker.proto) and PodStatus.control_reason:
 	 * printable ASCII only (valid_printable). */
 	CONTROL_REASON_MAX_LEN = 160,
+	/* A pod's Tailscale tags (Start.tags, Identity.tags, --allowed-tags):
+	 * at most POD_TAGS_MAX, each at most TAG_MAX_LEN bytes ("tag:" and
+	 * the name). Upstream sets no length; 128 is far past any in use. */
+	POD_TAGS_MAX = 64,
+	TAG_MAX_LEN = 128,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options
@@ -74,6 +79,10 @@ bool valid_printable(const char *s, size_t max);
  * size - 1 bytes: every other byte becomes '?'; a cut ends in "...". What
  * a worker does to text before sending it where valid_printable checks. */
 void printable_copy(char *dst, size_t size, const char *src);
+/* A Tailscale tag as upstream's tailcfg.CheckTag accepts it: "tag:", then a
+ * letter, then letters, digits and '-'; at most TAG_MAX_LEN bytes. Sets
+ * *why (static) to upstream's reason when not. */
+bool valid_tag(const char *s, const char **why);
 
 /* A STUN target a worker may name for the supervisor's netcheck: a 4- or
  * 16-byte unicast address (loopback included: tests), not the unspecified
