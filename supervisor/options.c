@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "annotations.h"
 #include "hostname.h"
 #include "ip.h"
 #include "log.h"
@@ -256,6 +257,17 @@ static int opt_endpoint_deny(struct args *a, const char *val)
 	return 0;
 }
 
+static int opt_allowed_tags(struct args *a, const char *val)
+{
+	char why[ANNOTATIONS_WHY_LEN];
+
+	if (annotations_tags_add(&a->cfg.allowed_tags, val, NULL, why, sizeof(why)) < 0) {
+		fprintf(stderr, "--allowed-tags: %s (at most %d tags in all)\n", why, POD_TAGS_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int opt_route_all(struct args *a, const char *val)
 {
 	(void)val;
@@ -427,6 +439,13 @@ static const struct opt {
 	 .metavar = "NAME",
 	 .set = opt_cluster_name,
 	 .help = "hostname prefix: NAME-<namespace>-<pod>"},
+	{.name = "allowed-tags",
+	 .metavar = "TAG[,TAG...]",
+	 .set = opt_allowed_tags,
+	 .help = "tags a pod's tailscale-cni.io/tags annotation\n"
+		 "may ask for (repeatable, at most # in all;\n"
+		 "default: none)",
+	 .nums = {POD_TAGS_MAX}},
 	{.name = "udp-port-range",
 	 .metavar = "LO-HI",
 	 .set = opt_udp_port_range,

@@ -41,6 +41,9 @@ struct op_add {
 	struct pod_meta meta;
 	char *cni_version;
 	uint32_t sync_timeout_ms;
+	/* What the pod's annotations ask for (annotations.h), checked in
+	 * pods__submit_add before anything is made. */
+	struct pod_choice choice;
 
 	/* Outcome: the new attachment, owned by the op until the table has
 	 * it, and what the reply carries. */
@@ -55,6 +58,7 @@ struct op_add {
 	uint8_t machine_private[KEY_LEN];
 	uint8_t node_private[KEY_LEN];
 	char hostname[HOST_MAX_LEN + 1];
+	struct tag_set tags; /* the identity's: Hostinfo.RequestTags */
 
 	/* The wait for the worker's Ready. */
 	uv_timer_t sync_timer;
@@ -117,6 +121,8 @@ static bool add_stops_worker(const struct op *op)
 	const struct op_add *add = (const struct op_add *)op;
 	const struct attachment *a = op->cur;
 
+	if (op->cni_code) /* refused before it began: it touches nothing */
+		return false;
 	return a->netns_dev != add->netns_dev || a->netns_ino != add->netns_ino ||
 	       a->state != TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY;
 }
@@ -166,9 +172,39 @@ static struct attachment *attachment_from_add(const struct op_add *add, const ch
 	return a;
 }
 
+/* The identity's tags into add->tags (validated: at most POD_TAGS_MAX). */
+static void identity_tags(struct op_add *add, const Tscni__Identity *id)
+{
+	add->tags.n = 0;
+	for (size_t i = 0; i < id->n_tags && i < POD_TAGS_MAX; i++)
+		strscpy(add->tags.v[add->tags.n++], id->tags[i], sizeof(add->tags.v[0]));
+}
+
+/* An existing identity keeps the tags and hostname it was made with: its
+ * node registered (or will) with them, and a pod cannot re-tag a node by
+ * changing its annotations and coming back under the same UID. Says so
+ * when the annotations now ask for something else. */
+static void identity_keeps_choice(const struct op_add *add)
+{
+	const struct pod_choice *c = &add->choice;
+	bool same = c->tags.n == add->tags.n;
+
+	for (size_t i = 0; same && i < c->tags.n; i++)
+		same = strcmp(c->tags.v[i], add->tags.v[i]) == 0;
+	if (!same)
+		log_warn("%s: the pod's identity keeps its %zu tag(s); the %s annotation "
+			 "(%zu tag(s)) applies to a new identity only",
+			 add->op.tag, add->tags.n, ANNOTATION_TAGS, c->tags.n);
+	if (c->hostname[0] && strcmp(c->hostname, add->hostname) != 0)
+		log_warn("%s: the pod's identity keeps hostname %s; the %s annotation (%s) "
+			 "applies to a new identity only",
+			 add->op.tag, add->hostname, ANNOTATION_HOSTNAME, c->hostname);
+}
+
 /* Reads the pod's identity or creates one (fresh machine and node keys),
  * and copies its addresses into add->addrs. Keys never leave this function
- * except into the 0600 record. */
+ * except into the 0600 record. A new identity takes its tags and hostname
+ * from the pod's annotations (add->choice). */
 static int identity_ensure(struct op_add *add, const char *pod_uid)
 {
 	struct pods *p = add->op.pods;
@@ -187,6 +223,8 @@ static int identity_ensure(struct op_add *add, const char *pod_uid)
 				sizeof(add->hostname));
 			add->have_keys = true;
 			add->registered = id->registered;
+			identity_tags(add, id);
+			identity_keeps_choice(add);
 		}
 		if (id->machine_private.data)
 			sodium_memzero(id->machine_private.data, id->machine_private.len);
@@ -206,6 +244,7 @@ static int identity_ensure(struct op_add *add, const char *pod_uid)
 	Tscni__Identity m = TSCNI__IDENTITY__INIT;
 	char hn[HOSTNAME_MAX + 1];
 	Tscni__PodMeta meta;
+	char *tagp[POD_TAGS_MAX];
 
 	keys_generate(machine);
 	keys_generate(node);
@@ -228,6 +267,12 @@ static int identity_ensure(struct op_add *add, const char *pod_uid)
 				  strchr(add->meta.name, '-'),
 			  hn, &why) == 0)
 		m.hostname = hn;
+	if (add->choice.hostname[0])
+		m.hostname = (char *)add->choice.hostname;
+	for (size_t i = 0; i < add->choice.tags.n; i++)
+		tagp[i] = (char *)add->choice.tags.v[i];
+	m.tags = tagp;
+	m.n_tags = add->choice.tags.n;
 	m.machine_id = (char *)o->machine_id;
 	m.node_name = (char *)o->node_name;
 	m.created_unix = (uint64_t)time(NULL);
@@ -237,12 +282,14 @@ static int identity_ensure(struct op_add *add, const char *pod_uid)
 		memcpy(add->machine_private, machine, KEY_LEN);
 		memcpy(add->node_private, node, KEY_LEN);
 		strscpy(add->hostname, m.hostname, sizeof(add->hostname));
+		add->tags = add->choice.tags;
 		add->have_keys = true;
 	}
 	sodium_memzero(machine, sizeof(machine));
 	sodium_memzero(node, sizeof(node));
 	if (ret == 0)
-		log_info("%s: new identity", add->op.tag);
+		log_info("%s: new identity %s (%zu tag(s) asked)", add->op.tag, add->hostname,
+			 add->tags.n);
 	add->naddrs = 0; /* addresses come from the control plane */
 out:
 	uv_mutex_unlock(&p->identity_lock);
@@ -400,6 +447,9 @@ static void add_work(struct op *op)
 	const char *why = NULL;
 	int nsfd = -1, ret;
 
+	/* Refused at submission (the pod's annotations): nothing to undo. */
+	if (op->cni_code)
+		return;
 	/* The identity lives in a directory named after the pod UID, or the
 	 * container ID without one (docs/design.md §3): it must fit a file
 	 * name. */
@@ -595,7 +645,7 @@ static void add_done(struct op *op)
 	    (a = pods__table_find(p, op->keyname))) {
 		ret = add->have_keys ? pods__attachment_spawn(p, a, add->machine_private,
 							      add->node_private, add->hostname,
-							      add->registered)
+							      &add->tags, add->registered)
 				     : -ENOKEY;
 		if (ret == 0) {
 			sync_begin(add, a);
@@ -636,6 +686,7 @@ static const struct op_type add_type = {
 
 int pods__submit_add(struct pods *p, const Tscni__AddRequest *m, struct pods_request *r)
 {
+	char why[ANNOTATIONS_WHY_LEN + 64];
 	struct op_add *add;
 
 	if (!valid_ifname(m->interface_name))
@@ -653,6 +704,14 @@ int pods__submit_add(struct pods *p, const Tscni__AddRequest *m, struct pods_req
 	add->sync_timeout_ms = m->sync_timeout_ms;
 	pods__make_tag(add->op.tag, *add->meta.uid ? add->meta.uid : add->container_id,
 		       add->op.keyname);
+	/* The pod's annotations first, before any record, identity, ts0 or
+	 * worker: a tag the operator did not allow fails the ADD with
+	 * nothing made (code 102, refused for good: the runtime's retries
+	 * carry the same annotations, and failurePolicy "ignore" must not
+	 * start the pod without ts0 over it). */
+	if (annotations_parse(m->annotations, m->n_annotations, &p->sup->cfg.allowed_tags,
+			      &add->choice, why, sizeof(why)) < 0)
+		pods__op_fail(&add->op, CNI_ERR_REFUSED, "pod annotation refused", 0, "%s", why);
 	pods__op_enqueue(&add->op);
 	return 0;
 }

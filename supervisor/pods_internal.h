@@ -24,6 +24,7 @@
 
 #include <uv.h>
 
+#include "annotations.h"
 #include "frame.h"
 #include "ip.h"
 #include "keys.h"
@@ -330,9 +331,10 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 		     void *arg);
 void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *spec, uint32_t slot,
 		     const uint8_t *machine, const uint8_t *node, const char *hostname,
-		     bool registered);
+		     const struct tag_set *tags, bool registered);
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
-			   const uint8_t *node, const char *hostname, bool registered);
+			   const uint8_t *node, const char *hostname, const struct tag_set *tags,
+			   bool registered);
 
 /* pods_sockets.c: the pod's UDP socket in our netns (bound as cfg's
  * --udp-port-range says) and its worker's read-only NETLINK_ROUTE socket.

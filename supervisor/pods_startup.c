@@ -117,6 +117,7 @@ struct pod_keys {
 	uint8_t machine[KEY_LEN];
 	uint8_t node[KEY_LEN];
 	char hostname[HOST_MAX_LEN + 1];
+	struct tag_set tags;
 	bool registered;
 };
 
@@ -135,6 +136,10 @@ static int identity_keys(struct pods *p, const char *pod_uid, struct pod_keys *k
 		memcpy(k->machine, id->machine_private.data, KEY_LEN);
 		memcpy(k->node, id->node_private.data, KEY_LEN);
 		strscpy(k->hostname, id->hostname ? id->hostname : "", sizeof(k->hostname));
+		/* Validated (validate_identity): at most POD_TAGS_MAX tags. */
+		k->tags.n = 0;
+		for (size_t i = 0; i < id->n_tags; i++)
+			strscpy(k->tags.v[k->tags.n++], id->tags[i], sizeof(k->tags.v[0]));
 		k->registered = id->registered;
 	}
 	pods__identity_wipe_free(id);
@@ -156,7 +161,8 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 	ret = pods__slot_get(p, a, &slot);
 	if (ret < 0)
 		return;
-	pods__spec_fill(p, a, &spec, slot, k->machine, k->node, k->hostname, k->registered);
+	pods__spec_fill(p, a, &spec, slot, k->machine, k->node, k->hostname, &k->tags,
+			k->registered);
 	spec.tun_fd = -1;
 	/* With a control plane it holds the pod's UDP and netlink sockets
 	 * too (their custody comes back from the worker: the fds here are
@@ -261,7 +267,8 @@ static void startup_rebuild(struct pods *p, struct attachment *a, const struct p
 	ret = pods__attachment_save(p, a);
 	if (ret < 0)
 		log_warn_r(ret, "%s: record the rebuilt %s", a->tag, a->interface_name);
-	ret = pods__attachment_spawn(p, a, k->machine, k->node, k->hostname, k->registered);
+	ret = pods__attachment_spawn(p, a, k->machine, k->node, k->hostname, &k->tags,
+				     k->registered);
 	if (ret == 0)
 		log_info("%s: %s rebuilt (ifindex %d), worker spawned", a->tag, a->interface_name,
 			 ifindex);

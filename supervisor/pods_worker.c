@@ -230,7 +230,7 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 /* A worker spec for a with the pod's keys (the caller wipes them). */
 void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *spec, uint32_t slot,
 		     const uint8_t *machine, const uint8_t *node, const char *hostname,
-		     bool registered)
+		     const struct tag_set *tags, bool registered)
 {
 	memset(spec, 0, sizeof(*spec));
 	/* The control plane: the auth key (borrowed, copied by workers) only
@@ -240,6 +240,7 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 		spec->auth_key = p->sup->auth_key;
 	spec->pod_uid = a->pod_uid;
 	spec->hostname = hostname && *hostname ? hostname : NULL;
+	spec->tags = tags && tags->n ? tags : NULL;
 	memcpy(spec->machine_private, machine, WORKERS_KEY_LEN);
 	memcpy(spec->node_private, node, WORKERS_KEY_LEN);
 	spec->addresses = a->addrs;
@@ -253,7 +254,8 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
  * workers holds custody). A second attachment of a pod that has a worker
  * keeps its fd and gets none. 0 or a negative errno. */
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
-			   const uint8_t *node, const char *hostname, bool registered)
+			   const uint8_t *node, const char *hostname, const struct tag_set *tags,
+			   bool registered)
 {
 	struct attachment *owner = pods__pod_worker_att(p, a->pod_uid);
 	struct worker_spec spec;
@@ -275,7 +277,7 @@ int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *
 		log_err_r(ret, "%s: no free worker uid", a->tag);
 		return ret;
 	}
-	pods__spec_fill(p, a, &spec, slot, machine, node, hostname, registered);
+	pods__spec_fill(p, a, &spec, slot, machine, node, hostname, tags, registered);
 	if (p->sup->cfg.control_url) {
 		ret = pods__udp_socket_new(&p->sup->cfg, &fds[0], &why);
 		if (ret == 0)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "annotations.h"
 #include "cni.pb-c.h"
 #include "ip.h"
 #include "log.h"
@@ -86,6 +87,10 @@ struct supervisor_config {
 	bool route_all, accept_routes;
 	struct ip_prefix route_deny[SUPERVISOR_ROUTE_DENY_MAX];
 	size_t n_route_deny;
+	/* --allowed-tags TAG[,TAG...] (repeatable): the tags a pod's
+	 * tailscale-cni.io/tags annotation may ask for (annotations.h); none
+	 * by default. */
+	struct tag_set allowed_tags;
 };
 
 struct supervisor {

@@ -274,6 +274,8 @@ void workers__free(struct worker *w)
 	w->keys = NULL;
 	workers__free_wiped(w->auth_key);
 	free(w->hostname);
+	free(w->tags);
+	w->tags = NULL;
 	free(w->control_url);
 	free(w->peers);
 	w->peers = NULL;
@@ -334,6 +336,7 @@ bool workers__spec_ok(const struct workers *ws, const struct worker_spec *spec)
 	       spec->n_extra_fds_optional <= spec->n_extra_fds && spec->slot < ws->uid_count &&
 	       (!spec->n_extra_fds || spec->extra_fds) && (!spec->n_addresses || spec->addresses) &&
 	       (!spec->hostname || strlen(spec->hostname) <= HOST_MAX_LEN) &&
+	       (!spec->tags || spec->tags->n <= POD_TAGS_MAX) &&
 	       (!spec->auth_key || strlen(spec->auth_key) <= AUTHKEY_MAX_LEN) &&
 	       (!spec->control_url || strlen(spec->control_url) <= URL_MAX_LEN);
 }
@@ -350,6 +353,10 @@ struct worker *workers__alloc(struct workers *ws, const struct worker_spec *spec
 		w->fds[i] = -1;
 	strscpy(w->pod_uid, spec->pod_uid, sizeof(w->pod_uid));
 	w->hostname = spec->hostname ? xstrdup(spec->hostname) : NULL;
+	if (spec->tags && spec->tags->n) {
+		w->tags = xmalloc(sizeof(*w->tags));
+		*w->tags = *spec->tags;
+	}
 	w->auth_key = spec->auth_key ? xstrdup(spec->auth_key) : NULL;
 	w->control_url = spec->control_url ? xstrdup(spec->control_url) : NULL;
 	/* sodium_init is idempotent; sodium_malloc needs it first. */

@@ -40,6 +40,8 @@
 #include "ip.h"
 #include "validate.h"
 
+struct tag_set; /* annotations.h */
+
 struct workers;
 struct worker;
 struct netops_policy;
@@ -142,8 +144,11 @@ struct workers_config {
 };
 
 struct worker_spec {
-	const char *pod_uid;			  /* valid_name(POD_FIELD_MAX_LEN); copied */
-	const char *hostname;			  /* NULL or a name; copied */
+	const char *pod_uid;  /* valid_name(POD_FIELD_MAX_LEN); copied */
+	const char *hostname; /* NULL or a name; copied */
+	/* NULL or the tags the node asks for (Start.tags), each valid_tag;
+	 * copied. */
+	const struct tag_set *tags;
 	uint8_t machine_private[WORKERS_KEY_LEN]; /* copied, wiped when w is freed */
 	uint8_t node_private[WORKERS_KEY_LEN];
 	const char *auth_key;		   /* NULL or a one-use key; copied, wiped after Ready */

@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <uv.h>
 
+#include "annotations.h"
 #include "frame.h"
 #include "validate.h"
 #include "worker.pb-c.h"
@@ -104,6 +105,7 @@ struct worker {
 	struct worker *prev, *next;
 	char pod_uid[POD_FIELD_MAX_LEN + 1];
 	char *hostname, *auth_key, *control_url;
+	struct tag_set *tags; /* NULL: none; owned */
 	struct worker_keys *keys;
 	struct ip_prefix addresses[PREFIX_MAX];
 	size_t n_addresses;

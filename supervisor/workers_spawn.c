@@ -69,6 +69,7 @@ static int send_hello_start(struct worker *w)
 	Tscni__Start s = TSCNI__START__INIT;
 	Tscni__WgTimers timers = TSCNI__WG_TIMERS__INIT;
 	Tscni__IpPrefix pb[PREFIX_MAX], *pbp[PREFIX_MAX];
+	char *tagp[POD_TAGS_MAX];
 	int ret;
 
 	h.min_version = w->ws->proto_min;
@@ -83,6 +84,12 @@ static int send_hello_start(struct worker *w)
 
 	s.pod_uid = w->pod_uid;
 	s.hostname = w->hostname ? w->hostname : (char *)"";
+	if (w->tags) {
+		for (size_t i = 0; i < w->tags->n; i++)
+			tagp[i] = w->tags->v[i];
+		s.tags = tagp;
+		s.n_tags = w->tags->n;
+	}
 	s.machine_private.data = w->keys->machine_private;
 	s.machine_private.len = WORKERS_KEY_LEN;
 	s.node_private.data = w->keys->node_private;

@@ -627,7 +627,7 @@ static void test_identity_registration(void **state)
 	pods__op_free(&op->op);
 
 	/* Unregistered: the worker gets the control URL and the auth key. */
-	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", false);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", NULL, false);
 	assert_string_equal(spec.control_url, "https://control.example");
 	assert_ptr_equal(spec.auth_key, key);
 
@@ -648,7 +648,7 @@ static void test_identity_registration(void **state)
 	assert_true(prefixes_equal(op->addrs, op->naddrs, addrs, 2));
 	assert_string_equal(op->hostname, hn);
 	pods__op_free(&op->op);
-	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", true);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", NULL, true);
 	assert_null(spec.auth_key);
 
 	/* Logout: unregistered, addresses kept (control gives them back). */
@@ -683,9 +683,69 @@ static void test_identity_without_control(void **state)
 	assert_int_equal(identity_ensure(op, "uid-2"), 0);
 	assert_string_equal(op->hostname, "web");
 	pods__op_free(&op->op);
-	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "web", false);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "web", NULL, false);
 	assert_null(spec.control_url);
 	assert_null(spec.auth_key);
+}
+
+/* The pod's annotations choose a new identity's tags and hostname; the
+ * record keeps them, later ADDs of the same pod UID get the recorded ones
+ * whatever their annotations say, and the worker's spec carries them. */
+static void test_identity_tags_hostname(void **state)
+{
+	struct fixture *f = *state;
+	struct attachment a = {.pod_uid = (char *)"uid-t", .tun_fd = -1};
+	uint8_t k[KEY_LEN] = {0};
+	struct worker_spec spec;
+	Tscni__Identity *id;
+	struct op_add *op;
+	int err = 0;
+
+	op = add_new(f->sup.pods, "n1", "ct1", "eth0");
+	free(op->meta.namespace_);
+	free(op->meta.name);
+	op->meta.namespace_ = xstrdup("ns");
+	op->meta.name = xstrdup("web");
+	op->choice.tags.n = 2;
+	strscpy(op->choice.tags.v[0], "tag:web", sizeof(op->choice.tags.v[0]));
+	strscpy(op->choice.tags.v[1], "tag:db", sizeof(op->choice.tags.v[1]));
+	strscpy(op->choice.hostname, "web-1", sizeof(op->choice.hostname));
+	assert_int_equal(identity_ensure(op, "uid-t"), 0);
+	assert_string_equal(op->hostname, "web-1");
+	assert_int_equal(op->tags.n, 2);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, op->hostname, &op->tags, false);
+	assert_string_equal(spec.hostname, "web-1");
+	assert_non_null(spec.tags);
+	assert_int_equal(spec.tags->n, 2);
+	assert_string_equal(spec.tags->v[1], "tag:db");
+	pods__op_free(&op->op);
+
+	id = state_identity_get(f->sup.st, "uid-t", &err);
+	assert_non_null(id);
+	assert_string_equal(id->hostname, "web-1");
+	assert_int_equal(id->n_tags, 2);
+	assert_string_equal(id->tags[0], "tag:web");
+	assert_string_equal(id->tags[1], "tag:db");
+	pods__identity_wipe_free(id);
+
+	/* Same pod UID, other annotations: the identity's own win. */
+	op = add_new(f->sup.pods, "n1", "ct2", "eth0");
+	op->choice.tags.n = 1;
+	strscpy(op->choice.tags.v[0], "tag:other", sizeof(op->choice.tags.v[0]));
+	strscpy(op->choice.hostname, "other", sizeof(op->choice.hostname));
+	assert_int_equal(identity_ensure(op, "uid-t"), 0);
+	assert_string_equal(op->hostname, "web-1");
+	assert_int_equal(op->tags.n, 2);
+	assert_string_equal(op->tags.v[0], "tag:web");
+	pods__op_free(&op->op);
+
+	/* No annotations: no tags, the generated hostname, none in the spec. */
+	op = add_new(f->sup.pods, "n1", "ct3", "eth0");
+	assert_int_equal(identity_ensure(op, "uid-t2"), 0);
+	assert_int_equal(op->tags.n, 0);
+	pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, op->hostname, &op->tags, false);
+	assert_null(spec.tags);
+	pods__op_free(&op->op);
 }
 
 static void test_errno_codes(void **state)
@@ -723,6 +783,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_roll_nothing_to_roll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_worker_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_registration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_tags_hostname, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_without_control, setup, teardown),
 		cmocka_unit_test(test_errno_codes),
 	};
