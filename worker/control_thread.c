@@ -602,6 +602,10 @@ static int new_client(struct worker_ctx *ctx)
 		.ca_pem_len = s->ca_pem_len,
 		.auth_key = s->auth_key,
 		.hostname = s->hostname[0] ? s->hostname : ctx->pod_uid,
+		/* The pod's identity's tags, which the supervisor checked
+		 * against --allowed-tags: asked for at every registration. */
+		.tags = (const char *const *)s->tags,
+		.n_tags = s->n_tags,
 		/* Without a key the node registered before (the supervisor
 		 * sends the key only until the first Ready). */
 		.node_registered = !s->auth_key,

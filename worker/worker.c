@@ -89,6 +89,9 @@ void worker_start_clear(struct worker_start *s)
 	}
 	free(s->control_url);
 	free(s->hostname);
+	for (size_t i = 0; i < s->n_tags; i++)
+		free(s->tags[i]);
+	free(s->tags);
 	free(s->ca_pem);
 	explicit_bzero(s, sizeof(*s));
 }
@@ -99,6 +102,12 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 {
 	ks->control_url = xstrdup(s->control_url);
 	ks->hostname = xstrdup(s->hostname);
+	if (s->n_tags) {
+		ks->tags = xcalloc(s->n_tags, sizeof(*ks->tags));
+		for (size_t i = 0; i < s->n_tags; i++)
+			ks->tags[i] = xstrdup(s->tags[i]);
+		ks->n_tags = s->n_tags;
+	}
 	ks->auth_key = s->auth_key[0] ? xstrdup(s->auth_key) : NULL;
 	if (s->ca_bundle.len) {
 		ks->ca_pem = xmalloc(s->ca_bundle.len + 1);

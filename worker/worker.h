@@ -82,6 +82,9 @@ struct worker_start {
 	struct wg_device_timers timers;
 	/* Start.endpoint_deny_iface (validated). */
 	struct ifaddr_deny deny;
+	/* Start.tags (validated: at most POD_TAGS_MAX): Hostinfo.RequestTags. */
+	char **tags;
+	size_t n_tags;
 };
 
 struct worker_resolve {

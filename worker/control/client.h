@@ -63,7 +63,7 @@ enum client_limits {
 	CLIENT_RESOLVE_MAX_ADDRS = 8,
 	CLIENT_MAX_ENDPOINTS = NETMAP_MAX_ENDPOINTS,
 	CLIENT_MAX_DERP_LATENCY = 64, /* NetInfo.DERPLatency entries (a netcheck's regions) */
-	CLIENT_MAX_TAGS = 16,
+	CLIENT_MAX_TAGS = 64,	      /* POD_TAGS_MAX (common/validate.h) */
 };
 
 /* on_state's status. DOWN: not connected, retrying (err/msg say why, or 0
