@@ -25,6 +25,7 @@
 #include "keys.h"
 #include "log.h"
 #include "mem.h"
+#include "validate.h"
 
 static const char zero_time[] = "0001-01-01T00:00:00Z";
 
@@ -835,6 +836,32 @@ static void register_error(struct tc_h2req *r, const char *error)
 	json_decref(o);
 }
 
+/* Hostinfo.RequestTags checked as upstream's Hostinfo.CheckRequestTags:
+ * NULL when absent or all valid tags, else a register error naming the
+ * first bad one (written into buf). */
+static const char *request_tags_error(json_t *hostinfo, char *buf, size_t len)
+{
+	json_t *rt = json_is_object(hostinfo) ? json_object_get(hostinfo, "RequestTags") : NULL;
+	const char *why = NULL;
+	json_t *v;
+	size_t i;
+
+	if (!rt || json_is_null(rt))
+		return NULL;
+	if (!json_is_array(rt))
+		return "RequestTags is not a list";
+	json_array_foreach(rt, i, v)
+	{
+		if (!json_is_string(v) || !valid_tag(json_string_value(v), &why)) {
+			snprintf(buf, len, "tag(%.80s): %s",
+				 json_is_string(v) ? json_string_value(v) : "?",
+				 why ? why : "not a string");
+			return buf;
+		}
+	}
+	return NULL;
+}
+
 static struct tc_key *find_auth_key(struct tc_server *s, const char *text)
 {
 	size_t n = strlen(text);
@@ -973,6 +1000,15 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 		register_error(r, "authkey already used");
 		return;
 	}
+	{
+		char buf[256];
+		const char *bad = request_tags_error(hostinfo, buf, sizeof(buf));
+
+		if (bad) {
+			register_error(r, bad);
+			return;
+		}
+	}
 	k->used = true;
 	if (!n && byold) {
 		/* Key rotation: the node keeps its identity and addresses. */
@@ -998,8 +1034,18 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 	n->user_id = k->user_id;
 	n->last_seen = tc_now();
 	n->cap = (int)json_integer_value(json_object_get(req, "Version"));
+	/* Tags: the node's Hostinfo.RequestTags when it asks for any, else
+	 * the auth key's own. testcontrol has no tagOwners: every key may
+	 * grant every well-formed tag (the supervisor's --allowed-tags is
+	 * what limits a pod). Set only by a registration with an auth key;
+	 * a re-registration of a known node key keeps them, as upstream. */
 	json_decref(n->tags);
-	n->tags = json_deep_copy(k->tags);
+	{
+		json_t *rt =
+			json_is_object(hostinfo) ? json_object_get(hostinfo, "RequestTags") : NULL;
+
+		n->tags = json_array_size(rt) ? json_deep_copy(rt) : json_deep_copy(k->tags);
+	}
 	if (json_is_object(hostinfo)) {
 		json_decref(n->hostinfo);
 		n->hostinfo = json_incref(hostinfo);
