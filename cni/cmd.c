@@ -356,9 +356,9 @@ static int cmd_add(struct cmd *c)
 	if (check_netns(c, &dev, &ino) < 0)
 		return -EINVAL;
 	if (!conf_pod_selected(&c->conf)) {
-		log_info("pod not selected (annotation %s is not \"true\"): passing prevResult "
-			 "through",
-			 CONF_ENABLED_KEY);
+		log_info("pod not selected (selection \"%s\", annotation %s): passing "
+			 "prevResult through",
+			 c->conf.select_annotation ? "annotation" : "all", CONF_ENABLED_KEY);
 		return pass_through(c);
 	}
 

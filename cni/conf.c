@@ -526,10 +526,12 @@ void conf_destroy(struct conf *c)
 
 bool conf_pod_selected(const struct conf *c)
 {
-	json_t *v;
+	json_t *v = c->annotations ? json_object_get(c->annotations, CONF_ENABLED_KEY) : NULL;
+	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
 
+	/* selection "all": every pod but those that opt out; "annotation":
+	 * only those that opt in. Any other value is neither. */
 	if (!c->select_annotation)
-		return true;
-	v = c->annotations ? json_object_get(c->annotations, CONF_ENABLED_KEY) : NULL;
-	return json_is_string(v) && strcmp(json_string_value(v), "true") == 0;
+		return !s || strcmp(s, "false") != 0;
+	return s && strcmp(s, "true") == 0;
 }

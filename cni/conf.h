@@ -95,7 +95,9 @@ const char *conf_peek_version(const char *buf, size_t len);
 /* Exact match against the supported list. Returns 0 or -EINVAL. */
 int conf_version_parse(const char *s, enum cni_version *out);
 
-/* selection "all", or the pod annotation tailscale-cni.io/enabled is "true". */
+/* Does the pod get ts0? selection "all": yes, unless the pod annotation
+ * tailscale-cni.io/enabled is "false" (opt-out); selection "annotation": only
+ * when it is "true" (opt-in). */
 bool conf_pod_selected(const struct conf *c);
 
 /* Parses a syncTimeout value: a JSON number of seconds, or a string such as

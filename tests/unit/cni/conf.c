@@ -349,38 +349,50 @@ static void test_null_means_default(void **state)
 	conf_destroy(&c);
 }
 
+/* Opt-in under selection "annotation", opt-out under "all" (only the string
+ * "false" opts out; anything else leaves the pod selected). */
 static void test_selection(void **state)
 {
 	static const struct {
 		const char *rc;
-		bool selected;
+		bool opt_in, all;
 	} cases[] = {
-		{"", false},
-		{",\"runtimeConfig\":{}", false},
-		{",\"runtimeConfig\":[]", false},
-		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":{}}", false},
+		{"", false, true},
+		{",\"runtimeConfig\":{}", false, true},
+		{",\"runtimeConfig\":[]", false, true},
+		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":{}}", false, true},
 		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":"
 		 "{\"tailscale-cni.io/enabled\":\"false\"}}",
-		 false},
+		 false, false},
+		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":"
+		 "{\"tailscale-cni.io/enabled\":false}}",
+		 false, true},
+		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":"
+		 "{\"tailscale-cni.io/enabled\":\"False\"}}",
+		 false, true},
 		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":"
 		 "{\"tailscale-cni.io/enabled\":true}}",
-		 false},
+		 false, true},
 		{",\"runtimeConfig\":{\"io.kubernetes.cri.pod-annotations\":"
 		 "{\"tailscale-cni.io/enabled\":\"true\"}}",
-		 true},
+		 true, true},
 	};
 	char text[512];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct cni_error err;
-		struct conf c;
+		for (int all = 0; all < 2; all++) {
+			struct cni_error err;
+			struct conf c;
 
-		snprintf(text, sizeof(text),
-			 "{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"selection\":\"annotation\"%s}",
-			 cases[i].rc);
-		assert_int_equal(parse(text, CNI_VERB_ADD, "eth0", &c, &err), 0);
-		assert_int_equal(conf_pod_selected(&c), cases[i].selected);
-		conf_destroy(&c);
+			snprintf(text, sizeof(text),
+				 "{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"selection\":\"%s\"%s}",
+				 all ? "all" : "annotation", cases[i].rc);
+			assert_int_equal(parse(text, CNI_VERB_ADD, "eth0", &c, &err), 0);
+			print_message("case %zu, selection %s\n", i, all ? "all" : "annotation");
+			assert_int_equal(conf_pod_selected(&c),
+					 all ? cases[i].all : cases[i].opt_in);
+			conf_destroy(&c);
+		}
 	}
 }
 
