@@ -42,9 +42,13 @@ static json_t *node_info(struct tc_server *s, const struct tc_node *n)
 
 	json_t *lat = json_object_get(json_object_get(n->hostinfo, "NetInfo"), "DERPLatency");
 
+	json_t *rt = json_object_get(n->hostinfo, "RequestTags");
+
 	/* As the node last sent it: the netcheck's latencies ("900-v4": s). */
 	if (json_is_object(lat))
 		json_object_set(o, "derp_latency", lat);
+	/* As the node last sent it: the tags it asks for (tags are what it has). */
+	json_object_set_new(o, "request_tags", json_is_array(rt) ? json_incref(rt) : json_array());
 	if (n->has_disco)
 		json_object_set_new(
 			o, "disco_key",
