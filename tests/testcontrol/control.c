@@ -853,7 +853,7 @@ static const char *request_tags_error(json_t *hostinfo, char *buf, size_t len)
 	json_array_foreach(rt, i, v)
 	{
 		if (!json_is_string(v) || !valid_tag(json_string_value(v), &why)) {
-			snprintf(buf, len, "tag(%.80s): %s",
+			snprintf(buf, len, "tag(\"%.80s\"): %s",
 				 json_is_string(v) ? json_string_value(v) : "?",
 				 why ? why : "not a string");
 			return buf;

@@ -217,6 +217,22 @@ static json_t *do_register(struct node *n, const char *authkey, const char *host
 	return o;
 }
 
+/* A registration whose Hostinfo asks for tags (RequestTags, a JSON array). */
+static json_t *do_register_tags(struct node *n, const char *authkey, const char *hostname,
+				const char *tags)
+{
+	json_t *req = json_pack(
+		"{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:o}, s:{s:s}}", "Version", CAPVER, "NodeKey",
+		n->nodekey, "OldNodeKey",
+		"nodekey:0000000000000000000000000000000000000000000000000000000000000000",
+		"Expiry", "0001-01-01T00:00:00Z", "Hostinfo", "Hostname", hostname, "OS", "linux",
+		"RequestTags", json_loads(tags, 0, NULL), "Auth", "AuthKey", authkey);
+	json_t *o = post_json(n, "/machine/register", req, 200);
+
+	assert_non_null(o);
+	return o;
+}
+
 static json_t *map_request(struct node *n, int version, bool stream, bool omit)
 {
 	return json_pack(
@@ -439,6 +455,70 @@ static json_t *peer_by_id(json_t *peers, json_int_t id)
 			return v;
 	}
 	return NULL;
+}
+
+/* A node registering with an auth key gets its RequestTags when it asks for
+ * any, else the key's tags; a tag upstream's CheckTag refuses is a register
+ * error naming it, and the key stays unused. */
+static void test_request_tags(void **state)
+{
+	char *key = make_key("{\"tags\": [\"tag:k8s\"]}");
+	char *reusable = make_key("{\"reusable\": true, \"tags\": [\"tag:k8s\"]}");
+	struct node a, b, c;
+	json_t *o, *info;
+
+	node_init(&a);
+	node_connect(&a, false, CAPVER);
+	o = do_register_tags(&a, key, "bad", "[\"tag:web\", \"tag:1bad\"]");
+	assert_string_equal(json_string_value(json_object_get(o, "Error")),
+			    "tag(\"tag:1bad\"): tag names must start with a letter, after 'tag:'");
+	json_decref(o);
+	/* The one-off key was not spent by the refused request. */
+	o = do_register_tags(&a, key, "tagged", "[\"tag:web\", \"tag:db\"]");
+	assert_string_equal(json_string_value(json_object_get(o, "Error")), "");
+	json_decref(o);
+	info = find_node(a.nodekey);
+	assert_non_null(info);
+	assert_int_equal(json_array_size(json_object_get(info, "tags")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(info, "tags"), 0)),
+			    "tag:web");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(info, "tags"), 1)),
+			    "tag:db");
+	assert_true(
+		json_equal(json_object_get(info, "tags"), json_object_get(info, "request_tags")));
+	json_decref(info);
+
+	/* No RequestTags (or an empty list): the key's tags. */
+	node_init(&b);
+	node_connect(&b, false, CAPVER);
+	o = do_register_tags(&b, reusable, "keytags", "[]");
+	json_decref(o);
+	info = find_node(b.nodekey);
+	assert_non_null(info);
+	assert_int_equal(json_array_size(json_object_get(info, "tags")), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(info, "tags"), 0)),
+			    "tag:k8s");
+	json_decref(info);
+	node_init(&c);
+	node_connect(&c, false, CAPVER);
+	o = do_register(&c, reusable, "plain", CAPVER);
+	json_decref(o);
+	info = find_node(c.nodekey);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(info, "tags"), 0)),
+			    "tag:k8s");
+	json_decref(info);
+
+	/* A known node key re-registering keeps its tags, whatever it asks. */
+	o = do_register_tags(&a, reusable, "tagged", "[\"tag:other\"]");
+	json_decref(o);
+	info = find_node(a.nodekey);
+	assert_int_equal(json_array_size(json_object_get(info, "tags")), 2);
+	json_decref(info);
+	node_free(&a);
+	node_free(&b);
+	node_free(&c);
+	free(key);
+	free(reusable);
 }
 
 /* The main flow: A over HTTPS at capver 130, B over HTTP at capver 100. */
@@ -1130,6 +1210,7 @@ int main(void)
 		cmocka_unit_test(test_handshake_both_transports),
 		cmocka_unit_test(test_register_errors),
 		cmocka_unit_test(test_register_map_deltas),
+		cmocka_unit_test(test_request_tags),
 		cmocka_unit_test(test_stream_ignores_endpoints),
 		cmocka_unit_test(test_ephemeral_logout),
 		cmocka_unit_test(test_expire_node),
