@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cmocka.h>
@@ -315,6 +316,58 @@ static void test_start_deny(void **state)
 	}
 	assert_true(valid_iface_glob("cali*"));
 	assert_true(valid_iface_glob("br-[0-9]?"));
+}
+
+/* Start.tags and Identity.tags: at most POD_TAGS_MAX valid tags, none twice
+ * (the supervisor checked them; a record from disk is checked again). */
+static int tags_in(char **tags, size_t n, bool identity)
+{
+	Tscni__SupervisorMsg m = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__Start s = TSCNI__START__INIT;
+	Tscni__Identity id = TSCNI__IDENTITY__INIT;
+	uint8_t key[32] = {0};
+	const char *why;
+
+	s.pod_uid = id.pod_uid = "3f2a";
+	s.machine_private.data = s.node_private.data = key;
+	s.machine_private.len = s.node_private.len = 32;
+	s.tags = tags;
+	s.n_tags = n;
+	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
+	m.start = &s;
+	if (!identity)
+		return validate_supervisor_msg(&m, &why);
+	id.machine_id = "0123abcd";
+	id.node_name = "node-1";
+	id.machine_private.data = id.node_private.data = key;
+	id.machine_private.len = id.node_private.len = 32;
+	id.tags = tags;
+	id.n_tags = n;
+	return validate_identity(&id, &why);
+}
+
+static void test_tags(void **state)
+{
+	static char names[POD_TAGS_MAX + 1][16];
+	char *tags[POD_TAGS_MAX + 1];
+
+	(void)state;
+	for (size_t i = 0; i <= POD_TAGS_MAX; i++) {
+		snprintf(names[i], sizeof(names[i]), "tag:t%zu", i);
+		tags[i] = names[i];
+	}
+	for (int identity = 0; identity < 2; identity++) {
+		assert_int_equal(tags_in(tags, 0, identity), 0);
+		assert_int_equal(tags_in(tags, POD_TAGS_MAX, identity), 0);
+		assert_int_equal(tags_in(tags, POD_TAGS_MAX + 1, identity), -EBADMSG);
+		tags[1] = names[0]; /* a repeat */
+		assert_int_equal(tags_in(tags, 2, identity), -EBADMSG);
+		tags[1] = "tag:";
+		assert_int_equal(tags_in(tags, 2, identity), -EBADMSG);
+		tags[1] = "web";
+		assert_int_equal(tags_in(tags, 2, identity), -EBADMSG);
+		tags[1] = names[1];
+	}
 }
 
 static int stop_with(char *auth_key)
@@ -1184,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_keys_exact),
 		cmocka_unit_test(test_start_deny),
+		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_enums),
 		cmocka_unit_test(test_oneofs_unset),
