@@ -238,6 +238,23 @@ size_t wg_device_timers(struct wg_device *dev, uint64_t now_ns, struct wg_batch 
 int wg_device_initiate(struct wg_device *dev, const uint8_t public_key[static WG_KEY_LEN],
 		       uint64_t now_ns, struct wg_batch *out_udp);
 
+/* Starts a handshake with the peer now, into out_udp, as wg_device_initiate
+ * does, unless one is in flight: an initiation that left less than
+ * REKEY_TIMEOUT ago and is not answered yet. Then nothing is sent
+ * (-EALREADY), as wireguard-go's SendHandshakeInitiation sends nothing
+ * within REKEY_TIMEOUT of the last: a second initiation would replace the
+ * first's handshake, and the peer takes only one of two initiations that
+ * close together (the same whitened TAI64N timestamp, or less than
+ * 1/INITIATIONS_PER_SECOND apart). When it took the first, its response
+ * opens nothing here any more, and the handshake waits for the retry
+ * timer: REKEY_TIMEOUT (5 s) for a first packet. An attempt that found no
+ * path or no room in out_udp is not in flight: it is replaced at once.
+ * For a path selector whose first direct path just appeared. Returns 0,
+ * -EALREADY or -ENOENT. */
+int wg_device_initiate_unless_pending(struct wg_device *dev,
+				      const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
+				      struct wg_batch *out_udp);
+
 /* Configured peers whose handshake initiation arrived at most
  * WG_EARLY_INITIATOR_NS before now_ns, while they were not peers (a node
  * that restarted learned of us before we of it, and dropped initiations

@@ -60,6 +60,9 @@ struct wg_peer {
 	bool sent_last_minute_handshake;
 	bool initiation_sent;
 	uint64_t last_initiation_sent_ns;
+	/* The latest initiation went into out_udp (it did not stop at "no
+	 * path" or a full batch): its response may be on its way. */
+	bool initiation_out;
 	uint64_t last_handshake_ns;
 	/* Wire bytes of the data messages (keepalives too) this peer's
 	 * sessions opened and sealed: wg_peer_status's rx/tx_bytes. */

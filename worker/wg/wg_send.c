@@ -63,6 +63,7 @@ void wg_send__initiation(struct wg_stage *st, struct wg_peer *peer, bool is_retr
 		return;
 	peer->initiation_sent = true;
 	peer->last_initiation_sent_ns = st->now;
+	peer->initiation_out = false;
 	/* Whatever happens below, retry on the timer. */
 	wg_peer__timers_handshake_initiated(st, peer);
 	if (path_endpoint(dev, peer, &to) < 0)
@@ -93,6 +94,7 @@ void wg_send__initiation(struct wg_stage *st, struct wg_peer *peer, bool is_retr
 	slot->addr = to;
 	slot->peer = peer;
 	st->out_udp->n++;
+	peer->initiation_out = true;
 	dev->stats.handshake_initiations_sent++;
 	wg_peer__timers_any_authenticated_packet_traversal(st, peer);
 	wg_peer__timers_any_authenticated_packet_sent(st, peer);
@@ -303,6 +305,35 @@ int wg_device_initiate(struct wg_device *dev, const uint8_t public_key[static WG
 	if (!peer)
 		return -ENOENT;
 	peer->initiation_sent = false; /* lifts the once-per-REKEY_TIMEOUT limit */
+	wg_send__initiation(&st, peer, false);
+	return 0;
+}
+
+/* Whether the peer's latest initiation left less than REKEY_TIMEOUT ago
+ * and its handshake still waits for the response (no response consumed,
+ * not replaced by the peer's own initiation). */
+static bool initiation_in_flight(const struct wg_device *dev, const struct wg_peer *peer,
+				 uint64_t now)
+{
+	return peer->initiation_out && peer->hs_index_live &&
+	       peer->hs.local_index == peer->hs_index &&
+	       now - peer->last_initiation_sent_ns < dev->t.rekey_timeout_ns;
+}
+
+int wg_device_initiate_unless_pending(struct wg_device *dev,
+				      const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
+				      struct wg_batch *out_udp)
+{
+	struct wg_stage st = {.dev = dev, .out_udp = out_udp, .now = now_ns};
+	struct wg_peer *peer = wg_device__find_peer(dev, public_key);
+
+	if (!peer)
+		return -ENOENT;
+	if (initiation_in_flight(dev, peer, now_ns))
+		return -EALREADY;
+	/* The last attempt found no path (or no room): this one need not
+	 * wait for the retry timer. */
+	peer->initiation_sent = false;
 	wg_send__initiation(&st, peer, false);
 	return 0;
 }

@@ -721,6 +721,150 @@ static void test_response_copied_to_source(void **state)
 	}
 }
 
+/* Node i stages one packet for node j through its TUN stage; what that
+ * sends (a handshake initiation) stays in i's udp_out. */
+static void stage_one(int i, int j)
+{
+	struct node *nd = &net->n[i];
+
+	ipv4_packet(&nd->tun_in.pkt[nd->tun_in.n++], nd->ip, net->n[j].ip, nd->next_seq[j]++);
+	wg_device_tun_rx(nd->dev, &nd->tun_in, &nd->udp_out, net->now);
+}
+
+/* Takes the one datagram in node i's udp_out out of the network, as if it
+ * went a slower way (DERP); deliver_held() hands it to node `to` later. */
+static struct wg_packet held;
+static uint8_t held_buf[BUF_LEN];
+
+static void hold(int i)
+{
+	struct node *nd = &net->n[i];
+	const struct wg_packet *p = &nd->udp_out.pkt[0];
+
+	assert_int_equal(nd->udp_out.n, 1);
+	memcpy(held_buf, p->buf + p->off, p->len);
+	held = (struct wg_packet){.buf = held_buf, .cap = BUF_LEN, .len = p->len, .addr = nd->addr};
+	nd->udp_out.n = 0;
+}
+
+static void deliver_held(int to)
+{
+	struct node *dst = &net->n[to];
+	struct wg_packet *q = &dst->udp_in.pkt[dst->udp_in.n++];
+
+	memcpy(q->buf, held.buf, held.len);
+	q->off = 0;
+	q->len = held.len;
+	q->addr = held.addr;
+	wg_device_udp_rx(dst->dev, &dst->udp_in, &dst->tun_out, &dst->udp_out, net->now);
+	drain_tun(to);
+}
+
+/* The first packet to a new peer: the initiation leaves one way (DERP, in
+ * the engine), and a moment later a direct path appears. A second
+ * initiation then (wg_device_initiate) replaces the first's handshake;
+ * the responder takes the first to arrive and drops the other (the same
+ * whitened timestamp, and within 1/INITIATIONS_PER_SECOND), so when the
+ * first wins, its response opens nothing and the packet waits for the
+ * retry after REKEY_TIMEOUT (500 ms here, 5 s in use): the stall the demo
+ * showed in 1 run in 3. wg_device_initiate_unless_pending leaves an
+ * initiation in flight alone: the response to it completes the handshake
+ * and the packet crosses at once. */
+static void test_initiation_in_flight_kept(void **state)
+{
+	(void)state;
+	set_peers(0, 0x6);
+	set_peers(1, 0x1);
+	set_peers(2, 0x1);
+
+	/* A -> B, replaced: lost until the retry. */
+	stage_one(0, 1);
+	hold(0);
+	net->now += 1000 * 1000;
+	assert_int_equal(
+		wg_device_initiate(net->n[0].dev, net->n[1].pub, net->now, &net->n[0].udp_out), 0);
+	assert_int_equal(net->n[0].udp_out.n, 1);
+	deliver_held(1); /* the first arrives first; B answers it */
+	pump();		 /* B drops the second; A cannot open the answer */
+	assert_int_equal(stats(1)->handshake_responses_sent, 1);
+	assert_int_equal(stats(1)->drop_bad_handshake, 1);
+	assert_int_equal(stats(0)->drop_unknown_index, 1);
+	assert_false(status(0, 1).has_session);
+	assert_int_equal(net->n[1].got[0][0], 0);
+	advance_ms(400);
+	assert_int_equal(net->n[1].got[0][0], 0);
+	advance_ms(200);
+	assert_all_delivered(0, 1);
+
+	/* A -> C, left alone: the answer to the first completes at once. */
+	stage_one(0, 2);
+	hold(0);
+	net->now += 1000 * 1000;
+	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[2].pub, net->now,
+							   &net->n[0].udp_out),
+			 -EALREADY);
+	assert_int_equal(net->n[0].udp_out.n, 0);
+	deliver_held(2);
+	pump();
+	assert_true(status(0, 2).has_session);
+	assert_all_delivered(0, 2);
+	assert_int_equal(stats(2)->drop_bad_handshake, 0);
+	/* Once answered, nothing is in flight: a new one may start. */
+	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[2].pub, net->now,
+							   &net->n[0].udp_out),
+			 0);
+	assert_int_equal(net->n[0].udp_out.n, 1);
+	pump();
+	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[0].pub, net->now,
+							   &net->n[0].udp_out),
+			 -ENOENT);
+}
+
+/* A path selector for node 0: no path while path_none is set, else the
+ * peer's configured endpoint. */
+static bool path_none;
+
+static int toggled_endpoint(void *arg, const struct wg_peer *peer, struct sockaddr_storage *out)
+{
+	if (path_none)
+		return -EHOSTUNREACH;
+	return wg_path_first.endpoint(arg, peer, out);
+}
+
+static const struct wg_path_ops toggled_path = {.endpoint = toggled_endpoint};
+
+/* An initiation that found no path is not in flight: once a path appears,
+ * wg_device_initiate_unless_pending sends one at once rather than after
+ * REKEY_TIMEOUT, and the staged packet crosses. */
+static void test_initiation_without_path_replaced(void **state)
+{
+	struct node *a = &net->n[0];
+	struct wg_device_config cfg;
+	const char *why = NULL;
+
+	(void)state;
+	wg_device_free(a->dev);
+	shortened(&cfg);
+	memcpy(cfg.private_key, a->priv, WG_KEY_LEN);
+	cfg.env = (struct wg_device_env){.random = test_random, .tai64n = test_tai64n, .arg = net};
+	cfg.path = &toggled_path;
+	assert_int_equal(wg_device_new(&cfg, net->now, &a->dev, &why), 0);
+	set_peers(0, 0x2);
+	set_peers(1, 0x1);
+	path_none = true;
+	stage_one(0, 1);
+	assert_int_equal(a->udp_out.n, 0);
+	assert_int_equal(stats(0)->drop_no_path, 1);
+	net->now += 1000 * 1000;
+	path_none = false;
+	assert_int_equal(
+		wg_device_initiate_unless_pending(a->dev, net->n[1].pub, net->now, &a->udp_out), 0);
+	assert_int_equal(a->udp_out.n, 1);
+	pump();
+	assert_true(status(0, 1).has_session);
+	assert_all_delivered(0, 1);
+}
+
 /* A and B each stage one packet for the other and initiate at once. */
 static void cross_initiations(void)
 {
@@ -1117,6 +1261,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_peer_removed_and_readded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_initiator, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_copied_to_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initiation_in_flight_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initiation_without_path_replaced, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_response_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
