@@ -82,7 +82,7 @@ struct dp_magic_peer {
 	bool kept; /* in the configuration being applied */
 	/* A handshake is owed to the peer (it restarted, or it initiated
 	 * before it was a peer): started at once, and again when the first
-	 * direct path appears, since the first may have had no route. */
+	 * direct path appears if the first had no route. */
 	bool handshake_wanted;
 	struct path path;
 };
@@ -268,11 +268,11 @@ void dataplane__q100_free(struct dataplane *dp);
 extern const struct wg_path_ops dataplane__path_ops;
 /* Takes the peers of the configuration just applied (allocates). */
 void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config *cfg);
-/* A handshake with the peer `node` now (and, for a peer with disco, again
- * when its first direct path appears). */
 /* Disco kept by disco_rx for a sender no peer had: run now for the
  * senders the configuration just applied knows; older ones go. */
 void dataplane__early_disco_run(struct dataplane *dp, uint64_t now_ns);
+/* A handshake with the peer `node` now (and, for a peer with disco, again
+ * when its first direct path appears, if this one found no path). */
 void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns);
 /* A datagram from UDP: disco and STUN are handled here, WireGuard from
  * an ip:port no peer may send from is dropped. Returns true when the

@@ -380,7 +380,13 @@ static void unconfirm_others(struct dataplane *dp, const struct dp_magic_peer *m
 }
 
 /* The peer's first direct path just appeared: packets staged while it had
- * none need not wait for the handshake retry timer. */
+ * none need not wait for the handshake retry timer. Only an initiation
+ * that found no path is replaced, never one that left (through DERP, a
+ * moment ago, which is how the first packet to a new peer goes): the peer
+ * takes one of two initiations that close together, and if it takes the
+ * one through DERP, its answer would find that handshake replaced here,
+ * and the first packet would wait 5 s for the retry
+ * (wg_device_initiate_unless_pending). */
 static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_ns)
 {
 	struct wg_peer_status st;
@@ -390,7 +396,9 @@ static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_
 	if (wg_device_peer_status(dp->dev, m->node, now_ns, &st) < 0 ||
 	    (!owed && (st.has_session || !st.staged)))
 		return;
-	initiate(dp, m->node, now_ns);
+	dataplane__udp_flush(dp);
+	(void)wg_device_initiate_unless_pending(dp->dev, m->node, now_ns, &dp->udp_out);
+	dataplane__udp_flush(dp);
 }
 
 static void ping_rx(struct dataplane *dp, const uint8_t *sender, const struct disco_ping *ping,
