@@ -72,7 +72,7 @@ enum fuzz_op {
 	OP_D_TUN,     /* [sel][raw IP packet...]: D sends to a peer */
 	OP_LOAD,      /* [queued handshakes] of D */
 	OP_SET_PEERS, /* [config bits] of D */
-	OP_INITIATE,  /* [who]: an explicit handshake (bit 2: unless one is in flight) */
+	OP_INITIATE,  /* [who]: an explicit handshake (bit 2: on a new path) */
 	OP_PUMP,      /* deliver everything until quiet */
 	OP_COUNT,
 };
@@ -759,17 +759,14 @@ static void op_initiate(const uint8_t *b, size_t len)
 	uint8_t who = len > 0 ? b[0] % 4 : 0;
 	int from = who < 2 ? NODE_D : (who == 2 ? NODE_P : NODE_Q);
 	int to = who < 2 ? NODE_P + who : NODE_D;
-	/* Bit 2: only unless an initiation is in flight (as on a new path). */
-	bool unless_pending = len > 0 && (b[0] & 4);
 	int ret;
 
-	if (unless_pending)
-		ret = wg_device_initiate_unless_pending(w.n[from].dev, public_keys[to], w.now,
-							&w.n[from].udp_out);
+	/* Bit 2: as on a new path (the initiation in flight sent again). */
+	if (len > 0 && (b[0] & 4))
+		ret = wg_device_initiate_on_new_path(w.n[from].dev, public_keys[to], w.now,
+						     &w.n[from].udp_out);
 	else
 		ret = wg_device_initiate(w.n[from].dev, public_keys[to], w.now, &w.n[from].udp_out);
-	if (ret == -EALREADY && unless_pending)
-		return;
 	/* Only a peer D was told to forget can be unknown. */
 	if (ret != 0 &&
 	    (ret != -ENOENT || from != NODE_D || (w.conf & (to == NODE_P ? CONF_P : CONF_Q))))

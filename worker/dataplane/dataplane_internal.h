@@ -81,8 +81,9 @@ struct dp_magic_peer {
 	struct disco_shared shared;
 	bool kept; /* in the configuration being applied */
 	/* A handshake is owed to the peer (it restarted, or it initiated
-	 * before it was a peer): started at once, and again when the first
-	 * direct path appears if the first had no route. */
+	 * before it was a peer): started at once, and its initiation sent
+	 * again when the first direct path appears, since the first may have
+	 * had no route (or a new one started, if it found none). */
 	bool handshake_wanted;
 	struct path path;
 };
@@ -271,8 +272,8 @@ void dataplane__magic_apply(struct dataplane *dp, const struct dataplane_config 
 /* Disco kept by disco_rx for a sender no peer had: run now for the
  * senders the configuration just applied knows; older ones go. */
 void dataplane__early_disco_run(struct dataplane *dp, uint64_t now_ns);
-/* A handshake with the peer `node` now (and, for a peer with disco, again
- * when its first direct path appears, if this one found no path). */
+/* A handshake with the peer `node` now (and, for a peer with disco, its
+ * initiation again on the first direct path that appears). */
 void dataplane__handshake_owed(struct dataplane *dp, const uint8_t *node, uint64_t now_ns);
 /* A datagram from UDP: disco and STUN are handled here, WireGuard from
  * an ip:port no peer may send from is dropped. Returns true when the

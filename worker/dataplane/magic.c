@@ -380,13 +380,13 @@ static void unconfirm_others(struct dataplane *dp, const struct dp_magic_peer *m
 }
 
 /* The peer's first direct path just appeared: packets staged while it had
- * none need not wait for the handshake retry timer. Only an initiation
- * that found no path is replaced, never one that left (through DERP, a
- * moment ago, which is how the first packet to a new peer goes): the peer
- * takes one of two initiations that close together, and if it takes the
- * one through DERP, its answer would find that handshake replaced here,
- * and the first packet would wait 5 s for the retry
- * (wg_device_initiate_unless_pending). */
+ * none need not wait for the handshake retry timer. An initiation that
+ * found no path is replaced; one that left (through DERP, a moment ago,
+ * which is how the first packet to a new peer goes) is sent again,
+ * unchanged, on the direct path. A new one would replace it: the peer
+ * takes one of two initiations that close together, and when it took the
+ * one through DERP its answer found that handshake replaced here, and the
+ * first packet waited 5 s for the retry (wg_device_initiate_on_new_path). */
 static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_ns)
 {
 	struct wg_peer_status st;
@@ -397,7 +397,7 @@ static void path_up(struct dataplane *dp, struct dp_magic_peer *m, uint64_t now_
 	    (!owed && (st.has_session || !st.staged)))
 		return;
 	dataplane__udp_flush(dp);
-	(void)wg_device_initiate_unless_pending(dp->dev, m->node, now_ns, &dp->udp_out);
+	(void)wg_device_initiate_on_new_path(dp->dev, m->node, now_ns, &dp->udp_out);
 	dataplane__udp_flush(dp);
 }
 

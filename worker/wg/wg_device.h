@@ -150,6 +150,8 @@ struct wg_device_stats {
 	uint64_t tx_bytes, rx_bytes; /* plaintext bytes */
 	uint64_t tx_keepalives, rx_keepalives;
 	uint64_t handshake_initiations_sent, handshake_responses_sent;
+	/* Initiations in flight sent again, unchanged, on a new path. */
+	uint64_t handshake_initiations_resent;
 	uint64_t handshakes_completed; /* sessions derived */
 	uint64_t cookie_replies_sent, cookie_replies_received;
 	uint64_t drop_no_peer;	     /* TUN packet with no AllowedIPs match */
@@ -238,22 +240,25 @@ size_t wg_device_timers(struct wg_device *dev, uint64_t now_ns, struct wg_batch 
 int wg_device_initiate(struct wg_device *dev, const uint8_t public_key[static WG_KEY_LEN],
 		       uint64_t now_ns, struct wg_batch *out_udp);
 
-/* Starts a handshake with the peer now, into out_udp, as wg_device_initiate
- * does, unless one is in flight: an initiation that left less than
- * REKEY_TIMEOUT ago and is not answered yet. Then nothing is sent
- * (-EALREADY), as wireguard-go's SendHandshakeInitiation sends nothing
- * within REKEY_TIMEOUT of the last: a second initiation would replace the
- * first's handshake, and the peer takes only one of two initiations that
- * close together (the same whitened TAI64N timestamp, or less than
- * 1/INITIATIONS_PER_SECOND apart). When it took the first, its response
- * opens nothing here any more, and the handshake waits for the retry
- * timer: REKEY_TIMEOUT (5 s) for a first packet. An attempt that found no
- * path or no room in out_udp is not in flight: it is replaced at once.
- * For a path selector whose first direct path just appeared. Returns 0,
- * -EALREADY or -ENOENT. */
-int wg_device_initiate_unless_pending(struct wg_device *dev,
-				      const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
-				      struct wg_batch *out_udp);
+/* For a path selector whose first direct path to the peer just appeared:
+ * starts a handshake now, into out_udp, as wg_device_initiate does, unless
+ * one is in flight (an initiation that left less than REKEY_TIMEOUT ago
+ * and is not answered yet). That one is sent again instead, byte for byte,
+ * where the path selector says now: the first copy may have gone a way that
+ * loses it (DERP the peer is not connected to yet), and the peer answers
+ * whichever copy comes first and drops the other as a replay. A new
+ * initiation would replace the first's handshake, and the peer takes only
+ * one of two initiations that close together (the same whitened TAI64N
+ * timestamp, or less than 1/INITIATIONS_PER_SECOND apart): when it took the
+ * first, its response would open nothing here any more, and the handshake
+ * would wait for the retry timer, REKEY_TIMEOUT (5 s). (wireguard-go never
+ * sends a second initiation within REKEY_TIMEOUT; tailscale's magicsock
+ * sends each packet both ways while the direct path is not proven.) An
+ * attempt that found no path or no room in out_udp is not in flight: a new
+ * initiation replaces it at once. Returns 0 or -ENOENT. */
+int wg_device_initiate_on_new_path(struct wg_device *dev,
+				   const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
+				   struct wg_batch *out_udp);
 
 /* Configured peers whose handshake initiation arrived at most
  * WG_EARLY_INITIATOR_NS before now_ns, while they were not peers (a node

@@ -61,8 +61,10 @@ struct wg_peer {
 	bool initiation_sent;
 	uint64_t last_initiation_sent_ns;
 	/* The latest initiation went into out_udp (it did not stop at "no
-	 * path" or a full batch): its response may be on its way. */
+	 * path" or a full batch): its response may be on its way. Its bytes,
+	 * for wg_device_initiate_on_new_path. */
 	bool initiation_out;
+	uint8_t initiation_msg[WG_MESSAGE_INITIATION_LEN];
 	uint64_t last_handshake_ns;
 	/* Wire bytes of the data messages (keepalives too) this peer's
 	 * sessions opened and sealed: wg_peer_status's rx/tx_bytes. */

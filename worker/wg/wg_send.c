@@ -95,6 +95,7 @@ void wg_send__initiation(struct wg_stage *st, struct wg_peer *peer, bool is_retr
 	slot->peer = peer;
 	st->out_udp->n++;
 	peer->initiation_out = true;
+	memcpy(peer->initiation_msg, &msg, sizeof(msg));
 	dev->stats.handshake_initiations_sent++;
 	wg_peer__timers_any_authenticated_packet_traversal(st, peer);
 	wg_peer__timers_any_authenticated_packet_sent(st, peer);
@@ -320,17 +321,40 @@ static bool initiation_in_flight(const struct wg_device *dev, const struct wg_pe
 	       now - peer->last_initiation_sent_ns < dev->t.rekey_timeout_ns;
 }
 
-int wg_device_initiate_unless_pending(struct wg_device *dev,
-				      const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
-				      struct wg_batch *out_udp)
+/* The initiation in flight, unchanged, where the path selector says now. */
+static void resend_initiation(struct wg_stage *st, struct wg_peer *peer)
+{
+	struct wg_device *dev = st->dev;
+	struct sockaddr_storage to;
+	struct wg_packet *slot;
+
+	if (path_endpoint(dev, peer, &to) < 0)
+		return;
+	slot = wg_send__out_slot(st);
+	if (!slot || slot->cap < sizeof(peer->initiation_msg))
+		return;
+	memcpy(slot->buf, peer->initiation_msg, sizeof(peer->initiation_msg));
+	slot->off = 0;
+	slot->len = sizeof(peer->initiation_msg);
+	slot->addr = to;
+	slot->peer = peer;
+	st->out_udp->n++;
+	dev->stats.handshake_initiations_resent++;
+}
+
+int wg_device_initiate_on_new_path(struct wg_device *dev,
+				   const uint8_t public_key[static WG_KEY_LEN], uint64_t now_ns,
+				   struct wg_batch *out_udp)
 {
 	struct wg_stage st = {.dev = dev, .out_udp = out_udp, .now = now_ns};
 	struct wg_peer *peer = wg_device__find_peer(dev, public_key);
 
 	if (!peer)
 		return -ENOENT;
-	if (initiation_in_flight(dev, peer, now_ns))
-		return -EALREADY;
+	if (initiation_in_flight(dev, peer, now_ns)) {
+		resend_initiation(&st, peer);
+		return 0;
+	}
 	/* The last attempt found no path (or no room): this one need not
 	 * wait for the retry timer. */
 	peer->initiation_sent = false;

@@ -767,11 +767,14 @@ static void deliver_held(int to)
  * whitened timestamp, and within 1/INITIATIONS_PER_SECOND), so when the
  * first wins, its response opens nothing and the packet waits for the
  * retry after REKEY_TIMEOUT (500 ms here, 5 s in use): the stall the demo
- * showed in 1 run in 3. wg_device_initiate_unless_pending leaves an
- * initiation in flight alone: the response to it completes the handshake
- * and the packet crosses at once. */
+ * showed in 1 run in 4. wg_device_initiate_on_new_path sends the first
+ * again, unchanged: the responder answers one copy and drops the other as
+ * a replay, the answer completes the handshake, and the packet crosses at
+ * once. */
 static void test_initiation_in_flight_kept(void **state)
 {
+	uint64_t sent;
+
 	(void)state;
 	set_peers(0, 0x6);
 	set_peers(1, 0x1);
@@ -796,28 +799,55 @@ static void test_initiation_in_flight_kept(void **state)
 	advance_ms(200);
 	assert_all_delivered(0, 1);
 
-	/* A -> C, left alone: the answer to the first completes at once. */
+	/* A -> C, sent again: the answer to the first completes at once. */
 	stage_one(0, 2);
 	hold(0);
+	sent = stats(0)->handshake_initiations_sent;
 	net->now += 1000 * 1000;
-	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[2].pub, net->now,
-							   &net->n[0].udp_out),
-			 -EALREADY);
-	assert_int_equal(net->n[0].udp_out.n, 0);
-	deliver_held(2);
-	pump();
-	assert_true(status(0, 2).has_session);
-	assert_all_delivered(0, 2);
-	assert_int_equal(stats(2)->drop_bad_handshake, 0);
-	/* Once answered, nothing is in flight: a new one may start. */
-	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[2].pub, net->now,
-							   &net->n[0].udp_out),
+	assert_int_equal(wg_device_initiate_on_new_path(net->n[0].dev, net->n[2].pub, net->now,
+							&net->n[0].udp_out),
 			 0);
 	assert_int_equal(net->n[0].udp_out.n, 1);
+	assert_int_equal(net->n[0].udp_out.pkt[0].len, held.len);
+	assert_memory_equal(net->n[0].udp_out.pkt[0].buf + net->n[0].udp_out.pkt[0].off, held.buf,
+			    held.len);
+	assert_int_equal(stats(0)->handshake_initiations_sent, sent);
+	assert_int_equal(stats(0)->handshake_initiations_resent, 1);
+	deliver_held(2);
+	pump(); /* C drops the copy as a replay */
+	assert_int_equal(stats(2)->handshake_responses_sent, 1);
+	assert_int_equal(stats(2)->drop_bad_handshake, 1);
+	assert_true(status(0, 2).has_session);
+	assert_all_delivered(0, 2);
+	/* Once answered, nothing is in flight: a new one starts. */
+	assert_int_equal(wg_device_initiate_on_new_path(net->n[0].dev, net->n[2].pub, net->now,
+							&net->n[0].udp_out),
+			 0);
+	assert_int_equal(stats(0)->handshake_initiations_sent, sent + 1);
 	pump();
-	assert_int_equal(wg_device_initiate_unless_pending(net->n[0].dev, net->n[0].pub, net->now,
-							   &net->n[0].udp_out),
+	assert_int_equal(wg_device_initiate_on_new_path(net->n[0].dev, net->n[0].pub, net->now,
+							&net->n[0].udp_out),
 			 -ENOENT);
+}
+
+/* The first copy is lost (DERP the peer was not connected to yet): the
+ * copy on the new path alone completes the handshake, at once. */
+static void test_initiation_resent_alone(void **state)
+{
+	(void)state;
+	set_peers(0, 0x2);
+	set_peers(1, 0x1);
+	stage_one(0, 1);
+	hold(0); /* and never delivered */
+	net->now += 1000 * 1000;
+	assert_int_equal(wg_device_initiate_on_new_path(net->n[0].dev, net->n[1].pub, net->now,
+							&net->n[0].udp_out),
+			 0);
+	pump();
+	assert_true(status(0, 1).has_session);
+	assert_all_delivered(0, 1);
+	assert_int_equal(stats(0)->handshake_initiations_sent, 1);
+	assert_int_equal(stats(1)->drop_bad_handshake, 0);
 }
 
 /* A path selector for node 0: no path while path_none is set, else the
@@ -834,7 +864,7 @@ static int toggled_endpoint(void *arg, const struct wg_peer *peer, struct sockad
 static const struct wg_path_ops toggled_path = {.endpoint = toggled_endpoint};
 
 /* An initiation that found no path is not in flight: once a path appears,
- * wg_device_initiate_unless_pending sends one at once rather than after
+ * wg_device_initiate_on_new_path starts one at once rather than after
  * REKEY_TIMEOUT, and the staged packet crosses. */
 static void test_initiation_without_path_replaced(void **state)
 {
@@ -858,8 +888,10 @@ static void test_initiation_without_path_replaced(void **state)
 	net->now += 1000 * 1000;
 	path_none = false;
 	assert_int_equal(
-		wg_device_initiate_unless_pending(a->dev, net->n[1].pub, net->now, &a->udp_out), 0);
+		wg_device_initiate_on_new_path(a->dev, net->n[1].pub, net->now, &a->udp_out), 0);
 	assert_int_equal(a->udp_out.n, 1);
+	assert_int_equal(stats(0)->handshake_initiations_sent, 1);
+	assert_int_equal(stats(0)->handshake_initiations_resent, 0);
 	pump();
 	assert_true(status(0, 1).has_session);
 	assert_all_delivered(0, 1);
@@ -1262,6 +1294,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_early_initiator, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_copied_to_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiation_in_flight_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initiation_resent_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiation_without_path_replaced, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_initiations, setup, teardown),
