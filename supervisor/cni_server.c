@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -53,6 +54,10 @@ struct cni_server {
 	struct supervisor *sup;
 	uv_pipe_t listener;
 	char *path;
+	/* The socket file as renamed to path: one found there with another
+	 * identity (or none) means the socket is lost (cni_server_lost). */
+	dev_t path_dev;
+	ino_t path_ino;
 	struct conn *conns;
 	unsigned int n_conns;
 	unsigned long conn_max; /* proc_limits_conn_max */
@@ -656,6 +661,14 @@ int cni_server_open(struct supervisor *sup, const char *path, struct cni_server 
 		log_err_r(ret, "rename %s to %s", tmp, path);
 		goto err_unlink;
 	}
+	{
+		struct stat sb;
+
+		if (lstat(path, &sb) == 0) {
+			srv->path_dev = sb.st_dev;
+			srv->path_ino = sb.st_ino;
+		}
+	}
 	free(tmp);
 	*out = srv;
 	return 0;
@@ -667,6 +680,24 @@ err_close:
 	uv_close((uv_handle_t *)&srv->sweep, listener_closed);
 	uv_close((uv_handle_t *)&srv->listener, listener_closed);
 	return ret;
+}
+
+const char *cni_server_lost(const struct cni_server *srv, char *buf, size_t len)
+{
+	struct stat sb;
+
+	if (!srv || srv->closing)
+		return "the CNI socket is closed";
+	if (lstat(srv->path, &sb) < 0) {
+		snprintf(buf, len, "the CNI socket %s is gone (%s): runtimes cannot reach us",
+			 srv->path, strerror(errno));
+		return buf;
+	}
+	if (!S_ISSOCK(sb.st_mode) || sb.st_dev != srv->path_dev || sb.st_ino != srv->path_ino) {
+		snprintf(buf, len, "the CNI socket %s was replaced by another file", srv->path);
+		return buf;
+	}
+	return NULL;
 }
 
 void cni_server_close(struct cni_server *srv)

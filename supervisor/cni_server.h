@@ -6,6 +6,8 @@
 #ifndef TSCNI_SUPERVISOR_CNI_SERVER_H
 #define TSCNI_SUPERVISOR_CNI_SERVER_H
 
+#include <stddef.h>
+
 struct supervisor;
 struct cni_server;
 
@@ -31,6 +33,12 @@ int cni_server_claim(const char *path);
  * ready. Returns 0 or a negative errno (with a log line naming the step);
  * *out is NULL on failure. */
 int cni_server_open(struct supervisor *sup, const char *path, struct cni_server **out);
+
+/* NULL while the socket srv listens on is still at its path; else a
+ * sentence (static, or in buf) saying it is lost: srv NULL or closing, the
+ * path gone (someone removed it: runtimes no longer reach us), or another
+ * file there. One lstat, on the loop (the path is on a tmpfs). */
+const char *cni_server_lost(const struct cni_server *srv, char *buf, size_t len);
 
 /* Stops accepting, closes every connection (their pending requests still
  * complete in pods.c, without a reply), unlinks the socket. The server frees

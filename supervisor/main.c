@@ -7,7 +7,7 @@
  *       [--host-mntns PATH]
  *       [--control-url URL [--auth-key-file PATH] [--ca-file PATH]
  *        [--cluster-name NAME] [--udp-port-range LO-HI]
- *        [--endpoint-deny-iface GLOB]...]
+ *        [--endpoint-deny-iface GLOB]...] [--metrics-listen ADDR:PORT]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
  *   tailscale-cni-supervisor roll-workers [--socket PATH]
  *   tailscale-cni-supervisor --version | --help
@@ -43,6 +43,7 @@
 #include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "pods.h"
 #include "netcheck.h"
 #include "options.h"
@@ -120,6 +121,7 @@ static void shut_down(struct supervisor *sup)
 {
 	cni_server_close(sup->srv);
 	sup->srv = NULL;
+	metrics_serve_stop(sup);
 	pool_watch_stop(sup->pool_watch);
 	sup->pool_watch = NULL;
 	/* An active watch would keep the loop running. */
@@ -396,10 +398,15 @@ static int start(struct supervisor *sup, struct signals *sig)
 	ret = pods_startup(sup->pods);
 	if (ret < 0)
 		goto err_pods;
+	/* Stage: the metrics port (when asked for), so that an address in
+	 * use stops the start before the CNI socket says "ready". */
+	ret = metrics_serve_start(sup);
+	if (ret < 0)
+		goto err_pods;
 	/* Stage: the CNI socket. */
 	ret = cni_server_open(sup, sup->cfg.socket_path, &sup->srv);
 	if (ret < 0)
-		goto err_pods;
+		goto err_metrics;
 	ret = start_signals(sup, sig);
 	if (ret < 0)
 		goto err_server;
@@ -408,6 +415,8 @@ static int start(struct supervisor *sup, struct signals *sig)
 err_server:
 	shut_down(sup);
 	uv_run(&sup->loop, UV_RUN_DEFAULT);
+err_metrics:
+	metrics_serve_stop(sup);
 err_pods:
 	free_pods(sup);
 err_state:
@@ -490,5 +499,8 @@ int main(int argc, char **argv)
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
 	sup.started_unix = (uint64_t)time(NULL);
-	return run(&sup) < 0 ? 1 : 0;
+	sup.metrics = metrics_new();
+	ret = run(&sup) < 0 ? 1 : 0;
+	metrics_free(sup.metrics);
+	return ret;
 }

@@ -19,6 +19,7 @@
 
 #include "annotations.h"
 #include "hostname.h"
+#include "http_serve.h"
 #include "ip.h"
 #include "log.h"
 #include "mem.h"
@@ -296,6 +297,18 @@ static int opt_route_deny(struct args *a, const char *val)
 	return 0;
 }
 
+static int opt_metrics_listen(struct args *a, const char *val)
+{
+	const char *why = NULL;
+
+	if (http_listen_parse(val, &a->cfg.metrics_addr, &why) < 0) {
+		fprintf(stderr, "--metrics-listen: '%s' is %s\n", val, why);
+		return -EINVAL;
+	}
+	a->cfg.metrics_listen = val;
+	return 0;
+}
+
 static int opt_wg_timers(struct args *a, const char *val)
 {
 	return parse_wg_timers(val, a->cfg.test_wg_timers_ms);
@@ -472,6 +485,11 @@ static const struct opt {
 	 .set = opt_route_deny,
 	 .help = "no subnet route may overlap CIDR (repeatable,\nat most #)",
 	 .nums = {SUPERVISOR_ROUTE_DENY_MAX}},
+	{.name = "metrics-listen",
+	 .metavar = "ADDR:PORT",
+	 .set = opt_metrics_listen,
+	 .help = "serve /metrics (Prometheus) and /healthz over\nHTTP on ADDR:PORT, e.g. "
+		 "127.0.0.1:9341 or\n[::1]:9341 (default: not served)"},
 	/* Tests only, so not in --help: workers never send lite updates; the
 	 * workers' WireGuard timers in ms (REKEY_AFTER, REJECT_AFTER,
 	 * REKEY_ATTEMPT, REKEY_TIMEOUT, KEEPALIVE). */

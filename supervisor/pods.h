@@ -80,6 +80,16 @@ size_t pods_count(const struct pods *p);
 void pods_status_fill(struct pods *p, Tscni__StatusReply *rep, bool verbose);
 void pods_status_clear(Tscni__StatusReply *rep);
 
+/* pods_metrics.c: the pod table's families in the text format (metrics.h):
+ * pods and attachments by state, the jobs pending, and per pod (labels
+ * namespace and pod; at most METRICS_PODS_MAX pods) its worker's last
+ * counters, handshake age, peers by path and control connection. Runs on
+ * the loop without waiting for anything. */
+struct metrics_text;
+void pods_metrics_render(struct pods *p, struct metrics_text *t);
+/* Asks every worker for fresh Stats (workers_request_stats). */
+void pods_request_stats(struct pods *p);
+
 /* workers_config.routes (arg: the struct supervisor): a worker's whole
  * route set, made ts0's routes under the operator's route policy
  * (netops_routes_sync) on the threadpool and answered with

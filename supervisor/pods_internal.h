@@ -106,11 +106,19 @@ struct attachment {
 	 * the next save writes (boot_id is the record's). */
 	struct worker_identity wi;
 	uint32_t worker_uid; /* 0 until a slot is allocated */
+	/* The worker's control connection as its last event said
+	 * (pods_worker.c): unknown until one arrives, again after each exit. */
+	enum { CONTROL_UNKNOWN, CONTROL_UP, CONTROL_DOWN } control;
 };
 
 struct pods_request {
 	pods_reply_fn *fn; /* NULL once detached */
 	void *arg;
+	/* For the metrics (metrics.h): the verb (METRICS_VERBS: none, as
+	 * roll-workers) and when the request arrived (uv_hrtime). */
+	int verb;
+	uint64_t start_ns;
+	struct metrics *metrics;
 };
 
 /* What an operation kind does at each step. Every hook but work may be
@@ -204,6 +212,11 @@ struct pods {
 	 * their identities go after --identity-grace (pods_reconcile.c). */
 	struct pod_gone *gone;
 	size_t ngone, gone_cap;
+	/* For the metrics: the tombstones (DELs the plugin recorded while
+	 * the supervisor was unreachable) the last scan found, the start's or
+	 * the reconciler's; and the job records found at start. */
+	size_t tombs_pending;
+	unsigned int api_jobs;
 };
 
 struct pod_gone {

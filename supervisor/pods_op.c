@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "pods_internal.h"
 #include "record.h"
 #include "supervisor.h"
@@ -186,10 +187,18 @@ static void op_schedule(struct pods *p)
 
 /* ------------------------------------------------------------------ replies */
 
+/* Counts r's answer for the metrics. */
+static void request_observe(const struct pods_request *r, bool ok)
+{
+	metrics_cni_observe(r->metrics, (enum metrics_verb)r->verb, ok,
+			    (uv_hrtime() - r->start_ns) / 1000);
+}
+
 void pods__request_reply(struct pods_request *r, const Tscni__CniReply *rep)
 {
 	if (!r)
 		return;
+	request_observe(r, rep->body_case != TSCNI__CNI_REPLY__BODY_ERROR);
 	if (r->fn)
 		r->fn(r->arg, rep);
 	free(r);
@@ -260,13 +269,32 @@ void pods__op_finish(struct op *op)
 
 /* ------------------------------------------------------------------- submit */
 
-static struct pods_request *request_new(pods_reply_fn *fn, void *arg)
+static struct pods_request *request_new(struct pods *p, int verb, pods_reply_fn *fn, void *arg)
 {
 	struct pods_request *r = xcalloc(1, sizeof(*r));
 
 	r->fn = fn;
 	r->arg = arg;
+	r->verb = verb;
+	r->start_ns = uv_hrtime();
+	r->metrics = p->sup ? p->sup->metrics : NULL;
 	return r;
+}
+
+static int request_verb(Tscni__CniRequest__BodyCase c)
+{
+	switch (c) {
+	case TSCNI__CNI_REQUEST__BODY_ADD:
+		return METRICS_ADD;
+	case TSCNI__CNI_REQUEST__BODY_DEL:
+		return METRICS_DEL;
+	case TSCNI__CNI_REQUEST__BODY_CHECK:
+		return METRICS_CHECK;
+	case TSCNI__CNI_REQUEST__BODY_GC:
+		return METRICS_GC;
+	default:
+		return METRICS_VERBS;
+	}
 }
 
 void pods_request_detach(struct pods_request *r)
@@ -292,7 +320,7 @@ int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn,
 	default:
 		return -EINVAL;
 	}
-	r = request_new(fn, arg);
+	r = request_new(p, request_verb(req->body_case), fn, arg);
 	/* The reply must come later than this call (see pods.h); the pointer
 	 * is handed out first so that a GC with nothing to release, which
 	 * replies at once below, does not find a caller unprepared. */
@@ -315,6 +343,8 @@ int pods_submit(struct pods *p, const Tscni__CniRequest *req, pods_reply_fn *fn,
 		break;
 	}
 	if (ret < 0) {
+		/* The caller answers this one with an error. */
+		request_observe(r, false);
 		*out = NULL;
 		free(r);
 	}

@@ -108,6 +108,7 @@ static void tomb_scan_after(uv_work_t *w, int status)
 	struct pods *p = s->pods;
 
 	p->tomb_scan_running = false;
+	p->tombs_pending = s->n;
 	for (size_t i = 0; i < s->n; i++) {
 		struct tomb_entry *t = &s->ents[i];
 

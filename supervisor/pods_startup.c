@@ -14,6 +14,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "netns.h"
 #include "netops.h"
@@ -175,6 +176,7 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 	}
 	ret = workers_adopt(p->sup->workers, &spec, &a->wi, pods__on_worker, a, &a->worker);
 	sodium_memzero(&spec, sizeof(spec));
+	metrics_adoption(p->sup->metrics, ret == 0);
 	if (ret == -EINVAL)
 		log_warn("%s: the worker's spec is invalid: not adopted", a->tag);
 	if (ret < 0)
@@ -297,10 +299,12 @@ static void startup_worker(struct pods *p, struct attachment *a, bool adopt)
 	sodium_memzero(&k, sizeof(k));
 }
 
-/* Each tombstone is a DEL the plugin could not deliver. */
-static void startup_tombstones(struct pods *p, struct tomb_entry *tombs, size_t n)
+/* Each tombstone is a DEL the plugin could not deliver. Returns how many
+ * are kept for the reconciler. */
+static size_t startup_tombstones(struct pods *p, struct tomb_entry *tombs, size_t n)
 {
 	struct attachment *a;
+	size_t kept = 0;
 	int ret;
 
 	for (size_t i = 0; i < n; i++) {
@@ -317,6 +321,7 @@ static void startup_tombstones(struct pods *p, struct tomb_entry *tombs, size_t 
 			if (ret < 0) {
 				log_warn_r(ret, "%s: tombstone: %s; kept for the next round",
 					   a->tag, why);
+				kept++;
 				continue;
 			}
 			log_info("%s: released by tombstone", a->tag);
@@ -324,9 +329,12 @@ static void startup_tombstones(struct pods *p, struct tomb_entry *tombs, size_t 
 			pods__attachment_free(a);
 		}
 		ret = state_tombstone_remove(p->st, t->filename);
-		if (ret < 0 && ret != -ENOENT)
+		if (ret < 0 && ret != -ENOENT) {
 			log_warn_r(ret, "remove tombstone %s", t->filename);
+			kept++;
+		}
 	}
+	return kept;
 }
 
 /* Reconcile once: a netns that vanished or was replaced while we were
@@ -378,7 +386,8 @@ int pods_startup(struct pods *p)
 		 "%u foreign records moved aside",
 		 p->natts, ctx.identities, ctx.ntombs, ctx.jobs, damaged, quarantined);
 
-	startup_tombstones(p, ctx.tombs, ctx.ntombs);
+	p->api_jobs = ctx.jobs;
+	p->tombs_pending = startup_tombstones(p, ctx.tombs, ctx.ntombs);
 	startup_reconcile(p);
 
 	/* The workers: adopt those the records name first (their pods' other

@@ -19,6 +19,7 @@
 #include "ip.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "netops.h"
 #include "pods_internal.h"
 #include "netcheck.h"
@@ -205,6 +206,15 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 		on_ready(a, w, r);
 		break;
 	case WORKER_EV_EVENT:
+		if (r->event_kind == TSCNI__EVENT_KIND__EVENT_CONTROL_UP) {
+			a->control = CONTROL_UP;
+		} else if (r->event_kind == TSCNI__EVENT_KIND__EVENT_CONTROL_DOWN) {
+			a->control = CONTROL_DOWN;
+			metrics_control_error(a->pods->sup->metrics, METRICS_CONTROL_DOWN);
+		} else if (r->event_kind == TSCNI__EVENT_KIND__EVENT_AUTH_FAILED) {
+			a->control = CONTROL_DOWN;
+			metrics_control_error(a->pods->sup->metrics, METRICS_CONTROL_AUTH_FAILED);
+		}
 		/* Control refused the node for good (it wants an interactive
 		 * login, the key is invalid or expired, the node is not
 		 * authorized, tailnet lock is on): an ADD waiting for it fails now
@@ -218,6 +228,9 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 		break;
 	case WORKER_EV_EXIT:
 		a->worker_ready = false;
+		a->control = CONTROL_UNKNOWN; /* the next process connects anew */
+		if (r->respawn_ms)
+			metrics_worker_restart(a->pods->sup->metrics);
 		break;
 	case WORKER_EV_GONE:
 		on_gone(a, w, r);

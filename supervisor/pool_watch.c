@@ -105,6 +105,16 @@ static void timer_closed(uv_handle_t *h)
 	maybe_free(pw);
 }
 
+bool pool_watch_stuck(const struct pool_watch *pw, uint64_t *wait_ms)
+{
+	*wait_ms = 0;
+	if (!pw || pw->stopping)
+		return false;
+	if (pw->in_flight)
+		*wait_ms = uv_now(&pw->sup->loop) - pw->queued_ms;
+	return pw->stuck;
+}
+
 void pool_watch_stop(struct pool_watch *pw)
 {
 	if (!pw || pw->stopping)

@@ -13,6 +13,7 @@
 #ifndef TSCNI_SUPERVISOR_POOL_WATCH_H
 #define TSCNI_SUPERVISOR_POOL_WATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "supervisor.h"
@@ -26,6 +27,10 @@ struct pool_watch;
 
 /* Starts the watch on sup's loop. 0, or a negative errno from libuv. */
 int pool_watch_start(struct supervisor *sup, struct pool_watch **out);
+/* Whether the watch found the pool stuck (health NOT_READY by it), and in
+ * *wait_ms how long its probe has waited so far (0: none waits). pw may
+ * be NULL (no watch): false. */
+bool pool_watch_stuck(const struct pool_watch *pw, uint64_t *wait_ms);
 /* Stops it: its timer closes; a probe still queued is cancelled, one
  * stuck in the pool is left to finish (the memory goes with it). */
 void pool_watch_stop(struct pool_watch *pw);

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "annotations.h"
@@ -22,6 +23,8 @@ struct resolver;
 struct netcheck;
 struct pool_watch;
 struct secret_watch;
+struct metrics;
+struct metrics_serve;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -91,6 +94,10 @@ struct supervisor_config {
 	 * tailscale-cni.io/tags annotation may ask for (annotations.h); none
 	 * by default. */
 	struct tag_set allowed_tags;
+	/* --metrics-listen ADDR:PORT (metrics.h): the text as given (points
+	 * into argv; NULL: no metrics port) and the address parsed. */
+	const char *metrics_listen;
+	struct sockaddr_storage metrics_addr;
 };
 
 struct supervisor {
@@ -105,6 +112,8 @@ struct supervisor {
 	struct secret_watch *auth_key_watch; /* owned; --auth-key-file's rotation */
 	struct netcheck *netcheck;	     /* owned; DERP latencies for workers (netcheck.h) */
 	struct pool_watch *pool_watch;	     /* owned; health when the threadpool is stuck */
+	struct metrics *metrics;	     /* owned; counters (metrics.h), NULL in unit tests */
+	struct metrics_serve *metrics_serve; /* owned; the --metrics-listen port, or NULL */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

@@ -183,6 +183,7 @@ enum worker_event {
 
 struct worker_stats {
 	uint64_t tun_rx_packets, tun_tx_packets, udp_rx_packets, udp_tx_packets, drops;
+	uint64_t tun_rx_bytes, tun_tx_bytes;
 	uint64_t handshakes, filter_drops;
 	uint32_t peers;
 	bool configured;
@@ -374,6 +375,9 @@ int workers_custody_add(struct worker *w, int fd);
 /* The zygote's pid (0 while it is being restarted) and how often it was. */
 pid_t workers_zygote_pid(const struct workers *ws);
 unsigned int workers_zygote_restarts(const struct workers *ws);
+/* How long the zygote has been down (dead, its restart pending or
+ * failing): milliseconds, 0 while one runs. */
+uint64_t workers_zygote_down_ms(const struct workers *ws);
 
 /* Unit tests and the fuzz target only: a worker with no process, zygote or
  * loop behind it, in one state of the dispatch table; the dispatcher itself

@@ -251,6 +251,8 @@ static int on_stats(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 		.udp_rx_packets = s->udp_rx_packets,
 		.udp_tx_packets = s->udp_tx_packets,
 		.drops = s->drops,
+		.tun_rx_bytes = s->tun_rx_bytes,
+		.tun_tx_bytes = s->tun_tx_bytes,
 		.handshakes = s->handshakes,
 		.filter_drops = s->filter_drops,
 		.peers = s->peers,

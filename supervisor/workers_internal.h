@@ -181,6 +181,7 @@ struct workers {
 	struct zyg *zyg;
 	uv_timer_t zyg_timer;
 	unsigned int zyg_restarts;
+	unsigned long long zyg_down_ms; /* now_ms() when the zygote died; 0 while up */
 	bool closing;
 	int handles_open;
 	uint64_t next_cookie;

@@ -104,6 +104,7 @@ static void on_zyg_pidfd(uv_poll_t *h, int status, int events)
 	on_zyg_sock(&z->sock_poll, 0, UV_READABLE);
 	workers__zygote_close(ws);
 	ws->zyg_restarts++;
+	ws->zyg_down_ms = now_ms();
 	/* Requests in flight died with it: ask the next one. */
 	for (struct worker *w = ws->head; w; w = w->next) {
 		if (w->state == WS_SPAWNING && w->cookie) {
@@ -273,6 +274,13 @@ int workers_zygote_reexec(struct workers *ws)
 pid_t workers_zygote_pid(const struct workers *ws)
 {
 	return ws->zyg ? ws->zyg->pid : 0;
+}
+
+uint64_t workers_zygote_down_ms(const struct workers *ws)
+{
+	if (ws->zyg || !ws->zyg_down_ms)
+		return 0;
+	return now_ms() - ws->zyg_down_ms;
 }
 
 unsigned int workers_zygote_restarts(const struct workers *ws)
