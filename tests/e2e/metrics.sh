@@ -22,6 +22,8 @@
 #    the threadpool within 10 s, /metrics still served with
 #    threadpool_stuck 1; once the threads go on, 200 again within 3 s.
 # 7. DEL of both pods: DEL counted with its histogram, no pod left.
+# 8. the zygote killed and unable to start again: /healthz 503 after 10 s,
+#    200 once it runs again.
 source "$(dirname "$0")/../lib/common.sh"
 
 tscni_init "metrics"
@@ -40,7 +42,10 @@ tc_start || tscni_finish
 tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' || tscni_finish
 # No reconciler round during the test: its work queued while the pool's
 # threads are frozen (part 6) would stop the loop (see there).
-sup_start_tailnet --metrics-listen "127.0.0.1:$PORT" --reconcile-interval 3600 || tscni_finish
+# The worker binary from a copy of our own, which part 8 makes unexecutable.
+cp "$TSCNI_BUILD_DIR/worker/tailscale-cni-worker" "$T/worker" || tscni_finish
+sup_start_tailnet --metrics-listen "127.0.0.1:$PORT" --reconcile-interval 3600 \
+	--worker "$T/worker" || tscni_finish
 check "the log names the metrics port" grep -q "metrics and health on http://127.0.0.1:$PORT" \
 	"$T/sup.log"
 
@@ -315,5 +320,35 @@ check "DEL histogram count 2" \
 check "no pod left: no per-pod sample, pods ready 0" test \
 	"$(grep -c '^tailscale_cni_pod_' "$T/m")" == 0 -a "$(val 'tailscale_cni_pods{state="ready"}')" == 0
 get /healthz
-check "healthy at the end ($CODE)" test "$CODE" == 200
+check "healthy after the DELs ($CODE)" test "$CODE" == 200
+
+# --- 8. the zygote down ------------------------------------------------------
+# Its binary unexecutable, a killed zygote cannot be started again (the
+# supervisor retries every second): /healthz turns 503 once it has been
+# down for 10 s, and 200 again once it runs.
+ZYG=$(sup_status_json | jq -r .zygote_pid)
+chmod 0600 "$T/worker"
+kill -KILL "$ZYG"
+t0=$(now_ms)
+while (($(now_ms) - t0 < 15000)); do
+	get /healthz
+	[[ $CODE == 503 ]] && break
+	sleep 0.5
+done
+t1=$(now_ms)
+check "zygote ($ZYG) down: /healthz 503 after 10 to 12 s ($((t1 - t0)) ms: $BODY)" \
+	test "$CODE" == 503 -a -n "$(grep 'zygote has been down' <<<"$BODY")" -a \
+	$((t1 - t0)) -ge 9500 -a $((t1 - t0)) -le 12500
+scrape
+check "zygote_up 0, zygote_down_seconds >= 10, restarts counted" test \
+	"$(val tailscale_cni_zygote_up)" == 0 -a "$(val tailscale_cni_zygote_down_seconds | cut -d. -f1)" -ge 10 -a \
+	"$(val tailscale_cni_zygote_restarts_total)" -ge 1
+chmod 0755 "$T/worker"
+t0=$(now_ms)
+while (($(now_ms) - t0 < 5000)); do
+	get /healthz
+	[[ $CODE == 200 ]] && break
+	sleep 0.2
+done
+check "the zygote back: /healthz 200 ($CODE)" test "$CODE" == 200
 tscni_finish
