@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command of the README, and what CI runs (.ci/run):
 #   1. install the Debian packages (scripts/install-deps.sh)
-#   2. build with -Werror and run the unit, netns, e2e, drill and interop suites
-#      (interop: against genuine Tailscale programs where tests/CMakeLists.txt
-#      finds them; each such test skips with one line otherwise)
+#   2. build with -Werror and run the unit, netns, e2e, drill, interop and
+#      deploy suites (interop: against genuine Tailscale programs where
+#      tests/CMakeLists.txt finds them; each such test skips with one line
+#      otherwise)
 #   3. run the netns suite again with every kernel-feature fallback forced
 #   4. build with ASan+UBSan and run the unit and netns suites
 #   5. build the libFuzzer targets with clang and run each briefly
@@ -16,13 +17,13 @@ case ${1:-} in
 	cat <<'EOF2'
 usage: scripts/test.sh
   Installs what the tests need (Debian packages), builds with -Werror and runs
-  the unit, netns, e2e, drill and interop suites, the netns suite again with
-  every kernel-feature fallback forced, an ASan+UBSan build of the unit and
-  netns suites, and each libFuzzer target. Needs root. About 35 minutes on 2
+  the unit, netns, e2e, drill, interop and deploy suites, the netns suite
+  again with every kernel-feature fallback forced, an ASan+UBSan build of the
+  unit and netns suites, and each libFuzzer target. Needs root. About 35 minutes on 2
   cores. Environment: TSCNI_OUT (build trees, default ./out), TSCNI_JOBS
   (default 2), TSCNI_FUZZ_SECONDS (per target, default 60).
   One suite by hand: ctest --test-dir out/build -L e2e (labels: unit, netns,
-  e2e, drill, interop, bench).
+  e2e, drill, interop, deploy, bench).
 EOF2
 	exit 0
 	;;
@@ -59,8 +60,8 @@ cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSCNI_WERROR
 	-DBUILD_TESTING=ON >/dev/null &&
 	cmake --build "$out/build" -j"$jobs" || exit 1
 
-step "unit, netns, e2e, drill"
-run tests ctest --test-dir "$out/build" -L 'unit|netns|e2e|drill|interop' -j"$jobs" \
+step "unit, netns, e2e, drill, interop, deploy"
+run tests ctest --test-dir "$out/build" -L 'unit|netns|e2e|drill|interop|deploy' -j"$jobs" \
 	--output-on-failure --timeout 600
 
 step "netns with every kernel-feature fallback forced"
