@@ -22,10 +22,18 @@ tests=(
 	# sanitizer and fuzzer runtimes, real peers, runtimes, tools
 	libclang-rt-14-dev valgrind util-linux procps
 	wireguard-go wireguard-tools iperf3 podman runc nftables
+	# tests/deploy: the manifest check (standard library only)
+	python3
 )
 
 case ${1:-} in
-"") packages=("${demo[@]}" "${tests[@]}") ;;
+"")
+	packages=("${demo[@]}" "${tests[@]}")
+	# tests/deploy: kubectl renders and decodes deploy/ offline. Debian's
+	# kubernetes-client provides it, unless a kubectl from another package
+	# is there already (both ship /usr/bin/kubectl).
+	command -v kubectl >/dev/null || packages+=(kubernetes-client)
+	;;
 --demo) packages=("${demo[@]}") ;;
 -h | --help | help)
 	echo "usage: scripts/install-deps.sh [--demo]  (--demo: only what scripts/demo.sh needs)"
