@@ -537,6 +537,38 @@ static void ws_close_cb(uv_handle_t *h)
 		free(ws);
 }
 
+/* The cgroup namespace file beside a mount namespace file given as
+ * ".../ns/mnt" (with hostPID, /proc/1/ns/cgroup: the host's), open, or -1.
+ * A container of its own cgroup namespace (what runtimes give unprivileged
+ * containers on cgroup v2) sees its own cgroup as the root, and cgroup2
+ * mounted with nsdelegate (systemd's default) refuses to move a process to
+ * a cgroup outside the mover's namespace (ENOENT): a zygote left there could
+ * not leave the container's cgroup, and its workers would die with the
+ * container. Entering the host's cgroup namespace too lets it. */
+static int open_cgroupns_beside(const char *mntns)
+{
+	static const char mnt[] = "/ns/mnt";
+	size_t len = strlen(mntns), base;
+	char path[PATH_MAX_LEN + 1];
+	int fd;
+
+	if (len < sizeof(mnt) - 1 || strcmp(mntns + len - (sizeof(mnt) - 1), mnt)) {
+		log_info("%s does not end in %s: the zygote keeps our cgroup namespace", mntns,
+			 mnt);
+		return -1;
+	}
+	base = len - strlen("mnt");
+	if (base + strlen("cgroup") >= sizeof(path))
+		return -1;
+	memcpy(path, mntns, base);
+	memcpy(path + base, "cgroup", sizeof("cgroup"));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		log_warn_r(-errno, "open the host cgroup namespace %s: the zygote keeps ours",
+			   path);
+	return fd;
+}
+
 int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct workers **out)
 {
 	struct workers *ws;
@@ -558,6 +590,7 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 	ws = xcalloc(1, sizeof(*ws));
 	ws->loop = loop;
 	ws->mntns_fd = -1;
+	ws->cgroupns_fd = -1;
 	if (cfg->host_mntns) {
 		/* Opened here, while we are still sure of what the path names;
 		 * the fd keeps that namespace for every zygote restart. */
@@ -569,6 +602,7 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 			return ret;
 		}
 		ws->host_mntns = xstrdup(cfg->host_mntns);
+		ws->cgroupns_fd = open_cgroupns_beside(cfg->host_mntns);
 	}
 	ws->worker_path = xstrdup(cfg->worker_path);
 	ws->cgroup_parent = xstrdup(cfg->cgroup_parent ? cfg->cgroup_parent : "tailscale-cni");
@@ -628,7 +662,9 @@ int workers_new(uv_loop_t *loop, const struct workers_config *cfg, struct worker
 		free(ws->host_mntns);
 		if (ws->mntns_fd >= 0)
 			close(ws->mntns_fd);
-		ws->mntns_fd = -1;
+		if (ws->cgroupns_fd >= 0)
+			close(ws->cgroupns_fd);
+		ws->mntns_fd = ws->cgroupns_fd = -1;
 		ws->worker_path = ws->cgroup_parent = ws->sandbox = ws->run_dir = NULL;
 		ws->host_mntns = NULL;
 		uv_close((uv_handle_t *)&ws->zyg_timer, ws_close_cb);
@@ -665,7 +701,9 @@ void workers_close(struct workers *ws)
 	free(ws->host_mntns);
 	if (ws->mntns_fd >= 0)
 		close(ws->mntns_fd);
-	ws->mntns_fd = -1;
+	if (ws->cgroupns_fd >= 0)
+		close(ws->cgroupns_fd);
+	ws->mntns_fd = ws->cgroupns_fd = -1;
 	uv_close((uv_handle_t *)&ws->zyg_timer, ws_close_cb);
 }
 

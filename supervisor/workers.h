@@ -104,7 +104,10 @@ struct workers_config {
 	 * namespace file such as "/proc/1/ns/mnt" (with hostPID: the host's):
 	 * opened by workers_new and entered (setns) by the forked child before
 	 * it execs worker_path, so that the zygote runs the host's binary and
-	 * sees the host's /sys/fs/cgroup, not the container's. Copied. */
+	 * sees the host's /sys/fs/cgroup, not the container's. Copied. When it
+	 * ends in "/ns/mnt", the cgroup namespace beside it ("/ns/cgroup") is
+	 * entered too, so that the zygote can leave the container's cgroup
+	 * from a container with a cgroup namespace of its own. */
 	const char *host_mntns;
 	const char *cgroup_parent;     /* NULL: "tailscale-cni"; "": no placement; copied */
 	const char *sandbox;	       /* NULL: "seccomp"; "none" only for tests; copied */
@@ -255,7 +258,8 @@ typedef void worker_event_fn(struct worker *w, enum worker_event ev, const struc
  * supervisor's main() calls it before workers_new and refuses to start. */
 int workers_check_host_pidns(const char **why);
 
-/* Starts the zygote (fork, setns into cfg->host_mntns if set, exec of
+/* Starts the zygote (fork, setns into cfg->host_mntns and the cgroup
+ * namespace beside it if set, exec of
  * cfg->worker_path --zygote): call before reading any secret. Returns 0 with
  * *out set, or a negative errno (each failure logged: the host_mntns open,
  * the setns, the exec). The zygote is restarted whenever it dies (into the

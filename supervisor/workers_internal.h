@@ -157,6 +157,9 @@ struct workers {
 	uv_loop_t *loop;
 	char *worker_path, *cgroup_parent, *sandbox, *run_dir, *host_mntns;
 	int mntns_fd; /* host_mntns, open for every zygote start; -1: ours */
+	/* The cgroup namespace beside host_mntns (.../ns/cgroup), entered with
+	 * it; -1: ours (workers_new says why). */
+	int cgroupns_fd;
 	char boot_id[WORKERS_BOOT_ID_LEN + 1];
 	uint32_t proto_min, proto_max;
 	bool force_fallbacks;

@@ -119,6 +119,7 @@ static void on_zyg_pidfd(uv_poll_t *h, int status, int events)
 enum zygote_stage {
 	ZYGOTE_STAGE_FD3 = 1,
 	ZYGOTE_STAGE_SETNS,
+	ZYGOTE_STAGE_CGROUPNS,
 	ZYGOTE_STAGE_EXEC,
 };
 
@@ -130,6 +131,8 @@ static int exec_failed(const struct workers *ws, const int fail[2])
 
 	if (fail[0] == ZYGOTE_STAGE_SETNS)
 		log_err_r(ret, "zygote: enter the mount namespace %s", ws->host_mntns);
+	else if (fail[0] == ZYGOTE_STAGE_CGROUPNS)
+		log_err_r(ret, "zygote: enter the cgroup namespace beside %s", ws->host_mntns);
 	else if (fail[0] == ZYGOTE_STAGE_EXEC && ws->host_mntns)
 		log_err_r(ret,
 			  "exec %s --zygote in the mount namespace %s (is the worker "
@@ -168,7 +171,8 @@ static void zygote_watch(struct workers *ws, int sock, int pidfd, pid_t pid)
 /* fork + exec of the worker binary as the zygote, with its end of a fresh
  * socketpair on fd 3. With host_mntns, the child first enters that mount
  * namespace (setns; after fork it is single-threaded with its own fs_struct,
- * as setns(CLONE_NEWNS) requires), so worker_path is resolved on the host.
+ * as setns(CLONE_NEWNS) requires), so worker_path is resolved on the host,
+ * and the cgroup namespace beside it (workers.c open_cgroupns_beside).
  * Between fork and exec only async-signal-safe calls; a failure comes back
  * through a CLOEXEC pipe as {stage, errno} (libuv's discipline). */
 int workers__zygote_start(struct workers *ws)
@@ -217,6 +221,9 @@ int workers__zygote_start(struct workers *ws)
 			goto child_fail;
 		fail[0] = ZYGOTE_STAGE_SETNS;
 		if (ws->mntns_fd >= 0 && setns(ws->mntns_fd, CLONE_NEWNS) < 0)
+			goto child_fail;
+		fail[0] = ZYGOTE_STAGE_CGROUPNS;
+		if (ws->cgroupns_fd >= 0 && setns(ws->cgroupns_fd, CLONE_NEWCGROUP) < 0)
 			goto child_fail;
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		fail[0] = ZYGOTE_STAGE_EXEC;

@@ -5,11 +5,14 @@
 # the supervisor container in deploy/ (read from `kubectl kustomize deploy/`),
 # podman's default seccomp profile (the manifest says RuntimeDefault),
 # AppArmor unconfined, /dev/net/tun bind-mounted as the hostPath volume is,
-# hostPID, /run/netns rslave, and --host-mntns onto a process of the host.
+# hostPID, /run/netns rslave, a cgroup namespace of its own (what runtimes
+# give unprivileged containers on cgroup v2), and --host-mntns onto a process
+# of the host.
 #   - with the list: two pods on testcontrol's tailnet through the
 #     containerised supervisor, their workers Ready (sandboxed: own uid,
-#     seccomp, empty root), the zygote in the host's mount namespace, and a
-#     ping from one pod to the other over ts0;
+#     seccomp, empty root), the zygote in the host's mount and cgroup
+#     namespaces and out of the container's cgroup, and a ping from one pod
+#     to the other over ts0;
 #   - without SYS_PTRACE, SYS_CHROOT or SETPCAP (each beyond the start check):
 #     no pod gets a Ready worker, so each is needed, and the log says why;
 #   - without KILL (one of the start check's): refused, naming CAP_KILL.
@@ -97,7 +100,8 @@ ctr_start()
 	rm -rf "$STATE" "$T/run"
 	mkdir -m 0700 "$STATE" "$T/run"
 	out=$(timeout 120 "${PODMAN[@]}" run -d --name "$CTR" --pid=host \
-		--network "ns:/var/run/netns/$NODE_NS" --cap-drop=all "${capargs[@]}" \
+		--network "ns:/var/run/netns/$NODE_NS" --cgroupns=private \
+		--cap-drop=all "${capargs[@]}" \
 		--security-opt apparmor=unconfined \
 		-v /dev/net/tun:/dev/net/tun -v /run/netns:/run/netns:rslave \
 		-v "$STATE:$STATE" -v "$T/run:$T/run" -v "$T/log:/log" \
@@ -127,6 +131,14 @@ ctr_stop()
 	timeout 60 "${PODMAN[@]}" rm -f -t 5 "$CTR" >/dev/null 2>&1
 }
 
+# cgroup_of PID: PID's cgroup in one hierarchy (pids, cpu, else cgroup2),
+# as this shell (the host's cgroup namespace) sees it.
+cgroup_of()
+{
+	{ grep -m1 -E '^[0-9]+:(pids|cpu,cpuacct|cpu):' "/proc/$1/cgroup" ||
+		grep -m1 '^0::' "/proc/$1/cgroup"; } 2>/dev/null | cut -d: -f3
+}
+
 # ready_workers: how many pods the supervisor reports with a Ready worker.
 ready_workers()
 {
@@ -150,6 +162,13 @@ if ctr_start ctr.log "${CAPS[@]}"; then
 	check "the zygote runs in the host's mount namespace, not the container's" \
 		test "$(readlink "/proc/${ZYG:-0}/ns/mnt")" == "$(readlink /proc/self/ns/mnt)" -a \
 		"$(readlink "/proc/$CPID/ns/mnt")" != "$(readlink /proc/self/ns/mnt)"
+	check "the zygote runs in the host's cgroup namespace, the container in its own" \
+		test "$(readlink "/proc/${ZYG:-0}/ns/cgroup")" == "$(readlink /proc/self/ns/cgroup)" -a \
+		"$(readlink "/proc/$CPID/ns/cgroup")" != "$(readlink /proc/self/ns/cgroup)"
+	ctr_cg=$(cgroup_of "$CPID")
+	zyg_cg=$(cgroup_of "${ZYG:-0}")
+	check "the zygote left the container's cgroup ($zyg_cg, container $ctr_cg)" \
+		test -n "$zyg_cg" -a -n "$ctr_cg" -a "${zyg_cg#"$ctr_cg"}" == "$zyg_cg"
 	check "pod 0 pings pod 1 over the tailnet (${POD4[1]})" \
 		ns_ping_until "${POD_NS[0]}" "${POD4[1]}"
 	pod_del 0
