@@ -59,6 +59,8 @@ ca=$(sed -n 's/^ *ca-file: "\(.*\)"/\1/p' "$SRC/deploy/configmap.yaml")
 out=$(run "wc -c <'$ca' && grep -c 'BEGIN CERTIFICATE' '$ca'")
 check "the ConfigMap's ca-file $ca: PEM of at most 48 KiB ($(echo $out))" \
 	test "$(sed -n 1p <<<"$out")" -le 49152 -a "$(sed -n 2p <<<"$out")" -ge 2
+out=$(run 'test -x /bin/sleep && echo yes')
+check "/bin/sleep is there (deploy/uninstall's waiting container)" test "$out" == yes
 out=$(run 'command -v cc gcc cmake; true')
 check "no compiler or cmake in the runtime image" test -z "$out"
 echo "# image size: $(podman image inspect -f '{{.Size}}' "$IMG") bytes"

@@ -21,7 +21,10 @@
    supervisor's --help lists; the installer's flags are checked against
    `install --help` when the binary has that command, else against the
    interface agreed for it (issue 14 item 4).
-5. The plugin keys of plugin-conf.json, run through the real plugin (CNI
+5. deploy/uninstall/ (a DaemonSet running the installer's uninstall): the
+   same typed decode and container checks, its flags, and the same host
+   paths mounted where the install container has them.
+6. The plugin keys of plugin-conf.json, run through the real plugin (CNI
    STATUS against a socket that does not exist): code 50 (supervisor
    unavailable) means the configuration parsed; a bad key gives code 7.
 
@@ -50,6 +53,7 @@ HOST_PATHS = ["/opt/cni/bin", "/etc/cni/net.d", "/var/lib/tailscale-cni",
 # built supervisor has an `install` command whose --help can be asked.
 INSTALL_FLAGS = {"--cni-bin-dir", "--cni-conf-dir", "--worker-dir", "--source-dir",
                  "--plugin-conf", "--mode", "--wait", "--watch"}
+UNINSTALL_FLAGS = {"--cni-bin-dir", "--cni-conf-dir", "--worker-dir", "--source-dir"}
 # Flags another branch adds to the supervisor: absent from this build's
 # --help they are named, not failed; present, they are checked like the rest.
 PENDING_FLAGS = {"--metrics-listen"}
@@ -136,22 +140,76 @@ def args_flags(args):
     return {a.split("=", 1)[0] for a in args if a.startswith("--")}
 
 
-def main():
-    # --- 1. render -------------------------------------------------------
-    if not check(shutil.which("kubectl"), "kubectl is installed (scripts/install-deps.sh)"):
-        finish()
-    r = kubectl("kustomize", os.path.join(SRC, "deploy"))
-    if not check(r.returncode == 0, "kubectl kustomize deploy/ renders"):
+def render(sub):
+    """The objects of `kubectl kustomize SRC/sub`, as JSON; finish() on failure."""
+    r = kubectl("kustomize", os.path.join(SRC, sub))
+    if not check(r.returncode == 0, f"kubectl kustomize {sub}/ renders"):
         print("# " + r.stderr.strip()[:500])
         finish()
     r = kubectl("label", "--local", "-f", "-", "-o", "json", "tscni.io/validated=1",
                 stdin=r.stdout)
-    if not check(r.returncode == 0, "every rendered object decodes (kubectl label --local)"):
+    if not check(r.returncode == 0,
+                 f"every object of {sub}/ decodes (kubectl label --local)"):
         print("# " + r.stderr.strip()[:500])
         finish()
     objs = json_stream(r.stdout)
     for o in objs:
         o["metadata"].get("labels", {}).pop("tscni.io/validated", None)
+    return objs
+
+
+def typed_check(ds):
+    """ds decodes into the Go types with no field lost."""
+    typed = typed_roundtrip(ds)
+    lost = lost_fields(ds, typed) if typed else ["(no decode)"]
+    # Fields newer than this kubectl's types (Debian 12's kubernetes-client
+    # is 1.20) are named, not failed.
+    minor = kubectl_minor()
+    newer = [p for p in lost if any(p.endswith(f) and minor < v
+                                    for f, v in NEWER_FIELDS.items())]
+    for p in newer:
+        print(f"# {p}: newer than kubectl 1.{minor}'s types, not checked")
+    lost = [p for p in lost if p not in newer]
+    check(not lost, f"{ds['metadata']['name']}: decodes into the Kubernetes types with no "
+          "field lost" + (f" (lost: {', '.join(lost[:5])})" if lost else ""))
+
+
+def container_checks(c, need_caps=True):
+    """What every container of ours must be: the image placeholder, the pull
+    policy, not privileged, capabilities dropped (to a named list when
+    need_caps), resources bounded."""
+    check(c.get("image", "").startswith(IMAGE_PREFIX),
+          f"{c['name']}: image {c.get('image')} has the registry placeholder")
+    check(c.get("imagePullPolicy") == "IfNotPresent",
+          f"{c['name']}: imagePullPolicy IfNotPresent")
+    sc = c.get("securityContext", {})
+    caps = sc.get("capabilities", {})
+    check(sc.get("privileged") is not True, f"{c['name']}: not privileged")
+    check(caps.get("drop") == ["ALL"] and (caps.get("add") or not need_caps),
+          f"{c['name']}: capabilities dropped to {caps.get('add', [])}")
+    res = c.get("resources", {})
+    check(all(k in res.get(w, {}) for w in ("requests", "limits") for k in ("cpu", "memory")),
+          f"{c['name']}: cpu and memory requests and limits")
+
+
+def mounts_check(pod):
+    """Every volumeMount has a volume and every volume is mounted; returns
+    the volumes by name."""
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    used = set()
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        for m in c.get("volumeMounts", []):
+            used.add(m["name"])
+            check(m["name"] in vols, f"{c['name']}: mount {m['mountPath']} has a volume")
+    check(set(vols) == used, f"every volume is mounted ({sorted(set(vols) - used)} unused)")
+    return vols
+
+
+def main():
+    # --- 1. render -------------------------------------------------------
+    if not check(shutil.which("kubectl"), "kubectl is installed (scripts/install-deps.sh)"):
+        finish()
+    objs = render("deploy")
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
     check(kinds == ["ConfigMap/tailscale-cni", "DaemonSet/tailscale-cni",
                     "Namespace/tailscale-cni", "Secret/tailscale-cni-auth",
@@ -165,18 +223,7 @@ def main():
         finish()
 
     # --- 2. typed decode ----------------------------------------------------
-    typed = typed_roundtrip(ds)
-    lost = lost_fields(ds, typed) if typed else ["(no decode)"]
-    # Fields newer than this kubectl's types (Debian 12's kubernetes-client
-    # is 1.20) are named, not failed.
-    minor = kubectl_minor()
-    newer = [p for p in lost if any(p.endswith(f) and minor < v
-                                    for f, v in NEWER_FIELDS.items())]
-    for p in newer:
-        print(f"# {p}: newer than kubectl 1.{minor}'s types, not checked")
-    lost = [p for p in lost if p not in newer]
-    check(not lost, "the DaemonSet decodes into the Kubernetes types with no field lost"
-          + (f" (lost: {', '.join(lost[:5])})" if lost else ""))
+    typed_check(ds)
     bad = copy.deepcopy(ds)
     bad["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0][
         "mountPropagaton"] = "HostToContainer"
@@ -192,19 +239,7 @@ def main():
     check(names == ["install", "supervisor", "install-watch"],
           f"containers: init install, then supervisor and install-watch ({names})")
     for c in every:
-        check(c.get("image", "").startswith(IMAGE_PREFIX),
-              f"{c['name']}: image {c.get('image')} has the registry placeholder")
-        check(c.get("imagePullPolicy") == "IfNotPresent",
-              f"{c['name']}: imagePullPolicy IfNotPresent")
-        sc = c.get("securityContext", {})
-        caps = sc.get("capabilities", {})
-        check(sc.get("privileged") is not True, f"{c['name']}: not privileged")
-        check(caps.get("drop") == ["ALL"] and caps.get("add"),
-              f"{c['name']}: capabilities dropped to a named list {caps.get('add')}")
-        res = c.get("resources", {})
-        check(all(k in res.get(w, {}) for w in ("requests", "limits")
-                  for k in ("cpu", "memory")),
-              f"{c['name']}: cpu and memory requests and limits")
+        container_checks(c)
     sup = next((c for c in ctrs if c["name"] == "supervisor"), None)
     if not sup:
         finish()
@@ -222,13 +257,7 @@ def main():
           sa.get("automountServiceAccountToken") is False,
           "the ServiceAccount is used and no API token is mounted")
 
-    vols = {v["name"]: v for v in pod.get("volumes", [])}
-    used = set()
-    for c in every:
-        for m in c.get("volumeMounts", []):
-            used.add(m["name"])
-            check(m["name"] in vols, f"{c['name']}: mount {m['mountPath']} has a volume")
-    check(set(vols) == used, f"every volume is mounted ({sorted(set(vols) - used)} unused)")
+    vols = mounts_check(pod)
     host = {v["hostPath"]["path"]: n for n, v in vols.items() if "hostPath" in v}
     for p in HOST_PATHS:
         check(p in host, f"host path {p} is a volume")
@@ -312,7 +341,43 @@ def main():
         check(("--watch" in a) == (c in ctrs),
               f"{c['name']}: --watch only in the long-running container")
 
-    # --- 5. plugin keys -------------------------------------------------------
+    # --- 5. uninstall: deploy/uninstall/ --------------------------------------
+    if has_install:
+        ru = subprocess.run([SUP, "uninstall", "--help"], capture_output=True, text=True)
+        uninstall_flags = long_flags(ru.stdout + ru.stderr)
+        uorigin = "its uninstall --help"
+    else:
+        uninstall_flags = UNINSTALL_FLAGS
+        uorigin = "the agreed installer interface (no uninstall command in this build)"
+    uobjs = render("deploy/uninstall")
+    ukinds = [f"{o['kind']}/{o['metadata']['name']}" for o in uobjs]
+    check(ukinds == ["DaemonSet/tailscale-cni-uninstall"], f"uninstall objects: {ukinds}")
+    uds = uobjs[0]
+    typed_check(uds)
+    check(uds["metadata"].get("namespace") == NAMESPACE, f"uninstall: in {NAMESPACE}")
+    upod = uds["spec"]["template"]["spec"]
+    check(upod.get("serviceAccountName") == sa["metadata"]["name"] and
+          upod.get("automountServiceAccountToken") is False,
+          "uninstall: the same ServiceAccount, no token")
+    uinit = upod.get("initContainers", [])
+    uargs = uinit[0].get("args", []) if uinit else []
+    check([c["name"] for c in uinit] == ["uninstall"] and uargs[:1] == ["uninstall"],
+          "uninstall: an init container runs the installer's uninstall")
+    for c in uinit + upod.get("containers", []):
+        container_checks(c, need_caps=c in uinit)
+    for f in sorted(args_flags(uargs)):
+        check(f in uninstall_flags, f"uninstall: {f} is in {uorigin}")
+    uvols = mounts_check(upod)
+    for name, v in uvols.items():
+        check("hostPath" in v and v["hostPath"] == vols.get(name, {}).get("hostPath"),
+              f"uninstall: volume {name} is the base's host path "
+              f"{v.get('hostPath', {}).get('path')}")
+    base_mounts = {m["name"]: m["mountPath"] for c in inits for m in c.get("volumeMounts", [])}
+    for m in uinit[0].get("volumeMounts", []) if uinit else []:
+        check(base_mounts.get(m["name"]) == m["mountPath"],
+              f"uninstall: {m['name']} at {m['mountPath']}, where install has it")
+
+    # --- 6. plugin keys -------------------------------------------------------
     try:
         conf = json.loads(data.get("plugin-conf.json", ""))
     except ValueError as e:
