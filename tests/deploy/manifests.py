@@ -12,7 +12,8 @@
    registry placeholder and IfNotPresent; no privileged: true, capabilities
    dropped to a named list that holds what supervisor/proc_limits.c checks at
    start; hostPID, hostNetwork, system-node-critical; the host paths of
-   docs/design.md §5 with /run/netns HostToContainer; every volumeMount has
+   docs/design.md §5 with /run/netns HostToContainer (and /etc/machine-id,
+   which the supervisor's state records carry); every volumeMount has
    a volume and every volume is used; probes on 127.0.0.1:<the ConfigMap's
    metrics port>/healthz; every $(VAR) in args comes from the container's
    env and every ConfigMap/Secret key named exists; the auth key file lies in
@@ -48,7 +49,8 @@ NAMESPACE = "tailscale-cni"
 IMAGE_PREFIX = "ghcr.io/OWNER/tailscale-cni:"
 # Host paths the DaemonSet must mount (docs/design.md §5, issue 14 item 3).
 HOST_PATHS = ["/opt/cni/bin", "/etc/cni/net.d", "/var/lib/tailscale-cni",
-              "/run/tailscale-cni", "/run/netns", "/opt/tailscale-cni", "/dev/net/tun"]
+              "/run/tailscale-cni", "/run/netns", "/opt/tailscale-cni", "/dev/net/tun",
+              "/etc/machine-id"]
 # The installer's interface as agreed (issue 14 item 4), used until the
 # built supervisor has an `install` command whose --help can be asked.
 INSTALL_FLAGS = {"--cni-bin-dir", "--cni-conf-dir", "--worker-dir", "--source-dir",
@@ -266,7 +268,8 @@ def main():
     check(netns.get("mountPropagation") == "HostToContainer" and
           netns.get("mountPath") == "/run/netns",
           "supervisor: /run/netns with HostToContainer propagation")
-    for p in ["/var/lib/tailscale-cni", "/run/tailscale-cni", "/dev/net/tun"]:
+    for p in ["/var/lib/tailscale-cni", "/run/tailscale-cni", "/dev/net/tun",
+              "/etc/machine-id"]:
         check(sup_mounts.get(host.get(p), {}).get("mountPath") == p,
               f"supervisor: {p} at the same path")
 
