@@ -47,13 +47,16 @@ if [[ $rc -ne 0 ]]; then
 	echo "$passed passed, $failed failed"
 	exit 1
 fi
-run() { podman run --rm --entrypoint /bin/sh "$IMG" -c "$1" 2>&1; }
+# Small limits: podman's defaults (and --ulimit host) may exceed the hard
+# limits this shell runs under, and runc then cannot start the container.
+LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+run() { podman run --rm "${LIMITS[@]}" --entrypoint /bin/sh "$IMG" -c "$1" 2>&1; }
 out=$(run 'ls /usr/local/bin')
 check "/usr/local/bin holds the three programs ($(echo $out))" \
 	test "$(echo $out)" == "tailscale-cni tailscale-cni-supervisor tailscale-cni-worker"
 out=$(run 'ldd /usr/local/bin/* | grep -c "not found"')
 check "every library they link is in the image" test "$out" == 0
-out=$(podman run --rm "$IMG" --version 2>&1)
+out=$(podman run --rm "${LIMITS[@]}" "$IMG" --version 2>&1)
 check "the entrypoint is the supervisor ($out)" grep -q '^tailscale-cni-supervisor ' <<<"$out"
 ca=$(sed -n 's/^ *ca-file: "\(.*\)"/\1/p' "$SRC/deploy/configmap.yaml")
 out=$(run "wc -c <'$ca' && grep -c 'BEGIN CERTIFICATE' '$ca'")
