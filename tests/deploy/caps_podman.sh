@@ -154,6 +154,8 @@ if ctr_start ctr.log "${CAPS[@]}"; then
 		sed 's/.*=//' | tr ',' '\n' | sort | tr '\n' ' ')
 	want=$(printf 'cap_%s\n' "${CAPS[@],,}" | sort | tr '\n' ' ')
 	check "its effective capabilities are exactly those ($eff)" test "$eff" == "$want"
+	check "the supervisor runs under a seccomp filter (podman's default profile)" \
+		grep -qE '^Seccomp:[[:space:]]+2' "/proc/$CPID/status"
 	pod_add 0 || tscni_finish
 	pod_add 1 || tscni_finish
 	check "pod 0's worker is Ready" wait_ready 0
