@@ -10,7 +10,14 @@
  *        [--endpoint-deny-iface GLOB]...] [--metrics-listen ADDR:PORT]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
  *   tailscale-cni-supervisor roll-workers [--socket PATH]
+ *   tailscale-cni-supervisor install [--cni-bin-dir DIR] [--cni-conf-dir DIR]
+ *       [--worker-dir DIR] [--source-dir DIR] [--plugin-conf FILE]
+ *       [--mode auto|drop-in|conflist] [--wait SECONDS] [--watch]
+ *   tailscale-cni-supervisor uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]
+ *       [--worker-dir DIR] [--mode auto|drop-in|conflist]
  *   tailscale-cni-supervisor --version | --help
+ *
+ * install and uninstall are installer/ (the DaemonSet's init container).
  *
  * Startup makes the process undumpable and raises its fd limit (proc_limits.h),
  * refuses a private pid namespace (workers must outlive us) and a socket path
@@ -40,6 +47,7 @@
 #include <uv.h>
 
 #include "cni_server.h"
+#include "installer.h"
 #include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
@@ -478,6 +486,10 @@ int main(int argc, char **argv)
 		return status_command(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "roll-workers") == 0)
 		return roll_workers_command(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "install") == 0)
+		return installer_install_command(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "uninstall") == 0)
+		return installer_uninstall_command(argc - 1, argv + 1);
 	if (argc == 2 && strcmp(argv[1], "help") == 0) {
 		options_usage_short(stdout);
 		return 0;

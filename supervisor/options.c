@@ -528,6 +528,7 @@ static void usage(FILE *f, bool options)
 	fputs("usage: tailscale-cni-supervisor [run] [options]\n"
 	      "       tailscale-cni-supervisor status [--json] [--socket PATH]\n"
 	      "       tailscale-cni-supervisor roll-workers [--socket PATH]\n"
+	      "       tailscale-cni-supervisor install | uninstall [options] (see install --help)\n"
 	      "       tailscale-cni-supervisor --version | --help\n",
 	      f);
 	if (!options) {
@@ -709,8 +710,7 @@ int options_parse(int argc, char **argv, struct supervisor_config *cfg)
 	if (optind != argc) {
 		fprintf(stderr,
 			"tailscale-cni-supervisor: unexpected argument '%s' (commands: run, "
-			"status, "
-			"roll-workers, help; see --help)\n",
+			"status, roll-workers, install, uninstall, help; see --help)\n",
 			argv[optind]);
 		return -EINVAL;
 	}

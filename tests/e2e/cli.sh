@@ -36,7 +36,7 @@ run_cmd "$SUP" -x
 exactly "supervisor -x" "tailscale-cni-supervisor: unknown option '-x' (see --help)" "$ERR"
 run_cmd "$SUP" frob
 exactly "supervisor frob" "tailscale-cni-supervisor: unexpected argument 'frob' (commands: run, \
-status, roll-workers, help; see --help)" "$ERR"
+status, roll-workers, install, uninstall, help; see --help)" "$ERR"
 
 for h in -h help; do
 	run_cmd "$SUP" $h
