@@ -140,7 +140,10 @@ static int conffile_load(const char *dir, const char *name, struct conffile *f, 
 	}
 	ret = files_read(f->path, CONFLIST_MAX_LEN, &f->bytes, &f->len, &f->mode, &f->uid, &f->gid);
 	if (ret < 0) {
-		say(why, "%s: %s", f->path, ret == -EFBIG ? "larger than 1 MiB" : strerror(-ret));
+		say(why, "%s: %s", f->path,
+		    ret == -EFBIG    ? "larger than 1 MiB"
+		    : ret == -EINVAL ? "not a regular file"
+				     : strerror(-ret));
 		return ret == -ENOENT ? -EAGAIN : -EINVAL;
 	}
 	ret = conflist_parse(f->bytes, f->len, &f->cl, w);
@@ -229,9 +232,11 @@ static int convert(const char *dir, const char *name, const struct conffile *f,
 	return 0;
 }
 
-int confdir_apply(const char *dir, enum confdir_mode mode, const json_t *ours,
-		  confdir_version_fn *check, void *check_arg, struct confdir_result *res,
-		  char why[static CONFDIR_WHY_LEN])
+/* confdir_apply once; -EAGAIN when the primary vanished between the scan
+ * and the read (its writer renamed or removed it). */
+static int apply_once(const char *dir, enum confdir_mode mode, const json_t *ours,
+		      confdir_version_fn *check, void *check_arg, struct confdir_result *res,
+		      char why[static CONFDIR_WHY_LEN])
 {
 	struct conffile f = {0};
 	char **names = NULL, dropin_dir[PATH_MAX], dropin[PATH_MAX], w[CONFLIST_WHY_LEN];
@@ -307,7 +312,10 @@ int confdir_apply(const char *dir, enum confdir_mode mode, const json_t *ours,
 		if (conflist_count_ours(&f.cl) && conflist_remove(&f.cl, &changed, w) == 0 &&
 		    changed) {
 			ret = conffile_write(&f, f.path, NULL);
-			if (ret == 0)
+			if (ret < 0)
+				say(why, "%s: removing our entry (the drop-in holds it): %s",
+				    f.path, strerror(-ret));
+			else
 				log_info("%s: our entry removed: the drop-in %s holds it", f.path,
 					 dropin);
 		}
@@ -328,11 +336,23 @@ int confdir_apply(const char *dir, enum confdir_mode mode, const json_t *ours,
 		if (ret < 0)
 			say(why, "%s: %s", f.path, strerror(-ret));
 	}
-	if (ret == 0 && access(dropin, F_OK) == 0 && files_remove(dropin) == 0)
+	if (ret == 0 && name_is_component(f.cl.name) && access(dropin, F_OK) == 0 &&
+	    files_remove(dropin) == 0)
 		log_info("%s: removed: the list %s holds our entry", dropin, res->file);
 out:
 	conffile_destroy(&f);
 	free_names(names, n);
+	return ret;
+}
+
+int confdir_apply(const char *dir, enum confdir_mode mode, const json_t *ours,
+		  confdir_version_fn *check, void *check_arg, struct confdir_result *res,
+		  char why[static CONFDIR_WHY_LEN])
+{
+	int ret = -EAGAIN;
+
+	for (int i = 0; i < 3 && ret == -EAGAIN; i++)
+		ret = apply_once(dir, mode, ours, check, check_arg, res, why);
 	return ret;
 }
 

@@ -59,7 +59,8 @@ typedef int confdir_version_fn(void *arg, const char *version, char why[static C
 
 /* Makes sure the primary configuration of dir chains ours (a JSON object
  * from conflist_ours_new). 0 with *res filled; -ENOENT when dir holds no
- * configuration yet (or does not exist): wait, never create one;
+ * configuration yet (or does not exist), -EAGAIN when files kept moving
+ * under three scans: wait, never create one;
  * -EINVAL when the primary is refused, -ENOTSUP when the plugin does not
  * support its version, or another -errno; why names the file and the
  * problem on every failure. check may be NULL. */

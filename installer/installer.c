@@ -62,6 +62,8 @@ struct installer {
 	size_t next_write;
 	bool fight_logged;
 	char last_why[CONFDIR_WHY_LEN];
+	/* The drop-in's folder, watched too once we write there. */
+	char dropin_dir[PATH_MAX];
 };
 
 /* A message into why (CONFLIST_WHY_LEN), truncated if it must be. */
@@ -313,7 +315,9 @@ static int load_ours(struct installer *in)
 		if (ret < 0) {
 			fprintf(stderr, "tailscale-cni-supervisor install: --plugin-conf %s: %s\n",
 				in->o.plugin_conf,
-				ret == -EFBIG ? "larger than 1 MiB" : strerror(-ret));
+				ret == -EFBIG	 ? "larger than 1 MiB"
+				: ret == -EINVAL ? "not a regular file"
+						 : strerror(-ret));
 			return ret;
 		}
 	}
@@ -430,13 +434,18 @@ static int apply(struct installer *in, bool watching)
 	ret = confdir_apply(in->o.conf_dir, in->o.mode, in->ours, check_version, in, &res, why);
 	if (ret < 0) {
 		if (!watching || strcmp(why, in->last_why)) {
-			if (watching || ret != -ENOENT)
+			if (watching || (ret != -ENOENT && ret != -EAGAIN))
 				log_err("%s", why);
 			strscpy(in->last_why, why, sizeof(in->last_why));
 		}
 		return ret;
 	}
 	in->last_why[0] = '\0';
+	in->dropin_dir[0] = '\0';
+	if (res.dropin) {
+		strscpy(in->dropin_dir, res.file, sizeof(in->dropin_dir));
+		*strrchr(in->dropin_dir, '/') = '\0';
+	}
 	if (res.written) {
 		note_write(in);
 		log_info("%s: tailscale-cni %s", res.file,
@@ -455,6 +464,8 @@ static void add_watches(struct installer *in)
 			      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 
 	(void)inotify_add_watch(in->inofd, in->o.conf_dir, conf);
+	if (in->dropin_dir[0])
+		(void)inotify_add_watch(in->inofd, in->dropin_dir, conf);
 	(void)inotify_add_watch(in->inofd, in->o.bin_dir,
 				IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF |
 					IN_ONLYDIR);
@@ -504,7 +515,7 @@ static int apply_waiting(struct installer *in)
 	for (;;) {
 		add_watches(in);
 		ret = apply(in, false);
-		if (ret != -ENOENT)
+		if (ret != -ENOENT && ret != -EAGAIN)
 			return ret;
 		if (!said)
 			log_info("%s (waiting%s)", in->last_why, in->o.wait_s ? "" : ", no limit");
@@ -529,6 +540,7 @@ static int watch(struct installer *in)
 	int ret;
 
 	log_info("watching %s and %s", in->o.conf_dir, in->o.bin_dir);
+	add_watches(in);
 	for (;;) {
 		ret = wait_event(in, INSTALLER_RESCAN_MS);
 		if (ret == -EINTR)

@@ -278,6 +278,45 @@ check "--mode drop-in: the list's entry moved to the drop-in" \
 uninst "$C"
 check "drop-in: uninstall removes it" test ! -e "$C/cbr0/90-tailscale-cni.conf"
 
+# --- --watch on a drop-in and on a converted .conf; a fight.
+C=$T/conf-watch2
+mkdir -p "$C/cbr0"
+cp "$V/flannel/10-flannel.conflist" "$C/"
+"$SUP" install --cni-bin-dir "$BIN" --cni-conf-dir "$C" --worker-dir "$WD" --source-dir "$SRC" \
+	--watch 2>"$T/watch2.err" &
+wpid=$!
+CLEAN_PIDS+=("$wpid")
+check "--watch, drop-in: written" wait_for 10 test -f "$C/cbr0/90-tailscale-cni.conf"
+rm -f "$C/cbr0/90-tailscale-cni.conf"
+check "--watch, drop-in: put back after it was removed" \
+	wait_for 10 test -f "$C/cbr0/90-tailscale-cni.conf"
+kill -TERM "$wpid"
+wait "$wpid"
+C=$T/conf-watch3
+mkdir -p "$C"
+cp "$V/bridge/10-mynet.conf" "$C/"
+"$SUP" install --cni-bin-dir "$BIN" --cni-conf-dir "$C" --worker-dir "$WD" --source-dir "$SRC" \
+	--watch 2>"$T/watch3.err" &
+wpid=$!
+CLEAN_PIDS+=("$wpid")
+check "--watch, .conf: converted" wait_for 10 test -f "$C/10-mynet.conflist" -a ! -e "$C/10-mynet.conf"
+put "$V/bridge/10-mynet.conf" "$C/10-mynet.conf"
+check "--watch, .conf rewritten by its owner: converted again, never both left" \
+	wait_for 10 bash -c '[[ ! -e $1/10-mynet.conf && $(jq ".plugins|length" "$1/10-mynet.conflist") == 2 ]]' \
+	_ "$C"
+# A writer that keeps removing our entry: re-added 5 times in 10 minutes
+# (one of them the first install), then no more, and said.
+for i in 1 2 3 4 5; do
+	put "$T/conf-watch3/10-mynet.conf.tailscale-cni-orig" "$C/10-mynet.conf"
+	wait_for 10 test ! -e "$C/10-mynet.conf" || break
+done
+check "--watch: a fight is stopped: our entry not re-added a 6th time" \
+	bash -c 'sleep 2; [[ -e $1/10-mynet.conf ]]' _ "$C"
+check "--watch: the fight said: $(grep -m1 "another writer" "$T/watch3.err")" \
+	grep -q "re-added 5 times in 600 s: another writer keeps removing it" "$T/watch3.err"
+kill -TERM "$wpid"
+wait "$wpid"
+
 # --- broken JSON and a wrong shape: refused, the bytes unchanged.
 for f in broken/10-calico.conflist broken-shape/10-flannel.conflist; do
 	C=$T/conf-${f%%/*}
