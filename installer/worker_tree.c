@@ -135,6 +135,37 @@ static int remove_flat(const char *dir)
 	return ret;
 }
 
+/* Whether the folder path (DIR/bin, DIR/lib or their .old) is one this
+ * code made, or does not exist: a bin folder holds exactly our wrapper, a
+ * lib folder our .elf. Nothing else is ever renamed or emptied, so a
+ * --worker-dir of / or /usr cannot cost the host its /bin or /lib. */
+static bool folder_is_ours(const char *path, bool bin)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool found = false, other = false;
+
+	if (!d)
+		return errno == ENOENT;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (!strcmp(e->d_name, bin ? WORKER_TREE_BIN : WORKER_TREE_BIN ".elf"))
+			found = true;
+		else
+			other = true;
+	}
+	closedir(d);
+	return found && !(bin && other);
+}
+
+static bool sub_is_ours(const char *dir, const char *sub)
+{
+	char p[PATH_MAX];
+
+	return files_path(p, sizeof(p), "%s/%s", dir, sub) == 0 && folder_is_ours(p, sub[0] == 'b');
+}
+
 /* Removes DIR/.new.* left by a run that was killed. */
 static void remove_leftovers(const char *dir)
 {
@@ -287,6 +318,13 @@ int worker_tree_install(const char *elf, const char *dir, bool *changed)
 		log_err_r(ret, "create %s", dir);
 		return ret;
 	}
+	if (!sub_is_ours(dir, "bin") || !sub_is_ours(dir, "lib") || !sub_is_ours(dir, "bin.old") ||
+	    !sub_is_ours(dir, "lib.old")) {
+		log_err("--worker-dir %s: its bin/ or lib/ holds files that are not a worker tree "
+			"of ours: refusing to replace them",
+			dir);
+		return -EEXIST;
+	}
 	remove_leftovers(dir);
 	files_path(new, sizeof(new), "%s/.new.%d", dir, (int)getpid());
 	files_path(p, sizeof(p), "%s/bin", new);
@@ -334,6 +372,10 @@ int worker_tree_remove(const char *dir)
 	remove_leftovers(dir);
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		files_path(p, sizeof(p), "%s/%s", dir, subs[i]);
+		if (!sub_is_ours(dir, subs[i])) {
+			log_warn("%s: left in place: not a worker tree of ours", p);
+			continue;
+		}
 		r = remove_flat(p);
 		if (r < 0 && ret == 0)
 			ret = r;

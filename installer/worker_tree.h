@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 enum worker_tree_limits {
-	WORKER_TREE_MAX_LIBS = 64,
+	WORKER_TREE_MAX_LIBS = 256,
 	ELF_INTERP_MAX = 256,
 };
 

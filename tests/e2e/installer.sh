@@ -334,6 +334,20 @@ check "broken: the JSON error says where" grep -q "not valid JSON: line" <<<"$(
 	echo "$ERR"
 )"
 
+# --- a --worker-dir whose bin/ or lib/ is not ours (as / or /usr would be).
+mkdir -p "$T/fake/bin" "$T/fake/lib"
+echo keep >"$T/fake/bin/ls"
+echo keep >"$T/fake/lib/libc.so.6"
+"$SUP" install --cni-bin-dir "$BIN" --cni-conf-dir "$T/conf-flannel" --worker-dir "$T/fake" \
+	--source-dir "$SRC" 2>"$T/err"
+RC=$?
+check "foreign worker dir: refused (exit $RC)" test "$RC" -eq 1
+check "foreign worker dir: says why" grep -q "holds files that are not a worker tree of ours" "$T/err"
+"$SUP" uninstall --cni-bin-dir "$T/fake-bin" --cni-conf-dir "$T/conf-empty" --worker-dir "$T/fake" \
+	2>"$T/err"
+check "foreign worker dir: neither install nor uninstall touched it" \
+	bash -c '[[ $(cat "$1/bin/ls" "$1/lib/libc.so.6") == "keep"$'"'"'\n'"'"'"keep" && ! -e $1/bin.old ]]' _ "$T/fake"
+
 # --- no primary within --wait.
 mkdir -p "$T/conf-empty"
 inst "$T/conf-empty" --wait 1
