@@ -407,10 +407,14 @@ static void remove_from(const char *dir, const char *name, bool *clean)
 		char p[PATH_MAX], *raw = NULL;
 		size_t len;
 
-		/* A file we cannot parse may still name us: keep the binary. */
-		if (files_path(p, sizeof(p), "%s/%s", dir, name) < 0 ||
-		    files_read(p, CONFLIST_MAX_LEN, &raw, &len, NULL, NULL, NULL) < 0 ||
-		    memmem(raw, len, CONFLIST_OUR_TYPE, strlen(CONFLIST_OUR_TYPE))) {
+		/* A file we cannot parse may still name us: keep the binary.
+		 * One that is gone names nobody. */
+		ret = files_path(p, sizeof(p), "%s/%s", dir, name);
+		if (ret == 0)
+			ret = files_read(p, CONFLIST_MAX_LEN, &raw, &len, NULL, NULL, NULL);
+		if (ret == -ENOENT)
+			return;
+		if (ret < 0 || memmem(raw, len, CONFLIST_OUR_TYPE, strlen(CONFLIST_OUR_TYPE))) {
 			log_warn("%s (left as it is)", why);
 			*clean = false;
 		}

@@ -334,6 +334,25 @@ check "broken: the JSON error says where" grep -q "not valid JSON: line" <<<"$(
 	echo "$ERR"
 )"
 
+# --- uninstall beside a broken file that may name us: binaries kept.
+C=$T/conf-unsure
+mkdir -p "$C"
+cp "$V/flannel/10-flannel.conflist" "$C/"
+inst "$C"
+printf '{"name":"x","plugins":[{"type":"tailscale-cni"}' >"$C/20-x.conflist"
+uninst "$C"
+check "uninstall beside a broken file naming us: exit 1 ($RC)" test "$RC" -eq 1
+check "uninstall beside a broken file naming us: our entry still removed from flannel's" \
+	cmp -s <(jq -S . "$V/flannel/10-flannel.conflist") <(jq -S . "$C/10-flannel.conflist")
+check "uninstall beside a broken file naming us: plugin and worker kept" \
+	test -x "$BIN/tailscale-cni" -a -x "$WD/bin/tailscale-cni-worker"
+check "uninstall beside a broken file naming us: says why" \
+	grep -q "may still name tailscale-cni: the plugin and the worker stay installed" <<<"$ERR"
+printf '{"name":"x",' >"$C/20-x.conflist"
+uninst "$C"
+check "uninstall beside a broken file not naming us: exit 0 ($RC), binaries gone" \
+	test "$RC" -eq 0 -a ! -e "$BIN/tailscale-cni" -a ! -e "$WD"
+
 # --- a --worker-dir whose bin/ or lib/ is not ours (as / or /usr would be).
 mkdir -p "$T/fake/bin" "$T/fake/lib"
 echo keep >"$T/fake/bin/ls"
