@@ -189,49 +189,6 @@ static void remove_leftovers(const char *dir)
 	closedir(d);
 }
 
-/* Whether folder a and folder b hold the same names with the same bytes
- * and modes. */
-static bool same_folder(const char *a, const char *b)
-{
-	struct dirent **ents = NULL;
-	int n = scandir(a, &ents, NULL, alphasort), m = 0;
-	bool same = n >= 0;
-	char pa[PATH_MAX], pb[PATH_MAX];
-
-	for (int i = 0; i < n; i++) {
-		const char *name = ents[i]->d_name;
-
-		if (same && strcmp(name, ".") && strcmp(name, "..")) {
-			char *buf;
-			size_t len;
-			mode_t mode;
-
-			m++;
-			files_path(pa, sizeof(pa), "%s/%s", a, name);
-			files_path(pb, sizeof(pb), "%s/%s", b, name);
-			if (files_read(pa, FILES_MAX_COPY, &buf, &len, &mode, NULL, NULL) < 0) {
-				same = false;
-			} else {
-				same = files_same(pb, buf, len, mode);
-				free(buf);
-			}
-		}
-		free(ents[i]);
-	}
-	free(ents);
-	if (same) {
-		/* b must not hold more names than a. */
-		struct dirent **eb = NULL;
-		int nb = scandir(b, &eb, NULL, alphasort);
-
-		same = nb - 2 == m;
-		for (int i = 0; i < nb; i++)
-			free(eb[i]);
-		free(eb);
-	}
-	return same;
-}
-
 /* Replaces DIR/<sub> by NEW/<sub>, keeping the previous one as <sub>.old. */
 static int swap_in(const char *dir, const char *new, const char *sub)
 {
@@ -251,8 +208,51 @@ static int swap_in(const char *dir, const char *new, const char *sub)
 	return 0;
 }
 
-/* Fills NEW/lib and NEW/bin. */
-static int build(const char *elf, const char *dir, const char *new)
+/* How many entries folder path holds (. and .. aside); -1 when it cannot
+ * be read. */
+static int count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/* The file src as ROOT/<sub>/<name>, mode 0755: copied there, or with
+ * check, compared with what is there (*same cleared on a difference). */
+static int put(const char *src, const char *root, const char *sub, const char *name, bool check,
+	       bool *same)
+{
+	char p[PATH_MAX], *buf;
+	size_t len;
+	int ret;
+
+	if (files_path(p, sizeof(p), "%s/%s/%s", root, sub, name) < 0)
+		return -ENAMETOOLONG;
+	if (!check)
+		return files_copy(src, p, 0755, NULL);
+	if (!*same)
+		return 0;
+	ret = files_read(src, FILES_MAX_COPY, &buf, &len, NULL, NULL, NULL);
+	if (ret < 0) {
+		log_err_r(ret, "read %s", src);
+		return ret;
+	}
+	*same = files_same(p, buf, len, 0755);
+	free(buf);
+	return 0;
+}
+
+/* The tree for elf, whose wrapper names dir: written under root (a fresh
+ * DIR/.new.<pid>), or with check compared with the tree installed in
+ * root (= dir), *same saying whether it holds exactly these files. */
+static int build(const char *elf, const char *dir, const char *root, bool check, bool *same)
 {
 	char interp[ELF_INTERP_MAX], real_interp[PATH_MAX], p[PATH_MAX],
 		*libs[WORKER_TREE_MAX_LIBS];
@@ -260,6 +260,7 @@ static int build(const char *elf, const char *dir, const char *new)
 	size_t n = 0;
 	int ret;
 
+	*same = true;
 	ret = elf_interp(elf, interp);
 	if (ret < 0) {
 		log_err_r(ret, "%s: no dynamic loader named in it (the worker tree needs one)",
@@ -274,15 +275,13 @@ static int build(const char *elf, const char *dir, const char *new)
 	ret = list_libs(interp, elf, libs, &n);
 	if (ret < 0)
 		return ret;
-	files_path(p, sizeof(p), "%s/lib/" WORKER_TREE_BIN ".elf", new);
-	ret = files_copy(elf, p, 0755, NULL);
+	ret = put(elf, root, "lib", WORKER_TREE_BIN ".elf", check, same);
 	for (size_t i = 0; i < n; i++) {
 		char b[PATH_MAX];
 
 		strscpy(b, libs[i], sizeof(b));
-		files_path(p, sizeof(p), "%s/lib/%s", new, basename(b));
 		if (ret == 0)
-			ret = files_copy(libs[i], p, 0755, NULL);
+			ret = put(libs[i], root, "lib", basename(b), check, same);
 		free(libs[i]);
 	}
 	if (ret < 0)
@@ -290,21 +289,29 @@ static int build(const char *elf, const char *dir, const char *new)
 	/* The loader under the name the program asks for (a symlink on the
 	 * image: its target is copied). */
 	ld = basename(interp);
-	files_path(p, sizeof(p), "%s/lib/%s", new, ld);
-	ret = files_copy(real_interp, p, 0755, NULL);
+	ret = put(real_interp, root, "lib", ld, check, same);
 	if (ret < 0)
 		return ret;
 	snprintf(wrapper, sizeof(wrapper),
 		 "#!/bin/sh\nexec '%s/lib/%s' --library-path '%s/lib' '%s/lib/" WORKER_TREE_BIN
 		 ".elf' \"$@\"\n",
 		 dir, ld, dir, dir);
-	files_path(p, sizeof(p), "%s/bin/" WORKER_TREE_BIN, new);
-	return files_write(p, wrapper, strlen(wrapper), 0755, (uid_t)-1, (gid_t)-1, NULL);
+	files_path(p, sizeof(p), "%s/bin/" WORKER_TREE_BIN, root);
+	if (!check)
+		return files_write(p, wrapper, strlen(wrapper), 0755, (uid_t)-1, (gid_t)-1, NULL);
+	/* Nothing more in lib than the .elf, the libraries and the loader. */
+	if (*same)
+		*same = files_same(p, wrapper, strlen(wrapper), 0755);
+	files_path(p, sizeof(p), "%s/lib", root);
+	if (*same)
+		*same = count_entries(p) == (int)n + 2;
+	return 0;
 }
 
 int worker_tree_install(const char *elf, const char *dir, bool *changed)
 {
 	char new[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
+	bool same;
 	int ret;
 
 	*changed = false;
@@ -326,6 +333,13 @@ int worker_tree_install(const char *elf, const char *dir, bool *changed)
 		return -EEXIST;
 	}
 	remove_leftovers(dir);
+	/* Compared first: an init container restarted on a node whose tree
+	 * is current writes nothing. */
+	ret = build(elf, dir, dir, true, &same);
+	if (ret < 0)
+		return ret;
+	if (same)
+		return 0;
 	files_path(new, sizeof(new), "%s/.new.%d", dir, (int)getpid());
 	files_path(p, sizeof(p), "%s/bin", new);
 	files_path(q, sizeof(q), "%s/lib", new);
@@ -334,17 +348,9 @@ int worker_tree_install(const char *elf, const char *dir, bool *changed)
 		log_err_r(ret, "create %s", new);
 		goto out;
 	}
-	ret = build(elf, dir, new);
+	ret = build(elf, dir, new, false, &same);
 	if (ret < 0)
 		goto out;
-	{
-		char cur_lib[PATH_MAX], cur_bin[PATH_MAX];
-
-		files_path(cur_lib, sizeof(cur_lib), "%s/lib", dir);
-		files_path(cur_bin, sizeof(cur_bin), "%s/bin", dir);
-		if (same_folder(q, cur_lib) && same_folder(p, cur_bin))
-			goto out; /* already installed: nothing moves */
-	}
 	/* lib first: the wrapper in place (old or new) then always finds a
 	 * complete lib folder. */
 	ret = swap_in(dir, new, "lib");

@@ -177,6 +177,24 @@ after=$(stat -c %i:%Y "$C/10-flannel.conflist" "$BIN/tailscale-cni" "$WD/bin/tai
 exactly "second run: no file replaced" "$before" "$after"
 check "second run: our entry once" test "$(ours "$C/10-flannel.conflist")" -eq 1
 
+# --- an upgrade: new binaries replace the old ones by rename.
+printf '\0upgrade' >>"$SRC/tailscale-cni"
+printf '\0upgrade' >>"$SRC/tailscale-cni-worker"
+ino=$(stat -c %i "$BIN/tailscale-cni")
+inst "$C"
+check "upgrade: exit 0 ($RC)" test "$RC" -eq 0
+check "upgrade: the new plugin in place, by rename" \
+	bash -c 'cmp -s "$1" "$2" && [[ $(stat -c %i "$2") != "$3" ]]' _ "$SRC/tailscale-cni" \
+	"$BIN/tailscale-cni" "$ino"
+check "upgrade: the new plugin answers VERSION" \
+	jqq '.supportedVersions' <<<"$(CNI_COMMAND=VERSION "$BIN/tailscale-cni" <<<'{"cniVersion":"1.0.0"}')"
+check "upgrade: the new worker in lib/, the previous one in lib.old/" \
+	bash -c 'cmp -s "$1" "$2/lib/tailscale-cni-worker.elf" && test -f "$2/lib.old/tailscale-cni-worker.elf" &&
+		! cmp -s "$1" "$2/lib.old/tailscale-cni-worker.elf"' _ "$SRC/tailscale-cni-worker" "$WD"
+WOUT=$("$WD/bin/tailscale-cni-worker" --help 2>&1)
+check "upgrade: the wrapper starts the new worker" \
+	bash -c '[[ $1 == "usage: tailscale-cni-worker "* ]]' _ "$WOUT"
+
 # --- --watch: the primary rewrites its file; the plugin is deleted.
 "$SUP" install --cni-bin-dir "$BIN" --cni-conf-dir "$C" --worker-dir "$WD" --source-dir "$SRC" \
 	--watch 2>"$T/watch.err" &
