@@ -131,6 +131,7 @@ static void to_path(const struct disco_msg *m, bool via_derp)
 		break;
 	}
 	path_tick(p, path_next_deadline(p), out);
+	path_destroy(p);
 	free(out);
 	free(p);
 }

@@ -53,6 +53,7 @@ static struct dp_magic_peer *mpeer_find(const struct dataplane *dp, const uint8_
 static void mpeer_free(struct dp_magic_peer *m)
 {
 	disco_shared_destroy(&m->shared);
+	path_destroy(&m->path);
 	sodium_memzero(m, sizeof(*m));
 	free(m);
 }

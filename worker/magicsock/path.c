@@ -7,22 +7,132 @@
 #include "path.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
+
+#include "mem.h"
 
 static uint64_t since(uint64_t now, uint64_t then)
 {
 	return now > then ? now - then : 0;
 }
 
+/* ---- Chunked tables ------------------------------------------------- */
+
+/* Each table is the slots of its allocated chunks, in order; a slot past
+ * them is unused (the same as a free one in a table of the full bound),
+ * which is why only trailing chunks with nothing in use are ever freed.
+ * Slot i of a table for i below *_slots(). */
+
+static size_t ep_slots(const struct path *p)
+{
+	return (size_t)p->n_eps * PATH_EP_CHUNK;
+}
+
+static struct path_endpoint *ep_at(const struct path *p, size_t i)
+{
+	return &p->eps[i / PATH_EP_CHUNK][i % PATH_EP_CHUNK];
+}
+
+static size_t ping_slots(const struct path *p)
+{
+	return (size_t)p->n_pings * PATH_PING_CHUNK;
+}
+
+static struct path_ping *ping_at(const struct path *p, size_t i)
+{
+	return &p->pings[i / PATH_PING_CHUNK][i % PATH_PING_CHUNK];
+}
+
+static size_t confirmed_slots(const struct path *p)
+{
+	return (size_t)p->n_confirmed * PATH_CONFIRMED_CHUNK;
+}
+
+static struct path_confirmed *confirmed_at(const struct path *p, size_t i)
+{
+	return &p->confirmed[i / PATH_CONFIRMED_CHUNK][i % PATH_CONFIRMED_CHUNK];
+}
+
+/* The first slot of a new zeroed chunk, or NULL at the table's bound. */
+static struct path_endpoint *ep_grow(struct path *p)
+{
+	if (p->n_eps == PATH_EP_CHUNKS)
+		return NULL;
+	p->eps[p->n_eps] = xcalloc(PATH_EP_CHUNK, sizeof(struct path_endpoint));
+	return p->eps[p->n_eps++];
+}
+
+static struct path_ping *ping_grow(struct path *p)
+{
+	if (p->n_pings == PATH_PING_CHUNKS)
+		return NULL;
+	p->pings[p->n_pings] = xcalloc(PATH_PING_CHUNK, sizeof(struct path_ping));
+	return p->pings[p->n_pings++];
+}
+
+static struct path_confirmed *confirmed_grow(struct path *p)
+{
+	if (p->n_confirmed == PATH_CONFIRMED_CHUNKS)
+		return NULL;
+	p->confirmed[p->n_confirmed] = xcalloc(PATH_CONFIRMED_CHUNK, sizeof(struct path_confirmed));
+	return p->confirmed[p->n_confirmed++];
+}
+
+static bool ep_chunk_unused(const struct path_endpoint *c)
+{
+	for (size_t i = 0; i < PATH_EP_CHUNK; i++)
+		if (c[i].used)
+			return false;
+	return true;
+}
+
+static bool ping_chunk_unused(const struct path_ping *c)
+{
+	for (size_t i = 0; i < PATH_PING_CHUNK; i++)
+		if (c[i].used)
+			return false;
+	return true;
+}
+
+static bool confirmed_chunk_unused(const struct path_confirmed *c)
+{
+	for (size_t i = 0; i < PATH_CONFIRMED_CHUNK; i++)
+		if (c[i].at)
+			return false;
+	return true;
+}
+
+/* Frees the trailing chunks with no slot in use. Only at the end of an
+ * event: no pointer into a table outlives the call that took it. */
+static void trim(struct path *p)
+{
+	while (p->n_eps > 0 && ep_chunk_unused(p->eps[p->n_eps - 1])) {
+		free(p->eps[--p->n_eps]);
+		p->eps[p->n_eps] = NULL;
+	}
+	while (p->n_pings > 0 && ping_chunk_unused(p->pings[p->n_pings - 1])) {
+		free(p->pings[--p->n_pings]);
+		p->pings[p->n_pings] = NULL;
+	}
+	while (p->n_confirmed > 0 && confirmed_chunk_unused(p->confirmed[p->n_confirmed - 1])) {
+		free(p->confirmed[--p->n_confirmed]);
+		p->confirmed[p->n_confirmed] = NULL;
+	}
+}
+
 /* ---- Endpoints ------------------------------------------------------ */
 
 static struct path_endpoint *ep_find(struct path *p, const struct disco_addr *a)
 {
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		if (p->eps[i].used && disco_addr_equal(&p->eps[i].addr, a))
-			return &p->eps[i];
+	for (size_t i = 0; i < ep_slots(p); i++) {
+		struct path_endpoint *ep = ep_at(p, i);
+
+		if (ep->used && disco_addr_equal(&ep->addr, a))
+			return ep;
+	}
 	return NULL;
 }
 
@@ -59,14 +169,16 @@ static void ep_clear(struct path_endpoint *ep)
 }
 
 /* A new endpoint for a, or NULL when the table stays full after the
- * endpoints that should go have gone. */
+ * endpoints that should go have gone. A free slot, else a new chunk (the
+ * free slots of a table of the full bound), and only at the bound are the
+ * endpoints that should go deleted. */
 static struct path_endpoint *ep_add(struct path *p, const struct disco_addr *a, uint64_t now)
 {
 	struct path_endpoint *free_slot = NULL;
 
 	for (int pass = 0; pass < 2 && !free_slot; pass++) {
-		for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++) {
-			struct path_endpoint *ep = &p->eps[i];
+		for (size_t i = 0; i < ep_slots(p); i++) {
+			struct path_endpoint *ep = ep_at(p, i);
 
 			if (pass == 1 && ep->used && ep_should_delete(ep, now))
 				ep_delete(p, ep);
@@ -75,6 +187,8 @@ static struct path_endpoint *ep_add(struct path *p, const struct disco_addr *a, 
 				break;
 			}
 		}
+		if (pass == 0 && !free_slot)
+			free_slot = ep_grow(p);
 	}
 	if (!free_slot) {
 		p->endpoints_dropped++;
@@ -98,24 +212,30 @@ static void clear_best(struct path *p)
 
 static struct path_ping *ping_find(struct path *p, const uint8_t txid[DISCO_TXID_LEN])
 {
-	for (size_t i = 0; i < PATH_MAX_PINGS; i++)
-		if (p->pings[i].used && memcmp(p->pings[i].txid, txid, DISCO_TXID_LEN) == 0)
-			return &p->pings[i];
+	for (size_t i = 0; i < ping_slots(p); i++) {
+		struct path_ping *sp = ping_at(p, i);
+
+		if (sp->used && memcmp(sp->txid, txid, DISCO_TXID_LEN) == 0)
+			return sp;
+	}
 	return NULL;
 }
 
-/* A free slot, or the oldest ping's: it is the nearest to timing out. */
+/* A free slot (a new chunk's included), or at the bound the oldest
+ * ping's: it is the nearest to timing out. */
 static struct path_ping *ping_slot(struct path *p)
 {
-	struct path_ping *oldest = &p->pings[0];
+	struct path_ping *oldest = NULL, *sp;
 
-	for (size_t i = 0; i < PATH_MAX_PINGS; i++) {
-		if (!p->pings[i].used)
-			return &p->pings[i];
-		if (p->pings[i].at < oldest->at)
-			oldest = &p->pings[i];
+	for (size_t i = 0; i < ping_slots(p); i++) {
+		sp = ping_at(p, i);
+		if (!sp->used)
+			return sp;
+		if (!oldest || sp->at < oldest->at)
+			oldest = sp;
 	}
-	return oldest;
+	sp = ping_grow(p);
+	return sp ? sp : oldest;
 }
 
 static struct path_action *push(struct path_out *out, enum path_action_type type,
@@ -166,8 +286,8 @@ static void send_pings(struct path *p, uint64_t now, bool send_cmm, struct path_
 	bool sent_any = false;
 
 	p->last_full_ping = now;
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++) {
-		struct path_endpoint *ep = &p->eps[i];
+	for (size_t i = 0; i < ep_slots(p); i++) {
+		struct path_endpoint *ep = ep_at(p, i);
 
 		if (!ep->used)
 			continue;
@@ -192,18 +312,25 @@ static void send_pings(struct path *p, uint64_t now, bool send_cmm, struct path_
 
 static void confirm(struct path *p, const struct disco_addr *src, uint64_t now)
 {
-	struct path_confirmed *slot = &p->confirmed[0];
+	struct path_confirmed *slot = NULL;
 
-	for (size_t i = 0; i < PATH_MAX_CONFIRMED; i++) {
-		struct path_confirmed *c = &p->confirmed[i];
+	for (size_t i = 0; i < confirmed_slots(p); i++) {
+		struct path_confirmed *c = confirmed_at(p, i);
 
 		if (c->at && disco_addr_equal(&c->addr, src)) {
 			c->at = now;
 			return;
 		}
 		/* A free slot, else the oldest (at 0 sorts first). */
-		if (c->at < slot->at)
+		if (!slot || c->at < slot->at)
 			slot = c;
+	}
+	/* None free: a new chunk's first slot, or at the bound the oldest. */
+	if (!slot || slot->at) {
+		struct path_confirmed *fresh = confirmed_grow(p);
+
+		if (fresh)
+			slot = fresh;
 	}
 	slot->addr = *src;
 	slot->at = now;
@@ -211,17 +338,23 @@ static void confirm(struct path *p, const struct disco_addr *src, uint64_t now)
 
 bool path_accepts_wg(const struct path *p, const struct disco_addr *src)
 {
-	for (size_t i = 0; i < PATH_MAX_CONFIRMED; i++)
-		if (p->confirmed[i].at && disco_addr_equal(&p->confirmed[i].addr, src))
+	for (size_t i = 0; i < confirmed_slots(p); i++) {
+		const struct path_confirmed *c = confirmed_at(p, i);
+
+		if (c->at && disco_addr_equal(&c->addr, src))
 			return true;
+	}
 	return false;
 }
 
 void path_unconfirm(struct path *p, const struct disco_addr *src)
 {
-	for (size_t i = 0; i < PATH_MAX_CONFIRMED; i++)
-		if (p->confirmed[i].at && disco_addr_equal(&p->confirmed[i].addr, src))
-			memset(&p->confirmed[i], 0, sizeof(p->confirmed[i]));
+	for (size_t i = 0; i < confirmed_slots(p); i++) {
+		struct path_confirmed *c = confirmed_at(p, i);
+
+		if (c->at && disco_addr_equal(&c->addr, src))
+			memset(c, 0, sizeof(*c));
+	}
 }
 
 /* ---- Which address is better ------------------------------------------ */
@@ -303,6 +436,17 @@ void path_init(struct path *p)
 	memset(p, 0, sizeof(*p));
 }
 
+void path_destroy(struct path *p)
+{
+	for (size_t i = 0; i < p->n_eps; i++)
+		free(p->eps[i]);
+	for (size_t i = 0; i < p->n_pings; i++)
+		free(p->pings[i]);
+	for (size_t i = 0; i < p->n_confirmed; i++)
+		free(p->confirmed[i]);
+	memset(p, 0, sizeof(*p));
+}
+
 void path_set_derp(struct path *p, uint16_t region)
 {
 	p->has_derp = region != 0;
@@ -313,8 +457,8 @@ void path_set_endpoints(struct path *p, uint64_t now, const struct disco_addr *e
 {
 	struct path_endpoint *ep;
 
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		p->eps[i].from_netmap = false;
+	for (size_t i = 0; i < ep_slots(p); i++)
+		ep_at(p, i)->from_netmap = false;
 	/* Mark the known ones before adding, so that making room for a new
 	 * one never evicts a listed one not yet marked. */
 	for (size_t i = 0; i < n; i++)
@@ -326,9 +470,12 @@ void path_set_endpoints(struct path *p, uint64_t now, const struct disco_addr *e
 		if ((ep = ep_add(p, &eps[i], now)))
 			ep->from_netmap = true;
 	}
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		if (p->eps[i].used && ep_should_delete(&p->eps[i], now))
-			ep_delete(p, &p->eps[i]);
+	for (size_t i = 0; i < ep_slots(p); i++) {
+		ep = ep_at(p, i);
+		if (ep->used && ep_should_delete(ep, now))
+			ep_delete(p, ep);
+	}
+	trim(p);
 }
 
 void path_reset(struct path *p)
@@ -337,17 +484,19 @@ void path_reset(struct path *p)
 	p->last_send_ext = 0;
 	p->last_full_ping = 0;
 	clear_best(p);
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		p->eps[i].last_ping = 0;
-	memset(p->pings, 0, sizeof(p->pings));
+	for (size_t i = 0; i < ep_slots(p); i++)
+		ep_at(p, i)->last_ping = 0;
+	for (size_t i = 0; i < ping_slots(p); i++)
+		memset(ping_at(p, i), 0, sizeof(struct path_ping));
+	trim(p);
 }
 
 void path_note_connectivity_change(struct path *p)
 {
 	clear_best(p);
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		if (p->eps[i].used)
-			ep_clear(&p->eps[i]);
+	for (size_t i = 0; i < ep_slots(p); i++)
+		if (ep_at(p, i)->used)
+			ep_clear(ep_at(p, i));
 }
 
 void path_note_bad_endpoint(struct path *p, const struct disco_addr *addr)
@@ -475,14 +624,16 @@ int path_on_ping(struct path *p, uint64_t now, const struct disco_addr *src,
 void path_on_call_me_maybe(struct path *p, uint64_t now, const struct disco_addr *eps, size_t n,
 			   struct path_out *out)
 {
-	bool was_cmm[PATH_MAX_ENDPOINTS];
+	/* By slot: slots of chunks added below were free before. */
+	bool was_cmm[PATH_MAX_ENDPOINTS] = {false};
 	struct path_endpoint *ep;
 
 	out->n = 0;
 	memset(&out->route, 0, sizeof(out->route));
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++) {
-		was_cmm[i] = p->eps[i].used && p->eps[i].is_call_me_maybe;
-		p->eps[i].is_call_me_maybe = false;
+	for (size_t i = 0; i < ep_slots(p); i++) {
+		ep = ep_at(p, i);
+		was_cmm[i] = ep->used && ep->is_call_me_maybe;
+		ep->is_call_me_maybe = false;
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Link-local IPv6 needs a zone to ping; upstream skips it. */
@@ -498,12 +649,14 @@ void path_on_call_me_maybe(struct path *p, uint64_t now, const struct disco_addr
 		ep->call_me_maybe_time = now;
 	}
 	/* The previous CallMeMaybe's endpoints this one left out go. */
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		if (was_cmm[i] && p->eps[i].used && !p->eps[i].is_call_me_maybe)
-			ep_delete(p, &p->eps[i]);
+	for (size_t i = 0; i < ep_slots(p); i++) {
+		ep = ep_at(p, i);
+		if (was_cmm[i] && ep->used && !ep->is_call_me_maybe)
+			ep_delete(p, ep);
+	}
 	/* The peer is punching holes now: ping everything at once. */
-	for (size_t i = 0; i < PATH_MAX_ENDPOINTS; i++)
-		p->eps[i].last_ping = 0;
+	for (size_t i = 0; i < ep_slots(p); i++)
+		ep_at(p, i)->last_ping = 0;
 	send_pings(p, now, false, out);
 }
 
@@ -547,19 +700,26 @@ void path_tick(struct path *p, uint64_t now, struct path_out *out)
 {
 	out->n = 0;
 	memset(&out->route, 0, sizeof(out->route));
-	for (size_t i = 0; i < PATH_MAX_PINGS; i++)
-		if (p->pings[i].used && since(now, p->pings[i].at) >= PATH_PING_TIMEOUT_MS)
-			memset(&p->pings[i], 0, sizeof(p->pings[i]));
+	for (size_t i = 0; i < ping_slots(p); i++) {
+		struct path_ping *sp = ping_at(p, i);
+
+		if (sp->used && since(now, sp->at) >= PATH_PING_TIMEOUT_MS)
+			memset(sp, 0, sizeof(*sp));
+	}
 	if (p->heartbeat_at && now >= p->heartbeat_at)
 		heartbeat(p, now, out);
+	trim(p);
 }
 
 uint64_t path_next_deadline(const struct path *p)
 {
 	uint64_t next = p->heartbeat_at ? p->heartbeat_at : UINT64_MAX;
 
-	for (size_t i = 0; i < PATH_MAX_PINGS; i++)
-		if (p->pings[i].used && p->pings[i].at + PATH_PING_TIMEOUT_MS < next)
-			next = p->pings[i].at + PATH_PING_TIMEOUT_MS;
+	for (size_t i = 0; i < ping_slots(p); i++) {
+		const struct path_ping *sp = ping_at(p, i);
+
+		if (sp->used && sp->at + PATH_PING_TIMEOUT_MS < next)
+			next = sp->at + PATH_PING_TIMEOUT_MS;
+	}
 	return next;
 }

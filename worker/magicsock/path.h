@@ -10,7 +10,12 @@
  * DERP region to send it to. It calls path_tick() at path_next_deadline().
  * Ping TxIDs come from randombytes_buf (sodium_init() must have run).
  *
- * Kept per peer (all fixed-size, no allocation):
+ * Kept per peer, each table in chunks allocated as it fills (a peer with
+ * two endpoints and no ping in flight holds two chunks' worth, not the
+ * bounds below) and never moved, so a pointer to a slot stays valid until
+ * the chunk is freed, which happens only at the end of path_tick(),
+ * path_reset() and path_set_endpoints() (trailing chunks with nothing in
+ * them) and in path_destroy():
  *   - candidate endpoints: from the netmap, from the peer's CallMeMaybe, and
  *     learned from the source of its pings (forgotten 45 s after the last);
  *   - pings in flight, by TxID, each forgotten after 5 s;
@@ -59,7 +64,18 @@ enum path_limits {
 	/* What one event can ask for: a ping per endpoint, a heartbeat
 	 * ping, a CallMeMaybe or a Pong. */
 	PATH_MAX_ACTIONS = PATH_MAX_ENDPOINTS + 2,
+	/* Slots per chunk and chunks per table: a netmap lists one to three
+	 * endpoints for most peers; pings live 5 s. */
+	PATH_EP_CHUNK = 4,
+	PATH_EP_CHUNKS = PATH_MAX_ENDPOINTS / PATH_EP_CHUNK,
+	PATH_PING_CHUNK = 8,
+	PATH_PING_CHUNKS = PATH_MAX_PINGS / PATH_PING_CHUNK,
+	PATH_CONFIRMED_CHUNK = 4,
+	PATH_CONFIRMED_CHUNKS = PATH_MAX_CONFIRMED / PATH_CONFIRMED_CHUNK,
 };
+_Static_assert(PATH_MAX_ENDPOINTS % PATH_EP_CHUNK == 0, "whole endpoint chunks");
+_Static_assert(PATH_MAX_PINGS % PATH_PING_CHUNK == 0, "whole ping chunks");
+_Static_assert(PATH_MAX_CONFIRMED % PATH_CONFIRMED_CHUNK == 0, "whole confirmed chunks");
 
 enum path_purpose {
 	PATH_PING_DISCOVERY, /* is this path usable? */
@@ -135,14 +151,18 @@ struct path {
 	uint64_t last_send_ext;	 /* last WireGuard packet to the peer */
 	uint64_t last_full_ping; /* last round of pings to every endpoint */
 	uint64_t heartbeat_at;	 /* 0: no heartbeat scheduled */
-	struct path_endpoint eps[PATH_MAX_ENDPOINTS];
-	struct path_ping pings[PATH_MAX_PINGS];
-	struct path_confirmed confirmed[PATH_MAX_CONFIRMED];
+	/* Chunks [0, n_*) are allocated, the rest NULL. */
+	struct path_endpoint *eps[PATH_EP_CHUNKS];
+	struct path_ping *pings[PATH_PING_CHUNKS];
+	struct path_confirmed *confirmed[PATH_CONFIRMED_CHUNKS];
+	uint8_t n_eps, n_pings, n_confirmed;
 	/* Endpoints refused because eps was full (a bound, seen in stats). */
 	uint64_t endpoints_dropped;
 };
 
 void path_init(struct path *p);
+/* Frees the chunks (the struct itself is the caller's). */
+void path_destroy(struct path *p);
 
 /* The peer's home DERP region from the netmap; 0: none. */
 void path_set_derp(struct path *p, uint16_t region);

@@ -113,6 +113,7 @@ static void test_first_send_goes_through_derp(void **state)
 	/* With neither DERP nor a path, nowhere to send. */
 	path_set_derp(&p, 0);
 	assert_int_equal(path_on_send(&p, T0 + 2000, &out), -ENETUNREACH);
+	path_destroy(&p);
 }
 
 /* A Pong proves its address: direct only, and WireGuard from there is
@@ -152,6 +153,7 @@ static void test_pong_makes_direct_and_silence_returns_to_derp(void **state)
 	assert_true(path_on_pong(&p, pong_at + PATH_TRUST_UDP_ADDR_MS + 20,
 				 ping_to(&out, "198.51.100.7:41641"), &v4));
 	assert_route(&p, pong_at + PATH_TRUST_UDP_ADDR_MS + 21, "198.51.100.7:41641", false);
+	path_destroy(&p);
 }
 
 /* Heartbeats every 3 s keep the path trusted while Pongs come back, and
@@ -208,6 +210,7 @@ static void test_heartbeat_timeline(void **state)
 	/* All pings have timed out by their deadline; then nothing is due. */
 	path_tick(&p, now + PATH_PING_TIMEOUT_MS, &out);
 	assert_int_equal(path_next_deadline(&p), UINT64_MAX);
+	path_destroy(&p);
 }
 
 /* A faster Pong from another endpoint switches; a close one does not. */
@@ -237,6 +240,7 @@ static void test_better_pong_switches(void **state)
 	/* Both confirmed: either may carry WireGuard. */
 	assert_true(path_accepts_wg(&p, &v4));
 	assert_true(path_accepts_wg(&p, &v6));
+	path_destroy(&p);
 }
 
 static void test_unknown_late_and_derp_pongs(void **state)
@@ -277,6 +281,7 @@ static void test_unknown_late_and_derp_pongs(void **state)
 	assert_false(path_on_pong(&p, T0 + 3 * PATH_DISCO_PING_INTERVAL_MS + 5,
 				  ping_to(&out, "[2001:db8::7]:41641"), &v4));
 	assert_route(&p, T0 + 3 * PATH_DISCO_PING_INTERVAL_MS + 5, NULL, true);
+	path_destroy(&p);
 }
 
 /* The peer's pings: a Pong back, a new candidate that we ping in turn,
@@ -331,6 +336,7 @@ static void test_incoming_pings(void **state)
 	assert_int_equal(path_on_send(&p, T0 + 100000, &out), 0);
 	assert_non_null(find_action(&out, PATH_SEND_PING, "198.51.100.7:41641"));
 	assert_null(find_action(&out, PATH_SEND_PING, "10.0.3.12:41641"));
+	path_destroy(&p);
 }
 
 /* A CallMeMaybe: its endpoints join, all are pinged at once even if
@@ -371,6 +377,7 @@ static void test_call_me_maybe(void **state)
 	path_on_call_me_maybe(&p, T0 + 400, NULL, 0, &out);
 	assert_false(disco_addr_is_valid(&p.best));
 	assert_route(&p, T0 + 400, NULL, true);
+	path_destroy(&p);
 }
 
 /* The netmap endpoints: new ones join, dropped ones go (and the best path
@@ -403,6 +410,7 @@ static void test_netmap_and_bad_endpoints(void **state)
 	assert_non_null(ep_find(&p, &other));
 	assert_null(ep_find(&p, &bad));
 	assert_false(disco_addr_is_valid(&p.best));
+	path_destroy(&p);
 }
 
 /* The table of endpoints is bounded: beyond it, candidates are counted
@@ -446,6 +454,7 @@ static void test_endpoint_bound(void **state)
 	ip[3] = PATH_MAX_CONFIRMED;
 	disco_addr_from4(ip, 2000, &a);
 	assert_true(path_accepts_wg(&p, &a));
+	path_destroy(&p);
 }
 
 /* A slow best path is challenged every upgrade interval; a fast one is
@@ -468,6 +477,7 @@ static void test_upgrade_interval(void **state)
 	assert_true(want_full_ping(&p, T0 + 100001)); /* untrusted */
 	p.last_full_ping = 0;
 	assert_true(want_full_ping(&p, T0));
+	path_destroy(&p);
 }
 
 /* betterAddr, case by case. */
@@ -514,6 +524,112 @@ static void test_better_addr(void **state)
 	assert_true(better_addr(&lan, 0, &pub4, 0));
 }
 
+/* The tables grow by chunks as they fill: an idle peer with two netmap
+ * endpoints holds one chunk of endpoints and nothing else; pings take a
+ * chunk while in flight, and the chunks nothing uses any more go once the
+ * session is quiet. */
+static void test_chunks_follow_use(void **state)
+{
+	struct path p;
+	struct path_out out;
+	uint64_t t, last = T0;
+
+	(void)state;
+	peer(&p);
+	assert_int_equal(p.n_eps, 1);
+	assert_int_equal(p.n_pings, 0);
+	assert_int_equal(p.n_confirmed, 0);
+	assert_int_equal(path_on_send(&p, T0, &out), 0);
+	assert_int_equal(count(&out, PATH_SEND_PING), 2);
+	assert_int_equal(p.n_pings, 1);
+	assert_true(path_on_pong(&p, T0 + 10, out.actions[0].txid, &out.actions[0].to));
+	assert_int_equal(p.n_confirmed, 1);
+	assert_true(path_accepts_wg(&p, &out.actions[0].to));
+	/* Ticks until the heartbeat stops after the quiet session: the
+	 * pings time out and their chunk goes; endpoints and the confirmed
+	 * source stay (still in use). */
+	for (t = path_next_deadline(&p); t != UINT64_MAX; t = path_next_deadline(&p)) {
+		path_tick(&p, t, &out);
+		last = t;
+	}
+	assert_true(last > T0 + PATH_SESSION_ACTIVE_TIMEOUT_MS);
+	assert_int_equal(p.n_pings, 0);
+	assert_null(p.pings[0]);
+	assert_int_equal(p.n_eps, 1);
+	assert_int_equal(p.n_confirmed, 1);
+	/* A netmap without endpoints lets the endpoint chunk go too. */
+	path_set_endpoints(&p, last, NULL, 0);
+	assert_int_equal(p.n_eps, 0);
+	path_unconfirm(&p, &out.actions[0].to);
+	path_reset(&p);
+	assert_int_equal(p.n_confirmed, 0);
+	path_destroy(&p);
+}
+
+/* Growing a table never moves what is in it: a pointer taken before
+ * other slots were added (as ep_find's and ping_slot's callers hold them
+ * within an event) still points at the same entry; and the bounds are
+ * today's: 64 endpoints, the 65th refused; 80 pings, the 81st replaces
+ * the oldest. */
+static void test_growth_keeps_pointers_and_bounds(void **state)
+{
+	struct path p;
+	struct path_out out;
+	uint8_t tx[DISCO_TXID_LEN] = {7};
+	uint8_t ip[4] = {192, 0, 2, 0};
+	struct disco_addr a, first;
+	struct path_endpoint *ep;
+	struct path_ping *sp, *oldest;
+	uint8_t oldest_txid[DISCO_TXID_LEN];
+
+	(void)state;
+	path_init(&p);
+	disco_addr_from4(ip, 1000, &first);
+	assert_int_equal(path_on_ping(&p, T0, &first, tx, false, &out), 0);
+	ep = ep_find(&p, &first);
+	assert_non_null(ep);
+	for (int i = 1; i < PATH_MAX_ENDPOINTS; i++) {
+		ip[3] = (uint8_t)i;
+		disco_addr_from4(ip, 1000, &a);
+		tx[0] = (uint8_t)i;
+		assert_int_equal(path_on_ping(&p, T0, &a, tx, false, &out), 0);
+	}
+	assert_int_equal(p.n_eps, PATH_EP_CHUNKS);
+	assert_int_equal(p.endpoints_dropped, 0);
+	assert_ptr_equal(ep_find(&p, &first), ep);
+	assert_true(ep->used && disco_addr_equal(&ep->addr, &first));
+	/* The 65th: refused and counted, nothing allocated. */
+	ip[3] = 200;
+	disco_addr_from4(ip, 1000, &a);
+	assert_int_equal(path_on_ping(&p, T0, &a, tx, false, &out), 0);
+	assert_null(ep_find(&p, &a));
+	assert_int_equal(p.endpoints_dropped, 1);
+	assert_int_equal(p.n_eps, PATH_EP_CHUNKS);
+
+	/* Pings: the first slot keeps its place while 79 more are added. */
+	sp = ping_slot(&p);
+	sp->used = true;
+	sp->at = T0;
+	memset(sp->txid, 0xaa, DISCO_TXID_LEN);
+	memcpy(oldest_txid, sp->txid, DISCO_TXID_LEN);
+	oldest = sp;
+	for (int i = 1; i < PATH_MAX_PINGS; i++) {
+		struct path_ping *q = ping_slot(&p);
+
+		assert_false(q->used);
+		q->used = true;
+		q->at = T0 + (uint64_t)i;
+		memset(q->txid, i, DISCO_TXID_LEN);
+	}
+	assert_int_equal(p.n_pings, PATH_PING_CHUNKS);
+	assert_ptr_equal(ping_find(&p, oldest_txid), oldest);
+	/* The 81st takes the oldest's slot. */
+	assert_ptr_equal(ping_slot(&p), oldest);
+	assert_int_equal(p.n_pings, PATH_PING_CHUNKS);
+	path_destroy(&p);
+	assert_int_equal(p.n_eps + p.n_pings + p.n_confirmed, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +644,8 @@ int main(void)
 		cmocka_unit_test(test_endpoint_bound),
 		cmocka_unit_test(test_upgrade_interval),
 		cmocka_unit_test(test_better_addr),
+		cmocka_unit_test(test_chunks_follow_use),
+		cmocka_unit_test(test_growth_keeps_pointers_and_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
