@@ -248,6 +248,7 @@ static void discard_new_peer(struct wg_peer *p)
 	wg_cookie_generator_destroy(&p->cookie);
 	free(p->staged);
 	free(p->allowed_ips);
+	free(p->endpoints);
 	sodium_memzero(p, sizeof(*p));
 	free(p);
 }
@@ -502,7 +503,8 @@ int wg_device_peer_status(const struct wg_device *dev, const uint8_t public_key[
 	st->tx_bytes = peer->tx_bytes;
 	st->handshake_attempts = peer->handshake_attempts;
 	st->staged = peer->staged_count;
-	st->n_keypairs =
-		(peer->kps.current >= 0) + (peer->kps.previous >= 0) + (peer->kps.next >= 0);
+	st->n_keypairs = peer->kps ? (peer->kps->current >= 0) + (peer->kps->previous >= 0) +
+					     (peer->kps->next >= 0)
+				   : 0;
 	return 0;
 }

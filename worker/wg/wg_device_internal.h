@@ -38,7 +38,10 @@ struct wg_peer {
 	uint8_t public_key[WG_KEY_LEN];
 	struct wg_handshake hs;
 	struct wg_cookie_generator cookie;
-	struct wg_keypairs kps;
+	/* The sessions (3.4 KB with their replay windows): allocated with
+	 * the first (wg_peer__keypairs), freed by wg_peer__zero_keys. Most
+	 * peers of a large tailnet never have one. */
+	struct wg_keypairs *kps;
 	/* hs.local_index is in the index table on behalf of the handshake
 	 * (not yet handed to a keypair, which then owns it). */
 	bool hs_index_live;
@@ -48,7 +51,8 @@ struct wg_peer {
 
 	struct ip_prefix *allowed_ips;
 	size_t n_allowed_ips;
-	struct sockaddr_storage endpoints[WG_PEER_MAX_ENDPOINTS];
+	/* At most WG_PEER_MAX_ENDPOINTS, allocated to size; NULL: none. */
+	struct sockaddr_storage *endpoints;
 	size_t n_endpoints;
 	uint32_t persistent_keepalive_s;
 
@@ -70,7 +74,9 @@ struct wg_peer {
 	 * sessions opened and sealed: wg_peer_status's rx/tx_bytes. */
 	uint64_t rx_bytes, tx_bytes;
 
-	/* Staged packets: a ring of pool entries, oldest at staged_head. */
+	/* Staged packets: a ring of staged_per_peer pool entries, oldest at
+	 * staged_head, allocated with the first packet staged and freed once
+	 * drained (wg_peer__staged_list_remove): NULL while none waits. */
 	struct wg_staged **staged;
 	size_t staged_head, staged_count;
 	/* On dev's list of peers with staged packets. */
@@ -156,7 +162,8 @@ void wg_device__swap_packets(struct wg_packet *a, struct wg_packet *b);
 /* wg_peer.c: peer lifetime, staging, timer events (wireguard-go timers.go). */
 /* The device keeps a list of peers with staged packets; stage copies a
  * packet into the pool (evicting the peer's oldest when full), staged_pop
- * and pool_put hand pool entries back and forth. */
+ * and pool_put hand pool entries back and forth; staged_list_remove also
+ * frees the peer's ring when nothing is staged. */
 void wg_peer__staged_list_add(struct wg_device *dev, struct wg_peer *peer);
 void wg_peer__staged_list_remove(struct wg_device *dev, struct wg_peer *peer);
 struct wg_staged *wg_peer__staged_pop(struct wg_peer *peer);
@@ -172,8 +179,16 @@ void wg_peer__timers_data_received(struct wg_stage *st, struct wg_peer *peer);
 void wg_peer__timers_handshake_initiated(struct wg_stage *st, struct wg_peer *peer);
 void wg_peer__timers_handshake_complete(struct wg_stage *st, struct wg_peer *peer);
 void wg_peer__timers_session_derived(struct wg_stage *st, struct wg_peer *peer);
-/* Wipes every session and the handshake, releasing their indices. */
+/* Wipes every session and the handshake, releasing their indices; the
+ * sessions' memory goes too (no pointer to a keypair may be held). */
 void wg_peer__zero_keys(struct wg_device *dev, struct wg_peer *peer);
+/* The peer's sessions, allocated (empty) if it had none. */
+struct wg_keypairs *wg_peer__keypairs(struct wg_peer *peer);
+/* Its current session, or NULL (none, or no sessions at all). */
+static inline struct wg_keypair *wg_peer__current(struct wg_peer *peer)
+{
+	return peer->kps ? wg_noise_keypairs_current(peer->kps) : NULL;
+}
 /* Copies AllowedIPs, endpoints and keepalive from pc (allocates). */
 void wg_peer__set_config(struct wg_peer *peer, const struct wg_peer_config *pc);
 /* Disarms the timers, releases indices and staged packets, wipes, frees.

@@ -25,6 +25,12 @@ void wg_peer__staged_list_remove(struct wg_device *dev, struct wg_peer *peer)
 {
 	struct wg_peer **pp;
 
+	/* Drained: the ring goes until the next packet is staged. */
+	if (peer->staged_count == 0) {
+		free(peer->staged);
+		peer->staged = NULL;
+		peer->staged_head = 0;
+	}
 	if (!peer->on_staged_list)
 		return;
 	for (pp = &dev->staged_list; *pp != peer; pp = &(*pp)->staged_next)
@@ -80,6 +86,8 @@ void wg_peer__stage(struct wg_peer *peer, const struct wg_packet *pkt)
 		dev->stats.drop_staged++;
 		return;
 	}
+	if (!peer->staged)
+		peer->staged = xcalloc(dev->staged_per_peer, sizeof(*peer->staged));
 	s = dev->pool_free[--dev->pool_nfree];
 	s->len = pkt->len;
 	memcpy(s->buf + WG_DEVICE_HEADROOM, pkt->buf + pkt->off, pkt->len);
@@ -196,12 +204,26 @@ void wg_peer__zero_keys(struct wg_device *dev, struct wg_peer *peer)
 	uint32_t dropped[WG_KEYPAIR_SLOTS];
 	size_t n;
 
-	wg_noise_keypairs_clear(&peer->kps, dropped, &n);
-	wg_device__index_release(dev, dropped, n);
+	if (peer->kps) {
+		wg_noise_keypairs_clear(peer->kps, dropped, &n);
+		wg_device__index_release(dev, dropped, n);
+		sodium_memzero(peer->kps, sizeof(*peer->kps));
+		free(peer->kps);
+		peer->kps = NULL;
+	}
 	if (peer->hs_index_live)
 		wg_device__index_remove(dev, peer->hs_index);
 	peer->hs_index_live = false;
 	wg_noise_handshake_clear(&peer->hs);
+}
+
+struct wg_keypairs *wg_peer__keypairs(struct wg_peer *peer)
+{
+	if (!peer->kps) {
+		peer->kps = xmalloc(sizeof(*peer->kps));
+		wg_noise_keypairs_init(peer->kps);
+	}
+	return peer->kps;
 }
 
 static void expired_zero_key_material(struct wg_timer *t, void *ctx)
@@ -240,12 +262,28 @@ void wg_peer__set_config(struct wg_peer *peer, const struct wg_peer_config *pc)
 		memcpy(peer->allowed_ips, pc->allowed_ips,
 		       pc->n_allowed_ips * sizeof(*peer->allowed_ips));
 	}
+	free(peer->endpoints);
+	peer->endpoints = NULL;
 	peer->n_endpoints = 0;
-	for (size_t i = 0; i < pc->n_endpoints && peer->n_endpoints < WG_PEER_MAX_ENDPOINTS; i++) {
-		sa_family_t f = pc->endpoints[i].ss_family;
+	for (size_t pass = 0; pass < 2; pass++) {
+		size_t n = 0;
 
-		if (f == AF_INET || f == AF_INET6)
-			peer->endpoints[peer->n_endpoints++] = pc->endpoints[i];
+		/* Counted first, then copied into an array of that size. */
+		for (size_t i = 0; i < pc->n_endpoints && n < WG_PEER_MAX_ENDPOINTS; i++) {
+			sa_family_t f = pc->endpoints[i].ss_family;
+
+			if (f != AF_INET && f != AF_INET6)
+				continue;
+			if (pass == 1)
+				peer->endpoints[n] = pc->endpoints[i];
+			n++;
+		}
+		if (n == 0)
+			break;
+		if (pass == 0)
+			peer->endpoints = xcalloc(n, sizeof(*peer->endpoints));
+		else
+			peer->n_endpoints = n;
 	}
 	peer->persistent_keepalive_s = pc->persistent_keepalive_s;
 }
@@ -270,6 +308,7 @@ void wg_peer__free(struct wg_peer *peer)
 	wg_noise_handshake_destroy(&peer->hs);
 	wg_cookie_generator_destroy(&peer->cookie);
 	free(peer->allowed_ips);
+	free(peer->endpoints);
 	free(peer->staged);
 	sodium_memzero(peer, sizeof(*peer));
 	free(peer);
@@ -290,8 +329,6 @@ int wg_peer__new(struct wg_device *dev, const struct wg_peer_config *pc, struct 
 		return ret;
 	}
 	wg_cookie_generator_init(&peer->cookie, pc->public_key);
-	wg_noise_keypairs_init(&peer->kps);
-	peer->staged = xcalloc(dev->staged_per_peer, sizeof(*peer->staged));
 	wg_timers_setup(&peer->retransmit_handshake, expired_retransmit_handshake);
 	wg_timers_setup(&peer->send_keepalive, expired_send_keepalive);
 	wg_timers_setup(&peer->new_handshake, expired_new_handshake);

@@ -234,7 +234,7 @@ static void receive_initiation(struct wg_stage *st, const struct wg_packet *pkt,
 	sodium_memzero(eph, sizeof(eph));
 	initiation_settle(peer, &l);
 	/* The index now belongs to the new (unconfirmed) session. */
-	wg_noise_keypairs_install(&peer->kps, &kp, dropped, &ndropped);
+	wg_noise_keypairs_install(wg_peer__keypairs(peer), &kp, dropped, &ndropped);
 	wg_noise_keypair_destroy(&kp);
 	wg_device__index_release(dev, dropped, ndropped);
 	wg_peer__timers_session_derived(st, peer);
@@ -275,7 +275,7 @@ static void receive_response(struct wg_stage *st, const struct wg_packet *pkt,
 		return;
 	}
 	peer->hs_index_live = false;
-	wg_noise_keypairs_install(&peer->kps, &kp, dropped, &ndropped);
+	wg_noise_keypairs_install(wg_peer__keypairs(peer), &kp, dropped, &ndropped);
 	wg_noise_keypair_destroy(&kp);
 	wg_device__index_release(dev, dropped, ndropped);
 	path_received(dev, peer, &pkt->addr);
@@ -311,7 +311,7 @@ static void receive_cookie_reply(struct wg_stage *st, const struct wg_message *m
 static void keep_key_fresh_receiving(struct wg_stage *st, struct wg_peer *peer)
 {
 	struct wg_device *dev = st->dev;
-	struct wg_keypair *kp = wg_noise_keypairs_current(&peer->kps);
+	struct wg_keypair *kp = wg_peer__current(peer);
 
 	if (!kp || !kp->initiator || peer->sent_last_minute_handshake)
 		return;
@@ -341,7 +341,7 @@ static bool receive_data(struct wg_stage *st, struct wg_packet *pkt, const struc
 		return false;
 	}
 	peer = e->peer;
-	kp = wg_noise_keypairs_find(&peer->kps, m->receiver_index);
+	kp = peer->kps ? wg_noise_keypairs_find(peer->kps, m->receiver_index) : NULL;
 	if (!kp) {
 		dev->stats.drop_unknown_index++;
 		return false;
@@ -353,7 +353,7 @@ static bool receive_data(struct wg_stage *st, struct wg_packet *pkt, const struc
 	}
 	path_received(dev, peer, &pkt->addr);
 	peer->rx_bytes += pkt->len; /* the message as it came, authenticated */
-	if (wg_noise_keypairs_received_with(&peer->kps, kp, dropped, &ndropped)) {
+	if (wg_noise_keypairs_received_with(peer->kps, kp, dropped, &ndropped)) {
 		/* The initiator confirmed our session: it may send now. */
 		wg_device__index_release(dev, dropped, ndropped);
 		wg_peer__timers_handshake_complete(st, peer);

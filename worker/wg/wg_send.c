@@ -26,7 +26,7 @@ struct wg_packet *wg_send__out_slot(struct wg_stage *st)
  * applied here. */
 struct wg_keypair *wg_send__keypair(const struct wg_device *dev, struct wg_peer *peer, uint64_t now)
 {
-	struct wg_keypair *kp = wg_noise_keypairs_current(&peer->kps);
+	struct wg_keypair *kp = wg_peer__current(peer);
 
 	if (!kp || now - kp->created_ns >= dev->t.reject_after_ns ||
 	    kp->send_counter >= REJECT_AFTER_MESSAGES)

@@ -14,7 +14,8 @@
  * packet, REJECT_AFTER_TIME expiry and key zeroing, the cookie reply path
  * under load, a peer removed and re-added (another peer's session
  * untouched), wrong keys (no session, no crash), replayed data, a spoofed
- * inner source, and zero mallocs while 10k packets cross. */
+ * inner source, zero mallocs while 10k packets cross, and a peer's
+ * sessions and staging ring allocated only while in use. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1217,6 +1218,67 @@ static void test_staged_drop_oldest(void **state)
 	assert_int_equal(net->n[1].reordered, 0);
 }
 
+/* What a peer holds beyond its struct follows use: no sessions and no
+ * staging ring until needed, both gone again once drained or zeroed (the
+ * key material 3 * REJECT_AFTER_TIME after the session); endpoints
+ * copied to size, at most WG_PEER_MAX_ENDPOINTS of them. */
+static void test_peer_memory_follows_use(void **state)
+{
+	struct sockaddr_storage eps[WG_PEER_MAX_ENDPOINTS + 2];
+	struct wg_peer_config pc;
+	struct ip_prefix pfx;
+	struct wg_peer *a, *b;
+	const char *why = NULL;
+	size_t n;
+
+	(void)state;
+	set_peers(0, 0x2);
+	set_peers(1, 0x1);
+	a = wg_device__find_peer(net->n[0].dev, net->n[1].pub);
+	b = wg_device__find_peer(net->n[1].dev, net->n[0].pub);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(a->kps);
+	assert_null(a->staged);
+	assert_int_equal(a->n_endpoints, 1);
+	/* B cannot answer: A stages, with a ring. */
+	net->up[1] = false;
+	send_packets(0, 1, 2);
+	assert_non_null(a->staged);
+	assert_null(a->kps);
+	net->up[1] = true;
+	advance_ms(700);
+	assert_true(status(0, 1).has_session);
+	assert_int_equal(status(0, 1).staged, 0);
+	assert_null(a->staged);
+	assert_non_null(a->kps);
+	assert_non_null(b->kps);
+	assert_all_delivered(0, 1);
+	advance_ms(13000); /* past 3 * 4 s after the session */
+	assert_int_equal(status(0, 1).n_keypairs, 0);
+	assert_null(a->kps);
+	assert_null(b->kps);
+	send_packets(0, 1, 3);
+	assert_true(status(0, 1).has_session);
+	assert_all_delivered(0, 1);
+	/* Endpoints: what is not IP is skipped, the bound still holds. */
+	peer_conf(&pc, &pfx, &eps[0], 1, NULL);
+	for (size_t i = 0; i < WG_PEER_MAX_ENDPOINTS + 2; i++)
+		eps[i] = net->n[1].addr;
+	eps[1].ss_family = AF_UNIX;
+	pc.endpoints = eps;
+	pc.n_endpoints = WG_PEER_MAX_ENDPOINTS + 2;
+	assert_int_equal(wg_device_set_peers(net->n[0].dev, &pc, 1, net->now, &why), 0);
+	a = wg_device__find_peer(net->n[0].dev, net->n[1].pub);
+	assert_ptr_equal(wg_peer_endpoints(a, &n), a->endpoints);
+	assert_int_equal(n, WG_PEER_MAX_ENDPOINTS);
+	pc.n_endpoints = 0;
+	assert_int_equal(wg_device_set_peers(net->n[0].dev, &pc, 1, net->now, &why), 0);
+	a = wg_device__find_peer(net->n[0].dev, net->n[1].pub);
+	assert_null(a->endpoints);
+	assert_int_equal(a->n_endpoints, 0);
+}
+
 static void test_config_checks(void **state)
 {
 	struct wg_device_config cfg;
@@ -1307,6 +1369,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_persistent_keepalive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_retries_give_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_staged_drop_oldest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_memory_follows_use, setup, teardown),
 		cmocka_unit_test(test_config_checks),
 	};
 
