@@ -14,6 +14,12 @@
  * it doubles as output arrives, up to max_json. */
 enum { MAPSTREAM_FIRST_OUT = 64 << 10 };
 
+/* A decoder is about 96 KiB; decoding a large message grows its window
+ * buffers to the message's size (700 KiB for 1000 peers), and libzstd
+ * keeps them for the next. Past this after a message, the decoder is
+ * replaced by a fresh one: the deltas that follow are small. */
+enum { MAPSTREAM_DCTX_KEEP = 256 << 10 };
+
 /* zstd's smallest window log (ZSTD_WINDOWLOG_ABSOLUTEMIN, behind
  * ZSTD_STATIC_LINKING_ONLY); 30 covers MAPSTREAM_MAX_LIMIT. */
 enum { WINDOW_LOG_MIN = 10, WINDOW_LOG_MAX = 30 };
@@ -35,6 +41,34 @@ static int window_log_for(size_t max_json)
 	return log;
 }
 
+/* A decoder refusing windows larger than max_json needs, or NULL. */
+static struct ZSTD_DCtx_s *dctx_new(size_t max_json)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+
+	if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax,
+						     window_log_for(max_json)))) {
+		ZSTD_freeDCtx(d);
+		d = NULL;
+	}
+	return d;
+}
+
+/* Gives back the window buffers a large message left in the decoder. On
+ * failure to make a fresh one, the old one stays. */
+static void dctx_shrink(struct mapstream *s)
+{
+	ZSTD_DCtx *fresh;
+
+	if (ZSTD_sizeof_DCtx(s->dctx) <= MAPSTREAM_DCTX_KEEP)
+		return;
+	fresh = dctx_new(s->max_json);
+	if (!fresh)
+		return;
+	ZSTD_freeDCtx(s->dctx);
+	s->dctx = fresh;
+}
+
 int mapstream_init(struct mapstream *s, bool zstd, size_t max_frame, size_t max_json)
 {
 	memset(s, 0, sizeof(*s));
@@ -49,14 +83,9 @@ int mapstream_init(struct mapstream *s, bool zstd, size_t max_frame, size_t max_
 	s->max_frame = max_frame;
 	s->max_json = max_json;
 	if (zstd) {
-		s->dctx = ZSTD_createDCtx();
+		s->dctx = dctx_new(max_json);
 		if (!s->dctx)
 			return -ENOMEM;
-		if (ZSTD_isError(ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax,
-							window_log_for(max_json)))) {
-			mapstream_destroy(s);
-			return -EINVAL;
-		}
 	}
 	return 0;
 }
@@ -205,6 +234,7 @@ ssize_t mapstream_feed(struct mapstream *s, const uint8_t *src, size_t len, char
 	if (s->zstd) {
 		ret = decompress(s, json, json_len, why);
 		free(s->body);
+		dctx_shrink(s);
 	} else {
 		/* Raw JSON: hand over the buffer itself. */
 		s->body[s->body_len] = '\0';

@@ -2,7 +2,8 @@
  * tests/vectors/tailscale/mapresponse.json (testcontrol's real
  * stream, byte for byte, split at every byte), and the limits: lengths at
  * and over the frame limit, decoded sizes at and over the JSON limit with
- * and without a declared content size, corrupt and trailing frames. */
+ * and without a declared content size, corrupt and trailing frames, and
+ * the decoder's buffers given back after a large message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -320,6 +321,39 @@ static void test_decoded_limit(void **state)
 	}
 }
 
+/* A large message grows the decoder's window buffers; afterwards they are
+ * given back (a fresh decoder) and the next message still decodes, with
+ * and without a declared content size. */
+static void test_decoder_shrinks(void **state)
+{
+	enum { BIG = 1 << 20, SMALL = 300 };
+
+	(void)state;
+	for (int with_size = 0; with_size < 2; with_size++) {
+		char *big = json_of(BIG), *small = json_of(SMALL);
+		size_t blen, slen, msgs = 0, last = 0;
+		uint8_t *fb = zframe(big, BIG, with_size, &blen);
+		uint8_t *fs = zframe(small, SMALL, with_size, &slen);
+		struct mapstream s;
+		const char *why = NULL;
+
+		assert_int_equal(mapstream_init(&s, true, 0, 2 * BIG), 0);
+		assert_true(ZSTD_sizeof_DCtx(s.dctx) <= MAPSTREAM_DCTX_KEEP);
+		assert_int_equal(feed_all(&s, fb, blen, &msgs, &last, &why), 0);
+		assert_int_equal(msgs, 1);
+		assert_int_equal(last, BIG);
+		assert_true(ZSTD_sizeof_DCtx(s.dctx) <= MAPSTREAM_DCTX_KEEP);
+		assert_int_equal(feed_all(&s, fs, slen, &msgs, &last, &why), 0);
+		assert_int_equal(msgs, 1);
+		assert_int_equal(last, SMALL);
+		mapstream_destroy(&s);
+		free(fb);
+		free(fs);
+		free(big);
+		free(small);
+	}
+}
+
 /* Not zstd, corrupt, truncated, trailing bytes, two frames in one message:
  * each is -EBADMSG with a reason. */
 static void test_bad_frames(void **state)
@@ -410,7 +444,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vector_stream), cmocka_unit_test(test_vector_uncompressed),
 		cmocka_unit_test(test_frame_limit),   cmocka_unit_test(test_decoded_limit),
-		cmocka_unit_test(test_bad_frames),
+		cmocka_unit_test(test_bad_frames),    cmocka_unit_test(test_decoder_shrinks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
