@@ -5,15 +5,21 @@
 #   sudo tests/bench/routes.sh <build dir> [peers]
 #
 #   netns NODE: testcontrol on 127.0.0.1 (1000 external nodes registered
-#               through its admin API, each an endpoint on 10.201.0.9 that
+#               through its admin API, each with a disco key, as every
+#               Tailscale node has, and an endpoint on 10.201.0.9 that
 #               nobody answers), tailscale-cni-supervisor, its zygote and
 #               the one worker
+#   netns pod 1: first, alone, with the first 10 of those nodes as peers
 #   netns pod 0: ts0 100.x + fd7a:, one /32 and one /128 per peer and
 #                quad-100's two (100.100.100.100, fd7a:115c:a1e0::53)
 #
 # Printed:
-#   registration  how long POST /nodes/register took for all peers (one curl
-#                 process, one request per connection as the admin API wants);
+#   10 peers      pod 1's worker's PSS, idle with its control session and
+#                 the first 10 nodes as peers (then pod 1 is deleted and its
+#                 node removed from testcontrol);
+#   registration  how long POST /nodes/register took for the other peers (one
+#                 curl process, one request per connection as the admin API
+#                 wants);
 #   ADD           exec to exit of the plugin (plugin_run) with every peer in
 #                 the first netmap;
 #   routes        from ADD's return until ts0 holds all 2 x peers + 2 routes
@@ -27,10 +33,14 @@
 #                 deleted (POST /nodes/delete): until its /32 is gone (both
 #                 from when the POST was sent, polled and as announced);
 #   memory        the worker's and the supervisor's PSS (smaps_rollup) with
-#                 the peers and their routes.
+#                 the peers and their routes, beside the 10-peer worker's;
+#   sizes         the worker's per-peer structs (tests/bench/peer_sizes,
+#                 compiled from the worker's headers): what every peer
+#                 costs and what only a peer in use does.
 export TSCNI_BUILD_DIR=${1:-${TSCNI_BUILD_DIR:-}}
 source "$(dirname "$0")/../lib/common.sh"
 N=${2:-1000}
+M=$((N < 10 ? N : 10))
 tscni_init routesb
 source "$(dirname "$0")/../lib/tailnet.sh"
 source "$(dirname "$0")/../lib/bench.sh"
@@ -94,27 +104,66 @@ tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' ||
 # Debug (sup_start's default): the route syncs are logged at debug.
 sup_start_tailnet || die "the supervisor does not start"
 
+# register FROM TO: external nodes FROM..TO (lines of $T/keys: node key, then
+# disco key). One curl process, one request per node (--next between
+# them): one config file instead of a fork per node. Sets REG_MS and REG_OK
+# (how many answered 200).
+register()
+{
+	awk -v url="http://$TC_ADMIN/nodes/register" -v from="$1" -v to="$2" 'NR >= from && NR <= to {
+		if (NR > from) print "next"
+		printf "url = \"%s\"\n", url
+		printf "header = \"Content-Type: application/json\"\n"
+		printf "data = \"{\\\"node_key\\\": \\\"nodekey:%s\\\", ", substr($1, 1, 64)
+		printf "\\\"disco_key\\\": \\\"discokey:%s\\\", ", substr($1, 65, 64)
+		printf "\\\"hostname\\\": \\\"ext-%d\\\", ", NR
+		printf "\\\"endpoints\\\": [\\\"10.201.0.9:%d\\\"]}\"\n", 20000 + NR
+		printf "output = \"/dev/null\"\nwrite-out = \"%%{http_code}\\\\n\"\n"
+	}' "$T/keys" >"$T/register.curl"
+	_tc_pre
+	local t0
+	t0=$(now_ms)
+	"${TC_PRE[@]}" curl -sS --max-time 120 -K "$T/register.curl" >"$T/register.codes" \
+		2>"$T/register.err"
+	REG_MS=$(($(now_ms) - t0))
+	REG_OK=$(grep -c '^200$' "$T/register.codes")
+}
+# Node and disco keys from /dev/urandom, 64 bytes a node.
+od -v -An -tx1 -w64 -N $((64 * N)) /dev/urandom | tr -d ' ' >"$T/keys"
+
+# --- 0. a worker with M peers ----------------------------------------------------
+register 1 "$M"
+check "testcontrol registered the first $M nodes ($REG_OK answered 200; $(head -c 200 \
+	"$T/register.err"))" test "$REG_OK" -eq "$M"
+pod_add 1 || die "pod 1: ADD failed"
+CLEAN_CMDS+=("pod_del 1")
+for ((k = 0; k < 50; k++)); do
+	[[ $(pod_stat "${POD_UID[1]}" peers) == "$M" ]] && break
+	sleep 0.2
+done
+# Idle: the first netmap applied, the routes synced, nothing in flight.
+sleep 2
+W1=$(pod_stat "${POD_UID[1]}" worker_pid)
+peers1=$(pod_stat "${POD_UID[1]}" peers)
+pss_of "${W1:-0}"
+W1_PSS=$PSS W1_USS=$USS W1_ANON=$ANON
+echo "# worker with $peers1 peers (pod 1, idle): PSS $W1_PSS KiB  USS $W1_USS KiB" \
+	" Pss_Anon $W1_ANON KiB"
+check "pod 1's worker had the first $M nodes as peers (${peers1:-none})" test "$peers1" = "$M"
+pod_del 1
+CLEAN_CMDS=()
+# Its (ephemeral) node must not be one of pod 0's peers.
+for key in $(tc_get /nodes | jq -r '.[] | select(.external | not) | .node_key'); do
+	tc_post /nodes/delete "$(jq -nc --arg k "$key" '{node_key: $k}')" >/dev/null
+done
+
 # --- 1. N external nodes -------------------------------------------------------
-# One curl process, one request per node (--next between them), keys from
-# /dev/urandom: one config file instead of N forks.
-od -v -An -tx1 -w32 -N $((32 * N)) /dev/urandom | tr -d ' ' >"$T/keys"
-awk -v url="http://$TC_ADMIN/nodes/register" -v n="$N" '{
-	printf "url = \"%s\"\n", url
-	printf "header = \"Content-Type: application/json\"\n"
-	printf "data = \"{\\\"node_key\\\": \\\"nodekey:%s\\\", \\\"hostname\\\": \\\"ext-%d\\\", ", $1, NR
-	printf "\\\"endpoints\\\": [\\\"10.201.0.9:%d\\\"]}\"\n", 20000 + NR
-	printf "output = \"/dev/null\"\nwrite-out = \"%%{http_code}\\\\n\"\n"
-	if (NR < n) print "next"
-}' "$T/keys" >"$T/register.curl"
-_tc_pre
-t0=$(now_ms)
-"${TC_PRE[@]}" curl -sS --max-time 120 -K "$T/register.curl" >"$T/register.codes" 2>"$T/register.err"
-t1=$(now_ms)
-ok=$(grep -c '^200$' "$T/register.codes")
-echo "# registration: $N external nodes in $((t1 - t0)) ms" \
-	"($(((t1 - t0) * 1000 / N)) us each, one curl, one connection each); $ok answered 200"
-check "testcontrol registered all $N nodes ($ok answered 200; $(head -c 200 "$T/register.err"))" \
-	test "$ok" -eq "$N"
+register $((M + 1)) "$N"
+echo "# registration: $((N - M)) more external nodes in $REG_MS ms" \
+	"($((REG_MS * 1000 / (N - M > 0 ? N - M : 1))) us each, one curl, one connection each);" \
+	"$REG_OK answered 200"
+check "testcontrol registered all $N nodes ($((M + REG_OK)) answered 200; $(head -c 200 \
+	"$T/register.err"))" test "$REG_OK" -eq "$((N - M))"
 ext=$(tc_get /nodes | jq '[.[] | select(.external)] | length')
 check "testcontrol lists $N external nodes ($ext)" test "$ext" -eq "$N"
 
@@ -207,7 +256,7 @@ echo "# node joined: its /32 on ts0 $((t2 - t0)) ms after the POST was sent (pol
 	"$(mon_first "$t0" "^${L4//./\\.} dev ts0 ") ms as announced; the POST answered in" \
 	"$((t1 - t0)) ms"
 
-dk=$(head -n 1 "$T/keys")
+dk=$(head -n 1 "$T/keys" | cut -c 1-64)
 D4=$(tc_get /nodes | jq -r --arg k "nodekey:$dk" \
 	'[.[] | select(.node_key == $k)][0].addresses // [] | map(select(startswith("100.")))[0] // empty |
 	 sub("/.*"; "")')
@@ -252,6 +301,17 @@ for who in worker supervisor zygote; do
 done
 echo "# (status: peers=${peers:-?}; $c4 + $c6 routes on ts0; supervisor PSS before the ADD" \
 	"$sup_pss0 KiB, after its route sync and before any status call $sup_pss1 KiB)"
+pss_of "$WPID"
+echo "# worker PSS: $W1_PSS KiB with $M peers (pod 1, alone), $PSS KiB with ${peers:-?}" \
+	"(Pss_Anon $W1_ANON and $ANON KiB)"
+if [[ -x $TSCNI_BUILD_DIR/tests/bench/peer_sizes ]]; then
+	echo "# per-peer structs (bytes; tests/bench/peer_sizes):"
+	"$TSCNI_BUILD_DIR/tests/bench/peer_sizes" | while read -r name size what; do
+		printf '#   %-22s %6s  %s\n' "$name" "$size" "$what"
+	done
+else
+	echo "# per-peer structs: $TSCNI_BUILD_DIR/tests/bench/peer_sizes not built"
+fi
 # status --json lists every peer of the pod (peer_status): whether its cost
 # stays or grows with each call.
 for ((k = 0; k < 10; k++)); do
