@@ -292,10 +292,14 @@ static void pong_from_peer2(struct dataplane *dp, uint64_t ms)
 	bool found = false;
 
 	test_addr("198.51.100.2:41641", &src);
-	for (size_t i = 0; i < PATH_MAX_PINGS && !found; i++) {
-		if (m->path.pings[i].used && disco_addr_equal(&m->path.pings[i].to, &src)) {
-			memcpy(pong.txid, m->path.pings[i].txid, DISCO_TXID_LEN);
-			found = true;
+	for (size_t c = 0; c < m->path.n_pings && !found; c++) {
+		for (size_t i = 0; i < PATH_PING_CHUNK && !found; i++) {
+			const struct path_ping *pg = &m->path.pings[c][i];
+
+			if (pg->used && disco_addr_equal(&pg->to, &src)) {
+				memcpy(pong.txid, pg->txid, DISCO_TXID_LEN);
+				found = true;
+			}
 		}
 	}
 	assert_true(found);
