@@ -51,15 +51,6 @@ IMAGE_PREFIX = "ghcr.io/OWNER/tailscale-cni:"
 HOST_PATHS = ["/opt/cni/bin", "/etc/cni/net.d", "/var/lib/tailscale-cni",
               "/run/tailscale-cni", "/run/netns", "/opt/tailscale-cni", "/dev/net/tun",
               "/etc/machine-id"]
-# The installer's interface as agreed (issue 14 item 4), used until the
-# built supervisor has an `install` command whose --help can be asked.
-INSTALL_FLAGS = {"--cni-bin-dir", "--cni-conf-dir", "--worker-dir", "--source-dir",
-                 "--plugin-conf", "--mode", "--wait", "--watch"}
-UNINSTALL_FLAGS = {"--cni-bin-dir", "--cni-conf-dir", "--worker-dir", "--source-dir"}
-# Flags another branch adds to the supervisor: absent from this build's
-# --help they are named, not failed; present, they are checked like the rest.
-PENDING_FLAGS = {"--metrics-listen"}
-
 # Fields of the DaemonSet and the Kubernetes minor version that added them.
 NEWER_FIELDS = {".securityContext.appArmorProfile": 30}
 
@@ -323,35 +314,31 @@ def main():
           f"the built supervisor prints its --help ({len(helped)} flags)")
     check(sargs[:1] == ["run"], "supervisor: the run command")
     for f in sorted(args_flags(sargs)):
-        if f not in helped and f in PENDING_FLAGS:
-            print(f"# {f}: not in this build's --help yet (another branch adds it)")
-            continue
         check(f in helped, f"supervisor: {f} is in the supervisor's --help")
-    has_install = re.search(r"^\s+tailscale-cni-supervisor install\b", r.stdout, re.M)
-    if has_install:
-        ri = subprocess.run([SUP, "install", "--help"], capture_output=True, text=True)
-        install_flags = long_flags(ri.stdout + ri.stderr)
-        origin = "its install --help"
-    else:
-        install_flags = INSTALL_FLAGS
-        origin = "the agreed installer interface (no install command in this build)"
+    ri = subprocess.run([SUP, "install", "--help"], capture_output=True, text=True)
+    install_flags = long_flags(ri.stdout + ri.stderr)
+    origin = "its install --help"
+    check(ri.returncode == 0 and "--worker-dir" in install_flags,
+          f"the built supervisor prints install --help ({len(install_flags)} flags)")
     for c in every:
         a = c.get("args", [])
         if a[:1] != ["install"]:
             continue
         for f in sorted(args_flags(a)):
             check(f in install_flags, f"{c['name']}: {f} is in {origin}")
+        wd = a[a.index("--worker-dir") + 1] if "--worker-dir" in a[:-1] else None
+        wm = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == wd), None)
+        hp = vols.get(wm["name"], {}).get("hostPath", {}).get("path") if wm else None
+        check(wd is not None and hp == wd,
+              f"{c['name']}: --worker-dir {wd} is the same path on the host ({hp}): "
+              "the wrapper the installer writes names it")
         check(("--watch" in a) == (c in ctrs),
               f"{c['name']}: --watch only in the long-running container")
 
     # --- 5. uninstall: deploy/uninstall/ --------------------------------------
-    if has_install:
-        ru = subprocess.run([SUP, "uninstall", "--help"], capture_output=True, text=True)
-        uninstall_flags = long_flags(ru.stdout + ru.stderr)
-        uorigin = "its uninstall --help"
-    else:
-        uninstall_flags = UNINSTALL_FLAGS
-        uorigin = "the agreed installer interface (no uninstall command in this build)"
+    ru = subprocess.run([SUP, "uninstall", "--help"], capture_output=True, text=True)
+    uninstall_flags = long_flags(ru.stdout + ru.stderr)
+    uorigin = "its uninstall --help"
     uobjs = render("deploy/uninstall")
     ukinds = [f"{o['kind']}/{o['metadata']['name']}" for o in uobjs]
     check(ukinds == ["DaemonSet/tailscale-cni-uninstall"], f"uninstall objects: {ukinds}")
