@@ -576,12 +576,9 @@ int roll_workers_command(int argc, char **argv)
 int status_command(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"peers", no_argument, NULL, 'p'},
-		{"socket", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+		{"json", no_argument, NULL, 'j'},	  {"peers", no_argument, NULL, 'p'},
+		{"socket", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},	  {0},
 	};
 	const char *path = SUPERVISOR_SOCKET;
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
