@@ -156,11 +156,12 @@ enum {
 	OPT_MODE,
 	OPT_WAIT,
 	OPT_WATCH,
-	OPT_HELP
+	OPT_HELP,
+	OPT_VERSION
 };
 
 /* The options of install (all) or uninstall (bin, conf, worker, mode).
- * 0 to go on, 1 after --help, -EINVAL after a line on stderr. */
+ * 0 to go on, 1 after --help or --version, -EINVAL after a line on stderr. */
 static int parse_opts(const char *cmd, bool install, int argc, char **argv, struct install_opts *o)
 {
 	static const struct option all[] = {
@@ -169,15 +170,16 @@ static int parse_opts(const char *cmd, bool install, int argc, char **argv, stru
 		{"worker-dir", required_argument, NULL, OPT_WORKER},
 		{"mode", required_argument, NULL, OPT_MODE},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"version", no_argument, NULL, OPT_VERSION},
 		{"source-dir", required_argument, NULL, OPT_SOURCE},
 		{"plugin-conf", required_argument, NULL, OPT_PLUGIN_CONF},
 		{"wait", required_argument, NULL, OPT_WAIT},
 		{"watch", no_argument, NULL, OPT_WATCH},
 		{0},
 	};
-	/* uninstall knows the first five only. */
+	/* uninstall knows the first six only. */
 	struct option opts[sizeof(all) / sizeof(all[0])];
-	size_t n = install ? sizeof(all) / sizeof(all[0]) : 5;
+	size_t n = install ? sizeof(all) / sizeof(all[0]) : 6;
 	int c;
 
 	memcpy(opts, all, n * sizeof(all[0]));
@@ -238,6 +240,9 @@ static int parse_opts(const char *cmd, bool install, int argc, char **argv, stru
 				install_usage(stdout);
 			else
 				uninstall_usage(stdout);
+			return 1;
+		case OPT_VERSION:
+			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 1;
 		default:
 			bad_option(cmd, c, argv);

@@ -113,6 +113,9 @@ exactly "install --wait -1" \
 uninst "$T/none" --watch
 exactly "uninstall --watch" \
 	"tailscale-cni-supervisor uninstall: unknown option '--watch' (see --help)" "$ERR"
+VER=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$TSCNI_BUILD_DIR/CMakeCache.txt")
+exactly "install --version" "tailscale-cni-supervisor $VER" "$("$SUP" install --version)"
+exactly "uninstall --version" "tailscale-cni-supervisor $VER" "$("$SUP" uninstall --version)"
 "$SUP" install --cni-bin-dir relative 2>"$T/err"
 exactly "install with a relative directory" \
 	"tailscale-cni-supervisor install: --cni-bin-dir, --cni-conf-dir, --worker-dir and --source-dir must be absolute paths" \
