@@ -658,11 +658,15 @@ int validate_job(const Tscni__Job *m, const char **why)
 		return bad(why, "job.id invalid");
 	if (m->kind != TSCNI__JOB_KIND__JOB_DELETE_DEVICE)
 		return bad(why, "job.kind not a known value");
-	/* The one kind deletes a device: it needs both. */
+	/* The one kind deletes a device. */
 	if (!valid_name(m->pod_uid, POD_FIELD_MAX_LEN))
 		return bad(why, "job.pod_uid invalid");
-	if (!valid_name(m->stable_node_id, HOST_MAX_LEN))
+	/* The node's stable id is known once it registered; the node key
+	 * always is, and is what a device is confirmed by. */
+	if (*m->stable_node_id && !valid_name(m->stable_node_id, HOST_MAX_LEN))
 		return bad(why, "job.stable_node_id invalid");
+	if (m->node_public.len != 32)
+		return bad(why, "job.node_public is not 32 bytes");
 	return 0;
 }
 

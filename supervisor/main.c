@@ -48,6 +48,7 @@
 
 #include "cni_server.h"
 #include "installer.h"
+#include "jobs.h"
 #include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
@@ -136,6 +137,11 @@ static void shut_down(struct supervisor *sup)
 	secret_watch_stop(sup->auth_key_watch);
 	sup->auth_key_watch = NULL;
 	pods_stop(sup->pods);
+	/* ADDs waiting for a key have failed (pods_stop), jobs stop: the
+	 * API's transfers end. */
+	jobs_stop(sup->jobs);
+	authkeys_close(sup->authkeys);
+	sup->authkeys = NULL;
 	let_workers_go(sup);
 }
 
@@ -310,8 +316,58 @@ static int load_auth_key(struct supervisor *sup)
 	return 0;
 }
 
+/* Stage: the key source's API (authkeys.h) with its secret, read like the
+ * auth key, and the device cleanup runner (jobs.h). */
+static int start_authkeys(struct supervisor *sup)
+{
+	const char *flag_file, *file, *flag_env, *env;
+	char *secret = NULL;
+	int ret;
+
+	ret = jobs_new(sup, &sup->jobs);
+	if (ret < 0) {
+		log_err_r(ret, "the device cleanup runner");
+		return ret;
+	}
+	if (authkeys_config_kind(&sup->cfg.ak) == AUTHKEYS_STATIC)
+		return 0;
+	if (sodium_init() < 0) {
+		log_err("libsodium init failed");
+		return -EIO;
+	}
+	authkeys_config_secret(&sup->cfg.ak, &flag_file, &file, &flag_env, &env);
+	ret = file ? secret_file_read(flag_file, file, AUTHKEYS_SECRET_MAX, &secret)
+		   : secret_env_read(flag_env, env, AUTHKEYS_SECRET_MAX, &secret);
+	if (ret < 0)
+		return ret;
+	ret = authkeys_new(&sup->loop, &sup->cfg.ak, secret, &sup->authkeys);
+	if (ret < 0) {
+		sodium_free(secret);
+		log_err_r(ret, "the key source");
+		return ret;
+	}
+	if (authkeys_config_kind(&sup->cfg.ak) == AUTHKEYS_OAUTH)
+		log_info("auth keys: minted per pod through the Tailscale API %s (tailnet %s, "
+			 "OAuth client %s, tags %s)",
+			 sup->cfg.ak.api_url ? sup->cfg.ak.api_url : "https://api.tailscale.com",
+			 sup->cfg.ak.tailnet ? sup->cfg.ak.tailnet : "-",
+			 sup->cfg.ak.oauth_client_id, sup->cfg.ak.key_tags);
+	else
+		log_info("auth keys: minted per pod through Headscale %s (user %s, tags %s)",
+			 sup->cfg.ak.hs_url, sup->cfg.ak.hs_user,
+			 sup->cfg.ak.key_tags ? sup->cfg.ak.key_tags : "none");
+	return 0;
+}
+
 static void free_auth_key(struct supervisor *sup)
 {
+	if (sup->jobs || sup->authkeys) {
+		jobs_close(sup->jobs);
+		sup->jobs = NULL;
+		authkeys_close(sup->authkeys);
+		sup->authkeys = NULL;
+		uv_run(&sup->loop, UV_RUN_NOWAIT); /* their close callbacks */
+	}
 	secret_watch_stop(sup->auth_key_watch);
 	sup->auth_key_watch = NULL;
 	if (sup->auth_key)
@@ -390,8 +446,12 @@ static int start(struct supervisor *sup, struct signals *sig)
 	if (ret < 0)
 		goto err_loop;
 	ret = load_auth_key(sup);
-	if (ret < 0)
+	if (ret == 0)
+		ret = start_authkeys(sup);
+	if (ret < 0) {
+		free_auth_key(sup);
 		goto err_workers;
+	}
 	/* Stage: the state directory, locked. -EWOULDBLOCK (another
 	 * supervisor holds the lock) is logged there. */
 	ret = state_open(sup->cfg.state_dir, &origin, &sup->st);
@@ -444,6 +504,8 @@ err_claim:
  * the rest goes in the order start's unwinding uses. */
 static void stop(struct supervisor *sup)
 {
+	jobs_close(sup->jobs); /* closed by free_pods' run of the loop */
+	sup->jobs = NULL;
 	free_pods(sup);
 	close_state(sup);
 	free_auth_key(sup);
@@ -482,6 +544,7 @@ int main(int argc, char **argv)
 	};
 	int ret;
 
+	authkeys_json_wipe_init(); /* before any jansson allocation */
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_command(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "roll-workers") == 0)

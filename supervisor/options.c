@@ -444,6 +444,55 @@ static const struct opt {
 	 .field = ARG_FIELD(cfg.auth_key_env),
 	 .help = "pre-auth key from environment variable NAME\n(wiped from the environment "
 		 "once read)"},
+	{.name = "oauth-client-id",
+	 .metavar = "ID",
+	 .field = ARG_FIELD(cfg.ak.oauth_client_id),
+	 .help = "mint one key per pod through the Tailscale API\nwith this OAuth client "
+		 "(scopes auth_keys,\ndevices:core)"},
+	{.name = "oauth-client-secret-file",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.ak.oauth_secret_file),
+	 .help = "its secret, read as --auth-key-file is"},
+	{.name = "oauth-client-secret-env",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(cfg.ak.oauth_secret_env),
+	 .help = "its secret from environment variable NAME"},
+	{.name = "api-url",
+	 .metavar = "URL",
+	 .field = ARG_FIELD(cfg.ak.api_url),
+	 .help = "the Tailscale API (default https://api.tailscale.com)"},
+	{.name = "tailnet",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(cfg.ak.tailnet),
+	 .help = "the tailnet (default \"-\": the client's)"},
+	{.name = "headscale-api-url",
+	 .metavar = "URL",
+	 .field = ARG_FIELD(cfg.ak.hs_url),
+	 .help = "mint one pre-auth key per pod through\nHeadscale's API"},
+	{.name = "headscale-api-key-file",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.ak.hs_key_file),
+	 .help = "Headscale API key, read as --auth-key-file is"},
+	{.name = "headscale-api-key-env",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(cfg.ak.hs_key_env),
+	 .help = "Headscale API key from environment variable NAME"},
+	{.name = "headscale-user",
+	 .metavar = "NAME",
+	 .field = ARG_FIELD(cfg.ak.hs_user),
+	 .help = "the Headscale user pods' keys belong to"},
+	{.name = "key-tags",
+	 .metavar = "TAGS",
+	 .field = ARG_FIELD(cfg.ak.key_tags),
+	 .help = "tag:a,tag:b: the tags each pod's key carries"},
+	{.name = "key-ephemeral",
+	 .metavar = "true|false",
+	 .field = ARG_FIELD(cfg.ak.key_ephemeral),
+	 .help = "pods' nodes are ephemeral (default true)"},
+	{.name = "key-expiry",
+	 .metavar = "SECONDS",
+	 .field = ARG_FIELD(cfg.ak.key_expiry),
+	 .help = "a minted key's lifetime (default 300)"},
 	{.name = "ca-file",
 	 .metavar = "PATH",
 	 .field = ARG_FIELD(cfg.ca_file),
@@ -558,6 +607,12 @@ static int check_control(const struct supervisor_config *cfg)
 	}
 	if (cfg->auth_key_file && cfg->auth_key_env) {
 		fprintf(stderr, "--auth-key-file and --auth-key-env: give one of them\n");
+		return -EINVAL;
+	}
+	if (authkeys_config_check(&cfg->ak, cfg->auth_key_file || cfg->auth_key_env) < 0)
+		return -EINVAL;
+	if (!cfg->control_url && authkeys_config_kind(&cfg->ak) != AUTHKEYS_STATIC) {
+		fprintf(stderr, "--oauth-client-id and --headscale-api-url need --control-url\n");
 		return -EINVAL;
 	}
 	if (cfg->control_url && !strncmp(cfg->control_url, "https://", 8) && !cfg->ca_file) {

@@ -492,6 +492,7 @@ void pods_stop(struct pods *p)
 	}
 	for (struct attachment *a = p->atts; a; a = a->next)
 		pods__add_stop_wait(a);
+	pods__add_stop_mints(p);
 	if (p->roll)
 		pods__roll_stop(p, "the supervisor is shutting down");
 }

@@ -74,6 +74,9 @@ void pods_request_detach(struct pods_request *r);
 /* Number of attachments in the table. */
 size_t pods_count(const struct pods *p);
 
+/* Whether the pod has an attachment (or one being released). */
+bool pods_pod_attached(const struct pods *p, const char *pod_uid);
+
 /* Fills rep->pods and, when verbose, rep->pod with one PodStatus per
  * attachment. Runs on the loop without waiting for anything. Free what it
  * allocated with pods_status_clear. */

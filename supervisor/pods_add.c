@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "hostname.h"
+#include "authkeys.h"
 #include "ip.h"
 #include "keys.h"
 #include "proc_limits.h"
@@ -59,6 +60,11 @@ struct op_add {
 	uint8_t node_private[KEY_LEN];
 	char hostname[HOST_MAX_LEN + 1];
 	struct tag_set tags; /* the identity's: Hostinfo.RequestTags */
+	/* A key minted for this pod's node (authkeys.h): asked for once, kept
+	 * until the worker has its copy. */
+	struct authkeys_req *mint_req;
+	bool mint_asked;
+	char *minted_key;
 
 	/* The wait for the worker's Ready. */
 	uv_timer_t sync_timer;
@@ -102,6 +108,8 @@ static void add_destroy(struct op *op)
 	pods__attachment_free(add->next_att);
 	sodium_memzero(add->machine_private, sizeof(add->machine_private));
 	sodium_memzero(add->node_private, sizeof(add->node_private));
+	authkeys_cancel(add->mint_req);
+	authkeys_key_free(add->minted_key);
 }
 
 static bool add_close(struct op *op, uv_close_cb closed)
@@ -628,6 +636,58 @@ static void sync_begin(struct op_add *add, struct attachment *a)
 		pods_attachment_ready(add->op.pods, a);
 }
 
+static void add_done(struct op *op);
+
+static void add_minted(void *arg, char *key, const struct authkeys_error *err)
+{
+	struct op_add *add = arg;
+
+	add->mint_req = NULL;
+	add->minted_key = key;
+	if (!key)
+		pods__op_fail(&add->op, err->code, err->msg, 0, "%s", err->detail);
+	add_done(&add->op);
+}
+
+/* A node that is not registered (a new identity, or one whose node logged
+ * out: the supervisor's own record says so) needs a key; with an API key
+ * source one is minted for it. true: the ADD waits for add_minted. */
+static bool add_mint(struct op_add *add)
+{
+	struct pods *p = add->op.pods;
+	struct authkeys_error err;
+
+	if (add->mint_asked || add->registered || !add->have_keys ||
+	    authkeys_kind(p->sup->authkeys) == AUTHKEYS_STATIC)
+		return false;
+	add->mint_asked = true;
+	if (authkeys_mint(p->sup->authkeys, *add->meta.uid ? add->meta.uid : add->container_id,
+			  add->op.tag, add_minted, add, &add->mint_req, &err) == 0)
+		return true;
+	pods__op_fail(&add->op, err.code, err.msg, 0, "%s", err.detail);
+	return false;
+}
+
+void pods__add_stop_mints(struct pods *p)
+{
+	struct op *o = p->ops;
+
+	while (o) {
+		struct op_add *add = to_add(o);
+
+		if (o->type != &add_type || !add->mint_req) {
+			o = o->next;
+			continue;
+		}
+		authkeys_cancel(add->mint_req);
+		add->mint_req = NULL;
+		pods__op_fail(o, CNI_ERR_TRY_AGAIN, "the supervisor is shutting down", 0,
+			      "while an auth key was minted");
+		add_done(o); /* finishes o: the list changed */
+		o = p->ops;
+	}
+}
+
 /* On the loop: the new attachment enters the table and gets its worker,
  * then the reply waits for Ready; or the ADD failed and replies now. */
 static void add_done(struct op *op)
@@ -643,10 +703,20 @@ static void add_done(struct op *op)
 	}
 	if (op->cni_code == 0 && op->replace && !p->stopping &&
 	    (a = pods__table_find(p, op->keyname))) {
-		ret = add->have_keys ? pods__attachment_spawn(p, a, add->machine_private,
-							      add->node_private, add->hostname,
-							      &add->tags, add->registered)
-				     : -ENOKEY;
+		if (add_mint(add))
+			return;
+	}
+	if (op->cni_code == 0 && op->replace && !p->stopping &&
+	    (a = pods__table_find(p, op->keyname))) {
+		ret = !add->have_keys	? -ENOKEY
+		      : add->minted_key ? pods__attachment_spawn_key(p, a, add->machine_private,
+								     add->node_private, add->hostname,
+								     &add->tags, add->minted_key)
+					: pods__attachment_spawn(p, a, add->machine_private,
+								 add->node_private, add->hostname,
+								 &add->tags, add->registered);
+		authkeys_key_free(add->minted_key); /* the worker has its copy */
+		add->minted_key = NULL;
 		if (ret == 0) {
 			sync_begin(add, a);
 			return;

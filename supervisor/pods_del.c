@@ -42,8 +42,10 @@ static void del_work(struct op *op)
 		}
 		op->replace = true;
 		log_info("%s: released", op->tag);
-		if (op->logged_out)
+		if (op->logged_out) {
 			pods__identity_logged_out(op, op->cur->pod_uid);
+			pods__device_cleanup(op->pods, op->cur->pod_uid, false);
+		}
 	}
 	if (del->tombstone) {
 		ret = state_tombstone_remove(op->pods->st, del->tombstone);

@@ -47,8 +47,10 @@ static void release_work(struct op *op)
 	op->replace = true;
 	to_release(op)->released = true;
 	log_info("%s: released by GC", op->tag);
-	if (op->logged_out)
+	if (op->logged_out) {
 		pods__identity_logged_out(op, op->cur->pod_uid);
+		pods__device_cleanup(op->pods, op->cur->pod_uid, false);
+	}
 }
 
 /* Drops one pending release (or the submitter's hold); the last one

@@ -207,6 +207,9 @@ struct pods {
 	/* Two ADDs of one pod (two attachments) may race to create its
 	 * identity; this makes the check-then-create atomic. */
 	uv_mutex_t identity_lock;
+	/* During pods__attachment_spawn_key only: the key minted for the pod
+	 * (borrowed; workers copy it). */
+	const char *spawn_key;
 	struct netop_job *netops; /* in flight */
 	/* Pods with an identity and no attachment, since when (uv_now):
 	 * their identities go after --identity-grace (pods_reconcile.c). */
@@ -348,6 +351,11 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
 			   const uint8_t *node, const char *hostname, const struct tag_set *tags,
 			   bool registered);
+/* As pods__attachment_spawn, with this auth key (NULL: none) instead of
+ * the static one for an unregistered node: a key minted for the pod. */
+int pods__attachment_spawn_key(struct pods *p, struct attachment *a, const uint8_t *machine,
+			       const uint8_t *node, const char *hostname, const struct tag_set *tags,
+			       const char *auth_key);
 
 /* pods_sockets.c: the pod's UDP socket in our netns (bound as cfg's
  * --udp-port-range says) and its worker's read-only NETLINK_ROUTE socket.
@@ -361,6 +369,13 @@ int pods__identity_record(struct pods *p, const char *pod_uid, bool registered,
 			  const struct ip_prefix *addrs, size_t naddrs, const char *stable);
 /* A DEL's or GC's work after its worker logged out: the identity says so. */
 void pods__identity_logged_out(struct op *op, const char *pod_uid);
+/* The pod's node logged out for good (DEL, GC) or its identity expires
+ * (only_registered: then only when the node never logged out): a device
+ * cleanup job (jobs.h) for its node key, when the key source has an API.
+ * Any thread; reads the identity under identity_lock (pods_devices.c). */
+void pods__device_cleanup(struct pods *p, const char *pod_uid, bool only_registered);
+/* Shutdown: ADDs waiting for a minted key fail now (pods_add.c). */
+void pods__add_stop_mints(struct pods *p);
 
 /* pods_netop.c: w is GONE (NULL: every worker): no reply for its netops. */
 void pods__netops_forget(struct pods *p, const struct worker *w);

@@ -133,6 +133,11 @@ static bool pod_attached(const struct pods *p, const char *pod_uid)
 	return false;
 }
 
+bool pods_pod_attached(const struct pods *p, const char *pod_uid)
+{
+	return pod_attached(p, pod_uid);
+}
+
 void pods__identities_gc(struct pods *p)
 {
 	uint64_t now = uv_now(&p->sup->loop), grace = (uint64_t)p->sup->cfg.identity_grace_s * 1000;
@@ -154,6 +159,11 @@ void pods__identities_gc(struct pods *p)
 			i++;
 			continue;
 		}
+		/* A node that never logged out (its DEL's logout did not
+		 * happen) still has a device: a cleanup job for it, once no
+		 * attachment record keeps the identity. */
+		if (state_attachment_count(p->st, g->pod_uid) == 0)
+			pods__device_cleanup(p, g->pod_uid, true);
 		ret = state_pod_remove(p->st, g->pod_uid);
 		if (ret == -ENOTEMPTY) {
 			i++; /* an attachment record on disk: not gone */

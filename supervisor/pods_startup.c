@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "jobs.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
@@ -95,6 +96,8 @@ static void load_job(void *arg, const Tscni__Job *job)
 	struct load_ctx *ctx = arg;
 
 	ctx->jobs++;
+	if (ctx->p->sup->jobs)
+		jobs_load(ctx->p->sup->jobs, job);
 }
 
 /* Startup's release of one attachment (the loop is not running yet). */

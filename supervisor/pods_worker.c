@@ -251,6 +251,7 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 	spec->control_url = p->sup->cfg.control_url;
 	if (!registered)
 		spec->auth_key = p->sup->auth_key;
+	spec->auth_key = p->spawn_key ? p->spawn_key : spec->auth_key;
 	spec->pod_uid = a->pod_uid;
 	spec->hostname = hostname && *hostname ? hostname : NULL;
 	spec->tags = tags && tags->n ? tags : NULL;
@@ -266,6 +267,18 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 /* Spawns the pod's worker for a with its TUN fd (a->tun_fd, closed here once
  * workers holds custody). A second attachment of a pod that has a worker
  * keeps its fd and gets none. 0 or a negative errno. */
+int pods__attachment_spawn_key(struct pods *p, struct attachment *a, const uint8_t *machine,
+			       const uint8_t *node, const char *hostname, const struct tag_set *tags,
+			       const char *auth_key)
+{
+	int ret;
+
+	p->spawn_key = auth_key;
+	ret = pods__attachment_spawn(p, a, machine, node, hostname, tags, auth_key == NULL);
+	p->spawn_key = NULL;
+	return ret;
+}
+
 int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *machine,
 			   const uint8_t *node, const char *hostname, const struct tag_set *tags,
 			   bool registered)

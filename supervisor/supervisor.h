@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "annotations.h"
+#include "authkeys.h"
 #include "cni.pb-c.h"
 #include "ip.h"
 #include "log.h"
@@ -25,6 +26,7 @@ struct pool_watch;
 struct secret_watch;
 struct metrics;
 struct metrics_serve;
+struct jobs;
 
 enum supervisor_defaults {
 	SUPERVISOR_RECONCILE_S = 10,
@@ -69,7 +71,10 @@ struct supervisor_config {
 	const char *auth_key_file; /* --auth-key-file: root's (secret_file.h), watched */
 	const char *auth_key_env;  /* --auth-key-env: the variable holding the key */
 	const char *ca_file;	   /* --ca-file: PEM handed to workers */
-	const char *cluster_name;  /* --cluster-name: hostname prefix; NULL: none */
+	/* The key source when not static (authkeys.h): --oauth-client-*,
+	 * --api-url, --tailnet, --headscale-*, --key-*. */
+	struct authkeys_config ak;
+	const char *cluster_name; /* --cluster-name: hostname prefix; NULL: none */
 	/* --test-control-no-lite, tests only: workers never send lite updates
 	 * (so control never learns their endpoints). */
 	bool test_control_no_lite;
@@ -114,6 +119,10 @@ struct supervisor {
 	struct pool_watch *pool_watch;	     /* owned; health when the threadpool is stuck */
 	struct metrics *metrics;	     /* owned; counters (metrics.h), NULL in unit tests */
 	struct metrics_serve *metrics_serve; /* owned; the --metrics-listen port, or NULL */
+	/* The Tailscale API or Headscale (NULL: a static key or none), and the
+	 * device cleanup jobs run against it (jobs.h). Owned. */
+	struct authkeys *authkeys;
+	struct jobs *jobs;
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

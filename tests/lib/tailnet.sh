@@ -101,15 +101,19 @@ in_ns()
 # ports of TC_HTTP, TC_HTTPS and TC_ADMIN when set (a restart after tc_stop
 # keeps them), else ports 0; extra ARGS go to testcontrol (after ours: e.g.
 # --log-level info wins). Sets TC_PID TC_HTTP TC_HTTPS TC_ADMIN TC_CA.
+# With TC_API=1 it serves the Tailscale API subset and the Headscale fake too
+# (--api, on the port of TC_API_ADDR when set) and sets TC_API_ADDR.
 tc_start()
 {
 	local line i b=${TC_BIND:-127.0.0.1}
+	local -a api=()
 
 	[[ -d $T/tc ]] || mkdir -m 0700 "$T/tc"
 	: >"$T/tc.out"
 	_tc_pre
+	[[ ${TC_API:-0} == 1 ]] && api=(--api "${TC_API_ADDR:-$b:0}")
 	"${TC_PRE[@]}" "$TC" --state-dir "$T/tc" --http "${TC_HTTP:-$b:0}" \
-		--https "${TC_HTTPS:-$b:0}" --admin "${TC_ADMIN:-$b:0}" \
+		--https "${TC_HTTPS:-$b:0}" --admin "${TC_ADMIN:-$b:0}" "${api[@]}" \
 		--log-level debug "$@" >"$T/tc.out" 2>>"$T/tc.log" </dev/null &
 	TC_PID=$!
 	CLEAN_PIDS+=("$TC_PID")
@@ -127,6 +131,13 @@ tc_start()
 	TC_HTTPS=$(sed -n 's/.* https=\([^ ]*\).*/\1/p' <<<"$line")
 	TC_ADMIN=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$line")
 	TC_CA=$(sed -n 's/.* ca=\([^ ]*\).*/\1/p' <<<"$line")
+	if [[ ${TC_API:-0} == 1 ]]; then
+		TC_API_ADDR=$(sed -n 's/.* api=\([^ ]*\).*/\1/p' <<<"$line")
+		[[ -n $TC_API_ADDR ]] || {
+			fail "testcontrol's listening line names api: $line"
+			return 1
+		}
+	fi
 	[[ -n $TC_HTTPS && -n $TC_ADMIN && -f $TC_CA ]] || {
 		fail "testcontrol's listening line names https, admin and ca: $line"
 		return 1

@@ -61,6 +61,7 @@ struct sample {
 	Tscni__Attachment att;
 	Tscni__Tombstone tomb;
 	Tscni__Job job;
+	uint8_t node_public[32];
 };
 
 static void sample_init(struct sample *s)
@@ -126,6 +127,8 @@ static void sample_init(struct sample *s)
 	s->job.pod_uid = s->pod.uid;
 	s->job.stable_node_id = "nABCDEF1CNTRL";
 	s->job.attempts = 3;
+	s->job.node_public.data = s->node_public;
+	s->job.node_public.len = sizeof(s->node_public);
 }
 
 /* A sealed attachment record, for the envelope tests. */

@@ -703,6 +703,7 @@ static void test_enums(void **state)
 	Tscni__IpPrefix p = TSCNI__IP_PREFIX__INIT;
 	Tscni__Log lg = TSCNI__LOG__INIT;
 	Tscni__Job job = TSCNI__JOB__INIT;
+	uint8_t job_np[32] = {1};
 	Tscni__Attachment att = TSCNI__ATTACHMENT__INIT;
 	Tscni__AttachmentKey key = {PROTOBUF_C_MESSAGE_INIT(&tscni__attachment_key__descriptor),
 				    "tsnet", "c0ffee", "eth0"};
@@ -743,10 +744,19 @@ static void test_enums(void **state)
 	job.id = "j1";
 	job.pod_uid = "3f2a";
 	job.stable_node_id = "nX";
+	job.node_public.data = job_np;
+	job.node_public.len = 32;
 	for (int k = 0; k <= 2; k++) {
 		job.kind = (Tscni__JobKind)k;
 		assert_int_equal(validate_job(&job, &why), k == 1 ? 0 : -EBADMSG);
 	}
+	job.kind = TSCNI__JOB_KIND__JOB_DELETE_DEVICE;
+	job.stable_node_id = ""; /* a node that never registered */
+	assert_int_equal(validate_job(&job, &why), 0);
+	job.node_public.len = 31;
+	assert_int_equal(validate_job(&job, &why), -EBADMSG);
+	assert_string_equal(why, "job.node_public is not 32 bytes");
+	job.node_public.len = 32;
 
 	att.key = &key;
 	att.pod_uid = "3f2a";

@@ -92,6 +92,7 @@ struct sample {
 	Tscni__Attachment att;
 	Tscni__Tombstone tomb;
 	Tscni__Job job;
+	uint8_t node_public[32];
 };
 
 static void sample_init(struct sample *s, const struct state_origin *o, const char *uid,
@@ -137,6 +138,8 @@ static void sample_init(struct sample *s, const struct state_origin *o, const ch
 	s->job.kind = TSCNI__JOB_KIND__JOB_DELETE_DEVICE;
 	s->job.pod_uid = (char *)uid;
 	s->job.stable_node_id = "nSTABLE1";
+	s->job.node_public.data = s->node_public;
+	s->job.node_public.len = sizeof(s->node_public);
 }
 
 /* What state_load handed to the callbacks. */
