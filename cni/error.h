@@ -21,6 +21,8 @@ enum cni_code {
 	CNI_ERR_PROTOCOL = 101,
 	CNI_ERR_REFUSED = 102,
 	CNI_ERR_CHECK = 103,
+	CNI_ERR_KEY_REFUSED = 104,     /* the key source refused (supervisor/authkeys) */
+	CNI_ERR_KEY_UNAVAILABLE = 105, /* the key source rate limits or is down */
 	CNI_ERR_INTERNAL = 999,
 };
 
