@@ -57,6 +57,7 @@ struct remove_work {
 };
 
 static void run(struct jobs *j);
+static void job_end(struct jobs *j, struct job *jb);
 
 static void job_free(struct job *jb)
 {
@@ -143,9 +144,8 @@ static void job_take(struct jobs *j, struct job *jb)
 	j->n++;
 }
 
-static void on_async(uv_async_t *a)
+static void inbox_drain(struct jobs *j)
 {
-	struct jobs *j = a->data;
 	struct job *in;
 
 	uv_mutex_lock(&j->lock);
@@ -158,6 +158,13 @@ static void on_async(uv_async_t *a)
 		job_take(j, in);
 		in = next;
 	}
+}
+
+static void on_async(uv_async_t *a)
+{
+	struct jobs *j = a->data;
+
+	inbox_drain(j);
 	run(j);
 }
 
@@ -222,6 +229,29 @@ void jobs_close(struct jobs *j)
 	j->closing = true;
 	uv_close((uv_handle_t *)&j->timer, handle_closed);
 	uv_close((uv_handle_t *)&j->async, handle_closed);
+}
+
+void jobs_drop_pod(struct jobs *j, const char *pod_uid)
+{
+	struct job *jb, *jn;
+
+	if (!j || j->stopped)
+		return;
+	inbox_drain(j);
+	for (jb = j->list; jb; jb = jn) {
+		jn = jb->next;
+		if (strcmp(jb->pod_uid, pod_uid) != 0)
+			continue;
+		if (jb->req) {
+			authkeys_cancel(jb->req);
+			jb->req = NULL;
+			j->running--;
+		}
+		log_info("pod %s: attached again: its node is in use, its device cleanup is "
+			 "dropped",
+			 pod_uid);
+		job_end(j, jb);
+	}
 }
 
 size_t jobs_count(const struct jobs *j)
@@ -371,11 +401,12 @@ static void run(struct jobs *j)
 		}
 		if (j->running >= JOBS_INFLIGHT)
 			break;
+		/* Still in the table (the DEL that wrote the job finishes on
+		 * the loop after it), or back: later. A pod that is back for
+		 * good has its jobs dropped by its ADD (jobs_drop_pod). */
 		if (j->sup->pods && pods_pod_attached(j->sup->pods, jb->pod_uid)) {
-			log_info("pod %s: attached again: its device is in use, the cleanup is "
-				 "dropped",
-				 jb->pod_uid);
-			job_end(j, jb);
+			jb->due_ms = now + JOBS_BACKOFF_MS;
+			next = next && next < jb->due_ms ? next : jb->due_ms;
 			continue;
 		}
 		if (authkeys_device_delete(j->sup->authkeys, jb->node_public, jb->stable_id,

@@ -37,6 +37,10 @@ void jobs_load(struct jobs *j, const Tscni__Job *job);
  * fsyncs) and hands it to the runner. 0 or a negative errno. */
 int jobs_device_delete(struct jobs *j, const char *pod_uid, const uint8_t node_public[32],
 		       const char *stable_id);
+/* The pod is attached again (an ADD of the same identity): its node is in
+ * use, its device jobs are dropped (a deletion already sent is not
+ * undone). On the loop. */
+void jobs_drop_pod(struct jobs *j, const char *pod_uid);
 /* How many jobs are waiting or running (status, tests). */
 size_t jobs_count(const struct jobs *j);
 

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "hostname.h"
+#include "jobs.h"
 #include "authkeys.h"
 #include "ip.h"
 #include "keys.h"
@@ -657,12 +658,15 @@ static bool add_mint(struct op_add *add)
 	struct pods *p = add->op.pods;
 	struct authkeys_error err;
 
+	const char *pod_uid = *add->meta.uid ? add->meta.uid : add->container_id;
+
 	if (add->mint_asked || add->registered || !add->have_keys ||
 	    authkeys_kind(p->sup->authkeys) == AUTHKEYS_STATIC)
 		return false;
 	add->mint_asked = true;
-	if (authkeys_mint(p->sup->authkeys, *add->meta.uid ? add->meta.uid : add->container_id,
-			  add->op.tag, add_minted, add, &add->mint_req, &err) == 0)
+	jobs_drop_pod(p->sup->jobs, pod_uid); /* its node is to be used again */
+	if (authkeys_mint(p->sup->authkeys, pod_uid, add->op.tag, add_minted, add, &add->mint_req,
+			  &err) == 0)
 		return true;
 	pods__op_fail(&add->op, err.code, err.msg, 0, "%s", err.detail);
 	return false;

@@ -7,6 +7,7 @@
 #   - DEL of each: devices gone and jobs/ empty within 10 s;
 #   - non-ephemeral keys (--key-ephemeral false), so a logout keeps the
 #     device: DEL returns at once and the cleanup job deletes the device;
+#     GC with an empty list: every device deleted;
 #   - failure switches (POST /api-faults): 500 and malformed answers → ADD
 #     fails with 105 "...API is unavailable", 429 → 105 "...rate limiting",
 #     429 once with Retry-After 1 → ADD succeeds after >= 1 s, a slow answer
@@ -151,6 +152,13 @@ pod_del 11
 check "DEL returns at once ($(($(now_ms) - t0)) ms)" test $(($(now_ms) - t0)) -lt 3000
 check "the job deletes the non-ephemeral device within 10 s" wait_devices e2e-ns11- 0 10
 check "the log says the job deleted it" grep -q "pod uid-$$-11: device nodekey:.* deleted" "$T/sup.log"
+# GC with an empty list releases every attachment: their devices go too.
+pod_add 24 || tscni_finish
+pod_add 25 || tscni_finish
+c=$(mkconf 1.1.0 '.["cni.dev/valid-attachments"] = [] | del(.prevResult)')
+cni "$c" CNI_COMMAND=GC CNI_CONTAINERID= CNI_NETNS= CNI_IFNAME=
+expect_ok "GC with an empty list" 1
+check "GC: pods 24 and 25's devices deleted by their jobs within 10 s" wait_devices e2e-ns2 0 10
 
 # --- failure switches --------------------------------------------------------
 fault '{"mode": "500"}'
