@@ -19,6 +19,7 @@
 #     scope, a tag the client does not own → 104 naming the tags;
 #   - a job whose node key is not the device's: the device is kept;
 #   - a supervisor restart: adopted pods get no new key;
+#   - a short-lived token is fetched again before its end;
 #   - no client secret, token or key in any log, output or state file.
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -236,6 +237,21 @@ sup_stop
 CL_ID=$MAIN_ID CL_SECRET=$MAIN_SECRET sup_oauth --key-tags tag:other || tscni_finish
 pod_add_err 23 104 "a tag the client does not own" "permit the key's tags.*tag:other" ||
 	tscni_finish
+sup_stop
+
+# --- a token refreshed before its end ----------------------------------------
+# Tokens of 2 s are used for half their life: pods 1.5 s apart need two.
+client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods"], "token_lifetime": 2}' ||
+	tscni_finish
+sup_oauth || tscni_finish
+pod_add 26 || tscni_finish
+check "short-lived token: one fetched for the first pod" test "$(tokens "$CL_ID")" -eq 1
+sleep 1.5
+pod_add 27 || tscni_finish
+check "short-lived token: a fresh one before the next key ($(tokens "$CL_ID"))" \
+	test "$(tokens "$CL_ID")" -eq 2
+pod_del 26
+pod_del 27
 sup_stop
 
 # --- no secret anywhere ------------------------------------------------------
