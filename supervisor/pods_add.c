@@ -15,9 +15,9 @@
 #include <sodium.h>
 #include <uv.h>
 
+#include "authkeys.h"
 #include "hostname.h"
 #include "jobs.h"
-#include "authkeys.h"
 #include "ip.h"
 #include "keys.h"
 #include "proc_limits.h"
@@ -657,7 +657,6 @@ static bool add_mint(struct op_add *add)
 {
 	struct pods *p = add->op.pods;
 	struct authkeys_error err;
-
 	const char *pod_uid = *add->meta.uid ? add->meta.uid : add->container_id;
 
 	if (add->mint_asked || add->registered || !add->have_keys ||

@@ -49,8 +49,9 @@ struct authkeys_req {
 	enum fail_class fc;
 	char detail[256];
 	char tag[64];
-	char nodekey[80]; /* "nodekey:<hex>" */
-	char id[130];	  /* the device's id once known */
+	uint64_t pod_hash; /* a mint's pod (the per-pod bound) */
+	char nodekey[80];  /* "nodekey:<hex>" */
+	char id[130];	   /* the device's id once known */
 	authkeys_mint_fn *mint_cb;
 	authkeys_device_fn *dev_cb;
 	void *arg;
@@ -91,6 +92,7 @@ struct authkeys {
 };
 
 static void pump(struct authkeys *ak);
+static struct pod_rate *pod_rate_get(struct authkeys *ak, uint64_t h);
 
 static void secret_free(char **p)
 {
@@ -445,6 +447,7 @@ static void step_ok(struct authkeys_req *r, const struct http_result *res)
 			return;
 		}
 		req_unlink(r);
+		pod_rate_get(ak, r->pod_hash)->count++;
 		log_info("%s: auth key minted (%s)", r->tag, hs ? "Headscale" : "Tailscale API");
 		r->mint_cb(r->arg, key, NULL);
 		free(r);
@@ -722,10 +725,10 @@ static uint64_t pod_hash(const char *s)
 	return h | 1; /* never 0, the empty slot */
 }
 
-/* One more key for pod_uid within its window? Counts it when so. */
-static bool pod_rate_take(struct authkeys *ak, const char *pod_uid)
+/* The pod's entry (a new one replaces the oldest), its window current. */
+static struct pod_rate *pod_rate_get(struct authkeys *ak, uint64_t h)
 {
-	uint64_t h = pod_hash(pod_uid), now = uv_now(ak->loop) / 1000 + 1;
+	uint64_t now = uv_now(ak->loop) / 1000 + 1;
 	struct pod_rate *slot = NULL, *oldest = &ak->rate[0];
 
 	for (size_t i = 0; i < AUTHKEYS_POD_TABLE; i++) {
@@ -746,10 +749,7 @@ static bool pod_rate_take(struct authkeys *ak, const char *pod_uid)
 		slot->window_start_s = now;
 		slot->count = 0;
 	}
-	if (slot->count >= AUTHKEYS_POD_MINTS)
-		return false;
-	slot->count++;
-	return true;
+	return slot;
 }
 
 static struct authkeys_req *req_new(struct authkeys *ak, const char *tag)
@@ -784,13 +784,16 @@ int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag, aut
 			 AUTHKEYS_PENDING_MAX);
 		return -EAGAIN;
 	}
-	if (!pod_rate_take(ak, pod_uid)) {
+	/* Keys minted count, failed attempts do not: a pod whose ADDs failed
+	 * through an outage gets its key once the API is back. */
+	if (pod_rate_get(ak, pod_hash(pod_uid))->count >= AUTHKEYS_POD_MINTS) {
 		err->msg = "too many auth keys minted for this pod";
 		snprintf(err->detail, sizeof(err->detail), "at most %d keys per pod in %d s",
 			 AUTHKEYS_POD_MINTS, AUTHKEYS_POD_WINDOW_S);
 		return -EAGAIN;
 	}
 	r = req_new(ak, tag);
+	r->pod_hash = pod_hash(pod_uid);
 	r->step = ST_MINT;
 	r->mint_cb = cb;
 	r->arg = arg;

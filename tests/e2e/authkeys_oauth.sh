@@ -20,6 +20,7 @@
 #   - a job whose node key is not the device's: the device is kept;
 #   - a supervisor restart: adopted pods get no new key;
 #   - a short-lived token is fetched again before its end;
+#   - a pod added and deleted over and over gets at most 4 keys;
 #   - no client secret, token or key in any log, output or state file.
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -252,6 +253,31 @@ check "short-lived token: a fresh one before the next key ($(tokens "$CL_ID"))" 
 	test "$(tokens "$CL_ID")" -eq 2
 pod_del 26
 pod_del 27
+sup_stop
+
+# --- at most 4 keys per pod in 10 minutes -----------------------------------
+# readd I: ADD of pod I again, in its netns.
+readd()
+{
+	CID="pod-$$-$1" NETNS=$(ns_path "${POD_NS[$1]}") cni "$(mkconf 1.0.0 '.syncTimeout = "10s"')" \
+		CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_NAMESPACE=ns$1;K8S_POD_NAME=web-$1;K8S_POD_UID=uid-$$-$1"
+}
+CL_ID=$MAIN_ID CL_SECRET=$MAIN_SECRET sup_oauth || tscni_finish
+before=$(minted "$MAIN_ID")
+pod_add 28 || tscni_finish
+pod_del 28
+for k in 2 3 4; do
+	readd 28
+	expect_ok "pod 28: ADD number $k" || tscni_finish
+	pod_del 28
+done
+check "four keys minted for pod 28" test "$(($(minted "$MAIN_ID") - before))" -eq 4
+readd 28
+expect_err 105 "a fifth ADD of pod 28" || tscni_finish
+check "the message names the bound ($(jq -c '[.msg, .details]' <<<"$OUT"))" \
+	grep -q "too many auth keys minted for this pod" <<<"$OUT"
+check "no fifth key minted" test "$(($(minted "$MAIN_ID") - before))" -eq 4
+pod_del 28
 sup_stop
 
 # --- no secret anywhere ------------------------------------------------------
