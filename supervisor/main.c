@@ -140,6 +140,8 @@ static void shut_down(struct supervisor *sup)
 	/* ADDs waiting for a key have failed (pods_stop), jobs stop: the
 	 * API's transfers end. */
 	jobs_stop(sup->jobs);
+	secret_watch_stop(sup->ak_secret_watch);
+	sup->ak_secret_watch = NULL;
 	authkeys_close(sup->authkeys);
 	sup->authkeys = NULL;
 	let_workers_go(sup);
@@ -316,6 +318,13 @@ static int load_auth_key(struct supervisor *sup)
 	return 0;
 }
 
+static void ak_secret_changed(void *arg, char *secret)
+{
+	struct supervisor *sup = arg;
+
+	authkeys_set_secret(sup->authkeys, secret);
+}
+
 /* Stage: the key source's API (authkeys.h) with its secret, read like the
  * auth key, and the device cleanup runner (jobs.h). */
 static int start_authkeys(struct supervisor *sup)
@@ -346,6 +355,11 @@ static int start_authkeys(struct supervisor *sup)
 		log_err_r(ret, "the key source");
 		return ret;
 	}
+	/* secret is the authkeys' now, alive until the watch is stopped. */
+	if (file &&
+	    secret_watch_start(&sup->loop, flag_file, file, AUTHKEYS_SECRET_MAX, AUTH_KEY_WATCH_MS,
+			       secret, ak_secret_changed, sup, &sup->ak_secret_watch) < 0)
+		log_warn("%s %s: not watched: a new secret needs a restart", flag_file, file);
 	if (authkeys_config_kind(&sup->cfg.ak) == AUTHKEYS_OAUTH)
 		log_info("auth keys: minted per pod through the Tailscale API %s (tailnet %s, "
 			 "OAuth client %s, tags %s)",
@@ -361,6 +375,8 @@ static int start_authkeys(struct supervisor *sup)
 
 static void free_auth_key(struct supervisor *sup)
 {
+	secret_watch_stop(sup->ak_secret_watch);
+	sup->ak_secret_watch = NULL;
 	if (sup->jobs || sup->authkeys) {
 		jobs_close(sup->jobs);
 		sup->jobs = NULL;

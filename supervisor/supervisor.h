@@ -123,6 +123,7 @@ struct supervisor {
 	 * device cleanup jobs run against it (jobs.h). Owned. */
 	struct authkeys *authkeys;
 	struct jobs *jobs;
+	struct secret_watch *ak_secret_watch; /* owned; its secret file's rotation */
 	/* Read once at start-up, after the zygote exists: the pre-auth key
 	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
 	char *auth_key;

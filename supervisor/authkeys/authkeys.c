@@ -198,6 +198,16 @@ void authkeys_cancel(struct authkeys_req *r)
 	free(r);
 }
 
+void authkeys_set_secret(struct authkeys *ak, char *secret)
+{
+	secret_free(&ak->secret);
+	ak->secret = secret;
+	/* A token fetched with the old secret may outlive the client's
+	 * rotation at the API: a new one, with the new secret. */
+	secret_free(&ak->token);
+	log_info("the key source's secret changed: used from now on");
+}
+
 static void ak_closed(uv_handle_t *h)
 {
 	free(h->data);

@@ -108,6 +108,9 @@ int authkeys_new(uv_loop_t *loop, const struct authkeys_config *c, char *secret,
 /* Ends every request (no callbacks) and closes the handles (the loop frees
  * them as it runs). NULL-safe. */
 void authkeys_close(struct authkeys *ak);
+/* A rotated client secret or API key (sodium_malloc'ed, taken over): used
+ * from the next request on; the OAuth token is fetched again with it. */
+void authkeys_set_secret(struct authkeys *ak, char *secret);
 enum authkeys_kind authkeys_kind(const struct authkeys *ak);
 /* How many OAuth tokens were fetched since start (status, tests). */
 uint64_t authkeys_tokens_fetched(const struct authkeys *ak);

@@ -15,7 +15,7 @@
 #     an expired token → 104; with the API failing, DEL returns at once and
 #     its job deletes the device once the fault ends;
 #   - refusals at configuration: a wrong client secret → 104 naming the
-#     credentials, a client without the auth_keys scope → 104 naming the
+#     credentials (then the secret file rotated: the next ADD works), a client without the auth_keys scope → 104 naming the
 #     scope, a tag the client does not own → 104 naming the tags;
 #   - a job whose node key is not the device's: the device is kept;
 #   - a supervisor restart: adopted pods get no new key;
@@ -104,6 +104,13 @@ pod_add_err()
 	check "$3: the message names the cause ($(jq -c '[.msg, .details]' <<<"$OUT"))" \
 		grep -qE "$4" <<<"$OUT"
 	pod_del "$i"
+}
+
+# readd I: ADD of pod I again, in its netns.
+readd()
+{
+	CID="pod-$$-$1" NETNS=$(ns_path "${POD_NS[$1]}") cni "$(mkconf 1.0.0 '.syncTimeout = "10s"')" \
+		CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_NAMESPACE=ns$1;K8S_POD_NAME=web-$1;K8S_POD_UID=uid-$$-$1"
 }
 
 # The test's own client reads the device list.
@@ -227,9 +234,20 @@ pod_del 20
 sup_stop
 
 # --- refusals ----------------------------------------------------------------
-CL_SECRET=wrong-secret-$$ sup_oauth || tscni_finish
+CL_SECRET=wrong-secret-$$ CL_ID=$MAIN_ID sup_oauth || tscni_finish
 pod_add_err 21 104 "wrong client secret" "refused the OAuth client's credentials.*401" ||
 	tscni_finish
+# The secret file rotated (written aside, renamed over): the next ADD uses it.
+(umask 077 && printf '%s' "$MAIN_SECRET" >"$T/oauth-secret.new")
+mv "$T/oauth-secret.new" "$T/oauth-secret"
+for ((k = 0; k < 100; k++)); do
+	grep -q "the key source's secret changed" "$T/sup.log" && break
+	sleep 0.1
+done
+check "the rotated secret is noticed within 10 s" grep -q "the key source's secret changed" "$T/sup.log"
+readd 21
+expect_ok "pod 21: ADD with the rotated secret" || tscni_finish
+pod_del 21
 sup_stop
 client '{"scopes": ["devices:core"], "tags": ["tag:pods"]}' || tscni_finish
 sup_oauth || tscni_finish
@@ -256,12 +274,6 @@ pod_del 27
 sup_stop
 
 # --- at most 4 keys per pod in 10 minutes -----------------------------------
-# readd I: ADD of pod I again, in its netns.
-readd()
-{
-	CID="pod-$$-$1" NETNS=$(ns_path "${POD_NS[$1]}") cni "$(mkconf 1.0.0 '.syncTimeout = "10s"')" \
-		CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_NAMESPACE=ns$1;K8S_POD_NAME=web-$1;K8S_POD_UID=uid-$$-$1"
-}
 CL_ID=$MAIN_ID CL_SECRET=$MAIN_SECRET sup_oauth || tscni_finish
 before=$(minted "$MAIN_ID")
 pod_add 28 || tscni_finish
