@@ -367,6 +367,38 @@ def main():
         check(base_mounts.get(m["name"]) == m["mountPath"],
               f"uninstall: {m['name']} at {m['mountPath']}, where install has it")
 
+    # --- 5b. components/oauth: per-pod keys through an OAuth client ------------
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(os.path.join(SRC, "deploy"), os.path.join(tmp, "deploy"))
+        with open(os.path.join(tmp, "deploy", "kustomization.yaml"), "a") as f:
+            f.write("components:\n  - components/oauth\n")
+        r = kubectl("kustomize", os.path.join(tmp, "deploy"))
+    check(r.returncode == 0, "deploy/ with components/oauth renders")
+    r = kubectl("label", "--local", "-f", "-", "-o", "json", "tscni.io/validated=1",
+                stdin=r.stdout) if r.returncode == 0 else r
+    oobjs = json_stream(r.stdout) if r.returncode == 0 else []
+    ods = next((o for o in oobjs if o["kind"] == "DaemonSet"), None)
+    ocm = next((o for o in oobjs if o["kind"] == "ConfigMap"), {})
+    osec = next((o for o in oobjs if o["kind"] == "Secret"), {})
+    osup = next((c for c in (ods or {}).get("spec", {}).get("template", {}).get("spec", {})
+                 .get("containers", []) if c["name"] == "supervisor"), {})
+    oargs = osup.get("args", [])
+    for f in sorted(args_flags(oargs)):
+        check(f in helped, f"oauth: {f} is in the supervisor's --help")
+    check("--auth-key-file" not in oargs and "--oauth-client-id" in oargs and
+          "--key-tags" in oargs, "oauth: --oauth-client-id and --key-tags replace --auth-key-file")
+    sf = oargs[oargs.index("--oauth-client-secret-file") + 1] \
+        if "--oauth-client-secret-file" in oargs[:-1] else ""
+    okeys = set(osec.get("stringData", {})) | set(osec.get("data", {}))
+    check(sf.startswith("/etc/tailscale-cni/auth/") and os.path.basename(sf) in okeys and
+          "authkey" not in okeys,
+          f"oauth: the secret file {sf} is a key of the Secret ({sorted(okeys)})")
+    oenv = {e["name"]: e for e in osup.get("env", [])}
+    for var in re.findall(r"\$\(([A-Z_]+)\)", " ".join(oargs)):
+        ref = oenv.get(var, {}).get("valueFrom", {}).get("configMapKeyRef", {})
+        check(var == "NODE_NAME" or ref.get("key") in ocm.get("data", {}),
+              f"oauth: $({var}) comes from ConfigMap key {ref.get('key')}")
+
     # --- 6. plugin keys -------------------------------------------------------
     try:
         conf = json.loads(data.get("plugin-conf.json", ""))
