@@ -701,8 +701,12 @@ static int start(const Tscni__Start *m, const char **why)
 		return bad(why, "start.fd_count too large");
 	if (m->mtu > MTU_MAX)
 		return bad(why, "start.mtu out of range");
-	if (m->ca_bundle.len > CA_BUNDLE_MAX_LEN)
+	if (m->ca_bundle.len > CA_CHUNK_MAX_LEN)
 		return bad(why, "start.ca_bundle too large");
+	if (m->ca_bundle_len > CA_BUNDLE_MAX_LEN)
+		return bad(why, "start.ca_bundle_len too large");
+	if (m->ca_bundle.len && m->ca_bundle_len)
+		return bad(why, "start: both ca_bundle and ca_bundle_len");
 	if (m->control_test_flags & ~(uint32_t)START_TEST_NO_LITE)
 		return bad(why, "start.control_test_flags has unknown bits");
 	if (m->n_endpoint_deny_iface > ENDPOINT_DENY_MAX)
@@ -786,6 +790,12 @@ int validate_supervisor_msg(const Tscni__SupervisorMsg *m, const char **why)
 	case TSCNI__SUPERVISOR_MSG__BODY_NETCHECK_REPORT:
 		return m->netcheck_report ? netcheck_report(m->netcheck_report, why)
 					  : bad(why, "netcheck_report body missing");
+	case TSCNI__SUPERVISOR_MSG__BODY_CA_CHUNK:
+		if (!m->ca_chunk)
+			return bad(why, "ca_chunk body missing");
+		if (!m->ca_chunk->data.len || m->ca_chunk->data.len > CA_CHUNK_MAX_LEN)
+			return bad(why, "ca_chunk.data empty or too large");
+		return 0;
 	case TSCNI__SUPERVISOR_MSG__BODY_TEST_REQUEST:
 		if (!m->test_request)
 			return bad(why, "test_request body missing");

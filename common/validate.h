@@ -27,7 +27,10 @@ enum validate_limits {
 	HOST_MAX_LEN = 253,
 	AUTHKEY_MAX_LEN = 512,
 	URL_MAX_LEN = 2048,
-	CA_BUNDLE_MAX_LEN = 48 * 1024,
+	/* The PEM CA bundle workers trust (a full system bundle is ~220 KB)
+	 * and the piece of it one CaChunk message carries. */
+	CA_BUNDLE_MAX_LEN = 1 << 20,
+	CA_CHUNK_MAX_LEN = 60 * 1024,
 	ENDPOINT_DENY_MAX = 32, /* --endpoint-deny-iface globs */
 	ENDPOINT_DENY_GLOB_MAX_LEN = 64,
 	/* PeerStatus (cni.proto): entries in one Stats or PodStatus, the

@@ -5,7 +5,7 @@
  *       [--log-level err|warn|info|debug] [--worker PATH] [--run-dir DIR]
  *       [--cgroup-parent NAME] [--uid-base UID] [--sandbox seccomp|none]
  *       [--host-mntns PATH]
- *       [--control-url URL [--auth-key-file PATH] [--ca-file PATH]
+ *       [--control-url URL [--auth-key-file PATH] [--ca-file PATH] [--ca-file-add PATH]
  *        [--cluster-name NAME] [--udp-port-range LO-HI]
  *        [--endpoint-deny-iface GLOB]...] [--metrics-listen ADDR:PORT]
  *   tailscale-cni-supervisor status [--json] [--socket PATH]
@@ -46,6 +46,7 @@
 #include <sodium.h>
 #include <uv.h>
 
+#include "ca_bundle.h"
 #include "cni_server.h"
 #include "installer.h"
 #include "jobs.h"
@@ -63,46 +64,6 @@
 #include "supervisor.h"
 #include "validate.h"
 #include "workers.h"
-
-/* The CA bundle: public, read before the zygote starts (workers_config
- * borrows it). 0, or -errno after a line naming the file and the fault. */
-static int read_ca(const char *path, char **out, size_t *len)
-{
-	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		log_err_r(ret, "--ca-file %s: cannot open", path);
-		return ret;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-	    st.st_size > CA_BUNDLE_MAX_LEN) {
-		log_err("--ca-file %s: not a regular file of 1 to %d bytes", path,
-			CA_BUNDLE_MAX_LEN);
-		ret = -EINVAL;
-		goto out;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, buf, (size_t)st.st_size);
-	if (n != st.st_size || !memmem(buf, (size_t)n, "-----BEGIN CERTIFICATE-----", 27)) {
-		log_err("--ca-file %s: %s", path,
-			n < 0 ? strerror(errno) : "no PEM certificate in it");
-		ret = -EINVAL;
-		goto out;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = (size_t)n;
-	buf = NULL;
-out:
-	free(buf);
-	close(fd);
-	return ret;
-}
 
 struct signals {
 	struct supervisor *sup;
@@ -200,16 +161,21 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 		.routes = pods_on_route_set,
 		.netop_arg = sup,
 	};
+	const char *ca_src;
 	int ret;
 
 	if (sup->cfg.control_url) {
-		if (sup->cfg.ca_file) {
-			ret = read_ca(sup->cfg.ca_file, &sup->ca_pem, &sup->ca_pem_len);
-			if (ret < 0)
-				return ret;
-			wc.ca_pem = sup->ca_pem;
-			wc.ca_pem_len = sup->ca_pem_len;
-		}
+		/* Public, read before the zygote starts (workers_config
+		 * borrows it). */
+		ret = ca_bundle_load(sup->cfg.ca_file, sup->cfg.ca_file_add, &sup->ca_pem,
+				     &sup->ca_pem_len, &ca_src);
+		if (ret < 0)
+			return ret;
+		log_info("workers trust the CA certificates of %s%s%s (%zu bytes)", ca_src,
+			 sup->cfg.ca_file_add ? " and " : "",
+			 sup->cfg.ca_file_add ? sup->cfg.ca_file_add : "", sup->ca_pem_len);
+		wc.ca_pem = sup->ca_pem;
+		wc.ca_pem_len = sup->ca_pem_len;
 		ret = resolver_new(&sup->loop, &sup->resolver);
 		if (ret < 0)
 			goto err_ca;

@@ -496,7 +496,15 @@ static const struct opt {
 	{.name = "ca-file",
 	 .metavar = "PATH",
 	 .field = ARG_FIELD(cfg.ca_file),
-	 .help = "PEM CA certificates workers trust for https"},
+	 .help = "PEM CA certificates workers trust for https\n"
+		 "(control, DERP), instead of the system's\n"
+		 "(default: libcurl's bundle, e.g.\n"
+		 "/etc/ssl/certs/ca-certificates.crt; at most 1 MiB)"},
+	{.name = "ca-file-add",
+	 .metavar = "PATH",
+	 .field = ARG_FIELD(cfg.ca_file_add),
+	 .help = "PEM CA certificates trusted on top of the\n"
+		 "system's (or --ca-file's): a private CA"},
 	{.name = "cluster-name",
 	 .metavar = "NAME",
 	 .set = opt_cluster_name,
@@ -595,14 +603,14 @@ void options_usage_short(FILE *f)
 	usage(f, false);
 }
 
-/* The control plane's options go together: a key or a CA only with a URL,
- * and an https URL only with a CA (workers cannot read the system's). */
+/* The control plane's options go together: a key or a CA only with a URL.
+ * (An https URL needs no option: the system's CA bundle is the default.) */
 static int check_control(const struct supervisor_config *cfg)
 {
 	if (!cfg->control_url && (cfg->auth_key_file || cfg->auth_key_env || cfg->ca_file ||
-				  cfg->udp_port_lo || cfg->n_endpoint_deny)) {
-		fprintf(stderr, "--auth-key-file, --auth-key-env, --ca-file, --udp-port-range and "
-				"--endpoint-deny-iface need --control-url\n");
+				  cfg->ca_file_add || cfg->udp_port_lo || cfg->n_endpoint_deny)) {
+		fprintf(stderr, "--auth-key-file, --auth-key-env, --ca-file, --ca-file-add, "
+				"--udp-port-range and --endpoint-deny-iface need --control-url\n");
 		return -EINVAL;
 	}
 	if (cfg->auth_key_file && cfg->auth_key_env) {
@@ -613,13 +621,6 @@ static int check_control(const struct supervisor_config *cfg)
 		return -EINVAL;
 	if (!cfg->control_url && authkeys_config_kind(&cfg->ak) != AUTHKEYS_STATIC) {
 		fprintf(stderr, "--oauth-client-id and --headscale-api-url need --control-url\n");
-		return -EINVAL;
-	}
-	if (cfg->control_url && !strncmp(cfg->control_url, "https://", 8) && !cfg->ca_file) {
-		fprintf(stderr,
-			"--control-url %s is https: --ca-file is needed (workers open "
-			"no file, so they cannot read the system's certificates)\n",
-			cfg->control_url);
 		return -EINVAL;
 	}
 	return 0;

@@ -70,7 +70,8 @@ struct supervisor_config {
 	const char *control_url;   /* --control-url, "http(s)://host[:port]" */
 	const char *auth_key_file; /* --auth-key-file: root's (secret_file.h), watched */
 	const char *auth_key_env;  /* --auth-key-env: the variable holding the key */
-	const char *ca_file;	   /* --ca-file: PEM handed to workers */
+	const char *ca_file;	   /* --ca-file: PEM handed to workers (else the system's) */
+	const char *ca_file_add;   /* --ca-file-add: PEM appended to it */
 	/* The key source when not static (authkeys.h): --oauth-client-*,
 	 * --api-url, --tailnet, --headscale-*, --key-*. */
 	struct authkeys_config ak;

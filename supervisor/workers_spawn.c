@@ -81,6 +81,22 @@ static int send_hello_start(struct worker *w)
 	ret = workers__send(w, &m);
 	if (ret < 0)
 		return ret;
+	/* The CA bundle in pieces: a full one is larger than a message. */
+	if (w->ws && w->control_url && w->ws->ca_pem) {
+		for (size_t off = 0; off < w->ws->ca_pem_len; off += CA_CHUNK_MAX_LEN) {
+			Tscni__CaChunk c = TSCNI__CA_CHUNK__INIT;
+			size_t n = w->ws->ca_pem_len - off;
+
+			c.data.data = (uint8_t *)w->ws->ca_pem + off;
+			c.data.len = n < CA_CHUNK_MAX_LEN ? n : CA_CHUNK_MAX_LEN;
+			m.body_case = TSCNI__SUPERVISOR_MSG__BODY_CA_CHUNK;
+			m.ca_chunk = &c;
+			ret = workers__send(w, &m);
+			if (ret < 0)
+				return ret;
+		}
+		s.ca_bundle_len = (uint32_t)w->ws->ca_pem_len;
+	}
 
 	s.pod_uid = w->pod_uid;
 	s.hostname = w->hostname ? w->hostname : (char *)"";
@@ -96,10 +112,6 @@ static int send_hello_start(struct worker *w)
 	s.node_private.len = WORKERS_KEY_LEN;
 	s.auth_key = w->auth_key ? w->auth_key : (char *)"";
 	s.control_url = w->control_url ? w->control_url : (char *)"";
-	if (w->ws && w->control_url && w->ws->ca_pem) {
-		s.ca_bundle.data = (uint8_t *)w->ws->ca_pem;
-		s.ca_bundle.len = w->ws->ca_pem_len;
-	}
 	if (w->ws) {
 		s.control_test_flags = w->ws->control_test_flags;
 		s.endpoint_deny_iface = (char **)w->ws->endpoint_deny;

@@ -96,9 +96,29 @@ void worker_start_clear(struct worker_start *s)
 	explicit_bzero(s, sizeof(*s));
 }
 
+/* The CA bundle as it arrives in CaChunk messages before Start. */
+struct ca_pieces {
+	char *buf; /* NUL-terminated */
+	size_t len;
+};
+
+/* Appends one validated piece; the whole stays within CA_BUNDLE_MAX_LEN. */
+static int ca_chunk_add(struct ca_pieces *ca, const Tscni__CaChunk *c, const char **why)
+{
+	if (c->data.len > CA_BUNDLE_MAX_LEN - ca->len) {
+		*why = "CaChunk: the CA bundle is over CA_BUNDLE_MAX_LEN";
+		return -EBADMSG;
+	}
+	ca->buf = xrealloc(ca->buf, ca->len + c->data.len + 1);
+	memcpy(ca->buf + ca->len, c->data.data, c->data.len);
+	ca->len += c->data.len;
+	ca->buf[ca->len] = '\0';
+	return 0;
+}
+
 /* Keeps what the control client needs from Start (validated: the keys are
  * 32 bytes, the strings bounded). */
-static void start_keep(struct worker_start *ks, const Tscni__Start *s)
+static void start_keep(struct worker_start *ks, const Tscni__Start *s, struct ca_pieces *ca)
 {
 	ks->control_url = xstrdup(s->control_url);
 	ks->hostname = xstrdup(s->hostname);
@@ -114,6 +134,10 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 		memcpy(ks->ca_pem, s->ca_bundle.data, s->ca_bundle.len);
 		ks->ca_pem[s->ca_bundle.len] = '\0';
 		ks->ca_pem_len = s->ca_bundle.len;
+	} else if (ca->len) {
+		ks->ca_pem = ca->buf; /* NUL-terminated by ca_chunk_add */
+		ks->ca_pem_len = ca->len;
+		*ca = (struct ca_pieces){0};
 	}
 	memcpy(ks->machine_private, s->machine_private.data, KEY_LEN);
 	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
@@ -143,22 +167,25 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s)
 static int await_start(struct worker_ctx *ctx, const char **why)
 {
 	unsigned long long deadline = now_ms() + WORKER_START_TIMEOUT_MS;
+	struct ca_pieces ca = {0};
 	bool hello = false;
+	int ret;
 
 	for (;;) {
 		struct pollfd pfd = {.fd = WORKER_FD_CTL, .events = POLLIN};
 		unsigned long long now = now_ms();
 		Tscni__SupervisorMsg *m;
-		int ret;
 
 		if (now >= deadline) {
 			*why = "no Start from the supervisor in time";
-			return -ETIMEDOUT;
+			ret = -ETIMEDOUT;
+			goto out;
 		}
 		ret = poll(&pfd, 1, (int)(deadline - now));
 		if (ret < 0 && errno != EINTR) {
 			*why = "poll fd 3";
-			return -errno;
+			ret = -errno;
+			goto out;
 		}
 		if (ret <= 0)
 			continue;
@@ -167,10 +194,12 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 			continue;
 		if (ret == 0) {
 			*why = "supervisor gone before Start";
-			return -ECONNRESET;
+			ret = -ECONNRESET;
+			goto out;
 		}
 		if (ret < 0)
-			return ret;
+			goto out;
+		ret = 0;
 		if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_HELLO) {
 			if (m->hello->max_version < WORKER_PROTO_MIN ||
 			    m->hello->min_version > WORKER_PROTO_MAX) {
@@ -181,11 +210,17 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 						   ? m->hello->max_version
 						   : WORKER_PROTO_MAX;
 			hello = true;
+		} else if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_CA_CHUNK && hello) {
+			ret = ca_chunk_add(&ca, m->ca_chunk, why);
 		} else if (m->body_case == TSCNI__SUPERVISOR_MSG__BODY_START && hello) {
 			Tscni__Start *s = m->start;
 
 			if (s->fd_count != ctx->nfds - 1) {
 				*why = "Start.fd_count does not match the fds spawned with";
+				ret = -EBADMSG;
+			}
+			if (s->ca_bundle_len != ca.len) {
+				*why = "Start.ca_bundle_len does not match the CaChunks before it";
 				ret = -EBADMSG;
 			}
 			strscpy(ctx->pod_uid, s->pod_uid, sizeof(ctx->pod_uid));
@@ -198,21 +233,24 @@ static int await_start(struct worker_ctx *ctx, const char **why)
 			ctx->rdv_fd = s->rendezvous_fd ? (int)s->rendezvous_fd : -1;
 			ctx->test_requests = s->test_requests;
 			if (ret >= 0 && s->control_url[0])
-				start_keep(&ctx->start, s);
+				start_keep(&ctx->start, s, &ca);
 			explicit_bzero(s->machine_private.data, s->machine_private.len);
 			explicit_bzero(s->node_private.data, s->node_private.len);
 			if (s->auth_key)
 				explicit_bzero(s->auth_key, strlen(s->auth_key));
 			tscni__supervisor_msg__free_unpacked(m, NULL);
-			return ret < 0 ? ret : 0;
+			goto out;
 		} else {
-			*why = "expected Hello then Start";
+			*why = "expected Hello, CaChunks, then Start";
 			ret = -EPROTO;
 		}
 		tscni__supervisor_msg__free_unpacked(m, NULL);
 		if (ret < 0)
-			return ret;
+			goto out;
 	}
+out:
+	free(ca.buf); /* start_keep took it, or it is not needed */
+	return ret < 0 ? ret : 0;
 }
 
 _Noreturn void worker_child(const struct sandbox_ops *sb, const int *fds, size_t nfds, uint32_t uid,

@@ -604,7 +604,7 @@ static const struct {
 	{"gc.valid", lim_gc, GC_MAX_ATTACHMENTS},
 	{"check prefixes", lim_check_prefixes, PREFIX_MAX},
 	{"status pods", lim_status_pods, STATUS_MAX_PODS},
-	{"start ca_bundle", lim_ca, CA_BUNDLE_MAX_LEN},
+	{"start ca_bundle", lim_ca, CA_CHUNK_MAX_LEN},
 };
 
 /* at and over are what validating max and max + 1 returned. */
