@@ -1210,6 +1210,50 @@ static void test_netcheck(void **state)
 	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
 }
 
+/* The CA bundle in pieces: a CaChunk carries 1 to CA_CHUNK_MAX_LEN bytes;
+ * Start's ca_bundle_len is at most CA_BUNDLE_MAX_LEN and never set with
+ * ca_bundle itself. */
+static void test_ca_chunk(void **state)
+{
+	static uint8_t piece[CA_CHUNK_MAX_LEN + 1];
+	Tscni__SupervisorMsg s = TSCNI__SUPERVISOR_MSG__INIT;
+	Tscni__CaChunk c = TSCNI__CA_CHUNK__INIT;
+	Tscni__Start st = TSCNI__START__INIT;
+	uint8_t key[32] = {0}, ca[4] = "PEM";
+	const char *why = NULL;
+
+	(void)state;
+	s.body_case = TSCNI__SUPERVISOR_MSG__BODY_CA_CHUNK;
+	s.ca_chunk = &c;
+	c.data = (ProtobufCBinaryData){.len = CA_CHUNK_MAX_LEN, .data = piece};
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	c.data.len = CA_CHUNK_MAX_LEN + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	assert_string_equal(why, "ca_chunk.data empty or too large");
+	c.data.len = 0;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	s.ca_chunk = NULL;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+
+	st.pod_uid = "3f2a";
+	st.hostname = "h";
+	st.machine_private = (ProtobufCBinaryData){.len = 32, .data = key};
+	st.node_private = (ProtobufCBinaryData){.len = 32, .data = key};
+	st.auth_key = "";
+	st.control_url = "";
+	s.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
+	s.start = &st;
+	st.ca_bundle_len = CA_BUNDLE_MAX_LEN;
+	assert_int_equal(validate_supervisor_msg(&s, &why), 0);
+	st.ca_bundle_len = CA_BUNDLE_MAX_LEN + 1;
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	assert_string_equal(why, "start.ca_bundle_len too large");
+	st.ca_bundle_len = 3;
+	st.ca_bundle = (ProtobufCBinaryData){.len = 3, .data = ca};
+	assert_int_equal(validate_supervisor_msg(&s, &why), -EBADMSG);
+	assert_string_equal(why, "start: both ca_bundle and ca_bundle_len");
+}
+
 static void test_del_tombstone_optional_fields(void **state)
 {
 	Tscni__CniRequest req = TSCNI__CNI_REQUEST__INIT;
@@ -1260,6 +1304,7 @@ int main(void)
 		cmocka_unit_test(test_printable_copy),
 		cmocka_unit_test(test_peer_status),
 		cmocka_unit_test(test_netcheck),
+		cmocka_unit_test(test_ca_chunk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
