@@ -167,15 +167,22 @@ static int start_workers(struct supervisor *sup, const struct state_origin *orig
 	if (sup->cfg.control_url) {
 		/* Public, read before the zygote starts (workers_config
 		 * borrows it). */
-		ret = ca_bundle_load(sup->cfg.ca_file, sup->cfg.ca_file_add, &sup->ca_pem,
-				     &sup->ca_pem_len, &ca_src);
-		if (ret < 0)
-			return ret;
-		log_info("workers trust the CA certificates of %s%s%s (%zu bytes)", ca_src,
-			 sup->cfg.ca_file_add ? " and " : "",
-			 sup->cfg.ca_file_add ? sup->cfg.ca_file_add : "", sup->ca_pem_len);
-		wc.ca_pem = sup->ca_pem;
-		wc.ca_pem_len = sup->ca_pem_len;
+		if (!sup->cfg.ca_file && !sup->cfg.ca_file_add && !ca_bundle_default_path() &&
+		    strncmp(sup->cfg.control_url, "https://", 8) != 0) {
+			/* Plain http control still works; DERP over TLS cannot. */
+			log_warn("no system CA bundle and no --ca-file: workers trust no CA "
+				 "(DERP over TLS fails)");
+		} else {
+			ret = ca_bundle_load(sup->cfg.ca_file, sup->cfg.ca_file_add, &sup->ca_pem,
+					     &sup->ca_pem_len, &ca_src);
+			if (ret < 0)
+				return ret;
+			log_info("workers trust the CA certificates of %s%s%s (%zu bytes)", ca_src,
+				 sup->cfg.ca_file_add ? " and " : "",
+				 sup->cfg.ca_file_add ? sup->cfg.ca_file_add : "", sup->ca_pem_len);
+			wc.ca_pem = sup->ca_pem;
+			wc.ca_pem_len = sup->ca_pem_len;
+		}
 		ret = resolver_new(&sup->loop, &sup->resolver);
 		if (ret < 0)
 			goto err_ca;
