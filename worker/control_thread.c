@@ -598,8 +598,8 @@ static int new_client(struct worker_ctx *ctx)
 	struct client_config cfg = {
 		.loop = &ctx->loop,
 		.control_url = s->control_url,
-		.ca_pem = s->ca_pem,
-		.ca_pem_len = s->ca_pem_len,
+		.ca_pem = ctx->ca_pem,
+		.ca_pem_len = ctx->ca_pem_len,
 		.auth_key = s->auth_key,
 		.hostname = s->hostname[0] ? s->hostname : ctx->pod_uid,
 		/* The pod's identity's tags, which the supervisor checked
@@ -899,6 +899,10 @@ int control_thread_init(struct worker_ctx *ctx)
 	ctx->control.since_unix = (uint64_t)time(NULL);
 	if (ctx->start.control_url) {
 		ctx->control.state = TSCNI__CONTROL_STATE__CONTROL_CONNECTING;
+		ctx->ca_pem = ctx->start.ca_pem; /* outlives worker_start_clear */
+		ctx->ca_pem_len = ctx->start.ca_pem_len;
+		ctx->start.ca_pem = NULL;
+		ctx->start.ca_pem_len = 0;
 		ret = new_client(ctx);
 		if (ret == 0 && ctx->chan)
 			ret = derp_link_new(ctx, ctx->chan, &ctx->derp);

@@ -52,7 +52,7 @@ struct derp_link {
 	struct netmap_derpmap *map; /* a reference; NULL before the first netmap */
 	uint16_t home;		    /* 0: none yet */
 	uint8_t node_priv[KEY_LEN];
-	uint8_t *ca_pem;
+	const uint8_t *ca_pem; /* ctx->ca_pem */
 	size_t ca_pem_len;
 	struct derp_link_conn conns[DERP_LINK_CONNS];
 	/* Connections closed because the server sent a bad frame. */
@@ -473,11 +473,8 @@ int derp_link_new(struct worker_ctx *ctx, struct chan *chan, struct derp_link **
 	dl->ctx = ctx;
 	dl->chan = chan;
 	memcpy(dl->node_priv, ctx->start.node_private, KEY_LEN);
-	if (ctx->start.ca_pem_len) {
-		dl->ca_pem = xmalloc(ctx->start.ca_pem_len);
-		memcpy(dl->ca_pem, ctx->start.ca_pem, ctx->start.ca_pem_len);
-		dl->ca_pem_len = ctx->start.ca_pem_len;
-	}
+	dl->ca_pem = (const uint8_t *)ctx->ca_pem; /* the process's: borrowed */
+	dl->ca_pem_len = ctx->ca_pem_len;
 	ret = uv_async_init(&ctx->loop, &dl->async, on_async);
 	if (ret == 0)
 		ret = uv_timer_init(&ctx->loop, &dl->timer);

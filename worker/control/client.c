@@ -433,11 +433,8 @@ int client_new(const struct client_config *cfg, struct client **out, const char 
 	strscpy(c->srv.host, host, sizeof(c->srv.host));
 	c->srv.url_port = port ? port : (https ? 443 : 80);
 	client__server_ports(&c->srv, port, cfg);
-	if (cfg->ca_pem) {
-		c->srv.ca_pem = xmalloc(cfg->ca_pem_len);
-		memcpy(c->srv.ca_pem, cfg->ca_pem, cfg->ca_pem_len);
-		c->srv.ca_pem_len = cfg->ca_pem_len;
-	}
+	c->srv.ca_pem = cfg->ca_pem; /* borrowed */
+	c->srv.ca_pem_len = cfg->ca_pem ? cfg->ca_pem_len : 0;
 	c->srv.http_proxy = xstrdup_or_null(cfg->http_proxy);
 	c->srv.https_proxy = xstrdup_or_null(cfg->https_proxy);
 	c->srv.no_proxy = xstrdup_or_null(cfg->no_proxy);
@@ -592,7 +589,6 @@ static void client_free(struct client *c)
 	void *arg = c->closed_arg;
 
 	netmap_put(c->map.nm);
-	free(c->srv.ca_pem);
 	free_secret(c->node.auth_key);
 	free(c->node.hostname);
 	for (i = 0; i < c->node.n_tags; i++)

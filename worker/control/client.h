@@ -103,7 +103,8 @@ struct client_config {
 	uv_loop_t *loop;
 	/* "https://host[:port]" or "http://host[:port]", no path. */
 	const char *control_url;
-	/* PEM CA certificates for https (copied). NULL: https is refused. */
+	/* PEM CA certificates for https, borrowed: they must outlive the
+	 * client (a full bundle is ~220 KB). NULL: https is refused. */
 	const char *ca_pem;
 	size_t ca_pem_len;
 	/* Private keys (copied, wiped on close). */

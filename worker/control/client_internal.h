@@ -203,7 +203,7 @@ struct client_server {
 	char host[HOST_MAX];
 	uint16_t url_port;
 	uint16_t plain_port, tls_port; /* 0: no such attempt */
-	char *ca_pem;
+	const char *ca_pem;	       /* borrowed (client_config) */
 	size_t ca_pem_len;
 	char *http_proxy, *https_proxy, *no_proxy;
 	bool have_server_key;

@@ -133,10 +133,11 @@ struct conn *client__conn_new(struct client *c, enum conn_kind kind, bool tls, u
 	curl_easy_setopt(n->easy, CURLOPT_CAINFO, NULL);
 	curl_easy_setopt(n->easy, CURLOPT_CAPATH, NULL);
 	if (tls) {
-		/* Not copied: a full bundle is ~220 KB, and the client's
-		 * copy outlives every conn (teardown before client_free). */
-		struct curl_blob blob = {
-			.data = c->srv.ca_pem, .len = c->srv.ca_pem_len, .flags = CURL_BLOB_NOCOPY};
+		/* Not copied: a full bundle is ~220 KB, and the bundle
+		 * outlives the client (client_config). */
+		struct curl_blob blob = {.data = (void *)c->srv.ca_pem,
+					 .len = c->srv.ca_pem_len,
+					 .flags = CURL_BLOB_NOCOPY};
 
 		curl_easy_setopt(n->easy, CURLOPT_CAINFO_BLOB, &blob);
 		curl_easy_setopt(n->easy, CURLOPT_SSL_VERIFYPEER, 1L);

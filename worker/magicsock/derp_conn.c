@@ -54,7 +54,7 @@ struct derp_conn {
 	uint16_t port;
 	bool insecure, pinned, preferred;
 	uint8_t pin[32];
-	uint8_t *ca_pem;
+	const uint8_t *ca_pem; /* borrowed (derp_conn_config) */
 	size_t ca_pem_len;
 	uint8_t node_priv[DERP_KEY_LEN];
 	derp_conn_packet_fn *on_packet;
@@ -594,9 +594,9 @@ static int dial(struct derp_conn *c)
 		curl_easy_setopt(c->easy, CURLOPT_CERTINFO, c->pinned ? 1L : 0L);
 	} else {
 		/* Not copied: a full bundle is ~220 KB, and c->ca_pem
-		 * outlives the easy handle (cleaned up before conn_free). */
+		 * outlives the conn. */
 		struct curl_blob blob = {
-			.data = c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
+			.data = (void *)c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
 
 		curl_easy_setopt(c->easy, CURLOPT_CAINFO_BLOB, &blob);
 		curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -633,7 +633,6 @@ static void conn_free(struct derp_conn *c)
 	free(c->host);
 	free(c->addr);
 	free(c->cert_name);
-	free(c->ca_pem);
 	free(c->rbuf);
 	free(c);
 }
@@ -660,11 +659,8 @@ static int parse_config(struct derp_conn *c, const struct derp_conn_config *cfg,
 	c->cert_name = cfg->cert_name && cfg->cert_name[0] ? xstrdup(cfg->cert_name) : NULL;
 	c->port = cfg->port ? cfg->port : 443;
 	c->insecure = cfg->insecure_for_tests;
-	if (cfg->ca_pem_len) {
-		c->ca_pem = xmalloc(cfg->ca_pem_len);
-		memcpy(c->ca_pem, cfg->ca_pem, cfg->ca_pem_len);
-		c->ca_pem_len = cfg->ca_pem_len;
-	}
+	c->ca_pem = cfg->ca_pem_len ? cfg->ca_pem : NULL; /* borrowed */
+	c->ca_pem_len = c->ca_pem ? cfg->ca_pem_len : 0;
 	memcpy(c->node_priv, cfg->node_priv, DERP_KEY_LEN);
 	c->preferred = cfg->preferred;
 	c->on_packet = cfg->on_packet;

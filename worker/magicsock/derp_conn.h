@@ -51,7 +51,7 @@ struct derp_conn_config {
 	uint16_t port;	       /* DERPNode.DERPPort; 0 means 443 */
 	const char *cert_name; /* DERPNode.CertName, or NULL */
 	bool insecure_for_tests;
-	const uint8_t *ca_pem; /* the CA bundle (PEM), copied */
+	const uint8_t *ca_pem; /* the CA bundle (PEM), borrowed: outlives the conn */
 	size_t ca_pem_len;
 	const uint8_t *node_priv; /* 32 bytes, copied */
 	bool preferred;		  /* this is the node's home region */
