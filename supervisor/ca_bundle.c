@@ -43,6 +43,7 @@ static bool is_file(const char *path)
 
 const char *ca_bundle_default_path(void)
 {
+#if LIBCURL_VERSION_NUM >= 0x075400
 	static char curl_path[4096];
 	CURL *easy = curl_easy_init();
 	char *p = NULL;
@@ -55,6 +56,7 @@ const char *ca_bundle_default_path(void)
 		return curl_path;
 	}
 	curl_easy_cleanup(easy);
+#endif
 	for (size_t i = 0; i < sizeof(well_known) / sizeof(well_known[0]); i++)
 		if (is_file(well_known[i]))
 			return well_known[i];
@@ -107,7 +109,7 @@ int ca_bundle_check(const char *buf, size_t len, const char **why)
 			*why = "a certificate's base64 does not decode (or is over 16 KiB)";
 			return -EBADMSG;
 		}
-		if (der_seq_len(der, der_len) != der_len) {
+		if (der_len == 0 || der_seq_len(der, der_len) != der_len) {
 			*why = "a certificate is not one DER SEQUENCE";
 			return -EBADMSG;
 		}

@@ -94,6 +94,13 @@ static void test_broken_blocks(void **state)
 			       &why),
 			 -EBADMSG);
 	assert_string_equal(why, "a certificate is not one DER SEQUENCE");
+	/* A block with nothing in it. */
+	assert_int_equal(check("-----BEGIN CERTIFICATE-----\n\n-----END CERTIFICATE-----\n", &why),
+			 -EBADMSG);
+	assert_string_equal(why, "a certificate is not one DER SEQUENCE");
+	/* The shortest block that passes: an empty SEQUENCE. */
+	assert_int_equal(check("-----BEGIN CERTIFICATE-----MAA=-----END CERTIFICATE-----", &why),
+			 1);
 	/* A SEQUENCE whose length says more than is there (30 82 01 00 + 2). */
 	assert_int_equal(check("-----BEGIN CERTIFICATE-----\nMIIBAAAA\n"
 			       "-----END CERTIFICATE-----\n",
