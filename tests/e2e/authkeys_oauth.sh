@@ -196,6 +196,10 @@ pod_del 17
 check "slow API: STATUS and another DEL answered at once ($(($(now_ms) - t0)) ms)" \
 	test $(($(now_ms) - t0)) -lt 2000
 wait "$slow_pid"
+# pod_add ran in a background subshell: its netns registration (cleanup) and
+# POD_NS[18] (for its DEL) stayed there.
+POD_NS[18]=tscni-${TEST_NAME:0:10}-$$-p18
+CLEAN_NETNS+=("${POD_NS[18]}")
 check "slow API: the ADD succeeds ($(grep -c '^ok' "$T/slow.out") ok)" grep -q "pod 18: ADD" "$T/slow.out"
 fault '{"mode": "none"}'
 # DEL while the API fails: at once, the job completes after the fault ends.
