@@ -711,13 +711,14 @@ static void add_done(struct op *op)
 	}
 	if (op->cni_code == 0 && op->replace && !p->stopping &&
 	    (a = pods__table_find(p, op->keyname))) {
-		ret = !add->have_keys	? -ENOKEY
-		      : add->minted_key ? pods__attachment_spawn_key(p, a, add->machine_private,
-								     add->node_private, add->hostname,
-								     &add->tags, add->minted_key)
-					: pods__attachment_spawn(p, a, add->machine_private,
-								 add->node_private, add->hostname,
-								 &add->tags, add->registered);
+		ret = !add->have_keys ? -ENOKEY
+		      : add->minted_key
+			      ? pods__attachment_spawn_key(p, a, add->machine_private,
+							   add->node_private, add->hostname,
+							   &add->tags, add->minted_key)
+			      : pods__attachment_spawn(p, a, add->machine_private,
+						       add->node_private, add->hostname, &add->tags,
+						       add->registered);
 		authkeys_key_free(add->minted_key); /* the worker has its copy */
 		add->minted_key = NULL;
 		if (ret == 0) {

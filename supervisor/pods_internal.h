@@ -354,8 +354,8 @@ int pods__attachment_spawn(struct pods *p, struct attachment *a, const uint8_t *
 /* As pods__attachment_spawn, with this auth key (NULL: none) instead of
  * the static one for an unregistered node: a key minted for the pod. */
 int pods__attachment_spawn_key(struct pods *p, struct attachment *a, const uint8_t *machine,
-			       const uint8_t *node, const char *hostname, const struct tag_set *tags,
-			       const char *auth_key);
+			       const uint8_t *node, const char *hostname,
+			       const struct tag_set *tags, const char *auth_key);
 
 /* pods_sockets.c: the pod's UDP socket in our netns (bound as cfg's
  * --udp-port-range says) and its worker's read-only NETLINK_ROUTE socket.

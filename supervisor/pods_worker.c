@@ -268,8 +268,8 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
  * workers holds custody). A second attachment of a pod that has a worker
  * keeps its fd and gets none. 0 or a negative errno. */
 int pods__attachment_spawn_key(struct pods *p, struct attachment *a, const uint8_t *machine,
-			       const uint8_t *node, const char *hostname, const struct tag_set *tags,
-			       const char *auth_key)
+			       const uint8_t *node, const char *hostname,
+			       const struct tag_set *tags, const char *auth_key)
 {
 	int ret;
 
