@@ -533,7 +533,6 @@ int main(int argc, char **argv)
 	};
 	int ret;
 
-	authkeys_json_wipe_init(); /* before any jansson allocation */
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_command(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "roll-workers") == 0)
@@ -551,6 +550,11 @@ int main(int argc, char **argv)
 		argc--;
 		argv++;
 	}
+	/* The daemon only, before any jansson allocation: its allocations are
+	 * wiped when freed (API answers hold tokens and keys). Not for the
+	 * subcommands above, which hold no secret and hand jansson's buffers
+	 * to realloc() (installer/conflist.c), which a sized allocator breaks. */
+	authkeys_json_wipe_init();
 	ret = options_parse(argc, argv, &sup.cfg);
 	if (ret != 0)
 		return ret > 0 ? 0 : 1;

@@ -96,7 +96,11 @@ status_pods()
 		jq -c '[.pods[] | {cid: .container_id, pid: .worker_pid, state: .worker_state}]'
 }
 
-if ! "$SUP" --help 2>&1 | grep -q -- --host-mntns; then
+# The help is read whole first: grep -q stops at the match, and a help
+# longer than stdio's buffer then ends the supervisor's second write with
+# SIGPIPE, which pipefail reports as a failure.
+sup_help=$("$SUP" --help 2>&1)
+if ! grep -q -- --host-mntns <<<"$sup_help"; then
 	fail "$SUP has no --host-mntns option (supervisor/main.c must pass it to workers_config)"
 	tscni_finish
 fi
