@@ -328,6 +328,10 @@ static int start_authkeys(struct supervisor *sup)
 		log_err_r(ret, "the key source");
 		return ret;
 	}
+	/* The API trusts what workers trust when the operator chose it;
+	 * else libcurl's default, the same system bundle. */
+	if (sup->ca_pem && (sup->cfg.ca_file || sup->cfg.ca_file_add))
+		authkeys_set_ca(sup->authkeys, sup->ca_pem, sup->ca_pem_len);
 	/* secret is the authkeys' now, alive until the watch is stopped. */
 	if (file &&
 	    secret_watch_start(&sup->loop, flag_file, file, AUTHKEYS_SECRET_MAX, AUTH_KEY_WATCH_MS,

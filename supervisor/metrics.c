@@ -247,6 +247,21 @@ static void render_workers(struct metrics_text *t, struct supervisor *sup)
 	metrics_sample(t, "tailscale_cni_control_errors_total",
 		       (const char *[]){"kind", "auth_failed", NULL},
 		       m->control_errors[METRICS_CONTROL_AUTH_FAILED]);
+	metrics_family(t, "tailscale_cni_api_errors_total", "counter",
+		       "Failed exchanges with the key source's API (Tailscale API or Headscale; "
+		       "every attempt, the OAuth token's too): refused (400, 401, 403, 404), "
+		       "rate_limited (429), unavailable (no connection, a timeout, 5xx), "
+		       "malformed (an answer that does not parse).");
+	static const char *const api_kinds[AUTHKEYS_API_ERRORS] = {
+		[AUTHKEYS_API_REFUSED] = "refused",
+		[AUTHKEYS_API_RATE_LIMITED] = "rate_limited",
+		[AUTHKEYS_API_UNAVAILABLE] = "unavailable",
+		[AUTHKEYS_API_MALFORMED] = "malformed",
+	};
+	for (int k = 0; k < AUTHKEYS_API_ERRORS; k++)
+		metrics_sample(t, "tailscale_cni_api_errors_total",
+			       (const char *[]){"kind", api_kinds[k], NULL},
+			       authkeys_api_errors(sup->authkeys, (enum authkeys_api_error)k));
 	metrics_family(t, "tailscale_cni_zygote_up", "gauge",
 		       "1 while the zygote that forks new workers runs, 0 while it is restarted.");
 	metrics_sample(t, "tailscale_cni_zygote_up", NULL,

@@ -658,14 +658,19 @@ static bool add_mint(struct op_add *add)
 	struct pods *p = add->op.pods;
 	struct authkeys_error err;
 	const char *pod_uid = *add->meta.uid ? add->meta.uid : add->container_id;
+	const char *tagp[POD_TAGS_MAX];
 
 	if (add->mint_asked || add->registered || !add->have_keys ||
 	    authkeys_kind(p->sup->authkeys) == AUTHKEYS_STATIC)
 		return false;
 	add->mint_asked = true;
 	jobs_drop_pod(p->sup->jobs, pod_uid); /* its node is to be used again */
-	if (authkeys_mint(p->sup->authkeys, pod_uid, add->op.tag, add_minted, add, &add->mint_req,
-			  &err) == 0)
+	for (size_t i = 0; i < add->tags.n; i++)
+		tagp[i] = add->tags.v[i];
+	/* The key carries the pod's own tags (its annotation, checked against
+	 * --allowed-tags), else --key-tags. */
+	if (authkeys_mint(p->sup->authkeys, pod_uid, add->op.tag, tagp, add->tags.n, add_minted,
+			  add, &add->mint_req, &err) == 0)
 		return true;
 	pods__op_fail(&add->op, err.code, err.msg, 0, "%s", err.detail);
 	return false;

@@ -50,6 +50,7 @@ struct authkeys_req {
 	char detail[256];
 	char tag[64];
 	uint64_t pod_hash; /* a mint's pod (the per-pod bound) */
+	json_t *tags;	   /* a mint's tags; NULL: --key-tags */
 	char nodekey[80];  /* "nodekey:<hex>" */
 	char id[130];	   /* the device's id once known */
 	authkeys_mint_fn *mint_cb;
@@ -84,6 +85,7 @@ struct authkeys {
 	unsigned int token_attempt;
 	uint64_t token_due_ms; /* a retry of the token is scheduled */
 	uint64_t tokens_fetched;
+	uint64_t api_errors[AUTHKEYS_API_ERRORS];
 	struct authkeys_req *reqs; /* in arrival order */
 	size_t nreqs;
 	unsigned int inflight;
@@ -115,6 +117,26 @@ enum authkeys_kind authkeys_kind(const struct authkeys *ak)
 uint64_t authkeys_tokens_fetched(const struct authkeys *ak)
 {
 	return ak ? ak->tokens_fetched : 0;
+}
+
+uint64_t authkeys_api_errors(const struct authkeys *ak, enum authkeys_api_error kind)
+{
+	return ak && kind < AUTHKEYS_API_ERRORS ? ak->api_errors[kind] : 0;
+}
+
+/* Counts one failed exchange: its transport error or HTTP status (a 2xx
+ * status: its answer did not parse). */
+static void api_error(struct authkeys *ak, int curl_err, long status)
+{
+	enum authkeys_api_error k = AUTHKEYS_API_UNAVAILABLE;
+
+	if (!curl_err && status == 429)
+		k = AUTHKEYS_API_RATE_LIMITED;
+	else if (!curl_err && status >= 200 && status < 300)
+		k = AUTHKEYS_API_MALFORMED;
+	else if (!curl_err && status >= 400 && status < 500)
+		k = AUTHKEYS_API_REFUSED;
+	ak->api_errors[k]++;
 }
 
 static char *base_url(const char *u)
@@ -188,6 +210,8 @@ static void req_unlink(struct authkeys_req *r)
 		r->x = NULL;
 		ak->inflight--;
 	}
+	json_decref(r->tags);
+	r->tags = NULL;
 }
 
 void authkeys_cancel(struct authkeys_req *r)
@@ -206,6 +230,11 @@ void authkeys_set_secret(struct authkeys *ak, char *secret)
 	 * rotation at the API: a new one, with the new secret. */
 	secret_free(&ak->token);
 	log_info("the key source's secret changed: used from now on");
+}
+
+void authkeys_set_ca(struct authkeys *ak, const char *pem, size_t len)
+{
+	http_set_ca(ak->http, pem, len);
 }
 
 static void ak_closed(uv_handle_t *h)
@@ -363,6 +392,7 @@ static void token_done(void *arg, const struct http_result *res)
 		pump(ak);
 		return;
 	}
+	api_error(ak, res->curl_err, res->status);
 	apijson_error_text(res->body, res->len, text, sizeof(text));
 	if (res->curl_err)
 		snprintf(detail, sizeof(detail), "POST /api/v2/oauth/token: %s", res->why);
@@ -453,6 +483,7 @@ static void step_ok(struct authkeys_req *r, const struct http_result *res)
 		if (apijson_key(res->body, res->len, hs, &key, &why) < 0) {
 			snprintf(r->detail, sizeof(r->detail), "the key's answer is malformed: %s",
 				 why);
+			api_error(r->ak, 0, 200);
 			transient(r, FC_DOWN, 0);
 			return;
 		}
@@ -468,6 +499,7 @@ static void step_ok(struct authkeys_req *r, const struct http_result *res)
 		if (ret < 0) {
 			snprintf(r->detail, sizeof(r->detail), "the device list is malformed: %s",
 				 why);
+			api_error(r->ak, 0, 200);
 			transient(r, FC_DOWN, 0);
 			return;
 		}
@@ -481,6 +513,7 @@ static void step_ok(struct authkeys_req *r, const struct http_result *res)
 		if (apijson_device_nodekey(res->body, res->len, hs, nk, sizeof(nk), &why) < 0) {
 			snprintf(r->detail, sizeof(r->detail), "device %s: answer malformed: %s",
 				 r->id, why);
+			api_error(r->ak, 0, 200);
 			transient(r, FC_DOWN, 0);
 			return;
 		}
@@ -517,6 +550,7 @@ static void step_done(void *arg, const struct http_result *res)
 	if (res->curl_err || res->truncated) {
 		snprintf(r->detail, sizeof(r->detail), "%s: %s", what,
 			 res->truncated ? "the answer is over its size bound" : res->why);
+		api_error(ak, 1, 0);
 		transient(r, FC_DOWN, 0);
 		goto out;
 	}
@@ -526,6 +560,8 @@ static void step_done(void *arg, const struct http_result *res)
 	}
 	apijson_error_text(res->body, res->len, text, sizeof(text));
 	snprintf(r->detail, sizeof(r->detail), "%s: %ld %s", what, res->status, text);
+	if (!(res->status == 404 && r->device))
+		api_error(ak, 0, res->status);
 	if (res->status == 429) {
 		transient(r, FC_RATE, res->retry_after_s);
 	} else if (res->status >= 500) {
@@ -558,18 +594,26 @@ out:
 	pump(ak);
 }
 
-static void json_tags(json_t *arr, const struct authkeys *ak)
+/* The mint's own tags, or --key-tags. */
+static json_t *mint_tags(const struct authkeys_req *r)
 {
+	const struct authkeys *ak = r->ak;
+	json_t *arr;
+
+	if (r->tags)
+		return json_incref(r->tags);
+	arr = json_array();
 	for (size_t i = 0; i < ak->ntags; i++)
 		json_array_append_new(arr, json_string(ak->tags[i]));
+	return arr;
 }
 
-static char *mint_body(const struct authkeys *ak)
+static char *mint_body(const struct authkeys_req *r)
 {
-	json_t *tags = json_array(), *j;
+	const struct authkeys *ak = r->ak;
+	json_t *tags = mint_tags(r), *j;
 	char *s;
 
-	json_tags(tags, ak);
 	if (ak->kind == AUTHKEYS_OAUTH) {
 		j = json_pack("{s:{s:{s:{s:b,s:b,s:b,s:o}}},s:I,s:s}", "capabilities", "devices",
 			      "create", "reusable", 0, "ephemeral", ak->ephemeral, "preauthorized",
@@ -620,7 +664,7 @@ static int issue(struct authkeys_req *r)
 	case ST_MINT:
 		url = hs ? xasprintf("%s/api/v1/preauthkey", ak->base)
 			 : xasprintf("%s/api/v2/tailnet/%s/keys", ak->base, ak->tailnet);
-		body = mint_body(ak);
+		body = mint_body(r);
 		if (!body) {
 			free(url);
 			return -ENOMEM;
@@ -775,8 +819,9 @@ static struct authkeys_req *req_new(struct authkeys *ak, const char *tag)
 	return r;
 }
 
-int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag, authkeys_mint_fn *cb,
-		  void *arg, struct authkeys_req **out, struct authkeys_error *err)
+int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag,
+		  const char *const *tags, size_t ntags, authkeys_mint_fn *cb, void *arg,
+		  struct authkeys_req **out, struct authkeys_error *err)
 {
 	struct authkeys_req *r;
 
@@ -802,8 +847,21 @@ int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag, aut
 			 AUTHKEYS_POD_MINTS, AUTHKEYS_POD_WINDOW_S);
 		return -EAGAIN;
 	}
+	if (ntags > AUTHKEYS_TAGS_MAX) {
+		err->code = AUTHKEYS_CNI_REFUSED;
+		err->msg = "too many tags for one auth key";
+		snprintf(err->detail, sizeof(err->detail),
+			 "the pod asks for %zu tags; a key carries at most %d", ntags,
+			 AUTHKEYS_TAGS_MAX);
+		return -EINVAL;
+	}
 	r = req_new(ak, tag);
 	r->pod_hash = pod_hash(pod_uid);
+	if (ntags) {
+		r->tags = json_array();
+		for (size_t i = 0; i < ntags; i++)
+			json_array_append_new(r->tags, json_string(tags[i]));
+	}
 	r->step = ST_MINT;
 	r->mint_cb = cb;
 	r->arg = arg;

@@ -111,9 +111,24 @@ void authkeys_close(struct authkeys *ak);
 /* A rotated client secret or API key (sodium_malloc'ed, taken over): used
  * from the next request on; the OAuth token is fetched again with it. */
 void authkeys_set_secret(struct authkeys *ak, char *secret);
+/* https to the key source verifies against pem (--ca-file / --ca-file-add;
+ * borrowed, alive until authkeys_close) instead of libcurl's default
+ * bundle. */
+void authkeys_set_ca(struct authkeys *ak, const char *pem, size_t len);
 enum authkeys_kind authkeys_kind(const struct authkeys *ak);
 /* How many OAuth tokens were fetched since start (status, tests). */
 uint64_t authkeys_tokens_fetched(const struct authkeys *ak);
+
+/* Failed exchanges with the key source's API (each attempt counts, the
+ * token's too), by what failed: for tailscale_cni_api_errors_total. */
+enum authkeys_api_error {
+	AUTHKEYS_API_REFUSED,	   /* 400, 401, 403, 404 of a user or tailnet */
+	AUTHKEYS_API_RATE_LIMITED, /* 429 */
+	AUTHKEYS_API_UNAVAILABLE,  /* no connection, a timeout, 5xx, an oversized answer */
+	AUTHKEYS_API_MALFORMED,	   /* a 2xx answer that does not parse */
+	AUTHKEYS_API_ERRORS,
+};
+uint64_t authkeys_api_errors(const struct authkeys *ak, enum authkeys_api_error kind);
 
 /* Why a request failed, for a CNI error: a fixed message per cause and a
  * detail (the API's own words, escaped; never a secret). */
@@ -126,13 +141,16 @@ struct authkeys_error {
 /* key: sodium_malloc'ed, the callee's (authkeys_key_free), NULL on error. */
 typedef void authkeys_mint_fn(void *arg, char *key, const struct authkeys_error *err);
 
-/* Mints one key for the pod pod_uid (tag: for log lines). Called only for
- * what the supervisor itself verified (a new identity, or one whose node
- * logged out). At most AUTHKEYS_POD_MINTS per pod per window. 0 with
- * *out set (cb runs later, on the loop), or a negative errno with *err
- * filled (cb never runs). */
-int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag, authkeys_mint_fn *cb,
-		  void *arg, struct authkeys_req **out, struct authkeys_error *err);
+/* Mints one key for the pod pod_uid (tag: for log lines), carrying the
+ * ntags tags (the pod's own, from its annotation, already checked against
+ * --allowed-tags; at most AUTHKEYS_TAGS_MAX) or, with ntags 0, --key-tags.
+ * Called only for what the supervisor itself verified (a new identity, or
+ * one whose node logged out). At most AUTHKEYS_POD_MINTS per pod per
+ * window. 0 with *out set (cb runs later, on the loop), or a negative errno
+ * with *err filled (cb never runs). */
+int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag,
+		  const char *const *tags, size_t ntags, authkeys_mint_fn *cb, void *arg,
+		  struct authkeys_req **out, struct authkeys_error *err);
 void authkeys_key_free(char *key);
 
 /* Ends a request: its callback never runs. */

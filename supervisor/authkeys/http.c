@@ -36,6 +36,8 @@ struct http {
 	struct http_xfer *xfers;
 	unsigned int open_handles; /* the timer and live polls */
 	int closing;
+	const char *ca_pem; /* NULL: libcurl's default bundle */
+	size_t ca_pem_len;
 };
 
 struct http_xfer {
@@ -312,6 +314,12 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+void http_set_ca(struct http *h, const char *pem, size_t len)
+{
+	h->ca_pem = pem;
+	h->ca_pem_len = pem ? len : 0;
+}
+
 int http_start(struct http *h, const struct http_request *req, http_done_fn *cb, void *arg,
 	       struct http_xfer **out)
 {
@@ -344,6 +352,12 @@ int http_start(struct http *h, const struct http_request *req, http_done_fn *cb,
 	curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "tailscale-cni-supervisor");
+	if (h->ca_pem) {
+		struct curl_blob ca = {
+			.data = (void *)h->ca_pem, .len = h->ca_pem_len, .flags = CURL_BLOB_COPY};
+
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO_BLOB, &ca);
+	}
 	curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, req->method);
 	if (strcmp(req->method, "GET") == 0)
 		curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);

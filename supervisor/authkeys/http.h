@@ -38,6 +38,10 @@ struct http_request {
 };
 
 int http_new(uv_loop_t *loop, struct http **out);
+/* https verifies against pem (len bytes, borrowed: alive while transfers
+ * start; each transfer takes its own copy) instead of libcurl's default
+ * bundle. pem NULL: the default again. */
+void http_set_ca(struct http *h, const char *pem, size_t len);
 /* Aborts every transfer (no callbacks) and closes the handles; the loop
  * frees the rest when it runs. NULL-safe. */
 void http_close(struct http *h);

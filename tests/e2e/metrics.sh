@@ -170,11 +170,13 @@ ip netns exec "$A" busybox ping -c 10 -i 0.1 -s 1000 -W 2 "${POD4[1]}" >/dev/nul
 for ((k = 0; k < 40; k++)); do
 	scrape
 	b0n=$(pod_val tailscale_cni_pod_tun_bytes_total 0 ',direction="rx"')
-	[[ ${b0n:-0} -ge $((${b0:-0} + 10000)) ]] && break
+	p1n=$(pod_val tailscale_cni_pod_tun_packets_total 1 ',direction="tx"')
+	u0n=$(pod_val tailscale_cni_pod_udp_packets_total 0 ',direction="tx"')
+	# Each worker's Stats refresh on its own schedule: wait for all three.
+	[[ ${b0n:-0} -ge $((${b0:-0} + 10000)) && ${p1n:-0} -ge $((${p1:-0} + 10)) &&
+		${u0n:-0} -ge $((${u0:-0} + 10)) ]] && break
 	sleep 0.25
 done
-p1n=$(pod_val tailscale_cni_pod_tun_packets_total 1 ',direction="tx"')
-u0n=$(pod_val tailscale_cni_pod_udp_packets_total 0 ',direction="tx"')
 check "pod 0's ts0 rx bytes grew by the pings ($b0 -> $b0n)" \
 	test "${b0n:-0}" -ge $((${b0:-0} + 10000))
 check "pod 1's ts0 tx packets grew ($p1 -> $p1n)" test "${p1n:-0}" -ge $((${p1:-0} + 10))

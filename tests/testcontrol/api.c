@@ -33,12 +33,13 @@ enum api_limits {
 	API_TOKENS_MAX = 1024,
 	API_HSKEYS_MAX = 64,
 	API_USERS_MAX = 64,
-	API_LIST_MAX = 16,		 /* scopes or tags of one client or key */
-	API_NAME_MAX = 64,		 /* bytes of a tag, scope or user name */
-	API_DESC_MAX = 50,		 /* bytes of a key's description */
-	API_FORM_FIELDS_MAX = 16,	 /* fields of the token request's form */
-	API_FIELD_MAX = 256,		 /* bytes of one decoded form value */
-	API_EXPIRY_DEFAULT = 90 * 86400, /* expirySeconds 0 or absent */
+	API_LIST_MAX = 16,				   /* scopes or tags of one client or key */
+	API_NAME_MAX = 64,				   /* bytes of a tag, scope or user name */
+	API_TAGS_TEXT = API_LIST_MAX * (API_NAME_MAX + 1), /* a key's tags, spaced */
+	API_DESC_MAX = 50,				   /* bytes of a key's description */
+	API_FORM_FIELDS_MAX = 16,			   /* fields of the token request's form */
+	API_FIELD_MAX = 256,				   /* bytes of one decoded form value */
+	API_EXPIRY_DEFAULT = 90 * 86400,		   /* expirySeconds 0 or absent */
 	API_EXPIRY_MAX = 90 * 86400,
 	API_TOKEN_LIFETIME = 3600, /* upstream's: one hour */
 	API_TOKEN_LIFETIME_MAX = 86400,
@@ -843,10 +844,22 @@ static void create_key(struct api_ctx *x, struct api_token *t, const struct tc_a
 	k->next = s->keys;
 	s->keys = k;
 	store_save(s);
-	log_info("api: key %s minted by client %s (reusable %d, ephemeral %d, preauthorized %d, "
-		 "%zu tags, %lld s)",
-		 k->id, cl->id, k->reusable, k->ephemeral, k->preauthorized,
-		 json_array_size(k->tags), k->expires - k->created);
+	{
+		char list[API_TAGS_TEXT];
+		size_t m = 0;
+
+		list[0] = '\0';
+		json_array_foreach(k->tags, i, v)
+		{
+			if (m < sizeof(list))
+				m += (size_t)snprintf(list + m, sizeof(list) - m, "%s%s",
+						      m ? " " : "", json_string_value(v));
+		}
+		log_info("api: key %s minted by client %s (reusable %d, ephemeral %d, "
+			 "preauthorized %d, %zu tags, %lld s) tags [%s]",
+			 k->id, cl->id, k->reusable, k->ephemeral, k->preauthorized,
+			 json_array_size(k->tags), k->expires - k->created, list);
+	}
 	send_json(x, 200,
 		  json_pack("{s:s, s:s, s:o, s:o, s:b, s:b, s:{s:{s:{s:b, s:b, s:b, s:O}}}, s:s}",
 			    "id", k->id, "key", k->key, "created", time_json(k->created), "expires",

@@ -1,14 +1,15 @@
 /* testcontrol: a Tailscale control server for tests and the local demo.
  *
  *   testcontrol --state-dir DIR --http 127.0.0.1:PORT --https 127.0.0.1:PORT
- *               --admin 127.0.0.1:PORT [--api 127.0.0.1:PORT] [--derp HOST:PORT]...
+ *               --admin 127.0.0.1:PORT [--api 127.0.0.1:PORT [--api-tls]] [--derp HOST:PORT]...
  *               [--policy FILE] [--min-capver N] [--keepalive-ms N]
  *
  * Port 0 picks a free port. Once every listener is up, one line
  *   listening http=H:P https=H:P admin=H:P ca=PATH [api=H:P] [derp=H:P,...]
  * goes to stdout (tests parse it). Logs go to stderr. --api serves the
  * Tailscale API subset (/api/v2) and the Headscale API fake (/api/v1) over
- * plain HTTP; see README.md. */
+ * plain HTTP, or with --api-tls over TLS with the https listener's
+ * certificate (the ca= file); see README.md. */
 #include "tc.h"
 
 #include <errno.h>
@@ -36,7 +37,8 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: testcontrol --state-dir DIR --http ADDR:PORT --https ADDR:PORT "
-			"--admin ADDR:PORT [--api ADDR:PORT] [--derp HOST:PORT]... [--policy FILE] "
+			"--admin ADDR:PORT [--api ADDR:PORT [--api-tls]] [--derp HOST:PORT]... "
+			"[--policy FILE] "
 			"[--min-capver N] [--keepalive-ms N] [--log-level LEVEL]\n");
 }
 
@@ -93,6 +95,7 @@ int main(int argc, char **argv)
 		{"https", required_argument, NULL, 't'},
 		{"admin", required_argument, NULL, 'a'},
 		{"api", required_argument, NULL, 'A'},
+		{"api-tls", no_argument, NULL, 'T'},
 		{"derp", required_argument, NULL, 'd'},
 		{"policy", required_argument, NULL, 'p'},
 		{"min-capver", required_argument, NULL, 'm'},
@@ -126,6 +129,9 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 			listen_at[TC_CONN_API] = optarg;
+			break;
+		case 'T':
+			s.api_tls = true;
 			break;
 		case 'd': {
 			const char *colon = strrchr(optarg, ':');

@@ -736,7 +736,8 @@ static void conn_new(struct tc_server *s, int lfd, enum tc_conn_kind kind, int r
 		c->kind = kind;
 		c->region = region;
 		c->state = TC_ST_HTTP;
-		if (kind == TC_CONN_HTTPS || kind == TC_CONN_DERP) {
+		if (kind == TC_CONN_HTTPS || kind == TC_CONN_DERP ||
+		    (kind == TC_CONN_API && s->api_tls)) {
 			c->ssl = SSL_new(s->ssl_ctx);
 			SSL_set_fd(c->ssl, fd);
 			SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |

@@ -218,6 +218,7 @@ struct tc_server {
 	 * resolvers ({"Proxied": true, "Domains": [domain]}). */
 	json_t *dns;
 	struct tc_api *api; /* OAuth clients, tokens, API keys, faults (api.c) */
+	bool api_tls;	    /* --api-tls: the API listener speaks TLS */
 };
 
 /* One request on the API listener. The strings point into the connection's
