@@ -26,19 +26,6 @@ node_ns_new || tscni_finish
 TC_API=1 tc_start --api-tls || tscni_finish
 API="https://$TC_API_ADDR"
 
-# client JSON: an OAuth client at testcontrol; sets CL_ID and CL_SECRET.
-client()
-{
-	local c
-	c=$(tc_post /oauth-clients "$1")
-	CL_ID=$(jq -r .id <<<"$c")
-	CL_SECRET=$(jq -r .secret <<<"$c")
-	[[ -n $CL_ID && $CL_ID != null && -n $CL_SECRET && $CL_SECRET != null ]] || {
-		fail "testcontrol makes an OAuth client: $c"
-		return 1
-	}
-}
-
 # device HOSTPREFIX: the API's device whose hostname starts with HOSTPREFIX
 # (the test's own client, over TLS with the test CA), one line of JSON.
 device()
@@ -79,9 +66,9 @@ add()
 		"CNI_ARGS=K8S_POD_NAMESPACE=ns$1;K8S_POD_NAME=web-$1;K8S_POD_UID=uid-$$-$1"
 }
 
-client '{"scopes": ["devices:core"], "tags": ["tag:pods"]}' || tscni_finish
+tc_oauth_client '{"scopes": ["devices:core"], "tags": ["tag:pods"]}' || tscni_finish
 T_ID=$CL_ID T_SECRET=$CL_SECRET
-client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods", "tag:web"]}' ||
+tc_oauth_client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods", "tag:web"]}' ||
 	tscni_finish
 SECRET=$CL_SECRET
 

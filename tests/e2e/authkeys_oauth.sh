@@ -35,14 +35,7 @@ API="http://$TC_API_ADDR"
 # client JSON: an OAuth client at testcontrol; sets CL_ID and CL_SECRET.
 client()
 {
-	local c
-	c=$(tc_post /oauth-clients "$1")
-	CL_ID=$(jq -r .id <<<"$c")
-	CL_SECRET=$(jq -r .secret <<<"$c")
-	[[ -n $CL_ID && $CL_ID != null && -n $CL_SECRET && $CL_SECRET != null ]] || {
-		fail "testcontrol makes an OAuth client: $c"
-		return 1
-	}
+	tc_oauth_client "$1" || return 1
 	SECRETS+=("$CL_SECRET")
 }
 SECRETS=()

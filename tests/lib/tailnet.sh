@@ -177,6 +177,20 @@ tc_post()
 		--data "$2" "http://$TC_ADMIN$1"
 }
 
+# tc_oauth_client JSON: an OAuth client at testcontrol's API (TC_API=1; JSON:
+# {scopes, tags, token_lifetime}); sets CL_ID and CL_SECRET.
+tc_oauth_client()
+{
+	local c
+	c=$(tc_post /oauth-clients "$1")
+	CL_ID=$(jq -r .id <<<"$c")
+	CL_SECRET=$(jq -r .secret <<<"$c")
+	[[ -n $CL_ID && $CL_ID != null && -n $CL_SECRET && $CL_SECRET != null ]] || {
+		fail "testcontrol makes an OAuth client: $c"
+		return 1
+	}
+}
+
 # tc_authkey JSON: mints a pre-auth key with POST /keys JSON and writes it to
 # $T/authkey (0600); fails when testcontrol gives none.
 tc_authkey()
