@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "confdir.h"
 #include "conflist.h"
 #include "files.h"
@@ -75,22 +76,6 @@ static void say(char *why, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, CONFLIST_WHY_LEN, fmt, ap);
 	va_end(ap);
-}
-
-/* A wrong option of a subcommand: named, with a pointer to --help (the
- * same lines as status's). */
-static void bad_option(const char *cmd, int c, char **argv)
-{
-	if (c == ':')
-		fprintf(stderr,
-			"tailscale-cni-supervisor %s: option '%s' needs a value (see --help)\n",
-			cmd, argv[optind - 1]);
-	else if (optopt)
-		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '-%c' (see --help)\n",
-			cmd, optopt);
-	else
-		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '%s' (see --help)\n",
-			cmd, argv[optind - 1]);
 }
 
 static void install_usage(FILE *f)
@@ -245,7 +230,7 @@ static int parse_opts(const char *cmd, bool install, int argc, char **argv, stru
 			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 1;
 		default:
-			bad_option(cmd, c, argv);
+			cli_bad_option(cmd, c, argv);
 			return -EINVAL;
 		}
 	}

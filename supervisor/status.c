@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 
+#include "cli.h"
 #include "frame.h"
 #include "ip.h"
 #include "log.h"
@@ -480,21 +481,6 @@ out:
 	return rc;
 }
 
-/* A wrong option of a subcommand: named, with a pointer to --help. */
-static void bad_option(const char *cmd, int c, char **argv)
-{
-	if (c == ':')
-		fprintf(stderr,
-			"tailscale-cni-supervisor %s: option '%s' needs a value (see --help)\n",
-			cmd, argv[optind - 1]);
-	else if (optopt)
-		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '-%c' (see --help)\n",
-			cmd, optopt);
-	else
-		fprintf(stderr, "tailscale-cni-supervisor %s: unknown option '%s' (see --help)\n",
-			cmd, argv[optind - 1]);
-}
-
 static void roll_usage(FILE *f)
 {
 	fprintf(f, "usage: tailscale-cni-supervisor roll-workers [--socket PATH]\n"
@@ -534,7 +520,7 @@ int roll_workers_command(int argc, char **argv)
 			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 0;
 		default:
-			bad_option("roll-workers", c, argv);
+			cli_bad_option("roll-workers", c, argv);
 			return 1;
 		}
 	}
@@ -608,7 +594,7 @@ int status_command(int argc, char **argv)
 			printf("tailscale-cni-supervisor %s\n", TSCNI_VERSION);
 			return 0;
 		default:
-			bad_option("status", c, argv);
+			cli_bad_option("status", c, argv);
 			return 1;
 		}
 	}
