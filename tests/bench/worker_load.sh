@@ -30,13 +30,20 @@
 # maps libcrypto too), so PSS moves by a few hundred KiB with who else runs;
 # on a node with more pods it is lower. USS is what one more pod costs.
 # With TSCNI_FORCE_FALLBACK in the environment (e.g. =all) the workers run
-# with those offloads off; the header says which.
+# with those offloads off; the header says which. TSCNI_WLOAD_SECS sets the
+# seconds per run (default 10).
+# Then, when TSCNI_PEERS_DIR names the genuine Tailscale programs (else one
+# line says it is not run): two genuine tailscaled v1.68.2 nodes on one
+# bridge (tests/bench/genuine_pair.sh) through the same three runs, printed
+# the same way (CPU s/GB of each whole tailscaled, tailscaled A's largest
+# PSS), and per run the ratio ours / tailscaled (Mbit/s) and each side's
+# CPU s/GB next to each other.
 export TSCNI_BUILD_DIR=${1:-${TSCNI_BUILD_DIR:-}}
 source "$(dirname "$0")/../lib/common.sh"
 tscni_init wload
 source "$(dirname "$0")/../lib/tailnet.sh"
 
-SECS=10
+SECS=${TSCNI_WLOAD_SECS:-10}
 GOAL_KIB=4096
 
 for tool in iperf3 busybox jq curl; do
@@ -155,7 +162,7 @@ for r in 0 1 2; do
 		c1 = gb > 0 ? d1 / hz / gb : 0
 		printf "%-24s %9.0f %8.2f  %-34s %s\n", n, bps / 1e6, gb,
 			sprintf("%.2f, %d", c0, p0), sprintf("%.2f, %d", c1, p1)
-	}'
+	}' | tee -a "$T/ours"
 done
 
 sleep 1
@@ -191,4 +198,34 @@ echo "# samples: idle $(wc -l <"$T/pss.idle"), under load" \
 # (CLEAN_CMDS), then the supervisor and testcontrol stopped.
 kill "$SRV_PID" 2>/dev/null
 wait "$SRV_PID" 2>/dev/null
+
+# --- genuine tailscaled <-> tailscaled, the same runs --------------------------
+echo
+source "$(dirname "$0")/../lib/genuine.sh"
+source "$(dirname "$0")/genuine_pair.sh"
+gpair_available || exit 0
+gpair_up || exit 1
+echo "# genuine tailscaled v1.68.2 pair, n1 -> n2 on one bridge; cpu: whole tailscaled"
+printf '%-24s %9s %8s  %-34s %s\n' "run" "Mbit/s" "GB" "tailscaled A: cpu s/GB, PSS max KiB" \
+	"tailscaled B: cpu s/GB"
+PIDS=("${GPIDS[0]}" "${GPIDS[1]}")
+for r in 0 1 2; do
+	sample_start "$T/gpss.$r"
+	# shellcheck disable=SC2086 # RUN_ARGS are words on purpose
+	read -r mbit gb ca cb < <(gpair_run "$SECS" 0 ${RUN_ARGS[$r]})
+	sample_stop
+	printf '%-24s %9s %8s  %-34s %s\n' "${RUN_NAMES[$r]}" "$mbit" "$gb" \
+		"$ca, $(col_max 1 "$T/gpss.$r")" "$cb" | tee -a "$T/theirs"
+done
+echo
+echo "# ours / tailscaled, same run: Mbit/s ratio; CPU s/GB side A (worker 0 | tailscaled n1)," \
+	"side B (worker 1 | tailscaled n2)"
+# Both tables: name (24 columns), Mbit/s, GB, "cpuA," PSS, cpuB.
+paste -d '\n' "$T/ours" "$T/theirs" | awk '{
+	name = substr($0, 1, 24)
+	split(substr($0, 25), f, /[ ,]+/)
+	if (NR % 2) { n = name; m = f[2]; a = f[4]; b = f[6]; next }
+	printf "%-24s %6.2fx   side A %5s | %5s s/GB   side B %5s | %5s s/GB\n", n,
+		(f[2] > 0 ? m / f[2] : 0), a, f[4], b, f[6]
+}'
 exit 0

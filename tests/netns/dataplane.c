@@ -963,11 +963,12 @@ static void test_filter(void **state)
  *
  *   a header: seconds per iperf3 run, runs per figure (the median of them
  *   is printed), the MTU;
- *   per row and case, "<row> <case> <Mbit/s> cpu <s/GB> [syscalls <n/GB>]":
+ *   per row and case, "<row> <case> <Mbit/s> cpu <s/GB> B <s/GB>
+ *   [syscalls <n/GB>]":
  *     Mbit/s    iperf3's received rate (UDP: its send rate times 1 - loss);
- *     cpu       CPU seconds per GB moved of side A: our engine's data thread
- *               (/proc/<engine pid>/task/<tid>/stat) or, for wireguard-go,
- *               its whole process;
+ *     cpu, B    CPU seconds per GB moved of side A, then of side B: our
+ *               engine's data thread (/proc/<engine pid>/task/<tid>/stat) or,
+ *               for wireguard-go, its whole process;
  *     syscalls  engine A's syscalls per GB: epoll wakeups + TUN reads and
  *               writes + sendmmsg/recvmmsg that moved data (its counters);
  *   per row and engine of ours, "engine A|B offloads ..." : the offloads it
@@ -987,7 +988,10 @@ static void test_filter(void **state)
  * and with all off (the TUN without a vnet header too: TSCNI_FORCE_FALLBACK
  * as in CI's fallback run, plus the params); pod<->wireguard-go on and off.
  * Every row runs every case: 9 rows x 5 cases x 3 runs take about 7.5
- * minutes on 2 cores (the wall time is printed last). */
+ * minutes on 2 cores (the wall time is printed last). TSCNI_BENCH_ROWS and
+ * TSCNI_BENCH_CASES, comma-separated indices into bench_rows and bench_cases
+ * (e.g. ROWS=0,1 CASES=0,1: wireguard-go and pod<->pod, TCP 1 stream both
+ * ways), run only those (tests/bench/guard.sh). */
 
 struct bench_case {
 	const char *name, *args;
@@ -1083,12 +1087,12 @@ static double median3(double v[RUNS])
 	return v[RUNS / 2];
 }
 
-/* CPU ticks of side A's engine thread (or wireguard-go process). */
-static uint64_t cpu_a(void)
+/* CPU ticks of side i's engine thread (or wireguard-go process). */
+static uint64_t cpu_side(int i)
 {
-	if (fx.kind[0] == KIND_WGGO)
-		return read_cpu_ticks(fx.wg[0], 0);
-	return fx.sh->side[0].cpu_ticks;
+	if (fx.kind[i] == KIND_WGGO)
+		return read_cpu_ticks(fx.wg[i], 0);
+	return fx.sh->side[i].cpu_ticks;
 }
 
 static uint64_t syscalls_a(void)
@@ -1180,6 +1184,29 @@ static void bench_engine_line(const char *label, int side, unsigned want,
 
 static double bench_results[N_ROWS][N_CASES];
 
+/* Whether index i is in the comma-separated list of indices in environment
+ * variable var (unset or empty: every index). */
+static bool bench_pick(const char *var, int i)
+{
+	const char *v = getenv(var), *p;
+
+	if (!v || !*v)
+		return true;
+	for (p = v; *p;) {
+		char *end;
+		long n = strtol(p, &end, 10);
+
+		if (end == p)
+			return false;
+		if (n == i)
+			return true;
+		p = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return false;
+	}
+	return false;
+}
+
 static int bench_one(int row)
 {
 	const struct bench_row *r = &bench_rows[row];
@@ -1212,24 +1239,28 @@ static int bench_one(int row)
 	s0[0] = fx.sh->side[0].st;
 	s0[1] = fx.sh->side[1].st;
 	for (int c = 0; c < N_CASES; c++) {
-		double mbit[RUNS], cpu[RUNS], sys[RUNS];
+		double mbit[RUNS], cpu[RUNS], cpub[RUNS], sys[RUNS];
 
+		if (!bench_pick("TSCNI_BENCH_CASES", c))
+			continue;
 		for (int k = 0; k < RUNS; k++) {
-			uint64_t c0, y0;
+			uint64_t c0, c1, y0;
 			double bytes;
 
 			sleep_ms(60);
-			c0 = cpu_a();
+			c0 = cpu_side(0);
+			c1 = cpu_side(1);
 			y0 = syscalls_a();
 			mbit[k] = iperf(&bench_cases[c], &bytes);
 			sleep_ms(60);
 			bytes = bytes > 1 ? bytes : 1;
-			cpu[k] = (double)(cpu_a() - c0) / (double)hz / (bytes / 1e9);
+			cpu[k] = (double)(cpu_side(0) - c0) / (double)hz / (bytes / 1e9);
+			cpub[k] = (double)(cpu_side(1) - c1) / (double)hz / (bytes / 1e9);
 			sys[k] = (double)(syscalls_a() - y0) / (bytes / 1e9);
 		}
 		bench_results[row][c] = median3(mbit);
-		printf("%-27s %-16s %7.0f Mbit/s  cpu %6.2f s/GB", r->label, bench_cases[c].name,
-		       bench_results[row][c], median3(cpu));
+		printf("%-27s %-16s %7.0f Mbit/s  cpu %6.2f s/GB  B %6.2f s/GB", r->label,
+		       bench_cases[c].name, bench_results[row][c], median3(cpu), median3(cpub));
 		if (r->a == KIND_ENGINE)
 			printf("  syscalls %8.0f /GB", median3(sys));
 		printf("\n");
@@ -1265,13 +1296,17 @@ static int bench(void)
 	printf("rows: wireguard-go<->wireguard-go; pod<->pod with every offload on, one off "
 	       "(the others on), all off; pod<->wireguard-go on, off\n\n");
 	fflush(stdout);
-	for (int r = 0; r < N_ROWS; r++)
-		ret |= bench_one(r);
+	for (int r = 0; r < N_ROWS; r++) {
+		if (bench_pick("TSCNI_BENCH_ROWS", r))
+			ret |= bench_one(r);
+	}
 	printf("\nratio ours / wireguard-go<->wireguard-go (same run; - = no figure):\n%-27s", "");
 	for (int c = 0; c < N_CASES; c++)
 		printf(" %16s", bench_cases[c].name);
 	printf("\n");
 	for (int r = 1; r < N_ROWS; r++) {
+		if (!bench_pick("TSCNI_BENCH_ROWS", r))
+			continue;
 		printf("%-27s", bench_rows[r].label);
 		for (int c = 0; c < N_CASES; c++) {
 			if (bench_results[r][c] < 0 || bench_results[0][c] <= 0)
