@@ -431,6 +431,53 @@ static void test_needs_csum_single(void **state)
 			    len - TUNIO_VNET_HDR_LEN);
 }
 
+/* The checksum over every payload length from 0 to 300 and a few near the
+ * MTU, with bytes of all ones (the most carries), zeros and the pseudo-random
+ * pattern, for TCP over v4 and v6: each segment's checksum as the RFC 1071
+ * reference computes it. */
+static void test_csum_lengths(void **state)
+{
+	static uint8_t ones[2000], zeros[2000];
+	const uint8_t *payloads[] = {ones, zeros, pattern};
+	static const size_t big[] = {1199, 1200, 1201, 1227, 1228, 1229, 1239, 1240, 1999};
+
+	(void)state;
+	memset(ones, 0xff, sizeof(ones));
+	for (int ver = 4; ver <= 6; ver += 2) {
+		for (size_t k = 0; k < sizeof(payloads) / sizeof(payloads[0]); k++) {
+			for (size_t plen = 0; plen <= 300 + sizeof(big) / sizeof(big[0]); plen++) {
+				size_t n = plen <= 300 ? plen : big[plen - 301];
+				struct tcp_spec s = {.ver = ver,
+						     .sport = 0xffff,
+						     .dport = 0xffff,
+						     .seq = 0xffffffffu,
+						     .ack = 0xffffffffu,
+						     .flags = T_ACK,
+						     .payload = payloads[k],
+						     .plen = n};
+				struct pktbuf_batch b;
+				const char *why = NULL;
+				unsigned next = 0;
+				/* Segments of 1000: lengths over it are cut. */
+				size_t len = build_tso_frame(frame, &s, n > 1000 ? 1000 : 0);
+
+				if (n <= 1000) {
+					struct tunio_vnet_hdr h;
+
+					memcpy(&h, frame, sizeof(h));
+					h.gso_type = TUNIO_VNET_GSO_NONE;
+					memcpy(frame, &h, sizeof(h));
+				}
+				batch_init(&b, 0, PKTBUF_BATCH_MAX);
+				assert_int_equal(segment_copy(frame, len, &next, &b, &why), 1);
+				assert_int_equal(b.n, n > 1000 ? 2 : 1);
+				for (unsigned i = 0; i < b.n; i++)
+					assert_true(ref_valid(pktbuf_data(&b.pkt[i])));
+			}
+		}
+	}
+}
+
 /* A super-packet larger than the batch continues where it stopped. */
 static void test_segment_resume(void **state)
 {
@@ -848,6 +895,7 @@ int main(void)
 		cmocka_unit_test(test_tso6),
 		cmocka_unit_test(test_uso),
 		cmocka_unit_test(test_needs_csum_single),
+		cmocka_unit_test(test_csum_lengths),
 		cmocka_unit_test(test_segment_resume),
 		cmocka_unit_test(test_segment_bad),
 		cmocka_unit_test(test_coalesce_run),
