@@ -109,6 +109,7 @@ CASES=("tcp 1 A->B" "tcp 1 B->A (-R)" "tcp 4 A->B" "tcp 4 B->A (-R)" "udp A->B")
 CASE_ARGS=("0" "0 -R" "0 -P 4" "0 -P 4 -R" "1 -u -b 0 -l 1200")
 declare -A GMBIT
 echo "genuine tailscaled v1.68.2 pair, two node netns on one bridge; cpu: whole tailscaled"
+# shellcheck disable=SC2034 # read by sampler (tests/lib/bench.sh)
 PIDS=("${GPIDS[0]}")
 sample_start "$T/gpair.pss"
 for c in "${!CASES[@]}"; do
