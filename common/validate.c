@@ -595,6 +595,8 @@ int validate_identity(const Tscni__Identity *m, const char **why)
 		return bad(why, "identity.stable_node_id invalid");
 	if (!valid_tags(m->tags, m->n_tags))
 		return bad(why, "identity.tags: too many, repeated or not tags");
+	if (m->old_node_public.len != 0 && m->old_node_public.len != 32)
+		return bad(why, "identity.old_node_public not 32 bytes");
 	return pod_meta(m->pod, why);
 }
 
@@ -716,6 +718,8 @@ static int start(const Tscni__Start *m, const char **why)
 			return bad(why, "start.endpoint_deny_iface: not a bounded glob");
 	if (!valid_tags(m->tags, m->n_tags))
 		return bad(why, "start.tags: too many, repeated or not tags");
+	if (m->old_node_public.len != 0 && m->old_node_public.len != 32)
+		return bad(why, "start.old_node_public not 32 bytes");
 	return prefixes(m->addresses, m->n_addresses, "start.addresses: too many", why);
 }
 
@@ -942,6 +946,9 @@ int validate_worker_msg(const Tscni__WorkerMsg *m, const char **why)
 	case TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT:
 		return m->derp_map_report ? derp_map_report(m->derp_map_report, why)
 					  : bad(why, "derp_map_report body missing");
+	case TSCNI__WORKER_MSG__BODY_REAUTH_REQUEST:
+		/* Two plain numbers, both only hints: the supervisor decides. */
+		return m->reauth_request ? 0 : bad(why, "reauth_request body missing");
 	case TSCNI__WORKER_MSG__BODY_TEST_REPLY:
 		if (!m->test_reply)
 			return bad(why, "test_reply body missing");

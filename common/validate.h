@@ -54,6 +54,12 @@ enum validate_limits {
 	 * the name). Upstream sets no length; 128 is far past any in use. */
 	POD_TAGS_MAX = 64,
 	TAG_MAX_LEN = 128,
+	/* Key expiry (docs/design.md "Key expiry"): a worker asks for
+	 * re-authentication once its node key expires within this margin
+	 * (by control's clock); the supervisor confirms an expiry within it,
+	 * plus REAUTH_SLACK_S for the clocks' difference. */
+	REAUTH_MARGIN_S = 3600,
+	REAUTH_SLACK_S = 300,
 };
 
 /* Test knobs a Start message may carry. The supervisor checks its options

@@ -350,6 +350,7 @@ static void device_done(void *arg, enum authkeys_device res, const char *why)
 	keys_to_text("nodekey", jb->node_public, nk, sizeof(nk));
 	switch (res) {
 	case AUTHKEYS_DEVICE_DELETED:
+	case AUTHKEYS_DEVICE_FOUND: /* a check's, never a delete's */
 		log_info("pod %s: device %.32s… deleted", jb->pod_uid, nk);
 		job_end(j, jb);
 		break;

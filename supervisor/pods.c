@@ -176,6 +176,7 @@ void pods__attachment_free(struct attachment *a)
 		return;
 	if (a->tun_fd >= 0)
 		close(a->tun_fd);
+	pods__reauth_free(a);
 	free(a->network);
 	free(a->container_id);
 	free(a->pod_uid);

@@ -109,6 +109,8 @@ struct attachment {
 	/* The worker's control connection as its last event said
 	 * (pods_worker.c): unknown until one arrives, again after each exit. */
 	enum { CONTROL_UNKNOWN, CONTROL_UP, CONTROL_DOWN } control;
+	/* Key expiry (pods_reauth.c): the worker's re-auth requests. */
+	struct pod_reauth *reauth; /* NULL until the first one */
 };
 
 struct pods_request {
@@ -210,6 +212,8 @@ struct pods {
 	/* During pods__attachment_spawn_key only: the key minted for the pod
 	 * (borrowed; workers copy it). */
 	const char *spawn_key;
+	/* Likewise: a key rotation's old node key (pods_reauth.c), or NULL. */
+	const uint8_t *spawn_old;
 	struct netop_job *netops; /* in flight */
 	/* Pods with an identity and no attachment, since when (uv_now):
 	 * their identities go after --identity-grace (pods_reconcile.c). */
@@ -374,6 +378,12 @@ void pods__identity_logged_out(struct op *op, const char *pod_uid);
  * cleanup job (jobs.h) for its node key, when the key source has an API.
  * Any thread; reads the identity under identity_lock (pods_devices.c). */
 void pods__device_cleanup(struct pods *p, const char *pod_uid, bool only_registered);
+/* Key expiry (pods_reauth.c): a's worker asked for re-authentication (a
+ * hint: checked here, rate-limited per pod). */
+void pods__reauth_request(struct pods *p, struct attachment *a, const struct worker_report *r);
+/* a leaves: its re-auth ends (a request in flight is cancelled). */
+void pods__reauth_free(struct attachment *a);
+
 /* Shutdown: ADDs waiting for a minted key fail now (pods_add.c). */
 void pods__add_stop_mints(struct pods *p);
 

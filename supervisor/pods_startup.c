@@ -123,6 +123,9 @@ struct pod_keys {
 	char hostname[HOST_MAX_LEN + 1];
 	struct tag_set tags;
 	bool registered;
+	/* A key rotation under way (pods_reauth.c): the old node key. */
+	bool has_old;
+	uint8_t old_public[KEY_LEN];
 };
 
 /* The pod's keys from its identity record: 0, or a negative errno. */
@@ -145,6 +148,9 @@ static int identity_keys(struct pods *p, const char *pod_uid, struct pod_keys *k
 		for (size_t i = 0; i < id->n_tags; i++)
 			strscpy(k->tags.v[k->tags.n++], id->tags[i], sizeof(k->tags.v[0]));
 		k->registered = id->registered;
+		k->has_old = id->old_node_public.len == KEY_LEN;
+		if (k->has_old)
+			memcpy(k->old_public, id->old_node_public.data, KEY_LEN);
 	}
 	pods__identity_wipe_free(id);
 	return ret;
@@ -167,6 +173,7 @@ static void startup_adopt(struct pods *p, struct attachment *a, const struct pod
 		return;
 	pods__spec_fill(p, a, &spec, slot, k->machine, k->node, k->hostname, &k->tags,
 			k->registered);
+	spec.old_node_public = k->has_old ? k->old_public : NULL;
 	spec.tun_fd = -1;
 	/* With a control plane it holds the pod's UDP and netlink sockets
 	 * too (their custody comes back from the worker: the fds here are
@@ -272,8 +279,10 @@ static void startup_rebuild(struct pods *p, struct attachment *a, const struct p
 	ret = pods__attachment_save(p, a);
 	if (ret < 0)
 		log_warn_r(ret, "%s: record the rebuilt %s", a->tag, a->interface_name);
+	p->spawn_old = k->has_old ? k->old_public : NULL;
 	ret = pods__attachment_spawn(p, a, k->machine, k->node, k->hostname, &k->tags,
 				     k->registered);
+	p->spawn_old = NULL;
 	if (ret == 0)
 		log_info("%s: %s rebuilt (ifindex %d), worker spawned", a->tag, a->interface_name,
 			 ifindex);

@@ -226,6 +226,9 @@ void pods__on_worker(struct worker *w, enum worker_event ev, const struct worker
 	case WORKER_EV_STARTED:
 		on_started(a, w);
 		break;
+	case WORKER_EV_REAUTH:
+		pods__reauth_request(a->pods, a, r);
+		break;
 	case WORKER_EV_EXIT:
 		a->worker_ready = false;
 		a->control = CONTROL_UNKNOWN; /* the next process connects anew */
@@ -252,6 +255,7 @@ void pods__spec_fill(struct pods *p, struct attachment *a, struct worker_spec *s
 	if (!registered)
 		spec->auth_key = p->sup->auth_key;
 	spec->auth_key = p->spawn_key ? p->spawn_key : spec->auth_key;
+	spec->old_node_public = p->spawn_old;
 	spec->pod_uid = a->pod_uid;
 	spec->hostname = hostname && *hostname ? hostname : NULL;
 	spec->tags = tags && tags->n ? tags : NULL;
@@ -360,11 +364,15 @@ int pods__identity_record(struct pods *p, const char *pod_uid, bool registered,
 		ret = err < 0 ? err : -ENOENT;
 		goto out;
 	}
-	if (id->registered == registered && (!registered || !addrs)) {
+	if (id->registered == registered && (!registered || !addrs) &&
+	    !(registered && id->old_node_public.len)) {
 		pods__identity_wipe_free(id);
 		goto out;
 	}
 	id->registered = registered;
+	/* Registered with the node key: a rotation (pods_reauth.c) is done. */
+	if (registered)
+		id->old_node_public.len = 0;
 	if (registered && addrs) {
 		size_t old_n = id->n_addresses;
 		Tscni__IpPrefix **old = id->addresses;

@@ -366,6 +366,9 @@ struct worker *workers__alloc(struct workers *ws, const struct worker_spec *spec
 	}
 	memcpy(w->keys->machine_private, spec->machine_private, WORKERS_KEY_LEN);
 	memcpy(w->keys->node_private, spec->node_private, WORKERS_KEY_LEN);
+	w->keys->has_old = spec->old_node_public != NULL;
+	if (spec->old_node_public)
+		memcpy(w->keys->old_node_public, spec->old_node_public, WORKERS_KEY_LEN);
 	if (spec->n_addresses)
 		memcpy(w->addresses, spec->addresses, spec->n_addresses * sizeof(*w->addresses));
 	w->n_addresses = spec->n_addresses;
@@ -433,6 +436,20 @@ void workers_stop(struct worker *w, bool logout)
 void workers_set_auth_key(struct workers *ws, const char *auth_key)
 {
 	ws->auth_key = auth_key;
+}
+
+int workers_rekey(struct worker *w, const uint8_t node_private[WORKERS_KEY_LEN],
+		  const uint8_t old_node_public[WORKERS_KEY_LEN], const char *auth_key)
+{
+	if (!w->proc || w->stopping || w->gone_pending)
+		return -ENOTCONN;
+	memcpy(w->keys->node_private, node_private, WORKERS_KEY_LEN);
+	memcpy(w->keys->old_node_public, old_node_public, WORKERS_KEY_LEN);
+	w->keys->has_old = true;
+	workers__free_wiped(w->auth_key);
+	w->auth_key = auth_key && *auth_key ? xstrdup(auth_key) : NULL;
+	w->auth_retried = true; /* it has its key: no respawn to present one */
+	return workers_roll(w);
 }
 
 int workers_roll(struct worker *w)

@@ -154,6 +154,10 @@ struct worker_spec {
 	const struct tag_set *tags;
 	uint8_t machine_private[WORKERS_KEY_LEN]; /* copied, wiped when w is freed */
 	uint8_t node_private[WORKERS_KEY_LEN];
+	/* NULL, or a key rotation the pod's identity records as under way:
+	 * the node key registered before node_private (Start.old_node_public,
+	 * sent until Ready). Copied. */
+	const uint8_t *old_node_public;
 	const char *auth_key;		   /* NULL or a one-use key; copied, wiped after Ready */
 	const char *control_url;	   /* NULL or a URL; copied */
 	const struct ip_prefix *addresses; /* copied, at most PREFIX_MAX */
@@ -182,6 +186,9 @@ enum worker_event {
 	/* A spawned process's Hello: it runs (workers_identity names it) and
 	 * may be adopted from now on, Ready or not. */
 	WORKER_EV_STARTED,
+	/* A ReauthRequest (a hint, never trusted): r->reauth_expired,
+	 * r->key_expiry_unix. */
+	WORKER_EV_REAUTH,
 };
 
 struct worker_stats {
@@ -237,6 +244,8 @@ struct worker_report {
 	const char *stable_node_id;	   /* escaped */
 	const struct ip_prefix *addresses; /* READY: the node's (validated), */
 	size_t n_addresses;		   /* valid during the callback only */
+	bool reauth_expired;		   /* REAUTH: what the worker claims */
+	uint64_t key_expiry_unix;
 	struct worker_stats stats;
 };
 
@@ -315,6 +324,15 @@ void workers_stop(struct worker *w, bool logout);
  * Borrowed until workers_close (NULL: none). Set after workers_new, so that
  * the zygote never holds it. */
 void workers_set_auth_key(struct workers *ws, const char *auth_key);
+
+/* Key rotation (docs/design.md "Key expiry"): from the next process on,
+ * the worker runs with node_private, registers with old_node_public as
+ * OldNodeKey and with auth_key (copied; wiped after Ready, as a spawn's),
+ * until its Ready; then the running process is replaced (workers_roll).
+ * Call only for a rotation the supervisor confirmed itself. 0, or
+ * -ENOTCONN when no process runs (nothing changed then). */
+int workers_rekey(struct worker *w, const uint8_t node_private[WORKERS_KEY_LEN],
+		  const uint8_t old_node_public[WORKERS_KEY_LEN], const char *auth_key);
 
 /* roll-workers: ends the running process (SIGKILL through its pidfd) and
  * spawns a fresh one at once, from the zygote's binary, with the same keys

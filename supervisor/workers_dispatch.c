@@ -150,6 +150,8 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	workers__free_wiped(w->auth_key);
 	w->auth_key = NULL;
 	w->auth_retried = false;
+	/* A rotation is done: the node is registered with the new key. */
+	w->keys->has_old = false;
 	w->backoff_ms = 0;
 	log_escape(node, sizeof(node), m->ready->stable_node_id, strlen(m->ready->stable_node_id));
 	r.stable_node_id = node;
@@ -467,6 +469,21 @@ static int on_test_reply(struct worker *w, const Tscni__WorkerMsg *m, const char
 	return 0;
 }
 
+/* A ReauthRequest: only a hint, handed to the pods (pods_reauth.c), which
+ * check the expiry themselves before anything is minted. */
+static int on_reauth(struct worker *w, const Tscni__WorkerMsg *m, const char **why)
+{
+	struct worker_report r = {
+		.pid = workers_pid(w),
+		.reauth_expired = m->reauth_request->expired,
+		.key_expiry_unix = m->reauth_request->key_expiry_unix,
+	};
+
+	(void)why;
+	workers__emit(w, WORKER_EV_REAUTH, &r);
+	return 0;
+}
+
 /* Which message a worker may send in which state (ssh monitor.c's
  * mon_dispatch table). Anything not listed ends the worker. */
 static const struct dispatch {
@@ -484,6 +501,7 @@ static const struct dispatch {
 	{TSCNI__WORKER_MSG__BODY_ROUTE_SET, WS_STARTING | WS_READY, on_route_set},
 	{TSCNI__WORKER_MSG__BODY_TEST_REPLY, WS_STARTING | WS_READY, on_test_reply},
 	{TSCNI__WORKER_MSG__BODY_DERP_MAP_REPORT, WS_STARTING | WS_READY, on_derp_map_report},
+	{TSCNI__WORKER_MSG__BODY_REAUTH_REQUEST, WS_STARTING | WS_READY, on_reauth},
 };
 
 int workers__unpack(const uint8_t *buf, size_t len, const char *undecodable, Tscni__WorkerMsg **out,

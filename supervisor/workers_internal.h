@@ -44,7 +44,7 @@
 
 enum workers_proto {
 	WORKERS_PROTO_MIN = 1,	 /* the supervisor <-> worker versions we speak */
-	WORKERS_PROTO_MAX = 2,	 /* 2: RouteSet */
+	WORKERS_PROTO_MAX = 3,	 /* 2: RouteSet; 3: ReauthRequest */
 	WORKERS_RECV_BATCH = 32, /* messages per poll wake-up: one worker cannot starve others */
 	WORKERS_ZYGOTE_RESTART_MS = 100,
 	WORKERS_ZYGOTE_REPLY_MAX = 128,
@@ -98,6 +98,10 @@ struct outmsg {
 struct worker_keys {
 	uint8_t machine_private[WORKERS_KEY_LEN];
 	uint8_t node_private[WORKERS_KEY_LEN];
+	/* A key rotation until the next Ready (workers_rekey): the node key
+	 * registered before, sent as Start.old_node_public. */
+	uint8_t old_node_public[WORKERS_KEY_LEN];
+	bool has_old;
 };
 
 struct worker {

@@ -26,6 +26,7 @@
 #include "disco.h"
 #include "log.h"
 #include "mem.h"
+#include "reauth.h"
 #include "routes.h"
 #include "sandbox.h"
 
@@ -524,7 +525,6 @@ static void on_state(void *arg, enum client_status st, int err, const char *msg)
 {
 	struct worker_ctx *ctx = arg;
 
-	(void)err;
 	switch (st) {
 	case CLIENT_UP:
 		ctx->control_up = true;
@@ -543,6 +543,10 @@ static void on_state(void *arg, enum client_status st, int err, const char *msg)
 	case CLIENT_ERROR:
 		control_set(ctx, TSCNI__CONTROL_STATE__CONTROL_FAILED, msg);
 		control_event(ctx, TSCNI__EVENT_KIND__EVENT_AUTH_FAILED, msg);
+		/* The node key expired: the supervisor may confirm it and
+		 * give this pod a new key (reauth.c). */
+		if (err == -EKEYEXPIRED && !ctx->logging_out)
+			reauth_expired(ctx);
 		if (ctx->logging_out)
 			uv_stop(&ctx->loop);
 		break;
@@ -565,6 +569,7 @@ static void on_netmap(void *arg, struct netmap *nm)
 	size_t n;
 	int ret;
 
+	reauth_netmap(ctx, nm);
 	if (!ctx->dp)
 		return;
 	derp_link_netmap(ctx->derp, nm);
@@ -622,6 +627,8 @@ static int new_client(struct worker_ctx *ctx)
 
 	memcpy(cfg.machine_priv, s->machine_private, KEY_LEN);
 	memcpy(cfg.node_priv, s->node_private, KEY_LEN);
+	if (s->has_old_node)
+		memcpy(cfg.old_node_pub, s->old_node_public, KEY_LEN);
 	/* The engine's disco key (data_thread_prepare made it). */
 	memcpy(cfg.disco_pub, ctx->disco_public, KEY_LEN);
 	client_config_proxy_from_env(&cfg);
@@ -864,6 +871,8 @@ static void on_timer(uv_timer_t *t)
 		tun_gone_tick(ctx);
 	if (ctx->ctl_open && !ctx->adopting)
 		routes_tick(ctx);
+	if (ctx->ctl)
+		reauth_tick(ctx);
 }
 
 int control_thread_init(struct worker_ctx *ctx)

@@ -141,6 +141,10 @@ static void start_keep(struct worker_start *ks, const Tscni__Start *s, struct ca
 	}
 	memcpy(ks->machine_private, s->machine_private.data, KEY_LEN);
 	memcpy(ks->node_private, s->node_private.data, KEY_LEN);
+	/* Validated: empty or 32 bytes. */
+	ks->has_old_node = s->old_node_public.len == KEY_LEN;
+	if (ks->has_old_node)
+		memcpy(ks->old_node_public, s->old_node_public.data, KEY_LEN);
 	ks->test_flags = s->control_test_flags;
 	ks->mtu = s->mtu;
 	/* Validated: at most IFADDR_DENY_MAX bounded globs. */

@@ -45,7 +45,7 @@ enum worker_fds {
 enum worker_proto {
 	/* The supervisor <-> worker protocol versions this binary speaks. */
 	WORKER_PROTO_MIN = 1,
-	WORKER_PROTO_MAX = 2, /* 2: RouteSet */
+	WORKER_PROTO_MAX = 3, /* 2: RouteSet; 3: ReauthRequest */
 };
 
 enum worker_limits {
@@ -75,6 +75,10 @@ struct worker_start {
 	size_t ca_pem_len;
 	uint8_t machine_private[KEY_LEN];
 	uint8_t node_private[KEY_LEN];
+	/* Start.old_node_public: a key rotation, OldNodeKey of the register
+	 * request that presents auth_key. */
+	bool has_old_node;
+	uint8_t old_node_public[KEY_LEN];
 	unsigned int test_flags; /* client_config.test_flags */
 	uint32_t mtu;		 /* ts0's MTU (0: not said) */
 	/* Start.wg_timers (tests only): shortened WireGuard timers. */
@@ -168,6 +172,15 @@ struct worker_ctx {
 	uint64_t routes_retry_at; /* uv_now before which no set is sent, 0 */
 	uint32_t routes_refused, routes_not_accepted;
 	bool control_up;
+	/* Key expiry (reauth.c): the self node's KeyExpiry from the last
+	 * netmap (has_expiry false: none), control's clock skew, whether
+	 * control refused the key as expired, and the last ReauthRequest
+	 * sent (uv_now, 0: none). */
+	struct {
+		bool has_expiry, expired;
+		int64_t key_expiry, skew;
+		uint64_t last_ms;
+	} reauth;
 	/* The control client's state as Stats and control Events report it
 	 * (worker.proto's ControlStatus; reason already printable). */
 	struct {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -213,6 +214,87 @@ int apijson_device_nodekey(const char *body, size_t len, bool headscale, char *o
 		goto out;
 	}
 	memcpy(out, json_string_value(k), json_string_length(k) + 1);
+	ret = 0;
+out:
+	json_decref(j);
+	return ret;
+}
+
+/* RFC 3339 as the APIs write it: 2006-01-02T15:04:05[.frac](Z|±hh:mm).
+ * Go's zero time (year 1) reads as 0, "no expiry". */
+static int rfc3339(const char *s, int64_t *out)
+{
+	int y, mo, d, h, mi, sec, n = 0, oh = 0, om = 0;
+	struct tm tm = {0};
+	const char *p;
+	int64_t t;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+		return -EBADMSG;
+	p = s + n;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	if (*p == 'Z' && !p[1]) {
+		/* UTC */
+	} else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+		   n == 5 && !p[6] && oh < 24 && om < 60) {
+		if (*p == '-') {
+			oh = -oh;
+			om = -om;
+		}
+	} else {
+		return -EBADMSG;
+	}
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EBADMSG;
+	if (y <= 1) {
+		*out = 0;
+		return 0;
+	}
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = (int64_t)timegm(&tm) - (int64_t)oh * 3600 - (int64_t)om * 60;
+	*out = t > 0 ? t : 1; /* before 1970: long expired, never "none" */
+	return 0;
+}
+
+int apijson_device_expiry(const char *body, size_t len, bool headscale, int64_t *expiry,
+			  const char **why)
+{
+	json_t *j = load(body, len, why), *d, *e;
+	int ret = -EBADMSG;
+
+	*expiry = 0;
+	if (!j)
+		return -EBADMSG;
+	d = headscale ? json_object_get(j, "node") : j;
+	if (!json_is_object(d)) {
+		*why = "device missing";
+		goto out;
+	}
+	/* Tailscale: expires, and keyExpiryDisabled; Headscale: expiry, null
+	 * or the zero time when the node does not expire. */
+	if (!headscale && json_is_true(json_object_get(d, "keyExpiryDisabled"))) {
+		ret = 0;
+		goto out;
+	}
+	e = json_object_get(d, headscale ? "expiry" : "expires");
+	if (!e || json_is_null(e)) {
+		ret = 0;
+		goto out;
+	}
+	if (!json_is_string(e) || json_string_length(e) > 40 ||
+	    rfc3339(json_string_value(e), expiry) < 0) {
+		*expiry = 0;
+		*why = headscale ? "expiry is not an RFC 3339 time"
+				 : "expires is not an RFC 3339 time";
+		goto out;
+	}
 	ret = 0;
 out:
 	json_decref(j);

@@ -55,6 +55,10 @@ struct authkeys_req {
 	char id[130];	   /* the device's id once known */
 	authkeys_mint_fn *mint_cb;
 	authkeys_device_fn *dev_cb;
+	/* A check (authkeys_device_check): GET only, the expiry reported. */
+	bool check;
+	int64_t expiry;
+	authkeys_check_fn *chk_cb;
 	void *arg;
 };
 
@@ -279,7 +283,10 @@ static void mint_fail(struct authkeys_req *r, uint32_t code, const char *msg)
 static void device_end(struct authkeys_req *r, enum authkeys_device res, const char *why)
 {
 	req_unlink(r);
-	r->dev_cb(r->arg, res, why);
+	if (r->check)
+		r->chk_cb(r->arg, res, r->expiry, why);
+	else
+		r->dev_cb(r->arg, res, why);
 	free(r);
 }
 
@@ -522,6 +529,16 @@ static void step_ok(struct authkeys_req *r, const struct http_result *res)
 				 "device %.64s has node key %.24s…, the record's is %.24s…", r->id,
 				 nk, r->nodekey);
 			device_end(r, AUTHKEYS_DEVICE_MISMATCH, r->detail);
+			return;
+		}
+		if (r->check) {
+			if (apijson_device_expiry(res->body, res->len, hs, &r->expiry, &why) < 0) {
+				snprintf(r->detail, sizeof(r->detail),
+					 "device %s: answer malformed: %s", r->id, why);
+				transient(r, FC_DOWN, 0);
+				return;
+			}
+			device_end(r, AUTHKEYS_DEVICE_FOUND, "found");
 			return;
 		}
 		r->step = ST_DELETE;
@@ -871,18 +888,56 @@ int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag,
 	return 0;
 }
 
+static struct authkeys_req *device_req(struct authkeys *ak, const uint8_t node_public[32],
+				       const char *stable_id, const char *tag);
+
 int authkeys_device_delete(struct authkeys *ak, const uint8_t node_public[32],
 			   const char *stable_id, authkeys_device_fn *cb, void *arg,
 			   struct authkeys_req **out)
 {
 	struct authkeys_req *r;
-	bool by_id = ak->kind == AUTHKEYS_OAUTH && stable_id && *stable_id;
 
 	*out = NULL;
 	if (ak->kind == AUTHKEYS_STATIC)
 		return -ENOTSUP;
 	if (ak->nreqs >= AUTHKEYS_PENDING_MAX)
 		return -EAGAIN;
+	r = device_req(ak, node_public, stable_id, "device cleanup");
+	r->dev_cb = cb;
+	r->arg = arg;
+	*out = r;
+	pump(ak);
+	return 0;
+}
+
+int authkeys_device_check(struct authkeys *ak, const uint8_t node_public[32], const char *stable_id,
+			  const char *tag, authkeys_check_fn *cb, void *arg,
+			  struct authkeys_req **out)
+{
+	struct authkeys_req *r;
+
+	*out = NULL;
+	if (ak->kind == AUTHKEYS_STATIC)
+		return -ENOTSUP;
+	if (ak->nreqs >= AUTHKEYS_PENDING_MAX)
+		return -EAGAIN;
+	r = device_req(ak, node_public, stable_id, tag);
+	r->check = true;
+	r->chk_cb = cb;
+	r->arg = arg;
+	r->deadline_ms = uv_now(ak->loop) + AUTHKEYS_MINT_BUDGET_MS;
+	*out = r;
+	pump(ak);
+	return 0;
+}
+
+/* A device request (delete or check), queued, its callback not yet set. */
+static struct authkeys_req *device_req(struct authkeys *ak, const uint8_t node_public[32],
+				       const char *stable_id, const char *tag)
+{
+	struct authkeys_req *r;
+	bool by_id = ak->kind == AUTHKEYS_OAUTH && stable_id && *stable_id;
+
 	/* The id goes into a URL path: letters, digits, '-' and '_' only;
 	 * another is looked up in the list. */
 	for (const char *c = by_id ? stable_id : ""; *c && by_id; c++)
@@ -890,15 +945,11 @@ int authkeys_device_delete(struct authkeys *ak, const uint8_t node_public[32],
 			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
 	if (by_id && strlen(stable_id) >= sizeof(r->id))
 		by_id = false;
-	r = req_new(ak, "device cleanup");
+	r = req_new(ak, tag);
 	r->device = true;
 	keys_to_text("nodekey", node_public, r->nodekey, sizeof(r->nodekey));
 	r->step = by_id ? ST_GET : ST_FIND;
 	if (by_id)
 		snprintf(r->id, sizeof(r->id), "%s", stable_id);
-	r->dev_cb = cb;
-	r->arg = arg;
-	*out = r;
-	pump(ak);
-	return 0;
+	return r;
 }

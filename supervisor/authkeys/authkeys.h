@@ -158,6 +158,7 @@ void authkeys_cancel(struct authkeys_req *r);
 
 enum authkeys_device {
 	AUTHKEYS_DEVICE_DELETED,  /* found, confirmed, deleted */
+	AUTHKEYS_DEVICE_FOUND,	  /* a check: found with our node key */
 	AUTHKEYS_DEVICE_ABSENT,	  /* no device with that node key (or 404) */
 	AUTHKEYS_DEVICE_MISMATCH, /* the device's node key is another: left alone */
 	AUTHKEYS_DEVICE_RETRY,	  /* the API failed: try again later */
@@ -170,5 +171,17 @@ typedef void authkeys_device_fn(void *arg, enum authkeys_device result, const ch
 int authkeys_device_delete(struct authkeys *ak, const uint8_t node_public[32],
 			   const char *stable_id, authkeys_device_fn *cb, void *arg,
 			   struct authkeys_req **out);
+
+/* Key expiry (docs/design.md "Key expiry"): reads the device whose node
+ * key is node_public (by stable_id when known, else found in the list) and
+ * reports FOUND with its key expiry (Unix s; 0: the key does not expire),
+ * ABSENT, MISMATCH (the device has another node key) or RETRY (the API
+ * failed). tag: for log lines. 0 with *out set, or a negative errno (cb
+ * never runs). */
+typedef void authkeys_check_fn(void *arg, enum authkeys_device result, int64_t expiry_unix,
+			       const char *why);
+int authkeys_device_check(struct authkeys *ak, const uint8_t node_public[32], const char *stable_id,
+			  const char *tag, authkeys_check_fn *cb, void *arg,
+			  struct authkeys_req **out);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "authkeys.h"
 
@@ -33,5 +34,10 @@ int apijson_find_device(const char *body, size_t len, bool headscale, const char
  * into out. */
 int apijson_device_nodekey(const char *body, size_t len, bool headscale, char *out, size_t n,
 			   const char **why);
+/* One device's key expiry (Unix s): Tailscale {expires, keyExpiryDisabled},
+ * Headscale {node: {expiry}}; 0 when the key does not expire (disabled,
+ * absent, null, Go's zero time). */
+int apijson_device_expiry(const char *body, size_t len, bool headscale, int64_t *expiry,
+			  const char **why);
 
 #endif

@@ -435,14 +435,31 @@ void admin_handle(struct tc_conn *c, const char *method, const char *path, const
 	} else if (post &&
 		   (strcmp(path, "/nodes/expire") == 0 || path_node_id(path, "/expire", &id))) {
 		if (id) {
-			json_decref(req);
-			req = json_pack("{s:I}", "id", (json_int_t)id);
+			/* The id from the path; the body may say more. */
+			if (!json_is_object(req)) {
+				json_decref(req);
+				req = json_object();
+			}
+			json_object_del(req, "node_key");
+			json_object_set_new(req, "id", json_integer((json_int_t)id));
 		}
-		if ((node = node_arg(c, req))) {
-			node->key_expiry = tc_now() - 1;
+		json_t *in = req ? json_object_get(req, "in") : NULL;
+
+		if (in && (!json_is_integer(in) || json_integer_value(in) < -86400 ||
+			   json_integer_value(in) > 86400 * 365)) {
+			fail(c, 400, "in must be an integer number of seconds (-86400..31536000)");
+		} else if ((node = node_arg(c, req))) {
+			/* "in": the key expires that many seconds from now
+			 * (default: it has expired, a second ago). */
+			node->key_expiry = tc_now() + (in ? json_integer_value(in) : -1);
+			node->api_hides_expiry =
+				req && json_is_true(json_object_get(req, "hide_from_api"));
 			s->dirty = true;
 			store_save(s);
-			log_info("node %lld (%s) key expired by admin", node->id, node->hostname);
+			log_info("node %lld (%s) key %s by admin%s", node->id, node->hostname,
+				 node->key_expiry <= tc_now() ? "expired" : "set to expire",
+				 node->api_hides_expiry ? " (the APIs say it does not expire)"
+							: "");
 			reply(c, 200, node_info(s, node));
 		}
 	} else if (post && strcmp(path, "/nodes/approve") == 0) {

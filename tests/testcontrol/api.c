@@ -914,10 +914,10 @@ static json_t *device_json(struct tc_server *s, const struct tc_node *n)
 		json_array_size(n->tags) ? "tagged-devices" : "user-1@fake-control.example.net",
 		"os", hostinfo_str(n, "OS"), "clientVersion", hostinfo_str(n, "IPNVersion"),
 		"created", time_json(n->created), "lastSeen", time_json(n->last_seen), "expires",
-		time_json(n->key_expiry), "keyExpiryDisabled", n->key_expiry == 0, "authorized",
-		n->authorized, "isExternal", n->external, "isEphemeral", n->ephemeral,
-		"connectedToControl", n->online > 0, "updateAvailable", 0,
-		"blocksIncomingConnections", 0);
+		time_json(n->api_hides_expiry ? 0 : n->key_expiry), "keyExpiryDisabled",
+		n->key_expiry == 0 || n->api_hides_expiry, "authorized", n->authorized,
+		"isExternal", n->external, "isEphemeral", n->ephemeral, "connectedToControl",
+		n->online > 0, "updateAvailable", 0, "blocksIncomingConnections", 0);
 	free(name);
 	return o;
 }
@@ -1180,8 +1180,9 @@ static json_t *hs_node_json(struct tc_server *s, const struct tc_node *n)
 		      "ipAddresses", bare_addresses(n), "name", n->hostname, "user",
 		      user_json(user_by_id(s->api, n->user_id)), "lastSeen",
 		      n->last_seen ? time_json(n->last_seen) : json_null(), "expiry",
-		      n->key_expiry ? time_json(n->key_expiry) : json_null(), "preAuthKey",
-		      "createdAt", time_json(n->created), "registerMethod",
+		      n->key_expiry && !n->api_hides_expiry ? time_json(n->key_expiry)
+							    : json_null(),
+		      "preAuthKey", "createdAt", time_json(n->created), "registerMethod",
 		      n->external ? "REGISTER_METHOD_CLI" : "REGISTER_METHOD_AUTH_KEY", "givenName",
 		      n->hostname, "online", n->online > 0, "approvedRoutes",
 		      routes ? json_deep_copy(routes) : json_array(), "availableRoutes",

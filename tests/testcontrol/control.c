@@ -948,8 +948,10 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 			byold = NULL;
 	}
 	/* Rotation of a valid key (as upstream testcontrol, without an auth
-	 * key): the node keeps its identity and addresses. */
-	if (byold && !byold->logged_out && !(byold->key_expiry && byold->key_expiry <= tc_now())) {
+	 * key): the node keeps its identity and addresses. With an auth key
+	 * it is a new login of the node (below): a new expiry too. */
+	if (byold && (!auth || !auth[0]) && !byold->logged_out &&
+	    !(byold->key_expiry && byold->key_expiry <= tc_now())) {
 		log_info("node %lld (%s) rotated its node key", byold->id, byold->hostname);
 		memcpy(byold->node_key, nk, 32);
 		n = byold;
@@ -1014,6 +1016,8 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 		/* Key rotation: the node keeps its identity and addresses. */
 		n = byold;
 		memcpy(n->node_key, nk, 32);
+		log_info("node %lld (%s) rotated its node key with an auth key", n->id,
+			 n->hostname);
 	}
 	if (!n) {
 		n = xcalloc(1, sizeof(*n));
@@ -1029,6 +1033,7 @@ static void do_register(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 	n->has_machine = true;
 	n->logged_out = false;
 	n->key_expiry = 0;
+	n->api_hides_expiry = false;
 	n->ephemeral = k->ephemeral || json_is_true(json_object_get(req, "Ephemeral"));
 	n->authorized = k->preauthorized;
 	n->user_id = k->user_id;

@@ -95,6 +95,10 @@ struct tc_node {
 	int cap;
 	bool ephemeral, authorized, logged_out, external, wg_only;
 	long long key_expiry; /* unix seconds, 0 = none */
+	/* Tests of a supervisor's checks: the APIs say the key does not
+	 * expire while the netmap says it does (POST /nodes/expire's
+	 * hide_from_api). Not kept across restarts. */
+	bool api_hides_expiry;
 	long long created;
 	long long last_seen; /* unix seconds: last register or map request */
 	long long user_id;   /* Headscale user of the key it registered with, 0 = none */

@@ -357,6 +357,7 @@ static int node_init(struct client_node *node, const struct client_config *cfg)
 	else
 		memcpy(node->nl_pub, cfg->nl_pub, KEY_LEN);
 	memcpy(node->disco_pub, cfg->disco_pub, KEY_LEN);
+	memcpy(node->old_node_pub, cfg->old_node_pub, KEY_LEN);
 	if (keys_public(node->node_pub, node->node_priv) < 0)
 		return -EINVAL;
 	node->auth_key = xstrdup_or_null(cfg->auth_key && cfg->auth_key[0] ? cfg->auth_key : NULL);

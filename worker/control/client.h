@@ -114,6 +114,10 @@ struct client_config {
 	 * so): derived from node_priv (nlkey.h). */
 	uint8_t nl_pub[KEY_LEN];
 	uint8_t disco_pub[KEY_LEN];
+	/* Key rotation: the node key registered before node_priv, sent as
+	 * OldNodeKey with the auth key, so that control keeps the node and its
+	 * addresses. All zero: none. */
+	uint8_t old_node_pub[KEY_LEN];
 	/* Auth key for the first registration and the logout (copied,
 	 * wiped); NULL: none. */
 	const char *auth_key;

@@ -219,6 +219,7 @@ struct client_node {
 	uint8_t node_pub[KEY_LEN];
 	uint8_t nl_pub[KEY_LEN];
 	uint8_t disco_pub[KEY_LEN];
+	uint8_t old_node_pub[KEY_LEN]; /* all zero: no rotation */
 	char *auth_key;
 	char *hostname;
 	char **tags;

@@ -57,6 +57,11 @@ void client__send_register(struct client *c)
 		/* The logout too: control may check the key on every register
 		 * request, as genuine tailscale's logout presents it again. */
 		.auth_key = c->sent_auth || logout ? c->node.auth_key : NULL,
+		/* A rotation: the old key goes with the auth key, never alone
+		 * (control would take it as a rotation of a valid key). */
+		.old_node_key = c->sent_auth && !sodium_is_zero(c->node.old_node_pub, KEY_LEN)
+					? c->node.old_node_pub
+					: NULL,
 		.expiry = logout ? LOGOUT_EXPIRY : 0,
 		.hostinfo = &hi,
 		.ephemeral = c->node.ephemeral,
