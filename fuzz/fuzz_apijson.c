@@ -1,6 +1,7 @@
 /* The key sources' answer parsers (supervisor/authkeys/apijson.c) on
  * arbitrary bytes: the OAuth token, a minted key (Tailscale and Headscale
- * forms), error words, a device list and one device (both forms). Every
+ * forms), error words, a device list and one device (both forms: its node
+ * key and its key expiry). Every
  * secret that comes back is freed; lengths stay within their bounds. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 "0202020202020202020202020202020202020202020202020202020202020202";
 	char text[160], id[130], key[96];
 	unsigned int life;
+	int64_t expiry;
 	char *s;
 
 	if (size > AUTHKEYS_ANSWER_MAX || sodium_init() < 0)
@@ -39,6 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (apijson_device_nodekey(body, size, hs, key, sizeof(key), &why) == 0 &&
 		    strlen(key) >= sizeof(key))
+			abort();
+		if (apijson_device_expiry(body, size, hs, &expiry, &why) == 0 ? expiry < 0
+									      : expiry != 0)
 			abort();
 	}
 	apijson_error_text(body, size, text, sizeof(text));

@@ -279,6 +279,13 @@ static int start_full(const char *hostname, const char *auth_key, const char *ur
 	m.body_case = TSCNI__SUPERVISOR_MSG__BODY_START;
 	m.start = &s;
 	ret = validate_supervisor_msg(&m, &why);
+	/* Start.old_node_public (a key rotation): none, or exactly 32 bytes. */
+	for (size_t len = 1; ret == 0 && len <= 33; len++) {
+		s.old_node_public.data = key;
+		s.old_node_public.len = len;
+		if (validate_supervisor_msg(&m, &why) != (len == 32 ? 0 : -EBADMSG))
+			fail_msg("Start.old_node_public of %zu bytes", len);
+	}
 	free(ca);
 	return ret;
 }
@@ -658,6 +665,14 @@ static void test_keys_exact(void **state)
 		assert_int_equal(validate_identity(&id, &why), len == 32 ? 0 : -EBADMSG);
 	}
 	id.node_private.len = 32;
+	/* A key rotation's old public key: none, or exactly 32 bytes. */
+	id.old_node_public.data = key;
+	for (size_t len = 0; len <= 33; len++) {
+		id.old_node_public.len = len;
+		assert_int_equal(validate_identity(&id, &why),
+				 len == 0 || len == 32 ? 0 : -EBADMSG);
+	}
+	id.old_node_public.len = 0;
 	id.machine_id = "";
 	assert_int_equal(validate_identity(&id, &why), -EBADMSG);
 	assert_string_equal(why, "machine_id invalid");

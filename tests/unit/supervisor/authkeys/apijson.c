@@ -118,13 +118,57 @@ static void devices(void **state)
 	assert_int_equal(len_of(k), 0);
 }
 
+/* A device's key expiry: RFC 3339 with or without fractions and offsets;
+ * keyExpiryDisabled, null, absent and Go's zero time mean none (0); a time
+ * before 1970 is long expired, never none; bad times are refused. */
+static void expiry(void **state)
+{
+	static const struct {
+		const char *body;
+		bool hs;
+		int ret;
+		int64_t expiry;
+	} v[] = {
+		/* 0 */ {"{\"expires\":\"2026-12-07T15:00:00Z\"}", false, 0, 1796655600},
+		/* 1 */ {"{\"expires\":\"2026-12-07T15:00:00.123456789Z\"}", false, 0, 1796655600},
+		/* 2 */ {"{\"expires\":\"2026-12-07T16:30:00+01:30\"}", false, 0, 1796655600},
+		/* 3 */ {"{\"expires\":\"2026-12-07T13:00:00-02:00\"}", false, 0, 1796655600},
+		/* 4 */
+		{"{\"expires\":\"2026-12-07T15:00:00Z\",\"keyExpiryDisabled\":true}", false, 0, 0},
+		/* 5 */ {"{\"expires\":\"0001-01-01T00:00:00Z\"}", false, 0, 0},
+		/* 6 */ {"{\"expires\":null}", false, 0, 0},
+		/* 7 */ {"{}", false, 0, 0},
+		/* 8 */ {"{\"expires\":\"1960-01-01T00:00:00Z\"}", false, 0, 1},
+		/* 9 */ {"{\"expires\":\"2026-12-07 15:00:00Z\"}", false, -EBADMSG, 0},
+		/* 10 */ {"{\"expires\":\"2026-13-07T15:00:00Z\"}", false, -EBADMSG, 0},
+		/* 11 */ {"{\"expires\":\"2026-12-07T15:00:00\"}", false, -EBADMSG, 0},
+		/* 12 */ {"{\"expires\":\"2026-12-07T15:00:00Zjunk\"}", false, -EBADMSG, 0},
+		/* 13 */ {"{\"expires\":1796655600}", false, -EBADMSG, 0},
+		/* 14 */ {"{\"node\":{\"expiry\":\"2026-12-07T15:00:00Z\"}}", true, 0, 1796655600},
+		/* 15 */ {"{\"node\":{\"expiry\":null}}", true, 0, 0},
+		/* 16 */ {"{\"node\":{\"expiry\":\"0001-01-01T00:00:00Z\"}}", true, 0, 0},
+		/* 17 */ {"{\"expiry\":\"2026-12-07T15:00:00Z\"}", true, -EBADMSG, 0},
+		/* 18 */ {"[1]", false, -EBADMSG, 0},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		const char *why = NULL;
+		int64_t e = -5;
+		int ret = apijson_device_expiry(v[i].body, strlen(v[i].body), v[i].hs, &e, &why);
+
+		if (ret != v[i].ret || e != v[i].expiry)
+			fail_msg("vector %zu: ret %d expiry %lld, want %d %lld", i, ret,
+				 (long long)e, v[i].ret, (long long)v[i].expiry);
+		if (ret < 0 && !why)
+			fail_msg("vector %zu: no reason", i);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(token),
-		cmocka_unit_test(key),
-		cmocka_unit_test(errors),
-		cmocka_unit_test(devices),
+		cmocka_unit_test(expiry), cmocka_unit_test(token),   cmocka_unit_test(key),
+		cmocka_unit_test(errors), cmocka_unit_test(devices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
