@@ -16,7 +16,12 @@
 #      refused and logged, no key minted, B keeps its node key;
 #   5. before expiry: B's key set to expire in 20 min (within the margin):
 #      rotated before it ever expires, pings flow;
-#   6. no key, secret or token in the supervisor's log, state, the outputs or
+#   6. a supervisor restart: the adopted pods get no new key; A's key
+#      expired then is rotated by the new supervisor (the adopted worker);
+#   7. a pod whose minted key expired before it registered (testcontrol's
+#      expired-keys fault): its ADD fails naming the cause, the runtime's
+#      retry gets a fresh key and the pod its node;
+#   8. no key, secret or token in the supervisor's log, state, the outputs or
 #      any process's argv.
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -40,9 +45,13 @@ client()
 }
 client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods"]}' || tscni_finish
 (umask 077 && printf '%s' "$CL_SECRET" >"$T/oauth-secret")
-sup_start --control-url "https://$TC_HTTPS" --ca-file "$TC_CA" --cluster-name e2e \
-	--oauth-client-id "$CL_ID" --oauth-client-secret-file "$T/oauth-secret" \
-	--api-url "$API" --key-tags tag:pods || tscni_finish
+sup_oauth()
+{
+	sup_start --control-url "https://$TC_HTTPS" --ca-file "$TC_CA" --cluster-name e2e \
+		--oauth-client-id "$CL_ID" --oauth-client-secret-file "$T/oauth-secret" \
+		--api-url "$API" --key-tags tag:pods
+}
+sup_oauth || tscni_finish
 
 minted() { grep -c "minted by client $CL_ID" "$T/tc.log"; }
 rotated() { grep -c "$1.*node key rotated" "$T/sup.log"; }
@@ -182,7 +191,47 @@ check "B keeps its addresses" \
 check "ts0 in pod B keeps ${POD4[1]} and ${POD6[1]}" same_addrs "$B" "${POD4[1]}" "${POD6[1]}"
 check "pings flow after it ($recv of $sent answered)" test "$recv" -gt 0 -a "$lost" -lt "$sent"
 
-# --- 6. no secret anywhere ------------------------------------------------------
+# --- 6. a supervisor restart ------------------------------------------------------
+M3=$(minted)
+KEY0=$(node_of "${POD4[0]}" | jq -r .node_key)
+sup_stop
+sup_oauth || tscni_finish
+check "restart: pods A and B adopted and ready" wait_ready 0
+check "restart: pod B too" wait_ready 1
+check "restart: no key minted for the adopted pods" test "$(minted)" -eq "$M3"
+tc_post "/nodes/$ID0/expire" '{}' >/dev/null
+check "restart: A's expired key rotated through the new supervisor (within 20 s)" \
+	wait_new_key "$ID0" "$KEY0" 20
+check "restart: one key minted for it" test "$(($(minted) - M3))" -eq 1
+check "restart: A keeps its addresses" \
+	test "$(jq -c .addresses <<<"$NEWNODE")" == "$(jq -c .addresses <<<"$N0")"
+check "restart: A pings B after it" ns_ping_until "$A" "${POD4[1]}"
+
+# --- 7. a key that expired before its pod registered --------------------------------
+tc_post /api-faults '{"mode": "expired-keys"}' >/dev/null
+ns_new p2 || tscni_finish
+POD_NS[2]=$NS_NAME
+add2()
+{
+	CID="pod-$$-2" NETNS=$(ns_path "${POD_NS[2]}") cni "$(mkconf 1.0.0 '.syncTimeout = "10s"')" \
+		CNI_COMMAND=ADD "CNI_ARGS=K8S_POD_NAMESPACE=ns2;K8S_POD_NAME=web-2;K8S_POD_UID=uid-$$-2"
+}
+M4=$(minted)
+add2
+expect_err 102 "ADD with a key that expired before the node registered"
+check "the error names control's reason ($(jq -c '[.msg, .details]' <<<"$OUT"))" \
+	grep -q "authkey expired" <<<"$OUT"
+pod_del 2
+tc_post /api-faults '{"mode": "none"}' >/dev/null
+add2
+expect_ok "the runtime's retry: ADD"
+check "the retry got a fresh key ($(($(minted) - M4)) minted in all)" \
+	test "$(($(minted) - M4))" -eq 2
+check "pod 2 has a 100.x address" \
+	test "$(jq -r '[.ips[].address | select(startswith("100."))] | length' <<<"$OUT")" -eq 1
+pod_del 2
+
+# --- 8. no secret anywhere ------------------------------------------------------
 argv=$(for p in $(pgrep -u 0 -f tailscale-cni) $(pgrep -f 'tailscale-cni-worker'); do
 	tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null
 	echo

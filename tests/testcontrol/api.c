@@ -48,10 +48,18 @@ enum api_limits {
 	API_RETRY_AFTER_MAX = 3600,
 };
 
-enum api_fault { FAULT_NONE, FAULT_500, FAULT_429, FAULT_SLOW, FAULT_MALFORMED, FAULT_EXPIRED };
+enum api_fault {
+	FAULT_NONE,
+	FAULT_500,
+	FAULT_429,
+	FAULT_SLOW,
+	FAULT_MALFORMED,
+	FAULT_EXPIRED,
+	FAULT_KEYS_EXPIRED,
+};
 
-static const char *const fault_names[] = {"none", "500",       "429",
-					  "slow", "malformed", "expired-token"};
+static const char *const fault_names[] = {"none",      "500",		"429",	       "slow",
+					  "malformed", "expired-token", "expired-keys"};
 
 struct api_client {
 	char id[24];
@@ -96,6 +104,7 @@ struct api_ctx {
 	struct tc_server *s;
 	struct tc_api *a;
 	bool malformed, expired;
+	bool keys_expired; /* a key minted now is born expired */
 };
 
 struct tc_api *api_new(void)
@@ -318,6 +327,9 @@ static int fault_take(struct api_ctx *x, bool headscale)
 	case FAULT_EXPIRED:
 		x->expired = true;
 		return 0;
+	case FAULT_KEYS_EXPIRED:
+		x->keys_expired = true;
+		return 0;
 	default:
 		return 0;
 	}
@@ -340,7 +352,7 @@ static int set_faults(struct api_ctx *x, json_t *req)
 		send_json(x, 400,
 			  json_pack("{s:s}", "error",
 				    "mode must be one of none, 500, 429, slow, malformed, "
-				    "expired-token"),
+				    "expired-token, expired-keys"),
 			  NULL);
 		return -EINVAL;
 	}
@@ -839,6 +851,8 @@ static void create_key(struct api_ctx *x, struct api_token *t, const struct tc_a
 	k->created = tc_now();
 	k->expires = k->created + (exp && json_integer_value(exp) ? json_integer_value(exp)
 								  : API_EXPIRY_DEFAULT);
+	if (x->keys_expired)
+		k->expires = k->created - 1; /* as if the pod took too long to register */
 	if (desc)
 		strscpy(k->desc, json_string_value(desc), sizeof(k->desc));
 	k->next = s->keys;
@@ -1153,6 +1167,8 @@ static void hs_preauthkey(struct api_ctx *x, const struct tc_api_req *r)
 	k->expires = expires ? expires : 0;
 	if (exp && !expires && strncmp(exp, "0001-", 5) != 0)
 		k->expires = 1; /* before 1970: long expired */
+	if (x->keys_expired)
+		k->expires = 1;
 	k->user_id = u ? u->id : 0;
 	k->next = s->keys;
 	s->keys = k;
