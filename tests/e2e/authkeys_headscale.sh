@@ -6,6 +6,10 @@
 #     that tag;
 #   - DEL: each node deleted by its cleanup job within 10 s (the keys are
 #     not ephemeral, so the logout alone keeps the node);
+#   - pod 0's node key expired by testcontrol: the supervisor confirms the
+#     expiry through GET /api/v1/node/{id}, mints one more pre-auth key, and
+#     the node re-registers with OldNodeKey: same node id and addresses, a
+#     new node key; the DEL's job then deletes the node by its new key;
 #   - a wrong API key → ADD fails with 104 naming Headscale's refusal;
 #   - the API key is given by environment (--headscale-api-key-env) too;
 #   - no API key or pre-auth key in the supervisor's log, state or outputs.
@@ -58,6 +62,27 @@ pod_add 1 || tscni_finish
 check "two pre-auth keys for user pods, single-use, tagged ($(grep -c 'headscale pre-auth key' "$T/tc.log"))" \
 	test "$(grep 'headscale pre-auth key' "$T/tc.log" | grep -c 'reusable 0, ephemeral 0, 1 tags')" -eq 2
 check "two nodes listed with tag:pods" test "$(n_nodes e2e-ns)" -eq 2
+
+# Key expiry: pod 0's node by its address.
+hs_node0() { hs_nodes | jq -c --arg a "${POD4[0]}" '[.nodes[] | select(.ipAddresses | index($a))][0]'; }
+N0=$(hs_node0)
+ID0=$(jq -r .id <<<"$N0")
+K0=$(jq -r .nodeKey <<<"$N0")
+KEYS0=$(grep -c 'headscale pre-auth key' "$T/tc.log")
+tc_post "/nodes/$ID0/expire" '{}' >/dev/null
+for ((k = 0; k < 200; k++)); do
+	N0b=$(hs_node0)
+	[[ $(jq -r .nodeKey <<<"$N0b") != "$K0" && $(jq -r .expiry <<<"$N0b") == null ]] && break
+	sleep 0.1
+done
+check "expiry: pod 0's node has a new node key (within 20 s)" \
+	test "$(jq -r .nodeKey <<<"$N0b")" != "$K0"
+check "expiry: same node id and addresses ($(jq -c .ipAddresses <<<"$N0b"))" \
+	test "$(jq -c '[.id, .ipAddresses]' <<<"$N0b")" == "$(jq -c '[.id, .ipAddresses]' <<<"$N0")"
+check "expiry: one more pre-auth key" \
+	test "$(grep -c 'headscale pre-auth key' "$T/tc.log")" -eq $((KEYS0 + 1))
+check "expiry: confirmed by the key source (the supervisor's log)" \
+	grep -q "uid-$$-0.*node key expired, confirmed by the key source" "$T/sup.log"
 pod_del 0
 pod_del 1
 check "DEL: both nodes deleted by their jobs within 10 s" wait_nodes e2e-ns 0 10

@@ -21,6 +21,8 @@
 #   7. a pod whose minted key expired before it registered (testcontrol's
 #      expired-keys fault): its ADD fails naming the cause, the runtime's
 #      retry gets a fresh key and the pod its node;
+#   7b. the same supervisor with a static key: an expiry rotated with the
+#      static key handed again (nothing to confirm, only the limits);
 #   8. no key, secret or token in the supervisor's log, state, the outputs or
 #      any process's argv.
 source "$(dirname "$0")/../lib/common.sh"
@@ -231,14 +233,32 @@ check "pod 2 has a 100.x address" \
 	test "$(jq -r '[.ips[].address | select(startswith("100."))] | length' <<<"$OUT")" -eq 1
 pod_del 2
 
+# --- 7b. a static key: nothing to confirm, handed again under the limits ---------
+sup_stop
+tc_authkey '{"reusable": true, "tags": ["tag:pods"]}' || tscni_finish
+STATIC=$(cat "$T/authkey")
+sup_start_tailnet || tscni_finish
+check "static: pod A adopted and ready" wait_ready 0
+KEY0=$(node_of "${POD4[0]}" | jq -r .node_key)
+M5=$(minted)
+tc_post "/nodes/$ID0/expire" '{}' >/dev/null
+check "static: A's expired key rotated with the static key (within 20 s)" \
+	wait_new_key "$ID0" "$KEY0" 20
+check "static: the log says nothing confirmed it" \
+	grep -q "uid-$$-0.*confirmed by nothing (a static key" "$T/sup.log"
+check "static: nothing minted" test "$(minted)" -eq "$M5"
+check "static: A keeps its addresses" \
+	test "$(jq -c .addresses <<<"$NEWNODE")" == "$(jq -c .addresses <<<"$N0")"
+check "static: A pings B after it" ns_ping_until "$A" "${POD4[1]}"
+
 # --- 8. no secret anywhere ------------------------------------------------------
 argv=$(for p in $(pgrep -u 0 -f tailscale-cni) $(pgrep -f 'tailscale-cni-worker'); do
 	tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null
 	echo
 done)
 check "no key in any tailscale-cni process's argv" \
-	test -z "$(grep -aF -e tskey- -e tctoken- -e "$CL_SECRET" <<<"$argv")"
-leak=$(grep -rlaF -e "$CL_SECRET" -e tskey-client- -e tctoken- -e tskey-auth- \
+	test -z "$(grep -aF -e tskey- -e tctoken- -e "$CL_SECRET" -e "$STATIC" <<<"$argv")"
+leak=$(grep -rlaF -e "$CL_SECRET" -e "$STATIC" -e tskey-client- -e tctoken- -e tskey-auth- \
 	"$T/sup.log" "$STATE" "$T"/*.out 2>/dev/null)
 check "no client secret, token or key in the supervisor's log, state or outputs (${leak:-none})" \
 	test -z "$leak"
