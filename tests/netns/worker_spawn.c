@@ -117,6 +117,8 @@ static void on_worker(struct worker *w, enum worker_event ev, const struct worke
 	case WORKER_EV_STARTED:
 		f->started++;
 		break;
+	case WORKER_EV_REAUTH: /* no control plane here: never asked */
+		break;
 	}
 }
 
