@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <string.h>
 
 #include "jobs.h"
 #include "keys.h"
@@ -30,8 +31,12 @@ void pods__device_cleanup(struct pods *p, const char *pod_uid, bool only_registe
 				   pod_uid);
 		return;
 	}
-	if ((only_registered && !id->registered) || id->node_private.len != KEY_LEN ||
-	    keys_public(pub, id->node_private.data) < 0) {
+	/* A key rotation under way (pods_reauth.c): until the node registers
+	 * with its new key, control's device holds the old one. */
+	if (id->old_node_public.len == KEY_LEN) {
+		memcpy(pub, id->old_node_public.data, KEY_LEN);
+	} else if ((only_registered && !id->registered) || id->node_private.len != KEY_LEN ||
+		   keys_public(pub, id->node_private.data) < 0) {
 		pods__identity_wipe_free(id);
 		return;
 	}

@@ -143,7 +143,7 @@ struct op_rekey {
 	uint64_t att_id;
 	uint8_t new_private[KEY_LEN];
 	uint8_t old_public[KEY_LEN];
-	char *auth_key; /* sodium_malloc'ed or NULL (the static key: borrowed) */
+	char *auth_key; /* sodium_malloc'ed, or NULL */
 	bool key_owned;
 	int err;
 };
@@ -232,7 +232,8 @@ static const struct op_type rekey_type = {
 	.destroy = rekey_destroy,
 };
 
-/* The key is there (minted: owned; static: borrowed): record and apply. */
+/* The key is there (sodium_malloc'ed; owned: freed by the op): record and
+ * apply. */
 static void rotate(struct pod_reauth *ra, char *key, bool owned)
 {
 	struct attachment *a = ra->a;
@@ -285,7 +286,19 @@ static void confirmed(struct pod_reauth *ra)
 			refused(ra, PODS_REAUTH_NO_KEY, "no --auth-key-file or --auth-key-env");
 			return;
 		}
-		rotate(ra, p->sup->auth_key, false);
+		{
+			/* A copy: a rotated key file replaces sup->auth_key
+			 * while the op waits its turn. */
+			size_t n = strlen(p->sup->auth_key) + 1;
+			char *copy = sodium_malloc(n);
+
+			if (!copy) {
+				refused(ra, PODS_REAUTH_NO_KEY, "out of memory");
+				return;
+			}
+			memcpy(copy, p->sup->auth_key, n);
+			rotate(ra, copy, true);
+		}
 		return;
 	}
 	ret = authkeys_mint(ak, ra->a->pod_uid, ra->a->tag, minted, ra, &ra->req, &err);
