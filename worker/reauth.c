@@ -26,11 +26,11 @@ enum reauth_need reauth_need(bool has_expiry, int64_t key_expiry, bool expired, 
 	return REAUTH_NONE;
 }
 
-bool reauth_send_due(enum reauth_need need, uint64_t now_ms, uint64_t last_ms)
+bool reauth_send_due(enum reauth_need need, uint64_t now_ms, uint64_t last_ms, bool news)
 {
 	if (need == REAUTH_NONE)
 		return false;
-	return last_ms == 0 || now_ms - last_ms >= REAUTH_RESEND_MS;
+	return last_ms == 0 || now_ms - last_ms >= (news ? REAUTH_NEWS_GAP_MS : REAUTH_RESEND_MS);
 }
 
 static enum reauth_need current(const struct worker_ctx *ctx)
@@ -49,9 +49,10 @@ void reauth_tick(struct worker_ctx *ctx)
 	/* Protocol 3 and up only: an older supervisor ends a worker that
 	 * sends a message it does not know. */
 	if (!ctx->ctl_open || ctx->adopting || ctx->sup_version < 3 || ctx->logging_out ||
-	    !reauth_send_due(need, now, ctx->reauth.last_ms))
+	    !reauth_send_due(need, now, ctx->reauth.last_ms, ctx->reauth.news))
 		return;
 	ctx->reauth.last_ms = now ? now : 1;
+	ctx->reauth.news = false;
 	q.expired = need == REAUTH_EXPIRED;
 	q.key_expiry_unix = ctx->reauth.has_expiry && ctx->reauth.key_expiry > 0
 				    ? (uint64_t)ctx->reauth.key_expiry
@@ -71,7 +72,7 @@ void reauth_netmap(struct worker_ctx *ctx, const struct netmap *nm)
 	if (nm->self->has_key_expiry != ctx->reauth.has_expiry ||
 	    nm->self->key_expiry != ctx->reauth.key_expiry ||
 	    nm->self->expired != ctx->reauth.expired)
-		ctx->reauth.last_ms = 0;
+		ctx->reauth.news = true;
 	ctx->reauth.has_expiry = nm->self->has_key_expiry;
 	ctx->reauth.key_expiry = nm->self->key_expiry;
 	ctx->reauth.skew = nm->clock_skew;

@@ -21,6 +21,10 @@ enum reauth_need {
 
 enum reauth_limits {
 	REAUTH_RESEND_MS = 20000, /* a request unanswered is sent again after */
+	/* News from control (another KeyExpiry, Expired) is sent this long
+	 * after the previous request at the soonest: just over the
+	 * supervisor's PODS_REAUTH_ASK_S, which drops what comes sooner. */
+	REAUTH_NEWS_GAP_MS = 11000,
 };
 
 /* The need of a self node with this KeyExpiry (has_expiry false: none),
@@ -28,9 +32,10 @@ enum reauth_limits {
 enum reauth_need reauth_need(bool has_expiry, int64_t key_expiry, bool expired,
 			     int64_t now_control);
 
-/* Should a request go out now? Never twice within REAUTH_RESEND_MS
- * (last_ms 0: none sent yet). */
-bool reauth_send_due(enum reauth_need need, uint64_t now_ms, uint64_t last_ms);
+/* Should a request go out now? Never twice within REAUTH_RESEND_MS of the
+ * last (last_ms 0: none sent yet), or, after news from control (news),
+ * REAUTH_NEWS_GAP_MS. */
+bool reauth_send_due(enum reauth_need need, uint64_t now_ms, uint64_t last_ms, bool news);
 
 /* A netmap arrived: its self node's expiry is what the timer checks. */
 void reauth_netmap(struct worker_ctx *ctx, const struct netmap *nm);

@@ -178,6 +178,7 @@ struct worker_ctx {
 	 * sent (uv_now, 0: none). */
 	struct {
 		bool has_expiry, expired;
+		bool news; /* the netmap changed them since the last request */
 		int64_t key_expiry, skew;
 		uint64_t last_ms;
 	} reauth;

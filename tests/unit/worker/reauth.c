@@ -56,13 +56,19 @@ static void need(void **state)
 static void send_due(void **state)
 {
 	(void)state;
-	assert_false(reauth_send_due(REAUTH_NONE, 100000, 0));
-	assert_true(reauth_send_due(REAUTH_SOON, 100000, 0));
-	assert_true(reauth_send_due(REAUTH_EXPIRED, 5, 0));
+	assert_false(reauth_send_due(REAUTH_NONE, 100000, 0, false));
+	assert_true(reauth_send_due(REAUTH_SOON, 100000, 0, false));
+	assert_true(reauth_send_due(REAUTH_EXPIRED, 5, 0, true));
 	/* Not again before REAUTH_RESEND_MS. */
-	assert_false(reauth_send_due(REAUTH_EXPIRED, 100000 + REAUTH_RESEND_MS - 1, 100000));
-	assert_true(reauth_send_due(REAUTH_EXPIRED, 100000 + REAUTH_RESEND_MS, 100000));
-	assert_false(reauth_send_due(REAUTH_NONE, 100000 + REAUTH_RESEND_MS, 100000));
+	assert_false(reauth_send_due(REAUTH_EXPIRED, 100000 + REAUTH_RESEND_MS - 1, 100000, false));
+	assert_true(reauth_send_due(REAUTH_EXPIRED, 100000 + REAUTH_RESEND_MS, 100000, false));
+	assert_false(reauth_send_due(REAUTH_NONE, 100000 + REAUTH_RESEND_MS, 100000, false));
+	/* News from control: sooner, but not before REAUTH_NEWS_GAP_MS, past
+	 * the supervisor's PODS_REAUTH_ASK_S. */
+	assert_true(REAUTH_NEWS_GAP_MS > 10 * 1000 && REAUTH_NEWS_GAP_MS < REAUTH_RESEND_MS);
+	assert_false(reauth_send_due(REAUTH_SOON, 100000 + REAUTH_NEWS_GAP_MS - 1, 100000, true));
+	assert_true(reauth_send_due(REAUTH_SOON, 100000 + REAUTH_NEWS_GAP_MS, 100000, true));
+	assert_false(reauth_send_due(REAUTH_NONE, 100000 + REAUTH_NEWS_GAP_MS, 100000, true));
 }
 
 int main(void)
