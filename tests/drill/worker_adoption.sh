@@ -8,10 +8,10 @@
 #     B, C  their worker identities swapped
 #     E  boot id -> another boot's
 #     F  untouched: adopted
-#   restart (as an upgraded supervisor speaking protocol 1..3) -> A B C E
+#   restart (as an upgraded supervisor speaking protocol 1..4) -> A B C E
 #   refused, each logged, each given a new worker on a rebuilt ts0; the sleep
-#   untouched; F adopted with protocol 2.
-#   kill -9, restart speaking only protocol 3 -> the version-1..2 workers are
+#   untouched; F adopted with protocol 3.
+#   kill -9, restart speaking only protocol 4 -> the version-1..3 workers are
 #   refused ("no common protocol version", logged), none adopted, CHECK
 #   answers 103 "worker not running".
 #   restart normally -> every pod has a worker again, CHECK passes.
@@ -128,7 +128,7 @@ cp "${REC[B]}" "$T/b.pb"
 check "records edited (A -> pid $UNREL; B <-> C; E foreign boot)" \
 	test "$("$EDIT" "${REC[B]}" | cut -d' ' -f1)" == "${PID[C]}"
 mark=$(wc -l <"$T/sup.log")
-sup_run --test-worker-proto 1:3 || tscni_finish
+sup_run --test-worker-proto 1:4 || tscni_finish
 check "pods' workers Ready after the restart" all_ready
 log=$(tail -n +"$((mark + 1))" "$T/sup.log")
 js=$(status_pods)
@@ -152,8 +152,8 @@ check "E: a foreign boot id is never adopted (logged)" \
 	grep -q "pod uid-wa-$$-E: not adopting the worker recorded as pid ${PID[E]}: the record is from another boot" <<<"$log"
 check "E: a new worker ($(newpid E), was ${PID[E]})" test "$(newpid E)" != "${PID[E]}"
 check "F: adopted, same pid ($(newpid F))" test "$(newpid F)" == "${PID[F]}"
-check "F: adoption logged with protocol 2 by a 1..3 supervisor" \
-	grep -q "wa-F.*worker ${PID[F]} adopted (protocol 2)" <<<"$log"
+check "F: adoption logged with protocol 3 by a 1..4 supervisor" \
+	grep -q "wa-F.*worker ${PID[F]} adopted (protocol 3)" <<<"$log"
 gone=0
 for ((w = 0; w < 30; w++)); do
 	gone=0
@@ -169,16 +169,16 @@ for p in "${PODS[@]}"; do
 	expect_ok "CHECK of pod $p after the restart"
 done
 
-# --- a supervisor that speaks only protocol 3 ---------------------------
+# --- a supervisor that speaks only protocol 4 ---------------------------
 snapshot
 sup_kill9
 mark=$(wc -l <"$T/sup.log")
-sup_run --test-worker-proto 3:3 || tscni_finish
+sup_run --test-worker-proto 4:4 || tscni_finish
 sleep 0.5
 log=$(tail -n +"$((mark + 1))" "$T/sup.log")
 n=$(grep -c "not adopting the worker recorded as pid [0-9]*: hello: no common protocol version" \
 	<<<"$log")
-check "version 1..2 workers refused by a version-3-only supervisor, each logged ($n of 5)" \
+check "version 1..3 workers refused by a version-4-only supervisor, each logged ($n of 5)" \
 	test "$n" -eq 5
 js=$(status_pods)
 adopted=0
