@@ -659,6 +659,40 @@ static void test_identity_registration(void **state)
 	assert_int_equal(id->n_addresses, 2);
 	pods__identity_wipe_free(id);
 
+	/* A key rotation (pods_reauth.c) under way: the identity holds the
+	 * old public key; a respawn's spec carries it; the node's Ready with
+	 * the new key clears it, even with the same addresses. */
+	{
+		uint8_t old_pub[KEY_LEN];
+
+		memset(old_pub, 0x42, sizeof(old_pub));
+		id = state_identity_get(f->sup.st, "uid-1", &err);
+		assert_non_null(id);
+		id->old_node_public.data = old_pub;
+		id->old_node_public.len = KEY_LEN;
+		id->registered = true; /* the record's early return must not apply */
+		assert_int_equal(state_identity_put(f->sup.st, id), 0);
+		id->old_node_public.data = NULL;
+		id->old_node_public.len = 0;
+		pods__identity_wipe_free(id);
+		id = state_identity_get(f->sup.st, "uid-1", &err);
+		assert_non_null(id);
+		assert_int_equal(id->old_node_public.len, KEY_LEN);
+		assert_memory_equal(id->old_node_public.data, old_pub, KEY_LEN);
+		pods__identity_wipe_free(id);
+		f->sup.pods->spawn_old = old_pub;
+		pods__spec_fill(f->sup.pods, &a, &spec, 0, k, k, "h", NULL, false);
+		assert_ptr_equal(spec.old_node_public, old_pub);
+		f->sup.pods->spawn_old = NULL;
+		assert_int_equal(pods__identity_record(f->sup.pods, "uid-1", true, NULL, 0, NULL),
+				 0);
+		id = state_identity_get(f->sup.st, "uid-1", &err);
+		assert_non_null(id);
+		assert_true(id->registered);
+		assert_int_equal(id->old_node_public.len, 0);
+		pods__identity_wipe_free(id);
+	}
+
 	/* A pod without an identity: -ENOENT, nothing created. */
 	assert_int_equal(pods__identity_record(f->sup.pods, "uid-none", true, addrs, 2, ""),
 			 -ENOENT);
