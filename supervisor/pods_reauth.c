@@ -126,16 +126,23 @@ static uint64_t now_s(const struct pods *p)
 	return uv_now(&p->sup->loop) / 1000 + 1;
 }
 
-static void refused(struct pod_reauth *ra, enum pods_reauth_verdict v, const char *detail)
+/* A refusal, logged (rate-limited). */
+static void refusal_log(struct pod_reauth *ra, enum pods_reauth_verdict v, const char *detail)
 {
 	uint64_t n = log_ratelimit_hit(&ra->rl, uv_now(&ra->a->pods->sup->loop), 10000);
 
-	ra->lim.busy = false;
-	sodium_memzero(ra->new_private, sizeof(ra->new_private));
 	if (n)
 		log_warn("%s: re-authentication refused (%s%s%s)%s", ra->a->tag, pods_reauth_why(v),
 			 detail && *detail ? ": " : "", detail ? detail : "",
 			 n > 1 ? " (and earlier ones not logged)" : "");
+}
+
+/* The request under way ends refused. */
+static void refused(struct pod_reauth *ra, enum pods_reauth_verdict v, const char *detail)
+{
+	ra->lim.busy = false;
+	sodium_memzero(ra->new_private, sizeof(ra->new_private));
+	refusal_log(ra, v, detail);
 }
 
 struct op_rekey {
@@ -349,7 +356,8 @@ void pods__reauth_request(struct pods *p, struct attachment *a, const struct wor
 		/* TOO_OFTEN and BUSY: a worker repeating itself. */
 		if (v == PODS_REAUTH_RATE_LIMITED)
 			ra->lim.last_ask_s = now;
-		refused(ra, v, NULL);
+		/* Not refused(): a request under way (BUSY) goes on. */
+		refusal_log(ra, v, NULL);
 		return;
 	}
 	ra->lim.last_ask_s = now;
