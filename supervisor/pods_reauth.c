@@ -308,7 +308,19 @@ static void confirmed(struct pod_reauth *ra)
 		}
 		return;
 	}
-	ret = authkeys_mint(ak, ra->a->pod_uid, ra->a->tag, minted, ra, &ra->req, &err);
+	{
+		/* The fresh key carries the tags the pod's key carried: its
+		 * own (the identity's, as its worker was started with), else
+		 * --key-tags. */
+		const struct tag_set *ts = ra->a->worker ? workers_tags(ra->a->worker) : NULL;
+		const char *tagp[POD_TAGS_MAX];
+		size_t n = ts ? ts->n : 0;
+
+		for (size_t i = 0; i < n; i++)
+			tagp[i] = ts->v[i];
+		ret = authkeys_mint(ak, ra->a->pod_uid, ra->a->tag, tagp, n, minted, ra, &ra->req,
+				    &err);
+	}
 	if (ret < 0)
 		refused(ra, PODS_REAUTH_NO_KEY, err.msg);
 }

@@ -477,6 +477,11 @@ const char *workers_hostname(const struct worker *w)
 	return w->hostname;
 }
 
+const struct tag_set *workers_tags(const struct worker *w)
+{
+	return w->tags;
+}
+
 const struct worker_peer *workers_get_peers(const struct worker *w, size_t *n, uint32_t *left_off)
 {
 	*n = w->n_peers;

@@ -374,6 +374,8 @@ void workers_get_stats(const struct worker *w, struct worker_stats *out);
  * anything) and the hostname the worker was started with (NULL: none). */
 void workers_get_control(const struct worker *w, struct worker_control *out);
 const char *workers_hostname(const struct worker *w);
+/* The tags the worker was started with (NULL: none). */
+const struct tag_set *workers_tags(const struct worker *w);
 /* The peers of the last Stats (at most PEER_STATUS_MAX; *n 0 before any)
  * and in *left_off how many that Stats left out. The array is owned by w
  * and valid until its next Stats or its end. */
