@@ -31,9 +31,21 @@ struct histogram {
 	uint64_t sum_us;
 };
 
+/* ADD phases, 1 ms to 10 s. */
+static const double phase_bucket_s[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+					0.25,  0.5,    1,     2.5,  5,	   10};
+enum { N_PHASE_BUCKETS = sizeof(phase_bucket_s) / sizeof(phase_bucket_s[0]) };
+
+struct phase_histogram {
+	uint64_t le[N_PHASE_BUCKETS]; /* not cumulative */
+	uint64_t count;
+	uint64_t sum_us;
+};
+
 struct metrics {
 	uint64_t cni[METRICS_VERBS][2]; /* [verb][ok] */
 	struct histogram dur[METRICS_VERBS];
+	struct phase_histogram add_phase[METRICS_ADD_PHASES];
 	uint64_t worker_restarts;
 	uint64_t adoptions[2]; /* [adopted] */
 	uint64_t control_errors[METRICS_CONTROL_ERRORS];
@@ -46,6 +58,40 @@ struct metrics_serve {
 };
 
 static const char *const verb_name[METRICS_VERBS] = {"ADD", "DEL", "CHECK", "GC"};
+static const char *const phase_name[METRICS_ADD_PHASES] = {
+	"queue", "tun", "spawn", "register", "netmap", "addresses", "ready", "save"};
+
+static void render_add_phases(struct metrics_text *t, const struct metrics *m)
+{
+	static const char name[] = "tailscale_cni_add_phase_duration_seconds";
+
+	metrics_family(t, name, "histogram",
+		       "Where successful ADDs spent their time, in seconds, by phase: queue (to "
+		       "the threadpool), tun (identity, records, ts0), spawn (to the worker's "
+		       "Hello), register, netmap (the first), addresses, ready (the worker's "
+		       "Ready), save (to the reply).");
+	for (int ph = 0; ph < METRICS_ADD_PHASES; ph++) {
+		const struct phase_histogram *h = &m->add_phase[ph];
+		uint64_t cum = 0;
+		char le[16];
+
+		for (size_t i = 0; i < N_PHASE_BUCKETS; i++) {
+			cum += h->le[i];
+			snprintf(le, sizeof(le), "%g", phase_bucket_s[i]);
+			metrics_sample(t, "tailscale_cni_add_phase_duration_seconds_bucket",
+				       (const char *[]){"phase", phase_name[ph], "le", le, NULL},
+				       cum);
+		}
+		metrics_sample(t, "tailscale_cni_add_phase_duration_seconds_bucket",
+			       (const char *[]){"phase", phase_name[ph], "le", "+Inf", NULL},
+			       h->count);
+		metrics_sample_f(t, "tailscale_cni_add_phase_duration_seconds_sum",
+				 (const char *[]){"phase", phase_name[ph], NULL},
+				 (double)h->sum_us / 1e6);
+		metrics_sample(t, "tailscale_cni_add_phase_duration_seconds_count",
+			       (const char *[]){"phase", phase_name[ph], NULL}, h->count);
+	}
+}
 
 struct metrics *metrics_new(void)
 {
@@ -67,6 +113,23 @@ void metrics_cni_observe(struct metrics *m, enum metrics_verb v, bool ok, uint64
 	h = &m->dur[v];
 	for (size_t i = 0; i < N_BUCKETS; i++) {
 		if ((double)usec <= bucket_s[i] * 1e6) {
+			h->le[i]++;
+			break;
+		}
+	}
+	h->count++;
+	h->sum_us += usec;
+}
+
+void metrics_add_phase(struct metrics *m, int phase, uint64_t usec)
+{
+	struct phase_histogram *h;
+
+	if (!m || phase < 0 || phase >= METRICS_ADD_PHASES)
+		return;
+	h = &m->add_phase[phase];
+	for (size_t i = 0; i < N_PHASE_BUCKETS; i++) {
+		if ((double)usec <= phase_bucket_s[i] * 1e6) {
 			h->le[i]++;
 			break;
 		}
@@ -220,6 +283,7 @@ static void render_cni(struct metrics_text *t, const struct metrics *m)
 		metrics_sample(t, "tailscale_cni_cni_request_duration_seconds_count",
 			       (const char *[]){"verb", verb_name[v], NULL}, h->count);
 	}
+	render_add_phases(t, m);
 }
 
 static void render_workers(struct metrics_text *t, struct supervisor *sup)

@@ -65,6 +65,20 @@ void metrics_worker_restart(struct metrics *m);
 void metrics_adoption(struct metrics *m, bool adopted);
 void metrics_control_error(struct metrics *m, enum metrics_control_error kind);
 
+/* Where a successful ADD's time went (pods_add.c's spans, in order). */
+enum metrics_add_phase {
+	METRICS_ADD_QUEUE,     /* arrival to its work on the threadpool */
+	METRICS_ADD_TUN,       /* identity, records, ts0 */
+	METRICS_ADD_SPAWN,     /* to the worker's Hello */
+	METRICS_ADD_REGISTER,  /* to control's answer to the registration */
+	METRICS_ADD_NETMAP,    /* to the first netmap applied */
+	METRICS_ADD_ADDRESSES, /* to ts0's addresses set */
+	METRICS_ADD_READY,     /* to the worker's Ready */
+	METRICS_ADD_SAVE,      /* to the reply (the record naming the worker) */
+	METRICS_ADD_PHASES,
+};
+void metrics_add_phase(struct metrics *m, int phase, uint64_t usec);
+
 /* ---- the text format: pods_metrics.c writes its families with these ---- */
 
 /* A scrape's body, growing up to METRICS_BODY_MAX (full: the rest is

@@ -23,6 +23,7 @@
 #include "proc_limits.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "netns.h"
 #include "netops.h"
 #include "pods_internal.h"
@@ -72,6 +73,8 @@ struct op_add {
 	bool sync_timer_open;
 	bool saving; /* recording its worker before the reply */
 	struct save_args save;
+
+	uint64_t marks[ADD_MARKS]; /* uv_hrtime, 0: not passed */
 };
 
 static struct op_add *to_add(struct op *op)
@@ -456,6 +459,8 @@ static void add_work(struct op *op)
 	const char *why = NULL;
 	int nsfd = -1, ret;
 
+	add->marks[ADD_MARK_WORK] = uv_hrtime();
+
 	/* Refused at submission (the pod's annotations): nothing to undo. */
 	if (op->cni_code)
 		return;
@@ -504,9 +509,54 @@ static void add_work(struct op *op)
 		add_build(add, nsfd, pod_uid);
 	if (nsfd >= 0)
 		close(nsfd);
+	add->marks[ADD_MARK_TUN] = uv_hrtime();
 }
 
 /* ------------------------------------------------------- the wait for Ready */
+
+void pods__add_mark(struct attachment *a, enum add_mark mark, uint64_t ns)
+{
+	/* ts0's addresses: the last one set before Ready. */
+	if (a->sync_op && (!a->sync_op->marks[mark] || mark == ADD_MARK_ADDRESSES))
+		a->sync_op->marks[mark] = ns;
+}
+
+/* One info line per ADD that made a worker: the spans between the marks it
+ * passed (docs/design.md §4), each from the last mark before it, so that
+ * they add up to the total. A worker's own marks count only inside its
+ * Hello..Ready. Also into the metrics' ADD phase histogram. */
+static void add_log_spans(struct op_add *add)
+{
+	static const char *const name[ADD_MARKS] = {
+		[ADD_MARK_WORK] = "queue",    [ADD_MARK_TUN] = "tun",
+		[ADD_MARK_HELLO] = "spawn",   [ADD_MARK_REGISTER] = "register",
+		[ADD_MARK_NETMAP] = "netmap", [ADD_MARK_ADDRESSES] = "addresses",
+		[ADD_MARK_READY] = "ready",   [ADD_MARK_REPLY] = "save",
+	};
+	uint64_t *m = add->marks, prev = m[ADD_MARK_ARRIVED];
+	char line[320];
+	size_t len = 0;
+
+	if (!prev || !m[ADD_MARK_HELLO] || !m[ADD_MARK_READY])
+		return;
+	for (int k = ADD_MARK_REGISTER; k <= ADD_MARK_NETMAP; k++)
+		if (m[k] < m[ADD_MARK_HELLO] || m[k] > m[ADD_MARK_READY])
+			m[k] = 0;
+	for (int k = ADD_MARK_WORK; k < ADD_MARKS; k++) {
+		uint64_t d = m[k] > prev ? m[k] - prev : 0;
+
+		if (!m[k])
+			continue;
+		len += (size_t)snprintf(line + len, sizeof(line) - len, " %s=%.1f", name[k],
+					(double)d / 1e6);
+		if (len >= sizeof(line))
+			break;
+		metrics_add_phase(add->op.pods->sup->metrics, k - 1, d / 1000);
+		prev = m[k] > prev ? m[k] : prev;
+	}
+	log_info("%s: ADD spans ms:%s total=%.1f", add->op.tag, line,
+		 (double)(m[ADD_MARK_REPLY] - m[ADD_MARK_ARRIVED]) / 1e6);
+}
 
 /* The ADD's wait for its worker ends: Ready, timeout or shutdown. */
 static void sync_end(struct op_add *add, bool timed_out)
@@ -521,6 +571,9 @@ static void sync_end(struct op_add *add, bool timed_out)
 	add->addresses_pending = timed_out || add->naddrs == 0;
 	if (timed_out)
 		log_info("%s: syncTimeout reached, replying with addresses to follow", add->op.tag);
+	add->marks[ADD_MARK_REPLY] = uv_hrtime();
+	if (!timed_out && !add->op.cni_code)
+		add_log_spans(add);
 	uv_timer_stop(&add->sync_timer);
 	pods__op_reply(&add->op);
 	pods__op_finish(&add->op);
@@ -772,6 +825,7 @@ int pods__submit_add(struct pods *p, const Tscni__AddRequest *m, struct pods_req
 		return -EINVAL;
 	add = add_new(p, m->key->network, m->key->container_id, m->key->ifname);
 	add->op.req = r;
+	add->marks[ADD_MARK_ARRIVED] = r->start_ns;
 	add->netns_path = xstrdup(m->netns_path);
 	add->netns_dev = m->netns_dev;
 	add->netns_ino = m->netns_ino;

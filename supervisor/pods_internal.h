@@ -323,6 +323,24 @@ void pods__add_refused(struct attachment *a, const char *detail);
 /* Shutdown: the waiting ADD (if any) replies now. */
 void pods__add_stop_wait(struct attachment *a);
 
+/* Where an ADD's time goes: the moments it passes (uv_hrtime), in the
+ * order they come; the reply logs the spans between them (pods_add.c). */
+enum add_mark {
+	ADD_MARK_ARRIVED,   /* the request was read */
+	ADD_MARK_WORK,	    /* its work began on the threadpool */
+	ADD_MARK_TUN,	    /* identity, records and ts0 done */
+	ADD_MARK_HELLO,	    /* its worker said Hello */
+	ADD_MARK_REGISTER,  /* control accepted the registration (the worker's) */
+	ADD_MARK_NETMAP,    /* the first netmap applied (the worker's) */
+	ADD_MARK_ADDRESSES, /* ts0's addresses set */
+	ADD_MARK_READY,	    /* the worker's Ready */
+	ADD_MARK_REPLY,	    /* the reply */
+	ADD_MARKS,
+};
+/* The ADD waiting for a's worker (if any) passed mark at ns (uv_hrtime);
+ * the first time counts (the last for ADD_MARK_ADDRESSES). */
+void pods__add_mark(struct attachment *a, enum add_mark mark, uint64_t ns);
+
 /* pods_del.c: the DEL a tombstone stands for (the reconciler's find). */
 void pods__del_tombstone(struct pods *p, const struct tomb_entry *t);
 bool pods__tombstone_active(struct pods *p, const char *filename);

@@ -163,6 +163,10 @@ static void netop_after(uv_work_t *w, int status)
 			   j->w ? workers_pod_uid(j->w) : "-", (int)j->kind,
 			   ip_prefix_format(&j->prefix, text, sizeof(text)), j->ifindex, j->why);
 	}
+	if (j->w && j->kind == WORKER_NETOP_ADDR_ADD && j->err == 0)
+		for (struct attachment *a = p->atts; a; a = a->next)
+			if (a->worker == j->w)
+				pods__add_mark(a, ADD_MARK_ADDRESSES, uv_hrtime());
 	if (j->w)
 		workers_netop_reply(j->w, j->id, j->err, j->why);
 	job_free(j);

@@ -126,6 +126,7 @@ static void on_started(struct attachment *a, struct worker *w)
 {
 	struct worker_identity id;
 
+	pods__add_mark(a, ADD_MARK_HELLO, uv_hrtime());
 	if (workers_identity(w, &id) < 0 ||
 	    (id.pid == a->wi.pid && id.start_time == a->wi.start_time &&
 	     id.version == a->wi.version && !strcmp(id.boot_id, a->wi.boot_id)))
@@ -141,6 +142,9 @@ static void on_ready(struct attachment *a, struct worker *w, const struct worker
 	bool changed, ident;
 
 	a->worker_ready = true;
+	pods__add_mark(a, ADD_MARK_REGISTER, r->registered_ns);
+	pods__add_mark(a, ADD_MARK_NETMAP, r->netmap_ns);
+	pods__add_mark(a, ADD_MARK_READY, uv_hrtime());
 	changed = workers_identity(w, &id) == 0 &&
 		  (id.pid != a->wi.pid || id.start_time != a->wi.start_time ||
 		   id.version != a->wi.version || strcmp(id.boot_id, a->wi.boot_id));

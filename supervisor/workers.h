@@ -246,6 +246,10 @@ struct worker_report {
 	size_t n_addresses;		   /* valid during the callback only */
 	bool reauth_expired;		   /* REAUTH: what the worker claims */
 	uint64_t key_expiry_unix;
+	/* READY: when the worker says control accepted its registration and
+	 * it applied its first netmap (CLOCK_MONOTONIC ns as uv_hrtime, 0:
+	 * not said). Unchecked: for the ADD spans' log line only. */
+	uint64_t registered_ns, netmap_ns;
 	struct worker_stats stats;
 };
 

@@ -143,6 +143,8 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	}
 	r.addresses = addrs;
 	r.n_addresses = n;
+	r.registered_ns = m->ready->registered_ns;
+	r.netmap_ns = m->ready->netmap_ns;
 	/* Ready is accepted once: WS_READY is not in its row of the table. */
 	w->state = WS_READY;
 	uv_timer_stop(&w->timer);

@@ -377,6 +377,8 @@ void worker_maybe_ready(struct worker_ctx *ctx)
 	r.addresses = pbp;
 	r.n_addresses = ctx->naddrs;
 	r.stable_node_id = nm && nm->self ? nm->self->stable_id : (char *)"";
+	r.registered_ns = client_registered_ns(ctx->ctl);
+	r.netmap_ns = ctx->first_netmap_ns;
 	/* The supervisor accepts a name or nothing: control's text may be
 	 * neither. */
 	if (*r.stable_node_id && !valid_name(r.stable_node_id, HOST_MAX_LEN))
@@ -589,6 +591,8 @@ static void on_netmap(void *arg, struct netmap *nm)
 		log_info("pod %s: data plane: %zu peers", ctx->pod_uid, n);
 	ctx->peers = n;
 	ctx->configured = true;
+	if (!ctx->first_netmap_ns)
+		ctx->first_netmap_ns = uv_hrtime();
 	/* Parsing the map freed as much as it took: give the free pages back
 	 * (a worker's PSS is per pod; netmaps come seconds apart at most). */
 	malloc_trim(0);

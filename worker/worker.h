@@ -193,6 +193,9 @@ struct worker_ctx {
 	 * -1: Stats.pss_bytes. */
 	int smaps_fd;
 	bool ready_sent;
+	/* When the first netmap was applied (uv_hrtime), 0: Ready reports it
+	 * with the registration's, for the supervisor's ADD spans. */
+	uint64_t first_netmap_ns;
 	/* When Ready began waiting for the home DERP region (uv_now), 0. */
 	uint64_t ready_wait_since;
 	bool logging_out;

@@ -9,11 +9,12 @@
  * environment is passed through unchanged (the caller builds it with env -i).
  * One report line goes to our stdout:
  *
- *   status=exit:N|signal:N wall_ms=N eof_lag_ms=N maxrss_kb=N
+ *   status=exit:N|signal:N wall_ms=N eof_lag_ms=N maxrss_kb=N cpu_us=N
  *
  * eof_lag_ms is how long the pipes stayed open after the program exited: a
  * child that inherited them keeps them open, and a runtime would wait for it.
  * It is -1 when they were still open after --eof-wait-ms (default 2000).
+ * cpu_us is the program's user + system CPU time (its rusage).
  * --kill-after-ms sends SIGKILL to the program after N ms, as a runtime does
  * at its deadline. Exit status: 0 when the report was written, 2 on a usage or
  * system error. */
@@ -224,7 +225,9 @@ int main(int argc, char **argv)
 		printf("status=signal:%d", WTERMSIG(wstatus));
 	else
 		printf("status=unknown:%d", wstatus);
-	printf(" wall_ms=%llu eof_lag_ms=%ld maxrss_kb=%ld\n", wall, lag, ru.ru_maxrss);
+	printf(" wall_ms=%llu eof_lag_ms=%ld maxrss_kb=%ld cpu_us=%lld\n", wall, lag, ru.ru_maxrss,
+	       (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+		       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 	fflush(stdout);
 	close(out);
 	close(err);

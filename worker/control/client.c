@@ -583,6 +583,11 @@ bool client_lite_accepted(const struct client *c)
 	return c->lite.ok;
 }
 
+uint64_t client_registered_ns(const struct client *c)
+{
+	return c->registered_ns;
+}
+
 static void client_free(struct client *c)
 {
 	size_t i;

@@ -195,6 +195,9 @@ void client_logout(struct client *c, const char *auth_key);
  * last lite update was accepted. */
 struct netmap *client_netmap(const struct client *c);
 bool client_lite_accepted(const struct client *c);
+/* When control first accepted this process's registration (uv_hrtime,
+ * CLOCK_MONOTONIC ns), 0 before: the worker's Ready reports it. */
+uint64_t client_registered_ns(const struct client *c);
 /* How the current Noise connection runs: "plain" (HTTP upgrade on the
  * plain port), "tls" (on the TLS port) or NULL when not connected. */
 const char *client_transport(const struct client *c);

@@ -325,8 +325,9 @@ struct client {
 	uint64_t retry_after_ms; /* a 429's Retry-After for the next backoff */
 	const char *deadline_what;
 	uv_timer_t deadline_timer, backoff_timer;
-	bool registered; /* control accepted this node key (this process) */
-	bool sent_auth;	 /* the register in flight carries the auth key */
+	bool registered;	/* control accepted this node key (this process) */
+	uint64_t registered_ns; /* uv_hrtime of the first such answer, 0 */
+	bool sent_auth;		/* the register in flight carries the auth key */
 	bool logout_wanted;
 	enum client_status status;
 	bool status_sent;

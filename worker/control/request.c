@@ -249,6 +249,8 @@ static void register_done(struct client *c, struct h2req *r, uint32_t error_code
 		client__send_register(c);
 	} else {
 		c->registered = true;
+		if (!c->registered_ns)
+			c->registered_ns = uv_hrtime();
 		c->phase = PH_RUNNING;
 		uv_timer_stop(&c->deadline_timer);
 		log_info("registered with control as %s", c->node.hostname);
