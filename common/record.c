@@ -138,7 +138,8 @@ static bool plain_component(const char *name)
 	return name && name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) <= NAME_MAX;
 }
 
-int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, unsigned int mode)
+static int write_file(int dirfd, const char *name, const void *buf, size_t len, unsigned int mode,
+		      bool durable)
 {
 	char tmp[NAME_MAX + 1];
 	int fd = -1, ret, n;
@@ -167,7 +168,7 @@ int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, 
 	ret = write_all(fd, buf, len);
 	if (ret < 0)
 		goto err;
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		ret = -errno;
 		goto err;
 	}
@@ -182,7 +183,7 @@ int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, 
 		goto err;
 	}
 	/* The rename is durable only once the directory is. */
-	if (fsync(dirfd) < 0)
+	if (durable && fsync(dirfd) < 0)
 		return -errno;
 	return 0;
 err:
@@ -190,6 +191,17 @@ err:
 		close(fd);
 	unlinkat(dirfd, tmp, 0);
 	return ret;
+}
+
+int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, unsigned int mode)
+{
+	return write_file(dirfd, name, buf, len, mode, true);
+}
+
+int atomic_write_file_cached(int dirfd, const char *name, const void *buf, size_t len,
+			     unsigned int mode)
+{
+	return write_file(dirfd, name, buf, len, mode, false);
 }
 
 int read_small_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len)
@@ -264,7 +276,7 @@ static void wipe_free(uint8_t *p, size_t len)
 }
 
 static int write_packed(int dirfd, const char *name, enum record_type type,
-			const ProtobufCMessage *m)
+			const ProtobufCMessage *m, bool durable)
 {
 	size_t plen = protobuf_c_message_get_packed_size(m), slen;
 	uint8_t *packed, *sealed;
@@ -276,7 +288,7 @@ static int write_packed(int dirfd, const char *name, enum record_type type,
 	protobuf_c_message_pack(m, packed);
 	record_seal(type, packed, plen, &sealed, &slen);
 	wipe_free(packed, plen);
-	ret = atomic_write_file(dirfd, name, sealed, slen, 0600);
+	ret = write_file(dirfd, name, sealed, slen, 0600, durable);
 	wipe_free(sealed, slen);
 	return ret;
 }
@@ -289,16 +301,26 @@ int record_write_identity(int dirfd, const char *name, const Tscni__Identity *m)
 
 	if (validate_identity(m, &why) < 0)
 		return -EINVAL;
-	return write_packed(dirfd, name, RECORD_IDENTITY, &m->base);
+	return write_packed(dirfd, name, RECORD_IDENTITY, &m->base, true);
 }
 
-int record_write_attachment(int dirfd, const char *name, const Tscni__Attachment *m)
+static int write_attachment(int dirfd, const char *name, const Tscni__Attachment *m, bool durable)
 {
 	const char *why;
 
 	if (validate_attachment(m, &why) < 0)
 		return -EINVAL;
-	return write_packed(dirfd, name, RECORD_ATTACHMENT, &m->base);
+	return write_packed(dirfd, name, RECORD_ATTACHMENT, &m->base, durable);
+}
+
+int record_write_attachment(int dirfd, const char *name, const Tscni__Attachment *m)
+{
+	return write_attachment(dirfd, name, m, true);
+}
+
+int record_write_attachment_cached(int dirfd, const char *name, const Tscni__Attachment *m)
+{
+	return write_attachment(dirfd, name, m, false);
 }
 
 int record_write_tombstone(int dirfd, const char *name, const Tscni__Tombstone *m)
@@ -307,7 +329,7 @@ int record_write_tombstone(int dirfd, const char *name, const Tscni__Tombstone *
 
 	if (validate_tombstone(m, &why) < 0)
 		return -EINVAL;
-	return write_packed(dirfd, name, RECORD_TOMBSTONE, &m->base);
+	return write_packed(dirfd, name, RECORD_TOMBSTONE, &m->base, true);
 }
 
 int record_write_job(int dirfd, const char *name, const Tscni__Job *m)
@@ -316,7 +338,7 @@ int record_write_job(int dirfd, const char *name, const Tscni__Job *m)
 
 	if (validate_job(m, &why) < 0)
 		return -EINVAL;
-	return write_packed(dirfd, name, RECORD_JOB, &m->base);
+	return write_packed(dirfd, name, RECORD_JOB, &m->base, true);
 }
 
 Tscni__Identity *record_parse_identity(const uint8_t *buf, size_t len, const char **why)

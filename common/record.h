@@ -41,6 +41,11 @@ int record_open(const uint8_t *buf, size_t len, enum record_type want, const uin
  * Returns 0 or a negative errno; on failure the old file is untouched and no
  * temp file is left. */
 int atomic_write_file(int dirfd, const char *name, const void *buf, size_t len, unsigned int mode);
+/* The same without either fsync: atomic for every reader and across the
+ * writer's death (the page cache keeps it), not across the machine's (the
+ * file may then be the old one, or empty: damaged). */
+int atomic_write_file_cached(int dirfd, const char *name, const void *buf, size_t len,
+			     unsigned int mode);
 /* Reads at most max bytes of dirfd/name (O_NOFOLLOW). -EFBIG when larger.
  * *buf is malloc'd. */
 int read_small_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len);
@@ -51,6 +56,9 @@ int read_small_file(int dirfd, const char *name, size_t max, uint8_t **buf, size
  * free the result with the generated __free_unpacked(m, NULL). */
 int record_write_identity(int dirfd, const char *name, const Tscni__Identity *m);
 int record_write_attachment(int dirfd, const char *name, const Tscni__Attachment *m);
+/* Through atomic_write_file_cached: for a record of what does not outlive
+ * the machine either (a ts0 being made). */
+int record_write_attachment_cached(int dirfd, const char *name, const Tscni__Attachment *m);
 int record_write_tombstone(int dirfd, const char *name, const Tscni__Tombstone *m);
 int record_write_job(int dirfd, const char *name, const Tscni__Job *m);
 Tscni__Identity *record_read_identity(int dirfd, const char *name, int *err, const char **why);

@@ -125,6 +125,21 @@ static void on_signal(uv_signal_t *h, int signum)
 /* Before anything is acquired: workers must outlive us (no private pid
  * namespace), and what identifies this node and this boot (no secret in
  * there). */
+/* libuv's threadpool: 16 threads unless UV_THREADPOOL_SIZE says otherwise
+ * (read at the first uv_queue_work). Its work mostly waits (fsync, the RTNL
+ * lock, netns switches, name look-ups), not computes: with libuv's 4, a
+ * burst of ADDs queued behind each other's fsyncs and behind the workers'
+ * route sets (bench add_latency.sh: the spans' queue and tun). */
+static void pool_size(void)
+{
+	char n[16];
+
+	if (getenv("UV_THREADPOOL_SIZE"))
+		return;
+	snprintf(n, sizeof(n), "%d", SUPERVISOR_POOL_THREADS);
+	setenv("UV_THREADPOOL_SIZE", n, 0);
+}
+
 static int check_host(struct supervisor *sup, struct state_origin *origin)
 {
 	const char *why = NULL;
@@ -430,6 +445,7 @@ static int start(struct supervisor *sup, struct signals *sig)
 	ret = sup->sock_lock = cni_server_claim(sup->cfg.socket_path);
 	if (ret < 0)
 		return ret;
+	pool_size();
 	ret = uv_loop_init(&sup->loop);
 	if (ret < 0) {
 		log_err("libuv loop: %s", uv_strerror(ret));

@@ -275,6 +275,14 @@ int pods__attachment_save(struct pods *p, const struct attachment *a)
 	return state_attachment_put(p->st, &pb.m);
 }
 
+int pods__attachment_save_cached(struct pods *p, const struct attachment *a)
+{
+	struct att_pb pb;
+
+	attachment_to_pb(p, a, NULL, a->worker_uid, &pb);
+	return state_attachment_put_cached(p->st, &pb.m);
+}
+
 int pods__attachment_save_worker(struct pods *p, const struct attachment *a,
 				 const struct worker_identity *wi, uint32_t uid)
 {

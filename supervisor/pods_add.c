@@ -380,9 +380,13 @@ static void add_build(struct op_add *add, int nsfd, const char *pod_uid)
 	int tun_fd = -1, ifindex = 0, ret;
 
 	/* Intent before any network change: a supervisor killed from here on
-	 * leaves a record that startup, a DEL or the reconciler undoes. */
+	 * leaves a record that startup, a DEL or the reconciler undoes. Not
+	 * fsync'd, nor is the next: a killed supervisor's writes stay in the
+	 * page cache, and what a machine's crash would lose them to takes
+	 * ts0 and the pod's netns along. The record this ADD's reply waits
+	 * for (its worker's, sync_save_work) is fsync'd. */
 	a = attachment_from_add(add, pod_uid);
-	ret = pods__attachment_save(p, a);
+	ret = pods__attachment_save_cached(p, a);
 	if (ret < 0) {
 		pods__op_fail(&add->op, pods__errno_cni_code(ret),
 			      "cannot write the attachment record", ret, "intent");
@@ -406,7 +410,7 @@ static void add_build(struct op_add *add, int nsfd, const char *pod_uid)
 	a->tun_fd = tun_fd;
 	a->ifindex = (uint32_t)ifindex;
 	a->state = TSCNI__ATTACHMENT_STATE__ATTACHMENT_READY;
-	ret = pods__attachment_save(p, a);
+	ret = pods__attachment_save_cached(p, a);
 	if (ret < 0) {
 		pods__op_fail(&add->op, pods__errno_cni_code(ret),
 			      "cannot write the attachment record", ret, "ready");

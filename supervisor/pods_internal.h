@@ -249,6 +249,8 @@ uint32_t pods__errno_cni_code(int ret);
 void pods__attachment_free(struct attachment *a);
 struct attachment *pods__attachment_from_pb(const Tscni__Attachment *m);
 int pods__attachment_save(struct pods *p, const struct attachment *a);
+/* state_attachment_put_cached: no fsync (an ADD's intent and ts0 records). */
+int pods__attachment_save_cached(struct pods *p, const struct attachment *a);
 int pods__attachment_save_worker(struct pods *p, const struct attachment *a,
 				 const struct worker_identity *wi, uint32_t uid);
 int pods__attachment_unrecord(struct pods *p, const struct attachment *a);

@@ -884,7 +884,7 @@ static int key_file(const Tscni__AttachmentKey *key, char *buf, size_t n)
 	return 0;
 }
 
-int state_attachment_put(struct state *st, const Tscni__Attachment *att)
+static int attachment_put(struct state *st, const Tscni__Attachment *att, bool durable)
 {
 	char name[RECORD_KEYNAME_LEN + sizeof(record_suffix)];
 	const char *why;
@@ -898,10 +898,21 @@ int state_attachment_put(struct state *st, const Tscni__Attachment *att)
 	ret = open_pod(st, att->pod_uid, true, &pod_fd, &att_fd);
 	if (ret < 0)
 		return ret;
-	ret = record_write_attachment(att_fd, name, att);
+	ret = durable ? record_write_attachment(att_fd, name, att)
+		      : record_write_attachment_cached(att_fd, name, att);
 	close(att_fd);
 	close(pod_fd);
 	return ret;
+}
+
+int state_attachment_put(struct state *st, const Tscni__Attachment *att)
+{
+	return attachment_put(st, att, true);
+}
+
+int state_attachment_put_cached(struct state *st, const Tscni__Attachment *att)
+{
+	return attachment_put(st, att, false);
 }
 
 int state_attachment_remove(struct state *st, const char *pod_uid, const Tscni__AttachmentKey *key)

@@ -74,6 +74,11 @@ int state_pod_remove(struct state *st, const char *pod_uid);
 /* The file is pods/<pod_uid>/attachments/<record_key_filename(key)>.pb.
  * Removing what is not there returns 0. */
 int state_attachment_put(struct state *st, const Tscni__Attachment *att);
+/* Without fsync (atomic_write_file_cached): survives the supervisor's death,
+ * maybe not the machine's. For an ADD's records before its reply: the ts0
+ * they name dies with the machine too, and the record the reply waits for
+ * (pods_save.c, once the worker is Ready) is durable. */
+int state_attachment_put_cached(struct state *st, const Tscni__Attachment *att);
 int state_attachment_remove(struct state *st, const char *pod_uid, const Tscni__AttachmentKey *key);
 /* Counts the attachment records of a pod (to know if it has any left): >= 0,
  * 0 when the pod has no directory. */

@@ -39,6 +39,7 @@ enum supervisor_defaults {
 	 * updates a Secret volume within about a minute). */
 	AUTH_KEY_WATCH_MS = 2000,
 	SUPERVISOR_ROUTE_DENY_MAX = 64, /* --route-deny prefixes */
+	SUPERVISOR_POOL_THREADS = 16,	/* libuv's threadpool (main.c pool_size) */
 };
 
 #define SUPERVISOR_STATE_DIR	    "/var/lib/tailscale-cni"
