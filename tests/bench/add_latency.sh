@@ -231,6 +231,9 @@ for ctl in $CONTROLS; do
 		rounds
 		sup_stop
 		tc_stop
+		# genuine_node_ns makes a node netns of the same name.
+		ip netns del "$NODE_NS" 2>/dev/null
+		SUP_NETNS=""
 	elif [[ $ctl == genuine ]]; then
 		CTL_NAME=genuine
 		if [[ -z ${TSCNI_PEERS_DIR:-} || ! -x ${TSCNI_PEERS_DIR:-/nonexistent}/bin/peerctl ]]; then
