@@ -687,8 +687,10 @@ out:
 /* ---- single records ---- */
 
 /* Opens pods/<uid> (and its attachments/ when att_fd is given), creating
- * them when asked; a created directory is made durable in its parent. */
-static int open_pod(struct state *st, const char *uid, bool create, int *pod_fd, int *att_fd)
+ * them when asked; a created directory is made durable in its parent, but
+ * attachments/ not when att_later: the caller fsyncs pods/<uid> itself. */
+static int open_pod_sync(struct state *st, const char *uid, bool create, int *pod_fd, int *att_fd,
+			 bool att_later)
 {
 	bool created;
 	int ret;
@@ -710,7 +712,7 @@ static int open_pod(struct state *st, const char *uid, bool create, int *pod_fd,
 		close_fd(pod_fd);
 		return ret;
 	}
-	if (created && fsync(*pod_fd) < 0)
+	if (created && !att_later && fsync(*pod_fd) < 0)
 		goto err;
 	return 0;
 err:
@@ -719,6 +721,11 @@ err:
 	if (att_fd)
 		close_fd(att_fd);
 	return ret;
+}
+
+static int open_pod(struct state *st, const char *uid, bool create, int *pod_fd, int *att_fd)
+{
+	return open_pod_sync(st, uid, create, pod_fd, att_fd, false);
 }
 
 Tscni__Identity *state_identity_get(struct state *st, const char *pod_uid, int *err)
@@ -762,13 +769,17 @@ out:
 int state_identity_put(struct state *st, const Tscni__Identity *id)
 {
 	const char *why;
-	int pod_fd, ret;
+	int pod_fd, att_fd, ret;
 
 	if (validate_identity(id, &why) < 0 || is_foreign(st, id->machine_id, id->node_name))
 		return -EINVAL;
-	ret = open_pod(st, id->pod_uid, true, &pod_fd, NULL);
+	/* attachments/ too, made durable by the fsync of pods/<uid> that
+	 * follows the identity's rename: a new pod's first ADD then pays one
+	 * fsync of that directory, not two. */
+	ret = open_pod_sync(st, id->pod_uid, true, &pod_fd, &att_fd, true);
 	if (ret < 0)
 		return ret;
+	close(att_fd);
 	ret = record_write_identity(pod_fd, identity_name, id);
 	close(pod_fd);
 	return ret;
