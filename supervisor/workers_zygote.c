@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -118,6 +119,7 @@ static void on_zyg_pidfd(uv_poll_t *h, int status, int events)
 /* What the child reports through the CLOEXEC pipe when it cannot exec. */
 enum zygote_stage {
 	ZYGOTE_STAGE_FD3 = 1,
+	ZYGOTE_STAGE_FD4,
 	ZYGOTE_STAGE_SETNS,
 	ZYGOTE_STAGE_CGROUPNS,
 	ZYGOTE_STAGE_EXEC,
@@ -143,6 +145,8 @@ static int exec_failed(const struct workers *ws, const int fail[2])
 			  "exec %s --zygote in our own mount namespace (a binary "
 			  "installed on the host needs host_mntns)",
 			  ws->worker_path);
+	else if (fail[0] == ZYGOTE_STAGE_FD4)
+		log_err_r(ret, "zygote: fd 4 for the CA bundle");
 	else
 		log_err_r(ret, "zygote: fd 3 for its socket");
 	return ret;
@@ -168,6 +172,46 @@ static void zygote_watch(struct workers *ws, int sock, int pidfd, pid_t pid)
 	ws->zyg = z;
 }
 
+/* The CA bundle the workers get, in a sealed memfd for the zygote's fd 4
+ * (--ca-fd 4): the zygote parses it once for every worker it forks
+ * (worker/tls/tls_store.h). Returns the fd (CLOEXEC, above 4) or -1 when
+ * there is no bundle or no memfd (logged: each worker then parses its own). */
+static int ca_memfd(const struct workers *ws)
+{
+	const unsigned int seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+	int fd, hi;
+
+	if (!ws->ca_pem || !ws->ca_pem_len)
+		return -1;
+	fd = memfd_create("tscni-ca", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		log_warn_r(-errno, "zygote: memfd for the CA bundle; workers parse their own");
+		return -1;
+	}
+	for (size_t off = 0; off < ws->ca_pem_len;) {
+		ssize_t n = write(fd, ws->ca_pem + off, ws->ca_pem_len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_warn_r(n < 0 ? -errno : -EIO,
+				   "zygote: write the CA bundle's memfd; workers parse their own");
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, 5);
+	close(fd);
+	if (hi < 0 || fcntl(hi, F_ADD_SEALS, seals) < 0) {
+		log_warn_r(-errno, "zygote: seal the CA bundle's memfd; workers parse their own");
+		if (hi >= 0)
+			close(hi);
+		return -1;
+	}
+	return hi;
+}
+
 /* fork + exec of the worker binary as the zygote, with its end of a fresh
  * socketpair on fd 3. With host_mntns, the child first enters that mount
  * namespace (setns; after fork it is single-threaded with its own fs_struct,
@@ -188,21 +232,34 @@ int workers__zygote_start(struct workers *ws)
 			ws->sandbox,
 			(char *)"--log-level",
 			(char *)log_level_name(log_get_level()),
-			ws->force_fallbacks ? (char *)"--force-fallbacks" : NULL,
+			NULL, /* --ca-fd */
+			NULL, /* 4 */
+			NULL, /* --force-fallbacks */
 			NULL};
+	size_t argc = 10;
 	sigset_t all, old;
-	int sv[2], ep[2], pidfd, ret;
+	int sv[2], ep[2], pidfd, ret, ca_fd = ca_memfd(ws);
 	int fail[2] = {0, 0}; /* enum zygote_stage, errno */
 	ssize_t n;
 	pid_t pid;
 
 	snprintf(forks, sizeof(forks), "%u", ws->max_forks);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
+	if (ca_fd >= 0) {
+		argv[argc++] = (char *)"--ca-fd";
+		argv[argc++] = (char *)"4";
+	}
+	if (ws->force_fallbacks)
+		argv[argc++] = (char *)"--force-fallbacks";
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		ret = -errno;
+		workers__close_fd(&ca_fd);
+		return ret;
+	}
 	if (pipe2(ep, O_CLOEXEC) < 0) {
 		ret = -errno;
 		close(sv[0]);
 		close(sv[1]);
+		workers__close_fd(&ca_fd);
 		return ret;
 	}
 	sigfillset(&all);
@@ -218,6 +275,10 @@ int workers__zygote_start(struct workers *ws)
 		if (sv[1] == 3)
 			fcntl(3, F_SETFD, 0);
 		else if (dup2(sv[1], 3) < 0)
+			goto child_fail;
+		/* ca_fd > 4 (ca_memfd), so fd 3 was not it. */
+		fail[0] = ZYGOTE_STAGE_FD4;
+		if (ca_fd >= 0 && dup2(ca_fd, 4) < 0)
 			goto child_fail;
 		fail[0] = ZYGOTE_STAGE_SETNS;
 		if (ws->mntns_fd >= 0 && setns(ws->mntns_fd, CLONE_NEWNS) < 0)
@@ -237,6 +298,7 @@ int workers__zygote_start(struct workers *ws)
 	ret = pid < 0 ? -errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
+	workers__close_fd(&ca_fd);
 	close(ep[1]);
 	if (ret < 0) {
 		close(ep[0]);

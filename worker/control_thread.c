@@ -29,6 +29,7 @@
 #include "reauth.h"
 #include "routes.h"
 #include "sandbox.h"
+#include "tls_store.h"
 
 /* Stats.peer from the engine's latest per-peer report. Returns what
  * s->peer points into (peer_status_free after sending). */
@@ -912,9 +913,15 @@ int control_thread_init(struct worker_ctx *ctx)
 	ctx->control.since_unix = (uint64_t)time(NULL);
 	if (ctx->start.control_url) {
 		ctx->control.state = TSCNI__CONTROL_STATE__CONTROL_CONNECTING;
-		ctx->ca_pem = ctx->start.ca_pem; /* outlives worker_start_clear */
+		/* The zygote's copy and parsed store when the bundle is the
+		 * same (tls_store.h), else ours; either outlives
+		 * worker_start_clear. */
+		ctx->ca_pem = tls_store_pem(ctx->start.ca_pem, ctx->start.ca_pem_len);
+		if (!ctx->ca_pem) {
+			ctx->ca_pem = ctx->start.ca_pem;
+			ctx->start.ca_pem = NULL;
+		}
 		ctx->ca_pem_len = ctx->start.ca_pem_len;
-		ctx->start.ca_pem = NULL;
 		ctx->start.ca_pem_len = 0;
 		ret = new_client(ctx);
 		if (ret == 0 && ctx->chan)

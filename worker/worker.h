@@ -138,9 +138,10 @@ struct worker_ctx {
 	/* The control client (control/client.h), NULL without a control URL. */
 	struct worker_start start;
 	/* The CA bundle from Start, kept for the process's life: the control
-	 * client and every DERP connection borrow it (one copy, ~220 KB with
-	 * a full bundle). */
-	char *ca_pem;
+	 * client and every DERP connection borrow it. The zygote's mapping
+	 * when the bytes are the same (tls_store_pem), else one copy of ours
+	 * (~220 KB with a full bundle). Never freed. */
+	const char *ca_pem;
 	size_t ca_pem_len;
 	struct client *ctl;
 	uint32_t next_id; /* ResolveRequest and NetopRequest ids */

@@ -40,6 +40,13 @@ pod_add 0 || tscni_finish
 wait_ready 0
 check "pod 0: control connected over https" jqq --arg u "uid-$$-0" \
 	'.pods[] | select(.pod_uid == $u) | .control_state == "connected"' <<<"$(sup_status_json)"
+# The zygote parsed the bundle once (worker/tls/tls_store.h): the worker maps
+# the zygote's sealed copy and holds no bundle of its own on its heap.
+wpid=$(pod_stat "uid-$$-0" worker_pid)
+check "the worker inherits the zygote's parsed bundle (memfd:tscni-ca mapped)" \
+	grep -q "memfd:tscni-ca" "/proc/${wpid:-0}/maps"
+check "the zygote parsed the bundle without a warning" \
+	bash -c '! grep -q "CA bundle on fd" "$1"' _ "$T/sup.log"
 pod_del 0
 sup_stop
 

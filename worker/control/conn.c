@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "tls_store.h"
 
 static void on_conn_poll(uv_poll_t *h, int status, int events);
 
@@ -133,13 +134,9 @@ struct conn *client__conn_new(struct client *c, enum conn_kind kind, bool tls, u
 	curl_easy_setopt(n->easy, CURLOPT_CAINFO, NULL);
 	curl_easy_setopt(n->easy, CURLOPT_CAPATH, NULL);
 	if (tls) {
-		/* Not copied: a full bundle is ~220 KB, and the bundle
-		 * outlives the client (client_config). */
-		struct curl_blob blob = {.data = (void *)c->srv.ca_pem,
-					 .len = c->srv.ca_pem_len,
-					 .flags = CURL_BLOB_NOCOPY};
-
-		curl_easy_setopt(n->easy, CURLOPT_CAINFO_BLOB, &blob);
+		/* The zygote's parsed store, or the bundle not copied (it
+		 * outlives the client: client_config). */
+		tls_store_curl(n->easy, c->srv.ca_pem, c->srv.ca_pem_len);
 		curl_easy_setopt(n->easy, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(n->easy, CURLOPT_SSL_VERIFYHOST, 2L);
 		/* HTTP/1.1 only: an h2 connection cannot be upgraded. */

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "tls_store.h"
 
 enum {
 	CSOCK_MAX = 4,
@@ -593,12 +594,9 @@ static int dial(struct derp_conn *c)
 		curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 0L);
 		curl_easy_setopt(c->easy, CURLOPT_CERTINFO, c->pinned ? 1L : 0L);
 	} else {
-		/* Not copied: a full bundle is ~220 KB, and c->ca_pem
-		 * outlives the conn. */
-		struct curl_blob blob = {
-			.data = (void *)c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
-
-		curl_easy_setopt(c->easy, CURLOPT_CAINFO_BLOB, &blob);
+		/* The zygote's parsed store, or the bundle not copied
+		 * (c->ca_pem outlives the conn). */
+		tls_store_curl(c->easy, (const char *)c->ca_pem, c->ca_pem_len);
 		curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	}

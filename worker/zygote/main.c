@@ -13,8 +13,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: tailscale-cni-worker --zygote [--cgroup-parent NAME|\"\"] "
 		   "[--max-forks N] [--sandbox seccomp|none] [--log-level LEVEL] "
-		   "[--force-fallbacks]\n"
-		   "Started by tailscale-cni-supervisor with its link on fd 3.\n");
+		   "[--force-fallbacks] [--ca-fd FD]\n"
+		   "Started by tailscale-cni-supervisor with its link on fd 3 and, with\n"
+		   "--ca-fd, the CA bundle its workers trust on that fd.\n");
 }
 
 int main(int argc, char **argv)
@@ -25,6 +26,7 @@ int main(int argc, char **argv)
 		.cgroup_parent = "tailscale-cni",
 		.max_forks = ZYGOTE_MAX_FORKS,
 		.sandbox = &sandbox_seccomp,
+		.ca_fd = -1,
 	};
 	enum log_level level = LOG_INFO;
 	bool zygote = false;
@@ -50,7 +52,7 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (strcmp(a, "--cgroup-parent") && strcmp(a, "--max-forks") &&
-		    strcmp(a, "--sandbox") && strcmp(a, "--log-level")) {
+		    strcmp(a, "--sandbox") && strcmp(a, "--log-level") && strcmp(a, "--ca-fd")) {
 			fprintf(stderr, "tailscale-cni-worker: unknown option '%s' (see --help)\n",
 				a);
 			return 2;
@@ -83,6 +85,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.max_forks = (unsigned int)n;
+		} else if (!strcmp(a, "--ca-fd")) {
+			char *end;
+			long n;
+
+			errno = 0;
+			n = strtol(v, &end, 10);
+			if (errno || *end || end == v || n < 4 || n > 1024) {
+				fprintf(stderr,
+					"tailscale-cni-worker: --ca-fd: 4..1024, got \"%s\"\n", v);
+				return 2;
+			}
+			cfg.ca_fd = (int)n;
 		} else if (!strcmp(a, "--sandbox")) {
 			if (!strcmp(v, "seccomp")) {
 				cfg.sandbox = &sandbox_seccomp;

@@ -16,6 +16,7 @@
 #include "frame.h"
 #include "log.h"
 #include "sandbox.h"
+#include "tls_store.h"
 #include "worker.h"
 #include "worker.pb-c.h"
 
@@ -152,6 +153,14 @@ int zygote_run(const struct zygote_config *cfg)
 	 * workers inherit it and open no file later. */
 	if (client_global_init() < 0)
 		log_err("control client global init failed: workers cannot reach control");
+	if (cfg->ca_fd >= 0) {
+		const char *why = "";
+		int ret = tls_store_load(cfg->ca_fd, &why);
+
+		if (ret < 0)
+			log_warn("CA bundle on fd %d: %s (%s): each worker parses its own",
+				 cfg->ca_fd, why, strerror(-ret));
+	}
 	log_info("zygote %d ready (sandbox %s, re-exec after %u forks%s)", (int)getpid(),
 		 cfg->sandbox->name, cfg->max_forks,
 		 cfg->force_fallbacks ? ", fallbacks forced" : "");

@@ -25,6 +25,9 @@ struct zygote_config {
 	const char *cgroup_parent; /* NULL or "": no cgroup placement */
 	unsigned int max_forks;
 	const struct sandbox_ops *sandbox;
+	/* The CA bundle the supervisor sends its workers (a memfd), parsed
+	 * here once for all of them (worker/tls/tls_store.h); -1: none. */
+	int ca_fd;
 	/* Tests: fork + pidfd_open instead of clone3, and no close_range in the
 	 * child, as on kernels without them. */
 	bool force_fallbacks;
