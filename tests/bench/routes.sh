@@ -148,7 +148,8 @@ peers1=$(pod_stat "${POD_UID[1]}" peers)
 pss_of "${W1:-0}"
 W1_PSS=$PSS W1_USS=$USS W1_ANON=$ANON
 echo "# worker with $peers1 peers (pod 1, idle): PSS $W1_PSS KiB  USS $W1_USS KiB" \
-	" Pss_Anon $W1_ANON KiB"
+	" Pss_Anon $W1_ANON KiB; by mapping (PSS / USS KiB):"
+smaps_breakdown "${W1:-0}"
 check "pod 1's worker had the first $M nodes as peers (${peers1:-none})" test "$peers1" = "$M"
 pod_del 1
 CLEAN_CMDS=()
@@ -303,7 +304,10 @@ echo "# (status: peers=${peers:-?}; $c4 + $c6 routes on ts0; supervisor PSS befo
 	"$sup_pss0 KiB, after its route sync and before any status call $sup_pss1 KiB)"
 pss_of "$WPID"
 echo "# worker PSS: $W1_PSS KiB with $M peers (pod 1, alone), $PSS KiB with ${peers:-?}" \
-	"(Pss_Anon $W1_ANON and $ANON KiB)"
+	"(Pss_Anon $W1_ANON and $ANON KiB); by mapping with ${peers:-?} (PSS / USS KiB):"
+smaps_breakdown "$WPID"
+echo "# supervisor by mapping (PSS / USS KiB):"
+smaps_breakdown "$SUP_PID"
 if [[ -x $TSCNI_BUILD_DIR/tests/bench/peer_sizes ]]; then
 	echo "# per-peer structs (bytes; tests/bench/peer_sizes):"
 	"$TSCNI_BUILD_DIR/tests/bench/peer_sizes" | while read -r name size what; do

@@ -86,3 +86,32 @@ cpu_ticks()
 	echo $((f[11] + f[12]))
 }
 HZ=$(getconf CLK_TCK)
+
+# smaps_breakdown PID [PREFIX]: where PID's PSS is, from /proc/PID/smaps, one
+# line per kind of mapping (KiB, each "PSS / USS", USS the pages PID alone
+# maps: what one more such process costs): [heap] (the main arena), the
+# other anonymous mappings (thread stacks, the other malloc arenas, large
+# mallocs, libraries' bss), [stack], each file-backed object (a library:
+# text shared, its relocated data (GOT, .data.rel.ro) private), a memfd. Sorted by PSS, the largest first; PREFIX starts every line
+# (default "#   ").
+smaps_breakdown()
+{
+	[[ -r /proc/$1/smaps ]] || return 0
+	awk -v pre="${2:-#   }" '
+	/^[0-9a-f]+-[0-9a-f]+ / {
+		name = $6
+		for (i = 7; i <= NF; i++) name = name " " $i
+		if (name == "") name = "anonymous (stacks, arenas, big mallocs)"
+		sub(/.*\//, "", name)
+		cur = name
+		next
+	}
+	$1 == "Pss:" { pss[cur] += $2 }
+	$1 == "Private_Clean:" || $1 == "Private_Dirty:" { pa[cur] += $2 }
+	END {
+		for (k in pss) if (pss[k] > 0) printf "%d\t%d\t%s\n", pss[k], pa[k], k
+	}' "/proc/$1/smaps" | sort -rn | awk -F '\t' -v pre="${2:-#   }" -v n=0 '
+		{ n++; if (n <= 14) printf "%s%-42s %5d / %5d\n", pre, $3, $1, $2
+		  else { op += $1; oa += $2; on++ } }
+		END { if (on) printf "%s%-42s %5d / %5d\n", pre, on " more mappings", op, oa }'
+}

@@ -206,11 +206,13 @@ tc_authkey()
 }
 
 # sup_start_tailnet [ARGS...]: the supervisor against testcontrol over https
-# with $T/authkey (in $SUP_NETNS when set).
+# with $T/authkey (in $SUP_NETNS when set). The workers trust testcontrol's
+# CA alone, or with TC_CA_OPT=--ca-file-add the system's bundle plus it (what
+# a deployment's workers hold).
 sup_start_tailnet()
 {
 	sup_start --control-url "https://$TC_HTTPS" --auth-key-file "$T/authkey" \
-		--ca-file "$TC_CA" --cluster-name e2e "$@"
+		"${TC_CA_OPT:---ca-file}" "$TC_CA" --cluster-name e2e "$@"
 }
 
 # pod_add I [JQ]: a pod netns tscni-…-p<I> and an ADD (CNI 1.0.0) through the
