@@ -101,8 +101,17 @@ node_ns_new || die "cannot create the node netns"
 tc_start --log-level info || die "testcontrol does not start"
 tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:e2e"]}' ||
 	die "testcontrol mints no auth key"
-# Debug (sup_start's default): the route syncs are logged at debug.
-sup_start_tailnet || die "the supervisor does not start"
+# Debug (sup_start's default): the route syncs are logged at debug. With
+# TSCNI_HEAP_SITES=1, every process runs with tests/bench/heap_sites.so
+# preloaded and the workers without their seccomp filter (it would refuse
+# the dump's files): the heaps by allocation site are printed too.
+if [[ ${TSCNI_HEAP_SITES:-} == 1 ]]; then
+	SUP_PRELOAD=$TSCNI_BUILD_DIR/tests/bench/heap_sites.so
+	[[ -f $SUP_PRELOAD ]] || die "$SUP_PRELOAD is missing: build the heap_sites target"
+	sup_start_tailnet --sandbox none || die "the supervisor does not start"
+else
+	sup_start_tailnet || die "the supervisor does not start"
+fi
 
 # register FROM TO: external nodes FROM..TO (lines of $T/keys: node key, then
 # disco key). One curl process, one request per node (--next between
@@ -150,6 +159,10 @@ W1_PSS=$PSS W1_USS=$USS W1_ANON=$ANON
 echo "# worker with $peers1 peers (pod 1, idle): PSS $W1_PSS KiB  USS $W1_USS KiB" \
 	" Pss_Anon $W1_ANON KiB; by mapping (PSS / USS KiB):"
 smaps_breakdown "${W1:-0}"
+if [[ -n ${SUP_PRELOAD:-} ]]; then
+	echo "# its heap by allocation site (KiB, blocks, the first three callers):"
+	heap_sites "${W1:-0}"
+fi
 check "pod 1's worker had the first $M nodes as peers (${peers1:-none})" test "$peers1" = "$M"
 pod_del 1
 CLEAN_CMDS=()
@@ -306,8 +319,16 @@ pss_of "$WPID"
 echo "# worker PSS: $W1_PSS KiB with $M peers (pod 1, alone), $PSS KiB with ${peers:-?}" \
 	"(Pss_Anon $W1_ANON and $ANON KiB); by mapping with ${peers:-?} (PSS / USS KiB):"
 smaps_breakdown "$WPID"
+if [[ -n ${SUP_PRELOAD:-} ]]; then
+	echo "# its heap by allocation site (KiB, blocks, the first three callers):"
+	heap_sites "$WPID" 25
+fi
 echo "# supervisor by mapping (PSS / USS KiB):"
 smaps_breakdown "$SUP_PID"
+if [[ -n ${SUP_PRELOAD:-} ]]; then
+	echo "# its heap by allocation site (KiB, blocks, the first three callers):"
+	heap_sites "$SUP_PID"
+fi
 if [[ -x $TSCNI_BUILD_DIR/tests/bench/peer_sizes ]]; then
 	echo "# per-peer structs (bytes; tests/bench/peer_sizes):"
 	"$TSCNI_BUILD_DIR/tests/bench/peer_sizes" | while read -r name size what; do

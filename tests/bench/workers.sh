@@ -22,6 +22,7 @@ export TSCNI_BUILD_DIR=${1:-${TSCNI_BUILD_DIR:-}}
 source "$(dirname "$0")/../lib/common.sh"
 N=${2:-100}
 tscni_init benchw
+source "$(dirname "$0")/../lib/bench.sh"
 
 now_ms()
 {
@@ -128,8 +129,11 @@ wait_bg
 workers_pss >>"$T/pss.peak"
 echo "# worker PSS during bursts (6 samples, max = peak): $(stats "$T/pss.peak" 6)"
 zyg=$(sup_status_json | jq -r .zygote_pid)
+pss_of "$SUP_PID"
 echo "# zygote PSS: $(awk '/^Pss:/ {print $2}' "/proc/$zyg/smaps_rollup") KiB;" \
-	"supervisor PSS: $(awk '/^Pss:/ {print $2}' "/proc/$SUP_PID/smaps_rollup") KiB"
+	"supervisor PSS: $PSS KiB (USS $USS, Pss_Anon $ANON) with $N pods, by mapping" \
+	"(PSS / USS KiB):"
+smaps_breakdown "$SUP_PID"
 
 # --- re-adoption -----------------------------------------------------------
 before=$(sup_status_json | jq -c '[.pods[] | .worker_pid] | sort')

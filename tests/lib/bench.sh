@@ -115,3 +115,29 @@ smaps_breakdown()
 		  else { op += $1; oa += $2; on++ } }
 		END { if (on) printf "%s%-42s %5d / %5d\n", pre, on " more mappings", op, oa }'
 }
+
+# heap_sites PID [TOP]: PID's live heap by allocation site (PID runs with
+# tests/bench/heap_sites.so preloaded: SUP_PRELOAD): asks for a dump, waits
+# for it (up to 10 s) and prints the TOP (default 20) largest sites.
+heap_sites()
+{
+	local req=/tmp/tscni-heap.$1.req out=/tmp/tscni-heap.$1.txt k
+
+	rm -f "$out"
+	touch "$req"
+	for ((k = 0; k < 50; k++)); do
+		[[ -s $out ]] && break
+		# A status call makes a worker allocate (its Stats), and the
+		# supervisor: the next allocations notice the request.
+		sup_status_json >/dev/null 2>&1
+		sleep 0.2
+	done
+	rm -f "$req"
+	if [[ ! -s $out ]]; then
+		rm -f "$req" "$out"
+		echo "#   (no heap dump from $1: is heap_sites.so preloaded?)"
+		return 0
+	fi
+	python3 "$(dirname "${BASH_SOURCE[0]}")/../bench/heap_sites.py" "$out" "${2:-20}"
+	rm -f "$out"
+}

@@ -258,12 +258,15 @@ wait_socket()
 # logging to $T/sup.log (appended across restarts). Fails the test if it
 # does not serve within 10 s.
 # sup_start ARGS...: the supervisor (in netns $SUP_NETNS when set: the plugin
-# still reaches it through the socket's path), logging to $SUP_LOG when set.
+# still reaches it through the socket's path), logging to $SUP_LOG when set;
+# with SUP_PRELOAD, it (and so the zygote and the workers) runs with that
+# LD_PRELOAD (tests/bench/heap_sites.c).
 sup_start()
 {
 	local -a pre=()
 
 	[[ -n ${SUP_NETNS:-} ]] && pre=(ip netns exec "$SUP_NETNS")
+	[[ -n ${SUP_PRELOAD:-} ]] && pre+=(env "LD_PRELOAD=$SUP_PRELOAD")
 	"${pre[@]}" "$SUP" run --state-dir "$STATE" --socket "$SOCK" --node-name "e2e-$$" \
 		--log-level debug "$@" >>"${SUP_LOG:-$T/sup.log}" 2>&1 </dev/null &
 	SUP_PID=$!
