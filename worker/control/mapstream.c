@@ -14,11 +14,12 @@
  * it doubles as output arrives, up to max_json. */
 enum { MAPSTREAM_FIRST_OUT = 64 << 10 };
 
-/* A decoder is about 96 KiB; decoding a large message grows its window
- * buffers to the message's size (700 KiB for 1000 peers), and libzstd
- * keeps them for the next. Past this after a message, the decoder is
- * replaced by a fresh one: the deltas that follow are small. */
-enum { MAPSTREAM_DCTX_KEEP = 256 << 10 };
+/* A decoder is about 96 KiB, all of it written by the first message it
+ * decodes, and decoding a large one grows its window buffers to the
+ * message's size (700 KiB for 1000 peers). Messages come seconds to a minute
+ * apart (keep-alives, deltas): each gets a fresh decoder, freed once it is
+ * decoded, so an idle worker holds none (one malloc and a few stores a
+ * message; 94 KiB of an idle worker's heap when it was kept). */
 
 /* zstd's smallest window log (ZSTD_WINDOWLOG_ABSOLUTEMIN, behind
  * ZSTD_STATIC_LINKING_ONLY); 30 covers MAPSTREAM_MAX_LIMIT. */
@@ -54,21 +55,6 @@ static struct ZSTD_DCtx_s *dctx_new(size_t max_json)
 	return d;
 }
 
-/* Gives back the window buffers a large message left in the decoder. On
- * failure to make a fresh one, the old one stays. */
-static void dctx_shrink(struct mapstream *s)
-{
-	ZSTD_DCtx *fresh;
-
-	if (ZSTD_sizeof_DCtx(s->dctx) <= MAPSTREAM_DCTX_KEEP)
-		return;
-	fresh = dctx_new(s->max_json);
-	if (!fresh)
-		return;
-	ZSTD_freeDCtx(s->dctx);
-	s->dctx = fresh;
-}
-
 int mapstream_init(struct mapstream *s, bool zstd, size_t max_frame, size_t max_json)
 {
 	memset(s, 0, sizeof(*s));
@@ -82,11 +68,6 @@ int mapstream_init(struct mapstream *s, bool zstd, size_t max_frame, size_t max_
 	s->zstd = zstd;
 	s->max_frame = max_frame;
 	s->max_json = max_json;
-	if (zstd) {
-		s->dctx = dctx_new(max_json);
-		if (!s->dctx)
-			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -131,8 +112,12 @@ static int decompress(struct mapstream *s, char **json, size_t *json_len, const 
 		cap = MAPSTREAM_MIN_LIMIT; /* never 0: the buffer must be able to grow */
 	if (cap > s->max_json)
 		cap = s->max_json;
+	s->dctx = dctx_new(s->max_json);
+	if (!s->dctx) {
+		*why = "no memory for a zstd decoder";
+		return -ENOMEM;
+	}
 	out = xmalloc(cap + 1);
-	ZSTD_DCtx_reset(s->dctx, ZSTD_reset_session_only);
 	for (;;) {
 		ZSTD_outBuffer ob = {.dst = out, .size = cap, .pos = have};
 		size_t in_before = in.pos;
@@ -234,7 +219,8 @@ ssize_t mapstream_feed(struct mapstream *s, const uint8_t *src, size_t len, char
 	if (s->zstd) {
 		ret = decompress(s, json, json_len, why);
 		free(s->body);
-		dctx_shrink(s);
+		ZSTD_freeDCtx(s->dctx);
+		s->dctx = NULL;
 	} else {
 		/* Raw JSON: hand over the buffer itself. */
 		s->body[s->body_len] = '\0';

@@ -35,7 +35,7 @@ struct mapstream {
 	uint8_t *body; /* the current message, once its header is complete */
 	size_t body_len;
 	size_t body_have;
-	struct ZSTD_DCtx_s *dctx;
+	struct ZSTD_DCtx_s *dctx; /* only while a message is decoded */
 };
 
 /* zstd: messages are zstd frames (else raw JSON). max_frame bounds the
