@@ -23,7 +23,9 @@
 #     1 s of samples before the first run), max under load (over all three
 #     runs) and after load (the largest of 1 s of samples, 1 s after the
 #     last run); the goal, 4096 KiB per worker, next to the workers';
-#     and the largest USS (private pages only) and Pss_Anon under load.
+#     and the largest USS (private pages only) and Pss_Anon under load;
+#   worker 0's PSS and USS by mapping (tests/lib/bench.sh smaps_breakdown),
+#     idle before the runs and after them.
 # PSS splits each shared page among the processes that map it: the
 # libraries' pages (libcrypto alone is ~0.7-0.9 MiB of a worker's PSS here)
 # are shared by the zygote, both workers and, while it runs, iperf3 (which
@@ -127,6 +129,7 @@ sleep 1
 sample_start "$T/pss.idle"
 sleep 1
 sample_stop
+smaps_breakdown "${WPID[0]}" "#   " >"$T/smaps.idle"
 
 RUN_NAMES=("tcp 1 stream 0->1" "tcp 4 streams 0->1" "tcp 1 stream 1->0 (-R)")
 RUN_ARGS=("" "-P 4" "-R")
@@ -169,6 +172,7 @@ sleep 1
 sample_start "$T/pss.after"
 sleep 1
 sample_stop
+smaps_breakdown "${WPID[0]}" "#   " >"$T/smaps.after"
 
 echo
 printf '%-12s %8s %8s %12s %8s %9s %10s\n' "PSS KiB" "pid" "idle" "max (load)" "after" \
@@ -193,6 +197,10 @@ for c in 0 1 2 3; do
 done
 echo "# samples: idle $(wc -l <"$T/pss.idle"), under load" \
 	"$(cat "${LOAD_FILES[@]}" | wc -l), after $(wc -l <"$T/pss.after") (every 100 ms)"
+echo "# worker 0 by mapping, idle before the runs (PSS / USS KiB):"
+cat "$T/smaps.idle"
+echo "# worker 0 by mapping, after the runs (PSS / USS KiB):"
+cat "$T/smaps.after"
 
 # The iperf3 server, by pid; the pods are DELeted by the EXIT trap
 # (CLEAN_CMDS), then the supervisor and testcontrol stopped.
