@@ -1,6 +1,7 @@
 /* The threadpool watch (pool_watch.h). */
 #include "pool_watch.h"
 
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -19,6 +20,7 @@ struct pool_watch {
 	bool timer_open; /* until its close callback */
 	bool stuck;	 /* we made the health NOT_READY */
 	uint64_t queued_ms;
+	unsigned ticks;
 };
 
 static void maybe_free(struct pool_watch *pw)
@@ -57,6 +59,14 @@ static void on_timer(uv_timer_t *t)
 	struct pool_watch *pw = t->data;
 	struct supervisor *sup = pw->sup;
 	uint64_t now = uv_now(&sup->loop);
+
+	/* The pool's bursts (route syncs of many peers, many ADDs at once)
+	 * leave megabytes free in the threads' malloc arenas, which glibc
+	 * gives back only from the top of each: one supervisor on this
+	 * machine went from 15.6 to 8.2 MiB of Pss_Anon with a malloc_trim.
+	 * A trim of an already trimmed heap only walks its free lists. */
+	if (++pw->ticks % POOL_WATCH_TRIM_TICKS == 0)
+		malloc_trim(0);
 
 	if (!pw->in_flight) {
 		pw->probe.data = pw;

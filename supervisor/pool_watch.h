@@ -9,7 +9,8 @@
  * a READY health into NOT_READY with the reason (CNI STATUS code 50: ADD
  * cannot be served; the pods that run are not affected, their workers do
  * not need the pool), with one log line; once it runs, health is READY
- * again and the stall's length is logged. */
+ * again and the stall's length is logged. The same timer gives the
+ * supervisor's free heap pages back (malloc_trim) every 10 s. */
 #ifndef TSCNI_SUPERVISOR_POOL_WATCH_H
 #define TSCNI_SUPERVISOR_POOL_WATCH_H
 
@@ -21,6 +22,8 @@
 enum {
 	POOL_WATCH_INTERVAL_MS = 1000,
 	POOL_WATCH_STUCK_MS = 5000,
+	/* Free heap pages are given back every this many intervals. */
+	POOL_WATCH_TRIM_TICKS = 10,
 };
 
 struct pool_watch;
