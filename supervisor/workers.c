@@ -17,11 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "kfeat.h"
 #include "log.h"
 #include "mem.h"
+#include "secret_slab.h"
 #include "state.h"
 #include "validate.h"
 #include "workers_internal.h"
@@ -269,8 +268,7 @@ void workers__free(struct worker *w)
 		proc_close(w->proc);
 	w->proc = NULL;
 	workers__outq_clear(w);
-	if (w->keys)
-		sodium_free(w->keys); /* wipes them */
+	secret_slab_put(w->keys); /* wipes them */
 	w->keys = NULL;
 	workers__free_wiped(w->auth_key);
 	free(w->hostname);
@@ -359,8 +357,8 @@ struct worker *workers__alloc(struct workers *ws, const struct worker_spec *spec
 	}
 	w->auth_key = spec->auth_key ? xstrdup(spec->auth_key) : NULL;
 	w->control_url = spec->control_url ? xstrdup(spec->control_url) : NULL;
-	/* sodium_init is idempotent; sodium_malloc needs it first. */
-	if (sodium_init() < 0 || !(w->keys = sodium_malloc(sizeof(*w->keys)))) {
+	/* Locked, not dumped, wiped when freed: 64 bytes of a shared page. */
+	if (!(w->keys = secret_slab_get())) {
 		log_err("out of memory for a worker's keys");
 		abort();
 	}

@@ -103,6 +103,7 @@ struct worker_keys {
 	uint8_t old_node_public[WORKERS_KEY_LEN];
 	bool has_old;
 };
+_Static_assert(sizeof(struct worker_keys) <= 64, "one secret_slab slot (SECRET_SLAB_SLOT)");
 
 struct worker {
 	struct workers *ws;
