@@ -546,12 +546,44 @@ static void first_map(pid_t pid, char *buf, size_t n)
 	snprintf(buf, n, "%.*s", (int)(end ? end - p : (long)strlen(p)), p);
 }
 
+/* Whether pid maps the zygote's copy of the CA bundle (--ca-fd). */
+static bool maps_ca(pid_t pid)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "memfd:tscni-ca") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* A self-signed P-256 certificate (openssl req -x509, CN=unit-ca). */
+static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+			     "MIIBeTCCAR+gAwIBAgIUKE/p212StSVQ4j7sqdXyT2nb+ugwCgYIKoZIzj0EAwIw\n"
+			     "EjEQMA4GA1UEAwwHdW5pdC1jYTAeFw0yNjEyMDcxMjM5NTBaFw0zNjEyMDQxMjM5\n"
+			     "NTBaMBIxEDAOBgNVBAMMB3VuaXQtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n"
+			     "AATvHNWedG1LYqKqILR3bbcvsiVAqcKPhAdJRwkckbfRi3UYZjHXp2KfnGWRX6Eu\n"
+			     "IIFDmZYRlUESZeHGtEwh9730o1MwUTAdBgNVHQ4EFgQUpLz1SEwOKUq/r+2yuU0Y\n"
+			     "DpTN/3MwHwYDVR0jBBgwFoAUpLz1SEwOKUq/r+2yuU0YDpTN/3MwDwYDVR0TAQH/\n"
+			     "BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAnfqSxRCHIKlyeE06s1kbiY6NfQ68\n"
+			     "WcYbOWgEtbvbe38CIC698IWbFY7OJ3D+lW3zZ4jNNpwnZamt9uwvah2qqUyq\n"
+			     "-----END CERTIFICATE-----\n";
+
 /* After max_forks spawns the zygote re-execs itself: same pid, a fresh
- * address-space layout (ASLR), and it keeps serving. */
+ * address-space layout (ASLR), and it keeps serving, with the CA bundle
+ * it was handed on fd 4 parsed again (worker/tls/tls_store.h). */
 static void test_zygote_reexec(void **state)
 {
 	struct fx *f = *state;
-	struct workers_config wc = {.cgroup_parent = "", .zygote_max_forks = 2};
+	struct workers_config wc = {.cgroup_parent = "",
+				    .zygote_max_forks = 2,
+				    .ca_pem = CA_PEM,
+				    .ca_pem_len = sizeof(CA_PEM) - 1};
 	char path[512], before[256], after[256];
 	pid_t z0 = workers_zygote_pid(f->ws);
 	pid_t zpid;
@@ -567,6 +599,7 @@ static void test_zygote_reexec(void **state)
 	/* Let it reach its request loop (it has mapped everything by then). */
 	usleep(100 * 1000);
 	first_map(zpid, before, sizeof(before));
+	assert_true(maps_ca(zpid));
 	for (int i = 0; i < 3; i++) {
 		int gone = f->gone;
 
@@ -581,6 +614,7 @@ static void test_zygote_reexec(void **state)
 	assert_int_equal(workers_zygote_pid(f->ws), zpid);
 	assert_int_equal(workers_zygote_restarts(f->ws), 0);
 	assert_string_not_equal(before, after);
+	assert_true(maps_ca(zpid));
 }
 
 static void test_fds_and_pss(void **state)
