@@ -364,9 +364,9 @@ struct worker *workers__alloc(struct workers *ws, const struct worker_spec *spec
 	}
 	memcpy(w->keys->machine_private, spec->machine_private, WORKERS_KEY_LEN);
 	memcpy(w->keys->node_private, spec->node_private, WORKERS_KEY_LEN);
-	w->keys->has_old = spec->old_node_public != NULL;
+	w->has_old_node = spec->old_node_public != NULL;
 	if (spec->old_node_public)
-		memcpy(w->keys->old_node_public, spec->old_node_public, WORKERS_KEY_LEN);
+		memcpy(w->old_node_public, spec->old_node_public, WORKERS_KEY_LEN);
 	if (spec->n_addresses)
 		memcpy(w->addresses, spec->addresses, spec->n_addresses * sizeof(*w->addresses));
 	w->n_addresses = spec->n_addresses;
@@ -442,8 +442,8 @@ int workers_rekey(struct worker *w, const uint8_t node_private[WORKERS_KEY_LEN],
 	if (!w->proc || w->stopping || w->gone_pending)
 		return -ENOTCONN;
 	memcpy(w->keys->node_private, node_private, WORKERS_KEY_LEN);
-	memcpy(w->keys->old_node_public, old_node_public, WORKERS_KEY_LEN);
-	w->keys->has_old = true;
+	memcpy(w->old_node_public, old_node_public, WORKERS_KEY_LEN);
+	w->has_old_node = true;
 	workers__free_wiped(w->auth_key);
 	w->auth_key = auth_key && *auth_key ? xstrdup(auth_key) : NULL;
 	w->auth_retried = true; /* it has its key: no respawn to present one */

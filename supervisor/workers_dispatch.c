@@ -154,7 +154,7 @@ static int on_ready(struct worker *w, const Tscni__WorkerMsg *m, const char **wh
 	w->auth_retried = false;
 	/* A rotation is done: the node is registered with the new key. */
 	if (w->keys)
-		w->keys->has_old = false;
+		w->has_old_node = false;
 	w->backoff_ms = 0;
 	log_escape(node, sizeof(node), m->ready->stable_node_id, strlen(m->ready->stable_node_id));
 	r.stable_node_id = node;

@@ -98,10 +98,6 @@ struct outmsg {
 struct worker_keys {
 	uint8_t machine_private[WORKERS_KEY_LEN];
 	uint8_t node_private[WORKERS_KEY_LEN];
-	/* A key rotation until the next Ready (workers_rekey): the node key
-	 * registered before, sent as Start.old_node_public. */
-	uint8_t old_node_public[WORKERS_KEY_LEN];
-	bool has_old;
 };
 _Static_assert(sizeof(struct worker_keys) <= 64, "one secret_slab slot (SECRET_SLAB_SLOT)");
 
@@ -110,6 +106,11 @@ struct worker {
 	struct worker *prev, *next;
 	char pod_uid[POD_FIELD_MAX_LEN + 1];
 	char *hostname, *auth_key, *control_url;
+	/* A key rotation until the next Ready (workers_rekey): the node key
+	 * registered before, sent as Start.old_node_public (public: not in
+	 * the secret slab with keys). */
+	uint8_t old_node_public[WORKERS_KEY_LEN];
+	bool has_old_node;
 	struct tag_set *tags; /* NULL: none; owned */
 	struct worker_keys *keys;
 	struct ip_prefix addresses[PREFIX_MAX];

@@ -110,8 +110,8 @@ static int send_hello_start(struct worker *w)
 	s.machine_private.len = WORKERS_KEY_LEN;
 	s.node_private.data = w->keys->node_private;
 	s.node_private.len = WORKERS_KEY_LEN;
-	if (w->keys->has_old) {
-		s.old_node_public.data = w->keys->old_node_public;
+	if (w->has_old_node) {
+		s.old_node_public.data = w->old_node_public;
 		s.old_node_public.len = WORKERS_KEY_LEN;
 	}
 	s.auth_key = w->auth_key ? w->auth_key : (char *)"";
