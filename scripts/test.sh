@@ -19,9 +19,9 @@ usage: scripts/test.sh
   Installs what the tests need (Debian packages), builds with -Werror and runs
   the unit, netns, e2e, drill, interop and deploy suites, the netns suite
   again with every kernel-feature fallback forced, an ASan+UBSan build of the
-  unit and netns suites, and each libFuzzer target. Needs root. About 35 minutes on 2
+  unit and netns suites, and each libFuzzer target. Needs root. About 40 minutes on 2
   cores. Environment: TSCNI_OUT (build trees, default ./out), TSCNI_JOBS
-  (default 2), TSCNI_FUZZ_SECONDS (per target, default 60).
+  (default 2), TSCNI_FUZZ_SECONDS (per target, default 45).
   One suite by hand: ctest --test-dir out/build -L e2e (labels: unit, netns,
   e2e, drill, interop, deploy, bench).
 EOF2
@@ -37,7 +37,7 @@ esac
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${TSCNI_OUT:-$src/out}
 jobs=${TSCNI_JOBS:-2}
-fuzz_seconds=${TSCNI_FUZZ_SECONDS:-60}
+fuzz_seconds=${TSCNI_FUZZ_SECONDS:-45}
 failed=()
 
 step() { printf '\n=== %s ===\n' "$*"; }
