@@ -31,10 +31,14 @@ enum udpio_limits {
 	UDPIO_GRO_BUF = 65536,	     /* one coalesced receive */
 	/* With GRO on, each recvmmsg() message needs a 64 KiB buffer, since a
 	 * message may be a coalesced run; datagrams that were not coalesced
-	 * then come at most gro_slots per call. 4 slots = 256 KiB: with 8,
-	 * pod<->pod TCP through two workers was no faster (4.4 Gbit/s either
-	 * way, tests/bench/worker_load.sh) and each worker held 256 KiB more. */
-	UDPIO_GRO_SLOTS = 4,
+	 * then come at most gro_slots per call. 2 slots = 128 KiB, up to ~100
+	 * datagrams of 1312 bytes: more than one engine batch (64), so a
+	 * batch still fills from one call. Datagrams not coalesced (ACKs)
+	 * come 2 per call, not 4, yet 4 was no faster, nor 8 than 4
+	 * (tests/bench/worker_load.sh: CPU s/GB of the worker receiving the
+	 * ACKs and Mbit/s within the noise); each doubling is 128-256 KiB
+	 * more touched per worker under load. */
+	UDPIO_GRO_SLOTS = 2,
 	UDPIO_GRO_SLOTS_MAX = 64,
 };
 
