@@ -64,11 +64,15 @@ struct dataplane_config;
 
 enum dataplane_limits {
 	DATAPLANE_MAX_UDP = 2, /* e.g. one IPv4 and one IPv6 socket */
-	/* Packets per batch. 64 rather than PKTBUF_BATCH_MAX (128): the
-	 * four stages' buffers are most of a worker's memory under load, and
-	 * 128 was 3-5% faster in tests/bench/worker_load.sh for 430 KiB more
-	 * per worker (USS 2.1 vs 1.7 MiB; PSS over the 4 MiB goal). */
-	DATAPLANE_BATCH = 64,
+	/* Packets per batch. The four stages' buffers (4 x 1536 bytes per
+	 * packet) are the largest part of what a worker touches under load.
+	 * 128 was 3-5% faster in tests/bench/worker_load.sh than 64 for 430
+	 * KiB more per worker; 48 was as fast as 64 (CPU s/GB of the whole
+	 * worker 1.90 vs 1.98, means of alternated runs) for 112 KiB less
+	 * (USS under load 1464 vs 1576 KiB); 32 cost 5-15% more CPU s/GB.
+	 * A TUN super-packet of ~50 segments spans two batches (tunio_read
+	 * resumes it). */
+	DATAPLANE_BATCH = 48,
 	DATAPLANE_DISCO_MAX = 256,    /* disco keys remembered (oldest replaced) */
 	DATAPLANE_OWN_EPS = 16,	      /* in a CallMeMaybe */
 	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
