@@ -823,6 +823,16 @@ static void test_pod_pod(void **state)
 	engines_alive();
 	dump(0);
 	assert_true(fx.sh->side[0].st.tun_in_pkts > 0 && fx.sh->side[0].st.tun_out_pkts > 0);
+	/* Idle after the transfers: each engine gives its batch buffers back
+	 * (dataplane.c release_idle) within DP_IDLE_RELEASE_NS and a tick. */
+	for (int k = 0; k < 150; k++) {
+		if (__atomic_load_n(&fx.sh->side[0].st.buf_releases, __ATOMIC_SEQ_CST) > 0 &&
+		    __atomic_load_n(&fx.sh->side[1].st.buf_releases, __ATOMIC_SEQ_CST) > 0)
+			break;
+		sleep_ms(20);
+	}
+	assert_true(fx.sh->side[0].st.buf_releases > 0 && fx.sh->side[1].st.buf_releases > 0);
+	engines_alive();
 }
 
 /* TSMP from wireguard-go's side through a raw socket: a disco-key

@@ -32,6 +32,9 @@ enum dataplane_internal {
 	 * WireGuard head- and tailroom. 1536 rather than PKTBUF_SIZE: 132
 	 * buffers per batch stage make this a worker's largest allocation. */
 	DP_BUF_LEN = 1536,
+	/* After this long without a packet from the TUN or a UDP socket the
+	 * batch buffers go back to the kernel (release_idle()). */
+	DP_IDLE_RELEASE_NS = 1000000000,
 	DP_LOCAL_SLOTS = 16, /* TSMP answers per UDP batch */
 	DP_MAX_PEERS = NETMAP_MAX_PEERS,
 	DP_MAX_REKEYS = 8,     /* rekey requests waiting for a wakeup */
@@ -149,6 +152,8 @@ struct dataplane {
 	struct wg_packet local_slots[DP_LOCAL_SLOTS];
 	struct wg_batch tun_in, udp_in, tun_out, udp_out, local;
 	struct pktbuf_batch pb;
+	uint64_t io_ns;	   /* the last wake-up with TUN or UDP input */
+	bool bufs_touched; /* input since the buffers were last released */
 
 	struct dataplane_stats st; /* the engine's own copy */
 

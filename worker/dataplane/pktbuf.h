@@ -19,7 +19,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 enum pktbuf_limits {
 	PKTBUF_HEADROOM = 16, /* WireGuard type, receiver index, counter */
@@ -58,6 +60,20 @@ static inline size_t pktbuf_room(const struct pktbuf *p)
 	if (p->size < PKTBUF_TAILROOM || p->off > p->size - PKTBUF_TAILROOM)
 		return 0;
 	return p->size - PKTBUF_TAILROOM - p->off;
+}
+
+/* Gives the whole pages inside [p, p + len) back to the kernel
+ * (MADV_DONTNEED: they read as zeros when next touched). For scratch
+ * buffers that hold nothing between uses: after a burst of traffic they
+ * would otherwise stay resident for the worker's life. */
+static inline void pktbuf_release(void *p, size_t len)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)p + len) & ~(page - 1);
+
+	if (p && hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 #endif

@@ -747,6 +747,12 @@ void tunio_free(struct tunio *t)
 	free(t);
 }
 
+void tunio_release(struct tunio *t)
+{
+	if (t->rbuf && !t->pending)
+		pktbuf_release(t->rbuf, TUNIO_FRAME_MAX);
+}
+
 unsigned tunio_offloads(const struct tunio *t)
 {
 	return t->offloads;

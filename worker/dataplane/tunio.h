@@ -100,6 +100,10 @@ int tunio_create(const char *name, const struct tunio_config *cfg, int *fd_out);
 int tunio_new(int fd, const struct tunio_config *cfg, struct tunio **out);
 void tunio_free(struct tunio *t);
 
+/* Gives the read buffer's pages back to the kernel unless it holds a
+ * super-packet not yet segmented (pktbuf_release). */
+void tunio_release(struct tunio *t);
+
 unsigned tunio_offloads(const struct tunio *t);
 const struct tunio_stats *tunio_stats(const struct tunio *t);
 

@@ -83,6 +83,12 @@ void udpio_free(struct udpio *u)
 	free(u);
 }
 
+void udpio_release(struct udpio *u)
+{
+	if (u->gro_buf && u->gro_i >= u->gro_n)
+		pktbuf_release(u->gro_buf, (size_t)u->gro_slots * UDPIO_GRO_BUF);
+}
+
 unsigned udpio_offloads(const struct udpio *u)
 {
 	return u->offloads;

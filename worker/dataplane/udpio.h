@@ -68,6 +68,10 @@ struct udpio;
 int udpio_new(int fd, const struct udpio_config *cfg, struct udpio **out);
 void udpio_free(struct udpio *u);
 
+/* Gives the GRO buffers' pages back to the kernel unless they hold
+ * datagrams not yet handed out (pktbuf_release). */
+void udpio_release(struct udpio *u);
+
 unsigned udpio_offloads(const struct udpio *u);
 const struct udpio_stats *udpio_stats(const struct udpio *u);
 
