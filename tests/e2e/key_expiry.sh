@@ -34,18 +34,7 @@ node_ns_new || tscni_finish
 TC_API=1 tc_start || tscni_finish
 API="http://$TC_API_ADDR"
 
-client()
-{
-	local c
-	c=$(tc_post /oauth-clients "$1")
-	CL_ID=$(jq -r .id <<<"$c")
-	CL_SECRET=$(jq -r .secret <<<"$c")
-	[[ -n $CL_ID && $CL_ID != null && -n $CL_SECRET && $CL_SECRET != null ]] || {
-		fail "testcontrol makes an OAuth client: $c"
-		return 1
-	}
-}
-client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods"]}' || tscni_finish
+tc_oauth_client '{"scopes": ["auth_keys", "devices:core"], "tags": ["tag:pods"]}' || tscni_finish
 (umask 077 && printf '%s' "$CL_SECRET" >"$T/oauth-secret")
 sup_oauth()
 {

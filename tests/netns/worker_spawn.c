@@ -42,6 +42,7 @@
 #include "kfeat.h"
 #include "worker.pb-c.h"
 #include "fixture.h"
+#include "tests/lib/test_ca.h"
 
 struct fx {
 	uv_loop_t loop;
@@ -562,18 +563,6 @@ static bool maps_ca(pid_t pid)
 	return found;
 }
 
-/* A self-signed P-256 certificate (openssl req -x509, CN=unit-ca). */
-static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
-			     "MIIBeTCCAR+gAwIBAgIUKE/p212StSVQ4j7sqdXyT2nb+ugwCgYIKoZIzj0EAwIw\n"
-			     "EjEQMA4GA1UEAwwHdW5pdC1jYTAeFw0yNjEyMDcxMjM5NTBaFw0zNjEyMDQxMjM5\n"
-			     "NTBaMBIxEDAOBgNVBAMMB3VuaXQtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n"
-			     "AATvHNWedG1LYqKqILR3bbcvsiVAqcKPhAdJRwkckbfRi3UYZjHXp2KfnGWRX6Eu\n"
-			     "IIFDmZYRlUESZeHGtEwh9730o1MwUTAdBgNVHQ4EFgQUpLz1SEwOKUq/r+2yuU0Y\n"
-			     "DpTN/3MwHwYDVR0jBBgwFoAUpLz1SEwOKUq/r+2yuU0YDpTN/3MwDwYDVR0TAQH/\n"
-			     "BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAnfqSxRCHIKlyeE06s1kbiY6NfQ68\n"
-			     "WcYbOWgEtbvbe38CIC698IWbFY7OJ3D+lW3zZ4jNNpwnZamt9uwvah2qqUyq\n"
-			     "-----END CERTIFICATE-----\n";
-
 /* After max_forks spawns the zygote re-execs itself: same pid, a fresh
  * address-space layout (ASLR), and it keeps serving, with the CA bundle
  * it was handed on fd 4 parsed again (worker/tls/tls_store.h). */
@@ -582,8 +571,8 @@ static void test_zygote_reexec(void **state)
 	struct fx *f = *state;
 	struct workers_config wc = {.cgroup_parent = "",
 				    .zygote_max_forks = 2,
-				    .ca_pem = CA_PEM,
-				    .ca_pem_len = sizeof(CA_PEM) - 1};
+				    .ca_pem = TEST_CA_PEM,
+				    .ca_pem_len = sizeof(TEST_CA_PEM) - 1};
 	char path[512], before[256], after[256];
 	pid_t z0 = workers_zygote_pid(f->ws);
 	pid_t zpid;

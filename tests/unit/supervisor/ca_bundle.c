@@ -10,17 +10,7 @@
 
 #include <cmocka.h>
 
-/* A self-signed P-256 certificate (openssl req -x509, CN=unit-ca). */
-static const char CERT[] = "-----BEGIN CERTIFICATE-----\n"
-			   "MIIBeTCCAR+gAwIBAgIUKE/p212StSVQ4j7sqdXyT2nb+ugwCgYIKoZIzj0EAwIw\n"
-			   "EjEQMA4GA1UEAwwHdW5pdC1jYTAeFw0yNjEyMDcxMjM5NTBaFw0zNjEyMDQxMjM5\n"
-			   "NTBaMBIxEDAOBgNVBAMMB3VuaXQtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n"
-			   "AATvHNWedG1LYqKqILR3bbcvsiVAqcKPhAdJRwkckbfRi3UYZjHXp2KfnGWRX6Eu\n"
-			   "IIFDmZYRlUESZeHGtEwh9730o1MwUTAdBgNVHQ4EFgQUpLz1SEwOKUq/r+2yuU0Y\n"
-			   "DpTN/3MwHwYDVR0jBBgwFoAUpLz1SEwOKUq/r+2yuU0YDpTN/3MwDwYDVR0TAQH/\n"
-			   "BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAnfqSxRCHIKlyeE06s1kbiY6NfQ68\n"
-			   "WcYbOWgEtbvbe38CIC698IWbFY7OJ3D+lW3zZ4jNNpwnZamt9uwvah2qqUyq\n"
-			   "-----END CERTIFICATE-----\n";
+#include "tests/lib/test_ca.h"
 
 static int check(const char *s, const char **why)
 {
@@ -34,9 +24,10 @@ static void test_good(void **state)
 	const char *why;
 
 	(void)state;
-	assert_int_equal(check(CERT, &why), 1);
+	assert_int_equal(check(TEST_CA_PEM, &why), 1);
 	/* Comments and other text around the blocks. */
-	snprintf(buf, sizeof(buf), "# Root One\n%s\nsome text\n# Root Two\n%s", CERT, CERT);
+	snprintf(buf, sizeof(buf), "# Root One\n%s\nsome text\n# Root Two\n%s", TEST_CA_PEM,
+		 TEST_CA_PEM);
 	assert_int_equal(check(buf, &why), 2);
 }
 
@@ -47,7 +38,7 @@ static void test_crlf(void **state)
 	const char *why;
 
 	(void)state;
-	for (const char *p = CERT; *p; p++) {
+	for (const char *p = TEST_CA_PEM; *p; p++) {
 		if (*p == '\n')
 			buf[o++] = '\r';
 		buf[o++] = *p;
@@ -76,11 +67,11 @@ static void test_broken_blocks(void **state)
 
 	(void)state;
 	/* Cut before its END line. */
-	snprintf(buf, sizeof(buf), "%.*s", (int)(strlen(CERT) - 30), CERT);
+	snprintf(buf, sizeof(buf), "%.*s", (int)(strlen(TEST_CA_PEM) - 30), TEST_CA_PEM);
 	assert_int_equal(check(buf, &why), -EBADMSG);
 	assert_string_equal(why, "a BEGIN CERTIFICATE block has no END line");
 	/* A second BEGIN before the first's END. */
-	snprintf(buf, sizeof(buf), "-----BEGIN CERTIFICATE-----\nMAA=\n%s", CERT);
+	snprintf(buf, sizeof(buf), "-----BEGIN CERTIFICATE-----\nMAA=\n%s", TEST_CA_PEM);
 	assert_int_equal(check(buf, &why), -EBADMSG);
 	assert_string_equal(why, "a BEGIN CERTIFICATE block is not closed before the next");
 	/* Not base64. */
@@ -110,7 +101,7 @@ static void test_broken_blocks(void **state)
 	/* The second of two is bad: the whole is refused. */
 	snprintf(buf, sizeof(buf),
 		 "%s-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
-		 CERT);
+		 TEST_CA_PEM);
 	assert_int_equal(check(buf, &why), -EBADMSG);
 }
 
@@ -153,8 +144,8 @@ static void test_load(void **state)
 	snprintf(big, sizeof(big), "%s/big.pem", dir);
 	snprintf(empty, sizeof(empty), "%s/empty.pem", dir);
 	/* No final newline: one is put between the two files. */
-	write_file(a, CERT, strlen(CERT) - 1);
-	write_file(b, CERT, strlen(CERT));
+	write_file(a, TEST_CA_PEM, strlen(TEST_CA_PEM) - 1);
+	write_file(b, TEST_CA_PEM, strlen(TEST_CA_PEM));
 	write_file(empty, "", 0);
 	blob = xmalloc(CA_BUNDLE_MAX_LEN + 1);
 	memset(blob, '#', CA_BUNDLE_MAX_LEN + 1);
@@ -162,7 +153,7 @@ static void test_load(void **state)
 
 	assert_int_equal(ca_bundle_load(a, b, &out, &len, &src), 0);
 	assert_string_equal(src, a);
-	assert_int_equal(len, 2 * strlen(CERT));
+	assert_int_equal(len, 2 * strlen(TEST_CA_PEM));
 	assert_int_equal(ca_bundle_check(out, len, &src), 2);
 	free(out);
 	out = NULL;
@@ -173,12 +164,12 @@ static void test_load(void **state)
 	assert_int_equal(ca_bundle_load(big, NULL, &out, &len, &src), -ENOENT);
 	assert_int_equal(ca_bundle_load(a, big, &out, &len, &src), -ENOENT);
 	/* Exactly the limit with what comes before: a file of
-	 * CA_BUNDLE_MAX_LEN - strlen(CERT) + 1 after CERT is over. */
-	memcpy(blob, CERT, strlen(CERT));
+	 * CA_BUNDLE_MAX_LEN - strlen(TEST_CA_PEM) + 1 after TEST_CA_PEM is over. */
+	memcpy(blob, TEST_CA_PEM, strlen(TEST_CA_PEM));
 	snprintf(big, sizeof(big), "%s/fill.pem", dir);
-	write_file(big, blob, CA_BUNDLE_MAX_LEN - strlen(CERT) + 1);
+	write_file(big, blob, CA_BUNDLE_MAX_LEN - strlen(TEST_CA_PEM) + 1);
 	assert_int_equal(ca_bundle_load(b, big, &out, &len, &src), -EFBIG);
-	write_file(big, blob, CA_BUNDLE_MAX_LEN - strlen(CERT));
+	write_file(big, blob, CA_BUNDLE_MAX_LEN - strlen(TEST_CA_PEM));
 	assert_int_equal(ca_bundle_load(b, big, &out, &len, &src), 0);
 	assert_int_equal(len, CA_BUNDLE_MAX_LEN);
 	free(out);

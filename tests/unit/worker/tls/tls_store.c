@@ -11,17 +11,7 @@
 
 #include <cmocka.h>
 
-/* A self-signed P-256 certificate (openssl req -x509, CN=unit-ca). */
-static const char CERT[] = "-----BEGIN CERTIFICATE-----\n"
-			   "MIIBeTCCAR+gAwIBAgIUKE/p212StSVQ4j7sqdXyT2nb+ugwCgYIKoZIzj0EAwIw\n"
-			   "EjEQMA4GA1UEAwwHdW5pdC1jYTAeFw0yNjEyMDcxMjM5NTBaFw0zNjEyMDQxMjM5\n"
-			   "NTBaMBIxEDAOBgNVBAMMB3VuaXQtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n"
-			   "AATvHNWedG1LYqKqILR3bbcvsiVAqcKPhAdJRwkckbfRi3UYZjHXp2KfnGWRX6Eu\n"
-			   "IIFDmZYRlUESZeHGtEwh9730o1MwUTAdBgNVHQ4EFgQUpLz1SEwOKUq/r+2yuU0Y\n"
-			   "DpTN/3MwHwYDVR0jBBgwFoAUpLz1SEwOKUq/r+2yuU0YDpTN/3MwDwYDVR0TAQH/\n"
-			   "BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAnfqSxRCHIKlyeE06s1kbiY6NfQ68\n"
-			   "WcYbOWgEtbvbe38CIC698IWbFY7OJ3D+lW3zZ4jNNpwnZamt9uwvah2qqUyq\n"
-			   "-----END CERTIFICATE-----\n";
+#include "tests/lib/test_ca.h"
 
 /* A memfd holding s (len bytes). */
 static int memfd_of(const char *s, size_t len)
@@ -54,15 +44,15 @@ static void test_refused(void **state)
 	close(p[1]);
 	assert_int_equal(tls_store_load(-1, &why), -EBADF);
 	assert_string_equal(why, "cannot stat the CA fd");
-	assert_null(tls_store_pem(CERT, strlen(CERT)));
+	assert_null(tls_store_pem(TEST_CA_PEM, strlen(TEST_CA_PEM)));
 }
 
 static void test_borrow(void **state)
 {
-	size_t len = strlen(CERT);
+	size_t len = strlen(TEST_CA_PEM);
 	const char *why = NULL, *got;
-	char *copy = strdup(CERT);
-	int fd = memfd_of(CERT, len);
+	char *copy = strdup(TEST_CA_PEM);
+	int fd = memfd_of(TEST_CA_PEM, len);
 
 	(void)state;
 	assert_int_equal(tls_store_load(fd, &why), 0);
@@ -71,7 +61,7 @@ static void test_borrow(void **state)
 	got = tls_store_pem(copy, len);
 	assert_non_null(got);
 	assert_ptr_not_equal(got, copy);
-	assert_memory_equal(got, CERT, len);
+	assert_memory_equal(got, TEST_CA_PEM, len);
 	/* Other bytes, another length, none: the worker keeps its own. */
 	copy[100] ^= 1;
 	assert_null(tls_store_pem(copy, len));
