@@ -7,18 +7,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "wg_aead.h"
 
-_Static_assert(WG_AUTHTAG_LEN == crypto_aead_chacha20poly1305_ietf_ABYTES, "Poly1305 tag");
-
-static void make_nonce(uint8_t nonce[static crypto_aead_chacha20poly1305_ietf_NPUBBYTES],
-		       uint64_t counter)
-{
-	uint64_t le = htole64(counter);
-
-	memset(nonce, 0, 4);
-	memcpy(nonce + 4, &le, sizeof(le));
-}
+_Static_assert((int)WG_AUTHTAG_LEN == (int)WG_AEAD_TAG_LEN, "Poly1305 tag");
 
 static bool expired(const struct wg_keypair *kp, uint64_t now_ns)
 {
@@ -45,10 +36,10 @@ size_t wg_data_message_len(size_t plain_len, size_t mtu)
 int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t buf_cap,
 		    size_t plain_len, size_t mtu, size_t *msg_len)
 {
-	uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
 	struct wg_message_data hdr;
 	size_t pad, body;
 	uint64_t counter;
+	int ret;
 
 	*msg_len = 0;
 	if (plain_len > WG_DATA_MAX_PLAINTEXT_LEN)
@@ -66,11 +57,10 @@ int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t
 	hdr.counter = htole64(counter);
 	memcpy(buf, &hdr, sizeof(hdr));
 	memset(buf + WG_DATA_HEADER_LEN + plain_len, 0, pad);
-	make_nonce(nonce, counter);
-	/* libsodium allows the ciphertext to overwrite the plaintext. */
-	crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-		buf + WG_DATA_HEADER_LEN, buf + WG_DATA_HEADER_LEN + body, NULL,
-		buf + WG_DATA_HEADER_LEN, body, NULL, 0, NULL, nonce, kp->send_key);
+	ret = wg_aead_seal(kp->send_key, counter, buf + WG_DATA_HEADER_LEN, body,
+			   buf + WG_DATA_HEADER_LEN + body);
+	if (ret < 0)
+		return ret; /* the counter is spent: never reused */
 	*msg_len = WG_DATA_HEADER_LEN + body + WG_AUTHTAG_LEN;
 	return 0;
 }
@@ -78,10 +68,10 @@ int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t
 int wg_data_decrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *msg, size_t len,
 		    size_t *plain_len, const char **why)
 {
-	uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
 	struct wg_message_data hdr;
 	size_t body;
 	uint64_t counter;
+	int ret;
 
 	*plain_len = 0;
 	if (len < WG_DATA_MIN_LEN || len > WG_MESSAGE_MAX_LEN) {
@@ -107,12 +97,12 @@ int wg_data_decrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *msg, size_t
 		return -EALREADY;
 	}
 	body = len - WG_DATA_MIN_LEN;
-	make_nonce(nonce, counter);
-	if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-		    msg + WG_DATA_HEADER_LEN, NULL, msg + WG_DATA_HEADER_LEN, body,
-		    msg + WG_DATA_HEADER_LEN + body, NULL, 0, nonce, kp->recv_key) != 0) {
-		*why = "data message does not authenticate";
-		return -EBADMSG;
+	ret = wg_aead_open(kp->recv_key, counter, msg + WG_DATA_HEADER_LEN, body,
+			   msg + WG_DATA_HEADER_LEN + body);
+	if (ret < 0) {
+		*why = ret == -EBADMSG ? "data message does not authenticate"
+				       : "no cipher context for this thread";
+		return ret;
 	}
 	/* Checked above, but a batch may hold the same counter twice. */
 	if (!wg_replay_update(&kp->replay, counter)) {

@@ -3,8 +3,8 @@
  * zero-padded to a multiple of 16, under the nonce 0^4 || counter LE, with
  * empty associated data. An empty plaintext is a keepalive.
  *
- * Both directions work in place on the caller's buffer and never allocate,
- * so a batch of packets is sealed or opened where it was read: a TUN read
+ * Both directions work in place on the caller's buffer and allocate nothing
+ * but each thread's first cipher context (wg_aead.h), so a batch of packets is sealed or opened where it was read: a TUN read
  * lands at buf + WG_DATA_HEADER_LEN and leaves room for padding and tag
  * (wg_data_message_len); a UDP datagram is opened where it arrived. */
 #ifndef TSCNI_WORKER_WG_WG_DATA_H
@@ -30,8 +30,9 @@ size_t wg_data_message_len(size_t plain_len, size_t mtu);
  * sets *msg_len to the message length. Returns 0; -EMSGSIZE if plain_len >
  * WG_DATA_MAX_PLAINTEXT_LEN or buf_cap < wg_data_message_len(); -ESTALE if
  * kp may no longer send (REJECT_AFTER_TIME or REJECT_AFTER_MESSAGES reached:
- * a new handshake is needed). On error *msg_len is 0 and no counter is
- * used. */
+ * a new handshake is needed); -ENOMEM or -EIO if the AEAD failed (wg_aead.h;
+ * that counter is spent). On error *msg_len is 0; no counter is used but
+ * after an AEAD failure. */
 int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t buf_cap,
 		    size_t plain_len, size_t mtu, size_t *msg_len);
 
@@ -40,7 +41,7 @@ int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t
  * padded plaintext is at msg + WG_DATA_HEADER_LEN, *plain_len bytes long
  * (0 = keepalive; the inner IP header gives the true length), the counter is
  * marked in kp's replay window, and 0 is returned. Errors, with *why set and
- * *plain_len 0: -EBADMSG (not a data message, or it does not authenticate;
+ * *plain_len 0: -ENOMEM (no cipher context, wg_aead.h), -EBADMSG (not a data message, or it does not authenticate;
  * the buffer may then hold garbage), -EALREADY (counter replayed, too old for
  * the window, or past REJECT_AFTER_MESSAGES), -ESTALE (kp older than
  * REJECT_AFTER_TIME). */

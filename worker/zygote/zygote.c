@@ -17,6 +17,7 @@
 #include "log.h"
 #include "sandbox.h"
 #include "tls_store.h"
+#include "wg_aead.h"
 #include "worker.h"
 #include "worker.pb-c.h"
 
@@ -153,6 +154,7 @@ int zygote_run(const struct zygote_config *cfg)
 	 * workers inherit it and open no file later. */
 	if (client_global_init() < 0)
 		log_err("control client global init failed: workers cannot reach control");
+	wg_aead_init();
 	if (cfg->ca_fd >= 0) {
 		const char *why = "";
 		int ret = tls_store_load(cfg->ca_fd, &why);
@@ -161,8 +163,8 @@ int zygote_run(const struct zygote_config *cfg)
 			log_warn("CA bundle on fd %d: %s (%s): each worker parses its own",
 				 cfg->ca_fd, why, strerror(-ret));
 	}
-	log_info("zygote %d ready (sandbox %s, re-exec after %u forks%s)", (int)getpid(),
-		 cfg->sandbox->name, cfg->max_forks,
+	log_info("zygote %d ready (sandbox %s, data AEAD %s, re-exec after %u forks%s)",
+		 (int)getpid(), cfg->sandbox->name, wg_aead_backend(), cfg->max_forks,
 		 cfg->force_fallbacks ? ", fallbacks forced" : "");
 	for (;;) {
 		struct pollfd pfd = {.fd = ZYGOTE_FD, .events = POLLIN};

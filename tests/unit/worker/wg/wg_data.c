@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
+#include "worker/wg/wg_aead.h"
 #include "worker/wg/wg_data.c"
 #include "tests/unit/vectors.h"
 
@@ -377,6 +379,14 @@ static void test_random_sessions(void **state)
 	}
 }
 
+/* Every case runs twice: with libcrypto's AEAD (when this machine's OpenSSL
+ * has it) and with libsodium's, so both meet wireguard-go's bytes. */
+static int group_setup_sodium(void **state)
+{
+	wg_aead_force_sodium(true);
+	return group_setup(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,5 +399,11 @@ int main(void)
 		cmocka_unit_test(test_random_sessions),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	int failed;
+
+	print_message("AEAD first: %s\n", wg_aead_backend());
+	failed = cmocka_run_group_tests_name(wg_aead_backend(), tests, group_setup, group_teardown);
+	failed += cmocka_run_group_tests_name("libsodium", tests, group_setup_sodium,
+					      group_teardown);
+	return failed;
 }
