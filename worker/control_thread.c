@@ -594,9 +594,14 @@ static void on_netmap(void *arg, struct netmap *nm)
 	ctx->configured = true;
 	if (!ctx->first_netmap_ns)
 		ctx->first_netmap_ns = uv_hrtime();
-	/* Parsing the map freed as much as it took: give the free pages back
-	 * (a worker's PSS is per pod; netmaps come seconds apart at most). */
-	malloc_trim(0);
+	/* Parsing the map freed as much as it took: the free pages go back
+	 * (a worker's PSS is per pod), once the burst of maps is over. Not
+	 * after each map: a control server may send several per second while
+	 * nodes join (upstream's sends each node ~4 per join), and each trim
+	 * madvises every free page, which the next map faults in again and
+	 * which costs a TLB shootdown of the data thread's CPU each time. */
+	if (!ctx->trim_due)
+		ctx->trim_due = uv_now(&ctx->loop) + WORKER_TRIM_DELAY_MS;
 }
 
 /* The control client on our loop: created before the filter loads (curl's
@@ -878,6 +883,10 @@ static void on_timer(uv_timer_t *t)
 		routes_tick(ctx);
 	if (ctx->ctl)
 		reauth_tick(ctx);
+	if (ctx->trim_due && uv_now(&ctx->loop) >= ctx->trim_due) {
+		ctx->trim_due = 0;
+		malloc_trim(0);
+	}
 }
 
 int control_thread_init(struct worker_ctx *ctx)

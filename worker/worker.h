@@ -51,6 +51,7 @@ enum worker_proto {
 enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
+	WORKER_TRIM_DELAY_MS = 1000,	 /* a netmap to malloc_trim, at most one a second */
 	/* Ready waits this long for the home DERP region at most. */
 	WORKER_READY_DERP_WAIT_MS = 5000,
 	/* The pod's TUN is gone: the supervisor's Stop{logout} is awaited
@@ -132,6 +133,7 @@ struct worker_ctx {
 	int ctl_idx;
 	uv_poll_t rdv_poll;
 	uv_timer_t timer;
+	uint64_t trim_due; /* uv_now when malloc_trim is due, 0: none */
 	bool tun_gone_sent;
 	uint64_t tun_gone_at; /* uv_now when the control thread saw it, 0 */
 
