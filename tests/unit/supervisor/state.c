@@ -1,8 +1,10 @@
-/* Unit tests for supervisor/state.c, in a mkdtemp() directory under /tmp (no
- * root): the flock, modes, put/load round trips, damaged records moved to
- * damaged/ with a log line, foreign records to quarantine/, leftover temp
- * files, and the remove functions. */
+/* Unit tests for supervisor/state.c, state_identity.c and state_attachment.c,
+ * in a mkdtemp() directory under /tmp (no root): the flock, modes, put/load
+ * round trips, damaged records moved to damaged/ with a log line, foreign
+ * records to quarantine/, leftover temp files, and the remove functions. */
 #include "supervisor/state.c"
+#include "supervisor/state_identity.c"
+#include "supervisor/state_attachment.c"
 
 #include <ftw.h>
 #include <setjmp.h>
