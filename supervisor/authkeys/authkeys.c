@@ -35,6 +35,9 @@ enum step { ST_MINT, ST_FIND, ST_GET, ST_DELETE };
 enum rstate { RS_READY, RS_TOKEN, RS_RUNNING, RS_BACKOFF };
 /* Why the last attempt failed, for the error once attempts run out. */
 enum fail_class { FC_DOWN, FC_RATE };
+/* What a device request does with the device it finds: deletes it
+ * (authkeys_device_delete) or reports its key expiry (authkeys_device_check). */
+enum device_mode { DM_DELETE, DM_CHECK };
 
 struct authkeys_req {
 	struct authkeys_req *next;
@@ -891,28 +894,14 @@ int authkeys_mint(struct authkeys *ak, const char *pod_uid, const char *tag,
 static struct authkeys_req *device_req(struct authkeys *ak, const uint8_t node_public[32],
 				       const char *stable_id, const char *tag);
 
-int authkeys_device_delete(struct authkeys *ak, const uint8_t node_public[32],
-			   const char *stable_id, authkeys_device_fn *cb, void *arg,
-			   struct authkeys_req **out)
-{
-	struct authkeys_req *r;
-
-	*out = NULL;
-	if (ak->kind == AUTHKEYS_STATIC)
-		return -ENOTSUP;
-	if (ak->nreqs >= AUTHKEYS_PENDING_MAX)
-		return -EAGAIN;
-	r = device_req(ak, node_public, stable_id, "device cleanup");
-	r->dev_cb = cb;
-	r->arg = arg;
-	*out = r;
-	pump(ak);
-	return 0;
-}
-
-int authkeys_device_check(struct authkeys *ak, const uint8_t node_public[32], const char *stable_id,
-			  const char *tag, authkeys_check_fn *cb, void *arg,
-			  struct authkeys_req **out)
+/* Queues a device request of either mode and starts what may start: 0 with
+ * *out set, or -ENOTSUP (no key source) or -EAGAIN (too many waiting), and
+ * then no callback runs. The callback is dev_cb for DM_DELETE, chk_cb for
+ * DM_CHECK; it is set before the pump, which may already call it. A check
+ * has the budget of a mint. */
+static int device_start(struct authkeys *ak, enum device_mode mode, const uint8_t node_public[32],
+			const char *stable_id, const char *tag, authkeys_device_fn *dev_cb,
+			authkeys_check_fn *chk_cb, void *arg, struct authkeys_req **out)
 {
 	struct authkeys_req *r;
 
@@ -922,13 +911,30 @@ int authkeys_device_check(struct authkeys *ak, const uint8_t node_public[32], co
 	if (ak->nreqs >= AUTHKEYS_PENDING_MAX)
 		return -EAGAIN;
 	r = device_req(ak, node_public, stable_id, tag);
-	r->check = true;
-	r->chk_cb = cb;
+	r->check = mode == DM_CHECK;
+	r->dev_cb = dev_cb;
+	r->chk_cb = chk_cb;
 	r->arg = arg;
-	r->deadline_ms = uv_now(ak->loop) + AUTHKEYS_MINT_BUDGET_MS;
+	if (r->check)
+		r->deadline_ms = uv_now(ak->loop) + AUTHKEYS_MINT_BUDGET_MS;
 	*out = r;
 	pump(ak);
 	return 0;
+}
+
+int authkeys_device_delete(struct authkeys *ak, const uint8_t node_public[32],
+			   const char *stable_id, authkeys_device_fn *cb, void *arg,
+			   struct authkeys_req **out)
+{
+	return device_start(ak, DM_DELETE, node_public, stable_id, "device cleanup", cb, NULL, arg,
+			    out);
+}
+
+int authkeys_device_check(struct authkeys *ak, const uint8_t node_public[32], const char *stable_id,
+			  const char *tag, authkeys_check_fn *cb, void *arg,
+			  struct authkeys_req **out)
+{
+	return device_start(ak, DM_CHECK, node_public, stable_id, tag, NULL, cb, arg, out);
 }
 
 /* A device request (delete or check), queued, its callback not yet set. */
