@@ -17,15 +17,9 @@
 # TSCNI_GUARD_X and TSCNI_GUARD_PSS_KIB replace the bounds (4, 4096).
 #   sudo tests/bench/guard.sh <build dir>
 set -u
+source "$(dirname "$0")/../lib/bench.sh"
 BUILD=${1:-${TSCNI_BUILD_DIR:-}}
-if [[ -z $BUILD || ! -x $BUILD/tests/netns_dataplane ]]; then
-	echo "usage: sudo $0 <build dir>   (needs \$BUILD/tests/netns_dataplane)" >&2
-	exit 2
-fi
-if [[ $EUID -ne 0 ]]; then
-	echo "$0: needs root (network namespaces, TUN)" >&2
-	exit 2
-fi
+bench_dataplane_args "$BUILD"
 # The bounds; the environment can tighten them to see the guard fail.
 GUARD_X=${TSCNI_GUARD_X:-4}
 PSS_KIB=${TSCNI_GUARD_PSS_KIB:-4096}

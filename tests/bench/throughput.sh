@@ -53,15 +53,9 @@
 # more minute). TSCNI_BENCH_ROWS / TSCNI_BENCH_CASES (comma-separated
 # indices, tests/netns/dataplane.c) run only some rows and cases.
 set -u
+source "$(dirname "$0")/../lib/bench.sh"
 BUILD=${1:-${TSCNI_BUILD_DIR:-}}
-if [[ -z $BUILD || ! -x $BUILD/tests/netns_dataplane ]]; then
-	echo "usage: sudo $0 <build dir>   (needs \$BUILD/tests/netns_dataplane)" >&2
-	exit 2
-fi
-if [[ $EUID -ne 0 ]]; then
-	echo "$0: needs root (network namespaces, TUN)" >&2
-	exit 2
-fi
+bench_dataplane_args "$BUILD"
 for tool in iperf3 wireguard-go wg busybox; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "$0: $tool not found" >&2
@@ -101,7 +95,6 @@ trap - EXIT INT TERM
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tailnet.sh"
 source "$(dirname "$0")/../lib/genuine.sh"
-source "$(dirname "$0")/../lib/bench.sh"
 tscni_init tput
 bench_tick_init
 gpair_up || exit 1

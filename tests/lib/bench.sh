@@ -1,7 +1,24 @@
 # shellcheck shell=bash
 # Helpers for the benchmarks (tests/bench/): memory of processes sampled every
 # 100 ms and CPU time. Source after tests/lib/common.sh; call bench_tick_init
-# once after tscni_init.
+# once after tscni_init. (bench_dataplane_args needs neither: the scripts
+# around netns_dataplane call it before they source anything else.)
+
+# bench_dataplane_args BUILD: the argument check of the scripts run as
+# `sudo $0 <build dir>` around netns_dataplane (throughput.sh, guard.sh):
+# exits 2 with a line on stderr unless BUILD holds tests/netns_dataplane
+# and we are root.
+bench_dataplane_args()
+{
+	if [[ -z $1 || ! -x $1/tests/netns_dataplane ]]; then
+		echo "usage: sudo $0 <build dir>   (needs \$BUILD/tests/netns_dataplane)" >&2
+		exit 2
+	fi
+	if [[ $EUID -ne 0 ]]; then
+		echo "$0: needs root (network namespaces, TUN)" >&2
+		exit 2
+	fi
+}
 
 # bench_tick_init: a FIFO nobody writes, so that `read -t 0.1` on it is a
 # sleep without a fork (call after tscni_init).
