@@ -813,6 +813,12 @@ static void check_offloads(bool want)
 		assert_int_equal(o, 0);
 }
 
+static bool idle_period(int side)
+{
+	return __atomic_load_n(&fx.sh->side[side].st.timer_period_ns, __ATOMIC_SEQ_CST) ==
+	       DATAPLANE_IDLE_TICK_NS;
+}
+
 static void test_pod_pod(void **state)
 {
 	(void)state;
@@ -832,6 +838,17 @@ static void test_pod_pod(void **state)
 		sleep_ms(20);
 	}
 	assert_true(fx.sh->side[0].st.buf_releases > 0 && fx.sh->side[1].st.buf_releases > 0);
+	/* Idle, the timers slow to a quarter second (dataplane.c
+	 * timer_adapt); traffic brings the short tick back. Disco's own
+	 * heartbeats may wake an engine meanwhile, so "idle" is waited for. */
+	for (int k = 0; k < 250 && !(idle_period(0) && idle_period(1)); k++)
+		sleep_ms(20);
+	assert_true(idle_period(0) && idle_period(1));
+	ping_all_ways();
+	/* This process copies the engines' stats every 20 ms. */
+	for (int k = 0; k < 25 && (idle_period(0) || idle_period(1)); k++)
+		sleep_ms(20);
+	assert_false(idle_period(0) || idle_period(1));
 	engines_alive();
 }
 

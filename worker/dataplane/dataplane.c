@@ -344,18 +344,52 @@ static void release_idle(struct dataplane *dp, uint64_t now)
 	dp->st.buf_releases++;
 }
 
-int dataplane_run(struct dataplane *dp)
+static int timer_set(struct dataplane *dp, uint64_t period)
 {
 	struct itimerspec its = {
-		.it_interval = {.tv_sec = (time_t)(dp->tick_ns / WG_NSEC_PER_SEC),
-				.tv_nsec = (long)(dp->tick_ns % WG_NSEC_PER_SEC)},
+		.it_interval = {.tv_sec = (time_t)(period / WG_NSEC_PER_SEC),
+				.tv_nsec = (long)(period % WG_NSEC_PER_SEC)},
 	};
-	int ret = 0;
 
 	its.it_value = its.it_interval;
-	dp->st.tid = (int)syscall(SYS_gettid);
 	if (timerfd_settime(dp->tfd, 0, &its, NULL) < 0)
 		return -errno;
+	dp->timer_period = period;
+	dp->st.timer_period_ns = period;
+	return 0;
+}
+
+/* The timer's period follows the pod's traffic: tick_ns while packets
+ * crossed ts0 (either way) within DP_IDLE_RELEASE_NS, DATAPLANE_IDLE_TICK_NS
+ * after that. Disco, handshakes and control's events do not count: a
+ * tailnet's peers ping each other every few seconds, and their timers are
+ * seconds long. Input wakes the loop whatever the period, and the loop runs
+ * overdue timers at once (the tick_ns check in dataplane_run), so nothing
+ * waits for the slow period once traffic is back. */
+static void timer_adapt(struct dataplane *dp, uint64_t now)
+{
+	uint64_t want = dp->tick_ns;
+
+	if (dp->st.tun_in_pkts != dp->active_in || dp->st.tun_out_pkts != dp->active_out) {
+		dp->active_in = dp->st.tun_in_pkts;
+		dp->active_out = dp->st.tun_out_pkts;
+		dp->active_ns = now;
+	}
+	if (now - dp->active_ns >= DP_IDLE_RELEASE_NS && want < DATAPLANE_IDLE_TICK_NS)
+		want = DATAPLANE_IDLE_TICK_NS;
+	if (want != dp->timer_period && timer_set(dp, want) < 0)
+		log_warn("data plane: timerfd_settime: %s", strerror(errno));
+}
+
+int dataplane_run(struct dataplane *dp)
+{
+	int ret = 0;
+
+	dp->st.tid = (int)syscall(SYS_gettid);
+	dp->active_ns = mono_ns();
+	ret = timer_set(dp, dp->tick_ns);
+	if (ret < 0)
+		return ret;
 	stats_publish(dp);
 	while (!control_poll(dp, mono_ns())) {
 		struct epoll_event ev[DATAPLANE_MAX_UDP + 3];
@@ -423,6 +457,7 @@ int dataplane_run(struct dataplane *dp)
 			}
 		} while (busy);
 		release_idle(dp, now);
+		timer_adapt(dp, now);
 		stats_publish(dp);
 	}
 out:

@@ -76,6 +76,10 @@ enum dataplane_limits {
 	DATAPLANE_DISCO_MAX = 256,    /* disco keys remembered (oldest replaced) */
 	DATAPLANE_OWN_EPS = 16,	      /* in a CallMeMaybe */
 	DATAPLANE_TICK_NS = 20000000, /* default timerfd period: 20 ms */
+	/* The period after 1 s without a packet across ts0: an idle worker's
+	 * timers wake it 4 times a second, not 50. WireGuard's and disco's timers are
+	 * seconds long; a quarter of a second late is within their slack. */
+	DATAPLANE_IDLE_TICK_NS = 250000000,
 	/* STUN again this often (upstream re-STUNs every 20-26 s). */
 	DATAPLANE_STUN_INTERVAL_MS = 20000,
 	/* Peers dataplane_peers() reports (the status command's bound). */
@@ -116,6 +120,7 @@ struct dataplane_stats {
 	uint64_t configs_applied, configs_refused;
 	uint64_t wakeups;      /* epoll_wait returns */
 	uint64_t buf_releases; /* buffers given back after DP_IDLE_RELEASE_NS idle */
+	uint64_t timer_period_ns; /* the timer's period now: tick_ns, or 250 ms when idle */
 	uint64_t tun_read_calls, tun_write_calls; /* from tunio_stats */
 	uint64_t udp_send_calls, udp_recv_calls;  /* from udpio_stats */
 	unsigned offloads;			  /* DATAPLANE_OFFLOAD_* in use */

@@ -35,6 +35,8 @@ enum dataplane_internal {
 	/* After this long without a packet from the TUN or a UDP socket the
 	 * batch buffers go back to the kernel (release_idle()). */
 	DP_IDLE_RELEASE_NS = 1000000000,
+	/* After as long without a packet across ts0, the timers run every
+	 * DATAPLANE_IDLE_TICK_NS (dataplane.h) instead of every tick_ns. */
 	DP_LOCAL_SLOTS = 16, /* TSMP answers per UDP batch */
 	DP_MAX_PEERS = NETMAP_MAX_PEERS,
 	DP_MAX_REKEYS = 8,     /* rekey requests waiting for a wakeup */
@@ -153,6 +155,9 @@ struct dataplane {
 	struct wg_batch tun_in, udp_in, tun_out, udp_out, local;
 	struct pktbuf_batch pb;
 	uint64_t io_ns;	   /* the last wake-up with TUN or UDP input */
+	uint64_t active_ns;		/* when packets last crossed ts0 */
+	uint64_t active_in, active_out; /* st.tun_in_pkts / tun_out_pkts then */
+	uint64_t timer_period;	/* the timerfd's now: tick_ns or DATAPLANE_IDLE_TICK_NS */
 	bool bufs_touched; /* input since the buffers were last released */
 
 	struct dataplane_stats st; /* the engine's own copy */
