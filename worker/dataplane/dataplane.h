@@ -118,8 +118,8 @@ struct dataplane_stats {
 	uint64_t dns_queries, dns_answers, dns_forwarded;
 	uint64_t disco_in, disco_out; /* disco messages opened / sent */
 	uint64_t configs_applied, configs_refused;
-	uint64_t wakeups;      /* epoll_wait returns */
-	uint64_t buf_releases; /* buffers given back after DP_IDLE_RELEASE_NS idle */
+	uint64_t wakeups;	  /* epoll_wait returns */
+	uint64_t buf_releases;	  /* buffers given back after DP_IDLE_RELEASE_NS idle */
 	uint64_t timer_period_ns; /* the timer's period now: tick_ns, or 250 ms when idle */
 	uint64_t tun_read_calls, tun_write_calls; /* from tunio_stats */
 	uint64_t udp_send_calls, udp_recv_calls;  /* from udpio_stats */

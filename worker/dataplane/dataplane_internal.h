@@ -154,11 +154,11 @@ struct dataplane {
 	struct wg_packet local_slots[DP_LOCAL_SLOTS];
 	struct wg_batch tun_in, udp_in, tun_out, udp_out, local;
 	struct pktbuf_batch pb;
-	uint64_t io_ns;	   /* the last wake-up with TUN or UDP input */
+	uint64_t io_ns;			/* the last wake-up with TUN or UDP input */
 	uint64_t active_ns;		/* when packets last crossed ts0 */
 	uint64_t active_in, active_out; /* st.tun_in_pkts / tun_out_pkts then */
-	uint64_t timer_period;	/* the timerfd's now: tick_ns or DATAPLANE_IDLE_TICK_NS */
-	bool bufs_touched; /* input since the buffers were last released */
+	uint64_t timer_period;		/* the timerfd's now: tick_ns or DATAPLANE_IDLE_TICK_NS */
+	bool bufs_touched;		/* input since the buffers were last released */
 
 	struct dataplane_stats st; /* the engine's own copy */
 

@@ -99,8 +99,8 @@ int wg_aead_seal(const uint8_t key[static WG_AEAD_KEY_LEN], uint64_t counter, ui
 	if (!use_libcrypto() || len > INT_MAX) {
 		/* libsodium allows the ciphertext to overwrite the
 		 * plaintext. */
-		crypto_aead_chacha20poly1305_ietf_encrypt_detached(buf, tag, NULL, buf, len, NULL, 0,
-								   NULL, nonce, key);
+		crypto_aead_chacha20poly1305_ietf_encrypt_detached(buf, tag, NULL, buf, len, NULL,
+								   0, NULL, nonce, key);
 		return 0;
 	}
 	ctx = get_ctx();
@@ -124,7 +124,7 @@ int wg_aead_open(const uint8_t key[static WG_AEAD_KEY_LEN], uint64_t counter, ui
 	make_nonce(nonce, counter);
 	if (!use_libcrypto() || len > INT_MAX) {
 		if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(buf, NULL, buf, len, tag,
-									 NULL, 0, nonce, key) != 0)
+								       NULL, 0, nonce, key) != 0)
 			return -EBADMSG;
 		return 0;
 	}

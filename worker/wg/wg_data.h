@@ -4,9 +4,9 @@
  * empty associated data. An empty plaintext is a keepalive.
  *
  * Both directions work in place on the caller's buffer and allocate nothing
- * but each thread's first cipher context (wg_aead.h), so a batch of packets is sealed or opened where it was read: a TUN read
- * lands at buf + WG_DATA_HEADER_LEN and leaves room for padding and tag
- * (wg_data_message_len); a UDP datagram is opened where it arrived. */
+ * but each thread's first cipher context (wg_aead.h), so a batch of packets is sealed or opened
+ * where it was read: a TUN read lands at buf + WG_DATA_HEADER_LEN and leaves room for padding and
+ * tag (wg_data_message_len); a UDP datagram is opened where it arrived. */
 #ifndef TSCNI_WORKER_WG_WG_DATA_H
 #define TSCNI_WORKER_WG_WG_DATA_H
 
@@ -41,10 +41,9 @@ int wg_data_encrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *buf, size_t
  * padded plaintext is at msg + WG_DATA_HEADER_LEN, *plain_len bytes long
  * (0 = keepalive; the inner IP header gives the true length), the counter is
  * marked in kp's replay window, and 0 is returned. Errors, with *why set and
- * *plain_len 0: -ENOMEM (no cipher context, wg_aead.h), -EBADMSG (not a data message, or it does not authenticate;
- * the buffer may then hold garbage), -EALREADY (counter replayed, too old for
- * the window, or past REJECT_AFTER_MESSAGES), -ESTALE (kp older than
- * REJECT_AFTER_TIME). */
+ * *plain_len 0: -ENOMEM (no cipher context, wg_aead.h), -EBADMSG (not a data message, or it does
+ * not authenticate; the buffer may then hold garbage), -EALREADY (counter replayed, too old for the
+ * window, or past REJECT_AFTER_MESSAGES), -ESTALE (kp older than REJECT_AFTER_TIME). */
 int wg_data_decrypt(struct wg_keypair *kp, uint64_t now_ns, uint8_t *msg, size_t len,
 		    size_t *plain_len, const char **why);
 

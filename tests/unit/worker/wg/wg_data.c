@@ -403,7 +403,7 @@ int main(void)
 
 	print_message("AEAD first: %s\n", wg_aead_backend());
 	failed = cmocka_run_group_tests_name(wg_aead_backend(), tests, group_setup, group_teardown);
-	failed += cmocka_run_group_tests_name("libsodium", tests, group_setup_sodium,
-					      group_teardown);
+	failed +=
+		cmocka_run_group_tests_name("libsodium", tests, group_setup_sodium, group_teardown);
 	return failed;
 }
