@@ -297,6 +297,7 @@ struct tclient {
 	char fatal[400];
 	bool logged_out;
 	unsigned long long first_error_ms;
+	int home_on_map; /* nonzero: the home DERP region set at each map, as derp_link does */
 };
 
 /* Clients still open when an assertion ended a test early; the teardown
@@ -309,6 +310,8 @@ static void on_netmap(void *arg, struct netmap *nm)
 
 	netmap_put(t->nm);
 	t->nm = netmap_get(nm);
+	if (t->home_on_map)
+		client_set_preferred_derp(t->c, t->home_on_map);
 }
 
 static void on_addrs(void *arg, const struct ip_prefix *a, size_t n)
@@ -367,6 +370,7 @@ struct topts {
 	const char *http_proxy, *https_proxy, *no_proxy;
 	const uint8_t *machine_priv, *node_priv; /* NULL: fresh keys */
 	bool node_registered;
+	int home_on_map; /* tclient.home_on_map */
 };
 
 static void tclient_start(struct tclient *t, const struct topts *o)
@@ -399,6 +403,7 @@ static void tclient_start(struct tclient *t, const struct topts *o)
 	const char *why = NULL;
 
 	memset(t, 0, sizeof(*t));
+	t->home_on_map = o->home_on_map;
 	keys_generate(cfg.machine_priv);
 	keys_generate(t->node_priv);
 	if (o->machine_priv)
@@ -660,6 +665,50 @@ static void test_two_clients_and_lite_update(void **state)
 	assert_true(run_until(peer_has_endpoint, &ba, WAIT_MS));
 	tclient_stop(&a);
 	tclient_stop(&b);
+	free(key);
+	free(url);
+}
+
+static bool admin_lite_seen(void *arg)
+{
+	struct tclient *t = arg;
+	json_t *n = admin_node(t->node_pub);
+	bool seen = json_integer_value(json_object_get(n, "lite_updates")) > 0;
+
+	json_decref(n);
+	return seen;
+}
+
+static bool never(void *arg)
+{
+	(void)arg;
+	return false;
+}
+
+/* After registration the first lite update waits for the stream's first
+ * map, which sets the home DERP region (derp_link, emulated by
+ * home_on_map): control gets one lite that carries it, not one without it
+ * and a second one with it, and so tells every other node once, not twice. */
+static void test_first_lite_carries_home(void **state)
+{
+	char *key = new_key(false, true, 0), *url = url_http();
+	struct topts o = {
+		.url = url, .auth_key = key, .hostname = "clu-ns-home", .home_on_map = 901};
+	static struct tclient a;
+	json_t *n;
+
+	tclient_start(&a, &o);
+	assert_true(run_until(is_up, &a, WAIT_MS));
+	assert_true(run_until(admin_lite_seen, &a, WAIT_MS));
+	/* Past the hold (CLIENT_LITE_HOLD_MS) and a lite's round trip: a second
+	 * lite would be here by now. */
+	(void)run_until(never, NULL, 3 * CLIENT_LITE_HOLD_MS);
+	n = admin_node(a.node_pub);
+	assert_non_null(n);
+	assert_int_equal(json_integer_value(json_object_get(n, "home_derp")), 901);
+	assert_int_equal(json_integer_value(json_object_get(n, "lite_updates")), 1);
+	json_decref(n);
+	tclient_stop(&a);
 	free(key);
 	free(url);
 }
@@ -1302,6 +1351,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_register_https, test_teardown),
 		cmocka_unit_test_teardown(test_https_wrong_ca, test_teardown),
 		cmocka_unit_test_teardown(test_two_clients_and_lite_update, test_teardown),
+		cmocka_unit_test_teardown(test_first_lite_carries_home, test_teardown),
 		cmocka_unit_test_teardown(test_lite_suppressed, test_teardown),
 		cmocka_unit_test_teardown(test_ephemeral_logout, test_teardown),
 		cmocka_unit_test_teardown(test_no_auth_key, test_teardown),

@@ -1151,8 +1151,10 @@ static void do_map(struct tc_conn *c, struct tc_h2req *r, json_t *req)
 		tc_buf_free(&body);
 		free(json);
 		json_decref(msg);
-		if (omit)
+		if (omit) {
+			n->lite_updates++;
 			log_debug("lite update from node %lld", n->id);
+		}
 		store_save(s);
 		return;
 	}

@@ -93,6 +93,7 @@ struct tc_node {
 	json_t *routes;	   /* subnet routes it serves (PrimaryRoutes), owned, may be NULL */
 	int home_derp;
 	int cap;
+	unsigned int lite_updates; /* lite updates since the process started (not kept) */
 	bool ephemeral, authorized, logged_out, external, wg_only;
 	long long key_expiry; /* unix seconds, 0 = none */
 	/* Tests of a supervisor's checks: the APIs say the key does not

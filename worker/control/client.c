@@ -149,6 +149,7 @@ static void teardown(struct client *c)
 	mapstream_destroy(&c->map.ms);
 	c->lite.ok = false;
 	c->lite.dirty = false;
+	c->lite.hold_until = 0;
 }
 
 /* Drops a dead attempt of the race and remembers the most telling error:

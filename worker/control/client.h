@@ -57,6 +57,9 @@ enum client_limits {
 	CLIENT_FALLBACK_MS = 500,	   /* start TLS if plain has not succeeded */
 	CLIENT_DIAL_TIMEOUT_MS = 10000,	   /* /key + dial + upgrade + Noise */
 	CLIENT_REQUEST_TIMEOUT_MS = 30000, /* register, lite update, logout */
+	/* After a (re)registration the first lite update waits this long for
+	 * the stream's first map, so that it carries the home DERP region. */
+	CLIENT_LITE_HOLD_MS = 250,
 	CLIENT_WATCHDOG_MS = 120000,	   /* no map message for this long */
 	CLIENT_BACKOFF_MAX_MS = 30000,
 	CLIENT_RESOLVE_TTL_MS = 300000, /* cached names are refreshed after */

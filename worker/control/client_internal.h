@@ -297,10 +297,16 @@ struct client_map {
 	uv_timer_t watchdog_timer;
 };
 
-/* Lite updates (Stream false, OmitPeers true). */
+/* Lite updates (Stream false, OmitPeers true). After a (re)registration
+ * they wait for the stream's first map, up to CLIENT_LITE_HOLD_MS: that map
+ * brings the home DERP region, so the first lite carries it instead of a
+ * second lite following the first. A control server tells every other node
+ * of each one (upstream's testcontrol sends each a whole map), so one lite
+ * fewer per pod start is one map fewer for every node of the tailnet. */
 struct client_lite {
 	struct h2req *req; /* the one in flight */
 	bool dirty, ok;
+	uint64_t hold_until; /* uv_now(): held while the stream is fresh until then */
 	unsigned int attempts;
 	uv_timer_t timer;
 };

@@ -132,6 +132,10 @@ void client__send_lite(struct client *c)
 		c->lite.dirty = true; /* resent when this one is answered */
 		return;
 	}
+	if (c->map.stream_fresh && uv_now(c->loop) < c->lite.hold_until) {
+		c->lite.dirty = true; /* sent with the stream's first map */
+		return;
+	}
 	c->lite.dirty = false;
 	json = map_request_json(c, false);
 	if (!json)
@@ -255,7 +259,12 @@ static void register_done(struct client *c, struct h2req *r, uint32_t error_code
 		uv_timer_stop(&c->deadline_timer);
 		log_info("registered with control as %s", c->node.hostname);
 		start_stream(c);
-		client__send_lite(c);
+		/* The first lite goes with the stream's first map (struct
+		 * client_lite), or when the hold ends without one. */
+		c->lite.hold_until = uv_now(c->loop) + CLIENT_LITE_HOLD_MS;
+		c->lite.dirty = true;
+		if (!c->lite.req)
+			uv_timer_start(&c->lite.timer, on_lite_timer, CLIENT_LITE_HOLD_MS, 0);
 	}
 	mapjson_register_response_free(rr);
 }
@@ -378,6 +387,7 @@ void client__map_message(struct client *c, const char *json, size_t len)
 	struct mapjson_map_response *resp = NULL;
 	struct netmap *next = NULL;
 	const char *why = NULL;
+	bool first = false;
 	int ret;
 
 	uv_timer_start(&c->map.watchdog_timer, on_watchdog, c->cfg.watchdog_ms, 0);
@@ -412,6 +422,7 @@ void client__map_message(struct client *c, const char *json, size_t len)
 	if (c->map.stream_fresh) {
 		c->map.stream_fresh = false;
 		c->attempts = 0;
+		first = true;
 	}
 	if (next->self && next->self->expired) {
 		client__fail(c, true, -EKEYEXPIRED,
@@ -432,6 +443,9 @@ void client__map_message(struct client *c, const char *json, size_t len)
 		if (c->cfg.on_self_addresses)
 			c->cfg.on_self_addresses(c->cfg.cb_arg, c->map.self_addrs, n);
 	}
+	/* The held lite, unless on_netmap sent it (a new home region). */
+	if (first && c->lite.dirty && !c->lite.req)
+		client__send_lite(c);
 	maybe_up(c);
 out:
 	mapjson_map_response_free(resp);
