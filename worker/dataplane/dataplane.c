@@ -369,6 +369,7 @@ static int timer_set(struct dataplane *dp, uint64_t period)
 static void timer_adapt(struct dataplane *dp, uint64_t now)
 {
 	uint64_t want = dp->tick_ns;
+	int ret;
 
 	if (dp->st.tun_in_pkts != dp->active_in || dp->st.tun_out_pkts != dp->active_out) {
 		dp->active_in = dp->st.tun_in_pkts;
@@ -377,8 +378,11 @@ static void timer_adapt(struct dataplane *dp, uint64_t now)
 	}
 	if (now - dp->active_ns >= DP_IDLE_RELEASE_NS && want < DATAPLANE_IDLE_TICK_NS)
 		want = DATAPLANE_IDLE_TICK_NS;
-	if (want != dp->timer_period && timer_set(dp, want) < 0)
-		log_warn("data plane: timerfd_settime: %s", strerror(errno));
+	if (want == dp->timer_period || (ret = timer_set(dp, want)) == 0)
+		return;
+	if (log_ratelimit_hit(&dp->timer_log, now / 1000000, DP_BAD_PEER_LOG_MS))
+		log_warn("data plane: timerfd_settime: %s (the tick stays at %llu ms)",
+			 strerror(-ret), (unsigned long long)(dp->timer_period / 1000000));
 }
 
 int dataplane_run(struct dataplane *dp)

@@ -184,6 +184,10 @@ struct dataplane {
 	/* One log line per kind of bad disco or STUN per
 	 * DP_BAD_PEER_LOG_MS (the counters count every one). */
 	struct log_ratelimit bad_log[DATAPLANE_DROP_COUNT];
+	/* timer_adapt's failures to re-arm the tick: one line per
+	 * DP_BAD_PEER_LOG_MS, as the period stays unrecorded and every round
+	 * would try again. */
+	struct log_ratelimit timer_log;
 	struct dp_early_disco early_disco[DP_EARLY_DISCO];
 	size_t early_disco_next;
 
