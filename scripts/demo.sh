@@ -35,7 +35,8 @@ EOF
 }
 
 src=$(cd "$(dirname "$0")/.." && pwd)
-out=${TSCNI_OUT:-$src/out}
+# Absolute: the plugin is linked into a temporary bin directory by path.
+out=$(realpath -m -- "${TSCNI_OUT:-$src/out}")
 kept=/run/tscni-demo.kept # what a --keep run left, for --down
 keep=0
 verbose=0
