@@ -6,7 +6,8 @@
  * message of a stream and as a delta onto a small fixed netmap, then checks
  * the lookups and the invariants every snapshot must keep, and builds each
  * snapshot's data-plane configuration (the named rule lists as one
- * filter). */
+ * filter). The peer cache's parse of the same bytes must agree with the
+ * plain one (check_cached). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,37 @@ static void check_config(const struct netmap *nm, struct filter_state *fs)
 	dataplane_config_free(cfg);
 }
 
+/* The peer cache's cut agrees with jansson: the cached parse of json, with
+ * an empty cache and then a full one, fails as the plain parse did (ret,
+ * why) or gives the same peers. */
+static void check_cached(const char *json, size_t len, int ret, const char *why,
+			 const struct mapjson_map_response *r)
+{
+	struct mapjson_peer_cache *pc = mapjson_peer_cache_new();
+
+	for (int round = 0; round < 2; round++) {
+		struct mapjson_map_response *c = NULL;
+		const char *cwhy = NULL;
+		int cret = mapjson_parse_map_response_cached(json, len, pc, &c, &cwhy);
+
+		if (cret != ret || (ret && (c || !cwhy || strcmp(cwhy, why))))
+			abort();
+		if (!ret) {
+			if (c->n_peers != r->n_peers)
+				abort();
+			for (size_t i = 0; i < r->n_peers; i++)
+				if (c->peers[i]->id != r->peers[i]->id ||
+				    strcmp(c->peers[i]->name, r->peers[i]->name) ||
+				    c->peers[i]->n_endpoints != r->peers[i]->n_endpoints ||
+				    memcmp(c->peers[i]->key, r->peers[i]->key,
+					   sizeof(r->peers[i]->key)))
+					abort();
+		}
+		mapjson_map_response_free(c);
+	}
+	mapjson_peer_cache_free(pc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *json = (const char *)data + 1, *why = NULL;
@@ -101,7 +133,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct netmap *first = NULL, *base = NULL, *delta = NULL;
 		struct filter_state *fs;
 
-		if (mapjson_parse_map_response(json, len, &r, &why) < 0) {
+		int ret = mapjson_parse_map_response(json, len, &r, &why);
+
+		check_cached(json, len, ret, why, r);
+		if (ret < 0) {
 			if (!why || r)
 				abort();
 			return 0;

@@ -32,15 +32,13 @@ static void fail(struct tc_conn *c, int status, const char *why)
 static json_t *node_info(struct tc_server *s, const struct tc_node *n)
 {
 	char nk[80], dk[80];
-	json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:O, s:O, s:b, s:b, s:b, s:b, s:i, s:i, s:I}",
-			      "id",
-			      (json_int_t)n->id, "node_key",
-			      keys_to_text("nodekey", n->node_key, nk, sizeof(nk)), "hostname",
-			      n->hostname, "addresses", control_addresses(n), "tags", n->tags,
-			      "endpoints", n->endpoints, "online", n->online > 0, "ephemeral",
-			      n->ephemeral, "authorized", n->authorized, "logged_out",
-			      n->logged_out, "home_derp", n->home_derp, "cap", n->cap,
-			      "lite_updates", (json_int_t)n->lite_updates);
+	json_t *o = json_pack(
+		"{s:I, s:s, s:s, s:o, s:O, s:O, s:b, s:b, s:b, s:b, s:i, s:i, s:I}", "id",
+		(json_int_t)n->id, "node_key", keys_to_text("nodekey", n->node_key, nk, sizeof(nk)),
+		"hostname", n->hostname, "addresses", control_addresses(n), "tags", n->tags,
+		"endpoints", n->endpoints, "online", n->online > 0, "ephemeral", n->ephemeral,
+		"authorized", n->authorized, "logged_out", n->logged_out, "home_derp", n->home_derp,
+		"cap", n->cap, "lite_updates", (json_int_t)n->lite_updates);
 
 	json_t *lat = json_object_get(json_object_get(n->hostinfo, "NetInfo"), "DERPLatency");
 

@@ -15,6 +15,7 @@
 
 #include "capver.h"
 #include "log.h"
+#include "mapjson.h"
 #include "nlkey.h"
 
 enum { N_TIMERS = 6 }; /* curl, fallback, deadline, watchdog, backoff, lite */
@@ -596,6 +597,7 @@ static void client_free(struct client *c)
 	void *arg = c->closed_arg;
 
 	netmap_put(c->map.nm);
+	mapjson_peer_cache_free(c->map.peers);
 	free_secret(c->node.auth_key);
 	free(c->node.hostname);
 	for (i = 0; i < c->node.n_tags; i++)

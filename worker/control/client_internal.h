@@ -290,6 +290,7 @@ struct client_map {
 	struct h2req *stream;
 	bool stream_fresh; /* no message applied yet on this stream */
 	struct netmap *nm;
+	struct mapjson_peer_cache *peers; /* the last full map's peers, NULL until one */
 	struct ip_prefix self_addrs[NETMAP_MAX_ADDRESSES];
 	size_t n_self_addrs;
 	bool have_self_addrs;

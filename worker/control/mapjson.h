@@ -121,6 +121,31 @@ int mapjson_parse_map_response(const char *json, size_t len, struct mapjson_map_
 			       const char **why);
 void mapjson_map_response_free(struct mapjson_map_response *r);
 
+/* The largest MapResponse document parsed (the map stream's own limit is
+ * lower). */
+#define MAPJSON_MAP_MAX ((size_t)1 << 30)
+
+/* Full maps parsed only where their peers changed. A control server that
+ * sends whole maps (upstream's testcontrol on every change, Headscale on
+ * many) repeats every peer's bytes each time; the cache keeps the nodes of
+ * the last full Peers list by a hash of their bytes, and a peer whose bytes
+ * come again is that node, not parsed again. One per map stream, used by
+ * one thread. */
+struct mapjson_peer_cache;
+struct mapjson_peer_cache *mapjson_peer_cache_new(void);
+void mapjson_peer_cache_free(struct mapjson_peer_cache *c);
+/* mapjson_parse_map_response(), with the Peers of a full map taken from c
+ * where their bytes match, and c then holding this map's. The result is the
+ * same as mapjson_parse_map_response()'s for the same document (a document
+ * whose Peers the cut does not find is parsed by it). c NULL: no cache. */
+int mapjson_parse_map_response_cached(const char *json, size_t len, struct mapjson_peer_cache *c,
+				      struct mapjson_map_response **out, const char **why);
+/* Drops the nodes only c still holds (a delta replaced them), so that a
+ * stream of deltas after one full map does not keep every replaced peer. */
+void mapjson_peer_cache_trim(struct mapjson_peer_cache *c);
+/* Peers taken from c, and parsed, since c was made. */
+void mapjson_peer_cache_stats(const struct mapjson_peer_cache *c, uint64_t *hits, uint64_t *misses);
+
 /* RegisterResponse: what doLogin decides on. */
 struct mapjson_register_response {
 	int64_t user_id;

@@ -303,7 +303,7 @@ int mapjson_parse_map_response(const char *json, size_t len, struct mapjson_map_
 	int ret = -EBADMSG;
 
 	*out = NULL;
-	root = mapjson__load(json, len, (size_t)1 << 30, why);
+	root = mapjson__load(json, len, MAPJSON_MAP_MAX, why);
 	if (!root)
 		goto err;
 	if ((ret = mapjson__get_bool(root, "KeepAlive", &r->keep_alive, "bad KeepAlive", why)) < 0)

@@ -391,7 +391,9 @@ void client__map_message(struct client *c, const char *json, size_t len)
 	int ret;
 
 	uv_timer_start(&c->map.watchdog_timer, on_watchdog, c->cfg.watchdog_ms, 0);
-	ret = mapjson_parse_map_response(json, len, &resp, &why);
+	if (!c->map.peers)
+		c->map.peers = mapjson_peer_cache_new();
+	ret = mapjson_parse_map_response_cached(json, len, c->map.peers, &resp, &why);
 	if (ret < 0) {
 		client__fail(c, false, ret, "map message: %s", why);
 		return;
@@ -449,4 +451,5 @@ void client__map_message(struct client *c, const char *json, size_t len)
 	maybe_up(c);
 out:
 	mapjson_map_response_free(resp);
+	mapjson_peer_cache_trim(c->map.peers);
 }

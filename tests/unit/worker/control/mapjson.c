@@ -23,6 +23,7 @@
 #include "worker/control/mapjson_map.c"
 #include "worker/control/mapjson_register.c"
 #include "worker/control/mapjson_request.c"
+#include "worker/control/mapjson_peers.c"
 #include "tests/unit/vectors.h"
 
 static struct mapjson_map_response *parse_ok(const char *json)
@@ -48,6 +49,106 @@ static void parse_bad(const char *json, const char *want_why)
 	assert_non_null(why);
 	if (want_why)
 		assert_string_equal(why, want_why);
+}
+
+/* The cached parse of json gives what the plain one gives: both fail with
+ * the same reason, or both succeed with the same peers (by ID and name). */
+static void cached_same(struct mapjson_peer_cache *pc, const char *json)
+{
+	struct mapjson_map_response *a = NULL, *b = NULL;
+	const char *wa = NULL, *wb = NULL;
+	int ra = mapjson_parse_map_response(json, strlen(json), &a, &wa);
+	int rb = mapjson_parse_map_response_cached(json, strlen(json), pc, &b, &wb);
+
+	if (ra != rb)
+		fail_msg("plain %d (%s), cached %d (%s) for %s", ra, wa ? wa : "", rb, wb ? wb : "",
+			 json);
+	if (ra) {
+		assert_null(b);
+		assert_string_equal(wa, wb);
+		return;
+	}
+	assert_int_equal(a->n_peers, b->n_peers);
+	for (size_t i = 0; i < a->n_peers; i++) {
+		assert_int_equal(a->peers[i]->id, b->peers[i]->id);
+		assert_string_equal(a->peers[i]->name, b->peers[i]->name);
+	}
+	assert_int_equal(a->n_peers_changed, b->n_peers_changed);
+	assert_int_equal(a->node != NULL, b->node != NULL);
+	mapjson_map_response_free(a);
+	mapjson_map_response_free(b);
+}
+
+/* A full map's peers whose bytes came in the last full map are the nodes
+ * parsed then; changed ones are parsed; the cut gives way to the plain
+ * parse on anything it does not expect. */
+static void test_peer_cache(void **state)
+{
+	static const char *const odd[] = {
+		/* Peers twice, or once with its key escaped: jansson's last wins. */
+		"{\"Peers\":[{\"ID\":1,\"Name\":\"a.\"}],\"Peers\":[{\"ID\":2,\"Name\":\"b.\"}]}",
+		"{\"Pe\\u0065rs\":[{\"ID\":5,\"Name\":\"e.\"}],\"Peers\":[{\"ID\":6,\"Name\":\"f."
+		"\"}]}",
+		"{\"Peers\":[{\"ID\":6,\"Name\":\"f.\"}],\"Pe\\u0065rs\":[{\"ID\":5,\"Name\":\"e."
+		"\"}]}",
+		"{\"Peers\":null}",
+		"{\"Peers\":[]}",
+		"{\"Peers\":[1,2]}",
+		"{\"Peers\":[{\"ID\":1},2]}",
+		"{\"Peers\":[{\"ID\":\"x\"}]}",
+		"{\"Peers\":[{\"ID\":1}]} x",
+		"{\"Peers\":[{\"ID\":1}]",
+		"{\"Peers\":[{\"ID\":1,\"Name\":\"a}]\"}]}",
+		"{\"Peers\":[{\"ID\":1}}]}",
+		"{\"Peers\":[{\"ID\":1,\"Name\":\"q\\\"}],\"}]}",
+		"{\"Peers\":[{\"ID\":1}],}",
+		"[{\"Peers\":[{\"ID\":1}]}]",
+		"{\"Node\":{\"ID\":9},\"Peers\":[{\"ID\":1} , {\"ID\":2}\n]}",
+	};
+	const char *a = "{\"Peers\":[{\"ID\":1,\"Name\":\"a.\"},{\"ID\":2,\"Name\":\"b.\"},"
+			"{\"ID\":3,\"Name\":\"c.\"}]}";
+	const char *b = "{\"KeepAlive\":false,\"Peers\":[{\"ID\":3,\"Name\":\"c.\"},"
+			"{\"ID\":1,\"Name\":\"a2.\"},{\"ID\":2,\"Name\":\"b.\"}]}";
+	struct mapjson_peer_cache *pc = mapjson_peer_cache_new();
+	struct mapjson_map_response *ra = NULL, *rb = NULL, *rc = NULL;
+	const char *why = NULL;
+	uint64_t hits, misses;
+
+	(void)state;
+	assert_int_equal(mapjson_parse_map_response_cached(a, strlen(a), pc, &ra, &why), 0);
+	mapjson_peer_cache_stats(pc, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 3);
+	assert_int_equal(mapjson_parse_map_response_cached(b, strlen(b), pc, &rb, &why), 0);
+	mapjson_peer_cache_stats(pc, &hits, &misses);
+	assert_int_equal(hits, 2);
+	assert_int_equal(misses, 4);
+	assert_ptr_equal(rb->peers[0], ra->peers[2]); /* c. */
+	assert_ptr_equal(rb->peers[2], ra->peers[1]); /* b. */
+	assert_string_equal(rb->peers[1]->name, "a2.");
+	assert_ptr_not_equal(rb->peers[1], ra->peers[0]);
+	/* Held by a response (or a netmap): kept by a trim. */
+	mapjson_map_response_free(ra);
+	mapjson_peer_cache_trim(pc);
+	assert_int_equal(mapjson_parse_map_response_cached(b, strlen(b), pc, &rc, &why), 0);
+	mapjson_peer_cache_stats(pc, &hits, &misses);
+	assert_int_equal(hits, 5);
+	assert_int_equal(misses, 4);
+	mapjson_map_response_free(rb);
+	mapjson_map_response_free(rc);
+	/* Held by nothing else: dropped. */
+	mapjson_peer_cache_trim(pc);
+	assert_int_equal(mapjson_parse_map_response_cached(b, strlen(b), pc, &rc, &why), 0);
+	mapjson_peer_cache_stats(pc, &hits, &misses);
+	assert_int_equal(hits, 5);
+	assert_int_equal(misses, 7);
+	mapjson_map_response_free(rc);
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		cached_same(pc, odd[i]);
+		cached_same(pc, odd[i]); /* again, with the cache filled */
+	}
+	cached_same(NULL, a);
+	mapjson_peer_cache_free(pc);
 }
 
 static void key_is(const uint8_t key[KEY_LEN], const char *prefix, const char *text)
@@ -474,6 +575,25 @@ static void parse_capture(const char *path, struct capture_counts *c)
 		c->peers += (int)r->n_peers;
 		c->map_responses++;
 		mapjson_map_response_free(r);
+		/* The same through a peer cache: parsed, then every peer from it. */
+		{
+			struct mapjson_peer_cache *pc = mapjson_peer_cache_new();
+			uint64_t hits, misses;
+
+			for (int round = 0; round < 2; round++) {
+				if (mapjson_parse_map_response_cached(text, strlen(text), pc, &r,
+								      &why))
+					fail_msg("%s: cached: %s", path, why);
+				assert_int_equal(r->n_peers, json_array_size(peers));
+				for (size_t i = 0; i < r->n_peers; i++)
+					node_matches(r->peers[i], json_array_get(peers, i));
+				mapjson_map_response_free(r);
+			}
+			mapjson_peer_cache_stats(pc, &hits, &misses);
+			assert_int_equal(hits, json_array_size(peers));
+			assert_int_equal(misses, json_array_size(peers));
+			mapjson_peer_cache_free(pc);
+		}
 	} else {
 		struct mapjson_register_response *r = NULL;
 
@@ -1062,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_int64),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_node_forms),
+		cmocka_unit_test(test_peer_cache),
 		cmocka_unit_test(test_build_register),
 		cmocka_unit_test(test_build_map_request),
 		cmocka_unit_test(test_build_errors),
