@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -212,6 +213,28 @@ static int ca_memfd(const struct workers *ws)
 	return hi;
 }
 
+/* The zygote's environment: the supervisor's, with LD_BIND_NOW=1 instead of
+ * any LD_BIND_NOW there. The loader then binds every library's symbols once
+ * in the zygote (Debian builds libjansson and libnghttp2 without BIND_NOW),
+ * and no forked child binds them again or dirties its own copy of their GOT.
+ * Built before the fork (nothing after it may allocate); the caller frees
+ * the array, whose strings are environ's. */
+static char **zygote_env(void)
+{
+	static char bind_now[] = "LD_BIND_NOW=1";
+	size_t n = 0, k = 0;
+	char **envp;
+
+	while (environ[n])
+		n++;
+	envp = xcalloc(n + 2, sizeof(*envp));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_BIND_NOW=", 12) != 0)
+			envp[k++] = environ[i];
+	envp[k] = bind_now;
+	return envp;
+}
+
 /* fork + exec of the worker binary as the zygote, with its end of a fresh
  * socketpair on fd 3. With host_mntns, the child first enters that mount
  * namespace (setns; after fork it is single-threaded with its own fs_struct,
@@ -240,6 +263,7 @@ int workers__zygote_start(struct workers *ws)
 	sigset_t all, old;
 	int sv[2], ep[2], pidfd, ret, ca_fd = ca_memfd(ws);
 	int fail[2] = {0, 0}; /* enum zygote_stage, errno */
+	char **envp;
 	ssize_t n;
 	pid_t pid;
 
@@ -262,6 +286,7 @@ int workers__zygote_start(struct workers *ws)
 		workers__close_fd(&ca_fd);
 		return ret;
 	}
+	envp = zygote_env();
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid = fork();
@@ -288,7 +313,7 @@ int workers__zygote_start(struct workers *ws)
 			goto child_fail;
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		fail[0] = ZYGOTE_STAGE_EXEC;
-		execv(argv[0], argv);
+		execve(argv[0], argv, envp);
 	child_fail:
 		fail[1] = errno;
 		n = write(ep[1], fail, sizeof(fail));
@@ -297,6 +322,7 @@ int workers__zygote_start(struct workers *ws)
 	}
 	ret = pid < 0 ? -errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	free(envp);
 	close(sv[1]);
 	workers__close_fd(&ca_fd);
 	close(ep[1]);
