@@ -140,6 +140,8 @@ void routes_update(struct worker_ctx *ctx, const struct netmap *nm)
 	if (ctx->routes_sending)
 		ctx->routes_id = 0; /* restart with the new set below */
 	push(ctx);
+	if (ctx->routes_sending || ctx->routes_dirty)
+		worker_tick_busy(ctx); /* routes_tick goes on with it */
 }
 
 bool routes_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
@@ -154,6 +156,7 @@ bool routes_reply(struct worker_ctx *ctx, const Tscni__NetopReply *r)
 			   ctx->pod_uid, r->why[0] ? r->why : "");
 		ctx->routes_dirty = true;
 		ctx->routes_retry_at = uv_now(&ctx->loop) + ROUTES_RETRY_MS;
+		worker_tick_busy(ctx);
 		return true;
 	}
 	if (r->refused != ctx->routes_refused || r->not_accepted != ctx->routes_not_accepted ||

@@ -51,7 +51,9 @@ enum worker_proto {
 enum worker_limits {
 	WORKER_START_TIMEOUT_MS = 30000, /* Hello + Start after spawn */
 	WORKER_TIMER_MS = 100,		 /* control thread housekeeping */
-	WORKER_TRIM_DELAY_MS = 1000,	 /* a netmap to malloc_trim, at most one a second */
+	/* ... once the worker is Ready and nothing is paced by it (tick_busy). */
+	WORKER_IDLE_TIMER_MS = 1000,
+	WORKER_TRIM_DELAY_MS = 1000, /* a netmap to malloc_trim, at most one a second */
 	/* Ready waits this long for the home DERP region at most. */
 	WORKER_READY_DERP_WAIT_MS = 5000,
 	/* The pod's TUN is gone: the supervisor's Stop{logout} is awaited
@@ -133,7 +135,8 @@ struct worker_ctx {
 	int ctl_idx;
 	uv_poll_t rdv_poll;
 	uv_timer_t timer;
-	uint64_t trim_due; /* uv_now when malloc_trim is due, 0: none */
+	uint64_t timer_period; /* ms: WORKER_TIMER_MS or WORKER_IDLE_TIMER_MS */
+	uint64_t trim_due;     /* uv_now when malloc_trim is due, 0: none */
 	bool tun_gone_sent;
 	uint64_t tun_gone_at; /* uv_now when the control thread saw it, 0 */
 
@@ -273,6 +276,9 @@ enum derp_home_state derp_link_home_state(const struct derp_link *dl);
 /* control_thread.c: sends Ready when everything it waits for is there;
  * derp_link.c calls it when the home region connects. */
 void worker_maybe_ready(struct worker_ctx *ctx);
+/* Something the housekeeping tick paces began (route sets, news for the
+ * supervisor): the tick goes back to WORKER_TIMER_MS at once. */
+void worker_tick_busy(struct worker_ctx *ctx);
 /* Connections closed because their server sent a bad (oversized or
  * malformed) frame, over the worker's life; 0 for NULL. */
 uint64_t derp_link_bad_frames(const struct derp_link *dl);

@@ -434,6 +434,23 @@ if [[ $MODE == restarts ]]; then
 		jqq --argjson n "$NPODS" 'length == $n' <<<"$(tc_live)"
 fi
 
+# --- an idle worker's control thread ------------------------------------------
+# Ready, with its routes set and nothing else to pace, a worker's housekeeping
+# tick slows from 100 ms to 1 s (worker/control_thread.c tick_busy): its main
+# thread then wakes a few times a second at most (the tick, keep-alives), where
+# the 100 ms tick alone made it 10. Counted as the thread's voluntary context
+# switches over 5 s, after 2 s for the last route set to settle.
+if [[ $MODE == https ]]; then
+	wpid=$(sup_status_json | jq -r '[.pods[] | select(.worker_pid > 0)][0].worker_pid')
+	csw() { awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$wpid/task/$wpid/status"; }
+	sleep 2
+	c0=$(csw)
+	sleep 5
+	c1=$(csw)
+	check "an idle worker's control thread woke $((c1 - c0)) times in 5 s (at most 25; 50 or more with a 100 ms tick)" \
+		test $((c1 - c0)) -le 25
+fi
+
 # --- DEL: the node logs out; an ephemeral node disappears ---------------------
 for ((i = 0; i < NPODS; i++)); do
 	del_pod "$i"
