@@ -871,25 +871,16 @@ static void tun_gone_tick(struct worker_ctx *ctx)
 
 static void on_timer(uv_timer_t *t);
 
-/* Whether the housekeeping tick must run every WORKER_TIMER_MS: until
- * Ready (derp_wait's bound), while a route set goes out or waits to, during
- * an adoption or a logout, once the TUN is gone. Otherwise it runs every
- * WORKER_IDLE_TIMER_MS: an idle worker's control thread wakes once a second
- * for it, not ten times. A trim or a re-authentication request (seconds
- * apart anyway: reauth.h) then comes up to a second later, and the TUN's
- * loss is seen within a second. */
-static bool tick_busy(struct worker_ctx *ctx)
-{
-	return !ctx->ready_sent || ctx->adopting || ctx->logging_out ||
-	       atomic_load(&ctx->tun_gone) || ctx->routes_sending || ctx->routes_dirty;
-}
-
+/* The housekeeping tick: every WORKER_TIMER_MS until Ready (derp_wait's
+ * bound), while a route set goes out or waits, in an adoption or logout, once
+ * the TUN is gone; else every WORKER_IDLE_TIMER_MS (a trim, a reauth request
+ * or the TUN's loss then wait up to a second). */
 static void tick_set(struct worker_ctx *ctx, uint64_t ms)
 {
-	if (ctx->timer_period == ms)
-		return;
-	ctx->timer_period = ms;
-	uv_timer_start(&ctx->timer, on_timer, ms, ms);
+	if (ctx->timer_period != ms) {
+		ctx->timer_period = ms;
+		uv_timer_start(&ctx->timer, on_timer, ms, ms);
+	}
 }
 
 void worker_tick_busy(struct worker_ctx *ctx)
@@ -900,6 +891,7 @@ void worker_tick_busy(struct worker_ctx *ctx)
 static void on_timer(uv_timer_t *t)
 {
 	struct worker_ctx *ctx = t->data;
+	bool busy;
 
 	if (ctx->dp)
 		dataplane_reclaim(ctx->dp);
@@ -915,7 +907,9 @@ static void on_timer(uv_timer_t *t)
 		ctx->trim_due = 0;
 		malloc_trim(0);
 	}
-	tick_set(ctx, tick_busy(ctx) ? WORKER_TIMER_MS : WORKER_IDLE_TIMER_MS);
+	busy = !ctx->ready_sent || ctx->adopting || ctx->logging_out ||
+	       atomic_load(&ctx->tun_gone) || ctx->routes_sending || ctx->routes_dirty;
+	tick_set(ctx, busy ? WORKER_TIMER_MS : WORKER_IDLE_TIMER_MS);
 }
 
 int control_thread_init(struct worker_ctx *ctx)

@@ -60,7 +60,7 @@ enum client_limits {
 	/* After a (re)registration the first lite update waits this long for
 	 * the stream's first map, so that it carries the home DERP region. */
 	CLIENT_LITE_HOLD_MS = 250,
-	CLIENT_WATCHDOG_MS = 120000,	   /* no map message for this long */
+	CLIENT_WATCHDOG_MS = 120000, /* no map message for this long */
 	CLIENT_BACKOFF_MAX_MS = 30000,
 	CLIENT_RESOLVE_TTL_MS = 300000, /* cached names are refreshed after */
 	CLIENT_RESOLVE_MAX_ADDRS = 8,
