@@ -436,19 +436,25 @@ fi
 
 # --- an idle worker's control thread ------------------------------------------
 # Ready, with its routes set and nothing else to pace, a worker's housekeeping
-# tick slows from 100 ms to 1 s (worker/control_thread.c tick_busy): its main
-# thread then wakes a few times a second at most (the tick, keep-alives), where
-# the 100 ms tick alone made it 10. Counted as the thread's voluntary context
-# switches over 5 s, after 2 s for the last route set to settle.
+# tick slows from 100 ms to 1 s (worker/control_thread.c on_timer): its main
+# thread then wakes a couple of times a second (the tick, keep-alives, DERP),
+# where the 100 ms tick alone made it 10. Counted as the thread's voluntary
+# context switches in five 2 s windows; the quietest one is judged, so that
+# traffic of other tests on the machine in some windows does not count.
 if [[ $MODE == https ]]; then
 	wpid=$(sup_status_json | jq -r '[.pods[] | select(.worker_pid > 0)][0].worker_pid')
 	csw() { awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$wpid/task/$wpid/status"; }
-	sleep 2
-	c0=$(csw)
-	sleep 5
-	c1=$(csw)
-	check "an idle worker's control thread woke $((c1 - c0)) times in 5 s (at most 25; 50 or more with a 100 ms tick)" \
-		test $((c1 - c0)) -le 25
+	sleep 1
+	least=""
+	for ((w = 0; w < 5; w++)); do
+		c0=$(csw)
+		sleep 2
+		c1=$(csw)
+		((d = c1 - c0))
+		[[ -z $least || $d -lt $least ]] && least=$d
+	done
+	check "an idle worker's control thread woke $least times in its quietest 2 s (at most 12; 20 or more with a 100 ms tick)" \
+		test "$least" -le 12
 fi
 
 # --- DEL: the node logs out; an ephemeral node disappears ---------------------
