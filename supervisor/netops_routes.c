@@ -193,7 +193,7 @@ static int route_oif(struct rtnl_route *r)
 struct scan {
 	int ifindex;
 	struct ip_prefix *own, *ours;
-	size_t n_own, n_ours, cap_ours;
+	size_t n_own, n_ours, cap_own, cap_ours;
 	bool own_full;
 };
 
@@ -203,8 +203,8 @@ static void own_add(struct scan *s, struct ip_prefix *p)
 {
 	if (skip_own(p))
 		return;
-	if (s->n_own >= NETOPS_OWN_MAX) {
-		s->own_full = true;
+	if (s->n_own >= s->cap_own) {
+		s->own_full = true; /* only NETOPS_OWN_MAX is reached */
 		return;
 	}
 	ip_prefix_mask(p);
@@ -316,22 +316,13 @@ int netops_routes_sync(int nsfd, int ifindex, const struct ip_prefix *want, size
 	struct scan s = {.ifindex = ifindex};
 	struct ip_prefix *plan = NULL;
 	struct nl_sock *sk = NULL;
-	size_t n_plan;
+	size_t n_plan, n_rt, n_ad;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
 	if (ifindex <= 0 || n > NETOPS_ROUTES_MAX) {
 		res->why = "bad request";
 		return -EINVAL;
-	}
-	s.cap_ours = NETOPS_ROUTES_MAX + 2;
-	s.own = calloc(NETOPS_OWN_MAX, sizeof(*s.own));
-	s.ours = calloc(s.cap_ours, sizeof(*s.ours));
-	plan = calloc(n + 2, sizeof(*plan));
-	if (!s.own || !s.ours || !plan) {
-		ret = -ENOMEM;
-		res->why = "out of memory";
-		goto out;
 	}
 	ret = netlink_socket_open(nsfd, &sk);
 	if (ret < 0) {
@@ -343,6 +334,21 @@ int netops_routes_sync(int nsfd, int ifindex, const struct ip_prefix *want, size
 		ret = dump(sk, false, &acache);
 	if (ret < 0) {
 		res->why = "cannot read the pod's routes and addresses";
+		goto out;
+	}
+	/* Sized by what the dumps hold, not by the limits: the limits' 1.6 MB
+	 * would come zeroed by memset from a threadpool arena on every sync
+	 * (glibc raises its mmap threshold once such a block is freed). */
+	n_rt = (size_t)nl_cache_nitems(rcache);
+	n_ad = (size_t)nl_cache_nitems(acache);
+	s.cap_ours = n_rt < NETOPS_ROUTES_MAX + 2 ? n_rt : NETOPS_ROUTES_MAX + 2;
+	s.cap_own = n_rt + n_ad < NETOPS_OWN_MAX ? n_rt + n_ad : NETOPS_OWN_MAX;
+	s.own = malloc((s.cap_own + 1) * sizeof(*s.own));
+	s.ours = malloc((s.cap_ours + 1) * sizeof(*s.ours));
+	plan = malloc((n + 2) * sizeof(*plan));
+	if (!s.own || !s.ours || !plan) {
+		ret = -ENOMEM;
+		res->why = "out of memory";
 		goto out;
 	}
 	nl_cache_foreach(rcache, scan_route, &s);

@@ -582,6 +582,93 @@ static void test_route(void **state)
 	close(fd);
 }
 
+/* `ip -n NS <args>`, which must succeed. */
+static void ns_ip(const struct ns *ns, const char *args)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "ip -n %s %s", ns->name, args);
+	if (system(cmd) != 0)
+		fail_msg("%s failed", cmd);
+}
+
+/* netops_routes_sync against the kernel: ts0's routes become exactly the
+ * plan, the pod's own networks (a veth with 10.1.0.0/24 and 100.64.9.0/24)
+ * are looked at and left alone, and a pod with more own prefixes than
+ * NETOPS_OWN_MAX says so instead of reading past its buffers. */
+static void test_routes_sync(void **state)
+{
+	struct ns *ns = *state;
+	struct netops_route_policy pol = {0};
+	struct netops_routes_result res;
+	struct ip_prefix want[] = {pfx("100.64.0.2/32"), pfx("fd7a:115c:a1e0::2/128"),
+				   pfx("100.100.100.100/32"), pfx("100.64.9.5/32")};
+	struct ip_prefix next[] = {pfx("100.64.0.3/32")};
+	char out[1024], batch[64];
+	FILE *f;
+	int fd, ifindex;
+
+	create_ts0(ns, &fd, &ifindex);
+	ns_ip(ns, "link add own0 type veth peer name own1");
+	ns_ip(ns, "link set own0 up");
+	ns_ip(ns, "link set own1 up");
+	ns_ip(ns, "addr add 10.1.0.1/24 dev own0");
+	ns_ip(ns, "route add 100.64.9.0/24 dev own0");
+
+	assert_int_equal(netops_routes_sync(ns->fd, ifindex, want, 4, &pol, &res), 0);
+	assert_int_equal(res.added, 3);
+	assert_int_equal(res.removed, 0);
+	assert_int_equal(res.refused, 1); /* 100.64.9.5: inside the pod's own 100.64.9.0/24 */
+	assert_false(res.own_unchecked);
+	ns_route_show(ns, "route show dev ts0", out, sizeof(out));
+	assert_non_null(strstr(out, "100.64.0.2 "));
+	assert_non_null(strstr(out, "100.100.100.100 "));
+	assert_null(strstr(out, "100.64.9.5"));
+	ns_route_show(ns, "route show dev own0", out, sizeof(out));
+	assert_non_null(strstr(out, "100.64.9.0/24"));
+
+	/* The same set again: nothing changes. */
+	assert_int_equal(netops_routes_sync(ns->fd, ifindex, want, 4, &pol, &res), 0);
+	assert_int_equal(res.added, 0);
+	assert_int_equal(res.removed, 0);
+	assert_int_equal(res.kept, 3);
+
+	/* Another set: the three go, the new one comes. */
+	assert_int_equal(netops_routes_sync(ns->fd, ifindex, next, 1, &pol, &res), 0);
+	assert_int_equal(res.added, 1);
+	assert_int_equal(res.removed, 3);
+	ns_route_show(ns, "route show dev ts0", out, sizeof(out));
+	assert_non_null(strstr(out, "100.64.0.3 "));
+	assert_null(strstr(out, "100.64.0.2 "));
+	ns_route_show(ns, "-6 route show dev ts0", out, sizeof(out));
+	assert_null(strstr(out, "fd7a:115c:a1e0::2"));
+
+	/* More own prefixes than NETOPS_OWN_MAX: routes 10.2.x.y/32 on own0. */
+	char path[] = "/tmp/tscni-netops-batch-XXXXXX";
+	int bfd = mkstemp(path);
+
+	assert_true(bfd >= 0);
+	f = fdopen(bfd, "w");
+	assert_non_null(f);
+	for (int i = 0; i < NETOPS_OWN_MAX + 4; i++)
+		fprintf(f, "route add 10.2.%d.%d/32 dev own0\n", i / 250, i % 250 + 1);
+	assert_int_equal(fclose(f), 0);
+	snprintf(batch, sizeof(batch), "-batch %s", path);
+	ns_ip(ns, batch);
+	unlink(path);
+	assert_int_equal(netops_routes_sync(ns->fd, ifindex, want, 4, &pol, &res), 0);
+	assert_true(res.own_unchecked);
+	assert_int_equal(res.removed, 1);
+	/* 100.64.9.0/24 may be past the prefixes looked at: 100.64.9.5 is
+	 * then routed, else refused. */
+	assert_int_equal(res.added + res.refused, 4);
+	assert_in_range(res.added, 3, 4);
+	ns_route_show(ns, "route show dev ts0", out, sizeof(out));
+	assert_non_null(strstr(out, "100.64.0.2 "));
+	assert_null(strstr(out, "100.64.0.3 "));
+	close(fd);
+}
+
 static void test_link_check(void **state)
 {
 	struct ns *ns = *state;
@@ -781,6 +868,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addr_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_route, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_routes_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments_leave_nothing, setup, teardown),
