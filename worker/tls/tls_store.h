@@ -28,3 +28,7 @@ const char *tls_store_pem(const char *pem, size_t len);
 /* Sets easy's trust anchors to pem/len: the shared store when pem is
  * tls_store_pem's, else a CAINFO blob (not copied: pem outlives easy). */
 CURLcode tls_store_curl(CURL *easy, const char *pem, size_t len);
+
+/* Zygote, before any fork: one TLS context made and freed, so that OpenSSL's
+ * caches of its algorithms are filled once, in pages every worker shares. */
+void tls_store_warm(void);

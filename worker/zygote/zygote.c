@@ -163,6 +163,7 @@ int zygote_run(const struct zygote_config *cfg)
 			log_warn("CA bundle on fd %d: %s (%s): each worker parses its own",
 				 cfg->ca_fd, why, strerror(-ret));
 	}
+	tls_store_warm();
 	log_info("zygote %d ready (sandbox %s, data AEAD %s, re-exec after %u forks%s)",
 		 (int)getpid(), cfg->sandbox->name, wg_aead_backend(), cfg->max_forks,
 		 cfg->force_fallbacks ? ", fallbacks forced" : "");
