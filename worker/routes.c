@@ -42,8 +42,10 @@ static void send_parts(struct worker_ctx *ctx)
 		int ret;
 
 		if (!pb) {
-			pb = xcalloc(ROUTES_PART, sizeof(*pb));
-			pbp = xcalloc(ROUTES_PART, sizeof(*pbp));
+			/* The first part is the largest; each entry is
+			 * initialised below. */
+			pb = xmalloc((n ? n : 1) * sizeof(*pb));
+			pbp = xmalloc((n ? n : 1) * sizeof(*pbp));
 		}
 		for (size_t i = 0; i < n; i++) {
 			tscni__ip_prefix__init(&pb[i]);
