@@ -161,10 +161,17 @@ void *memalign(size_t align, size_t n)
 	return p;
 }
 
+/* One live block in a dump: its site's slot, address and size. */
+struct hs_blk {
+	size_t site;
+	uintptr_t ptr;
+	size_t size;
+};
+
 /* Same stack: same site. Sums into a second table (not recorded: busy). */
 struct hs_site {
 	void *stack[HS_DEPTH];
-	size_t bytes, blocks;
+	size_t bytes, blocks, idx;
 };
 
 /* Written with dprintf and read(), not stdio's FILE lists: this runs inside
@@ -173,6 +180,8 @@ static void dump(const char *path)
 {
 	enum { SITES = 1 << 16 };
 	struct hs_site *sites = __libc_calloc(SITES, sizeof(*sites));
+	struct hs_blk *blk = NULL;
+	size_t nblk = 0, capblk = 0;
 	char buf[4096];
 	int out, maps;
 	ssize_t n;
@@ -195,16 +204,35 @@ static void dump(const char *path)
 		memcpy(sites[k].stack, table[i].stack, sizeof(sites[k].stack));
 		sites[k].bytes += table[i].size;
 		sites[k].blocks++;
+		/* __libc_realloc: not through our hooks, so safe under the lock. */
+		if (nblk == capblk) {
+			struct hs_blk *more =
+				__libc_realloc(blk, (capblk ? 2 * capblk : 4096) * sizeof(*blk));
+
+			if (more) {
+				blk = more;
+				capblk = capblk ? 2 * capblk : 4096;
+			}
+		}
+		if (nblk < capblk)
+			blk[nblk++] = (struct hs_blk){k, table[i].ptr, table[i].size};
 	}
 	give();
-	for (size_t k = 0; k < SITES; k++) {
+	for (size_t k = 0, order = 0; k < SITES; k++) {
 		if (!sites[k].blocks)
 			continue;
+		sites[k].idx = order++;
 		dprintf(out, "site %zu %zu", sites[k].bytes, sites[k].blocks);
 		for (int d = 0; d < HS_DEPTH && sites[k].stack[d]; d++)
 			dprintf(out, " %p", sites[k].stack[d]);
 		dprintf(out, "\n");
 	}
+	/* "blk SITE ADDR SIZE": each live block, SITE counting the site lines
+	 * from 0, for heap_sites.py to look up which of its pages are
+	 * resident and private. */
+	for (size_t j = 0; j < nblk; j++)
+		dprintf(out, "blk %zu %lx %zu\n", sites[blk[j].site].idx, (unsigned long)blk[j].ptr,
+			blk[j].size);
 	/* "map " before each line of /proc/self/maps. */
 	maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	dprintf(out, "map ");
@@ -217,6 +245,7 @@ done:
 	if (out >= 0)
 		close(out);
 	__libc_free(sites);
+	__libc_free(blk);
 }
 
 /* A dump for each touch of /tmp/tscni-heap.<pid>.req (the worker may not

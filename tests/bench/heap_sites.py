@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""heap_sites.py DUMP [TOP]: an idle process's live heap by allocation site,
+"""heap_sites.py DUMP [TOP [PID]]: an idle process's live heap by allocation site,
 from heap_sites.so's dump (tests/bench/heap_sites.c): each site is the first
 three callers outside the allocation wrappers (xmalloc, CRYPTO_malloc,
 jansson's, ...), symbolized with addr2line. Prints "#   KiB blocks site",
-the largest first, then the total and each library's share."""
+the largest first, then the total and each library's share. With PID (the
+live process, root), each site's bytes in private resident pages too
+(pagemap and kpagecount), and sites ordered by those."""
 import bisect
 import collections
 import subprocess
@@ -18,12 +20,54 @@ WRAPPERS = {
 }
 
 
+PAGE = 4096
+
+
+def private_bytes(pid, blks):
+    """Per site, the bytes of its blocks that lie in resident pages mapped
+    once (USS: what this process alone holds), from /proc/PID/pagemap and
+    /proc/kpagecount (root). None when they cannot be read."""
+    try:
+        pm = open("/proc/%s/pagemap" % pid, "rb")
+        kc = open("/proc/kpagecount", "rb")
+    except OSError:
+        return None
+    cache = {}
+
+    def private(page):
+        if page not in cache:
+            pm.seek(page * 8)
+            e = int.from_bytes(pm.read(8), "little")
+            pfn = e & ((1 << 55) - 1)
+            ok = bool(e >> 63) and pfn != 0
+            if ok:
+                kc.seek(pfn * 8)
+                ok = int.from_bytes(kc.read(8), "little") == 1
+            cache[page] = ok
+        return cache[page]
+
+    out = collections.Counter()
+    for site, addr, size in blks:
+        a, end = addr, addr + size
+        while a < end:
+            page = a // PAGE
+            nxt = min(end, (page + 1) * PAGE)
+            if private(page):
+                out[site] += nxt - a
+            a = nxt
+    return out
+
+
 def main():
     path = sys.argv[1]
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    sites, maps = [], []
+    pid = sys.argv[3] if len(sys.argv) > 3 else None
+    sites, maps, blks = [], [], []
     for line in open(path):
-        if line.startswith("site "):
+        if line.startswith("blk "):
+            f = line.split()
+            blks.append((int(f[1]), int(f[2], 16), int(f[3])))
+        elif line.startswith("site "):
             f = line.split()
             sites.append((int(f[1]), int(f[2]), [int(a, 16) for a in f[3:]]))
         elif line.startswith("map "):
@@ -63,7 +107,9 @@ def main():
     blocks = collections.Counter()
     by_lib = collections.Counter()
     total = 0
-    for size, n, st in sites:
+    priv_site = private_bytes(pid, blks) if pid and blks else None
+    priv = collections.Counter()
+    for idx, (size, n, st) in enumerate(sites):
         chain, lib = [], None
         for a in st:
             obj, off = where(a - 1)
@@ -78,12 +124,28 @@ def main():
         key = " < ".join(chain) or "?"
         by_site[key] += size
         blocks[key] += n
+        if priv_site is not None:
+            priv[key] += priv_site[idx]
         by_lib[lib or "?"] += size
         total += size
-    for key, size in by_site.most_common(top):
-        print("#   %7.1f KiB %6d  %s" % (size / 1024, blocks[key], key[:110]))
-    rest = sum(by_site.values()) - sum(s for _, s in by_site.most_common(top))
-    print("#   %7.1f KiB         the %d other sites" % (rest / 1024, max(len(by_site) - top, 0)))
+    if priv_site is None:
+        for key, size in by_site.most_common(top):
+            print("#   %7.1f KiB %6d  %s" % (size / 1024, blocks[key], key[:110]))
+        rest = sum(by_site.values()) - sum(s for _, s in by_site.most_common(top))
+        print("#   %7.1f KiB         the %d other sites" % (rest / 1024,
+                                                          max(len(by_site) - top, 0)))
+    else:
+        # Ordered by what the process alone holds of each site.
+        order = sorted(by_site, key=lambda k: (-priv[k], -by_site[k]))
+        print("#   (KiB allocated, KiB of it in private resident pages, blocks, site)")
+        for key in order[:top]:
+            print("#   %7.1f %7.1f KiB %6d  %s" % (by_site[key] / 1024, priv[key] / 1024,
+                                                  blocks[key], key[:100]))
+        rest = order[top:]
+        print("#   %7.1f %7.1f KiB         the %d other sites" % (
+            sum(by_site[k] for k in rest) / 1024, sum(priv[k] for k in rest) / 1024, len(rest)))
+        print("#   %7.1f KiB of the blocks in private resident pages" % (
+            sum(priv.values()) / 1024))
     print("#   %7.1f KiB in %d blocks in all; by the first caller's object: %s" % (
         total / 1024, sum(n for _, n, _ in sites),
         ", ".join("%s %.0f" % (k, v / 1024) for k, v in by_lib.most_common(6))))

@@ -155,6 +155,6 @@ heap_sites()
 		echo "#   (no heap dump from $1: is heap_sites.so preloaded?)"
 		return 0
 	fi
-	python3 "$(dirname "${BASH_SOURCE[0]}")/../bench/heap_sites.py" "$out" "${2:-20}"
+	python3 "$(dirname "${BASH_SOURCE[0]}")/../bench/heap_sites.py" "$out" "${2:-20}" "$1"
 	rm -f "$out"
 }
