@@ -23,6 +23,10 @@
 #                    threadpool) + the zygote's + every new worker's whole
 #                    CPU + the plugins' (rusage), divided by the pods; the
 #                    control server's beside it
+#   idle             after the sequential round, 2 s later: each worker's
+#                    PSS and USS (smaps_rollup; USS is what one more pod
+#                    costs) with its control session and the round's other
+#                    pods as peers, and the supervisor's PSS
 #   spans            medians over the round of the supervisor's one line per
 #                    ADD ("ADD spans", docs/design.md §4): plugin = the plugin
 #                    exec'd alone (VERSION, no socket), socket = wall − total −
@@ -80,6 +84,27 @@ worker_pids()
 	sup_status_json | jq -r '.pods[] | select(.worker_pid > 0) | .worker_pid'
 }
 
+# idle_memory DIR N: after 2 s without an ADD, each worker's PSS and USS
+# (pss_of) and the supervisor's PSS into DIR/mem: "workers pss_avg pss_max
+# uss_avg uss_max sup_pss" (KiB).
+idle_memory()
+{
+	local d=$1 n=$2 p k=0 ps=0 pm=0 us=0 um=0
+	sleep 2
+	for p in $(worker_pids); do
+		pss_of "$p"
+		((PSS > 0)) || continue
+		k=$((k + 1)) ps=$((ps + PSS)) us=$((us + USS))
+		((PSS > pm)) && pm=$PSS
+		((USS > um)) && um=$USS
+	done
+	pss_of "$SUP_PID"
+	((k > 0)) && echo "$k $((ps / k)) $pm $((us / k)) $um $PSS" >"$d/mem"
+	p=$(worker_pids | tail -n 1)
+	[[ -n $p ]] && smaps_breakdown "$p" >"$d/mem_map"
+	return 0
+}
+
 # round NAME N MODE: N new pods, ADD one at a time (seq) or all at once
 # (burst); figures into $T/r/NAME; then every pod DELeted.
 round()
@@ -132,6 +157,9 @@ round()
 			sup / $1, zyg / $1, wrk / $1, plg / $1, ctl / $1 }' >"$d/cpu"
 	# The supervisor's span lines of this round's pods.
 	grep -F "al-$RUNID-$name-" "$SUP_LOG_FILE" | grep -F 'ADD spans' >"$d/spans" || true
+	# After the sequential round, every worker idle with its control
+	# session and the others as peers: what a node full of pods holds.
+	[[ $mode == seq ]] && idle_memory "$d" "$n"
 	# DEL all at once, with the ADD result as prevResult (as libcni).
 	for ((i = 0; i < n; i++)); do
 		if [[ -s $d/$i.ADD.out ]] && jq --slurpfile r "$d/$i.ADD.out" '.prevResult = $r[0]' \
@@ -170,6 +198,15 @@ report()
 		"$(wc -l <"$d/addrs")" "$n" "$(cat "$d/total_ms")"
 	printf '%-8s %-9s CPU per pod %s ms (supervisor %s, zygote %s, worker %s, plugin %s); control server %s ms per pod\n' \
 		"$CTL_NAME" "$name" "${cpu[@]}"
+	if [[ -s $d/mem ]]; then
+		local -a mem
+		read -r -a mem <"$d/mem"
+		printf '%-8s %-9s idle after the round: %s workers (each with its control session and %s peers) PSS avg %s max %s KiB, USS avg %s max %s KiB; supervisor PSS %s KiB\n' \
+			"$CTL_NAME" "$name" "${mem[0]}" "$((mem[0] - 1))" "${mem[1]}" "${mem[2]}" \
+			"${mem[3]}" "${mem[4]}" "${mem[5]}"
+		echo "# the last worker's by mapping (PSS / USS KiB):"
+		cat "$d/mem_map"
+	fi
 	if [[ ! -s $d/spans ]]; then
 		echo "$CTL_NAME $name spans: no \"ADD spans\" line in the supervisor's log"
 		return
