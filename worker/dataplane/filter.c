@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "mem.h"
@@ -244,6 +245,10 @@ struct filter_state {
 	struct flow_entry e[FILTER_FLOW_MAX];
 	uint16_t buckets[FLOW_BUCKETS];
 	uint16_t lru_head, lru_tail, free_head, n;
+	/* e[fresh..] were never used: taken in order once the free list is
+	 * empty, so that an idle worker never writes (and so never holds) the
+	 * pages of entries it does not need. */
+	uint16_t fresh;
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 	/* Counters: relaxed atomics, no lock. */
 	atomic_uint_least64_t in_accept, out_accept;
@@ -255,16 +260,22 @@ static void flows_reset(struct filter_state *s)
 {
 	for (size_t i = 0; i < FLOW_BUCKETS; i++)
 		s->buckets[i] = FLOW_NONE;
-	for (size_t i = 0; i < FILTER_FLOW_MAX; i++)
-		s->e[i].hnext = (uint16_t)(i + 1 < FILTER_FLOW_MAX ? i + 1 : FLOW_NONE);
-	s->free_head = 0;
+	s->free_head = FLOW_NONE;
+	s->fresh = 0;
 	s->lru_head = s->lru_tail = FLOW_NONE;
 	s->n = 0;
 }
 
+/* Mapped, not calloc'ed: fresh zero pages that stay unbacked until a flow
+ * writes them (calloc would memset all 26 KiB of a heap chunk). An idle
+ * worker holds the first page or two. */
 struct filter_state *filter_state_new(void)
 {
-	struct filter_state *s = xcalloc(1, sizeof(*s));
+	struct filter_state *s =
+		mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (s == MAP_FAILED)
+		abort(); /* out of memory, as xcalloc */
 
 	if (sodium_init() < 0)
 		abort();
@@ -279,7 +290,7 @@ void filter_state_free(struct filter_state *s)
 	if (!s)
 		return;
 	pthread_mutex_destroy(&s->lock);
-	free(s);
+	munmap(s, sizeof(*s));
 }
 
 void filter_state_flush(struct filter_state *s)
@@ -373,8 +384,12 @@ static void flow_add(struct filter_state *s, const struct flow_key *k)
 	}
 	if (s->n == FILTER_FLOW_MAX)
 		flow_evict_oldest(s);
-	i = s->free_head;
-	s->free_head = s->e[i].hnext;
+	if (s->free_head != FLOW_NONE) {
+		i = s->free_head;
+		s->free_head = s->e[i].hnext;
+	} else {
+		i = s->fresh++; /* n < FILTER_FLOW_MAX: one is left */
+	}
 	s->e[i].key = *k;
 	s->e[i].bucket = b;
 	s->e[i].hnext = s->buckets[b];
