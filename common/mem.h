@@ -9,6 +9,11 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
+/* Zeroed memory of its own mapping: its pages stay unbacked (cost nothing)
+ * until written, where calloc may memset a reused heap chunk. For a large
+ * table of which an idle process touches little. Freed with xmap_free(p, n). */
+void *xmap_zeroed(size_t n);
+void xmap_free(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* asprintf that aborts on OOM. */

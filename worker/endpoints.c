@@ -346,7 +346,9 @@ int endpoints_init(struct worker_ctx *ctx)
 			 ctx->udp_fd < 0 ? "no UDP socket" : "no netlink socket");
 		return 0;
 	}
-	e = xcalloc(1, sizeof(*e));
+	/* Its own mapping: of the 32 KiB netlink buffer, only what the
+	 * host's dumps fill is ever backed (xmap_zeroed). */
+	e = xmap_zeroed(sizeof(*e));
 	e->ctx = ctx;
 	e->fd = ctx->nl_fd;
 	e->deny = ctx->start.deny;
@@ -356,7 +358,7 @@ int endpoints_init(struct worker_ctx *ctx)
 	ret = udp_info(e, ctx->udp_fd);
 	if (ret < 0) {
 		log_warn_r(ret, "pod %s: the UDP socket's address", ctx->pod_uid);
-		free(e);
+		xmap_free(e, sizeof(*e));
 		return 0;
 	}
 	ctx->endpoints = e;

@@ -10,7 +10,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "mem.h"
@@ -266,16 +265,11 @@ static void flows_reset(struct filter_state *s)
 	s->n = 0;
 }
 
-/* Mapped, not calloc'ed: fresh zero pages that stay unbacked until a flow
- * writes them (calloc would memset all 26 KiB of a heap chunk). An idle
- * worker holds the first page or two. */
+/* Its own mapping: an idle worker holds the first page or two of the
+ * 26 KiB (xmap_zeroed). */
 struct filter_state *filter_state_new(void)
 {
-	struct filter_state *s =
-		mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (s == MAP_FAILED)
-		abort(); /* out of memory, as xcalloc */
+	struct filter_state *s = xmap_zeroed(sizeof(*s));
 
 	if (sodium_init() < 0)
 		abort();
@@ -290,7 +284,7 @@ void filter_state_free(struct filter_state *s)
 	if (!s)
 		return;
 	pthread_mutex_destroy(&s->lock);
-	munmap(s, sizeof(*s));
+	xmap_free(s, sizeof(*s));
 }
 
 void filter_state_flush(struct filter_state *s)
