@@ -102,6 +102,7 @@ idle_memory()
 	((k > 0)) && echo "$k $((ps / k)) $pm $((us / k)) $um $PSS" >"$d/mem"
 	p=$(worker_pids | tail -n 1)
 	[[ -n $p ]] && smaps_breakdown "$p" >"$d/mem_map"
+	[[ -n $p && -n ${SUP_PRELOAD:-} ]] && heap_sites "$p" 25 >"$d/mem_heap"
 	return 0
 }
 
@@ -206,6 +207,10 @@ report()
 			"${mem[3]}" "${mem[4]}" "${mem[5]}"
 		echo "# the last worker's by mapping (PSS / USS KiB):"
 		cat "$d/mem_map"
+		if [[ -s $d/mem_heap ]]; then
+			echo "# its heap by allocation site:"
+			cat "$d/mem_heap"
+		fi
 	fi
 	if [[ ! -s $d/spans ]]; then
 		echo "$CTL_NAME $name spans: no \"ADD spans\" line in the supervisor's log"
@@ -250,6 +255,17 @@ for ((i = 0; i < 20; i++)); do
 		>>"$T/r/plugin_alone"
 done
 
+# TSCNI_HEAP_SITES=1: every process with tests/bench/heap_sites.so preloaded
+# and the workers without their seccomp filter (it would refuse the dump's
+# files); the idle figures then print the last worker's heap by allocation
+# site. Timings are not comparable with a normal run.
+SUP_SANDBOX=()
+if [[ ${TSCNI_HEAP_SITES:-} == 1 ]]; then
+	SUP_PRELOAD=$TSCNI_BUILD_DIR/tests/bench/heap_sites.so
+	[[ -f $SUP_PRELOAD ]] || fail "$SUP_PRELOAD is missing: build the heap_sites target"
+	SUP_SANDBOX=(--sandbox none)
+fi
+
 echo "# ADD latency: sequential $SEQ, bursts $BURSTS; $(nproc) cores, $(uname -r)"
 echo "# plugin alone (VERSION, exec to exit): p50 $(percentile 50 "$T/r/plugin_alone") ms"
 pods_ns "$MAXP" || tscni_finish
@@ -264,7 +280,7 @@ for ctl in $CONTROLS; do
 		tc_authkey '{"reusable": true, "ephemeral": true, "tags": ["tag:bench"]}' ||
 			tscni_finish
 		SUP_LOG_FILE=$T/sup.log
-		sup_start_tailnet --log-level info || tscni_finish
+		sup_start_tailnet --log-level info "${SUP_SANDBOX[@]}" || tscni_finish
 		rounds
 		sup_stop
 		tc_stop
@@ -282,7 +298,7 @@ for ctl in $CONTROLS; do
 		genuine_node_ns || tscni_finish
 		SUP_LOG=$T/sup-genuine.log
 		SUP_LOG_FILE=$SUP_LOG
-		sup_start_genuine --log-level info || tscni_finish
+		sup_start_genuine --log-level info "${SUP_SANDBOX[@]}" || tscni_finish
 		rounds
 		sup_stop
 		SUP_LOG=""
