@@ -143,8 +143,6 @@ int mapjson_parse_map_response_cached(const char *json, size_t len, struct mapjs
 /* Drops the nodes only c still holds (a delta replaced them), so that a
  * stream of deltas after one full map does not keep every replaced peer. */
 void mapjson_peer_cache_trim(struct mapjson_peer_cache *c);
-/* Peers taken from c, and parsed, since c was made. */
-void mapjson_peer_cache_stats(const struct mapjson_peer_cache *c, uint64_t *hits, uint64_t *misses);
 
 /* RegisterResponse: what doLogin decides on. */
 struct mapjson_register_response {
