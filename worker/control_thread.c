@@ -877,10 +877,8 @@ static void on_timer(uv_timer_t *t);
  * or the TUN's loss then wait up to a second). */
 static void tick_set(struct worker_ctx *ctx, uint64_t ms)
 {
-	if (ctx->timer_period != ms) {
-		ctx->timer_period = ms;
+	if (uv_timer_get_repeat(&ctx->timer) != ms)
 		uv_timer_start(&ctx->timer, on_timer, ms, ms);
-	}
 }
 
 void worker_tick_busy(struct worker_ctx *ctx)
@@ -967,7 +965,6 @@ int control_thread_init(struct worker_ctx *ctx)
 	ret = uv_poll_start(&ctx->ctl_poll[0], UV_READABLE | UV_DISCONNECT, on_ctl);
 	if (ret < 0)
 		return ret;
-	ctx->timer_period = WORKER_TIMER_MS;
 	return uv_timer_start(&ctx->timer, on_timer, WORKER_TIMER_MS, WORKER_TIMER_MS);
 }
 

@@ -135,8 +135,7 @@ struct worker_ctx {
 	int ctl_idx;
 	uv_poll_t rdv_poll;
 	uv_timer_t timer;
-	uint64_t timer_period; /* ms: WORKER_TIMER_MS or WORKER_IDLE_TIMER_MS */
-	uint64_t trim_due;     /* uv_now when malloc_trim is due, 0: none */
+	uint64_t trim_due; /* uv_now when malloc_trim is due, 0: none */
 	bool tun_gone_sent;
 	uint64_t tun_gone_at; /* uv_now when the control thread saw it, 0 */
 
