@@ -115,8 +115,8 @@ CURLcode tls_store_curl(CURL *easy, const char *pem, size_t len)
 /* OpenSSL fetches and caches the ciphers, digests and signature algorithms
  * of its default provider at the first SSL_CTX_new. Done here, the cache is
  * the zygote's pages, shared by every worker; done in each worker's first
- * TLS connection, it was ~56 KiB of private heap per worker and CPU on
- * every pod's way to Ready. The context (no secret: no key, no session) is
+ * TLS connection, it was ~56 KiB of private heap per worker (the CPU it
+ * saves was within the noise of add_latency.sh). The context (no secret: no key, no session) is
  * freed at once. OpenSSL's random generator reseeds in each worker: it
  * compares getpid() with the pid it was seeded in. */
 void tls_store_warm(void)
