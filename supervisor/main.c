@@ -265,16 +265,41 @@ static void auth_key_changed(void *arg, char *key)
 	sup->auth_key = key;
 }
 
-/* Stage: the auth key, now that the zygote cannot inherit it. */
+/* Stage, before the zygote starts: the secrets given in the environment
+ * (--auth-key-env, the key source's -env option) are taken out of it. The
+ * zygote is exec'd with the supervisor's environment, and its
+ * /proc/<pid>/environ, which every worker forked from it shares, would show
+ * them. */
+static int take_env_secrets(struct supervisor *sup)
+{
+	const char *flag_file, *file, *flag_env, *env;
+	int ret;
+
+	if (sodium_init() < 0) {
+		log_err("libsodium init failed");
+		return -EIO;
+	}
+	if (!sup->cfg.auth_key_file && sup->cfg.auth_key_env) {
+		ret = secret_env_read("--auth-key-env", sup->cfg.auth_key_env, AUTHKEY_MAX_LEN,
+				      &sup->auth_key);
+		if (ret < 0)
+			return ret;
+	}
+	if (authkeys_config_kind(&sup->cfg.ak) == AUTHKEYS_STATIC)
+		return 0;
+	authkeys_config_secret(&sup->cfg.ak, &flag_file, &file, &flag_env, &env);
+	if (file)
+		return 0;
+	return secret_env_read(flag_env, env, AUTHKEYS_SECRET_MAX, &sup->ak_env_secret);
+}
+
+/* Stage: the auth key from its file, now that the zygote cannot inherit it
+ * (one from the environment is already taken). */
 static int load_auth_key(struct supervisor *sup)
 {
 	int ret;
 
 	if (sup->cfg.auth_key_file) {
-		if (sodium_init() < 0) {
-			log_err("libsodium init failed");
-			return -EIO;
-		}
 		ret = secret_file_read("--auth-key-file", sup->cfg.auth_key_file, AUTHKEY_MAX_LEN,
 				       &sup->auth_key);
 		if (ret < 0)
@@ -286,18 +311,9 @@ static int load_auth_key(struct supervisor *sup)
 			log_warn_r(ret,
 				   "--auth-key-file %s: not watched: a new key needs a restart",
 				   sup->cfg.auth_key_file);
-		workers_set_auth_key(sup->workers, sup->auth_key);
-	} else if (sup->cfg.auth_key_env) {
-		if (sodium_init() < 0) {
-			log_err("libsodium init failed");
-			return -EIO;
-		}
-		ret = secret_env_read("--auth-key-env", sup->cfg.auth_key_env, AUTHKEY_MAX_LEN,
-				      &sup->auth_key);
-		if (ret < 0)
-			return ret;
-		workers_set_auth_key(sup->workers, sup->auth_key);
 	}
+	if (sup->auth_key) /* from the file, or the environment (take_env_secrets) */
+		workers_set_auth_key(sup->workers, sup->auth_key);
 	if (sup->cfg.control_url)
 		log_info("control plane %s (%s auth key, %s CA, cluster name %s)",
 			 sup->cfg.control_url, sup->auth_key ? "with an" : "without an",
@@ -328,15 +344,15 @@ static int start_authkeys(struct supervisor *sup)
 	}
 	if (authkeys_config_kind(&sup->cfg.ak) == AUTHKEYS_STATIC)
 		return 0;
-	if (sodium_init() < 0) {
-		log_err("libsodium init failed");
-		return -EIO;
-	}
 	authkeys_config_secret(&sup->cfg.ak, &flag_file, &file, &flag_env, &env);
-	ret = file ? secret_file_read(flag_file, file, AUTHKEYS_SECRET_MAX, &secret)
-		   : secret_env_read(flag_env, env, AUTHKEYS_SECRET_MAX, &secret);
-	if (ret < 0)
-		return ret;
+	if (file) {
+		ret = secret_file_read(flag_file, file, AUTHKEYS_SECRET_MAX, &secret);
+		if (ret < 0)
+			return ret;
+	} else {
+		secret = sup->ak_env_secret; /* take_env_secrets' */
+		sup->ak_env_secret = NULL;
+	}
 	ret = authkeys_new(&sup->loop, &sup->cfg.ak, secret, &sup->authkeys);
 	if (ret < 0) {
 		sodium_free(secret);
@@ -381,6 +397,9 @@ static void free_auth_key(struct supervisor *sup)
 	if (sup->auth_key)
 		sodium_free(sup->auth_key);
 	sup->auth_key = NULL;
+	if (sup->ak_env_secret)
+		sodium_free(sup->ak_env_secret);
+	sup->ak_env_secret = NULL;
 }
 
 static void close_state(struct supervisor *sup)
@@ -451,9 +470,13 @@ static int start(struct supervisor *sup, struct signals *sig)
 		log_err("libuv loop: %s", uv_strerror(ret));
 		goto err_claim;
 	}
-	ret = start_workers(sup, &origin);
-	if (ret < 0)
+	ret = take_env_secrets(sup);
+	if (ret == 0)
+		ret = start_workers(sup, &origin);
+	if (ret < 0) {
+		free_auth_key(sup);
 		goto err_loop;
+	}
 	ret = load_auth_key(sup);
 	if (ret == 0)
 		ret = start_authkeys(sup);

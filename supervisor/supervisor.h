@@ -126,9 +126,15 @@ struct supervisor {
 	struct authkeys *authkeys;
 	struct jobs *jobs;
 	struct secret_watch *ak_secret_watch; /* owned; its secret file's rotation */
-	/* Read once at start-up, after the zygote exists: the pre-auth key
-	 * (sodium_malloc'ed, wiped at exit; never logged) and the CA (PEM). */
+	/* Read once at start-up: the pre-auth key (sodium_malloc'ed, wiped at
+	 * exit; never logged) and the CA (PEM). A key from a file is read
+	 * after the zygote exists; one from the environment before it, so that
+	 * the variable is gone from the environment the zygote inherits. */
 	char *auth_key;
+	/* The key source's secret when given in the environment: taken before
+	 * the zygote starts, handed to authkeys_new by start_authkeys
+	 * (sodium_malloc'ed; NULL otherwise). */
+	char *ak_env_secret;
 	char *ca_pem;
 	size_t ca_pem_len;
 	/* Precomputed for STATUS, which is answered on the loop at once and

@@ -12,7 +12,7 @@
 #     owned by another user, a Secret directory others may write to, a plain
 #     0644 file outside a Secret volume;
 #   - --auth-key-env NAME: a pod registers; the key is not left in the
-#     supervisor's /proc/<pid>/environ.
+#     supervisor's /proc/<pid>/environ, nor in the zygote's or a worker's.
 # No key reaches any log.
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -115,6 +115,16 @@ check "pod 2 registered with the key from the environment (tags: $(tags_of 2))" 
 	test "$(tags_of 2)" == tag:first
 check "the key is not left in /proc/<supervisor>/environ" \
 	bash -c '! tr "\0" "\n" <"/proc/$1/environ" | grep -qF -- "$2"' _ "$SUP_PID" "$K1"
+# Nor in the environment the zygote was exec'd with, which every worker
+# forked from it shows too: the supervisor takes it out before the zygote
+# starts.
+zyg=$(sup_status_json | jq -r .zygote_pid)
+wrk=$(sup_status_json | jq -r '[.pods[] | select(.worker_pid > 0)][0].worker_pid')
+for p in "$zyg" "$wrk"; do
+	check "the key is not in /proc/$p/environ (the zygote's and pod 2's worker's)" \
+		bash -c '[[ -r /proc/$1/environ ]] && ! tr "\0" "\n" <"/proc/$1/environ" |
+			grep -qF -- "$2"' _ "$p" "$K1"
+done
 pod_del 2
 check "no key in the supervisor's log" bash -c '! grep -qF -e "$1" -e "$2" "$3"' _ "$K1" "$K2" \
 	"$T/sup.log"
