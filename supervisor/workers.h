@@ -13,7 +13,7 @@
  *
  *   struct workers_config wc = { .worker_path = "/usr/bin/tailscale-cni-worker",
  *                                .netop = pods_on_netop, .netop_arg = pods };
- *   workers_new(&sup->loop, &wc, &pods->workers);   // BEFORE reading secrets
+ *   workers_new(&sup->loop, &wc, &pods->workers);   // after taking env secrets, before files
  *   ...
  *   struct worker_spec spec = { .pod_uid = uid, .tun_fd = tun_fd, .slot = slot,
  *                               .mtu = 1280, ... keys ... };
